@@ -1,0 +1,420 @@
+/*
+ * ppx: a process-pool executor with shared-memory futures for CPU-bound
+ * work, driven from a libuv event loop.
+ *
+ * Conventions used by every function in this header:
+ *  - A call returns 0 (or a non-negative count) on success and a negative
+ *    code on failure: one of the PPX_E* codes below or a negated errno.
+ *    ppx_strerror() and ppx_err_name() turn either into text.
+ *  - A function that hands an object back does so through an OUT parameter
+ *    and leaves it untouched on failure. On failure the caller keeps
+ *    everything it passed.
+ *  - Destructors (_free, _unref) accept NULL and cannot fail.
+ *  - Timeouts are in milliseconds: -1 waits forever, 0 polls.
+ */
+#ifndef PPX_H
+#define PPX_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Version                                                             */
+
+#define PPX_VERSION_MAJOR 0
+#define PPX_VERSION_MINOR 1
+#define PPX_VERSION_PATCH 0
+
+/* Returns the version of the linked library as "MAJOR.MINOR.PATCH". */
+const char *ppx_version(void);
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+
+/*
+ * ppx's own codes live in a block around -29000 so they cannot collide
+ * with negated errno values (> -4096) nor with libuv's UV_E* codes.
+ */
+#define PPX_ERRNO_MAP(XX)                                                     \
+    XX(EINVAL, "invalid argument")                                            \
+    XX(ENOMEM, "out of memory")                                               \
+    XX(ECLOSED, "the pool is closed")                                         \
+    XX(EFROZEN, "functions can no longer be registered: a pool has started") \
+    XX(EEXIST, "a function with that name is already registered")             \
+    XX(ENOFUNC, "no function with that name is registered")                   \
+    XX(EPENDING, "the future is not resolved yet")                            \
+    XX(EDONE, "the future is already resolved")                               \
+    XX(ETIMEDOUT, "timed out")                                                \
+    XX(ECANCELED, "the future was cancelled")                                 \
+    XX(ETASK, "the task failed: see the future's error")                      \
+    XX(ETYPE, "the value has another type")                                   \
+    XX(ERANGE, "the value does not fit the requested type")                   \
+    XX(EINDEX, "index out of range")                                          \
+    XX(EMALFORMED, "malformed msgpack data")                                  \
+    XX(ETOOBIG, "payload exceeds the pool's size limit")                      \
+    XX(ESPAWN, "a worker process could not be started")                       \
+    XX(EBADOBJ, "the object is invalid or already freed")                     \
+    XX(ENOWORK, "the loop has nothing left to run")
+
+typedef enum ppx_errno {
+    PPX__ERRNO_FIRST = -29000,
+#define PPX__ERR_ENUM(code, msg) PPX_##code,
+    PPX_ERRNO_MAP(PPX__ERR_ENUM)
+#undef PPX__ERR_ENUM
+    PPX__ERRNO_LAST
+} ppx_errno;
+
+/* A readable message for any code ppx returns (ppx codes and -errno).
+ * Never NULL; the string is static. */
+const char *ppx_strerror(int code);
+/* The symbolic name, e.g. "PPX_ETIMEDOUT" or "ENOMEM". Never NULL. */
+const char *ppx_err_name(int code);
+
+/* ------------------------------------------------------------------ */
+/* Opaque types                                                        */
+
+typedef struct ppx_pool ppx_pool;           /* pool of forked workers */
+typedef struct ppx_future ppx_future;       /* result of one call */
+typedef struct ppx_call ppx_call;           /* a call, seen by the worker */
+typedef struct ppx_awaitable ppx_awaitable; /* loop-side future (loop/) */
+
+/* A task's state. A future ends in exactly one of the last three. */
+typedef enum ppx_state {
+    PPX_PENDING = 0, /* submitted, not started by a worker */
+    PPX_RUNNING,     /* a worker has started it */
+    PPX_DONE,        /* resolved with a value */
+    PPX_FAILED,      /* resolved with an error */
+    PPX_CANCELLED    /* resolved by cancellation */
+} ppx_state;
+
+/*
+ * What a failed (or cancelled) future carries. All strings are owned by
+ * the future, NUL-terminated, never NULL, and live as long as it does.
+ *
+ * type is the error class. Those ppx produces itself:
+ *   "NameError"      the function name is not registered in the worker
+ *   "WorkerCrashed"  the worker died running the task (signal or exit
+ *                    status in message)
+ *   "ProtocolError"  a frame could not be decoded (message says why)
+ *   "CancelledError" the future was cancelled
+ *   "RuntimeError"   the function failed without raising an error
+ *   "ResultTooLarge" the result exceeded the pool's payload limit
+ * Every other type is the one a worker function passed to ppx_raise().
+ */
+typedef struct ppx_error {
+    const char *type;
+    const char *message;
+    const char *function; /* function the task called */
+    const char *where;    /* "file.c:42" where raised, or "" */
+    long pid;             /* worker pid, 0 when no worker was involved */
+    uint64_t task_id;
+} ppx_error;
+
+/* ------------------------------------------------------------------ */
+/* Values: a borrowed view of one msgpack object                      */
+
+typedef enum ppx_type {
+    PPX_TYPE_INVALID = 0,
+    PPX_TYPE_NIL,
+    PPX_TYPE_BOOL,
+    PPX_TYPE_INT, /* any integer; read with ppx_value_int or _uint */
+    PPX_TYPE_FLOAT,
+    PPX_TYPE_STR,
+    PPX_TYPE_BIN,
+    PPX_TYPE_ARRAY,
+    PPX_TYPE_MAP,
+    PPX_TYPE_EXT
+} ppx_type;
+
+/* data points at exactly one encoded msgpack object of len bytes. The
+ * view borrows the memory of whatever produced it (a future, a call). */
+typedef struct ppx_value {
+    const void *data;
+    size_t len;
+} ppx_value;
+
+ppx_type ppx_value_type(ppx_value v);
+/* Each getter returns 0, PPX_ETYPE when v holds another type, PPX_ERANGE
+ * when the integer does not fit, PPX_EMALFORMED on bad encoding. */
+int ppx_value_int(ppx_value v, int64_t *out);
+int ppx_value_uint(ppx_value v, uint64_t *out);
+int ppx_value_double(ppx_value v, double *out); /* also accepts integers */
+int ppx_value_bool(ppx_value v, bool *out);
+/* The string is not NUL-terminated; *out points into v's memory. */
+int ppx_value_str(ppx_value v, const char **out, size_t *len);
+int ppx_value_bin(ppx_value v, const void **out, size_t *len);
+int ppx_value_array_len(ppx_value v, size_t *n);
+/* Element i of an array; PPX_EINDEX when i is past the end. */
+int ppx_value_at(ppx_value v, size_t i, ppx_value *out);
+/* Writes a Python-like rendering ("[1, 2]", "'s'", "None") into buf,
+ * always NUL-terminated when n > 0. Returns the length the full text
+ * needs (like snprintf) or a negative code. */
+int ppx_value_format(ppx_value v, char *buf, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Worker functions                                                    */
+
+/*
+ * A worker function runs in a worker process. It reads its arguments from
+ * call, sets its result with one ppx_return_*() and returns 0, or returns
+ * ppx_raise(call, type, fmt, ...) to fail with an error. Returning nonzero
+ * without raising fails the task with a "RuntimeError". Returning 0 without
+ * setting a result returns nil.
+ */
+typedef int (*ppx_fn)(ppx_call *call, void *udata);
+
+/* Registers fn under name (copied) in this process's registry. Must run
+ * before the first pool is created so forked workers share the table.
+ * Errors: PPX_EINVAL (NULL, empty or longer than 255 bytes), PPX_EEXIST,
+ * PPX_EFROZEN (a pool was already created), PPX_ENOMEM. */
+int ppx_register(const char *name, ppx_fn fn, void *udata);
+
+size_t ppx_call_argc(const ppx_call *call);
+/* Argument i as a value view valid during the call. PPX_EINDEX if absent. */
+int ppx_call_arg(const ppx_call *call, size_t i, ppx_value *out);
+/* Shortcuts: argument i converted as by the ppx_value getters. */
+int ppx_call_arg_int(const ppx_call *call, size_t i, int64_t *out);
+int ppx_call_arg_uint(const ppx_call *call, size_t i, uint64_t *out);
+int ppx_call_arg_double(const ppx_call *call, size_t i, double *out);
+int ppx_call_arg_str(const ppx_call *call, size_t i, const char **s, size_t *len);
+int ppx_call_arg_bin(const ppx_call *call, size_t i, const void **p, size_t *len);
+const char *ppx_call_function(const ppx_call *call);
+uint64_t ppx_call_task_id(const ppx_call *call);
+/* True once the parent asked this task to stop (cancel, or a gather that
+ * failed). Costs one atomic load: check it in long loops and return. */
+bool ppx_call_cancelled(const ppx_call *call);
+
+/* Set the call's result (the last call wins). 0 or PPX_ENOMEM. */
+int ppx_return_nil(ppx_call *call);
+int ppx_return_bool(ppx_call *call, bool b);
+int ppx_return_int(ppx_call *call, int64_t i);
+int ppx_return_uint(ppx_call *call, uint64_t u);
+int ppx_return_double(ppx_call *call, double d);
+int ppx_return_str(ppx_call *call, const char *s, size_t len);
+int ppx_return_bin(ppx_call *call, const void *p, size_t len);
+/* One msgpack object, already encoded; PPX_EMALFORMED if it is not
+ * exactly one well-formed object. */
+int ppx_return_raw(ppx_call *call, const void *msgpack, size_t len);
+/* Like ppx_pack(): one format letter returns that value, several return
+ * an array of them. */
+int ppx_returnf(ppx_call *call, const char *fmt, ...);
+
+/* Fails the call with an error of class type and a printf-style message;
+ * returns PPX_ETASK so that `return ppx_raise(...)` ends the function. */
+#define ppx_raise(call, type, ...) \
+    ppx_raise_at((call), __FILE__ ":" PPX__STR(__LINE__), (type), __VA_ARGS__)
+#define PPX__STR(x) PPX__STR2(x)
+#define PPX__STR2(x) #x
+int ppx_raise_at(ppx_call *call, const char *where, const char *type,
+                 const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* ------------------------------------------------------------------ */
+/* Packing arguments                                                   */
+
+/*
+ * Format letters for ppx_pack(), ppx_pool_submitf() and ppx_returnf():
+ *   'i' int          'l' long long       'u' unsigned    'U' unsigned long long
+ *   'd' double       'b' bool (int)      'n' nil (no argument)
+ *   's' const char * (NUL-terminated; NULL packs nil)
+ *   'S' const char *, size_t   (string with length)
+ *   'B' const void *, size_t   (binary)
+ * ppx_pack() packs an array with one element per letter into a heap
+ * buffer the caller frees with free(). PPX_EINVAL on an unknown letter.
+ */
+int ppx_pack(void **out, size_t *out_len, const char *fmt, ...);
+int ppx_vpack(void **out, size_t *out_len, const char *fmt, va_list ap);
+
+/* ------------------------------------------------------------------ */
+/* Pool                                                                */
+
+/* A zeroed struct (or NULL) means defaults. */
+typedef struct ppx_pool_options {
+    int workers;               /* 0: number of online CPUs */
+    size_t ring_bytes;         /* per ring, rounded up to a power of two;
+                                  0: 1 MiB, minimum 4 KiB */
+    size_t max_payload;        /* largest call or result; 0: 256 MiB */
+    int cancel_grace_ms;       /* a cancelled running task gets this long
+                                  to notice before its worker is killed;
+                                  0: 100 ms, negative: never kill */
+    unsigned max_queued_per_worker; /* calls placed in one worker's ring
+                                       ahead of it; 0: 64 */
+} ppx_pool_options;
+
+/* Forks the workers and returns the pool in *out. Freezes the function
+ * registry. Errors: PPX_EINVAL, PPX_ENOMEM, PPX_ESPAWN, -errno. */
+int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts);
+
+/*
+ * Closes the pool: no new submissions (PPX_ECLOSED). With PPX_SHUTDOWN_WAIT
+ * it then blocks until every submitted task has resolved or timeout_ms
+ * passes (PPX_ETIMEDOUT; the tasks keep running). With PPX_SHUTDOWN_CANCEL
+ * it cancels every unresolved task first and returns once all are
+ * resolved. Call it from the thread that drives the pool.
+ */
+enum { PPX_SHUTDOWN_WAIT = 0, PPX_SHUTDOWN_CANCEL = 1 };
+int ppx_pool_shutdown(ppx_pool *pool, int how, int timeout_ms);
+
+/* Cancels whatever is unresolved, stops and reaps every worker, releases
+ * all memory and descriptors. Futures stay valid (resolved) until their
+ * last unref. Must not run inside a future's callback. */
+void ppx_pool_free(ppx_pool *pool);
+
+/*
+ * Submits fn(args...) and returns its future in *out (one reference, the
+ * caller's). args is a msgpack array (see ppx_pack), copied. Submission is
+ * eager: the call is in a worker's ring or the pool's queue on return.
+ * Thread-safe. Errors: PPX_EINVAL, PPX_ECLOSED, PPX_ENOFUNC (name not
+ * registered), PPX_ETOOBIG, PPX_EMALFORMED (args not one msgpack array),
+ * PPX_ENOMEM.
+ */
+int ppx_pool_submit(ppx_pool *pool, const char *fn, const void *args,
+                    size_t args_len, ppx_future **out);
+/* Same, packing the arguments from fmt (see ppx_pack). */
+int ppx_pool_submitf(ppx_pool *pool, ppx_future **out, const char *fn,
+                     const char *fmt, ...);
+
+/*
+ * The pool's readiness descriptor: readable when ppx_pool_process() has
+ * something to do. Watch it with poll/epoll/uv_poll; do not read it.
+ */
+int ppx_pool_fd(const ppx_pool *pool);
+/* Does all pending work without blocking: collects results, notices dead
+ * workers, fires timers, dispatches queued calls, and runs the done
+ * callbacks of the futures it resolved, on the calling thread. Returns
+ * the number of futures it resolved, or a negative code. */
+int ppx_pool_process(ppx_pool *pool);
+/* True while any task is unresolved or a cancelled task still runs. */
+bool ppx_pool_busy(const ppx_pool *pool);
+int ppx_pool_workers(const ppx_pool *pool);
+/* Pid of worker i (0 <= i < workers), 0 if it is being respawned. */
+long ppx_pool_worker_pid(const ppx_pool *pool, int i);
+
+/* Pool counters, for tests and observability. */
+typedef struct ppx_pool_stats {
+    uint64_t submitted, completed, failed, cancelled, crashed;
+    uint64_t respawns, killed, stolen;
+    uint64_t queued;  /* in the pool's own queue, not yet in a ring */
+    uint64_t running; /* unresolved tasks in rings or running */
+} ppx_pool_stats;
+void ppx_pool_stats_get(ppx_pool *pool, ppx_pool_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Process futures (usable without libuv)                             */
+
+typedef void (*ppx_future_cb)(ppx_future *f, void *arg);
+
+void ppx_future_ref(ppx_future *f);
+/* Drops one reference; the last one frees the future. An unresolved
+ * future's task keeps running and its result is discarded. */
+void ppx_future_unref(ppx_future *f);
+
+ppx_state ppx_future_state(const ppx_future *f);
+bool ppx_future_done(const ppx_future *f);
+uint64_t ppx_future_id(const ppx_future *f);
+const char *ppx_future_function(const ppx_future *f);
+
+/* Blocks until f resolves, driving the pool from this thread if no other
+ * thread does. 0 when resolved (whatever the outcome), PPX_ETIMEDOUT.
+ * Never call it on a loop thread that watches the pool. */
+int ppx_future_wait(ppx_future *f, int timeout_ms);
+
+/* The value of a DONE future, borrowed from f. PPX_EPENDING, PPX_ETASK
+ * (failed: see ppx_future_error), PPX_ECANCELED. */
+int ppx_future_value(const ppx_future *f, ppx_value *out);
+/* Shortcut for an integer result. */
+int ppx_future_int(const ppx_future *f, int64_t *out);
+/* The error of a FAILED or CANCELLED future, borrowed; NULL otherwise. */
+const ppx_error *ppx_future_error(const ppx_future *f);
+
+/*
+ * Cancels f: a task not started yet never runs; a running task has its
+ * cancellation flag set and, if still running after the pool's grace
+ * period, its worker is killed and respawned. f resolves CANCELLED before
+ * this returns and its callbacks run on this thread. PPX_EDONE if f was
+ * already resolved.
+ */
+int ppx_future_cancel(ppx_future *f);
+
+/* Adds a callback run exactly once when f resolves, on the thread that
+ * resolves it (the one calling ppx_pool_process, ppx_future_wait or
+ * ppx_future_cancel). If f is already resolved, cb runs before this
+ * returns. 0 or PPX_ENOMEM (then cb is never called). */
+int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Loop integration (libuv). Call these on the loop's thread.         */
+
+struct uv_loop_s;
+typedef void (*ppx_awaitable_cb)(ppx_awaitable *aw, void *arg);
+
+/*
+ * Wraps process future f (a reference is taken; the caller keeps its own)
+ * in an awaitable whose callbacks run on loop's thread. Watches the pool's
+ * fd with a uv_poll handle on loop; no thread is created.
+ */
+int ppx_wrap_future(struct uv_loop_s *loop, ppx_future *f, ppx_awaitable **out);
+
+/*
+ * Submits fn(args) to pool (NULL: the default pool, created on first use
+ * with default options) and wraps it: run_in_executor. Eager: the call is
+ * submitted before this returns. Errors as ppx_pool_submit.
+ */
+int ppx_run_in_executor(struct uv_loop_s *loop, ppx_pool *pool,
+                        const char *fn, const void *args, size_t args_len,
+                        ppx_awaitable **out);
+int ppx_run_in_executorf(struct uv_loop_s *loop, ppx_pool *pool,
+                         ppx_awaitable **out, const char *fn,
+                         const char *fmt, ...);
+
+/* The default pool, if it was created; frees it (call on the loop thread
+ * after the loop no longer needs it). */
+ppx_pool *ppx_default_pool(void);
+void ppx_default_pool_free(void);
+
+/*
+ * Gathers n awaitables (references taken) into one. It resolves DONE when
+ * all are done, with an array of their values in the given order. On the
+ * first failure it resolves FAILED with that child's error and cancels
+ * every other child, running ones included. With PPX_GATHER_RETURN_ERRORS
+ * it waits for all and resolves DONE; a failed child's element is nil and
+ * ppx_gather_child() shows its error.
+ */
+enum { PPX_GATHER_RETURN_ERRORS = 1 };
+int ppx_gather(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
+               int flags, ppx_awaitable **out);
+size_t ppx_gather_count(const ppx_awaitable *g);
+ppx_awaitable *ppx_gather_child(const ppx_awaitable *g, size_t i);
+
+void ppx_awaitable_ref(ppx_awaitable *aw);
+void ppx_awaitable_unref(ppx_awaitable *aw);
+ppx_state ppx_awaitable_state(const ppx_awaitable *aw);
+bool ppx_awaitable_done(const ppx_awaitable *aw);
+int ppx_awaitable_value(const ppx_awaitable *aw, ppx_value *out);
+const ppx_error *ppx_awaitable_error(const ppx_awaitable *aw);
+/* The wrapped process future (borrowed), NULL for a gather. */
+ppx_future *ppx_awaitable_future(const ppx_awaitable *aw);
+/* Cancels the awaitable and what it wraps (a gather: all children). */
+int ppx_awaitable_cancel(ppx_awaitable *aw);
+/* Callback on the loop thread, exactly once; if already resolved it is
+ * called before this returns. 0 or PPX_ENOMEM. */
+int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb,
+                                    void *arg);
+
+/* Runs loop until aw resolves. 0, or PPX_ENOWORK if the loop ran out of
+ * things to wait for first (which would otherwise hang). */
+int ppx_run_until_complete(struct uv_loop_s *loop, ppx_awaitable *aw);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PPX_H */

@@ -1,0 +1,255 @@
+/* Awaitables that wrap process futures, and what every awaitable shares:
+ * state, callbacks, references, cancellation, run_until_complete. */
+#include "awaitable.h"
+#include "../procpool/future.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+
+int ppx__default_pool_get(ppx_pool **out);
+void ppx__gather_cancel(ppx_awaitable *g);
+
+static bool live(const ppx_awaitable *aw)
+{
+    return ppx__awaitable_live(aw);
+}
+
+ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop)
+{
+    ppx_awaitable *aw = calloc(1, sizeof *aw);
+    if (!aw)
+        return NULL;
+    aw->magic = AW_MAGIC;
+    aw->loop = loop;
+    aw->state = PPX_PENDING;
+    return aw;
+}
+
+void ppx_awaitable_ref(ppx_awaitable *aw)
+{
+    if (live(aw))
+        aw->refs++;
+}
+
+void ppx_awaitable_unref(ppx_awaitable *aw)
+{
+    if (!live(aw) || --aw->refs > 0)
+        return;
+    aw->magic = AW_DEAD;
+    ppx_future_unref(aw->fut);
+    for (size_t i = 0; i < aw->n; i++)
+        ppx_awaitable_unref(aw->children[i]);
+    free(aw->children);
+    free(aw->links);
+    free(aw->value);
+    free(aw->cbs);
+    free(aw);
+}
+
+void ppx__awaitable_settle(ppx_awaitable *aw, ppx_state st, const ppx_error *err)
+{
+    if (aw->state != PPX_PENDING)
+        return;
+    aw->state = st;
+    aw->err = err;
+    if (aw->b) {
+        aw->b->pending--;
+        ppx__binding_update(aw->b);
+    }
+    ppx__acb *cbs = aw->cbs;
+    size_t n = aw->ncbs;
+    aw->cbs = NULL;
+    aw->ncbs = aw->capcbs = 0;
+    for (size_t i = 0; i < n; i++)
+        cbs[i].cb(aw, cbs[i].arg);
+    free(cbs);
+    ppx_awaitable_unref(aw); /* the pending state's reference */
+}
+
+/* Runs on whichever thread resolved the future. */
+static void on_future_done(ppx_future *f, void *arg)
+{
+    ppx_awaitable *aw = arg;
+    ppx__binding *b = aw->b;
+    if (!b || uv_thread_equal(&b->thread, &(uv_thread_t){uv_thread_self()})) {
+        ppx__awaitable_settle(aw, ppx_future_state(f), ppx_future_error(f));
+        return;
+    }
+    pthread_mutex_lock(&b->mu);
+    aw->cross_next = b->cross;
+    b->cross = aw;
+    pthread_mutex_unlock(&b->mu);
+    uv_async_send(&b->async);
+}
+
+int ppx_wrap_future(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)
+{
+    if (!loop || !out)
+        return PPX_EINVAL;
+    if (!ppx_future_id(f))
+        return PPX_EBADOBJ;
+    ppx_awaitable *aw = ppx__awaitable_alloc(loop);
+    if (!aw)
+        return PPX_ENOMEM;
+    ppx_pool *pool = atomic_load(&f->pool);
+    int rc = 0;
+    if (pool && !ppx_future_done(f)) {
+        aw->b = ppx__bind(loop, pool, &rc);
+        if (!aw->b) {
+            free(aw);
+            return rc;
+        }
+    }
+    ppx_future_ref(f);
+    aw->fut = f;
+    aw->refs = 2; /* the caller's and the pending state's */
+    if (aw->b)
+        aw->b->pending++;
+    rc = ppx_future_add_done_callback(f, on_future_done, aw);
+    if (rc) {
+        if (aw->b)
+            aw->b->pending--;
+        aw->refs = 1;
+        ppx_awaitable_unref(aw);
+        return rc;
+    }
+    if (aw->b)
+        ppx__binding_update(aw->b);
+    *out = aw;
+    return 0;
+}
+
+int ppx_run_in_executor(uv_loop_t *loop, ppx_pool *pool, const char *fn,
+                        const void *args, size_t args_len, ppx_awaitable **out)
+{
+    if (!loop || !out)
+        return PPX_EINVAL;
+    int rc = pool ? 0 : ppx__default_pool_get(&pool);
+    if (rc)
+        return rc;
+    ppx_future *f;
+    rc = ppx_pool_submit(pool, fn, args, args_len, &f);
+    if (rc)
+        return rc;
+    rc = ppx_wrap_future(loop, f, out);
+    if (rc)
+        ppx_future_cancel(f);
+    ppx_future_unref(f);
+    return rc;
+}
+
+int ppx_run_in_executorf(uv_loop_t *loop, ppx_pool *pool, ppx_awaitable **out,
+                         const char *fn, const char *fmt, ...)
+{
+    void *args;
+    size_t len;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = ppx_vpack(&args, &len, fmt, ap);
+    va_end(ap);
+    if (rc)
+        return rc;
+    rc = ppx_run_in_executor(loop, pool, fn, args, len, out);
+    free(args);
+    return rc;
+}
+
+ppx_state ppx_awaitable_state(const ppx_awaitable *aw)
+{
+    if (!live(aw))
+        return PPX_PENDING;
+    if (aw->state == PPX_PENDING && aw->fut)
+        return ppx_future_state(aw->fut) == PPX_RUNNING ? PPX_RUNNING : PPX_PENDING;
+    return aw->state;
+}
+
+bool ppx_awaitable_done(const ppx_awaitable *aw)
+{
+    return live(aw) && aw->state != PPX_PENDING;
+}
+
+int ppx_awaitable_value(const ppx_awaitable *aw, ppx_value *out)
+{
+    if (!live(aw))
+        return PPX_EBADOBJ;
+    if (!out)
+        return PPX_EINVAL;
+    switch (aw->state) {
+    case PPX_DONE:
+        if (aw->is_gather) {
+            out->data = aw->value;
+            out->len = aw->value_len;
+            return 0;
+        }
+        return ppx_future_value(aw->fut, out);
+    case PPX_FAILED:
+        return PPX_ETASK;
+    case PPX_CANCELLED:
+        return PPX_ECANCELED;
+    default:
+        return PPX_EPENDING;
+    }
+}
+
+const ppx_error *ppx_awaitable_error(const ppx_awaitable *aw)
+{
+    if (!live(aw) || (aw->state != PPX_FAILED && aw->state != PPX_CANCELLED))
+        return NULL;
+    return aw->err;
+}
+
+ppx_future *ppx_awaitable_future(const ppx_awaitable *aw)
+{
+    return live(aw) ? aw->fut : NULL;
+}
+
+int ppx_awaitable_cancel(ppx_awaitable *aw)
+{
+    if (!live(aw))
+        return PPX_EBADOBJ;
+    if (aw->state != PPX_PENDING)
+        return PPX_EDONE;
+    if (aw->is_gather) {
+        ppx__gather_cancel(aw);
+        return 0;
+    }
+    /* Resolves the future on this thread, which settles aw at once. */
+    return ppx_future_cancel(aw->fut);
+}
+
+int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb, void *arg)
+{
+    if (!live(aw))
+        return PPX_EBADOBJ;
+    if (!cb)
+        return PPX_EINVAL;
+    if (aw->state != PPX_PENDING) {
+        cb(aw, arg);
+        return 0;
+    }
+    if (aw->ncbs == aw->capcbs) {
+        size_t ncap = aw->capcbs ? aw->capcbs * 2 : 2;
+        ppx__acb *n = realloc(aw->cbs, ncap * sizeof *n);
+        if (!n)
+            return PPX_ENOMEM;
+        aw->cbs = n;
+        aw->capcbs = ncap;
+    }
+    aw->cbs[aw->ncbs++] = (ppx__acb){cb, arg};
+    return 0;
+}
+
+int ppx_run_until_complete(uv_loop_t *loop, ppx_awaitable *aw)
+{
+    if (!loop)
+        return PPX_EINVAL;
+    if (!live(aw))
+        return PPX_EBADOBJ;
+    while (aw->state == PPX_PENDING) {
+        int alive = uv_run(loop, UV_RUN_ONCE);
+        if (!alive && aw->state == PPX_PENDING)
+            return PPX_ENOWORK;
+    }
+    return 0;
+}

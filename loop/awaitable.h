@@ -1,0 +1,81 @@
+/* Loop-side futures: the struct behind ppx_awaitable, and the binding
+ * of a pool to a loop. Everything here runs on the loop's thread except
+ * where a comment says otherwise. */
+#ifndef PPX_LOOP_AWAITABLE_H
+#define PPX_LOOP_AWAITABLE_H
+#include "ppx.h"
+
+#include <pthread.h>
+#include <uv.h>
+
+/* One per (loop, pool): watches the pool's fd and hands back futures that
+ * other threads resolved. */
+typedef struct ppx__binding {
+    uv_loop_t *loop;
+    ppx_pool *pool;
+    uv_poll_t poll;
+    uv_async_t async;
+    uv_thread_t thread;  /* the loop's thread */
+    size_t pending;      /* awaitables waiting on this pool */
+    int open_handles;
+    pthread_mutex_t mu;  /* guards cross, which other threads push to */
+    struct ppx_awaitable *cross;
+    struct ppx__binding *next;
+} ppx__binding;
+
+typedef struct ppx__acb {
+    ppx_awaitable_cb cb;
+    void *arg;
+} ppx__acb;
+
+typedef struct ppx__glink {
+    struct ppx_awaitable *g;
+    size_t i;
+} ppx__glink;
+
+struct ppx_awaitable {
+    uint32_t magic;
+    int refs;
+    uv_loop_t *loop;
+    ppx_state state;          /* PENDING until settled */
+    const ppx_error *err;     /* borrowed from fut, a child, or own_err */
+    ppx_error own_err;
+
+    /* a wrapped future */
+    ppx_future *fut;
+    ppx__binding *b;
+    struct ppx_awaitable *cross_next;
+
+    /* a gather */
+    bool is_gather;
+    int flags;
+    ppx_awaitable **children;
+    ppx__glink *links;
+    size_t n, ndone;
+    unsigned char *value;
+    size_t value_len;
+
+    ppx__acb *cbs;
+    size_t ncbs, capcbs;
+};
+
+/* The binding of pool to loop, created on first use. NULL on ENOMEM or
+ * when libuv refuses the fd (*rc says which). */
+ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc);
+/* Re-evaluates whether the binding keeps the loop alive. */
+void ppx__binding_update(ppx__binding *b);
+
+#define AW_MAGIC 0x70707841u /* "ppxA" */
+#define AW_DEAD 0xdeadaaaau
+
+static inline bool ppx__awaitable_live(const struct ppx_awaitable *aw)
+{
+    return aw && aw->magic == AW_MAGIC;
+}
+
+ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop);
+/* Settles aw in state st, runs its callbacks, drops the reference the
+ * pending state held. */
+void ppx__awaitable_settle(ppx_awaitable *aw, ppx_state st, const ppx_error *err);
+
+#endif

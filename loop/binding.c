@@ -1,0 +1,164 @@
+/*
+ * The glue between a pool and a libuv loop, with no extra thread: a
+ * uv_poll handle on the pool's fd calls ppx_pool_process on the loop
+ * thread, so futures resolved there run their callbacks right there. A
+ * future resolved on another thread (one that cancelled it, or drove a
+ * blocking wait) is handed over through uv_async.
+ *
+ * The poll handle is referenced only while awaitables wait or the pool
+ * has work, so uv_run returns when everything is done; unreferenced, it
+ * still notices workers that die while the pool is idle.
+ */
+#include "awaitable.h"
+#include "../procpool/pool.h"
+
+#include <stdlib.h>
+
+static ppx__binding *bindings;
+static pthread_mutex_t bindings_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void ppx__binding_update(ppx__binding *b)
+{
+    if (b->open_handles < 2)
+        return;
+    if (b->pending > 0 || ppx_pool_busy(b->pool))
+        uv_ref((uv_handle_t *)&b->poll);
+    else
+        uv_unref((uv_handle_t *)&b->poll);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    ppx__binding *b = h->data;
+    ppx_pool_process(b->pool);
+    ppx__binding_update(b);
+}
+
+static void on_async(uv_async_t *h)
+{
+    ppx__binding *b = h->data;
+    pthread_mutex_lock(&b->mu);
+    ppx_awaitable *list = b->cross;
+    b->cross = NULL;
+    pthread_mutex_unlock(&b->mu);
+    while (list) {
+        ppx_awaitable *aw = list;
+        list = aw->cross_next;
+        ppx__awaitable_settle(aw, ppx_future_state(aw->fut), ppx_future_error(aw->fut));
+    }
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    ppx__binding *b = h->data;
+    if (--b->open_handles == 0) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+    }
+}
+
+/* Runs from ppx_pool_free, before the pool's fd closes. */
+static void on_pool_close(ppx_pool *pool, void *arg)
+{
+    (void)pool;
+    ppx__binding *b = arg;
+    pthread_mutex_lock(&bindings_mu);
+    for (ppx__binding **pp = &bindings; *pp; pp = &(*pp)->next) {
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&bindings_mu);
+    /* Futures resolved on other threads before the pool went away. */
+    on_async(&b->async);
+    uv_poll_stop(&b->poll);
+    uv_close((uv_handle_t *)&b->poll, on_closed);
+    uv_close((uv_handle_t *)&b->async, on_closed);
+}
+
+ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
+{
+    pthread_mutex_lock(&bindings_mu);
+    ppx__binding *b = bindings;
+    while (b && (b->loop != loop || b->pool != pool))
+        b = b->next;
+    pthread_mutex_unlock(&bindings_mu);
+    if (b)
+        return b;
+
+    b = calloc(1, sizeof *b);
+    if (!b) {
+        *rc = PPX_ENOMEM;
+        return NULL;
+    }
+    b->loop = loop;
+    b->pool = pool;
+    b->thread = uv_thread_self();
+    pthread_mutex_init(&b->mu, NULL);
+    *rc = uv_poll_init(loop, &b->poll, ppx_pool_fd(pool));
+    if (*rc) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return NULL;
+    }
+    b->poll.data = b;
+    b->open_handles = 1;
+    *rc = uv_async_init(loop, &b->async, on_async);
+    if (*rc == 0) {
+        b->async.data = b;
+        b->open_handles = 2;
+        uv_unref((uv_handle_t *)&b->async);
+        *rc = uv_poll_start(&b->poll, UV_READABLE, on_poll);
+    }
+    if (*rc == 0)
+        *rc = ppx__pool_add_close_hook(pool, on_pool_close, b);
+    if (*rc) {
+        if (b->open_handles == 2)
+            uv_close((uv_handle_t *)&b->async, on_closed);
+        uv_close((uv_handle_t *)&b->poll, on_closed);
+        return NULL;
+    }
+    pthread_mutex_lock(&bindings_mu);
+    b->next = bindings;
+    bindings = b;
+    pthread_mutex_unlock(&bindings_mu);
+    ppx__binding_update(b);
+    return b;
+}
+
+/* ---- the default pool --------------------------------------------------- */
+
+static ppx_pool *default_pool;
+static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int ppx__default_pool_get(ppx_pool **out);
+int ppx__default_pool_get(ppx_pool **out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&default_mu);
+    if (!default_pool)
+        rc = ppx_pool_new(&default_pool, NULL);
+    *out = default_pool;
+    pthread_mutex_unlock(&default_mu);
+    return rc;
+}
+
+ppx_pool *ppx_default_pool(void)
+{
+    pthread_mutex_lock(&default_mu);
+    ppx_pool *p = default_pool;
+    pthread_mutex_unlock(&default_mu);
+    return p;
+}
+
+void ppx_default_pool_free(void)
+{
+    pthread_mutex_lock(&default_mu);
+    ppx_pool *p = default_pool;
+    default_pool = NULL;
+    pthread_mutex_unlock(&default_mu);
+    ppx_pool_free(p);
+}

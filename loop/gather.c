@@ -1,0 +1,135 @@
+/*
+ * gather: one awaitable for many, in the spirit of asyncio.gather. The
+ * gather holds one reference per child callback still to come, so it
+ * lives until every child has reported, even after it has settled.
+ */
+#include "awaitable.h"
+
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const ppx_error gather_cancelled = {
+    "CancelledError", "the gather was cancelled", "", "", 0, 0,
+};
+
+/* The value: an array of the children's values, nil for failed ones. */
+static int build_value(ppx_awaitable *g)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int rc = msgpack_pack_array(&pk, g->n);
+    for (size_t i = 0; i < g->n && rc == 0; i++) {
+        ppx_value v;
+        if (ppx_awaitable_value(g->children[i], &v) == 0)
+            rc = msgpack_sbuffer_write(&sb, v.data, v.len);
+        else
+            rc = msgpack_pack_nil(&pk);
+    }
+    if (rc) {
+        msgpack_sbuffer_destroy(&sb);
+        return PPX_ENOMEM;
+    }
+    g->value_len = sb.size;
+    g->value = (unsigned char *)msgpack_sbuffer_release(&sb);
+    return 0;
+}
+
+static void cancel_children(ppx_awaitable *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (!ppx_awaitable_done(g->children[i]))
+            ppx_awaitable_cancel(g->children[i]);
+}
+
+static void on_child(ppx_awaitable *child, void *arg)
+{
+    ppx__glink *link = arg;
+    ppx_awaitable *g = link->g;
+    g->ndone++;
+    if (g->state == PPX_PENDING) {
+        ppx_state st = ppx_awaitable_state(child);
+        bool failed = st == PPX_FAILED || st == PPX_CANCELLED;
+        if (failed && !(g->flags & PPX_GATHER_RETURN_ERRORS)) {
+            g->own_err = *ppx_awaitable_error(child);
+            ppx__awaitable_settle(g, PPX_FAILED, &g->own_err);
+            /* Fail fast: the siblings' results can no longer matter. */
+            cancel_children(g);
+        } else if (g->ndone == g->n) {
+            if (build_value(g) == 0) {
+                ppx__awaitable_settle(g, PPX_DONE, NULL);
+            } else {
+                g->own_err = (ppx_error){"MemoryError", "no memory for the gathered values",
+                                         "", "", 0, 0};
+                ppx__awaitable_settle(g, PPX_FAILED, &g->own_err);
+            }
+        }
+    }
+    ppx_awaitable_unref(g); /* this child's callback reference */
+}
+
+void ppx__gather_cancel(ppx_awaitable *g);
+void ppx__gather_cancel(ppx_awaitable *g)
+{
+    ppx_awaitable_ref(g);
+    ppx__awaitable_settle(g, PPX_CANCELLED, &gather_cancelled);
+    cancel_children(g);
+    ppx_awaitable_unref(g);
+}
+
+int ppx_gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flags,
+               ppx_awaitable **out)
+{
+    if (!loop || !out || (n && !items) || (flags & ~PPX_GATHER_RETURN_ERRORS))
+        return PPX_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!ppx__awaitable_live(items[i]))
+            return PPX_EBADOBJ;
+    ppx_awaitable *g = ppx__awaitable_alloc(loop);
+    if (!g)
+        return PPX_ENOMEM;
+    g->is_gather = true;
+    g->flags = flags;
+    g->children = calloc(n ? n : 1, sizeof *g->children);
+    g->links = calloc(n ? n : 1, sizeof *g->links);
+    if (!g->children || !g->links) {
+        free(g->children);
+        free(g->links);
+        free(g);
+        return PPX_ENOMEM;
+    }
+    g->n = n;
+    /* The caller's, the pending state's, and one per child callback. */
+    g->refs = 2 + (int)n;
+    for (size_t i = 0; i < n; i++) {
+        g->children[i] = items[i];
+        ppx_awaitable_ref(items[i]);
+        g->links[i] = (ppx__glink){g, i};
+    }
+    *out = g;
+    if (n == 0) {
+        g->own_err = (ppx_error){"MemoryError", "no memory for the gathered values", "", "", 0, 0};
+        ppx__awaitable_settle(g, build_value(g) == 0 ? PPX_DONE : PPX_FAILED, &g->own_err);
+        return 0;
+    }
+    /* Children already settled report at once, which may settle g. Adding
+     * a callback only fails on ENOMEM; treat that child as reported. */
+    ppx_awaitable_ref(g);
+    for (size_t i = 0; i < n; i++)
+        if (ppx_awaitable_add_done_callback(items[i], on_child, &g->links[i]))
+            on_child(items[i], &g->links[i]);
+    ppx_awaitable_unref(g);
+    return 0;
+}
+
+size_t ppx_gather_count(const ppx_awaitable *g)
+{
+    return ppx__awaitable_live(g) && g->is_gather ? g->n : 0;
+}
+
+ppx_awaitable *ppx_gather_child(const ppx_awaitable *g, size_t i)
+{
+    return ppx__awaitable_live(g) && g->is_gather && i < g->n ? g->children[i] : NULL;
+}

@@ -1,0 +1,31 @@
+/* The worker's view of one call (struct behind the public ppx_call). */
+#ifndef PPX_PROCPOOL_CALL_H
+#define PPX_PROCPOOL_CALL_H
+#include "ppx.h"
+#include "shared.h"
+#include <msgpack.h>
+
+struct ppx_call {
+    uint64_t task_id;
+    char function[256];
+    ppx_value args; /* the args array */
+    uint32_t argc;
+    /* Position of argument next_i, so reading arguments in order is O(1). */
+    uint32_t next_i;
+    const uint8_t *next_p;
+    const ppx__slot *slot;
+    msgpack_sbuffer *ret; /* the result value, when has_ret */
+    bool has_ret;
+    bool raised;
+    char type[256];
+    char where[256];
+    char *message; /* heap, when raised */
+};
+
+/* Prepares call for one invocation; ret is the worker's reusable buffer.
+ * PPX_EMALFORMED if args is not an array. */
+int ppx__call_init(ppx_call *call, uint64_t task_id, const char *fn, size_t fn_len,
+                   ppx_value args, const ppx__slot *slot, msgpack_sbuffer *ret);
+void ppx__call_destroy(ppx_call *call);
+
+#endif

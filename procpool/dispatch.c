@@ -1,0 +1,524 @@
+/*
+ * Moving calls between the pool's queue and the workers' rings, and
+ * everything that comes back: replies, dead workers, deadlines. Every
+ * function here runs under the pool's lock.
+ *
+ * Placement: a new call goes to the live worker with the fewest calls
+ * outstanding, at most max_queued_per_worker deep, so the rings hold work
+ * ahead of each worker and submission is eager. A call queued behind a
+ * long one is not stuck there: when a worker runs dry, it takes the newest
+ * unstarted calls of the busiest worker (one CAS per call on the slot; see
+ * shared.h).
+ */
+#include "pool_impl.h"
+#include "worker.h"
+#include "../serialize/envelope.h"
+#include "../shm/wake.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/pidfd.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RESPAWN_RETRY_NS (100 * 1000000LL)
+#define STEAL_MAX 64
+
+int64_t ppx__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void ppx__list_push_back(ppx__list *l, ppx__task *t)
+{
+    t->next = NULL;
+    t->prev = l->tail;
+    if (l->tail)
+        l->tail->next = t;
+    else
+        l->head = t;
+    l->tail = t;
+    l->n++;
+}
+
+void ppx__list_push_front(ppx__list *l, ppx__task *t)
+{
+    t->prev = NULL;
+    t->next = l->head;
+    if (l->head)
+        l->head->prev = t;
+    else
+        l->tail = t;
+    l->head = t;
+    l->n++;
+}
+
+void ppx__list_remove(ppx__list *l, ppx__task *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        l->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        l->tail = t->prev;
+    t->prev = t->next = NULL;
+    l->n--;
+}
+
+void ppx__task_free(ppx_pool *p, ppx__task *t)
+{
+    free(t->frame);
+    free(t);
+    p->ntasks--;
+}
+
+static ppx__slot *slot_of(ppx_pool *p, uint32_t s)
+{
+    return &ppx__shared_slots(p->sh)[s];
+}
+
+static void release_slot(ppx_pool *p, ppx__task *t)
+{
+    if (t->slot == PPX__NO_SLOT)
+        return;
+    atomic_store_explicit(&slot_of(p, t->slot)->state, 0, memory_order_relaxed);
+    p->slot_task[t->slot] = NULL;
+    p->free_slots[p->nfree++] = t->slot;
+    t->slot = PPX__NO_SLOT;
+}
+
+/* The task is over for the pool: it leaves its worker and its slot. */
+static void finish(ppx_pool *p, ppx__task *t)
+{
+    if (t->worker >= 0) {
+        ppx__worker *w = &p->w[t->worker];
+        if (w->partial == t)
+            w->partial = NULL; /* only when the worker died mid-frame */
+        ppx__list_remove(&w->tasks, t);
+    }
+    release_slot(p, t);
+    ppx__task_free(p, t);
+}
+
+/* ---- placing calls -------------------------------------------------- */
+
+/* Writes as much of w's partial frame as fits. */
+static void feed(ppx_pool *p, ppx__worker *w)
+{
+    (void)p;
+    ppx__task *t = w->partial;
+    for (;;) {
+        size_t before = w->partial_off;
+        bool all = ppx__frame_put(w->req, t->frame, t->frame_len, &w->partial_off);
+        if (w->partial_off != before)
+            ppx__ring_notify_data(w->req);
+        if (all) {
+            w->partial = NULL;
+            return;
+        }
+        /* Full: the worker signals the eventfd when it frees space. */
+        size_t need = ppx__frame_next_need(w->req, t->frame_len, w->partial_off);
+        if (!ppx__ring_want_space(w->req, need))
+            return;
+    }
+}
+
+static void place(ppx_pool *p, int wi, ppx__task *t)
+{
+    ppx__worker *w = &p->w[wi];
+    if (t->slot == PPX__NO_SLOT) {
+        t->slot = p->free_slots[--p->nfree];
+        p->slot_task[t->slot] = t;
+    }
+    t->seq = ++p->slot_seq[t->slot];
+    t->worker = wi;
+    ppx__slot *s = slot_of(p, t->slot);
+    atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->state, ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED),
+                          memory_order_release);
+    ppx__env_restamp(t->frame, t->slot, t->seq);
+    ppx__list_push_back(&w->tasks, t);
+    w->partial = t;
+    w->partial_off = 0;
+    feed(p, w);
+}
+
+static int pick_worker(ppx_pool *p)
+{
+    int best = -1;
+    size_t best_n = SIZE_MAX;
+    for (int k = 0; k < p->nworkers; k++) {
+        int i = (int)((p->rr + (unsigned)k) % (unsigned)p->nworkers);
+        ppx__worker *w = &p->w[i];
+        if (!w->alive || w->partial || w->tasks.n >= p->opt.max_queued_per_worker)
+            continue;
+        if (w->tasks.n < best_n) {
+            best = i;
+            best_n = w->tasks.n;
+            if (best_n == 0)
+                break;
+        }
+    }
+    if (best >= 0)
+        p->rr = (unsigned)best + 1;
+    return best;
+}
+
+/* Moves up to half of the victim's unstarted calls to idle worker wi. */
+static void steal_for(ppx_pool *p, int wi)
+{
+    int victim = -1;
+    size_t most = 1;
+    for (int i = 0; i < p->nworkers; i++)
+        if (i != wi && p->w[i].alive && p->w[i].tasks.n > most) {
+            victim = i;
+            most = p->w[i].tasks.n;
+        }
+    if (victim < 0)
+        return;
+    ppx__worker *v = &p->w[victim];
+    ppx__task *taken[STEAL_MAX];
+    size_t n = 0, want = v->tasks.n / 2;
+    for (ppx__task *t = v->tasks.tail; t && n < want && n < STEAL_MAX; t = t->prev) {
+        if (t == v->partial)
+            continue;
+        uint32_t seq = p->slot_seq[t->slot] + 1;
+        uint64_t expect = ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
+        /* Bumping seq makes the copy in the victim's ring stale. */
+        if (!atomic_compare_exchange_strong(&slot_of(p, t->slot)->state, &expect,
+                                            ppx__slot_word(seq, 0, PPX__SLOT_QUEUED)))
+            break; /* started (or cancelled): older ones have too */
+        p->slot_seq[t->slot] = seq - 1; /* place() increments it again */
+        taken[n++] = t;
+    }
+    for (size_t k = n; k-- > 0;) {
+        ppx__list_remove(&v->tasks, taken[k]);
+        place(p, wi, taken[k]);
+        p->stats.stolen++;
+        if (p->w[wi].partial)
+            break; /* its ring is full: leave the rest queued behind */
+    }
+    /* Calls that did not fit go back to the front of the pool's queue. */
+    for (size_t k = 0; k < n; k++) {
+        ppx__task *t = taken[k];
+        if (t->worker == victim) {
+            ppx__list_remove(&v->tasks, t);
+            release_slot(p, t);
+            t->worker = -1;
+            ppx__list_push_front(&p->queue, t);
+        }
+    }
+}
+
+void ppx__pump(ppx_pool *p)
+{
+    for (int i = 0; i < p->nworkers; i++)
+        if (p->w[i].alive && p->w[i].partial)
+            feed(p, &p->w[i]);
+    while (p->queue.head && p->nfree) {
+        int wi = pick_worker(p);
+        if (wi < 0)
+            break;
+        ppx__task *t = p->queue.head;
+        ppx__list_remove(&p->queue, t);
+        place(p, wi, t);
+    }
+    if (!p->queue.head)
+        for (int i = 0; i < p->nworkers; i++)
+            if (p->w[i].alive && p->w[i].tasks.n == 0)
+                steal_for(p, i);
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+/* A worker that breaks the protocol cannot be trusted with more work:
+ * kill it, and its tasks fail as they do on a crash. */
+static void protocol_fail(ppx_pool *p, ppx__worker *w)
+{
+    (void)p;
+    if (!w->protocol_error && w->alive) {
+        w->protocol_error = true;
+        syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+    }
+}
+
+static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame,
+                         size_t len, ppx__notify *n)
+{
+    ppx__env env;
+    int rc = ppx__env_decode(frame, len, &env);
+    if (!env.head_ok || env.slot >= p->sh->nslots) {
+        protocol_fail(p, w);
+        return;
+    }
+    ppx__task *t = p->slot_task[env.slot];
+    if (!t || t->id != env.task_id || t->worker != (int)(w - p->w) || t->seq != env.seq ||
+        (rc == 0 && env.kind == PPX__ENV_CALL)) {
+        protocol_fail(p, w);
+        return;
+    }
+    ppx_future *f = t->fut;
+    if (f && rc == 0 && env.kind == PPX__ENV_SKIP) {
+        protocol_fail(p, w); /* a SKIP for a call we did not cancel */
+        return;
+    }
+    if (f) {
+        p->unresolved--;
+        if (rc != 0) {
+            p->stats.failed++;
+            ppx__future_failf(f, "ProtocolError", (long)w->pid, n,
+                              "worker %ld sent a malformed reply for task %llu",
+                              (long)w->pid, (unsigned long long)t->id);
+        } else if (env.kind == PPX__ENV_RESULT) {
+            p->stats.completed++;
+            ppx__future_done(f, env.payload.data, env.payload.len, n);
+        } else if (env.kind == PPX__ENV_ERROR) {
+            char type[PPX__NAME_MAX + 1], where[PPX__NAME_MAX + 1];
+            char *msg = malloc(env.message.len + 1);
+            snprintf(type, sizeof type, "%.*s", (int)env.type.len, env.type.p);
+            snprintf(where, sizeof where, "%.*s", (int)env.where.len, env.where.p);
+            if (msg) {
+                memcpy(msg, env.message.p, env.message.len);
+                msg[env.message.len] = '\0';
+            }
+            p->stats.failed++;
+            ppx__future_fail(f, type, msg ? msg : "(no memory for the message)", where,
+                             (long)env.pid, n);
+            free(msg);
+        }
+    }
+    finish(p, t);
+}
+
+void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
+{
+    for (;;) {
+        const void *rec, *frame;
+        size_t len, flen;
+        uint32_t flags;
+        int rc = ppx__ring_peek(w->resp, &rec, &len, &flags);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            protocol_fail(p, w);
+            break;
+        }
+        rc = ppx__rx_feed(&w->rx, rec, len, flags, &frame, &flen);
+        if (rc < 0) {
+            ppx__rx_reset(&w->rx);
+            ppx__ring_release(w->resp);
+            protocol_fail(p, w);
+            break;
+        }
+        if (rc == 1)
+            handle_reply(p, w, frame, flen, n);
+        ppx__ring_release(w->resp);
+        if (rc == 1 && flags != PPX__REC_WHOLE)
+            ppx__rx_reset(&w->rx);
+        ppx__ring_notify_space(w->resp);
+    }
+}
+
+/* ---- workers that end ------------------------------------------------- */
+
+static void describe_exit(const siginfo_t *si, char *buf, size_t n)
+{
+    if (si->si_code == CLD_EXITED)
+        snprintf(buf, n, "exited with status %d", si->si_status);
+    else
+        snprintf(buf, n, "was killed by signal %d (SIG%s)", si->si_status,
+                 sigabbrev_np(si->si_status) ? sigabbrev_np(si->si_status) : "?");
+}
+
+void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) != 0 || si.si_pid == 0)
+        return; /* not dead yet */
+    int wi = (int)(w - p->w);
+    /* Replies it wrote before dying count: collect them first. */
+    w->alive = false;
+    ppx__drain_replies(p, w, n);
+
+    char how[96];
+    describe_exit(&si, how, sizeof how);
+    bool protocol = w->protocol_error ||
+                    (si.si_code == CLD_EXITED && si.si_status == PPX__EXIT_PROTOCOL);
+    bool crashed = false;
+    ppx__list requeue = {0};
+    while (w->tasks.head) {
+        ppx__task *t = w->tasks.head;
+        uint64_t word = atomic_load(&slot_of(p, t->slot)->state);
+        bool running = ppx__slot_st(word) == PPX__SLOT_RUNNING &&
+                       ppx__slot_seq(word) == t->seq && ppx__slot_worker(word) == (uint32_t)wi;
+        if (running || ppx__slot_st(word) == PPX__SLOT_CANCELLED || !t->fut) {
+            if (t->fut) {
+                crashed = true;
+                p->unresolved--;
+                p->stats.failed++;
+                ppx__future_failf(t->fut, protocol ? "ProtocolError" : "WorkerCrashed",
+                                  (long)w->pid, n, "worker %ld %s while running %s (task %llu)",
+                                  (long)w->pid, how, t->fut->function,
+                                  (unsigned long long)t->id);
+            }
+            finish(p, t);
+        } else {
+            /* Never started: it runs elsewhere, in its original order. */
+            ppx__list_remove(&w->tasks, t);
+            release_slot(p, t);
+            t->worker = -1;
+            ppx__list_push_back(&requeue, t);
+        }
+    }
+    while (requeue.tail) {
+        ppx__task *t = requeue.tail;
+        ppx__list_remove(&requeue, t);
+        ppx__list_push_front(&p->queue, t);
+    }
+    if (crashed || (!w->killed_by_us && !atomic_load(&p->sh->shutdown)))
+        p->stats.crashed++;
+
+    epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
+    close(w->pidfd);
+    w->pidfd = -1;
+    w->pid = 0;
+    w->partial = NULL;
+    ppx__rx_reset(&w->rx);
+    ppx__ring_reset(w->req);
+    ppx__ring_reset(w->resp);
+    if (p->closed)
+        return;
+    if (ppx__spawn(p, wi) == 0) {
+        p->stats.respawns++;
+    } else {
+        w->respawn_at = ppx__now_ns() + RESPAWN_RETRY_NS;
+        ppx__arm_timer(p);
+    }
+}
+
+int ppx__spawn(ppx_pool *p, int i)
+{
+    ppx__worker *w = &p->w[i];
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0)
+        ppx__worker_main(p->sh, (uint32_t)i, p->efd, p->self);
+    int fd = pidfd_open(pid, 0);
+    if (fd < 0) {
+        int err = -errno;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return err;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = PPX__EV_WORKER + (uint64_t)i};
+    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        int err = -errno;
+        syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+        waitpid(pid, NULL, 0);
+        close(fd);
+        return err;
+    }
+    w->pid = pid;
+    w->pidfd = fd;
+    w->alive = true;
+    w->killed_by_us = false;
+    w->protocol_error = false;
+    w->respawn_at = 0;
+    return 0;
+}
+
+/* ---- cancellation and deadlines ---------------------------------------- */
+
+void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, ppx__notify *n)
+{
+    ppx_future *f = t->fut;
+    t->fut = NULL;
+    if (f) {
+        p->unresolved--;
+        p->stats.cancelled++;
+        ppx__future_cancelled(f, n);
+    }
+    if (t->worker < 0) {
+        ppx__list_remove(&p->queue, t);
+        ppx__task_free(p, t);
+        return;
+    }
+    ppx__slot *s = slot_of(p, t->slot);
+    uint64_t expect = ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
+    if (atomic_compare_exchange_strong(&s->state, &expect,
+                                       ppx__slot_word(t->seq, 0, PPX__SLOT_CANCELLED)))
+        return; /* never runs; the worker acknowledges with a SKIP */
+    /* Running: ask it to stop, and stop it ourselves if it does not. */
+    atomic_store_explicit(&s->cancel, 1, memory_order_relaxed);
+    if (kill_later && p->opt.cancel_grace_ms >= 0 && !t->kill_at) {
+        t->kill_at = ppx__now_ns() + (int64_t)p->opt.cancel_grace_ms * 1000000LL;
+        ppx__arm_timer(p);
+    }
+}
+
+void ppx__arm_timer(ppx_pool *p)
+{
+    int64_t next = 0;
+    for (int i = 0; i < p->nworkers; i++) {
+        ppx__worker *w = &p->w[i];
+        if (!w->alive && w->respawn_at && (!next || w->respawn_at < next))
+            next = w->respawn_at;
+        for (ppx__task *t = w->tasks.head; t; t = t->next)
+            if (t->kill_at && (!next || t->kill_at < next))
+                next = t->kill_at;
+    }
+    if (next == p->timer_at)
+        return;
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    if (next) {
+        its.it_value.tv_sec = next / 1000000000LL;
+        its.it_value.tv_nsec = next % 1000000000LL;
+    }
+    timerfd_settime(p->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+    p->timer_at = next;
+}
+
+void ppx__run_timers(ppx_pool *p)
+{
+    uint64_t expirations;
+    if (read(p->tfd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+        return;
+    p->timer_at = -1; /* force a re-arm */
+    int64_t now = ppx__now_ns();
+    for (int i = 0; i < p->nworkers; i++) {
+        ppx__worker *w = &p->w[i];
+        if (!w->alive && w->respawn_at && w->respawn_at <= now && !p->closed) {
+            if (ppx__spawn(p, i) == 0)
+                p->stats.respawns++;
+            else
+                w->respawn_at = now + RESPAWN_RETRY_NS;
+            continue;
+        }
+        for (ppx__task *t = w->tasks.head; t; t = t->next) {
+            if (!t->kill_at || t->kill_at > now)
+                continue;
+            t->kill_at = 0;
+            uint64_t word = atomic_load(&slot_of(p, t->slot)->state);
+            if (w->alive && ppx__slot_st(word) == PPX__SLOT_RUNNING && ppx__slot_seq(word) == t->seq) {
+                w->killed_by_us = true;
+                p->stats.killed++;
+                syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+            }
+        }
+    }
+    ppx__arm_timer(p);
+}

@@ -1,0 +1,46 @@
+#include "ppx.h"
+
+#include <string.h>
+
+const char *ppx_version(void)
+{
+#define S2(x) #x
+#define S(x) S2(x)
+    return S(PPX_VERSION_MAJOR) "." S(PPX_VERSION_MINOR) "." S(PPX_VERSION_PATCH);
+#undef S
+#undef S2
+}
+
+const char *ppx_strerror(int code)
+{
+    switch (code) {
+#define XX(c, msg) case PPX_##c: return msg;
+        PPX_ERRNO_MAP(XX)
+#undef XX
+    case 0:
+        return "success";
+    default:
+        break;
+    }
+    if (code < 0 && code > -4096)
+        return strerror(-code); /* static strings in glibc for valid codes */
+    return "unknown error";
+}
+
+const char *ppx_err_name(int code)
+{
+    switch (code) {
+#define XX(c, msg) case PPX_##c: return "PPX_" #c;
+        PPX_ERRNO_MAP(XX)
+#undef XX
+    case 0:
+        return "OK";
+    default:
+        break;
+    }
+    if (code < 0 && code > -4096) {
+        const char *n = strerrorname_np(-code);
+        return n ? n : "EUNKNOWN";
+    }
+    return "EUNKNOWN";
+}

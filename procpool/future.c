@@ -1,0 +1,258 @@
+#include "future.h"
+#include "pool.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FUTURE_MAGIC 0x70707846u /* "ppxF" */
+#define FUTURE_DEAD 0xdeadf00du
+
+static bool live(const ppx_future *f)
+{
+    return f && f->magic == FUTURE_MAGIC;
+}
+
+ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len)
+{
+    ppx_future *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->function = malloc(fn_len + 1);
+    if (!f->function) {
+        free(f);
+        return NULL;
+    }
+    memcpy(f->function, fn, fn_len);
+    f->function[fn_len] = '\0';
+    f->magic = FUTURE_MAGIC;
+    atomic_init(&f->refs, 2);
+    atomic_init(&f->state, PPX_PENDING);
+    atomic_init(&f->pool, pool);
+    f->id = id;
+    return f;
+}
+
+static void enqueue(ppx_future *f, int state, ppx__notify *n)
+{
+    f->task = NULL;
+    atomic_store_explicit(&f->pool, NULL, memory_order_relaxed);
+    atomic_store_explicit(&f->state, state, memory_order_release);
+    f->notify_next = NULL;
+    if (n->tail)
+        n->tail->notify_next = f;
+    else
+        n->head = f;
+    n->tail = f;
+    n->count++;
+}
+
+void ppx__future_done(ppx_future *f, const void *value, size_t len, ppx__notify *n)
+{
+    f->value = malloc(len ? len : 1);
+    if (!f->value) {
+        ppx__future_fail(f, "MemoryError", "no memory to hold the result", "", 0, n);
+        return;
+    }
+    memcpy(f->value, value, len);
+    f->value_len = len;
+    enqueue(f, PPX_DONE, n);
+}
+
+void ppx__future_fail(ppx_future *f, const char *type, const char *message,
+                      const char *where, long pid, ppx__notify *n)
+{
+    /* One block holds every string, so there is one allocation to fail;
+     * if it does, static strings still tell the story. */
+    size_t lt = strlen(type) + 1, lm = strlen(message) + 1, lw = strlen(where) + 1;
+    char *mem = malloc(lt + lm + lw);
+    if (mem) {
+        memcpy(mem, type, lt);
+        memcpy(mem + lt, message, lm);
+        memcpy(mem + lt + lm, where, lw);
+        f->err.type = mem;
+        f->err.message = mem + lt;
+        f->err.where = mem + lt + lm;
+    } else {
+        f->err.type = "MemoryError";
+        f->err.message = "no memory to hold the error";
+        f->err.where = "";
+    }
+    f->err_mem = mem;
+    f->err.function = f->function;
+    f->err.pid = pid;
+    f->err.task_id = f->id;
+    enqueue(f, PPX_FAILED, n);
+}
+
+void ppx__future_failf(ppx_future *f, const char *type, long pid, ppx__notify *n,
+                       const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ppx__future_fail(f, type, msg, "", pid, n);
+}
+
+void ppx__future_cancelled(ppx_future *f, ppx__notify *n)
+{
+    f->err.type = "CancelledError";
+    f->err.message = "the task was cancelled";
+    f->err.where = "";
+    f->err.function = f->function;
+    f->err.pid = 0;
+    f->err.task_id = f->id;
+    enqueue(f, PPX_CANCELLED, n);
+}
+
+void ppx__notify_run(ppx__notify *n)
+{
+    ppx_future *f = n->head;
+    n->head = n->tail = NULL;
+    while (f) {
+        ppx_future *next = f->notify_next;
+        /* Resolved: nobody appends to cbs any more (see add_done_callback). */
+        for (size_t i = 0; i < f->ncbs; i++)
+            f->cbs[i].cb(f, f->cbs[i].arg);
+        free(f->cbs);
+        f->cbs = NULL;
+        f->ncbs = f->capcbs = 0;
+        ppx_future_unref(f);
+        f = next;
+    }
+}
+
+void ppx_future_ref(ppx_future *f)
+{
+    if (live(f))
+        atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+void ppx_future_unref(ppx_future *f)
+{
+    if (!live(f))
+        return;
+    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    /* The pool holds a reference while f is unresolved, so f is resolved. */
+    f->magic = FUTURE_DEAD;
+    free(f->function);
+    free(f->value);
+    free(f->err_mem);
+    free(f->cbs);
+    free(f);
+}
+
+ppx_state ppx_future_state(const ppx_future *f)
+{
+    if (!live(f))
+        return PPX_PENDING;
+    int st = atomic_load_explicit(&f->state, memory_order_acquire);
+    if (st != PPX_PENDING)
+        return (ppx_state)st;
+    ppx_pool *p = atomic_load(&((ppx_future *)f)->pool);
+    return p ? ppx__pool_task_state(p, (ppx_future *)f) : (ppx_state)atomic_load(&f->state);
+}
+
+bool ppx_future_done(const ppx_future *f)
+{
+    return live(f) && atomic_load_explicit(&f->state, memory_order_acquire) != PPX_PENDING;
+}
+
+uint64_t ppx_future_id(const ppx_future *f)
+{
+    return live(f) ? f->id : 0;
+}
+
+const char *ppx_future_function(const ppx_future *f)
+{
+    return live(f) ? f->function : "";
+}
+
+int ppx_future_wait(ppx_future *f, int timeout_ms)
+{
+    if (!live(f))
+        return PPX_EBADOBJ;
+    if (ppx_future_done(f))
+        return 0;
+    ppx_pool *p = atomic_load(&f->pool);
+    return p ? ppx__pool_wait(p, f, timeout_ms) : 0;
+}
+
+int ppx_future_value(const ppx_future *f, ppx_value *out)
+{
+    if (!live(f) || !out)
+        return live(f) ? PPX_EINVAL : PPX_EBADOBJ;
+    switch (atomic_load_explicit(&f->state, memory_order_acquire)) {
+    case PPX_DONE:
+        out->data = f->value;
+        out->len = f->value_len;
+        return 0;
+    case PPX_FAILED:
+        return PPX_ETASK;
+    case PPX_CANCELLED:
+        return PPX_ECANCELED;
+    default:
+        return PPX_EPENDING;
+    }
+}
+
+int ppx_future_int(const ppx_future *f, int64_t *out)
+{
+    ppx_value v;
+    int rc = ppx_future_value(f, &v);
+    return rc ? rc : ppx_value_int(v, out);
+}
+
+const ppx_error *ppx_future_error(const ppx_future *f)
+{
+    if (!live(f))
+        return NULL;
+    int st = atomic_load_explicit(&f->state, memory_order_acquire);
+    return st == PPX_FAILED || st == PPX_CANCELLED ? &f->err : NULL;
+}
+
+int ppx_future_cancel(ppx_future *f)
+{
+    if (!live(f))
+        return PPX_EBADOBJ;
+    ppx_pool *p = atomic_load(&f->pool);
+    if (!p || ppx_future_done(f))
+        return PPX_EDONE;
+    return ppx__pool_cancel(p, f);
+}
+
+int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg)
+{
+    if (!live(f))
+        return PPX_EBADOBJ;
+    if (!cb)
+        return PPX_EINVAL;
+    ppx_pool *p = atomic_load(&f->pool);
+    if (p) {
+        ppx__pool_lock(p);
+        if (atomic_load(&f->state) == PPX_PENDING) {
+            int rc = 0;
+            if (f->ncbs == f->capcbs) {
+                size_t ncap = f->capcbs ? f->capcbs * 2 : 2;
+                ppx__cb *n = realloc(f->cbs, ncap * sizeof *n);
+                if (n) {
+                    f->cbs = n;
+                    f->capcbs = ncap;
+                } else {
+                    rc = PPX_ENOMEM;
+                }
+            }
+            if (rc == 0)
+                f->cbs[f->ncbs++] = (ppx__cb){cb, arg};
+            ppx__pool_unlock(p);
+            return rc;
+        }
+        ppx__pool_unlock(p);
+    }
+    cb(f, arg);
+    return 0;
+}

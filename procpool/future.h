@@ -1,0 +1,53 @@
+/* Process futures: the struct behind ppx_future, used by the pool. Every
+ * function here except notify runs under the owning pool's lock. */
+#ifndef PPX_PROCPOOL_FUTURE_H
+#define PPX_PROCPOOL_FUTURE_H
+#include "ppx.h"
+
+#include <stdatomic.h>
+
+struct ppx__task;
+
+typedef struct ppx__cb {
+    ppx_future_cb cb;
+    void *arg;
+} ppx__cb;
+
+struct ppx_future {
+    uint32_t magic;
+    _Atomic int refs;
+    _Atomic int state;            /* PENDING until resolved */
+    _Atomic(ppx_pool *) pool;     /* while unresolved */
+    struct ppx__task *task;       /* while unresolved */
+    uint64_t id;
+    char *function;
+    unsigned char *value;
+    size_t value_len;
+    ppx_error err;
+    char *err_mem;
+    ppx__cb *cbs;
+    size_t ncbs, capcbs;
+    ppx_future *notify_next;      /* on a notify list once resolved */
+};
+
+/* Futures resolved under the lock, whose callbacks run after it. */
+typedef struct ppx__notify {
+    ppx_future *head, *tail;
+    int count;
+} ppx__notify;
+
+/* A new pending future with two references: the caller's and the pool's.
+ * NULL on ENOMEM. */
+ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len);
+/* Resolve and queue on n, which takes over the pool's reference. */
+void ppx__future_done(ppx_future *f, const void *value, size_t len, ppx__notify *n);
+void ppx__future_fail(ppx_future *f, const char *type, const char *message,
+                      const char *where, long pid, ppx__notify *n);
+void ppx__future_failf(ppx_future *f, const char *type, long pid, ppx__notify *n,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void ppx__future_cancelled(ppx_future *f, ppx__notify *n);
+/* Outside any lock: runs the callbacks of every future on n and drops the
+ * references n held. */
+void ppx__notify_run(ppx__notify *n);
+
+#endif

@@ -1,0 +1,649 @@
+/*
+ * The pool's lifecycle and its entry points: create, submit, cancel,
+ * process, blocking waits and shutdown. See pool_impl.h for ownership and
+ * dispatch.c for how calls move.
+ *
+ * Threads: any thread may submit, cancel or wait. At most one thread at a
+ * time sleeps in epoll_wait on the pool's behalf (the "driver"); others
+ * wait on the condition variable, which is broadcast whenever futures
+ * resolve. A thread that resolves futures while a driver sleeps kicks it
+ * through kickfd, so no waiter misses its future.
+ */
+#include "pool_impl.h"
+#include "registry.h"
+#include "../serialize/envelope.h"
+#include "../serialize/mpread.h"
+#include "../serialize/pack.h"
+#include "../shm/region.h"
+#include "../shm/wake.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POOL_MAGIC 0x7070784cu /* "ppxL" */
+#define POOL_DEAD 0xdeadb001u
+
+static bool live(const ppx_pool *p)
+{
+    return p && p->magic == POOL_MAGIC;
+}
+
+void ppx__pool_lock(ppx_pool *p) { pthread_mutex_lock(&p->mu); }
+void ppx__pool_unlock(ppx_pool *p) { pthread_mutex_unlock(&p->mu); }
+
+/* ---- creation ---------------------------------------------------------- */
+
+static size_t round_pow2(size_t v)
+{
+    size_t r = 1;
+    while (r < v)
+        r <<= 1;
+    return r;
+}
+
+static int resolve_options(ppx_pool_options *o, const ppx_pool_options *in)
+{
+    if (in)
+        *o = *in;
+    else
+        memset(o, 0, sizeof *o);
+    if (o->workers < 0 || o->workers > 1024)
+        return PPX_EINVAL;
+    if (o->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o->workers = n > 0 ? (int)(n > 1024 ? 1024 : n) : 1;
+    }
+    if (o->ring_bytes == 0)
+        o->ring_bytes = 1u << 20;
+    if (o->ring_bytes > (1u << 30))
+        return PPX_EINVAL;
+    o->ring_bytes = round_pow2(o->ring_bytes < 4096 ? 4096 : o->ring_bytes);
+    if (o->max_payload == 0)
+        o->max_payload = (size_t)256 << 20;
+    if (o->max_payload > ((size_t)1 << 40))
+        return PPX_EINVAL;
+    if (o->cancel_grace_ms == 0)
+        o->cancel_grace_ms = 100;
+    if (o->max_queued_per_worker == 0)
+        o->max_queued_per_worker = 64;
+    if (o->max_queued_per_worker > 4096)
+        return PPX_EINVAL;
+    return 0;
+}
+
+static int map_shared(ppx_pool *p)
+{
+    uint32_t nw = (uint32_t)p->nworkers;
+    uint32_t nslots = nw * p->opt.max_queued_per_worker;
+    size_t slots_off = (sizeof(ppx__shared) + 63) & ~(size_t)63;
+    size_t rings_off = ppx__page_round(slots_off + nslots * sizeof(ppx__slot));
+    size_t stride = ppx__page_round(ppx__ring_footprint(p->opt.ring_bytes));
+    p->sh_len = rings_off + 2 * (size_t)nw * stride;
+    int rc = ppx__region_map(p->sh_len, (void **)&p->sh);
+    if (rc)
+        return rc;
+    ppx__shared *sh = p->sh;
+    sh->magic = PPX__SHARED_MAGIC;
+    sh->version = PPX__SHARED_VERSION;
+    sh->nworkers = nw;
+    sh->nslots = nslots;
+    sh->ring_bytes = p->opt.ring_bytes;
+    sh->ring_stride = stride;
+    sh->slots_off = slots_off;
+    sh->rings_off = rings_off;
+    sh->max_payload = p->opt.max_payload;
+    for (uint32_t i = 0; i < nw; i++) {
+        ppx__ring_init(ppx__shared_req(sh, i), p->opt.ring_bytes);
+        ppx__ring_init(ppx__shared_resp(sh, i), p->opt.ring_bytes);
+        p->w[i].req = ppx__shared_req(sh, i);
+        p->w[i].resp = ppx__shared_resp(sh, i);
+        p->w[i].pidfd = -1;
+        p->w[i].rx.max = p->opt.max_payload + 4096;
+    }
+    p->slot_task = calloc(nslots, sizeof *p->slot_task);
+    p->slot_seq = calloc(nslots, sizeof *p->slot_seq);
+    p->free_slots = malloc(nslots * sizeof *p->free_slots);
+    if (!p->slot_task || !p->slot_seq || !p->free_slots)
+        return PPX_ENOMEM;
+    for (uint32_t s = 0; s < nslots; s++)
+        p->free_slots[s] = nslots - 1 - s;
+    p->nfree = nslots;
+    return 0;
+}
+
+static int add_fd(ppx_pool *p, int fd, uint64_t tag)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
+    return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+static int open_fds(ppx_pool *p)
+{
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (p->epfd < 0)
+        return -errno;
+    if ((p->efd = ppx__eventfd_new()) < 0)
+        return p->efd;
+    if ((p->kickfd = ppx__eventfd_new()) < 0)
+        return p->kickfd;
+    p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (p->tfd < 0)
+        return -errno;
+    int rc = add_fd(p, p->efd, PPX__EV_EFD);
+    if (rc == 0)
+        rc = add_fd(p, p->kickfd, PPX__EV_KICK);
+    if (rc == 0)
+        rc = add_fd(p, p->tfd, PPX__EV_TIMER);
+    return rc;
+}
+
+static void stop_workers(ppx_pool *p);
+static void destroy(ppx_pool *p);
+
+int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
+{
+    if (!out)
+        return PPX_EINVAL;
+    ppx_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return PPX_ENOMEM;
+    p->efd = p->kickfd = p->tfd = p->epfd = -1;
+    int rc = resolve_options(&p->opt, opts);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    p->nworkers = p->opt.workers;
+    p->self = getpid();
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    p->magic = POOL_MAGIC;
+    atomic_init(&p->next_id, 1);
+
+    p->w = calloc((size_t)p->nworkers, sizeof *p->w);
+    rc = p->w ? map_shared(p) : PPX_ENOMEM;
+    if (rc == 0)
+        rc = open_fds(p);
+    if (rc) {
+        destroy(p);
+        return rc;
+    }
+    ppx__registry_freeze();
+    for (int i = 0; i < p->nworkers; i++) {
+        if (ppx__spawn(p, i) != 0) {
+            stop_workers(p);
+            destroy(p);
+            return PPX_ESPAWN;
+        }
+    }
+    atomic_store(&p->sh->parent_waiting, 1);
+    *out = p;
+    return 0;
+}
+
+/* ---- submission -------------------------------------------------------- */
+
+int ppx_pool_submit(ppx_pool *p, const char *fn, const void *args, size_t args_len,
+                    ppx_future **out)
+{
+    if (!live(p))
+        return PPX_EBADOBJ;
+    if (!fn || !out || (!args && args_len))
+        return PPX_EINVAL;
+    size_t fn_len = strnlen(fn, PPX__NAME_MAX + 1);
+    if (fn_len == 0 || fn_len > PPX__NAME_MAX)
+        return PPX_EINVAL;
+    static const unsigned char no_args = 0x90;
+    if (!args) {
+        args = &no_args;
+        args_len = 1;
+    }
+    ppx__mp c = ppx__mp_of(args, args_len);
+    if (ppx__mp_peek(&c) != PPX_TYPE_ARRAY || ppx__mp_check_one(args, args_len))
+        return PPX_EMALFORMED;
+    if (args_len + fn_len + 64 > p->opt.max_payload)
+        return PPX_ETOOBIG;
+    if (p->closed) /* checked again under the lock; this avoids the work */
+        return PPX_ECLOSED;
+
+    uint64_t id = atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed);
+    ppx_future *f = ppx__future_new(p, id, fn, fn_len);
+    if (!f)
+        return PPX_ENOMEM;
+    ppx__notify n = {0};
+    if (!ppx__registry_find(fn, fn_len)) {
+        /* Every worker shares this registry: no need to ask one. */
+        ppx__pool_lock(p);
+        p->stats.submitted++;
+        p->stats.failed++;
+        ppx__future_failf(f, "NameError", 0, &n, "no function named '%s' is registered", f->function);
+        ppx__pool_unlock(p);
+        ppx__notify_run(&n);
+        *out = f;
+        return 0;
+    }
+    ppx__task *t = calloc(1, sizeof *t);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (!t || ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len)) {
+        free(t);
+        msgpack_sbuffer_destroy(&sb);
+        atomic_store(&f->refs, 1);
+        ppx_future_unref(f);
+        return PPX_ENOMEM;
+    }
+    t->id = id;
+    t->fut = f;
+    t->frame_len = sb.size;
+    t->frame = (unsigned char *)msgpack_sbuffer_release(&sb);
+    t->slot = PPX__NO_SLOT;
+    t->worker = -1;
+    f->task = t;
+
+    ppx__pool_lock(p);
+    if (p->closed) {
+        ppx__pool_unlock(p);
+        free(t->frame);
+        free(t);
+        atomic_store(&f->refs, 1);
+        ppx_future_unref(f);
+        return PPX_ECLOSED;
+    }
+    p->ntasks++;
+    p->unresolved++;
+    p->stats.submitted++;
+    ppx__list_push_back(&p->queue, t);
+    ppx__pump(p);
+    ppx__pool_unlock(p);
+    *out = f;
+    return 0;
+}
+
+int ppx_pool_submitf(ppx_pool *p, ppx_future **out, const char *fn, const char *fmt, ...)
+{
+    void *args;
+    size_t len;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = ppx_vpack(&args, &len, fmt, ap);
+    va_end(ap);
+    if (rc)
+        return rc;
+    rc = ppx_pool_submit(p, fn, args, len, out);
+    free(args);
+    return rc;
+}
+
+/* ---- progress ---------------------------------------------------------- */
+
+/* After resolving futures: wake blocked waiters, then run callbacks. */
+static void after_resolve(ppx_pool *p, ppx__notify *n, bool kick_driver)
+{
+    if (!n->count)
+        return;
+    pthread_cond_broadcast(&p->cv);
+    if (kick_driver)
+        ppx__eventfd_signal(p->kickfd);
+}
+
+static bool replies_waiting(ppx_pool *p)
+{
+    for (int i = 0; i < p->nworkers; i++)
+        if (p->w[i].alive && !ppx__ring_empty(p->w[i].resp))
+            return true;
+    return false;
+}
+
+/* One round of everything the pool has to do; under the lock. */
+static void process_locked(ppx_pool *p, ppx__notify *n)
+{
+    bool other_driver = p->driving && !pthread_equal(p->driver, pthread_self());
+    for (int round = 0; round < 8; round++) {
+        if (!other_driver)
+            ppx__eventfd_drain(p->kickfd);
+        ppx__eventfd_drain(p->efd);
+        struct epoll_event ev[32];
+        int nev = epoll_wait(p->epfd, ev, 32, 0);
+        bool timers = false;
+        for (int i = 0; i < p->nworkers; i++)
+            if (p->w[i].alive)
+                ppx__drain_replies(p, &p->w[i], n);
+        for (int k = 0; k < nev; k++) {
+            uint64_t tag = ev[k].data.u64;
+            if (tag == PPX__EV_TIMER)
+                timers = true;
+            else if (tag >= PPX__EV_WORKER && tag - PPX__EV_WORKER < (uint64_t)p->nworkers)
+                ppx__reap(p, &p->w[tag - PPX__EV_WORKER], n);
+        }
+        if (timers)
+            ppx__run_timers(p);
+        ppx__pump(p);
+        /* Ask for the eventfd again, then look once more: a reply that
+         * raced with the flag is seen here or signals (see shared.h). */
+        atomic_store_explicit(&p->sh->parent_waiting, 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!replies_waiting(p))
+            break;
+    }
+}
+
+int ppx_pool_process(ppx_pool *p)
+{
+    if (!live(p))
+        return PPX_EBADOBJ;
+    ppx__notify n = {0};
+    ppx__pool_lock(p);
+    process_locked(p, &n);
+    bool kick = p->driving && !pthread_equal(p->driver, pthread_self());
+    after_resolve(p, &n, kick);
+    ppx__pool_unlock(p);
+    int count = n.count;
+    ppx__notify_run(&n);
+    return count;
+}
+
+static int64_t deadline_of(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : ppx__now_ns() + (int64_t)timeout_ms * 1000000LL;
+}
+
+static int remaining_ms(int64_t deadline)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t left = deadline - ppx__now_ns();
+    if (left <= 0)
+        return 0;
+    return (int)((left + 999999) / 1000000);
+}
+
+/* Blocks until done(p, arg) holds (checked under the lock) or the
+ * deadline passes. 0 or PPX_ETIMEDOUT. */
+static int drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *arg,
+                       int64_t deadline)
+{
+    ppx__pool_lock(p);
+    int rc = 0;
+    while (!done(p, arg)) {
+        int ms = remaining_ms(deadline);
+        if (ms == 0) {
+            rc = PPX_ETIMEDOUT;
+            break;
+        }
+        if (p->driving) {
+            if (deadline < 0) {
+                pthread_cond_wait(&p->cv, &p->mu);
+            } else {
+                struct timespec ts = {deadline / 1000000000LL, deadline % 1000000000LL};
+                pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+            }
+            continue;
+        }
+        p->driving = true;
+        p->driver = pthread_self();
+        ppx__pool_unlock(p);
+        struct epoll_event ev;
+        epoll_wait(p->epfd, &ev, 1, ms);
+        ppx__notify n = {0};
+        ppx__pool_lock(p);
+        process_locked(p, &n);
+        p->driving = false;
+        ppx__eventfd_drain(p->kickfd);
+        pthread_cond_broadcast(&p->cv);
+        ppx__pool_unlock(p);
+        ppx__notify_run(&n);
+        ppx__pool_lock(p);
+    }
+    ppx__pool_unlock(p);
+    return rc;
+}
+
+static bool future_done(ppx_pool *p, void *f)
+{
+    (void)p;
+    return ppx_future_done(f);
+}
+
+int ppx__pool_wait(ppx_pool *p, ppx_future *f, int timeout_ms)
+{
+    return drive_until(p, future_done, f, deadline_of(timeout_ms));
+}
+
+int ppx__pool_cancel(ppx_pool *p, ppx_future *f)
+{
+    ppx__notify n = {0};
+    ppx__pool_lock(p);
+    if (ppx_future_done(f) || !f->task) {
+        ppx__pool_unlock(p);
+        return PPX_EDONE;
+    }
+    ppx__cancel_task(p, f->task, true, &n);
+    after_resolve(p, &n, p->driving && !pthread_equal(p->driver, pthread_self()));
+    ppx__pool_unlock(p);
+    ppx__notify_run(&n);
+    return 0;
+}
+
+ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f)
+{
+    ppx_state st = PPX_PENDING;
+    ppx__pool_lock(p);
+    int now = atomic_load(&f->state);
+    if (now != PPX_PENDING) {
+        st = (ppx_state)now;
+    } else if (f->task && f->task->slot != PPX__NO_SLOT) {
+        uint64_t w = atomic_load(&ppx__shared_slots(p->sh)[f->task->slot].state);
+        if (ppx__slot_st(w) == PPX__SLOT_RUNNING && ppx__slot_seq(w) == f->task->seq)
+            st = PPX_RUNNING;
+    }
+    ppx__pool_unlock(p);
+    return st;
+}
+
+/* ---- shutdown ---------------------------------------------------------- */
+
+static void cancel_all(ppx_pool *p, bool kill_later, ppx__notify *n)
+{
+    while (p->queue.head)
+        ppx__cancel_task(p, p->queue.head, kill_later, n);
+    for (int i = 0; i < p->nworkers; i++)
+        for (ppx__task *t = p->w[i].tasks.head; t; t = t->next)
+            if (t->fut)
+                ppx__cancel_task(p, t, kill_later, n);
+}
+
+static bool nothing_unresolved(ppx_pool *p, void *arg)
+{
+    (void)arg;
+    return p->unresolved == 0;
+}
+
+int ppx_pool_shutdown(ppx_pool *p, int how, int timeout_ms)
+{
+    if (!live(p))
+        return PPX_EBADOBJ;
+    if (how != PPX_SHUTDOWN_WAIT && how != PPX_SHUTDOWN_CANCEL)
+        return PPX_EINVAL;
+    ppx__notify n = {0};
+    ppx__pool_lock(p);
+    p->closed = true;
+    if (how == PPX_SHUTDOWN_CANCEL)
+        cancel_all(p, true, &n);
+    after_resolve(p, &n, p->driving && !pthread_equal(p->driver, pthread_self()));
+    ppx__pool_unlock(p);
+    ppx__notify_run(&n);
+    return drive_until(p, nothing_unresolved, NULL, deadline_of(timeout_ms));
+}
+
+/* Asks every worker to exit, gives running calls the grace period, then
+ * kills what is left and reaps everything. */
+static void stop_workers(ppx_pool *p)
+{
+    atomic_store(&p->sh->shutdown, 1);
+    for (int i = 0; i < p->nworkers; i++)
+        if (p->w[i].alive)
+            ppx__ring_kick(p->w[i].req);
+    int grace = p->opt.cancel_grace_ms < 0 ? 100 : p->opt.cancel_grace_ms;
+    int64_t deadline = ppx__now_ns() + (int64_t)grace * 1000000LL;
+    for (int i = 0; i < p->nworkers; i++) {
+        ppx__worker *w = &p->w[i];
+        if (!w->alive)
+            continue;
+        siginfo_t si;
+        for (;;) {
+            memset(&si, 0, sizeof si);
+            if (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) != 0 || si.si_pid != 0)
+                break;
+            int ms = remaining_ms(deadline);
+            if (ms == 0) {
+                syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+                waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED);
+                break;
+            }
+            /* The pidfd turns readable when the worker exits. */
+            struct pollfd pf = {.fd = w->pidfd, .events = POLLIN};
+            poll(&pf, 1, ms);
+        }
+        w->alive = false;
+        close(w->pidfd);
+        w->pidfd = -1;
+        w->pid = 0;
+    }
+}
+
+static void free_tasks(ppx__list *l, ppx_pool *p)
+{
+    while (l->head) {
+        ppx__task *t = l->head;
+        ppx__list_remove(l, t);
+        ppx__task_free(p, t);
+    }
+}
+
+static void destroy(ppx_pool *p)
+{
+    for (int i = 0; p->w && i < p->nworkers; i++) {
+        free_tasks(&p->w[i].tasks, p);
+        ppx__rx_reset(&p->w[i].rx);
+    }
+    free_tasks(&p->queue, p);
+    if (p->epfd >= 0)
+        close(p->epfd);
+    if (p->efd >= 0)
+        close(p->efd);
+    if (p->kickfd >= 0)
+        close(p->kickfd);
+    if (p->tfd >= 0)
+        close(p->tfd);
+    ppx__region_unmap(p->sh, p->sh_len);
+    free(p->slot_task);
+    free(p->slot_seq);
+    free(p->free_slots);
+    free(p->w);
+    free(p->hooks);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    p->magic = POOL_DEAD;
+    free(p);
+}
+
+void ppx_pool_free(ppx_pool *p)
+{
+    if (!live(p))
+        return;
+    ppx__notify n = {0};
+    ppx__pool_lock(p);
+    p->closed = true;
+    cancel_all(p, false, &n);
+    ppx__pool_unlock(p);
+    ppx__notify_run(&n);
+    /* Watchers stop polling before the descriptors go away. */
+    for (size_t i = 0; i < p->nhooks; i++)
+        p->hooks[i].fn(p, p->hooks[i].arg);
+    ppx__pool_lock(p);
+    stop_workers(p);
+    ppx__pool_unlock(p);
+    destroy(p);
+}
+
+/* ---- small accessors --------------------------------------------------- */
+
+int ppx_pool_fd(const ppx_pool *p)
+{
+    return live(p) ? p->epfd : PPX_EBADOBJ;
+}
+
+bool ppx_pool_busy(const ppx_pool *p)
+{
+    if (!live(p))
+        return false;
+    ppx_pool *mp = (ppx_pool *)p;
+    ppx__pool_lock(mp);
+    bool busy = p->ntasks > 0 || p->unresolved > 0;
+    ppx__pool_unlock(mp);
+    return busy;
+}
+
+int ppx_pool_workers(const ppx_pool *p)
+{
+    return live(p) ? p->nworkers : PPX_EBADOBJ;
+}
+
+long ppx_pool_worker_pid(const ppx_pool *p, int i)
+{
+    if (!live(p) || i < 0 || i >= p->nworkers)
+        return 0;
+    ppx_pool *mp = (ppx_pool *)p;
+    ppx__pool_lock(mp);
+    long pid = p->w[i].alive ? (long)p->w[i].pid : 0;
+    ppx__pool_unlock(mp);
+    return pid;
+}
+
+void ppx_pool_stats_get(ppx_pool *p, ppx_pool_stats *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (!live(p))
+        return;
+    ppx__pool_lock(p);
+    *out = p->stats;
+    out->queued = p->queue.n;
+    out->running = p->unresolved - p->queue.n;
+    ppx__pool_unlock(p);
+}
+
+int ppx__pool_add_close_hook(ppx_pool *p, ppx__pool_close_hook fn, void *arg)
+{
+    ppx__hook *h = realloc(p->hooks, (p->nhooks + 1) * sizeof *h);
+    if (!h)
+        return PPX_ENOMEM;
+    p->hooks = h;
+    p->hooks[p->nhooks++] = (ppx__hook){fn, arg};
+    return 0;
+}
+
+void ppx__pool_remove_close_hook(ppx_pool *p, ppx__pool_close_hook fn, void *arg)
+{
+    for (size_t i = 0; i < p->nhooks; i++) {
+        if (p->hooks[i].fn == fn && p->hooks[i].arg == arg) {
+            memmove(&p->hooks[i], &p->hooks[i + 1], (p->nhooks - i - 1) * sizeof *p->hooks);
+            p->nhooks--;
+            return;
+        }
+    }
+}

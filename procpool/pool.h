@@ -1,0 +1,19 @@
+/* What futures need from the pool (struct ppx_pool stays in pool.c). */
+#ifndef PPX_PROCPOOL_POOL_H
+#define PPX_PROCPOOL_POOL_H
+#include "ppx.h"
+
+void ppx__pool_lock(ppx_pool *p);
+void ppx__pool_unlock(ppx_pool *p);
+/* PENDING or RUNNING for an unresolved future, else its final state. */
+ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f);
+int ppx__pool_wait(ppx_pool *p, ppx_future *f, int timeout_ms);
+int ppx__pool_cancel(ppx_pool *p, ppx_future *f);
+
+/* Hooks run (in order added) when the pool is freed, before its
+ * descriptor closes, so a watcher (loop/) can stop polling it first. */
+typedef void (*ppx__pool_close_hook)(ppx_pool *p, void *arg);
+int ppx__pool_add_close_hook(ppx_pool *p, ppx__pool_close_hook fn, void *arg);
+void ppx__pool_remove_close_hook(ppx_pool *p, ppx__pool_close_hook fn, void *arg);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * The parent's side of a pool, shared by pool.c (lifecycle, submit,
+ * cancel, waiting) and dispatch.c (placing calls, collecting replies,
+ * workers that die, timers).
+ *
+ * One mutex guards everything here and every unresolved future's fields.
+ * Callbacks never run under it: resolving code collects futures on a
+ * ppx__notify list and runs them after unlocking.
+ *
+ * Who owns what: the pool owns each ppx__task until its slot is freed;
+ * a task owns its encoded call frame (kept until the task ends, so a call
+ * can be moved or re-sent after a crash) and one reference to its future
+ * until that resolves. A cancelled task may outlive its future's interest
+ * ("lingering") until its worker acknowledges it, finishes it or dies.
+ */
+#ifndef PPX_PROCPOOL_POOL_IMPL_H
+#define PPX_PROCPOOL_POOL_IMPL_H
+#include "frame.h"
+#include "future.h"
+#include "pool.h"
+#include "shared.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define PPX__NO_SLOT UINT32_MAX
+
+typedef struct ppx__task {
+    uint64_t id;
+    ppx_future *fut; /* NULL once resolved (lingering) */
+    unsigned char *frame;
+    size_t frame_len;
+    uint32_t slot; /* PPX__NO_SLOT while in the pool's queue */
+    uint32_t seq;
+    int worker;    /* -1 while in the pool's queue */
+    int64_t kill_at; /* monotonic ns: kill the worker if still running */
+    struct ppx__task *prev, *next;
+} ppx__task;
+
+typedef struct ppx__list {
+    ppx__task *head, *tail;
+    size_t n;
+} ppx__list;
+
+typedef struct ppx__worker {
+    pid_t pid;
+    int pidfd;
+    bool alive;
+    bool killed_by_us;   /* killed because a cancelled task overran */
+    bool protocol_error; /* it sent something unreadable */
+    int64_t respawn_at;  /* monotonic ns, when a fork failed */
+    ppx__ring *req, *resp;
+    ppx__list tasks;     /* calls in its ring or running, oldest first */
+    ppx__task *partial;  /* frame being written, resumes when space frees */
+    size_t partial_off;
+    ppx__rx rx;
+} ppx__worker;
+
+typedef struct ppx__hook {
+    ppx__pool_close_hook fn;
+    void *arg;
+} ppx__hook;
+
+struct ppx_pool {
+    uint32_t magic;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;   /* broadcast whenever futures resolve */
+    bool driving;        /* a thread is blocked in epoll_wait for us */
+    pthread_t driver;
+    bool closed;
+    ppx_pool_options opt;
+    pid_t self;
+
+    ppx__shared *sh;
+    size_t sh_len;
+    ppx__worker *w;
+    int nworkers;
+    unsigned rr; /* round-robin start for ties */
+
+    ppx__task **slot_task; /* by slot index */
+    uint32_t *slot_seq;    /* last seq used per slot */
+    uint32_t *free_slots;
+    uint32_t nfree;
+
+    ppx__list queue; /* not yet in any ring */
+    size_t ntasks;   /* every task alive, lingering ones included */
+    size_t unresolved;
+    _Atomic uint64_t next_id;
+
+    int efd;    /* workers -> parent */
+    int kickfd; /* other threads -> the thread driving a blocking wait */
+    int tfd;    /* timerfd: kill deadlines, respawn retries */
+    int epfd;   /* all of the above and each worker's pidfd */
+    int64_t timer_at;
+
+    ppx__hook *hooks;
+    size_t nhooks;
+    ppx_pool_stats stats;
+};
+
+/* epoll tags */
+enum { PPX__EV_EFD = 0, PPX__EV_KICK = 1, PPX__EV_TIMER = 2, PPX__EV_WORKER = 16 };
+
+int64_t ppx__now_ns(void);
+
+void ppx__list_push_back(ppx__list *l, ppx__task *t);
+void ppx__list_push_front(ppx__list *l, ppx__task *t);
+void ppx__list_remove(ppx__list *l, ppx__task *t);
+
+/* dispatch.c, all under the lock */
+void ppx__pump(ppx_pool *p);
+void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n);
+void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n);
+void ppx__run_timers(ppx_pool *p);
+void ppx__arm_timer(ppx_pool *p);
+int ppx__spawn(ppx_pool *p, int i);
+/* Cancels t (queued, in a ring or running) and resolves its future. */
+void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, ppx__notify *n);
+/* Frees a task that is in no list and holds no slot. */
+void ppx__task_free(ppx_pool *p, ppx__task *t);
+
+#endif

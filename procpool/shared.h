@@ -1,0 +1,79 @@
+/*
+ * The pool's shared-memory layout, mapped before the first fork:
+ *
+ *   [ppx__shared header][slots[nslots]][ring req0][ring resp0][req1]...
+ *
+ * A slot describes one call that is in some worker's request ring. Its
+ * state word packs seq (32 bits) | worker (16) | state (16), so that the
+ * worker's claim and the parent's cancel or move are each one CAS:
+ *
+ *   QUEUED(seq)  --worker w claims-->      RUNNING(seq, w)
+ *   QUEUED(seq)  --parent cancels-->       CANCELLED(seq)   worker skips it
+ *   QUEUED(seq)  --parent moves it-->      QUEUED(seq + 1)  old record stale
+ *
+ * Whichever CAS wins decides: a cancelled call never starts, a claimed
+ * call is known to be running, and a moved call runs once. Only the parent
+ * writes FREE and QUEUED; only workers write RUNNING.
+ */
+#ifndef PPX_PROCPOOL_SHARED_H
+#define PPX_PROCPOOL_SHARED_H
+#include "../shm/ring.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define PPX__SHARED_MAGIC 0x70707850u /* "ppxP" */
+#define PPX__SHARED_VERSION 1u
+
+enum { PPX__SLOT_FREE = 0, PPX__SLOT_QUEUED, PPX__SLOT_RUNNING, PPX__SLOT_CANCELLED };
+
+typedef struct ppx__slot {
+    _Atomic uint64_t state;  /* seq | worker | state, see above */
+    _Atomic uint32_t cancel; /* 1: the running call should stop */
+    uint32_t reserved;
+} ppx__slot;
+_Static_assert(sizeof(ppx__slot) == 16, "slot layout is shared ABI");
+
+static inline uint64_t ppx__slot_word(uint32_t seq, uint32_t worker, uint32_t st)
+{
+    return ((uint64_t)seq << 32) | ((uint64_t)(worker & 0xffff) << 16) | (st & 0xffff);
+}
+static inline uint32_t ppx__slot_seq(uint64_t w) { return (uint32_t)(w >> 32); }
+static inline uint32_t ppx__slot_worker(uint64_t w) { return (uint32_t)(w >> 16) & 0xffff; }
+static inline uint32_t ppx__slot_st(uint64_t w) { return (uint32_t)w & 0xffff; }
+
+typedef struct ppx__shared {
+    uint32_t magic;
+    uint32_t version;
+    uint32_t nworkers;
+    uint32_t nslots;
+    uint64_t ring_bytes;   /* capacity of each ring */
+    uint64_t ring_stride;  /* bytes between consecutive rings */
+    uint64_t slots_off;
+    uint64_t rings_off;
+    uint64_t max_payload;
+    /* 1: the parent is (or may soon be) asleep and wants the eventfd on
+     * the next result or freed request space. Whoever swaps it to 0
+     * signals; the parent sets it again after draining. */
+    alignas(64) _Atomic uint32_t parent_waiting;
+    /* 1: workers exit once their ring is empty. */
+    _Atomic uint32_t shutdown;
+} ppx__shared;
+
+static inline ppx__slot *ppx__shared_slots(ppx__shared *s)
+{
+    return (ppx__slot *)((char *)s + s->slots_off);
+}
+static inline ppx__ring *ppx__shared_req(ppx__shared *s, uint32_t w)
+{
+    return (ppx__ring *)((char *)s + s->rings_off + (2 * (uint64_t)w) * s->ring_stride);
+}
+static inline ppx__ring *ppx__shared_resp(ppx__shared *s, uint32_t w)
+{
+    return (ppx__ring *)((char *)s + s->rings_off + (2 * (uint64_t)w + 1) * s->ring_stride);
+}
+
+/* Wake the parent if it asked for it (see parent_waiting). */
+void ppx__shared_wake_parent(ppx__shared *s, int efd);
+
+#endif

@@ -1,0 +1,209 @@
+#include "worker.h"
+#include "call.h"
+#include "frame.h"
+#include "registry.h"
+#include "../serialize/envelope.h"
+#include "../shm/wake.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+/* Polls this many times before sleeping: a call that follows within tens
+ * of microseconds is picked up without a futex round trip. */
+#define IDLE_SPIN 2000
+/* Idle sleeps wake this often to check that the parent still exists. */
+#define ORPHAN_CHECK_MS 1000
+
+typedef struct wctx {
+    ppx__shared *sh;
+    uint32_t index;
+    int efd;
+    pid_t parent;
+    long pid;
+    ppx__ring *req, *resp;
+    msgpack_sbuffer out; /* the reply frame */
+    msgpack_sbuffer ret; /* the function's result value */
+} wctx;
+
+void ppx__shared_wake_parent(ppx__shared *s, int efd)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&s->parent_waiting, memory_order_relaxed) &&
+        atomic_exchange_explicit(&s->parent_waiting, 0, memory_order_relaxed))
+        ppx__eventfd_signal(efd);
+}
+
+static void check_parent(const wctx *w)
+{
+    if (getppid() != w->parent)
+        _exit(PPX__EXIT_ORPHAN);
+}
+
+static void send_frame(wctx *w, const void *frame, size_t len)
+{
+    size_t off = 0;
+    while (!ppx__frame_put(w->resp, frame, len, &off)) {
+        ppx__shared_wake_parent(w->sh, w->efd);
+        size_t need = ppx__frame_next_need(w->resp, len, off);
+        if (ppx__ring_wait_space(w->resp, need, IDLE_SPIN, ORPHAN_CHECK_MS) == -ETIMEDOUT)
+            check_parent(w);
+    }
+    ppx__shared_wake_parent(w->sh, w->efd);
+}
+
+static void send_error(wctx *w, const ppx__env *env, const char *type,
+                       const char *message, const char *function, const char *where)
+{
+    if (ppx__env_pack_error(&w->out, env->task_id, env->slot, env->seq, type,
+                            message, function, where, w->pid))
+        _exit(PPX__EXIT_NOMEM);
+    send_frame(w, w->out.data, w->out.size);
+}
+
+static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
+{
+    char fname[PPX__NAME_MAX + 1];
+    memcpy(fname, env->function.p, env->function.len);
+    fname[env->function.len] = '\0';
+
+    const ppx__entry *e = ppx__registry_find(env->function.p, env->function.len);
+    if (!e) {
+        char msg[PPX__NAME_MAX + 64];
+        snprintf(msg, sizeof msg, "no function named '%s' is registered", fname);
+        send_error(w, env, "NameError", msg, fname, "");
+        return;
+    }
+    ppx_call call;
+    if (ppx__call_init(&call, env->task_id, env->function.p, env->function.len,
+                       env->payload, slot, &w->ret)) {
+        send_error(w, env, "ProtocolError", "call arguments are not an array", fname, "");
+        return;
+    }
+    int rc = e->fn(&call, e->udata);
+    if (call.raised) {
+        send_error(w, env, call.type, call.message ? call.message : "", fname, call.where);
+    } else if (rc != 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "function returned %d without raising an error", rc);
+        send_error(w, env, "RuntimeError", msg, fname, "");
+    } else {
+        static const unsigned char nil = 0xc0;
+        const void *v = call.has_ret ? (const void *)w->ret.data : &nil;
+        size_t vlen = call.has_ret ? w->ret.size : 1;
+        if (vlen + 64 > w->sh->max_payload) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "result of %zu bytes exceeds the pool's limit of %llu",
+                     vlen, (unsigned long long)w->sh->max_payload);
+            send_error(w, env, "ResultTooLarge", msg, fname, "");
+        } else {
+            if (ppx__env_pack_result(&w->out, env->task_id, env->slot, env->seq, v, vlen))
+                _exit(PPX__EXIT_NOMEM);
+            send_frame(w, w->out.data, w->out.size);
+        }
+    }
+    ppx__call_destroy(&call);
+}
+
+static void handle_frame(wctx *w, const void *frame, size_t len)
+{
+    ppx__env env;
+    int rc = ppx__env_decode(frame, len, &env);
+    /* Without a readable header nobody can be told which call it was:
+     * exiting makes the parent fail whatever we held, as it does on a
+     * crash, so nothing hangs. */
+    if (!env.head_ok || env.slot >= w->sh->nslots)
+        _exit(PPX__EXIT_PROTOCOL);
+    ppx__slot *slot = &ppx__shared_slots(w->sh)[env.slot];
+    uint64_t expect = ppx__slot_word(env.seq, 0, PPX__SLOT_QUEUED);
+    uint64_t mine = ppx__slot_word(env.seq, w->index, PPX__SLOT_RUNNING);
+    if (!atomic_compare_exchange_strong_explicit(&slot->state, &expect, mine,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        /* Cancelled before we got to it: tell the parent the slot is free.
+         * Anything else means the call was moved to another worker. */
+        if (ppx__slot_st(expect) == PPX__SLOT_CANCELLED && ppx__slot_seq(expect) == env.seq) {
+            if (ppx__env_pack_skip(&w->out, env.task_id, env.slot, env.seq))
+                _exit(PPX__EXIT_NOMEM);
+            send_frame(w, w->out.data, w->out.size);
+        }
+        return;
+    }
+    if (rc != 0 || env.kind != PPX__ENV_CALL) {
+        send_error(w, &env, "ProtocolError", "malformed call frame", "", "");
+        return;
+    }
+    run_call(w, &env, slot);
+}
+
+static void reset_signals(void)
+{
+    /* Inherited handlers belong to the parent (libuv's, the application's)
+     * and would act on the parent's descriptors from this process. */
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL &&
+            sa.sa_handler != SIG_IGN) {
+            sa.sa_handler = SIG_DFL;
+            sa.sa_flags = 0;
+            sigaction(sig, &sa, NULL);
+        }
+    }
+    /* A Ctrl-C on the terminal reaches the whole process group; the parent
+     * decides what happens to its workers. */
+    signal(SIGINT, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent)
+{
+    reset_signals();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    wctx w = {sh, index, efd, parent, (long)getpid(), ppx__shared_req(sh, index),
+              ppx__shared_resp(sh, index), {0}, {0}};
+    check_parent(&w); /* the parent may have died before prctl */
+    msgpack_sbuffer_init(&w.out);
+    msgpack_sbuffer_init(&w.ret);
+    ppx__rx rx = {.max = sh->max_payload + 4096};
+
+    for (;;) {
+        const void *rec;
+        size_t len;
+        uint32_t flags;
+        int rc = ppx__ring_peek(w.req, &rec, &len, &flags);
+        if (rc == 0) {
+            if (atomic_load(&sh->shutdown))
+                _exit(PPX__EXIT_SHUTDOWN);
+            if (ppx__ring_wait_data(w.req, IDLE_SPIN, ORPHAN_CHECK_MS, &sh->shutdown) == -ETIMEDOUT)
+                check_parent(&w);
+            continue;
+        }
+        if (rc < 0)
+            _exit(PPX__EXIT_PROTOCOL);
+        const void *frame;
+        size_t flen;
+        rc = ppx__rx_feed(&rx, rec, len, flags, &frame, &flen);
+        if (rc < 0)
+            _exit(rc == PPX_ENOMEM ? PPX__EXIT_NOMEM : PPX__EXIT_PROTOCOL);
+        if (rc == 1 && flags == PPX__REC_WHOLE) {
+            handle_frame(&w, frame, flen); /* decoded in place, then released */
+            ppx__ring_release(w.req);
+        } else {
+            ppx__ring_release(w.req); /* chunks are copied into rx */
+            if (rc == 1) {
+                handle_frame(&w, frame, flen);
+                ppx__rx_reset(&rx);
+            }
+        }
+        if (ppx__ring_notify_space(w.req))
+            ppx__eventfd_signal(efd);
+    }
+}

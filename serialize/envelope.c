@@ -1,0 +1,152 @@
+#include "envelope.h"
+#include "mpread.h"
+
+#include <string.h>
+
+/* Offsets of the fixed-width header fields (see envelope.h). */
+#define OFF_SLOT 11 /* 1 array + 1 kind + 9 task id, then 0xce */
+#define OFF_SEQ 16
+#define HEAD_LEN 21
+
+static int begin(msgpack_sbuffer *sb, msgpack_packer *pk, int kind, size_t n,
+                 uint64_t id, uint32_t slot, uint32_t seq)
+{
+    msgpack_sbuffer_clear(sb);
+    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+    /* Written by hand: fixarray n, fixint kind, then fixed-width ints. */
+    unsigned char h[2] = {(unsigned char)(0x90 | n), (unsigned char)kind};
+    if (msgpack_sbuffer_write(sb, (const char *)h, 2))
+        return PPX_ENOMEM;
+    if (msgpack_pack_fix_uint64(pk, id) || msgpack_pack_fix_uint32(pk, slot) ||
+        msgpack_pack_fix_uint32(pk, seq))
+        return PPX_ENOMEM;
+    return 0;
+}
+
+static int pack_str(msgpack_packer *pk, const char *s, size_t len)
+{
+    return msgpack_pack_str_with_body(pk, s, len) ? PPX_ENOMEM : 0;
+}
+
+int ppx__env_pack_call(msgpack_sbuffer *sb, uint64_t id, uint32_t slot,
+                       uint32_t seq, const char *fn, size_t fn_len,
+                       const void *args, size_t args_len)
+{
+    msgpack_packer pk;
+    int rc = begin(sb, &pk, PPX__ENV_CALL, 6, id, slot, seq);
+    if (rc == 0)
+        rc = pack_str(&pk, fn, fn_len);
+    if (rc == 0 && msgpack_sbuffer_write(sb, args, args_len))
+        rc = PPX_ENOMEM;
+    return rc;
+}
+
+int ppx__env_pack_result(msgpack_sbuffer *sb, uint64_t id, uint32_t slot,
+                         uint32_t seq, const void *value, size_t len)
+{
+    msgpack_packer pk;
+    int rc = begin(sb, &pk, PPX__ENV_RESULT, 5, id, slot, seq);
+    if (rc == 0 && msgpack_sbuffer_write(sb, value, len))
+        rc = PPX_ENOMEM;
+    return rc;
+}
+
+static size_t cut(const char *s, size_t max)
+{
+    return s ? strnlen(s, max) : 0;
+}
+
+int ppx__env_pack_error(msgpack_sbuffer *sb, uint64_t id, uint32_t slot,
+                        uint32_t seq, const char *type, const char *message,
+                        const char *function, const char *where, int64_t pid)
+{
+    msgpack_packer pk;
+    int rc = begin(sb, &pk, PPX__ENV_ERROR, 9, id, slot, seq);
+    if (rc == 0)
+        rc = pack_str(&pk, type ? type : "", cut(type, PPX__NAME_MAX));
+    if (rc == 0)
+        rc = pack_str(&pk, message ? message : "", cut(message, PPX__MESSAGE_MAX));
+    if (rc == 0)
+        rc = pack_str(&pk, function ? function : "", cut(function, PPX__NAME_MAX));
+    if (rc == 0)
+        rc = pack_str(&pk, where ? where : "", cut(where, PPX__NAME_MAX));
+    if (rc == 0 && msgpack_pack_int64(&pk, pid))
+        rc = PPX_ENOMEM;
+    return rc;
+}
+
+int ppx__env_pack_skip(msgpack_sbuffer *sb, uint64_t id, uint32_t slot, uint32_t seq)
+{
+    msgpack_packer pk;
+    return begin(sb, &pk, PPX__ENV_SKIP, 4, id, slot, seq);
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+void ppx__env_restamp(void *frame, uint32_t slot, uint32_t seq)
+{
+    unsigned char *f = frame;
+    put_be32(f + OFF_SLOT + 1, slot);
+    put_be32(f + OFF_SEQ + 1, seq);
+}
+
+static int read_name(ppx__mp *c, ppx__str *s, uint32_t max)
+{
+    int rc = ppx__mp_str(c, &s->p, &s->len);
+    if (rc)
+        return PPX_EMALFORMED;
+    return s->len <= max ? 0 : PPX_EMALFORMED;
+}
+
+int ppx__env_decode(const void *buf, size_t len, ppx__env *out)
+{
+    static const uint32_t arity[] = {6, 5, 9, 4};
+    memset(out, 0, sizeof *out);
+    ppx__mp c = ppx__mp_of(buf, len);
+    uint32_t n;
+    uint64_t kind, slot, seq;
+    if (ppx__mp_array(&c, &n) || n < 4 || ppx__mp_uint(&c, &kind) ||
+        ppx__mp_uint(&c, &out->task_id) || ppx__mp_uint(&c, &slot) ||
+        ppx__mp_uint(&c, &seq) || slot > UINT32_MAX || seq > UINT32_MAX)
+        return PPX_EMALFORMED;
+    out->slot = (uint32_t)slot;
+    out->seq = (uint32_t)seq;
+    out->head_ok = true;
+    if (kind > PPX__ENV_SKIP || n != arity[kind])
+        return PPX_EMALFORMED;
+    out->kind = (int)kind;
+
+    const uint8_t *start;
+    switch (out->kind) {
+    case PPX__ENV_CALL:
+        if (read_name(&c, &out->function, PPX__NAME_MAX) || out->function.len == 0)
+            return PPX_EMALFORMED;
+        if (ppx__mp_peek(&c) != PPX_TYPE_ARRAY)
+            return PPX_EMALFORMED;
+        /* the rest is one object, the args or the value */
+        __attribute__((fallthrough));
+    case PPX__ENV_RESULT:
+        start = c.p;
+        if (ppx__mp_skip(&c))
+            return PPX_EMALFORMED;
+        out->payload.data = start;
+        out->payload.len = (size_t)(c.p - start);
+        break;
+    case PPX__ENV_ERROR:
+        if (read_name(&c, &out->type, PPX__NAME_MAX) ||
+            read_name(&c, &out->message, PPX__MESSAGE_MAX) ||
+            read_name(&c, &out->function, PPX__NAME_MAX) ||
+            read_name(&c, &out->where, PPX__NAME_MAX) || ppx__mp_int(&c, &out->pid))
+            return PPX_EMALFORMED;
+        break;
+    default:
+        break;
+    }
+    return ppx__mp_left(&c) == 0 ? 0 : PPX_EMALFORMED;
+}

@@ -1,0 +1,60 @@
+/*
+ * The envelopes that travel through the rings, as msgpack arrays that all
+ * start with the same four fields:
+ *
+ *   call    [0, task_id, slot, seq, function, args]
+ *   result  [1, task_id, slot, seq, value]
+ *   error   [2, task_id, slot, seq, type, message, function, where, pid]
+ *   skip    [3, task_id, slot, seq]   (a cancelled call was dropped unrun)
+ *
+ * task_id is packed as uint64 and slot/seq as uint32 in their fixed-width
+ * forms, so the header has a fixed layout: the parent re-stamps seq in
+ * place when it moves a call to another worker, and a reader can recover
+ * the task id even when the rest of the frame is garbage.
+ */
+#ifndef PPX_SERIALIZE_ENVELOPE_H
+#define PPX_SERIALIZE_ENVELOPE_H
+#include "ppx.h"
+#include <msgpack.h>
+
+enum { PPX__ENV_CALL = 0, PPX__ENV_RESULT = 1, PPX__ENV_ERROR = 2, PPX__ENV_SKIP = 3 };
+
+/* Longest function name and error type; messages are cut to this too. */
+#define PPX__NAME_MAX 255
+#define PPX__MESSAGE_MAX 4096
+
+typedef struct ppx__str {
+    const char *p;
+    uint32_t len;
+} ppx__str;
+
+typedef struct ppx__env {
+    int kind;
+    bool head_ok; /* task_id, slot and seq are valid (even if rc != 0) */
+    uint64_t task_id;
+    uint32_t slot;
+    uint32_t seq;
+    ppx__str function;  /* call, error */
+    ppx_value payload;  /* call: the args array; result: the value */
+    ppx__str type, message, where; /* error */
+    int64_t pid;        /* error */
+} ppx__env;
+
+/* Strict decode of one frame; all pointers point into buf. 0 or
+ * PPX_EMALFORMED (then head_ok says whether the header was readable). */
+int ppx__env_decode(const void *buf, size_t len, ppx__env *out);
+
+int ppx__env_pack_call(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
+                       uint32_t seq, const char *fn, size_t fn_len,
+                       const void *args, size_t args_len);
+int ppx__env_pack_result(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
+                         uint32_t seq, const void *value, size_t len);
+int ppx__env_pack_error(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
+                        uint32_t seq, const char *type, const char *message,
+                        const char *function, const char *where, int64_t pid);
+int ppx__env_pack_skip(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
+                       uint32_t seq);
+/* Rewrites slot and seq of a packed frame in place. */
+void ppx__env_restamp(void *frame, uint32_t slot, uint32_t seq);
+
+#endif

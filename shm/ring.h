@@ -1,0 +1,103 @@
+/*
+ * A single-producer single-consumer ring of variable-length records in
+ * shared memory. Lock-free: the producer owns head, the consumer owns
+ * tail, each publishes with a release store and reads the other's with an
+ * acquire load.
+ *
+ * A record is an 8-byte header {u32 len, u32 flags} and len payload bytes,
+ * padded to 8. A record never wraps: when it does not fit before the end,
+ * the producer fills the end with a PAD record and starts again at offset
+ * 0, so the consumer always gets one contiguous payload it can decode in
+ * place. The largest record is therefore half the capacity.
+ *
+ * The ring also carries the words either side sleeps on: a consumer that
+ * found it empty sleeps on data_seq, a producer that found it full sleeps
+ * on space_seq; the other side bumps the word and wakes it only when the
+ * matching *_waiting flag says somebody sleeps (Dekker-style, with a
+ * seq_cst fence on both sides).
+ */
+#ifndef PPX_SHM_RING_H
+#define PPX_SHM_RING_H
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PPX__RING_MAGIC 0x70707852u /* "ppxR" */
+#define PPX__RING_VERSION 1u
+#define PPX__RING_MIN 64u
+
+typedef struct ppx__ring {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t capacity; /* bytes in data[], a power of two */
+
+    /* Written by the producer. */
+    alignas(64) _Atomic uint64_t head; /* bytes ever published */
+    _Atomic uint32_t data_seq;         /* bumped to wake a sleeping consumer */
+    _Atomic uint32_t producer_waiting; /* 1: producer waits for space */
+
+    /* Written by the consumer. */
+    alignas(64) _Atomic uint64_t tail; /* bytes ever released */
+    _Atomic uint32_t space_seq;        /* bumped to wake a sleeping producer */
+    _Atomic uint32_t consumer_waiting; /* 1: consumer waits for data */
+
+    alignas(64) unsigned char data[];
+} ppx__ring;
+
+_Static_assert(sizeof(ppx__ring) == 192, "ring header layout is shared ABI");
+
+typedef struct ppx__rec_hdr {
+    uint32_t len;
+    uint32_t flags;
+} ppx__rec_hdr;
+
+#define PPX__REC_PAD 0x80000000u /* filler to the end of the buffer */
+
+/* Bytes of shared memory a ring of capacity bytes needs. */
+size_t ppx__ring_footprint(size_t capacity);
+/* capacity must be a power of two >= PPX__RING_MIN. 0 or -EINVAL. */
+int ppx__ring_init(ppx__ring *r, size_t capacity);
+/* Empties the ring; only while neither side uses it. */
+void ppx__ring_reset(ppx__ring *r);
+/* Largest payload one record can hold. */
+size_t ppx__ring_max_record(const ppx__ring *r);
+
+/* Producer: room for a len-byte payload, or NULL when the ring is too full
+ * now (or len exceeds the largest record). Write the payload there, then
+ * commit with the same len. */
+void *ppx__ring_reserve(ppx__ring *r, size_t len);
+void ppx__ring_commit(ppx__ring *r, size_t len, uint32_t flags);
+/* Producer, after committing: wakes the consumer if it sleeps. */
+void ppx__ring_notify_data(ppx__ring *r);
+/* Producer: sleeps (after spin rounds of polling) until len bytes fit or
+ * timeout_ms passes. 0 or -ETIMEDOUT. */
+int ppx__ring_wait_space(ppx__ring *r, size_t len, int spin, int timeout_ms);
+/* Producer that cannot sleep (the parent): raise the waiting flag and
+ * re-check. Returns true if the space is there after all. */
+bool ppx__ring_want_space(ppx__ring *r, size_t len);
+
+/* Consumer: 1 and the next record's payload, 0 when empty, -EBADMSG when
+ * the producer wrote a header that cannot be right (the ring is then
+ * unusable). The payload stays valid until ppx__ring_release. */
+int ppx__ring_peek(ppx__ring *r, const void **payload, size_t *len, uint32_t *flags);
+void ppx__ring_release(ppx__ring *r);
+/* Consumer, after releasing: wakes a producer waiting for space. Returns
+ * true if one was waiting (a producer that cannot sleep on the futex
+ * needs another wake-up, e.g. an eventfd). */
+bool ppx__ring_notify_space(ppx__ring *r);
+/* Consumer: sleeps (after spin rounds) until data arrives, the word at
+ * *stop becomes nonzero, or timeout_ms passes. 0 or -ETIMEDOUT. */
+int ppx__ring_wait_data(ppx__ring *r, int spin, int timeout_ms,
+                        const _Atomic uint32_t *stop);
+/* Wakes the consumer whatever the state, e.g. to make it see *stop. */
+void ppx__ring_kick(ppx__ring *r);
+
+static inline bool ppx__ring_empty(const ppx__ring *r)
+{
+    return atomic_load_explicit(&r->head, memory_order_acquire) ==
+           atomic_load_explicit(&r->tail, memory_order_relaxed);
+}
+
+#endif
