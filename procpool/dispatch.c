@@ -411,11 +411,12 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n)
 int ppx__spawn(ppx_pool *p, int i)
 {
     ppx__worker *w = &p->w[i];
+    bool main_thread = gettid() == getpid();
     pid_t pid = fork();
     if (pid < 0)
         return -errno;
     if (pid == 0)
-        ppx__worker_main(p->sh, (uint32_t)i, p->efd, p->self);
+        ppx__worker_main(p->sh, (uint32_t)i, p->efd, p->self, main_thread);
     int fd = pidfd_open(pid, 0);
     if (fd < 0) {
         int err = -errno;

@@ -163,10 +163,15 @@ static void reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent)
+_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
+                                bool forked_by_main_thread)
 {
     reset_signals();
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* PDEATHSIG fires when the forking *thread* exits; from any thread but
+     * the main one that would kill healthy workers, so those rely on the
+     * getppid check alone. */
+    if (forked_by_main_thread)
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
     wctx w = {sh, index, efd, parent, (long)getpid(), ppx__shared_req(sh, index),
               ppx__shared_resp(sh, index), {0}, {0}};
     check_parent(&w); /* the parent may have died before prctl */

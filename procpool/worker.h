@@ -2,6 +2,7 @@
 #ifndef PPX_PROCPOOL_WORKER_H
 #define PPX_PROCPOOL_WORKER_H
 #include "shared.h"
+#include <stdbool.h>
 #include <sys/types.h>
 
 /* Exit statuses a worker uses on purpose; anything else is a crash. */
@@ -14,6 +15,7 @@ enum {
 
 /* Runs calls from ring index of sh until shutdown; never returns. efd
  * wakes the parent. parent is the pid that forked us. */
-_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent);
+_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
+                                bool forked_by_main_thread);
 
 #endif

@@ -144,12 +144,21 @@ static void put_double(out *o, double d)
         put(o, d < 0 ? "-inf" : "inf", d < 0 ? 4 : 3);
         return;
     }
-    /* Python prints the shortest text that reads back as the same double. */
-    char tmp[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+    /* Python's repr: the shortest digits that read back as the same
+     * double, positional unless the exponent is below -4 or at least 16. */
+    char tmp[48];
+    int prec;
+    for (prec = 1; prec < 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, d);
         if (strtod(tmp, NULL) == d)
             break;
+    }
+    int exp10 = atoi(strchr(tmp, 'e') + 1);
+    if (exp10 < -4 || exp10 >= 16) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+    } else {
+        int decimals = prec - 1 - exp10;
+        snprintf(tmp, sizeof tmp, "%.*f", decimals > 0 ? decimals : 0, d);
     }
     put(o, tmp, strlen(tmp));
     if (!strpbrk(tmp, ".e"))
@@ -241,7 +250,11 @@ static int fmt_one(out *o, ppx__mp *c, int depth)
 
 int ppx_value_format(ppx_value v, char *buf, size_t n)
 {
-    if (!v.data || (!buf && n))
+    if (!buf && n)
+        return PPX_EINVAL;
+    if (n)
+        buf[0] = '\0';
+    if (!v.data)
         return PPX_EINVAL;
     int rc = ppx__mp_check_one(v.data, v.len);
     if (rc)
