@@ -238,9 +238,12 @@ static void test_done_callbacks_run_exactly_once(void **state)
 
 /* ---- cancellation ----------------------------------------------------- */
 
+/* Grace long enough that a task polling the flag never gets killed. */
+static const ppx_pool_options patient = {.cancel_grace_ms = 5000};
+
 static void test_cancelled_pending_task_never_runs(void **state)
 {
-    ppx_pool *p = new_pool(1, NULL);
+    ppx_pool *p = new_pool(1, &patient);
     atomic_store(marks, 0);
     ppx_future *busy, *pending;
     assert_int_equal(ppx_pool_submitf(p, &busy, "wait_cancel", ""), 0);
@@ -265,7 +268,7 @@ static void test_cancelled_pending_task_never_runs(void **state)
 
 static void test_cancelled_running_task_sees_the_flag_and_worker_survives(void **state)
 {
-    ppx_pool *p = new_pool(1, NULL);
+    ppx_pool *p = new_pool(1, &patient);
     long pid = ppx_pool_worker_pid(p, 0);
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "wait_cancel", ""), 0);
