@@ -132,8 +132,9 @@ int ppx__ring_peek(ppx__ring *r, const void **payload, size_t *len, uint32_t *fl
             return 0;
         uint64_t avail = head - tail;
         uint64_t pos = tail & mask;
-        /* The producer is another process: check what it claims. */
-        if (avail > r->capacity || (avail & 7) || avail < HDR)
+        /* Both words live in memory another process can write: check
+         * them before trusting a header. */
+        if (avail > r->capacity || ((avail | tail) & 7) || avail < HDR)
             return -EBADMSG;
         const ppx__rec_hdr *h = (const ppx__rec_hdr *)(r->data + pos);
         uint32_t hlen = h->len, hflags = h->flags;
