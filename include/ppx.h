@@ -47,7 +47,6 @@ const char *ppx_version(void);
     XX(ECLOSED, "the pool is closed")                                         \
     XX(EFROZEN, "functions can no longer be registered: a pool has started") \
     XX(EEXIST, "a function with that name is already registered")             \
-    XX(ENOFUNC, "no function with that name is registered")                   \
     XX(EPENDING, "the future is not resolved yet")                            \
     XX(EDONE, "the future is already resolved")                               \
     XX(ETIMEDOUT, "timed out")                                                \
@@ -266,16 +265,20 @@ int ppx_pool_shutdown(ppx_pool *pool, int how, int timeout_ms);
 
 /* Cancels whatever is unresolved, stops and reaps every worker, releases
  * all memory and descriptors. Futures stay valid (resolved) until their
- * last unref. Must not run inside a future's callback. */
+ * last unref. Threads blocked in ppx_future_wait or ppx_pool_shutdown
+ * return (their futures resolve CANCELLED). It may be called from any
+ * callback, an awaitable's on the loop thread included; other threads must
+ * not start new calls on the pool once it has begun. */
 void ppx_pool_free(ppx_pool *pool);
 
 /*
  * Submits fn(args...) and returns its future in *out (one reference, the
  * caller's). args is a msgpack array (see ppx_pack), copied. Submission is
  * eager: the call is in a worker's ring or the pool's queue on return.
- * Thread-safe. Errors: PPX_EINVAL, PPX_ECLOSED, PPX_ENOFUNC (name not
- * registered), PPX_ETOOBIG, PPX_EMALFORMED (args not one msgpack array),
- * PPX_ENOMEM.
+ * A name that is not registered still gives a future, already FAILED with
+ * a "NameError" naming it, as a worker would report it.
+ * Thread-safe. Errors: PPX_EINVAL, PPX_ECLOSED, PPX_ETOOBIG,
+ * PPX_EMALFORMED (args not one msgpack array), PPX_ENOMEM.
  */
 int ppx_pool_submit(ppx_pool *pool, const char *fn, const void *args,
                     size_t args_len, ppx_future **out);
@@ -288,10 +291,11 @@ int ppx_pool_submitf(ppx_pool *pool, ppx_future **out, const char *fn,
  * something to do. Watch it with poll/epoll/uv_poll; do not read it.
  */
 int ppx_pool_fd(const ppx_pool *pool);
-/* Does all pending work without blocking: collects results, notices dead
+/* Does pending work without blocking: collects results, notices dead
  * workers, fires timers, dispatches queued calls, and runs the done
- * callbacks of the futures it resolved, on the calling thread. Returns
- * the number of futures it resolved, or a negative code. */
+ * callbacks of the futures it resolved, on the calling thread. If it stops
+ * with work left (it bounds each call), the fd stays readable. Returns the
+ * number of futures it resolved, or a negative code. */
 int ppx_pool_process(ppx_pool *pool);
 /* True while any task is unresolved or a cancelled task still runs. */
 bool ppx_pool_busy(const ppx_pool *pool);

@@ -19,8 +19,8 @@ static pthread_mutex_t bindings_mu = PTHREAD_MUTEX_INITIALIZER;
 
 void ppx__binding_update(ppx__binding *b)
 {
-    if (b->open_handles < 2)
-        return;
+    if (!b->pool || b->open_handles < 2)
+        return; /* the pool is gone; the handles are closing */
     if (b->pending > 0 || ppx_pool_busy(b->pool))
         uv_ref((uv_handle_t *)&b->poll);
     else
@@ -32,6 +32,10 @@ static void on_poll(uv_poll_t *h, int status, int events)
     (void)status;
     (void)events;
     ppx__binding *b = h->data;
+    if (!b->pool)
+        return;
+    /* A callback run by process may free the pool (and so clear b->pool);
+     * b itself lives until its handles' close callbacks. */
     ppx_pool_process(b->pool);
     ppx__binding_update(b);
 }
@@ -74,6 +78,7 @@ static void on_pool_close(ppx_pool *pool, void *arg)
     pthread_mutex_unlock(&bindings_mu);
     /* Futures resolved on other threads before the pool went away. */
     on_async(&b->async);
+    b->pool = NULL;
     uv_poll_stop(&b->poll);
     uv_close((uv_handle_t *)&b->poll, on_closed);
     uv_close((uv_handle_t *)&b->async, on_closed);

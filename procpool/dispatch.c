@@ -85,7 +85,7 @@ void ppx__task_free(ppx_pool *p, ppx__task *t)
 
 static ppx__slot *slot_of(ppx_pool *p, uint32_t s)
 {
-    return &ppx__shared_slots(p->sh)[s];
+    return &p->slots[s];
 }
 
 static void release_slot(ppx_pool *p, ppx__task *t)
@@ -120,16 +120,16 @@ static void feed(ppx_pool *p, ppx__worker *w)
     ppx__task *t = w->partial;
     for (;;) {
         size_t before = w->partial_off;
-        bool all = ppx__frame_put(w->req, t->frame, t->frame_len, &w->partial_off);
+        bool all = ppx__frame_put(&w->req, t->frame, t->frame_len, &w->partial_off);
         if (w->partial_off != before)
-            ppx__ring_notify_data(w->req);
+            ppx__ring_notify_data(&w->req);
         if (all) {
             w->partial = NULL;
             return;
         }
         /* Full: the worker signals the eventfd when it frees space. */
-        size_t need = ppx__frame_next_need(w->req, t->frame_len, w->partial_off);
-        if (!ppx__ring_want_space(w->req, need))
+        size_t need = ppx__frame_next_need(&w->req, t->frame_len, w->partial_off);
+        if (!ppx__ring_want_space(&w->req, need))
             return;
     }
 }
@@ -258,7 +258,7 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame,
 {
     ppx__env env;
     int rc = ppx__env_decode(frame, len, &env);
-    if (!env.head_ok || env.slot >= p->sh->nslots) {
+    if (!env.head_ok || env.slot >= p->nslots) {
         protocol_fail(p, w);
         return;
     }
@@ -307,7 +307,7 @@ void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
         const void *rec, *frame;
         size_t len, flen;
         uint32_t flags;
-        int rc = ppx__ring_peek(w->resp, &rec, &len, &flags);
+        int rc = ppx__ring_peek(&w->resp, &rec, &len, &flags);
         if (rc == 0)
             break;
         if (rc < 0) {
@@ -317,16 +317,16 @@ void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
         rc = ppx__rx_feed(&w->rx, rec, len, flags, &frame, &flen);
         if (rc < 0) {
             ppx__rx_reset(&w->rx);
-            ppx__ring_release(w->resp);
+            ppx__ring_release(&w->resp, len);
             protocol_fail(p, w);
             break;
         }
         if (rc == 1)
             handle_reply(p, w, frame, flen, n);
-        ppx__ring_release(w->resp);
+        ppx__ring_release(&w->resp, len);
         if (rc == 1 && flags != PPX__REC_WHOLE)
             ppx__rx_reset(&w->rx);
-        ppx__ring_notify_space(w->resp);
+        ppx__ring_notify_space(&w->resp);
     }
 }
 
@@ -343,25 +343,36 @@ static void describe_exit(const siginfo_t *si, char *buf, size_t n)
 
 void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n)
 {
+    /* Called when the pidfd is readable, i.e. the worker has exited. If
+     * the application ignores SIGCHLD (or reaps with waitpid(-1)) the
+     * status is gone and waitid says ECHILD: still dead, cause unknown. */
     siginfo_t si;
     memset(&si, 0, sizeof si);
-    if (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) != 0 || si.si_pid == 0)
+    int wrc = waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG);
+    if (wrc != 0 && errno != ECHILD)
+        return;
+    if (wrc == 0 && si.si_pid == 0)
         return; /* not dead yet */
+    bool status_known = wrc == 0;
     int wi = (int)(w - p->w);
     /* Replies it wrote before dying count: collect them first. */
     w->alive = false;
     ppx__drain_replies(p, w, n);
 
     char how[96];
-    describe_exit(&si, how, sizeof how);
-    bool protocol = w->protocol_error ||
-                    (si.si_code == CLD_EXITED && si.si_status == PPX__EXIT_PROTOCOL);
+    if (status_known)
+        describe_exit(&si, how, sizeof how);
+    else
+        snprintf(how, sizeof how, "exited (status unknown: reaped elsewhere or SIGCHLD ignored)");
+    bool protocol = w->protocol_error || (status_known && si.si_code == CLD_EXITED &&
+                                          si.si_status == PPX__EXIT_PROTOCOL);
     bool crashed = false;
     ppx__list requeue = {0};
     while (w->tasks.head) {
         ppx__task *t = w->tasks.head;
         uint64_t word = atomic_load(&slot_of(p, t->slot)->state);
-        bool running = ppx__slot_st(word) == PPX__SLOT_RUNNING &&
+        uint32_t st = ppx__slot_st(word);
+        bool running = (st == PPX__SLOT_RUNNING || st == PPX__SLOT_FINISHED) &&
                        ppx__slot_seq(word) == t->seq && ppx__slot_worker(word) == (uint32_t)wi;
         if (running || ppx__slot_st(word) == PPX__SLOT_CANCELLED || !t->fut) {
             if (t->fut) {
@@ -396,9 +407,11 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n)
     w->pid = 0;
     w->partial = NULL;
     ppx__rx_reset(&w->rx);
-    ppx__ring_reset(w->req);
-    ppx__ring_reset(w->resp);
-    if (p->closed)
+    ppx__port_reset(&w->req);
+    ppx__port_reset(&w->resp);
+    /* A closed pool still owes its queued calls a worker (shutdown WAIT);
+     * only the final stop ends respawning. */
+    if (atomic_load(&p->sh->shutdown))
         return;
     if (ppx__spawn(p, wi) == 0) {
         p->stats.respawns++;
@@ -411,6 +424,7 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n)
 int ppx__spawn(ppx_pool *p, int i)
 {
     ppx__worker *w = &p->w[i];
+    ppx__restamp_layout(p);
     bool main_thread = gettid() == getpid();
     pid_t pid = fork();
     if (pid < 0)
@@ -502,8 +516,10 @@ void ppx__run_timers(ppx_pool *p)
     int64_t now = ppx__now_ns();
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
-        if (!w->alive && w->respawn_at && w->respawn_at <= now && !p->closed) {
-            if (ppx__spawn(p, i) == 0)
+        if (!w->alive && w->respawn_at && w->respawn_at <= now) {
+            if (atomic_load(&p->sh->shutdown))
+                w->respawn_at = 0;
+            else if (ppx__spawn(p, i) == 0)
                 p->stats.respawns++;
             else
                 w->respawn_at = now + RESPAWN_RETRY_NS;

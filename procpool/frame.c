@@ -7,47 +7,47 @@
 
 /* Chunks are a quarter of the ring, so two can be in flight while the
  * reader copies a third out. */
-static size_t chunk_size(const ppx__ring *r)
+static size_t chunk_size(const ppx__port *p)
 {
-    return ppx__ring_max_record(r) / 2;
+    return ppx__ring_max_record(p) / 2;
 }
 
-size_t ppx__frame_next_need(const ppx__ring *r, size_t len, size_t off)
+size_t ppx__frame_next_need(const ppx__port *p, size_t len, size_t off)
 {
-    if (off == 0 && len <= ppx__ring_max_record(r))
+    if (off == 0 && len <= ppx__ring_max_record(p))
         return len;
-    size_t n = len - off < chunk_size(r) ? len - off : chunk_size(r);
+    size_t n = len - off < chunk_size(p) ? len - off : chunk_size(p);
     return off == 0 ? n + sizeof(uint64_t) : n;
 }
 
-bool ppx__frame_put(ppx__ring *r, const void *frame, size_t len, size_t *off)
+bool ppx__frame_put(ppx__port *p, const void *frame, size_t len, size_t *off)
 {
     const unsigned char *f = frame;
-    if (*off == 0 && len <= ppx__ring_max_record(r)) {
-        void *p = ppx__ring_reserve(r, len);
-        if (!p)
+    if (*off == 0 && len <= ppx__ring_max_record(p)) {
+        void *dst = ppx__ring_reserve(p, len);
+        if (!dst)
             return false;
-        memcpy(p, f, len);
-        ppx__ring_commit(r, len, PPX__REC_WHOLE);
+        memcpy(dst, f, len);
+        ppx__ring_commit(p, len, PPX__REC_WHOLE);
         *off = len;
         return true;
     }
     while (*off < len) {
-        size_t n = len - *off < chunk_size(r) ? len - *off : chunk_size(r);
+        size_t n = len - *off < chunk_size(p) ? len - *off : chunk_size(p);
         bool first = *off == 0;
-        unsigned char *p = ppx__ring_reserve(r, n + (first ? sizeof(uint64_t) : 0));
-        if (!p)
+        unsigned char *dst = ppx__ring_reserve(p, n + (first ? sizeof(uint64_t) : 0));
+        if (!dst)
             return false;
         uint32_t flag = first ? PPX__REC_FIRST
                         : *off + n == len ? PPX__REC_LAST : PPX__REC_MORE;
         if (first) {
             uint64_t total = len;
-            memcpy(p, &total, sizeof total);
-            memcpy(p + sizeof total, f, n);
-            ppx__ring_commit(r, n + sizeof total, flag);
+            memcpy(dst, &total, sizeof total);
+            memcpy(dst + sizeof total, f, n);
+            ppx__ring_commit(p, n + sizeof total, flag);
         } else {
-            memcpy(p, f + *off, n);
-            ppx__ring_commit(r, n, flag);
+            memcpy(dst, f + *off, n);
+            ppx__ring_commit(p, n, flag);
         }
         *off += n;
     }

@@ -14,12 +14,12 @@
 
 enum { PPX__REC_WHOLE = 0, PPX__REC_FIRST = 1, PPX__REC_MORE = 2, PPX__REC_LAST = 3 };
 
-/* Writes frame[*off..len) into r as far as it fits, advancing *off.
+/* Writes frame[*off..len) into p's ring as far as it fits, advancing *off.
  * Returns true once the whole frame is in; false when the ring filled
  * first: call again after space was released. */
-bool ppx__frame_put(ppx__ring *r, const void *frame, size_t len, size_t *off);
+bool ppx__frame_put(ppx__port *p, const void *frame, size_t len, size_t *off);
 /* Bytes the next record of this frame needs (to wait for that much space). */
-size_t ppx__frame_next_need(const ppx__ring *r, size_t len, size_t off);
+size_t ppx__frame_next_need(const ppx__port *p, size_t len, size_t off);
 
 typedef struct ppx__rx {
     unsigned char *buf;

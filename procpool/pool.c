@@ -80,6 +80,29 @@ static int resolve_options(ppx_pool_options *o, const ppx_pool_options *in)
     return 0;
 }
 
+/* Writes the layout into the shared header. Done at creation and again
+ * before every fork, so a worker that scribbled on the header cannot
+ * hand its damage to the workers that replace it. */
+void ppx__restamp_layout(ppx_pool *p)
+{
+    ppx__shared *sh = p->sh;
+    uint32_t nw = (uint32_t)p->nworkers;
+    sh->magic = PPX__SHARED_MAGIC;
+    sh->version = PPX__SHARED_VERSION;
+    sh->nworkers = nw;
+    sh->nslots = p->nslots;
+    sh->ring_bytes = p->opt.ring_bytes;
+    sh->ring_stride = p->ring_stride;
+    sh->slots_off = (uint64_t)((char *)p->slots - (char *)sh);
+    sh->rings_off = (uint64_t)((char *)p->w[0].req.r - (char *)sh);
+    sh->max_payload = p->opt.max_payload;
+    for (uint32_t i = 0; i < nw; i++) {
+        p->w[i].req.r->magic = p->w[i].resp.r->magic = PPX__RING_MAGIC;
+        p->w[i].req.r->version = p->w[i].resp.r->version = PPX__RING_VERSION;
+        p->w[i].req.r->capacity = p->w[i].resp.r->capacity = p->opt.ring_bytes;
+    }
+}
+
 static int map_shared(ppx_pool *p)
 {
     uint32_t nw = (uint32_t)p->nworkers;
@@ -91,24 +114,21 @@ static int map_shared(ppx_pool *p)
     int rc = ppx__region_map(p->sh_len, (void **)&p->sh);
     if (rc)
         return rc;
-    ppx__shared *sh = p->sh;
-    sh->magic = PPX__SHARED_MAGIC;
-    sh->version = PPX__SHARED_VERSION;
-    sh->nworkers = nw;
-    sh->nslots = nslots;
-    sh->ring_bytes = p->opt.ring_bytes;
-    sh->ring_stride = stride;
-    sh->slots_off = slots_off;
-    sh->rings_off = rings_off;
-    sh->max_payload = p->opt.max_payload;
+    char *base = (char *)p->sh;
+    p->slots = (ppx__slot *)(base + slots_off);
+    p->nslots = nslots;
+    p->ring_stride = stride;
     for (uint32_t i = 0; i < nw; i++) {
-        ppx__ring_init(ppx__shared_req(sh, i), p->opt.ring_bytes);
-        ppx__ring_init(ppx__shared_resp(sh, i), p->opt.ring_bytes);
-        p->w[i].req = ppx__shared_req(sh, i);
-        p->w[i].resp = ppx__shared_resp(sh, i);
+        ppx__ring *req = (ppx__ring *)(base + rings_off + 2 * (size_t)i * stride);
+        ppx__ring *resp = (ppx__ring *)((char *)req + stride);
+        ppx__ring_init(req, p->opt.ring_bytes);
+        ppx__ring_init(resp, p->opt.ring_bytes);
+        p->w[i].req = ppx__port_of(req, p->opt.ring_bytes);
+        p->w[i].resp = ppx__port_of(resp, p->opt.ring_bytes);
         p->w[i].pidfd = -1;
         p->w[i].rx.max = p->opt.max_payload + 4096;
     }
+    ppx__restamp_layout(p);
     p->slot_task = calloc(nslots, sizeof *p->slot_task);
     p->slot_seq = calloc(nslots, sizeof *p->slot_seq);
     p->free_slots = malloc(nslots * sizeof *p->free_slots);
@@ -171,6 +191,7 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
     pthread_cond_init(&p->cv, &ca);
     pthread_condattr_destroy(&ca);
     p->magic = POOL_MAGIC;
+    atomic_init(&p->refs, 1);
     atomic_init(&p->next_id, 1);
 
     p->w = calloc((size_t)p->nworkers, sizeof *p->w);
@@ -302,7 +323,7 @@ static void after_resolve(ppx_pool *p, ppx__notify *n, bool kick_driver)
 static bool replies_waiting(ppx_pool *p)
 {
     for (int i = 0; i < p->nworkers; i++)
-        if (p->w[i].alive && !ppx__ring_empty(p->w[i].resp))
+        if (p->w[i].alive && !ppx__ring_empty(&p->w[i].resp))
             return true;
     return false;
 }
@@ -310,6 +331,8 @@ static bool replies_waiting(ppx_pool *p)
 /* One round of everything the pool has to do; under the lock. */
 static void process_locked(ppx_pool *p, ppx__notify *n)
 {
+    if (p->torn_down)
+        return;
     bool other_driver = p->driving && !pthread_equal(p->driver, pthread_self());
     for (int round = 0; round < 8; round++) {
         if (!other_driver)
@@ -336,8 +359,11 @@ static void process_locked(ppx_pool *p, ppx__notify *n)
         atomic_store_explicit(&p->sh->parent_waiting, 1, memory_order_relaxed);
         atomic_thread_fence(memory_order_seq_cst);
         if (!replies_waiting(p))
-            break;
+            return;
     }
+    /* Out of rounds with replies left: a worker may have seen the flag
+     * down and not signalled, so keep the fd readable for the next call. */
+    ppx__eventfd_signal(p->efd);
 }
 
 int ppx_pool_process(ppx_pool *p)
@@ -372,12 +398,15 @@ static int remaining_ms(int64_t deadline)
 
 /* Blocks until done(p, arg) holds (checked under the lock) or the
  * deadline passes. 0 or PPX_ETIMEDOUT. */
+static void pool_unref(ppx_pool *p);
+
 static int drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *arg,
                        int64_t deadline)
 {
+    atomic_fetch_add(&p->refs, 1);
     ppx__pool_lock(p);
     int rc = 0;
-    while (!done(p, arg)) {
+    while (!done(p, arg) && !p->torn_down) {
         int ms = remaining_ms(deadline);
         if (ms == 0) {
             rc = PPX_ETIMEDOUT;
@@ -408,6 +437,7 @@ static int drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *arg,
         ppx__pool_lock(p);
     }
     ppx__pool_unlock(p);
+    pool_unref(p);
     return rc;
 }
 
@@ -445,8 +475,9 @@ ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f)
     if (now != PPX_PENDING) {
         st = (ppx_state)now;
     } else if (f->task && f->task->slot != PPX__NO_SLOT) {
-        uint64_t w = atomic_load(&ppx__shared_slots(p->sh)[f->task->slot].state);
-        if (ppx__slot_st(w) == PPX__SLOT_RUNNING && ppx__slot_seq(w) == f->task->seq)
+        uint64_t w = atomic_load(&p->slots[f->task->slot].state);
+        uint32_t s = ppx__slot_st(w);
+        if ((s == PPX__SLOT_RUNNING || s == PPX__SLOT_FINISHED) && ppx__slot_seq(w) == f->task->seq)
             st = PPX_RUNNING;
     }
     ppx__pool_unlock(p);
@@ -489,34 +520,30 @@ int ppx_pool_shutdown(ppx_pool *p, int how, int timeout_ms)
 }
 
 /* Asks every worker to exit, gives running calls the grace period, then
- * kills what is left and reaps everything. */
+ * kills what is left and reaps everything. A pidfd turns readable when its
+ * process exits, whether or not we can reap it (SIGCHLD may be ignored). */
 static void stop_workers(ppx_pool *p)
 {
     atomic_store(&p->sh->shutdown, 1);
     for (int i = 0; i < p->nworkers; i++)
         if (p->w[i].alive)
-            ppx__ring_kick(p->w[i].req);
+            ppx__ring_kick(&p->w[i].req);
     int grace = p->opt.cancel_grace_ms < 0 ? 100 : p->opt.cancel_grace_ms;
     int64_t deadline = ppx__now_ns() + (int64_t)grace * 1000000LL;
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
         if (!w->alive)
             continue;
-        siginfo_t si;
-        for (;;) {
-            memset(&si, 0, sizeof si);
-            if (waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) != 0 || si.si_pid != 0)
-                break;
-            int ms = remaining_ms(deadline);
-            if (ms == 0) {
-                syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
-                waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED);
-                break;
-            }
-            /* The pidfd turns readable when the worker exits. */
-            struct pollfd pf = {.fd = w->pidfd, .events = POLLIN};
-            poll(&pf, 1, ms);
+        struct pollfd pf = {.fd = w->pidfd, .events = POLLIN};
+        while (poll(&pf, 1, remaining_ms(deadline)) < 0 && errno == EINTR)
+            ;
+        if (!(pf.revents & POLLIN)) {
+            syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+            while (poll(&pf, 1, -1) < 0 && errno == EINTR)
+                ;
         }
+        siginfo_t si;
+        waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG);
         w->alive = false;
         close(w->pidfd);
         w->pidfd = -1;
@@ -533,13 +560,18 @@ static void free_tasks(ppx__list *l, ppx_pool *p)
     }
 }
 
-static void destroy(ppx_pool *p)
+static void free_all_tasks(ppx_pool *p)
 {
     for (int i = 0; p->w && i < p->nworkers; i++) {
         free_tasks(&p->w[i].tasks, p);
         ppx__rx_reset(&p->w[i].rx);
     }
     free_tasks(&p->queue, p);
+}
+
+static void destroy(ppx_pool *p)
+{
+    free_all_tasks(p);
     if (p->epfd >= 0)
         close(p->epfd);
     if (p->efd >= 0)
@@ -560,14 +592,29 @@ static void destroy(ppx_pool *p)
     free(p);
 }
 
+static void pool_unref(ppx_pool *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) == 1)
+        destroy(p);
+}
+
 void ppx_pool_free(ppx_pool *p)
 {
     if (!live(p))
         return;
     ppx__notify n = {0};
     ppx__pool_lock(p);
+    if (p->freeing) { /* again, from a callback of this very free */
+        ppx__pool_unlock(p);
+        return;
+    }
+    p->freeing = true;
     p->closed = true;
     cancel_all(p, false, &n);
+    /* Threads blocked in a wait leave now: their futures are resolved. */
+    pthread_cond_broadcast(&p->cv);
+    if (p->driving)
+        ppx__eventfd_signal(p->kickfd);
     ppx__pool_unlock(p);
     ppx__notify_run(&n);
     /* Watchers stop polling before the descriptors go away. */
@@ -575,8 +622,11 @@ void ppx_pool_free(ppx_pool *p)
         p->hooks[i].fn(p, p->hooks[i].arg);
     ppx__pool_lock(p);
     stop_workers(p);
+    free_all_tasks(p);
+    p->torn_down = true;
+    pthread_cond_broadcast(&p->cv);
     ppx__pool_unlock(p);
-    destroy(p);
+    pool_unref(p);
 }
 
 /* ---- small accessors --------------------------------------------------- */

@@ -50,7 +50,7 @@ typedef struct ppx__worker {
     bool killed_by_us;   /* killed because a cancelled task overran */
     bool protocol_error; /* it sent something unreadable */
     int64_t respawn_at;  /* monotonic ns, when a fork failed */
-    ppx__ring *req, *resp;
+    ppx__port req, resp; /* private views: capacity not read from shm */
     ppx__list tasks;     /* calls in its ring or running, oldest first */
     ppx__task *partial;  /* frame being written, resumes when space frees */
     size_t partial_off;
@@ -64,6 +64,13 @@ typedef struct ppx__hook {
 
 struct ppx_pool {
     uint32_t magic;
+    /* The owner's reference, plus one per thread inside a blocking wait,
+     * so ppx_pool_free can tear the pool down (workers stopped, futures
+     * resolved) while such a thread is still leaving; the last reference
+     * closes the descriptors and frees the memory. */
+    _Atomic int refs;
+    bool freeing;   /* ppx_pool_free has begun */
+    bool torn_down; /* workers are gone; nothing left to process */
     pthread_mutex_t mu;
     pthread_cond_t cv;   /* broadcast whenever futures resolve */
     bool driving;        /* a thread is blocked in epoll_wait for us */
@@ -74,6 +81,11 @@ struct ppx_pool {
 
     ppx__shared *sh;
     size_t sh_len;
+    /* Layout kept privately: a worker scribbling on the shared header
+     * cannot move what the parent reads or writes. */
+    ppx__slot *slots;
+    uint32_t nslots;
+    size_t ring_stride;
     ppx__worker *w;
     int nworkers;
     unsigned rr; /* round-robin start for ties */
@@ -115,6 +127,7 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n);
 void ppx__run_timers(ppx_pool *p);
 void ppx__arm_timer(ppx_pool *p);
 int ppx__spawn(ppx_pool *p, int i);
+void ppx__restamp_layout(ppx_pool *p);
 /* Cancels t (queued, in a ring or running) and resolves its future. */
 void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, ppx__notify *n);
 /* Frees a task that is in no list and holds no slot. */

@@ -10,10 +10,13 @@
  *   QUEUED(seq)  --worker w claims-->      RUNNING(seq, w)
  *   QUEUED(seq)  --parent cancels-->       CANCELLED(seq)   worker skips it
  *   QUEUED(seq)  --parent moves it-->      QUEUED(seq + 1)  old record stale
+ *   RUNNING(seq, w) --function returns-->  FINISHED(seq, w) before the reply
  *
  * Whichever CAS wins decides: a cancelled call never starts, a claimed
- * call is known to be running, and a moved call runs once. Only the parent
- * writes FREE and QUEUED; only workers write RUNNING.
+ * call is known to be running, and a moved call runs once. FINISHED keeps
+ * the parent's cancel deadline from killing the worker for a call that
+ * already ended. Only the parent writes FREE, QUEUED and CANCELLED; only
+ * workers write RUNNING and FINISHED.
  */
 #ifndef PPX_PROCPOOL_SHARED_H
 #define PPX_PROCPOOL_SHARED_H
@@ -25,7 +28,13 @@
 #define PPX__SHARED_MAGIC 0x70707850u /* "ppxP" */
 #define PPX__SHARED_VERSION 1u
 
-enum { PPX__SLOT_FREE = 0, PPX__SLOT_QUEUED, PPX__SLOT_RUNNING, PPX__SLOT_CANCELLED };
+enum {
+    PPX__SLOT_FREE = 0,
+    PPX__SLOT_QUEUED,
+    PPX__SLOT_RUNNING,
+    PPX__SLOT_CANCELLED,
+    PPX__SLOT_FINISHED, /* the function returned; the reply is on its way */
+};
 
 typedef struct ppx__slot {
     _Atomic uint64_t state;  /* seq | worker | state, see above */

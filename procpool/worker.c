@@ -25,7 +25,12 @@ typedef struct wctx {
     int efd;
     pid_t parent;
     long pid;
-    ppx__ring *req, *resp;
+    /* Layout read once at start: a function scribbling on the shared
+     * header later cannot move what this loop indexes. */
+    ppx__slot *slots;
+    uint32_t nslots;
+    uint64_t max_payload;
+    ppx__port req, resp;
     msgpack_sbuffer out; /* the reply frame */
     msgpack_sbuffer ret; /* the function's result value */
 } wctx;
@@ -47,10 +52,10 @@ static void check_parent(const wctx *w)
 static void send_frame(wctx *w, const void *frame, size_t len)
 {
     size_t off = 0;
-    while (!ppx__frame_put(w->resp, frame, len, &off)) {
+    while (!ppx__frame_put(&w->resp, frame, len, &off)) {
         ppx__shared_wake_parent(w->sh, w->efd);
-        size_t need = ppx__frame_next_need(w->resp, len, off);
-        if (ppx__ring_wait_space(w->resp, need, IDLE_SPIN, ORPHAN_CHECK_MS) == -ETIMEDOUT)
+        size_t need = ppx__frame_next_need(&w->resp, len, off);
+        if (ppx__ring_wait_space(&w->resp, need, IDLE_SPIN, ORPHAN_CHECK_MS) == -ETIMEDOUT)
             check_parent(w);
     }
     ppx__shared_wake_parent(w->sh, w->efd);
@@ -64,6 +69,8 @@ static void send_error(wctx *w, const ppx__env *env, const char *type,
         _exit(PPX__EXIT_NOMEM);
     send_frame(w, w->out.data, w->out.size);
 }
+
+static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot);
 
 static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
 {
@@ -85,6 +92,7 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
         return;
     }
     int rc = e->fn(&call, e->udata);
+    mark_finished(w, env, slot);
     if (call.raised) {
         send_error(w, env, call.type, call.message ? call.message : "", fname, call.where);
     } else if (rc != 0) {
@@ -95,10 +103,10 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
         static const unsigned char nil = 0xc0;
         const void *v = call.has_ret ? (const void *)w->ret.data : &nil;
         size_t vlen = call.has_ret ? w->ret.size : 1;
-        if (vlen + 64 > w->sh->max_payload) {
+        if (vlen + 64 > w->max_payload) {
             char msg[128];
             snprintf(msg, sizeof msg, "result of %zu bytes exceeds the pool's limit of %llu",
-                     vlen, (unsigned long long)w->sh->max_payload);
+                     vlen, (unsigned long long)w->max_payload);
             send_error(w, env, "ResultTooLarge", msg, fname, "");
         } else {
             if (ppx__env_pack_result(&w->out, env->task_id, env->slot, env->seq, v, vlen))
@@ -116,9 +124,9 @@ static void handle_frame(wctx *w, const void *frame, size_t len)
     /* Without a readable header nobody can be told which call it was:
      * exiting makes the parent fail whatever we held, as it does on a
      * crash, so nothing hangs. */
-    if (!env.head_ok || env.slot >= w->sh->nslots)
+    if (!env.head_ok || env.slot >= w->nslots)
         _exit(PPX__EXIT_PROTOCOL);
-    ppx__slot *slot = &ppx__shared_slots(w->sh)[env.slot];
+    ppx__slot *slot = &w->slots[env.slot];
     uint64_t expect = ppx__slot_word(env.seq, 0, PPX__SLOT_QUEUED);
     uint64_t mine = ppx__slot_word(env.seq, w->index, PPX__SLOT_RUNNING);
     if (!atomic_compare_exchange_strong_explicit(&slot->state, &expect, mine,
@@ -138,6 +146,14 @@ static void handle_frame(wctx *w, const void *frame, size_t len)
         return;
     }
     run_call(w, &env, slot);
+}
+
+/* Called between the function's return and the reply. */
+static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot)
+{
+    atomic_store_explicit(&slot->state,
+                          ppx__slot_word(env->seq, w->index, PPX__SLOT_FINISHED),
+                          memory_order_release);
 }
 
 static void reset_signals(void)
@@ -172,22 +188,23 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
      * getppid check alone. */
     if (forked_by_main_thread)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-    wctx w = {sh, index, efd, parent, (long)getpid(), ppx__shared_req(sh, index),
-              ppx__shared_resp(sh, index), {0}, {0}};
+    wctx w = {sh, index, efd, parent, (long)getpid(), ppx__shared_slots(sh), sh->nslots,
+              sh->max_payload, ppx__port_of(ppx__shared_req(sh, index), sh->ring_bytes),
+              ppx__port_of(ppx__shared_resp(sh, index), sh->ring_bytes), {0}, {0}};
     check_parent(&w); /* the parent may have died before prctl */
     msgpack_sbuffer_init(&w.out);
     msgpack_sbuffer_init(&w.ret);
-    ppx__rx rx = {.max = sh->max_payload + 4096};
+    ppx__rx rx = {.max = w.max_payload + 4096};
 
     for (;;) {
         const void *rec;
         size_t len;
         uint32_t flags;
-        int rc = ppx__ring_peek(w.req, &rec, &len, &flags);
+        int rc = ppx__ring_peek(&w.req, &rec, &len, &flags);
         if (rc == 0) {
             if (atomic_load(&sh->shutdown))
                 _exit(PPX__EXIT_SHUTDOWN);
-            if (ppx__ring_wait_data(w.req, IDLE_SPIN, ORPHAN_CHECK_MS, &sh->shutdown) == -ETIMEDOUT)
+            if (ppx__ring_wait_data(&w.req, IDLE_SPIN, ORPHAN_CHECK_MS, &sh->shutdown) == -ETIMEDOUT)
                 check_parent(&w);
             continue;
         }
@@ -200,15 +217,15 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
             _exit(rc == PPX_ENOMEM ? PPX__EXIT_NOMEM : PPX__EXIT_PROTOCOL);
         if (rc == 1 && flags == PPX__REC_WHOLE) {
             handle_frame(&w, frame, flen); /* decoded in place, then released */
-            ppx__ring_release(w.req);
+            ppx__ring_release(&w.req, len);
         } else {
-            ppx__ring_release(w.req); /* chunks are copied into rx */
+            ppx__ring_release(&w.req, len); /* chunks are copied into rx */
             if (rc == 1) {
                 handle_frame(&w, frame, flen);
                 ppx__rx_reset(&rx);
             }
         }
-        if (ppx__ring_notify_space(w.req))
+        if (ppx__ring_notify_space(&w.req))
             ppx__eventfd_signal(efd);
     }
 }

@@ -36,58 +36,69 @@ void ppx__ring_reset(ppx__ring *r)
     atomic_store(&r->consumer_waiting, 0);
 }
 
-size_t ppx__ring_max_record(const ppx__ring *r)
+void ppx__port_reset(ppx__port *p)
 {
-    return r->capacity / 2 - HDR;
+    ppx__ring_reset(p->r);
+    p->head = p->tail = 0;
 }
 
-/* Where a record of this size starts if written at head, and how much
- * room it needs including the padding to the end of the buffer. */
-static uint64_t placement(const ppx__ring *r, uint64_t head, uint64_t rec,
-                          uint64_t *pad)
+size_t ppx__ring_max_record(const ppx__port *p)
 {
-    uint64_t pos = head & (r->capacity - 1);
-    uint64_t contiguous = r->capacity - pos;
+    return p->cap / 2 - HDR;
+}
+
+/* Room a record of this size needs if written at head, including the
+ * padding to the end of the buffer when it does not fit before it. */
+static uint64_t placement(uint64_t cap, uint64_t head, uint64_t rec, uint64_t *pad)
+{
+    uint64_t contiguous = cap - (head & (cap - 1));
     *pad = rec <= contiguous ? 0 : contiguous;
     return *pad + rec;
 }
 
-static bool fits(const ppx__ring *r, size_t len)
+static bool fits(const ppx__port *p, size_t len)
 {
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-    uint64_t pad;
-    return placement(r, head, rec_size(len), &pad) <= r->capacity - (head - tail);
+    uint64_t head = p->head;
+    uint64_t tail = atomic_load_explicit(&p->r->tail, memory_order_acquire);
+    uint64_t pad, used = head - tail;
+    /* A consumer that moved tail past head or by more than the capacity
+     * has broken the ring: report no room rather than overwrite. */
+    if (used > p->cap)
+        return false;
+    return placement(p->cap, head, rec_size(len), &pad) <= p->cap - used;
 }
 
-void *ppx__ring_reserve(ppx__ring *r, size_t len)
+void *ppx__ring_reserve(ppx__port *p, size_t len)
 {
-    if (len > ppx__ring_max_record(r) || !fits(r, len))
+    if (len > ppx__ring_max_record(p) || !fits(p, len))
         return NULL;
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    uint64_t head = p->head;
     uint64_t pad;
-    placement(r, head, rec_size(len), &pad);
-    return r->data + ((head + pad) & (r->capacity - 1)) + HDR;
+    placement(p->cap, head, rec_size(len), &pad);
+    return p->r->data + ((head + pad) & (p->cap - 1)) + HDR;
 }
 
-void ppx__ring_commit(ppx__ring *r, size_t len, uint32_t flags)
+void ppx__ring_commit(ppx__port *p, size_t len, uint32_t flags)
 {
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    ppx__ring *r = p->r;
+    uint64_t head = p->head;
     uint64_t pad;
-    placement(r, head, rec_size(len), &pad);
+    placement(p->cap, head, rec_size(len), &pad);
     if (pad) {
-        ppx__rec_hdr *ph = (ppx__rec_hdr *)(r->data + (head & (r->capacity - 1)));
+        ppx__rec_hdr *ph = (ppx__rec_hdr *)(r->data + (head & (p->cap - 1)));
         ph->len = (uint32_t)(pad - HDR);
         ph->flags = PPX__REC_PAD;
     }
-    ppx__rec_hdr *h = (ppx__rec_hdr *)(r->data + ((head + pad) & (r->capacity - 1)));
+    ppx__rec_hdr *h = (ppx__rec_hdr *)(r->data + ((head + pad) & (p->cap - 1)));
     h->len = (uint32_t)len;
     h->flags = flags & ~PPX__REC_PAD;
-    atomic_store_explicit(&r->head, head + pad + rec_size(len), memory_order_release);
+    p->head = head + pad + rec_size(len);
+    atomic_store_explicit(&r->head, p->head, memory_order_release);
 }
 
-void ppx__ring_notify_data(ppx__ring *r)
+void ppx__ring_notify_data(ppx__port *p)
 {
+    ppx__ring *r = p->r;
     /* Pairs with the fence in ppx__ring_wait_data: either the consumer sees
      * our head, or we see its waiting flag. */
     atomic_thread_fence(memory_order_seq_cst);
@@ -98,35 +109,36 @@ void ppx__ring_notify_data(ppx__ring *r)
     }
 }
 
-bool ppx__ring_want_space(ppx__ring *r, size_t len)
+bool ppx__ring_want_space(ppx__port *p, size_t len)
 {
-    atomic_store_explicit(&r->producer_waiting, 1, memory_order_relaxed);
+    atomic_store_explicit(&p->r->producer_waiting, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
-    return fits(r, len);
+    return fits(p, len);
 }
 
-int ppx__ring_wait_space(ppx__ring *r, size_t len, int spin, int timeout_ms)
+int ppx__ring_wait_space(ppx__port *p, size_t len, int spin, int timeout_ms)
 {
     for (int i = 0; i < spin; i++) {
-        if (fits(r, len))
+        if (fits(p, len))
             return 0;
         ppx__cpu_relax();
     }
     for (;;) {
-        uint32_t seq = atomic_load_explicit(&r->space_seq, memory_order_acquire);
-        if (ppx__ring_want_space(r, len))
+        uint32_t seq = atomic_load_explicit(&p->r->space_seq, memory_order_acquire);
+        if (ppx__ring_want_space(p, len))
             return 0;
-        int rc = ppx__futex_wait(&r->space_seq, seq, timeout_ms);
+        int rc = ppx__futex_wait(&p->r->space_seq, seq, timeout_ms);
         if (rc == -ETIMEDOUT)
-            return fits(r, len) ? 0 : rc;
+            return fits(p, len) ? 0 : rc;
     }
 }
 
-int ppx__ring_peek(ppx__ring *r, const void **payload, size_t *len, uint32_t *flags)
+int ppx__ring_peek(ppx__port *p, const void **payload, size_t *len, uint32_t *flags)
 {
-    uint64_t mask = r->capacity - 1;
+    ppx__ring *r = p->r;
+    uint64_t mask = p->cap - 1;
     for (;;) {
-        uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+        uint64_t tail = p->tail;
         uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
         if (head == tail)
             return 0;
@@ -134,17 +146,20 @@ int ppx__ring_peek(ppx__ring *r, const void **payload, size_t *len, uint32_t *fl
         uint64_t pos = tail & mask;
         /* Both words live in memory another process can write: check
          * them before trusting a header. */
-        if (avail > r->capacity || ((avail | tail) & 7) || avail < HDR)
+        if (avail > p->cap || ((avail | tail) & 7) || avail < HDR)
             return -EBADMSG;
         const ppx__rec_hdr *h = (const ppx__rec_hdr *)(r->data + pos);
         uint32_t hlen = h->len, hflags = h->flags;
         uint64_t rec = rec_size(hlen);
-        if (rec > avail || rec > r->capacity - pos)
+        if (rec > avail || rec > p->cap - pos)
             return -EBADMSG;
         if (hflags & PPX__REC_PAD) {
-            atomic_store_explicit(&r->tail, tail + rec, memory_order_release);
+            p->tail = tail + rec;
+            atomic_store_explicit(&r->tail, p->tail, memory_order_release);
             continue;
         }
+        if (hlen > ppx__ring_max_record(p))
+            return -EBADMSG; /* no honest producer writes one this long */
         *payload = r->data + pos + HDR;
         *len = hlen;
         *flags = hflags;
@@ -152,15 +167,16 @@ int ppx__ring_peek(ppx__ring *r, const void **payload, size_t *len, uint32_t *fl
     }
 }
 
-void ppx__ring_release(ppx__ring *r)
+void ppx__ring_release(ppx__port *p, size_t len)
 {
-    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    const ppx__rec_hdr *h = (const ppx__rec_hdr *)(r->data + (tail & (r->capacity - 1)));
-    atomic_store_explicit(&r->tail, tail + rec_size(h->len), memory_order_release);
+    /* len is what peek checked; the header may have changed since. */
+    p->tail += rec_size(len);
+    atomic_store_explicit(&p->r->tail, p->tail, memory_order_release);
 }
 
-bool ppx__ring_notify_space(ppx__ring *r)
+bool ppx__ring_notify_space(ppx__port *p)
 {
+    ppx__ring *r = p->r;
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&r->producer_waiting, memory_order_relaxed) &&
         atomic_exchange_explicit(&r->producer_waiting, 0, memory_order_relaxed)) {
@@ -171,11 +187,11 @@ bool ppx__ring_notify_space(ppx__ring *r)
     return false;
 }
 
-int ppx__ring_wait_data(ppx__ring *r, int spin, int timeout_ms,
-                        const _Atomic uint32_t *stop)
+int ppx__ring_wait_data(ppx__port *p, int spin, int timeout_ms, const _Atomic uint32_t *stop)
 {
+    ppx__ring *r = p->r;
     for (int i = 0; i < spin; i++) {
-        if (!ppx__ring_empty(r) || (stop && atomic_load(stop)))
+        if (!ppx__ring_empty(p) || (stop && atomic_load(stop)))
             return 0;
         ppx__cpu_relax();
     }
@@ -183,20 +199,20 @@ int ppx__ring_wait_data(ppx__ring *r, int spin, int timeout_ms,
         uint32_t seq = atomic_load_explicit(&r->data_seq, memory_order_acquire);
         atomic_store_explicit(&r->consumer_waiting, 1, memory_order_relaxed);
         atomic_thread_fence(memory_order_seq_cst);
-        if (!ppx__ring_empty(r) || (stop && atomic_load(stop))) {
+        if (!ppx__ring_empty(p) || (stop && atomic_load(stop))) {
             atomic_store_explicit(&r->consumer_waiting, 0, memory_order_relaxed);
             return 0;
         }
         int rc = ppx__futex_wait(&r->data_seq, seq, timeout_ms);
         if (rc == -ETIMEDOUT) {
             atomic_store_explicit(&r->consumer_waiting, 0, memory_order_relaxed);
-            return (!ppx__ring_empty(r) || (stop && atomic_load(stop))) ? 0 : rc;
+            return (!ppx__ring_empty(p) || (stop && atomic_load(stop))) ? 0 : rc;
         }
     }
 }
 
-void ppx__ring_kick(ppx__ring *r)
+void ppx__ring_kick(ppx__port *p)
 {
-    atomic_fetch_add_explicit(&r->data_seq, 1, memory_order_release);
-    ppx__futex_wake(&r->data_seq, 1);
+    atomic_fetch_add_explicit(&p->r->data_seq, 1, memory_order_release);
+    ppx__futex_wake(&p->r->data_seq, 1);
 }

@@ -48,6 +48,29 @@ typedef struct ppx__ring {
 
 _Static_assert(sizeof(ppx__ring) == 192, "ring header layout is shared ABI");
 
+/*
+ * One side's handle on a ring, in private memory: the capacity, and the
+ * counter this side owns (head for the producer, tail for the consumer).
+ * The shared words are only ever written from these copies, and the other
+ * side's word is checked against them, so nothing the other process writes
+ * can move where this side reads or writes.
+ */
+typedef struct ppx__port {
+    ppx__ring *r;
+    uint64_t cap;
+    uint64_t head; /* producer's own counter */
+    uint64_t tail; /* consumer's own counter */
+} ppx__port;
+
+/* A port on r, a ring of capacity bytes (exactly as passed to
+ * ppx__ring_init: a power of two >= PPX__RING_MIN). It starts from the
+ * ring's current counters. */
+static inline ppx__port ppx__port_of(ppx__ring *r, size_t capacity)
+{
+    ppx__port p = {r, capacity, atomic_load(&r->head), atomic_load(&r->tail)};
+    return p;
+}
+
 typedef struct ppx__rec_hdr {
     uint32_t len;
     uint32_t flags;
@@ -61,43 +84,46 @@ size_t ppx__ring_footprint(size_t capacity);
 int ppx__ring_init(ppx__ring *r, size_t capacity);
 /* Empties the ring; only while neither side uses it. */
 void ppx__ring_reset(ppx__ring *r);
+/* Empties the ring and restarts p's counters with it. */
+void ppx__port_reset(ppx__port *p);
 /* Largest payload one record can hold. */
-size_t ppx__ring_max_record(const ppx__ring *r);
+size_t ppx__ring_max_record(const ppx__port *p);
 
 /* Producer: room for a len-byte payload, or NULL when the ring is too full
  * now (or len exceeds the largest record). Write the payload there, then
  * commit with the same len. */
-void *ppx__ring_reserve(ppx__ring *r, size_t len);
-void ppx__ring_commit(ppx__ring *r, size_t len, uint32_t flags);
+void *ppx__ring_reserve(ppx__port *p, size_t len);
+void ppx__ring_commit(ppx__port *p, size_t len, uint32_t flags);
 /* Producer, after committing: wakes the consumer if it sleeps. */
-void ppx__ring_notify_data(ppx__ring *r);
+void ppx__ring_notify_data(ppx__port *p);
 /* Producer: sleeps (after spin rounds of polling) until len bytes fit or
  * timeout_ms passes. 0 or -ETIMEDOUT. */
-int ppx__ring_wait_space(ppx__ring *r, size_t len, int spin, int timeout_ms);
+int ppx__ring_wait_space(ppx__port *p, size_t len, int spin, int timeout_ms);
 /* Producer that cannot sleep (the parent): raise the waiting flag and
  * re-check. Returns true if the space is there after all. */
-bool ppx__ring_want_space(ppx__ring *r, size_t len);
+bool ppx__ring_want_space(ppx__port *p, size_t len);
 
 /* Consumer: 1 and the next record's payload, 0 when empty, -EBADMSG when
  * the producer wrote a header that cannot be right (the ring is then
  * unusable). The payload stays valid until ppx__ring_release. */
-int ppx__ring_peek(ppx__ring *r, const void **payload, size_t *len, uint32_t *flags);
-void ppx__ring_release(ppx__ring *r);
+int ppx__ring_peek(ppx__port *p, const void **payload, size_t *len, uint32_t *flags);
+/* Releases the record peek returned; len is the length peek gave. */
+void ppx__ring_release(ppx__port *p, size_t len);
 /* Consumer, after releasing: wakes a producer waiting for space. Returns
  * true if one was waiting (a producer that cannot sleep on the futex
  * needs another wake-up, e.g. an eventfd). */
-bool ppx__ring_notify_space(ppx__ring *r);
+bool ppx__ring_notify_space(ppx__port *p);
 /* Consumer: sleeps (after spin rounds) until data arrives, the word at
  * *stop becomes nonzero, or timeout_ms passes. 0 or -ETIMEDOUT. */
-int ppx__ring_wait_data(ppx__ring *r, int spin, int timeout_ms,
+int ppx__ring_wait_data(ppx__port *p, int spin, int timeout_ms,
                         const _Atomic uint32_t *stop);
 /* Wakes the consumer whatever the state, e.g. to make it see *stop. */
-void ppx__ring_kick(ppx__ring *r);
+void ppx__ring_kick(ppx__port *p);
 
-static inline bool ppx__ring_empty(const ppx__ring *r)
+/* Consumer: nothing to read. */
+static inline bool ppx__ring_empty(const ppx__port *p)
 {
-    return atomic_load_explicit(&r->head, memory_order_acquire) ==
-           atomic_load_explicit(&r->tail, memory_order_relaxed);
+    return atomic_load_explicit(&p->r->head, memory_order_acquire) == p->tail;
 }
 
 #endif

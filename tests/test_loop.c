@@ -470,6 +470,29 @@ static void test_default_pool_is_created_on_first_use(void **state)
     assert_true(support_no_children());
 }
 
+static void free_pool_cb(ppx_awaitable *aw, void *arg)
+{
+    fixture *fx = arg;
+    ppx_pool_free(fx->pool);
+    fx->pool = NULL;
+}
+
+static void test_pool_may_be_freed_from_an_awaitable_callback(void **state)
+{
+    fixture *fx = *state;
+    ppx_awaitable *aw[3], *g;
+    for (int i = 0; i < 3; i++)
+        ppx_run_in_executorf(&fx->loop, fx->pool, &aw[i], "add", "ii", i, i);
+    ppx_gather(&fx->loop, aw, 3, 0, &g);
+    ppx_awaitable_add_done_callback(g, free_pool_cb, fx);
+    assert_int_equal(ppx_run_until_complete(&fx->loop, g), 0);
+    assert_null(fx->pool);
+    assert_int_equal(ppx_awaitable_state(g), PPX_DONE);
+    for (int i = 0; i < 3; i++)
+        ppx_awaitable_unref(aw[i]);
+    ppx_awaitable_unref(g);
+}
+
 static void test_bad_calls_report_codes(void **state)
 {
     fixture *fx = *state;
@@ -509,6 +532,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_awaitables_each_settle_exactly_once, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_lucky_number_gathers_values_or_the_unlucky_error, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_bad_calls_report_codes, setup2, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_may_be_freed_from_an_awaitable_callback, setup2, teardown),
         cmocka_unit_test(test_default_pool_is_created_on_first_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -95,6 +95,32 @@ static int fn_pid(ppx_call *c, void *u)
     return ppx_return_int(c, getpid());
 }
 
+/* A buggy function that overwrites the pool's shared header: the layout
+ * offsets, the slot count and every ring's capacity. */
+static int fn_scribble(ppx_call *c, void *u)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    int hit = 0;
+    while (maps && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[3] != 's')
+            continue;
+        uint32_t *h = (uint32_t *)lo;
+        if (h[0] != 0x70707850u) /* "ppxP" */
+            continue;
+        memset(h + 2, 0xff, 48); /* nworkers .. max_payload */
+        for (unsigned long a = lo + 4096; a + 64 <= hi; a += 4096)
+            if (*(uint32_t *)a == 0x70707852u) /* a ring: "ppxR" */
+                ((uint64_t *)a)[1] = ~0ull;    /* its capacity */
+        hit = 1;
+    }
+    if (maps)
+        fclose(maps);
+    return hit ? ppx_return_int(c, 1) : ppx_raise(c, "LookupError", "no pool mapping found");
+}
+
 static ppx_pool *new_pool(int workers, const ppx_pool_options *extra)
 {
     ppx_pool_options o = extra ? *extra : (ppx_pool_options){0};
@@ -580,6 +606,88 @@ static void test_several_threads_submit_and_wait_at_once(void **state)
     ppx_pool_free(p);
 }
 
+static void test_worker_death_is_noticed_when_sigchld_is_ignored(void **state)
+{
+    /* Servers often ignore SIGCHLD; then nobody can collect a status. */
+    signal(SIGCHLD, SIG_IGN);
+    ppx_pool *p = new_pool(1, NULL);
+    ppx_future *bad, *ok;
+    assert_int_equal(ppx_pool_submitf(p, &bad, "crash", "s", "segv"), 0);
+    assert_int_equal(ppx_pool_submitf(p, &ok, "add", "ii", 1, 1), 0);
+    assert_int_equal(ppx_future_wait(bad, 10000), 0);
+    assert_string_equal(ppx_future_error(bad)->type, "WorkerCrashed");
+    assert_non_null(strstr(ppx_future_error(bad)->message, "status unknown"));
+    assert_int_equal(ppx_future_wait(ok, 10000), 0);
+    assert_int_equal(ppx_future_state(ok), PPX_DONE);
+    ppx_future_unref(bad);
+    ppx_future_unref(ok);
+    ppx_pool_free(p);
+    signal(SIGCHLD, SIG_DFL);
+}
+
+static void test_shutdown_wait_runs_calls_requeued_after_a_crash(void **state)
+{
+    ppx_pool *p = new_pool(1, NULL);
+    ppx_future *bad, *ok;
+    assert_int_equal(ppx_pool_submitf(p, &bad, "crash", "s", "exit"), 0);
+    assert_int_equal(ppx_pool_submitf(p, &ok, "add", "ii", 2, 2), 0);
+    assert_int_equal(ppx_pool_shutdown(p, PPX_SHUTDOWN_WAIT, 20000), 0);
+    assert_string_equal(ppx_future_error(bad)->type, "WorkerCrashed");
+    int64_t v;
+    assert_int_equal(ppx_future_int(ok, &v), 0);
+    assert_int_equal(v, 4);
+    ppx_future_unref(bad);
+    ppx_future_unref(ok);
+    ppx_pool_free(p);
+}
+
+static void test_worker_scribbling_on_shared_layout_cannot_hurt_the_parent(void **state)
+{
+    ppx_pool *p = new_pool(1, NULL);
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(p, &f, "scribble", ""), 0);
+    assert_int_equal(ppx_future_wait(f, 10000), 0);
+    int64_t v;
+    assert_int_equal(ppx_future_int(f, &v), 0);
+    ppx_future_unref(f);
+    /* The damaged worker and its replacement both keep working. */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 50; i++) {
+            assert_int_equal(ppx_pool_submitf(p, &f, "add", "ii", i, round), 0);
+            assert_int_equal(ppx_future_wait(f, 10000), 0);
+            assert_int_equal(ppx_future_int(f, &v), 0);
+            assert_int_equal(v, i + round);
+            ppx_future_unref(f);
+        }
+        kill((pid_t)ppx_pool_worker_pid(p, 0), SIGKILL);
+        drain(p, 10000);
+        int64_t end = support_now_ms() + 10000;
+        while (ppx_pool_worker_pid(p, 0) == 0 && support_now_ms() < end)
+            drain(p, 10000), ppx_pool_process(p);
+    }
+    ppx_pool_free(p);
+}
+
+static void *wait_forever(void *arg)
+{
+    ppx_future_wait(arg, -1);
+    return NULL;
+}
+
+static void test_free_releases_threads_blocked_in_a_wait(void **state)
+{
+    ppx_pool *p = new_pool(1, &(ppx_pool_options){.cancel_grace_ms = 20});
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(p, &f, "spin_forever", ""), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, wait_forever, f);
+    wait_running(f);
+    ppx_pool_free(p);
+    pthread_join(th, NULL);
+    assert_int_equal(ppx_future_state(f), PPX_CANCELLED);
+    ppx_future_unref(f);
+}
+
 static void test_pool_lifetimes_leave_no_descriptor_or_process(void **state)
 {
     int before = support_open_fds();
@@ -609,6 +717,7 @@ int main(void)
     ppx_register("big", fn_big, NULL);
     ppx_register("mark", fn_mark, NULL);
     ppx_register("pid", fn_pid, NULL);
+    ppx_register("scribble", fn_scribble, NULL);
     assert_int_equal(ppx_register("add", fn_add, NULL), PPX_EEXIST);
 
     const struct CMUnitTest tests[] = {
@@ -633,6 +742,10 @@ int main(void)
         cmocka_unit_test_teardown(test_shutdown_cancel_resolves_everything_at_once, teardown),
         cmocka_unit_test_teardown(test_free_with_work_in_flight_resolves_every_future_once, teardown),
         cmocka_unit_test_teardown(test_several_threads_submit_and_wait_at_once, teardown),
+        cmocka_unit_test_teardown(test_worker_death_is_noticed_when_sigchld_is_ignored, teardown),
+        cmocka_unit_test_teardown(test_shutdown_wait_runs_calls_requeued_after_a_crash, teardown),
+        cmocka_unit_test_teardown(test_worker_scribbling_on_shared_layout_cannot_hurt_the_parent, teardown),
+        cmocka_unit_test_teardown(test_free_releases_threads_blocked_in_a_wait, teardown),
         cmocka_unit_test_teardown(test_pool_lifetimes_leave_no_descriptor_or_process, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
