@@ -297,7 +297,8 @@ int ppx_pool_fd(const ppx_pool *pool);
  * with work left (it bounds each call), the fd stays readable. Returns the
  * number of futures it resolved, or a negative code. */
 int ppx_pool_process(ppx_pool *pool);
-/* True while any task is unresolved or a cancelled task still runs. */
+/* True while any task is unresolved, a cancelled task still runs, or a
+ * worker is being replaced. */
 bool ppx_pool_busy(const ppx_pool *pool);
 int ppx_pool_workers(const ppx_pool *pool);
 /* Pid of worker i (0 <= i < workers), 0 if it is being respawned. */

@@ -332,40 +332,27 @@ void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
 
 /* ---- workers that end ------------------------------------------------- */
 
-static void describe_exit(const siginfo_t *si, char *buf, size_t n)
+static void describe_exit(int code, int status, char *buf, size_t n)
 {
-    if (si->si_code == CLD_EXITED)
-        snprintf(buf, n, "exited with status %d", si->si_status);
+    if (code == CLD_EXITED)
+        snprintf(buf, n, "exited with status %d", status);
+    else if (code == CLD_KILLED || code == CLD_DUMPED)
+        snprintf(buf, n, "was killed by signal %d (SIG%s)", status,
+                 sigabbrev_np(status) ? sigabbrev_np(status) : "?");
     else
-        snprintf(buf, n, "was killed by signal %d (SIG%s)", si->si_status,
-                 sigabbrev_np(si->si_status) ? sigabbrev_np(si->si_status) : "?");
+        snprintf(buf, n, "was lost with the pool's fork server");
 }
 
-void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n)
+void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n)
 {
-    /* Called when the pidfd is readable, i.e. the worker has exited. If
-     * the application ignores SIGCHLD (or reaps with waitpid(-1)) the
-     * status is gone and waitid says ECHILD: still dead, cause unknown. */
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    int wrc = waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG);
-    if (wrc != 0 && errno != ECHILD)
-        return;
-    if (wrc == 0 && si.si_pid == 0)
-        return; /* not dead yet */
-    bool status_known = wrc == 0;
     int wi = (int)(w - p->w);
     /* Replies it wrote before dying count: collect them first. */
     w->alive = false;
     ppx__drain_replies(p, w, n);
 
     char how[96];
-    if (status_known)
-        describe_exit(&si, how, sizeof how);
-    else
-        snprintf(how, sizeof how, "exited (status unknown: reaped elsewhere or SIGCHLD ignored)");
-    bool protocol = w->protocol_error || (status_known && si.si_code == CLD_EXITED &&
-                                          si.si_status == PPX__EXIT_PROTOCOL);
+    describe_exit(code, status, how, sizeof how);
+    bool protocol = w->protocol_error || (code == CLD_EXITED && status == PPX__EXIT_PROTOCOL);
     bool crashed = false;
     ppx__list requeue = {0};
     while (w->tasks.head) {
@@ -374,7 +361,7 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n)
         uint32_t st = ppx__slot_st(word);
         bool running = (st == PPX__SLOT_RUNNING || st == PPX__SLOT_FINISHED) &&
                        ppx__slot_seq(word) == t->seq && ppx__slot_worker(word) == (uint32_t)wi;
-        if (running || ppx__slot_st(word) == PPX__SLOT_CANCELLED || !t->fut) {
+        if (running || st == PPX__SLOT_CANCELLED || !t->fut) {
             if (t->fut) {
                 crashed = true;
                 p->unresolved--;
@@ -401,8 +388,8 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n)
     if (crashed || (!w->killed_by_us && !atomic_load(&p->sh->shutdown)))
         p->stats.crashed++;
 
-    epoll_ctl(p->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
-    close(w->pidfd);
+    if (w->pidfd >= 0)
+        close(w->pidfd);
     w->pidfd = -1;
     w->pid = 0;
     w->partial = NULL;
@@ -413,9 +400,7 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n)
      * only the final stop ends respawning. */
     if (atomic_load(&p->sh->shutdown))
         return;
-    if (ppx__spawn(p, wi) == 0) {
-        p->stats.respawns++;
-    } else {
+    if (ppx__spawn(p, wi) != 0) {
         w->respawn_at = ppx__now_ns() + RESPAWN_RETRY_NS;
         ppx__arm_timer(p);
     }
@@ -425,34 +410,71 @@ int ppx__spawn(ppx_pool *p, int i)
 {
     ppx__worker *w = &p->w[i];
     ppx__restamp_layout(p);
-    bool main_thread = gettid() == getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
-    if (pid == 0)
-        ppx__worker_main(p->sh, (uint32_t)i, p->efd, p->self, main_thread);
-    int fd = pidfd_open(pid, 0);
-    if (fd < 0) {
-        int err = -errno;
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return err;
+    int rc = ppx__zygote_request(&p->z, (uint32_t)i);
+    if (rc == 0) {
+        w->spawning = true;
+        w->respawn_at = 0;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = PPX__EV_WORKER + (uint64_t)i};
-    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        int err = -errno;
-        syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
-        waitpid(pid, NULL, 0);
-        close(fd);
-        return err;
-    }
+    return rc;
+}
+
+static void spawned(ppx_pool *p, ppx__worker *w, pid_t pid)
+{
+    w->spawning = false;
     w->pid = pid;
-    w->pidfd = fd;
+    /* The zygote reaps; the pidfd lets us signal without racing pid reuse.
+     * If the worker is already gone, its EXITED message follows. */
+    w->pidfd = pidfd_open(pid, 0);
     w->alive = true;
     w->killed_by_us = false;
     w->protocol_error = false;
-    w->respawn_at = 0;
-    return 0;
+    if (p->started_all)
+        p->stats.respawns++;
+}
+
+/* The zygote died (killed from outside?): its workers died with it. Start
+ * another from the parent, the one fork this design cannot avoid. */
+static void zygote_lost(ppx_pool *p, ppx__notify *n)
+{
+    epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->z.sock, NULL);
+    ppx__zygote_stop(&p->z);
+    for (int i = 0; i < p->nworkers; i++) {
+        ppx__worker *w = &p->w[i];
+        w->spawning = false;
+        if (w->alive)
+            ppx__reap(p, w, 0, 0, n); /* its respawn request fails: no zygote */
+    }
+    if (atomic_load(&p->sh->shutdown))
+        return;
+    if (ppx__zygote_start(&p->z, p->sh, p->efd) == 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = PPX__EV_ZYGOTE};
+        epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->z.sock, &ev);
+    }
+    for (int i = 0; i < p->nworkers; i++)
+        if (!p->w[i].alive && !p->w[i].spawning && ppx__spawn(p, i) != 0)
+            p->w[i].respawn_at = ppx__now_ns() + RESPAWN_RETRY_NS;
+    ppx__arm_timer(p);
+}
+
+void ppx__zygote_events(ppx_pool *p, ppx__notify *n)
+{
+    ppx__zmsg m;
+    int rc;
+    while ((rc = ppx__zygote_read(&p->z, &m)) == 1) {
+        if (m.type == PPX__Z_SPAWNED && m.index < (uint32_t)p->nworkers) {
+            spawned(p, &p->w[m.index], m.pid);
+        } else if (m.type == PPX__Z_SPAWN_FAILED && m.index < (uint32_t)p->nworkers) {
+            p->w[m.index].spawning = false;
+            p->w[m.index].respawn_at = ppx__now_ns() + RESPAWN_RETRY_NS;
+            ppx__arm_timer(p);
+        } else if (m.type == PPX__Z_EXITED) {
+            for (int i = 0; i < p->nworkers; i++)
+                if (p->w[i].alive && p->w[i].pid == m.pid)
+                    ppx__reap(p, &p->w[i], m.code, m.status, n);
+        }
+    }
+    if (rc < 0 && !atomic_load(&p->sh->shutdown))
+        zygote_lost(p, n);
 }
 
 /* ---- cancellation and deadlines ---------------------------------------- */
@@ -489,7 +511,7 @@ void ppx__arm_timer(ppx_pool *p)
     int64_t next = 0;
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
-        if (!w->alive && w->respawn_at && (!next || w->respawn_at < next))
+        if (!w->alive && !w->spawning && w->respawn_at && (!next || w->respawn_at < next))
             next = w->respawn_at;
         for (ppx__task *t = w->tasks.head; t; t = t->next)
             if (t->kill_at && (!next || t->kill_at < next))
@@ -516,12 +538,10 @@ void ppx__run_timers(ppx_pool *p)
     int64_t now = ppx__now_ns();
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
-        if (!w->alive && w->respawn_at && w->respawn_at <= now) {
+        if (!w->alive && !w->spawning && w->respawn_at && w->respawn_at <= now) {
             if (atomic_load(&p->sh->shutdown))
                 w->respawn_at = 0;
-            else if (ppx__spawn(p, i) == 0)
-                p->stats.respawns++;
-            else
+            else if (ppx__spawn(p, i) != 0)
                 w->respawn_at = now + RESPAWN_RETRY_NS;
             continue;
         }

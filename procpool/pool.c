@@ -169,6 +169,33 @@ static int open_fds(ppx_pool *p)
 static void stop_workers(ppx_pool *p);
 static void destroy(ppx_pool *p);
 
+/* Starts the zygote and asks it for every worker, waiting for the answers:
+ * this is pool creation, not the loop, so a short block is fine. */
+static int start_workers(ppx_pool *p)
+{
+    int rc = ppx__zygote_start(&p->z, p->sh, p->efd);
+    if (rc)
+        return PPX_ESPAWN;
+    rc = add_fd(p, p->z.sock, PPX__EV_ZYGOTE);
+    for (int i = 0; i < p->nworkers && rc == 0; i++)
+        rc = ppx__spawn(p, i);
+    int64_t deadline = ppx__now_ns() + 10 * 1000000000LL;
+    for (int i = 0; i < p->nworkers && rc == 0;) {
+        if (p->w[i].alive) {
+            i++;
+            continue;
+        }
+        if (!p->w[i].spawning || ppx__now_ns() > deadline)
+            return PPX_ESPAWN;
+        struct pollfd pf = {p->z.sock, POLLIN, 0};
+        poll(&pf, 1, 100);
+        ppx__notify n = {0};
+        ppx__zygote_events(p, &n); /* only SPAWNED/FAILED can come now */
+    }
+    p->started_all = true;
+    return rc ? PPX_ESPAWN : 0;
+}
+
 int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
 {
     if (!out)
@@ -203,12 +230,11 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
         return rc;
     }
     ppx__registry_freeze();
-    for (int i = 0; i < p->nworkers; i++) {
-        if (ppx__spawn(p, i) != 0) {
-            stop_workers(p);
-            destroy(p);
-            return PPX_ESPAWN;
-        }
+    rc = start_workers(p);
+    if (rc) {
+        stop_workers(p);
+        destroy(p);
+        return rc;
     }
     atomic_store(&p->sh->parent_waiting, 1);
     *out = p;
@@ -348,8 +374,8 @@ static void process_locked(ppx_pool *p, ppx__notify *n)
             uint64_t tag = ev[k].data.u64;
             if (tag == PPX__EV_TIMER)
                 timers = true;
-            else if (tag >= PPX__EV_WORKER && tag - PPX__EV_WORKER < (uint64_t)p->nworkers)
-                ppx__reap(p, &p->w[tag - PPX__EV_WORKER], n);
+            else if (tag == PPX__EV_ZYGOTE)
+                ppx__zygote_events(p, n);
         }
         if (timers)
             ppx__run_timers(p);
@@ -520,8 +546,8 @@ int ppx_pool_shutdown(ppx_pool *p, int how, int timeout_ms)
 }
 
 /* Asks every worker to exit, gives running calls the grace period, then
- * kills what is left and reaps everything. A pidfd turns readable when its
- * process exits, whether or not we can reap it (SIGCHLD may be ignored). */
+ * kills what is left. A pidfd turns readable when its process exits, child
+ * or not. The zygote, told to stop, reaps them and is reaped itself. */
 static void stop_workers(ppx_pool *p)
 {
     atomic_store(&p->sh->shutdown, 1);
@@ -532,23 +558,22 @@ static void stop_workers(ppx_pool *p)
     int64_t deadline = ppx__now_ns() + (int64_t)grace * 1000000LL;
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
-        if (!w->alive)
-            continue;
-        struct pollfd pf = {.fd = w->pidfd, .events = POLLIN};
-        while (poll(&pf, 1, remaining_ms(deadline)) < 0 && errno == EINTR)
-            ;
-        if (!(pf.revents & POLLIN)) {
-            syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
-            while (poll(&pf, 1, -1) < 0 && errno == EINTR)
+        if (w->pidfd >= 0) {
+            struct pollfd pf = {.fd = w->pidfd, .events = POLLIN};
+            while (poll(&pf, 1, remaining_ms(deadline)) < 0 && errno == EINTR)
                 ;
+            if (!(pf.revents & POLLIN)) {
+                syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+                while (poll(&pf, 1, -1) < 0 && errno == EINTR)
+                    ;
+            }
+            close(w->pidfd);
         }
-        siginfo_t si;
-        waitid(P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG);
-        w->alive = false;
-        close(w->pidfd);
+        w->alive = w->spawning = false;
         w->pidfd = -1;
         w->pid = 0;
     }
+    ppx__zygote_stop(&p->z);
 }
 
 static void free_tasks(ppx__list *l, ppx_pool *p)
@@ -643,6 +668,8 @@ bool ppx_pool_busy(const ppx_pool *p)
     ppx_pool *mp = (ppx_pool *)p;
     ppx__pool_lock(mp);
     bool busy = p->ntasks > 0 || p->unresolved > 0;
+    for (int i = 0; i < p->nworkers && !busy && !p->torn_down; i++)
+        busy = p->w[i].spawning || (!p->w[i].alive && p->w[i].respawn_at);
     ppx__pool_unlock(mp);
     return busy;
 }

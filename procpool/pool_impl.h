@@ -19,6 +19,7 @@
 #include "future.h"
 #include "pool.h"
 #include "shared.h"
+#include "zygote.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -45,8 +46,9 @@ typedef struct ppx__list {
 
 typedef struct ppx__worker {
     pid_t pid;
-    int pidfd;
+    int pidfd;          /* for signals only: the zygote reaps workers */
     bool alive;
+    bool spawning;      /* asked the zygote, no answer yet */
     bool killed_by_us;   /* killed because a cancelled task overran */
     bool protocol_error; /* it sent something unreadable */
     int64_t respawn_at;  /* monotonic ns, when a fork failed */
@@ -76,6 +78,7 @@ struct ppx_pool {
     bool driving;        /* a thread is blocked in epoll_wait for us */
     pthread_t driver;
     bool closed;
+    bool started_all; /* the first workers are up: later spawns are respawns */
     ppx_pool_options opt;
     pid_t self;
 
@@ -103,7 +106,8 @@ struct ppx_pool {
     int efd;    /* workers -> parent */
     int kickfd; /* other threads -> the thread driving a blocking wait */
     int tfd;    /* timerfd: kill deadlines, respawn retries */
-    int epfd;   /* all of the above and each worker's pidfd */
+    int epfd;   /* all of the above and the zygote's socket */
+    ppx__zygote z;
     int64_t timer_at;
 
     ppx__hook *hooks;
@@ -112,7 +116,7 @@ struct ppx_pool {
 };
 
 /* epoll tags */
-enum { PPX__EV_EFD = 0, PPX__EV_KICK = 1, PPX__EV_TIMER = 2, PPX__EV_WORKER = 16 };
+enum { PPX__EV_EFD = 0, PPX__EV_KICK = 1, PPX__EV_TIMER = 2, PPX__EV_ZYGOTE = 3 };
 
 int64_t ppx__now_ns(void);
 
@@ -123,7 +127,11 @@ void ppx__list_remove(ppx__list *l, ppx__task *t);
 /* dispatch.c, all under the lock */
 void ppx__pump(ppx_pool *p);
 void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n);
-void ppx__reap(ppx_pool *p, ppx__worker *w, ppx__notify *n);
+/* A worker ended: code/status as in siginfo (CLD_*), or code 0 when the
+ * status is unknown. Fails or re-queues its calls and asks for another. */
+void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n);
+/* Handles every message the zygote has sent. */
+void ppx__zygote_events(ppx_pool *p, ppx__notify *n);
 void ppx__run_timers(ppx_pool *p);
 void ppx__arm_timer(ppx_pool *p);
 int ppx__spawn(ppx_pool *p, int i);

@@ -179,15 +179,12 @@ static void reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
-                                bool forked_by_main_thread)
+_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent)
 {
     reset_signals();
-    /* PDEATHSIG fires when the forking *thread* exits; from any thread but
-     * the main one that would kill healthy workers, so those rely on the
-     * getppid check alone. */
-    if (forked_by_main_thread)
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* The zygote is single-threaded, so this fires exactly when it dies,
+     * and it dies with the pool's parent (see zygote.h). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     wctx w = {sh, index, efd, parent, (long)getpid(), ppx__shared_slots(sh), sh->nslots,
               sh->max_payload, ppx__port_of(ppx__shared_req(sh, index), sh->ring_bytes),
               ppx__port_of(ppx__shared_resp(sh, index), sh->ring_bytes), {0}, {0}};

@@ -14,8 +14,7 @@ enum {
 };
 
 /* Runs calls from ring index of sh until shutdown; never returns. efd
- * wakes the parent. parent is the pid that forked us. */
-_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
-                                bool forked_by_main_thread);
+ * wakes the pool's parent; parent is the zygote that forked us. */
+_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent);
 
 #endif
