@@ -59,7 +59,8 @@ const char *ppx_version(void);
     XX(ETOOBIG, "payload exceeds the pool's size limit")                      \
     XX(ESPAWN, "a worker process could not be started")                       \
     XX(EBADOBJ, "the object is invalid or already freed")                     \
-    XX(ENOWORK, "the loop has nothing left to run")
+    XX(ENOWORK, "the loop has nothing left to run")                           \
+    XX(EINIT, "a worker's initializer failed: see ppx_last_error()")
 
 typedef enum ppx_errno {
     PPX__ERRNO_FIRST = -29000,
@@ -74,6 +75,10 @@ typedef enum ppx_errno {
 const char *ppx_strerror(int code);
 /* The symbolic name, e.g. "PPX_ETIMEDOUT" or "ENOMEM". Never NULL. */
 const char *ppx_err_name(int code);
+/* Details of the last failure of a ppx call on this thread, when there are
+ * more than the code says (e.g. the message of a failed initializer), or
+ * "". Valid until the next ppx call on this thread fails. Never NULL. */
+const char *ppx_last_error(void);
 
 /* ------------------------------------------------------------------ */
 /* Opaque types                                                        */
@@ -104,6 +109,8 @@ typedef enum ppx_state {
  *   "CancelledError" the future was cancelled
  *   "RuntimeError"   the function failed without raising an error
  *   "ResultTooLarge" the result exceeded the pool's payload limit
+ *   "TimeoutError"   the task's deadline passed (it was stopped)
+ *   "InitializerError" no worker could start: the initializer fails
  * Every other type is the one a worker function passed to ppx_raise().
  */
 typedef struct ppx_error {
@@ -247,6 +254,16 @@ typedef struct ppx_pool_options {
                                   0: 100 ms, negative: never kill */
     unsigned max_queued_per_worker; /* calls placed in one worker's ring
                                        ahead of it; 0: 64 */
+    /* Runs once in each worker before its first call. Return 0, or write
+     * a message into err (NUL-terminated, errlen bytes) and return nonzero:
+     * for the first workers ppx_pool_new then fails with PPX_EINIT. */
+    int (*initializer)(void *arg, char *err, size_t errlen);
+    void *initializer_arg;
+    unsigned max_tasks_per_child; /* replace a worker after this many
+                                     calls; 0: never */
+    size_t max_rss_bytes;         /* replace a worker whose resident size
+                                     exceeds this after a call; 0: never */
+    int task_timeout_ms;          /* default deadline of each call; 0: none */
 } ppx_pool_options;
 
 /* Forks the workers and returns the pool in *out. Freezes the function
@@ -286,6 +303,18 @@ int ppx_pool_submit(ppx_pool *pool, const char *fn, const void *args,
 int ppx_pool_submitf(ppx_pool *pool, ppx_future **out, const char *fn,
                      const char *fmt, ...);
 
+/* Per-call options; a zeroed struct (or NULL) means the pool's defaults. */
+typedef struct ppx_call_options {
+    /* Deadline from submission: when it passes, the future fails with a
+     * "TimeoutError" and the call is stopped like a cancelled one (never
+     * started, or flag, grace, kill). 0: the pool's task_timeout_ms;
+     * negative: none. Waiting with a timeout never cancels anything. */
+    int timeout_ms;
+} ppx_call_options;
+int ppx_pool_submit_ex(ppx_pool *pool, const char *fn, const void *args,
+                       size_t args_len, const ppx_call_options *opts,
+                       ppx_future **out);
+
 /*
  * The pool's readiness descriptor: readable when ppx_pool_process() has
  * something to do. Watch it with poll/epoll/uv_poll; do not read it.
@@ -308,6 +337,8 @@ long ppx_pool_worker_pid(const ppx_pool *pool, int i);
 typedef struct ppx_pool_stats {
     uint64_t submitted, completed, failed, cancelled, crashed;
     uint64_t respawns, killed, stolen;
+    uint64_t timed_out, recycled, init_failures;
+    uint64_t crash_streak; /* crashes since the last call that returned */
     uint64_t queued;  /* in the pool's own queue, not yet in a ring */
     uint64_t running; /* unresolved tasks in rings or running */
 } ppx_pool_stats;

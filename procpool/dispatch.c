@@ -78,15 +78,13 @@ void ppx__list_remove(ppx__list *l, ppx__task *t)
 
 void ppx__task_free(ppx_pool *p, ppx__task *t)
 {
+    ppx__heap_set(&p->deadlines, t, 0);
     free(t->frame);
     free(t);
     p->ntasks--;
 }
 
-static ppx__slot *slot_of(ppx_pool *p, uint32_t s)
-{
-    return &p->slots[s];
-}
+#define slot_of ppx__slot_of
 
 static void release_slot(ppx_pool *p, ppx__task *t)
 {
@@ -269,6 +267,9 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame,
         return;
     }
     ppx_future *f = t->fut;
+    w->init_failed = false;
+    if (rc == 0 && (env.kind == PPX__ENV_RESULT || env.kind == PPX__ENV_ERROR))
+        p->crash_streak = 0; /* a call came back: whatever crashed, it is not all */
     if (f && rc == 0 && env.kind == PPX__ENV_SKIP) {
         protocol_fail(p, w); /* a SKIP for a call we did not cancel */
         return;
@@ -343,6 +344,32 @@ static void describe_exit(int code, int status, char *buf, size_t n)
         snprintf(buf, n, "was lost with the pool's fork server");
 }
 
+/* The worker's initializer failed. Keep its message; if no worker has
+ * managed to start, no queued call ever will: fail them with it. */
+static void initializer_failed(ppx_pool *p, ppx__worker *w, ppx__notify *n)
+{
+    ppx__wshared *ws = &p->wsh[w - p->w];
+    size_t len = strnlen(ws->init_error, sizeof ws->init_error - 1);
+    memcpy(p->init_error, ws->init_error, len);
+    p->init_error[len] = '\0';
+    memset(ws->init_error, 0, sizeof ws->init_error);
+    w->init_failed = true;
+    p->stats.init_failures++;
+    for (int i = 0; i < p->nworkers; i++)
+        if (!p->w[i].init_failed)
+            return;
+    while (p->queue.head) {
+        ppx__task *t = p->queue.head;
+        p->unresolved--;
+        p->stats.failed++;
+        ppx__future_failf(t->fut, "InitializerError", 0, n,
+                          "no worker could start: the initializer failed: %s", p->init_error);
+        t->fut = NULL;
+        ppx__list_remove(&p->queue, t);
+        ppx__task_free(p, t);
+    }
+}
+
 void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n)
 {
     int wi = (int)(w - p->w);
@@ -353,6 +380,18 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
     char how[96];
     describe_exit(code, status, how, sizeof how);
     bool protocol = w->protocol_error || (code == CLD_EXITED && status == PPX__EXIT_PROTOCOL);
+    bool recycled = code == CLD_EXITED && status == PPX__EXIT_RECYCLE;
+    bool init_failed = code == CLD_EXITED && status == PPX__EXIT_INIT;
+    bool expected = recycled || w->killed_by_us || atomic_load(&p->sh->shutdown);
+    /* Count this death before naming the delay in the error it causes. */
+    if (!expected)
+        p->crash_streak++;
+    int64_t delay = expected ? 0 : ppx__backoff_ns(p);
+    char backoff[128] = "";
+    if (delay)
+        snprintf(backoff, sizeof backoff,
+                 "; %u workers crashed in a row, the pool waits %lld ms before the next",
+                 p->crash_streak, (long long)(delay / 1000000));
     bool crashed = false;
     ppx__list requeue = {0};
     while (w->tasks.head) {
@@ -367,9 +406,9 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
                 p->unresolved--;
                 p->stats.failed++;
                 ppx__future_failf(t->fut, protocol ? "ProtocolError" : "WorkerCrashed",
-                                  (long)w->pid, n, "worker %ld %s while running %s (task %llu)",
+                                  (long)w->pid, n, "worker %ld %s while running %s (task %llu)%s",
                                   (long)w->pid, how, t->fut->function,
-                                  (unsigned long long)t->id);
+                                  (unsigned long long)t->id, backoff);
             }
             finish(p, t);
         } else {
@@ -385,8 +424,12 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
         ppx__list_remove(&requeue, t);
         ppx__list_push_front(&p->queue, t);
     }
-    if (crashed || (!w->killed_by_us && !atomic_load(&p->sh->shutdown)))
+    if (crashed || !expected)
         p->stats.crashed++;
+    if (recycled)
+        p->stats.recycled++;
+    if (init_failed)
+        initializer_failed(p, w, n);
 
     if (w->pidfd >= 0)
         close(w->pidfd);
@@ -400,8 +443,8 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
      * only the final stop ends respawning. */
     if (atomic_load(&p->sh->shutdown))
         return;
-    if (ppx__spawn(p, wi) != 0) {
-        w->respawn_at = ppx__now_ns() + RESPAWN_RETRY_NS;
+    if (delay || ppx__spawn(p, wi) != 0) {
+        w->respawn_at = ppx__now_ns() + (delay ? delay : RESPAWN_RETRY_NS);
         ppx__arm_timer(p);
     }
 }
@@ -446,7 +489,8 @@ static void zygote_lost(ppx_pool *p, ppx__notify *n)
     }
     if (atomic_load(&p->sh->shutdown))
         return;
-    if (ppx__zygote_start(&p->z, p->sh, p->efd) == 0) {
+    ppx__worker_init init = {p->opt.initializer, p->opt.initializer_arg};
+    if (ppx__zygote_start(&p->z, p->sh, p->efd, init) == 0) {
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = PPX__EV_ZYGOTE};
         epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->z.sock, &ev);
     }
@@ -475,87 +519,4 @@ void ppx__zygote_events(ppx_pool *p, ppx__notify *n)
     }
     if (rc < 0 && !atomic_load(&p->sh->shutdown))
         zygote_lost(p, n);
-}
-
-/* ---- cancellation and deadlines ---------------------------------------- */
-
-void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, ppx__notify *n)
-{
-    ppx_future *f = t->fut;
-    t->fut = NULL;
-    if (f) {
-        p->unresolved--;
-        p->stats.cancelled++;
-        ppx__future_cancelled(f, n);
-    }
-    if (t->worker < 0) {
-        ppx__list_remove(&p->queue, t);
-        ppx__task_free(p, t);
-        return;
-    }
-    ppx__slot *s = slot_of(p, t->slot);
-    uint64_t expect = ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
-    if (atomic_compare_exchange_strong(&s->state, &expect,
-                                       ppx__slot_word(t->seq, 0, PPX__SLOT_CANCELLED)))
-        return; /* never runs; the worker acknowledges with a SKIP */
-    /* Running: ask it to stop, and stop it ourselves if it does not. */
-    atomic_store_explicit(&s->cancel, 1, memory_order_relaxed);
-    if (kill_later && p->opt.cancel_grace_ms >= 0 && !t->kill_at) {
-        t->kill_at = ppx__now_ns() + (int64_t)p->opt.cancel_grace_ms * 1000000LL;
-        ppx__arm_timer(p);
-    }
-}
-
-void ppx__arm_timer(ppx_pool *p)
-{
-    int64_t next = 0;
-    for (int i = 0; i < p->nworkers; i++) {
-        ppx__worker *w = &p->w[i];
-        if (!w->alive && !w->spawning && w->respawn_at && (!next || w->respawn_at < next))
-            next = w->respawn_at;
-        for (ppx__task *t = w->tasks.head; t; t = t->next)
-            if (t->kill_at && (!next || t->kill_at < next))
-                next = t->kill_at;
-    }
-    if (next == p->timer_at)
-        return;
-    struct itimerspec its;
-    memset(&its, 0, sizeof its);
-    if (next) {
-        its.it_value.tv_sec = next / 1000000000LL;
-        its.it_value.tv_nsec = next % 1000000000LL;
-    }
-    timerfd_settime(p->tfd, TFD_TIMER_ABSTIME, &its, NULL);
-    p->timer_at = next;
-}
-
-void ppx__run_timers(ppx_pool *p)
-{
-    uint64_t expirations;
-    if (read(p->tfd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
-        return;
-    p->timer_at = -1; /* force a re-arm */
-    int64_t now = ppx__now_ns();
-    for (int i = 0; i < p->nworkers; i++) {
-        ppx__worker *w = &p->w[i];
-        if (!w->alive && !w->spawning && w->respawn_at && w->respawn_at <= now) {
-            if (atomic_load(&p->sh->shutdown))
-                w->respawn_at = 0;
-            else if (ppx__spawn(p, i) != 0)
-                w->respawn_at = now + RESPAWN_RETRY_NS;
-            continue;
-        }
-        for (ppx__task *t = w->tasks.head; t; t = t->next) {
-            if (!t->kill_at || t->kill_at > now)
-                continue;
-            t->kill_at = 0;
-            uint64_t word = atomic_load(&slot_of(p, t->slot)->state);
-            if (w->alive && ppx__slot_st(word) == PPX__SLOT_RUNNING && ppx__slot_seq(word) == t->seq) {
-                w->killed_by_us = true;
-                p->stats.killed++;
-                syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
-            }
-        }
-    }
-    ppx__arm_timer(p);
 }

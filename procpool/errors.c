@@ -1,6 +1,24 @@
 #include "ppx.h"
+#include "pool_impl.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+
+static _Thread_local char last_error[512];
+
+const char *ppx_last_error(void)
+{
+    return last_error;
+}
+
+void ppx__set_last_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
 
 const char *ppx_version(void)
 {

@@ -11,6 +11,7 @@
  */
 #include "pool_impl.h"
 #include "registry.h"
+#include "worker.h"
 #include "../serialize/envelope.h"
 #include "../serialize/mpread.h"
 #include "../serialize/pack.h"
@@ -96,6 +97,9 @@ void ppx__restamp_layout(ppx_pool *p)
     sh->slots_off = (uint64_t)((char *)p->slots - (char *)sh);
     sh->rings_off = (uint64_t)((char *)p->w[0].req.r - (char *)sh);
     sh->max_payload = p->opt.max_payload;
+    sh->wshared_off = (uint64_t)((char *)p->wsh - (char *)sh);
+    sh->max_tasks_per_child = p->opt.max_tasks_per_child;
+    sh->max_rss_bytes = p->opt.max_rss_bytes;
     for (uint32_t i = 0; i < nw; i++) {
         p->w[i].req.r->magic = p->w[i].resp.r->magic = PPX__RING_MAGIC;
         p->w[i].req.r->version = p->w[i].resp.r->version = PPX__RING_VERSION;
@@ -108,7 +112,8 @@ static int map_shared(ppx_pool *p)
     uint32_t nw = (uint32_t)p->nworkers;
     uint32_t nslots = nw * p->opt.max_queued_per_worker;
     size_t slots_off = (sizeof(ppx__shared) + 63) & ~(size_t)63;
-    size_t rings_off = ppx__page_round(slots_off + nslots * sizeof(ppx__slot));
+    size_t wsh_off = slots_off + nslots * sizeof(ppx__slot);
+    size_t rings_off = ppx__page_round(wsh_off + nw * sizeof(ppx__wshared));
     size_t stride = ppx__page_round(ppx__ring_footprint(p->opt.ring_bytes));
     p->sh_len = rings_off + 2 * (size_t)nw * stride;
     int rc = ppx__region_map(p->sh_len, (void **)&p->sh);
@@ -116,6 +121,7 @@ static int map_shared(ppx_pool *p)
         return rc;
     char *base = (char *)p->sh;
     p->slots = (ppx__slot *)(base + slots_off);
+    p->wsh = (ppx__wshared *)(base + wsh_off);
     p->nslots = nslots;
     p->ring_stride = stride;
     for (uint32_t i = 0; i < nw; i++) {
@@ -169,11 +175,44 @@ static int open_fds(ppx_pool *p)
 static void stop_workers(ppx_pool *p);
 static void destroy(ppx_pool *p);
 
+/* With an initializer, creation reports its failure: wait until every
+ * worker says it is ready, or one exits having failed it. */
+static int wait_initialized(ppx_pool *p, int64_t deadline)
+{
+    for (;;) {
+        int ready = 0;
+        for (int i = 0; i < p->nworkers; i++)
+            ready += atomic_load(&p->wsh[i].ready) != 0;
+        if (ready == p->nworkers)
+            return 0;
+        ppx__zmsg m;
+        int rc;
+        while ((rc = ppx__zygote_read(&p->z, &m)) == 1) {
+            if (m.type != PPX__Z_EXITED)
+                continue;
+            const char *msg = "";
+            for (int i = 0; i < p->nworkers; i++)
+                if (p->w[i].pid == m.pid && m.code == CLD_EXITED && m.status == PPX__EXIT_INIT)
+                    msg = p->wsh[i].init_error;
+            ppx__set_last_error("worker %d %s: %.*s", (int)m.pid,
+                                *msg ? "failed its initializer" : "exited while starting",
+                                PPX__INIT_ERROR_MAX - 1, msg);
+            return *msg ? PPX_EINIT : PPX_ESPAWN;
+        }
+        if (rc < 0 || ppx__now_ns() > deadline)
+            return PPX_ESPAWN;
+        struct pollfd pf[2] = {{p->z.sock, POLLIN, 0}, {p->efd, POLLIN, 0}};
+        poll(pf, 2, 50);
+        ppx__eventfd_drain(p->efd);
+    }
+}
+
 /* Starts the zygote and asks it for every worker, waiting for the answers:
  * this is pool creation, not the loop, so a short block is fine. */
 static int start_workers(ppx_pool *p)
 {
-    int rc = ppx__zygote_start(&p->z, p->sh, p->efd);
+    ppx__worker_init init = {p->opt.initializer, p->opt.initializer_arg};
+    int rc = ppx__zygote_start(&p->z, p->sh, p->efd, init);
     if (rc)
         return PPX_ESPAWN;
     rc = add_fd(p, p->z.sock, PPX__EV_ZYGOTE);
@@ -190,10 +229,17 @@ static int start_workers(ppx_pool *p)
         struct pollfd pf = {p->z.sock, POLLIN, 0};
         poll(&pf, 1, 100);
         ppx__notify n = {0};
-        ppx__zygote_events(p, &n); /* only SPAWNED/FAILED can come now */
+        ppx__zygote_events(p, &n); /* no calls yet: nothing to notify */
+        if (p->stats.init_failures) {
+            /* A fast worker already failed its initializer. */
+            ppx__set_last_error("a worker failed its initializer: %s", p->init_error);
+            return PPX_EINIT;
+        }
     }
     p->started_all = true;
-    return rc ? PPX_ESPAWN : 0;
+    if (rc)
+        return PPX_ESPAWN;
+    return p->opt.initializer ? wait_initialized(p, deadline) : 0;
 }
 
 int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
@@ -245,6 +291,12 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
 
 int ppx_pool_submit(ppx_pool *p, const char *fn, const void *args, size_t args_len,
                     ppx_future **out)
+{
+    return ppx_pool_submit_ex(p, fn, args, args_len, NULL, out);
+}
+
+int ppx_pool_submit_ex(ppx_pool *p, const char *fn, const void *args, size_t args_len,
+                       const ppx_call_options *opts, ppx_future **out)
 {
     if (!live(p))
         return PPX_EBADOBJ;
@@ -298,21 +350,31 @@ int ppx_pool_submit(ppx_pool *p, const char *fn, const void *args, size_t args_l
     t->frame = (unsigned char *)msgpack_sbuffer_release(&sb);
     t->slot = PPX__NO_SLOT;
     t->worker = -1;
+    t->heap_idx = SIZE_MAX;
+    t->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : p->opt.task_timeout_ms;
+    if (t->timeout_ms > 0)
+        t->timeout_at = ppx__now_ns() + (int64_t)t->timeout_ms * 1000000LL;
     f->task = t;
 
     ppx__pool_lock(p);
-    if (p->closed) {
+    int rc = p->closed ? PPX_ECLOSED : ppx__heap_reserve(&p->deadlines, p->ntasks + 1);
+    if (rc) {
         ppx__pool_unlock(p);
         free(t->frame);
         free(t);
         atomic_store(&f->refs, 1);
         ppx_future_unref(f);
-        return PPX_ECLOSED;
+        return rc;
     }
     p->ntasks++;
     p->unresolved++;
     p->stats.submitted++;
     ppx__list_push_back(&p->queue, t);
+    if (t->timeout_at) {
+        ppx__task_reschedule(p, t);
+        if (!p->timer_at || t->timeout_at < p->timer_at)
+            ppx__arm_timer(p);
+    }
     ppx__pump(p);
     ppx__pool_unlock(p);
     *out = f;
@@ -378,7 +440,7 @@ static void process_locked(ppx_pool *p, ppx__notify *n)
                 ppx__zygote_events(p, n);
         }
         if (timers)
-            ppx__run_timers(p);
+            ppx__run_timers(p, n);
         ppx__pump(p);
         /* Ask for the eventfd again, then look once more: a reply that
          * raced with the flag is seen here or signals (see shared.h). */
@@ -486,7 +548,7 @@ int ppx__pool_cancel(ppx_pool *p, ppx_future *f)
         ppx__pool_unlock(p);
         return PPX_EDONE;
     }
-    ppx__cancel_task(p, f->task, true, &n);
+    ppx__cancel_task(p, f->task, true, false, &n);
     after_resolve(p, &n, p->driving && !pthread_equal(p->driver, pthread_self()));
     ppx__pool_unlock(p);
     ppx__notify_run(&n);
@@ -515,11 +577,11 @@ ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f)
 static void cancel_all(ppx_pool *p, bool kill_later, ppx__notify *n)
 {
     while (p->queue.head)
-        ppx__cancel_task(p, p->queue.head, kill_later, n);
+        ppx__cancel_task(p, p->queue.head, kill_later, false, n);
     for (int i = 0; i < p->nworkers; i++)
         for (ppx__task *t = p->w[i].tasks.head; t; t = t->next)
             if (t->fut)
-                ppx__cancel_task(p, t, kill_later, n);
+                ppx__cancel_task(p, t, kill_later, false, n);
 }
 
 static bool nothing_unresolved(ppx_pool *p, void *arg)
@@ -611,6 +673,7 @@ static void destroy(ppx_pool *p)
     free(p->free_slots);
     free(p->w);
     free(p->hooks);
+    ppx__heap_free(&p->deadlines);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     p->magic = POOL_DEAD;
@@ -699,6 +762,7 @@ void ppx_pool_stats_get(ppx_pool *p, ppx_pool_stats *out)
         return;
     ppx__pool_lock(p);
     *out = p->stats;
+    out->crash_streak = p->crash_streak;
     out->queued = p->queue.n;
     out->running = p->unresolved - p->queue.n;
     ppx__pool_unlock(p);

@@ -15,6 +15,7 @@
  */
 #ifndef PPX_PROCPOOL_POOL_IMPL_H
 #define PPX_PROCPOOL_POOL_IMPL_H
+#include "deadline.h"
 #include "frame.h"
 #include "future.h"
 #include "pool.h"
@@ -35,7 +36,13 @@ typedef struct ppx__task {
     uint32_t slot; /* PPX__NO_SLOT while in the pool's queue */
     uint32_t seq;
     int worker;    /* -1 while in the pool's queue */
-    int64_t kill_at; /* monotonic ns: kill the worker if still running */
+    /* Deadlines in monotonic ns, 0 when unset; the heap holds the task at
+     * the earlier one that still matters (see deadline.h). */
+    int64_t timeout_at; /* fail the future with TimeoutError */
+    int timeout_ms;
+    int64_t kill_at;    /* kill the worker if the cancelled call still runs */
+    int64_t heap_at;
+    size_t heap_idx;    /* SIZE_MAX when not in the heap */
     struct ppx__task *prev, *next;
 } ppx__task;
 
@@ -50,6 +57,7 @@ typedef struct ppx__worker {
     bool alive;
     bool spawning;      /* asked the zygote, no answer yet */
     bool killed_by_us;   /* killed because a cancelled task overran */
+    bool init_failed;    /* its last start failed in the initializer */
     bool protocol_error; /* it sent something unreadable */
     int64_t respawn_at;  /* monotonic ns, when a fork failed */
     ppx__port req, resp; /* private views: capacity not read from shm */
@@ -89,6 +97,7 @@ struct ppx_pool {
     ppx__slot *slots;
     uint32_t nslots;
     size_t ring_stride;
+    ppx__wshared *wsh;
     ppx__worker *w;
     int nworkers;
     unsigned rr; /* round-robin start for ties */
@@ -109,6 +118,9 @@ struct ppx_pool {
     int epfd;   /* all of the above and the zygote's socket */
     ppx__zygote z;
     int64_t timer_at;
+    ppx__heap deadlines;
+    unsigned crash_streak;  /* crashes since a call last returned */
+    char init_error[PPX__INIT_ERROR_MAX];
 
     ppx__hook *hooks;
     size_t nhooks;
@@ -119,6 +131,8 @@ struct ppx_pool {
 enum { PPX__EV_EFD = 0, PPX__EV_KICK = 1, PPX__EV_TIMER = 2, PPX__EV_ZYGOTE = 3 };
 
 int64_t ppx__now_ns(void);
+/* Sets what ppx_last_error() returns on this thread. */
+void ppx__set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 void ppx__list_push_back(ppx__list *l, ppx__task *t);
 void ppx__list_push_front(ppx__list *l, ppx__task *t);
@@ -132,12 +146,23 @@ void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n);
 void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n);
 /* Handles every message the zygote has sent. */
 void ppx__zygote_events(ppx_pool *p, ppx__notify *n);
-void ppx__run_timers(ppx_pool *p);
+void ppx__run_timers(ppx_pool *p, ppx__notify *n);
 void ppx__arm_timer(ppx_pool *p);
+/* Puts t in the deadline heap at its earliest deadline that matters. */
+void ppx__task_reschedule(ppx_pool *p, ppx__task *t);
+/* Delay before the next respawn, given the current crash streak. */
+int64_t ppx__backoff_ns(const ppx_pool *p);
 int ppx__spawn(ppx_pool *p, int i);
 void ppx__restamp_layout(ppx_pool *p);
-/* Cancels t (queued, in a ring or running) and resolves its future. */
-void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, ppx__notify *n);
+/* Stops t (queued, in a ring or running) and resolves its future:
+ * CANCELLED, or FAILED with a TimeoutError when timed_out. */
+void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out,
+                      ppx__notify *n);
+
+static inline ppx__slot *ppx__slot_of(ppx_pool *p, uint32_t s)
+{
+    return &p->slots[s];
+}
 /* Frees a task that is in no list and holds no slot. */
 void ppx__task_free(ppx_pool *p, ppx__task *t);
 

@@ -51,6 +51,15 @@ static inline uint32_t ppx__slot_seq(uint64_t w) { return (uint32_t)(w >> 32); }
 static inline uint32_t ppx__slot_worker(uint64_t w) { return (uint32_t)(w >> 16) & 0xffff; }
 static inline uint32_t ppx__slot_st(uint64_t w) { return (uint32_t)w & 0xffff; }
 
+/* Per worker: what its start-up says back to the parent. */
+#define PPX__INIT_ERROR_MAX 248
+typedef struct ppx__wshared {
+    _Atomic uint32_t ready; /* 1 once the initializer has run */
+    uint32_t reserved;
+    char init_error[PPX__INIT_ERROR_MAX]; /* when the initializer failed */
+} ppx__wshared;
+_Static_assert(sizeof(ppx__wshared) == 256, "worker block layout is shared ABI");
+
 typedef struct ppx__shared {
     uint32_t magic;
     uint32_t version;
@@ -61,6 +70,9 @@ typedef struct ppx__shared {
     uint64_t slots_off;
     uint64_t rings_off;
     uint64_t max_payload;
+    uint64_t wshared_off;
+    uint64_t max_tasks_per_child; /* 0: no limit */
+    uint64_t max_rss_bytes;       /* 0: no limit */
     /* 1: the parent is (or may soon be) asleep and wants the eventfd on
      * the next result or freed request space. Whoever swaps it to 0
      * signals; the parent sets it again after draining. */
@@ -80,6 +92,11 @@ static inline ppx__ring *ppx__shared_req(ppx__shared *s, uint32_t w)
 static inline ppx__ring *ppx__shared_resp(ppx__shared *s, uint32_t w)
 {
     return (ppx__ring *)((char *)s + s->rings_off + (2 * (uint64_t)w + 1) * s->ring_stride);
+}
+
+static inline ppx__wshared *ppx__shared_worker(ppx__shared *s, uint32_t w)
+{
+    return (ppx__wshared *)((char *)s + s->wshared_off) + w;
 }
 
 /* Wake the parent if it asked for it (see parent_waiting). */

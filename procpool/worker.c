@@ -30,6 +30,7 @@ typedef struct wctx {
     ppx__slot *slots;
     uint32_t nslots;
     uint64_t max_payload;
+    uint64_t max_tasks, max_rss, calls;
     ppx__port req, resp;
     msgpack_sbuffer out; /* the reply frame */
     msgpack_sbuffer ret; /* the function's result value */
@@ -146,6 +147,7 @@ static void handle_frame(wctx *w, const void *frame, size_t len)
         return;
     }
     run_call(w, &env, slot);
+    w->calls++;
 }
 
 /* Called between the function's return and the reply. */
@@ -179,18 +181,59 @@ static void reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent)
+static uint64_t resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Between calls: has this worker done its share? The calls still in its
+ * ring were not started, so the parent hands them to the next worker. */
+static bool time_to_retire(const wctx *w)
+{
+    return (w->max_tasks && w->calls >= w->max_tasks) ||
+           (w->max_rss && w->calls && resident_bytes() > w->max_rss);
+}
+
+static void run_initializer(wctx *w, ppx__worker_init init)
+{
+    ppx__wshared *ws = ppx__shared_worker(w->sh, w->index);
+    if (init.fn) {
+        char err[PPX__INIT_ERROR_MAX];
+        memset(err, 0, sizeof err);
+        if (init.fn(init.arg, err, sizeof err) != 0) {
+            err[sizeof err - 1] = '\0';
+            if (!err[0])
+                snprintf(err, sizeof err, "the initializer returned an error");
+            memcpy(ws->init_error, err, sizeof err);
+            _exit(PPX__EXIT_INIT);
+        }
+    }
+    atomic_store(&ws->ready, 1);
+    ppx__eventfd_signal(w->efd); /* a pool waiting for ready workers looks */
+}
+
+_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
+                                ppx__worker_init init)
 {
     reset_signals();
     /* The zygote is single-threaded, so this fires exactly when it dies,
      * and it dies with the pool's parent (see zygote.h). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     wctx w = {sh, index, efd, parent, (long)getpid(), ppx__shared_slots(sh), sh->nslots,
-              sh->max_payload, ppx__port_of(ppx__shared_req(sh, index), sh->ring_bytes),
+              sh->max_payload, sh->max_tasks_per_child, sh->max_rss_bytes, 0,
+              ppx__port_of(ppx__shared_req(sh, index), sh->ring_bytes),
               ppx__port_of(ppx__shared_resp(sh, index), sh->ring_bytes), {0}, {0}};
     check_parent(&w); /* the parent may have died before prctl */
     msgpack_sbuffer_init(&w.out);
     msgpack_sbuffer_init(&w.ret);
+    run_initializer(&w, init);
     ppx__rx rx = {.max = w.max_payload + 4096};
 
     for (;;) {
@@ -224,5 +267,7 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         }
         if (ppx__ring_notify_space(&w.req))
             ppx__eventfd_signal(efd);
+        if (rc == 1 && time_to_retire(&w))
+            _exit(PPX__EXIT_RECYCLE);
     }
 }

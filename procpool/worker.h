@@ -11,10 +11,19 @@ enum {
     PPX__EXIT_PROTOCOL = 120, /* the parent sent something unreadable */
     PPX__EXIT_ORPHAN = 121,   /* the parent is gone */
     PPX__EXIT_NOMEM = 122,
+    PPX__EXIT_INIT = 123,     /* the initializer failed (message in shm) */
+    PPX__EXIT_RECYCLE = 124,  /* max_tasks_per_child or max_rss_bytes reached */
 };
+
+/* What a worker runs once before its first call. */
+typedef struct ppx__worker_init {
+    int (*fn)(void *arg, char *err, size_t errlen);
+    void *arg;
+} ppx__worker_init;
 
 /* Runs calls from ring index of sh until shutdown; never returns. efd
  * wakes the pool's parent; parent is the zygote that forked us. */
-_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent);
+_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
+                                ppx__worker_init init);
 
 #endif

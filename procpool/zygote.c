@@ -60,7 +60,8 @@ static void reset_signals(void)
     signal(SIGINT, SIG_IGN);
 }
 
-_Noreturn static void zygote_main(ppx__shared *sh, int efd, int sock, int lifeline, pid_t parent)
+_Noreturn static void zygote_main(ppx__shared *sh, int efd, int sock, int lifeline, pid_t parent,
+                                  ppx__worker_init init)
 {
     reset_signals();
     prctl(PR_SET_NAME, "ppx-zygote");
@@ -117,7 +118,7 @@ _Noreturn static void zygote_main(ppx__shared *sh, int efd, int sock, int lifeli
                 close(lifeline);
                 sigprocmask(SIG_SETMASK, &none, NULL);
                 prctl(PR_SET_NAME, "ppx-worker");
-                ppx__worker_main(sh, m.index, efd, self);
+                ppx__worker_main(sh, m.index, efd, self, init);
             }
             if (pid < 0)
                 send_msg(sock, PPX__Z_SPAWN_FAILED, m.index, 0, errno, 0);
@@ -127,7 +128,7 @@ _Noreturn static void zygote_main(ppx__shared *sh, int efd, int sock, int lifeli
     }
 }
 
-int ppx__zygote_start(ppx__zygote *z, ppx__shared *sh, int efd)
+int ppx__zygote_start(ppx__zygote *z, ppx__shared *sh, int efd, ppx__worker_init init)
 {
     int sv[2], life[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
@@ -143,7 +144,7 @@ int ppx__zygote_start(ppx__zygote *z, ppx__shared *sh, int efd)
     if (pid == 0) {
         close(sv[0]);
         close(life[1]);
-        zygote_main(sh, efd, sv[1], life[0], parent);
+        zygote_main(sh, efd, sv[1], life[0], parent, init);
     }
     int err = pid < 0 ? -errno : 0;
     close(sv[1]);

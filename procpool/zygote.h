@@ -17,6 +17,7 @@
 #ifndef PPX_PROCPOOL_ZYGOTE_H
 #define PPX_PROCPOOL_ZYGOTE_H
 #include "shared.h"
+#include "worker.h"
 
 #include <stdint.h>
 #include <sys/types.h>
@@ -43,8 +44,9 @@ typedef struct ppx__zygote {
 } ppx__zygote;
 
 /* Forks the zygote. efd is the pool's eventfd, which workers keep. Every
- * other descriptor is closed in the zygote. 0 or -errno. */
-int ppx__zygote_start(ppx__zygote *z, ppx__shared *sh, int efd);
+ * other descriptor is closed in the zygote. Workers run init first.
+ * 0 or -errno. */
+int ppx__zygote_start(ppx__zygote *z, ppx__shared *sh, int efd, ppx__worker_init init);
 /* Asks for worker index; the answer arrives as a message on z->sock.
  * 0 or -errno (the zygote is gone). */
 int ppx__zygote_request(ppx__zygote *z, uint32_t index);
