@@ -170,7 +170,7 @@ static void expire(ppx_pool *p, ppx__task *t, int64_t now, ppx__notify *n)
             ppx__slot_seq(word) == t->seq) {
             w->killed_by_us = true;
             p->stats.killed++;
-            syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+            ppx__signal_worker(w, SIGKILL);
         }
     }
     ppx__task_reschedule(p, t);

@@ -247,8 +247,16 @@ static void protocol_fail(ppx_pool *p, ppx__worker *w)
     (void)p;
     if (!w->protocol_error && w->alive) {
         w->protocol_error = true;
-        syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
+        ppx__signal_worker(w, SIGKILL);
     }
+}
+
+void ppx__signal_worker(ppx__worker *w, int sig)
+{
+    if (w->pidfd >= 0 && syscall(SYS_pidfd_send_signal, w->pidfd, sig, NULL, 0) == 0)
+        return;
+    if (w->pid > 0 && (w->pidfd < 0 || errno == ENOSYS))
+        kill(w->pid, sig);
 }
 
 static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame,

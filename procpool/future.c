@@ -1,6 +1,7 @@
 #include "future.h"
 #include "pool.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,19 +10,63 @@
 #define FUTURE_MAGIC 0x70707846u /* "ppxF" */
 #define FUTURE_DEAD 0xdeadf00du
 
+/*
+ * Released futures wait in a FIFO quarantine before their memory is used
+ * again, so a handle used after its last unref still points at memory we
+ * own, marked dead: the call fails with PPX_EBADOBJ instead of reading
+ * freed memory. The window is QUARANTINE releases long.
+ */
+#define QUARANTINE 4096
+static pthread_mutex_t quarantine_mu = PTHREAD_MUTEX_INITIALIZER;
+static ppx_future *quarantine_head, *quarantine_tail;
+static size_t quarantined;
+
 static bool live(const ppx_future *f)
 {
     return f && f->magic == FUTURE_MAGIC;
 }
 
+static ppx_future *take_memory(void)
+{
+    ppx_future *f = NULL;
+    pthread_mutex_lock(&quarantine_mu);
+    if (quarantined > QUARANTINE) {
+        f = quarantine_head;
+        quarantine_head = f->notify_next;
+        if (!quarantine_head)
+            quarantine_tail = NULL;
+        quarantined--;
+    }
+    pthread_mutex_unlock(&quarantine_mu);
+    if (f) {
+        memset(f, 0, sizeof *f);
+        return f;
+    }
+    return calloc(1, sizeof *f);
+}
+
+static void give_back(ppx_future *f)
+{
+    f->magic = FUTURE_DEAD;
+    f->notify_next = NULL;
+    pthread_mutex_lock(&quarantine_mu);
+    if (quarantine_tail)
+        quarantine_tail->notify_next = f;
+    else
+        quarantine_head = f;
+    quarantine_tail = f;
+    quarantined++;
+    pthread_mutex_unlock(&quarantine_mu);
+}
+
 ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len)
 {
-    ppx_future *f = calloc(1, sizeof *f);
+    ppx_future *f = take_memory();
     if (!f)
         return NULL;
     f->function = malloc(fn_len + 1);
     if (!f->function) {
-        free(f);
+        give_back(f);
         return NULL;
     }
     memcpy(f->function, fn, fn_len);
@@ -138,12 +183,11 @@ void ppx_future_unref(ppx_future *f)
     if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
         return;
     /* The pool holds a reference while f is unresolved, so f is resolved. */
-    f->magic = FUTURE_DEAD;
     free(f->function);
     free(f->value);
     free(f->err_mem);
     free(f->cbs);
-    free(f);
+    give_back(f);
 }
 
 ppx_state ppx_future_state(const ppx_future *f)

@@ -607,9 +607,41 @@ int ppx_pool_shutdown(ppx_pool *p, int how, int timeout_ms)
     return drive_until(p, nothing_unresolved, NULL, deadline_of(timeout_ms));
 }
 
-/* Asks every worker to exit, gives running calls the grace period, then
- * kills what is left. A pidfd turns readable when its process exits, child
- * or not. The zygote, told to stop, reaps them and is reaped itself. */
+/* Reads the zygote's reports until deadline or until no worker is left
+ * running; returns how many still run. */
+static int await_exits(ppx_pool *p, int64_t deadline)
+{
+    for (;;) {
+        ppx__zmsg m;
+        int rc = 0;
+        while (p->z.pid > 0 && (rc = ppx__zygote_read(&p->z, &m)) == 1) {
+            for (int i = 0; i < p->nworkers; i++) {
+                ppx__worker *w = &p->w[i];
+                if (m.type == PPX__Z_SPAWNED && m.index == (uint32_t)i && w->spawning) {
+                    w->spawning = false;
+                    w->alive = true; /* it starts, sees the shutdown flag, exits */
+                    w->pid = m.pid;
+                } else if (m.type == PPX__Z_SPAWN_FAILED && m.index == (uint32_t)i) {
+                    w->spawning = false;
+                } else if (m.type == PPX__Z_EXITED && w->alive && w->pid == m.pid) {
+                    w->alive = false;
+                }
+            }
+        }
+        int running = 0;
+        for (int i = 0; i < p->nworkers; i++)
+            running += p->w[i].alive || p->w[i].spawning;
+        int ms = remaining_ms(deadline);
+        if (!running || rc < 0 || p->z.pid <= 0 || ms == 0)
+            return running;
+        struct pollfd pf = {p->z.sock, POLLIN, 0};
+        poll(&pf, 1, ms);
+    }
+}
+
+/* Asks every worker to exit and gives running calls the grace period, then
+ * kills what is left. The zygote reaps them all and reports each exit;
+ * then it is told to stop and is reaped itself. */
 static void stop_workers(ppx_pool *p)
 {
     atomic_store(&p->sh->shutdown, 1);
@@ -617,20 +649,16 @@ static void stop_workers(ppx_pool *p)
         if (p->w[i].alive)
             ppx__ring_kick(&p->w[i].req);
     int grace = p->opt.cancel_grace_ms < 0 ? 100 : p->opt.cancel_grace_ms;
-    int64_t deadline = ppx__now_ns() + (int64_t)grace * 1000000LL;
+    if (await_exits(p, ppx__now_ns() + (int64_t)grace * 1000000LL)) {
+        for (int i = 0; i < p->nworkers; i++)
+            if (p->w[i].alive)
+                ppx__signal_worker(&p->w[i], SIGKILL);
+        await_exits(p, ppx__now_ns() + 5000 * 1000000LL);
+    }
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
-        if (w->pidfd >= 0) {
-            struct pollfd pf = {.fd = w->pidfd, .events = POLLIN};
-            while (poll(&pf, 1, remaining_ms(deadline)) < 0 && errno == EINTR)
-                ;
-            if (!(pf.revents & POLLIN)) {
-                syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0);
-                while (poll(&pf, 1, -1) < 0 && errno == EINTR)
-                    ;
-            }
+        if (w->pidfd >= 0)
             close(w->pidfd);
-        }
         w->alive = w->spawning = false;
         w->pidfd = -1;
         w->pid = 0;
@@ -656,6 +684,25 @@ static void free_all_tasks(ppx_pool *p)
     free_tasks(&p->queue, p);
 }
 
+/* A freed pool's shell is kept (the last GRAVEYARD of them), marked dead,
+ * so a call on a freed pool returns PPX_EBADOBJ instead of reading freed
+ * memory. Only the struct is kept; everything it owned is released. */
+#define GRAVEYARD 64
+static pthread_mutex_t graveyard_mu = PTHREAD_MUTEX_INITIALIZER;
+static ppx_pool *graveyard[GRAVEYARD];
+static size_t graveyard_next;
+
+static void bury(ppx_pool *p)
+{
+    p->magic = POOL_DEAD;
+    pthread_mutex_lock(&graveyard_mu);
+    ppx_pool *oldest = graveyard[graveyard_next];
+    graveyard[graveyard_next] = p;
+    graveyard_next = (graveyard_next + 1) % GRAVEYARD;
+    pthread_mutex_unlock(&graveyard_mu);
+    free(oldest);
+}
+
 static void destroy(ppx_pool *p)
 {
     free_all_tasks(p);
@@ -676,8 +723,7 @@ static void destroy(ppx_pool *p)
     ppx__heap_free(&p->deadlines);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
-    p->magic = POOL_DEAD;
-    free(p);
+    bury(p);
 }
 
 static void pool_unref(ppx_pool *p)

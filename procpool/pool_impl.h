@@ -163,6 +163,9 @@ static inline ppx__slot *ppx__slot_of(ppx_pool *p, uint32_t s)
 {
     return &p->slots[s];
 }
+/* Sends sig to worker w: through its pidfd, so a recycled pid is never
+ * hit, or with kill() where pidfds are missing (old kernels, valgrind). */
+void ppx__signal_worker(ppx__worker *w, int sig);
 /* Frees a task that is in no list and holds no slot. */
 void ppx__task_free(ppx_pool *p, ppx__task *t);
 

@@ -361,8 +361,17 @@ static void test_workers_are_replaced_after_max_tasks_per_child(void **state)
     ppx_pool_free(p);
 }
 
+/* Under valgrind a process's resident size and descriptors include the
+ * tool's own, so tests that measure those are skipped there. */
+static bool under_valgrind(void)
+{
+    return getenv("PPX_UNDER_VALGRIND") != NULL;
+}
+
 static void test_worker_over_its_memory_limit_is_replaced_between_calls(void **state)
 {
+    if (under_valgrind())
+        skip();
     ppx_pool *p = new_pool((ppx_pool_options){.workers = 1, .max_rss_bytes = 32u << 20});
     long before = (long)call_int(p, "pid");
     assert_int_equal(call_int(p, "grow"), 1);
@@ -387,7 +396,8 @@ static void test_workers_do_not_keep_the_applications_descriptors(void **state)
     /* Not the listener, nor the zygote's socket to the parent. */
     assert_int_equal(call_int(p, "sockets_open"), 0);
     /* stdin, stdout, stderr and the pool's eventfd. */
-    assert_int_equal(call_int(p, "open_fds"), 4);
+    if (!under_valgrind())
+        assert_int_equal(call_int(p, "open_fds"), 4);
     ppx_pool_free(p);
     close(listener);
 }
@@ -577,7 +587,8 @@ static void test_chaos_every_future_resolves_once_with_its_own_workers_error(voi
         bool ours = false;
         for (int k = 0; k < nkilled; k++)
             ours |= killed[k] == e->pid;
-        assert_true(ours); /* it died with the worker we killed */
+        if (!ours) /* it must have died with a worker we killed */
+            fail_msg("task %d failed with '%s' (pid %ld)", i, e->message, e->pid);
         crashed++;
     }
     drain(p, 20000);

@@ -689,6 +689,26 @@ static void test_free_releases_threads_blocked_in_a_wait(void **state)
     ppx_future_unref(f);
 }
 
+static void test_freed_futures_and_pools_give_ebadobj_not_a_crash(void **state)
+{
+    ppx_pool *p = new_pool(1, NULL);
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(p, &f, "add", "ii", 1, 2), 0);
+    assert_int_equal(ppx_future_wait(f, 10000), 0);
+    ppx_future_unref(f);
+    ppx_value v;
+    assert_int_equal(ppx_future_wait(f, 0), PPX_EBADOBJ);
+    assert_int_equal(ppx_future_value(f, &v), PPX_EBADOBJ);
+    assert_int_equal(ppx_future_cancel(f), PPX_EBADOBJ);
+    assert_int_equal(ppx_future_add_done_callback(f, count_cb, &counted), PPX_EBADOBJ);
+    ppx_future_unref(f); /* a second unref is ignored */
+    ppx_pool_free(p);
+    assert_int_equal(ppx_pool_submitf(p, &f, "add", "ii", 1, 2), PPX_EBADOBJ);
+    assert_int_equal(ppx_pool_shutdown(p, PPX_SHUTDOWN_WAIT, 0), PPX_EBADOBJ);
+    assert_int_equal(ppx_pool_process(p), PPX_EBADOBJ);
+    ppx_pool_free(p); /* and a second free too */
+}
+
 static void test_pool_lifetimes_leave_no_descriptor_or_process(void **state)
 {
     int before = support_open_fds();
@@ -747,6 +767,7 @@ int main(void)
         cmocka_unit_test_teardown(test_shutdown_wait_runs_calls_requeued_after_a_crash, teardown),
         cmocka_unit_test_teardown(test_worker_scribbling_on_shared_layout_cannot_hurt_the_parent, teardown),
         cmocka_unit_test_teardown(test_free_releases_threads_blocked_in_a_wait, teardown),
+        cmocka_unit_test_teardown(test_freed_futures_and_pools_give_ebadobj_not_a_crash, teardown),
         cmocka_unit_test_teardown(test_pool_lifetimes_leave_no_descriptor_or_process, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
