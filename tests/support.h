@@ -14,6 +14,8 @@ int support_open_fds(void);
 bool support_no_children(void);
 /* Number of live children of this process, from /proc. */
 int support_children_alive(void);
+/* Number of entries in /dev/shm (named shared memory), -1 if absent. */
+int support_dev_shm_entries(void);
 /* Monotonic milliseconds. */
 int64_t support_now_ms(void);
 

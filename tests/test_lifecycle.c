@@ -548,6 +548,7 @@ static void chaos_cb(ppx_future *f, void *arg)
 static void test_chaos_every_future_resolves_once_with_its_own_workers_error(void **state)
 {
     int fds = support_open_fds();
+    int shm = support_dev_shm_entries();
     ppx_pool *p = new_pool((ppx_pool_options){.workers = 2, .ring_bytes = 16384});
     enum { N = 3000 };
     ppx_future **f = calloc(N, sizeof *f);
@@ -602,6 +603,7 @@ static void test_chaos_every_future_resolves_once_with_its_own_workers_error(voi
     free(f);
     free(rec);
     assert_int_equal(support_open_fds(), fds);
+    assert_int_equal(support_dev_shm_entries(), shm);
     assert_true(support_no_children());
 }
 

@@ -712,6 +712,7 @@ static void test_freed_futures_and_pools_give_ebadobj_not_a_crash(void **state)
 static void test_pool_lifetimes_leave_no_descriptor_or_process(void **state)
 {
     int before = support_open_fds();
+    int shm_before = support_dev_shm_entries();
     for (int k = 0; k < 3; k++) {
         ppx_pool *p = new_pool(2, NULL);
         ppx_future *f;
@@ -721,6 +722,7 @@ static void test_pool_lifetimes_leave_no_descriptor_or_process(void **state)
         ppx_pool_free(p);
     }
     assert_int_equal(support_open_fds(), before);
+    assert_int_equal(support_dev_shm_entries(), shm_before);
     assert_true(support_no_children());
     assert_int_equal(support_children_alive(), 0);
 }
