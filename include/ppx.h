@@ -264,6 +264,10 @@ typedef struct ppx_pool_options {
     size_t max_rss_bytes;         /* replace a worker whose resident size
                                      exceeds this after a call; 0: never */
     int task_timeout_ms;          /* default deadline of each call; 0: none */
+    /* Low-latency mode: while results are due, a loop watching the pool
+     * polls for them up to this long before sleeping in epoll (costs CPU
+     * on the loop thread, saves the wake-up). 0: off. */
+    int parent_spin_us;
 } ppx_pool_options;
 
 /* Forks the workers and returns the pool in *out. Freezes the function
@@ -302,6 +306,19 @@ int ppx_pool_submit(ppx_pool *pool, const char *fn, const void *args,
 /* Same, packing the arguments from fmt (see ppx_pack). */
 int ppx_pool_submitf(ppx_pool *pool, ppx_future **out, const char *fn,
                      const char *fmt, ...);
+
+/*
+ * A batch: fn once per element of items, a msgpack array of argument
+ * arrays, all shipped in one frame and run back to back by one worker. The
+ * future's value is the array of the results, in order; the first call
+ * that fails fails the whole batch (its message names the item). The
+ * cheap way to run many small calls; see ppx_run_in_executor_map to spread
+ * a large batch over every worker. Errors as ppx_pool_submit; also
+ * PPX_EMALFORMED if an element is not an array.
+ */
+typedef struct ppx_call_options ppx_call_options;
+int ppx_pool_map(ppx_pool *pool, const char *fn, const void *items, size_t len,
+                 const ppx_call_options *opts, ppx_future **out);
 
 /* Per-call options; a zeroed struct (or NULL) means the pool's defaults. */
 typedef struct ppx_call_options {
@@ -411,6 +428,18 @@ int ppx_run_in_executor(struct uv_loop_s *loop, ppx_pool *pool,
 int ppx_run_in_executorf(struct uv_loop_s *loop, ppx_pool *pool,
                          ppx_awaitable **out, const char *fn,
                          const char *fmt, ...);
+
+/*
+ * Runs fn once per element of items (a msgpack array of argument arrays)
+ * across the pool: items are cut into chunks of chunk_size calls (0: about
+ * four chunks per worker), each chunk one frame (see ppx_pool_map). The
+ * awaitable's value is the array of all results in order; the first
+ * failure fails it and cancels the other chunks. Like executor.map with
+ * a chunksize.
+ */
+int ppx_run_in_executor_map(struct uv_loop_s *loop, ppx_pool *pool, const char *fn,
+                            const void *items, size_t len, size_t chunk_size,
+                            ppx_awaitable **out);
 
 /* The default pool, if it was created; frees it (call on the loop thread
  * after the loop no longer needs it). */

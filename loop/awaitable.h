@@ -15,9 +15,11 @@ typedef struct ppx__binding {
     ppx_pool *pool;
     uv_poll_t poll;
     uv_async_t async;
+    uv_idle_t spin;      /* low-latency mode: polls while results are due */
+    int spin_us;
     uv_thread_t thread;  /* the loop's thread */
     size_t pending;      /* awaitables waiting on this pool */
-    int open_handles;
+    int open_handles;    /* poll, async and spin: 3 when all are open */
     pthread_mutex_t mu;  /* guards cross, which other threads push to */
     struct ppx_awaitable *cross;
     struct ppx__binding *next;
@@ -48,6 +50,7 @@ struct ppx_awaitable {
 
     /* a gather */
     bool is_gather;
+    bool flatten; /* value: the children's arrays concatenated (a map) */
     int flags;
     ppx_awaitable **children;
     ppx__glink *links;
@@ -74,6 +77,9 @@ static inline bool ppx__awaitable_live(const struct ppx_awaitable *aw)
 }
 
 ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop);
+/* ppx_gather; with flatten, the value is the children's arrays joined. */
+int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flags,
+                bool flatten, ppx_awaitable **out);
 /* Settles aw in state st, runs its callbacks, drops the reference the
  * pending state held. */
 void ppx__awaitable_settle(ppx_awaitable *aw, ppx_state st, const ppx_error *err);

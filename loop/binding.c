@@ -15,16 +15,31 @@
 #include <stdlib.h>
 
 static ppx__binding *bindings;
+static void on_spin(uv_idle_t *h);
 static pthread_mutex_t bindings_mu = PTHREAD_MUTEX_INITIALIZER;
 
 void ppx__binding_update(ppx__binding *b)
 {
-    if (!b->pool || b->open_handles < 2)
+    if (!b->pool || b->open_handles < 3)
         return; /* the pool is gone; the handles are closing */
     if (b->pending > 0 || ppx_pool_busy(b->pool))
         uv_ref((uv_handle_t *)&b->poll);
     else
         uv_unref((uv_handle_t *)&b->poll);
+    if (b->spin_us > 0 && b->pending > 0 && !uv_is_active((uv_handle_t *)&b->spin))
+        uv_idle_start(&b->spin, on_spin);
+}
+
+/* Low-latency mode. An active idle handle makes the loop poll for I/O
+ * without blocking; each turn we watch the rings for spin_us, and when
+ * nothing came in that long we stop, and the eventfd wakes us as usual. */
+static void on_spin(uv_idle_t *h)
+{
+    ppx__binding *b = h->data;
+    if (!b->pool || b->pending == 0 || ppx__pool_spin(b->pool, b->spin_us) == 0)
+        uv_idle_stop(h);
+    if (b->pool)
+        ppx__binding_update(b);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -82,6 +97,7 @@ static void on_pool_close(ppx_pool *pool, void *arg)
     uv_poll_stop(&b->poll);
     uv_close((uv_handle_t *)&b->poll, on_closed);
     uv_close((uv_handle_t *)&b->async, on_closed);
+    uv_close((uv_handle_t *)&b->spin, on_closed);
 }
 
 ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
@@ -111,18 +127,23 @@ ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
     }
     b->poll.data = b;
     b->open_handles = 1;
+    uv_idle_init(loop, &b->spin); /* cannot fail */
+    b->spin.data = b;
+    b->spin_us = ppx__pool_spin_us(pool);
+    b->open_handles = 2;
     *rc = uv_async_init(loop, &b->async, on_async);
     if (*rc == 0) {
         b->async.data = b;
-        b->open_handles = 2;
+        b->open_handles = 3;
         uv_unref((uv_handle_t *)&b->async);
         *rc = uv_poll_start(&b->poll, UV_READABLE, on_poll);
     }
     if (*rc == 0)
         *rc = ppx__pool_add_close_hook(pool, on_pool_close, b);
     if (*rc) {
-        if (b->open_handles == 2)
+        if (b->open_handles == 3)
             uv_close((uv_handle_t *)&b->async, on_closed);
+        uv_close((uv_handle_t *)&b->spin, on_closed);
         uv_close((uv_handle_t *)&b->poll, on_closed);
         return NULL;
     }

@@ -13,6 +13,29 @@ static const ppx_error gather_cancelled = {
     "CancelledError", "the gather was cancelled", "", "", 0, 0,
 };
 
+/* A map's value: the children's result arrays, concatenated. */
+static int flatten_into(ppx_awaitable *g, msgpack_sbuffer *sb, msgpack_packer *pk)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        ppx_value v;
+        size_t k;
+        if (ppx_awaitable_value(g->children[i], &v) || ppx_value_array_len(v, &k))
+            return PPX_EMALFORMED;
+        total += k;
+    }
+    int rc = msgpack_pack_array(pk, total) ? PPX_ENOMEM : 0;
+    for (size_t i = 0; i < g->n && rc == 0; i++) {
+        ppx_value v, first;
+        ppx_awaitable_value(g->children[i], &v);
+        if (ppx_value_at(v, 0, &first) != 0)
+            continue; /* an empty chunk */
+        size_t head = (size_t)((const char *)first.data - (const char *)v.data);
+        rc = msgpack_sbuffer_write(sb, (const char *)v.data + head, v.len - head) ? PPX_ENOMEM : 0;
+    }
+    return rc;
+}
+
 /* The value: an array of the children's values, nil for failed ones. */
 static int build_value(ppx_awaitable *g)
 {
@@ -20,8 +43,8 @@ static int build_value(ppx_awaitable *g)
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    int rc = msgpack_pack_array(&pk, g->n);
-    for (size_t i = 0; i < g->n && rc == 0; i++) {
+    int rc = g->flatten ? flatten_into(g, &sb, &pk) : msgpack_pack_array(&pk, g->n);
+    for (size_t i = 0; i < g->n && rc == 0 && !g->flatten; i++) {
         ppx_value v;
         if (ppx_awaitable_value(g->children[i], &v) == 0)
             rc = msgpack_sbuffer_write(&sb, v.data, v.len);
@@ -82,7 +105,15 @@ void ppx__gather_cancel(ppx_awaitable *g)
 int ppx_gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flags,
                ppx_awaitable **out)
 {
-    if (!loop || !out || (n && !items) || (flags & ~PPX_GATHER_RETURN_ERRORS))
+    if (flags & ~PPX_GATHER_RETURN_ERRORS)
+        return PPX_EINVAL;
+    return ppx__gather(loop, items, n, flags, false, out);
+}
+
+int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flags,
+                bool flatten, ppx_awaitable **out)
+{
+    if (!loop || !out || (n && !items))
         return PPX_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!ppx__awaitable_live(items[i]))
@@ -91,6 +122,7 @@ int ppx_gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flags
     if (!g)
         return PPX_ENOMEM;
     g->is_gather = true;
+    g->flatten = flatten;
     g->flags = flags;
     g->children = calloc(n ? n : 1, sizeof *g->children);
     g->links = calloc(n ? n : 1, sizeof *g->links);

@@ -270,7 +270,7 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame,
     }
     ppx__task *t = p->slot_task[env.slot];
     if (!t || t->id != env.task_id || t->worker != (int)(w - p->w) || t->seq != env.seq ||
-        (rc == 0 && env.kind == PPX__ENV_CALL)) {
+        (rc == 0 && (env.kind == PPX__ENV_CALL || env.kind == PPX__ENV_MAP))) {
         protocol_fail(p, w);
         return;
     }

@@ -295,8 +295,38 @@ int ppx_pool_submit(ppx_pool *p, const char *fn, const void *args, size_t args_l
     return ppx_pool_submit_ex(p, fn, args, args_len, NULL, out);
 }
 
+static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
+                  const ppx_call_options *opts, ppx_future **out);
+
 int ppx_pool_submit_ex(ppx_pool *p, const char *fn, const void *args, size_t args_len,
                        const ppx_call_options *opts, ppx_future **out)
+{
+    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, out);
+}
+
+/* Every element of a map's items must be an argument array. */
+static bool all_arrays(const void *items, size_t len)
+{
+    ppx__mp c = ppx__mp_of(items, len);
+    uint32_t n;
+    if (ppx__mp_array(&c, &n))
+        return false;
+    for (uint32_t i = 0; i < n; i++)
+        if (ppx__mp_peek(&c) != PPX_TYPE_ARRAY || ppx__mp_skip(&c))
+            return false;
+    return ppx__mp_left(&c) == 0;
+}
+
+int ppx_pool_map(ppx_pool *p, const char *fn, const void *items, size_t len,
+                 const ppx_call_options *opts, ppx_future **out)
+{
+    if (live(p) && items && !all_arrays(items, len))
+        return PPX_EMALFORMED;
+    return submit(p, PPX__ENV_MAP, fn, items, len, opts, out);
+}
+
+static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
+                  const ppx_call_options *opts, ppx_future **out)
 {
     if (!live(p))
         return PPX_EBADOBJ;
@@ -337,7 +367,9 @@ int ppx_pool_submit_ex(ppx_pool *p, const char *fn, const void *args, size_t arg
     ppx__task *t = calloc(1, sizeof *t);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    if (!t || ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len)) {
+    int prc = kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
+                                   : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
+    if (!t || prc) {
         free(t);
         msgpack_sbuffer_destroy(&sb);
         atomic_store(&f->refs, 1);
@@ -764,6 +796,30 @@ void ppx_pool_free(ppx_pool *p)
 }
 
 /* ---- small accessors --------------------------------------------------- */
+
+int ppx__pool_spin_us(const ppx_pool *p)
+{
+    return live(p) ? p->opt.parent_spin_us : 0;
+}
+
+int ppx__pool_spin(ppx_pool *p, int us)
+{
+    if (!live(p))
+        return 0;
+    int64_t deadline = ppx__now_ns() + (int64_t)us * 1000;
+    /* While we poll, workers need not pay for an eventfd write. */
+    atomic_store_explicit(&p->sh->parent_waiting, 0, memory_order_relaxed);
+    for (;;) {
+        ppx__pool_lock(p);
+        bool ready = !p->torn_down && replies_waiting(p);
+        ppx__pool_unlock(p);
+        if (ready || ppx__now_ns() > deadline)
+            break;
+        for (int i = 0; i < 64; i++)
+            ppx__cpu_relax();
+    }
+    return ppx_pool_process(p); /* also raises parent_waiting again */
+}
 
 int ppx_pool_fd(const ppx_pool *p)
 {

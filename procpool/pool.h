@@ -10,6 +10,12 @@ ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f);
 int ppx__pool_wait(ppx_pool *p, ppx_future *f, int timeout_ms);
 int ppx__pool_cancel(ppx_pool *p, ppx_future *f);
 
+/* Low-latency mode (ppx_pool_options.parent_spin_us): the setting, and a
+ * bounded poll of the response rings that processes what arrives. Returns
+ * futures resolved (0 if nothing came within us). */
+int ppx__pool_spin_us(const ppx_pool *p);
+int ppx__pool_spin(ppx_pool *p, int us);
+
 /* Hooks run (in order added) when the pool is freed, before its
  * descriptor closes, so a watcher (loop/) can stop polling it first. */
 typedef void (*ppx__pool_close_hook)(ppx_pool *p, void *arg);

@@ -3,6 +3,7 @@
 #include "frame.h"
 #include "registry.h"
 #include "../serialize/envelope.h"
+#include "../serialize/mpread.h"
 #include "../shm/wake.h"
 
 #include <errno.h>
@@ -118,6 +119,85 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
     ppx__call_destroy(&call);
 }
 
+/* A batch: fn once per argument array, results gathered into one array.
+ * The first failure fails the batch, naming the item. */
+static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
+{
+    char fname[PPX__NAME_MAX + 1];
+    memcpy(fname, env->function.p, env->function.len);
+    fname[env->function.len] = '\0';
+    const ppx__entry *e = ppx__registry_find(env->function.p, env->function.len);
+    if (!e) {
+        char msg[PPX__NAME_MAX + 64];
+        snprintf(msg, sizeof msg, "no function named '%s' is registered", fname);
+        mark_finished(w, env, slot);
+        send_error(w, env, "NameError", msg, fname, "");
+        return;
+    }
+    ppx__mp items = ppx__mp_of(env->payload.data, env->payload.len);
+    uint32_t n = 0;
+    ppx__mp_array(&items, &n); /* the decoder checked it is one array */
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &w->out, msgpack_sbuffer_write);
+    if (ppx__env_pack_result_head(&w->out, env->task_id, env->slot, env->seq) ||
+        msgpack_pack_array(&pk, n))
+        _exit(PPX__EXIT_NOMEM);
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *start = items.p;
+        ppx__mp_skip(&items);
+        ppx_value args = {start, (size_t)(items.p - start)};
+        ppx_call call;
+        char msg[PPX__MESSAGE_MAX];
+        const char *type = NULL, *where = "";
+        if (atomic_load_explicit(&slot->cancel, memory_order_relaxed)) {
+            type = "CancelledError";
+            snprintf(msg, sizeof msg, "stopped before item %u", i);
+        } else if (ppx__call_init(&call, env->task_id, env->function.p, env->function.len,
+                                  args, slot, &w->ret)) {
+            type = "ProtocolError";
+            snprintf(msg, sizeof msg, "item %u: arguments are not an array", i);
+        } else {
+            int rc = e->fn(&call, e->udata);
+            w->calls++;
+            if (call.raised) {
+                type = call.type;
+                snprintf(msg, sizeof msg, "item %u: %s", i, call.message ? call.message : "");
+                where = call.where;
+            } else if (rc != 0) {
+                type = "RuntimeError";
+                snprintf(msg, sizeof msg, "item %u: function returned %d without raising", i, rc);
+            } else if (call.has_ret ? msgpack_sbuffer_write(&w->out, w->ret.data, w->ret.size)
+                                    : msgpack_pack_nil(&pk)) {
+                _exit(PPX__EXIT_NOMEM);
+            }
+            if (type) {
+                char t[256], wh[256];
+                snprintf(t, sizeof t, "%s", type);
+                snprintf(wh, sizeof wh, "%s", where);
+                ppx__call_destroy(&call);
+                mark_finished(w, env, slot);
+                send_error(w, env, t, msg, fname, wh);
+                return;
+            }
+            ppx__call_destroy(&call);
+        }
+        if (type) {
+            mark_finished(w, env, slot);
+            send_error(w, env, type, msg, fname, where);
+            return;
+        }
+    }
+    mark_finished(w, env, slot);
+    if (w->out.size > w->max_payload) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "results of %zu bytes exceed the pool's limit of %llu",
+                 w->out.size, (unsigned long long)w->max_payload);
+        send_error(w, env, "ResultTooLarge", msg, fname, "");
+        return;
+    }
+    send_frame(w, w->out.data, w->out.size);
+}
+
 static void handle_frame(wctx *w, const void *frame, size_t len)
 {
     ppx__env env;
@@ -142,11 +222,14 @@ static void handle_frame(wctx *w, const void *frame, size_t len)
         }
         return;
     }
-    if (rc != 0 || env.kind != PPX__ENV_CALL) {
+    if (rc != 0 || (env.kind != PPX__ENV_CALL && env.kind != PPX__ENV_MAP)) {
         send_error(w, &env, "ProtocolError", "malformed call frame", "", "");
         return;
     }
-    run_call(w, &env, slot);
+    if (env.kind == PPX__ENV_MAP)
+        run_map(w, &env, slot);
+    else
+        run_call(w, &env, slot);
     w->calls++;
 }
 

@@ -41,6 +41,24 @@ int ppx__env_pack_call(msgpack_sbuffer *sb, uint64_t id, uint32_t slot,
     return rc;
 }
 
+int ppx__env_pack_map(msgpack_sbuffer *sb, uint64_t id, const char *fn, size_t fn_len,
+                      const void *items, size_t items_len)
+{
+    msgpack_packer pk;
+    int rc = begin(sb, &pk, PPX__ENV_MAP, 6, id, 0, 0);
+    if (rc == 0)
+        rc = pack_str(&pk, fn, fn_len);
+    if (rc == 0 && msgpack_sbuffer_write(sb, items, items_len))
+        rc = PPX_ENOMEM;
+    return rc;
+}
+
+int ppx__env_pack_result_head(msgpack_sbuffer *sb, uint64_t id, uint32_t slot, uint32_t seq)
+{
+    msgpack_packer pk;
+    return begin(sb, &pk, PPX__ENV_RESULT, 5, id, slot, seq);
+}
+
 int ppx__env_pack_result(msgpack_sbuffer *sb, uint64_t id, uint32_t slot,
                          uint32_t seq, const void *value, size_t len)
 {
@@ -106,7 +124,7 @@ static int read_name(ppx__mp *c, ppx__str *s, uint32_t max)
 
 int ppx__env_decode(const void *buf, size_t len, ppx__env *out)
 {
-    static const uint32_t arity[] = {6, 5, 9, 4};
+    static const uint32_t arity[] = {6, 5, 9, 4, 6};
     memset(out, 0, sizeof *out);
     ppx__mp c = ppx__mp_of(buf, len);
     uint32_t n;
@@ -118,13 +136,14 @@ int ppx__env_decode(const void *buf, size_t len, ppx__env *out)
     out->slot = (uint32_t)slot;
     out->seq = (uint32_t)seq;
     out->head_ok = true;
-    if (kind > PPX__ENV_SKIP || n != arity[kind])
+    if (kind > PPX__ENV_MAP || n != arity[kind])
         return PPX_EMALFORMED;
     out->kind = (int)kind;
 
     const uint8_t *start;
     switch (out->kind) {
     case PPX__ENV_CALL:
+    case PPX__ENV_MAP:
         if (read_name(&c, &out->function, PPX__NAME_MAX) || out->function.len == 0)
             return PPX_EMALFORMED;
         if (ppx__mp_peek(&c) != PPX_TYPE_ARRAY)

@@ -6,6 +6,9 @@
  *   result  [1, task_id, slot, seq, value]
  *   error   [2, task_id, slot, seq, type, message, function, where, pid]
  *   skip    [3, task_id, slot, seq]   (a cancelled call was dropped unrun)
+ *   map     [4, task_id, slot, seq, function, [args, args, ...]]
+ *           one frame, one function run once per args array; the result
+ *           is the array of their results (a batch)
  *
  * task_id is packed as uint64 and slot/seq as uint32 in their fixed-width
  * forms, so the header has a fixed layout: the parent re-stamps seq in
@@ -17,7 +20,13 @@
 #include "ppx.h"
 #include <msgpack.h>
 
-enum { PPX__ENV_CALL = 0, PPX__ENV_RESULT = 1, PPX__ENV_ERROR = 2, PPX__ENV_SKIP = 3 };
+enum {
+    PPX__ENV_CALL = 0,
+    PPX__ENV_RESULT = 1,
+    PPX__ENV_ERROR = 2,
+    PPX__ENV_SKIP = 3,
+    PPX__ENV_MAP = 4,
+};
 
 /* Longest function name and error type; messages are cut to this too. */
 #define PPX__NAME_MAX 255
@@ -47,6 +56,9 @@ int ppx__env_decode(const void *buf, size_t len, ppx__env *out);
 int ppx__env_pack_call(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
                        uint32_t seq, const char *fn, size_t fn_len,
                        const void *args, size_t args_len);
+/* A map frame: items is an array of argument arrays. */
+int ppx__env_pack_map(msgpack_sbuffer *sb, uint64_t task_id, const char *fn, size_t fn_len,
+                      const void *items, size_t items_len);
 int ppx__env_pack_result(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
                          uint32_t seq, const void *value, size_t len);
 int ppx__env_pack_error(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
@@ -54,6 +66,10 @@ int ppx__env_pack_error(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
                         const char *function, const char *where, int64_t pid);
 int ppx__env_pack_skip(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
                        uint32_t seq);
+/* The head of a result frame, [1, task_id, slot, seq, ...]: the caller
+ * appends exactly one value after it. */
+int ppx__env_pack_result_head(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
+                              uint32_t seq);
 /* Rewrites slot and seq of a packed frame in place. */
 void ppx__env_restamp(void *frame, uint32_t slot, uint32_t seq);
 

@@ -470,6 +470,78 @@ static void test_default_pool_is_created_on_first_use(void **state)
     assert_true(support_no_children());
 }
 
+/* items [[0, 0], [1, 1], ...] for n calls of add */
+static void *pairs(int n, size_t *len)
+{
+    unsigned char *b = malloc(5 + (size_t)n * 11);
+    size_t k = 0;
+    b[k++] = 0xdd;
+    b[k++] = (unsigned char)(n >> 24);
+    b[k++] = (unsigned char)(n >> 16);
+    b[k++] = (unsigned char)(n >> 8);
+    b[k++] = (unsigned char)n;
+    for (int i = 0; i < n; i++) {
+        b[k++] = 0x92;
+        for (int j = 0; j < 2; j++) {
+            b[k++] = 0xce; /* uint32 */
+            b[k++] = (unsigned char)(i >> 24);
+            b[k++] = (unsigned char)(i >> 16);
+            b[k++] = (unsigned char)(i >> 8);
+            b[k++] = (unsigned char)i;
+        }
+    }
+    *len = k;
+    return b;
+}
+
+static void test_map_spreads_chunks_and_returns_every_result_in_order(void **state)
+{
+    fixture *fx = *state;
+    size_t len;
+    void *items = pairs(10007, &len);
+    for (size_t chunk = 0; chunk <= 1000; chunk += 1000) {
+        ppx_awaitable *m;
+        assert_int_equal(ppx_run_in_executor_map(&fx->loop, fx->pool, "add", items, len, chunk, &m), 0);
+        assert_int_equal(ppx_run_until_complete(&fx->loop, m), 0);
+        ppx_value v;
+        size_t n;
+        assert_int_equal(ppx_awaitable_value(m, &v), 0);
+        assert_int_equal(ppx_value_array_len(v, &n), 0);
+        assert_int_equal(n, 10007);
+        for (size_t i = 0; i < n; i += 997)
+            assert_int_equal(int_at(v, i), 2 * (int64_t)i);
+        assert_int_equal(int_at(v, n - 1), 2 * 10006);
+        ppx_awaitable_unref(m);
+    }
+    free(items);
+    ppx_awaitable *m;
+    assert_int_equal(ppx_run_in_executor_map(&fx->loop, fx->pool, "nope", "\x91\x90", 2, 1, &m), 0);
+    assert_int_equal(ppx_run_until_complete(&fx->loop, m), 0);
+    assert_string_equal(ppx_awaitable_error(m)->type, "NameError");
+    ppx_awaitable_unref(m);
+    assert_int_equal(ppx_run_in_executor_map(&fx->loop, fx->pool, "add", "\x91\x01", 2, 1, &m),
+                     PPX_EMALFORMED);
+}
+
+static void test_low_latency_mode_gives_the_same_results(void **state)
+{
+    fixture *fx = *state;
+    ppx_pool *p;
+    assert_int_equal(ppx_pool_new(&p, &(ppx_pool_options){.workers = 2, .parent_spin_us = 50}), 0);
+    for (int i = 0; i < 200; i++) {
+        ppx_awaitable *aw;
+        assert_int_equal(ppx_run_in_executorf(&fx->loop, p, &aw, "add", "ii", i, 1), 0);
+        assert_int_equal(ppx_run_until_complete(&fx->loop, aw), 0);
+        ppx_value v;
+        int64_t out;
+        assert_int_equal(ppx_awaitable_value(aw, &v), 0);
+        ppx_value_int(v, &out);
+        assert_int_equal(out, i + 1);
+        ppx_awaitable_unref(aw);
+    }
+    ppx_pool_free(p);
+}
+
 static void free_pool_cb(ppx_awaitable *aw, void *arg)
 {
     fixture *fx = arg;
@@ -533,6 +605,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lucky_number_gathers_values_or_the_unlucky_error, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_bad_calls_report_codes, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_pool_may_be_freed_from_an_awaitable_callback, setup2, teardown),
+        cmocka_unit_test_setup_teardown(test_map_spreads_chunks_and_returns_every_result_in_order, setup2, teardown),
+        cmocka_unit_test_setup_teardown(test_low_latency_mode_gives_the_same_results, setup2, teardown),
         cmocka_unit_test(test_default_pool_is_created_on_first_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

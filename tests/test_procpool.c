@@ -709,6 +709,43 @@ static void test_freed_futures_and_pools_give_ebadobj_not_a_crash(void **state)
     ppx_pool_free(p); /* and a second free too */
 }
 
+static void test_map_runs_one_call_per_item_and_returns_their_results(void **state)
+{
+    ppx_pool *p = new_pool(1, NULL);
+    void *items;
+    size_t len;
+    /* [[1, 2], [3, 4], [5, 6]] */
+    static const unsigned char three[] = {0x93, 0x92, 1, 2, 0x92, 3, 4, 0x92, 5, 6};
+    ppx_future *f;
+    assert_int_equal(ppx_pool_map(p, "add", three, sizeof three, NULL, &f), 0);
+    assert_int_equal(ppx_future_wait(f, 10000), 0);
+    ppx_value v;
+    assert_int_equal(ppx_future_value(f, &v), 0);
+    char text[32];
+    ppx_value_format(v, text, sizeof text);
+    assert_string_equal(text, "[3, 7, 11]");
+    ppx_future_unref(f);
+    /* The first failure fails the batch and names the item. */
+    assert_int_equal(ppx_pack(&items, &len, "iii", 0, 0, 0), 0);
+    static const unsigned char raising[] = {0x93, 0x91, 1, 0x91, 2, 0x91, 3};
+    assert_int_equal(ppx_pool_map(p, "raise", raising, sizeof raising, NULL, &f), 0);
+    assert_int_equal(ppx_future_wait(f, 10000), 0);
+    assert_string_equal(ppx_future_error(f)->type, "ValueError");
+    assert_string_equal(ppx_future_error(f)->message, "item 0: bad value 1");
+    ppx_future_unref(f);
+    /* Items must each be an argument array. */
+    assert_int_equal(ppx_pool_map(p, "add", items, len, NULL, &f), PPX_EMALFORMED);
+    free(items);
+    static const unsigned char none[] = {0x90};
+    assert_int_equal(ppx_pool_map(p, "add", none, 1, NULL, &f), 0);
+    assert_int_equal(ppx_future_wait(f, 10000), 0);
+    assert_int_equal(ppx_future_value(f, &v), 0);
+    ppx_value_format(v, text, sizeof text);
+    assert_string_equal(text, "[]");
+    ppx_future_unref(f);
+    ppx_pool_free(p);
+}
+
 static void test_pool_lifetimes_leave_no_descriptor_or_process(void **state)
 {
     int before = support_open_fds();
@@ -770,6 +807,7 @@ int main(void)
         cmocka_unit_test_teardown(test_worker_scribbling_on_shared_layout_cannot_hurt_the_parent, teardown),
         cmocka_unit_test_teardown(test_free_releases_threads_blocked_in_a_wait, teardown),
         cmocka_unit_test_teardown(test_freed_futures_and_pools_give_ebadobj_not_a_crash, teardown),
+        cmocka_unit_test_teardown(test_map_runs_one_call_per_item_and_returns_their_results, teardown),
         cmocka_unit_test_teardown(test_pool_lifetimes_leave_no_descriptor_or_process, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
