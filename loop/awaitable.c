@@ -43,7 +43,8 @@ void ppx_awaitable_unref(ppx_awaitable *aw)
     free(aw->children);
     free(aw->links);
     free(aw->value);
-    free(aw->cbs);
+    if (aw->cbs != aw->cb_inline)
+        free(aw->cbs);
     free(aw);
 }
 
@@ -63,7 +64,8 @@ void ppx__awaitable_settle(ppx_awaitable *aw, ppx_state st, const ppx_error *err
     aw->ncbs = aw->capcbs = 0;
     for (size_t i = 0; i < n; i++)
         cbs[i].cb(aw, cbs[i].arg);
-    free(cbs);
+    if (cbs != aw->cb_inline)
+        free(cbs);
     ppx_awaitable_unref(aw); /* the pending state's reference */
 }
 
@@ -228,11 +230,18 @@ int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb, void
         cb(aw, arg);
         return 0;
     }
+    if (!aw->cbs) {
+        aw->cbs = aw->cb_inline;
+        aw->capcbs = sizeof aw->cb_inline / sizeof aw->cb_inline[0];
+    }
     if (aw->ncbs == aw->capcbs) {
-        size_t ncap = aw->capcbs ? aw->capcbs * 2 : 2;
-        ppx__acb *n = realloc(aw->cbs, ncap * sizeof *n);
+        size_t ncap = aw->capcbs * 2;
+        bool inline_now = aw->cbs == aw->cb_inline;
+        ppx__acb *n = realloc(inline_now ? NULL : aw->cbs, ncap * sizeof *n);
         if (!n)
             return PPX_ENOMEM;
+        if (inline_now)
+            memcpy(n, aw->cb_inline, sizeof aw->cb_inline);
         aw->cbs = n;
         aw->capcbs = ncap;
     }

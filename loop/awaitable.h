@@ -58,8 +58,9 @@ struct ppx_awaitable {
     unsigned char *value;
     size_t value_len;
 
-    ppx__acb *cbs;
+    ppx__acb *cbs; /* NULL, then cb_inline, then the heap past two */
     size_t ncbs, capcbs;
+    ppx__acb cb_inline[2];
 };
 
 /* The binding of pool to loop, created on first use. NULL on ENOMEM or

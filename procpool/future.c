@@ -59,18 +59,26 @@ static void give_back(ppx_future *f)
     pthread_mutex_unlock(&quarantine_mu);
 }
 
-ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len)
+ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,
+                            const char *stable_name)
 {
     ppx_future *f = take_memory();
     if (!f)
         return NULL;
-    f->function = malloc(fn_len + 1);
-    if (!f->function) {
-        give_back(f);
-        return NULL;
+    if (stable_name) {
+        f->function = (char *)stable_name;
+    } else {
+        f->function = malloc(fn_len + 1);
+        if (!f->function) {
+            give_back(f);
+            return NULL;
+        }
+        memcpy(f->function, fn, fn_len);
+        f->function[fn_len] = '\0';
+        f->owns_function = true;
     }
-    memcpy(f->function, fn, fn_len);
-    f->function[fn_len] = '\0';
+    f->cbs = f->cb_inline;
+    f->capcbs = sizeof f->cb_inline / sizeof f->cb_inline[0];
     f->magic = FUTURE_MAGIC;
     atomic_init(&f->refs, 2);
     atomic_init(&f->state, PPX_PENDING);
@@ -162,7 +170,8 @@ void ppx__notify_run(ppx__notify *n)
         /* Resolved: nobody appends to cbs any more (see add_done_callback). */
         for (size_t i = 0; i < f->ncbs; i++)
             f->cbs[i].cb(f, f->cbs[i].arg);
-        free(f->cbs);
+        if (f->cbs != f->cb_inline)
+            free(f->cbs);
         f->cbs = NULL;
         f->ncbs = f->capcbs = 0;
         ppx_future_unref(f);
@@ -183,10 +192,12 @@ void ppx_future_unref(ppx_future *f)
     if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
         return;
     /* The pool holds a reference while f is unresolved, so f is resolved. */
-    free(f->function);
+    if (f->owns_function)
+        free(f->function);
     free(f->value);
     free(f->err_mem);
-    free(f->cbs);
+    if (f->cbs != f->cb_inline)
+        free(f->cbs);
     give_back(f);
 }
 
@@ -281,9 +292,12 @@ int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg)
         if (atomic_load(&f->state) == PPX_PENDING) {
             int rc = 0;
             if (f->ncbs == f->capcbs) {
-                size_t ncap = f->capcbs ? f->capcbs * 2 : 2;
-                ppx__cb *n = realloc(f->cbs, ncap * sizeof *n);
+                size_t ncap = f->capcbs * 2;
+                bool inline_now = f->cbs == f->cb_inline;
+                ppx__cb *n = realloc(inline_now ? NULL : f->cbs, ncap * sizeof *n);
                 if (n) {
+                    if (inline_now)
+                        memcpy(n, f->cb_inline, sizeof f->cb_inline);
                     f->cbs = n;
                     f->capcbs = ncap;
                 } else {

@@ -25,8 +25,10 @@ struct ppx_future {
     size_t value_len;
     ppx_error err;
     char *err_mem;
-    ppx__cb *cbs;
+    ppx__cb *cbs;         /* cb_inline until more than two are added */
     size_t ncbs, capcbs;
+    ppx__cb cb_inline[2];
+    bool owns_function;   /* else it points at the registry's copy */
     ppx_future *notify_next;      /* on a notify list once resolved */
 };
 
@@ -37,8 +39,10 @@ typedef struct ppx__notify {
 } ppx__notify;
 
 /* A new pending future with two references: the caller's and the pool's.
- * NULL on ENOMEM. */
-ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len);
+ * stable_name, when given, is fn's registry entry (which lives as long as
+ * the process) and is used instead of a copy. NULL on ENOMEM. */
+ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,
+                            const char *stable_name);
 /* Resolve and queue on n, which takes over the pool's reference. */
 void ppx__future_done(ppx_future *f, const void *value, size_t len, ppx__notify *n);
 void ppx__future_fail(ppx_future *f, const char *type, const char *message,

@@ -349,11 +349,12 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         return PPX_ECLOSED;
 
     uint64_t id = atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed);
-    ppx_future *f = ppx__future_new(p, id, fn, fn_len);
+    const ppx__entry *entry = ppx__registry_find(fn, fn_len);
+    ppx_future *f = ppx__future_new(p, id, fn, fn_len, entry ? entry->name : NULL);
     if (!f)
         return PPX_ENOMEM;
     ppx__notify n = {0};
-    if (!ppx__registry_find(fn, fn_len)) {
+    if (!entry) {
         /* Every worker shares this registry: no need to ask one. */
         ppx__pool_lock(p);
         p->stats.submitted++;
@@ -365,8 +366,13 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         return 0;
     }
     ppx__task *t = calloc(1, sizeof *t);
+    /* Sized exactly: msgpack's sbuffer would start every frame at 8 KiB. */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
+    sb.alloc = 32 + fn_len + args_len;
+    sb.data = malloc(sb.alloc);
+    if (!sb.data)
+        sb.alloc = 0;
     int prc = kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
                                    : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
     if (!t || prc) {
