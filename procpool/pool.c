@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,13 +438,19 @@ int ppx_pool_submitf(ppx_pool *p, ppx_future **out, const char *fn, const char *
 /* ---- progress ---------------------------------------------------------- */
 
 /* After resolving futures: wake blocked waiters, then run callbacks. */
+static void kick(ppx_pool *p)
+{
+    p->kicked = true;
+    ppx__eventfd_signal(p->kickfd);
+}
+
 static void after_resolve(ppx_pool *p, ppx__notify *n, bool kick_driver)
 {
     if (!n->count)
         return;
     pthread_cond_broadcast(&p->cv);
     if (kick_driver)
-        ppx__eventfd_signal(p->kickfd);
+        kick(p);
 }
 
 static bool replies_waiting(ppx_pool *p)
@@ -461,11 +468,22 @@ static void process_locked(ppx_pool *p, ppx__notify *n)
         return;
     bool other_driver = p->driving && !pthread_equal(p->driver, pthread_self());
     for (int round = 0; round < 8; round++) {
-        if (!other_driver)
+        if (p->kicked && !other_driver) {
             ppx__eventfd_drain(p->kickfd);
-        ppx__eventfd_drain(p->efd);
+            p->kicked = false;
+        }
+        bool replies = ppx__eventfd_drain(p->efd);
+        /* The timerfd and the zygote's socket only need looking at when
+         * the wake-up was not a reply, a deadline is due, or a while has
+         * passed: the epoll set stays readable until they are handled. */
+        int64_t now = ppx__now_ns();
+        int nev = 0;
         struct epoll_event ev[32];
-        int nev = epoll_wait(p->epfd, ev, 32, 0);
+        if (!replies || (p->timer_at > 0 && now >= p->timer_at) ||
+            now - p->polled_at > 1000000) {
+            nev = epoll_wait(p->epfd, ev, 32, 0);
+            p->polled_at = now;
+        }
         bool timers = false;
         for (int i = 0; i < p->nworkers; i++)
             if (p->w[i].alive)
@@ -557,6 +575,7 @@ static int drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *arg,
         process_locked(p, &n);
         p->driving = false;
         ppx__eventfd_drain(p->kickfd);
+        p->kicked = false;
         pthread_cond_broadcast(&p->cv);
         ppx__pool_unlock(p);
         ppx__notify_run(&n);
@@ -786,7 +805,7 @@ void ppx_pool_free(ppx_pool *p)
     /* Threads blocked in a wait leave now: their futures are resolved. */
     pthread_cond_broadcast(&p->cv);
     if (p->driving)
-        ppx__eventfd_signal(p->kickfd);
+        kick(p);
     ppx__pool_unlock(p);
     ppx__notify_run(&n);
     /* Watchers stop polling before the descriptors go away. */
@@ -821,8 +840,9 @@ int ppx__pool_spin(ppx_pool *p, int us)
         ppx__pool_unlock(p);
         if (ready || ppx__now_ns() > deadline)
             break;
-        for (int i = 0; i < 64; i++)
-            ppx__cpu_relax();
+        /* The worker we just woke is often placed on this very CPU: a
+         * pure spin would keep it from running until the spin ends. */
+        sched_yield();
     }
     return ppx_pool_process(p); /* also raises parent_waiting again */
 }

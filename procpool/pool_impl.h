@@ -118,6 +118,8 @@ struct ppx_pool {
     int epfd;   /* all of the above and the zygote's socket */
     ppx__zygote z;
     int64_t timer_at;
+    int64_t polled_at;      /* last epoll_wait for timer and zygote events */
+    bool kicked;            /* kickfd was signalled and not drained yet */
     ppx__heap deadlines;
     unsigned crash_streak;  /* crashes since a call last returned */
     char init_error[PPX__INIT_ERROR_MAX];

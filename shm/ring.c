@@ -121,7 +121,7 @@ int ppx__ring_wait_space(ppx__port *p, size_t len, int spin, int timeout_ms)
     for (int i = 0; i < spin; i++) {
         if (fits(p, len))
             return 0;
-        ppx__cpu_relax();
+        ppx__spin_step((unsigned)i);
     }
     for (;;) {
         uint32_t seq = atomic_load_explicit(&p->r->space_seq, memory_order_acquire);
@@ -193,7 +193,7 @@ int ppx__ring_wait_data(ppx__port *p, int spin, int timeout_ms, const _Atomic ui
     for (int i = 0; i < spin; i++) {
         if (!ppx__ring_empty(p) || (stop && atomic_load(stop)))
             return 0;
-        ppx__cpu_relax();
+        ppx__spin_step((unsigned)i);
     }
     for (;;) {
         uint32_t seq = atomic_load_explicit(&r->data_seq, memory_order_acquire);

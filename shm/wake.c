@@ -1,11 +1,20 @@
 #include "wake.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+void ppx__spin_step(unsigned i)
+{
+    if ((i & 63) == 63)
+        sched_yield();
+    else
+        ppx__cpu_relax();
+}
 
 int ppx__futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms)
 {

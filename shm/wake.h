@@ -19,6 +19,11 @@ void ppx__eventfd_signal(int fd);
 /* Resets the counter; returns 1 if it was signalled. */
 int ppx__eventfd_drain(int fd);
 
+/* One step of a polling loop. Every 64th step yields the CPU: a process
+ * woken by the other side is often placed on the waker's CPU, and a pure
+ * spin would keep the waker (who has our data to write) off it. */
+void ppx__spin_step(unsigned i);
+
 static inline void ppx__cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
