@@ -192,9 +192,13 @@ static int wait_initialized(ppx_pool *p, int64_t deadline)
             if (m.type != PPX__Z_EXITED)
                 continue;
             const char *msg = "";
-            for (int i = 0; i < p->nworkers; i++)
-                if (p->w[i].pid == m.pid && m.code == CLD_EXITED && m.status == PPX__EXIT_INIT)
+            for (int i = 0; i < p->nworkers; i++) {
+                if (p->w[i].pid != m.pid)
+                    continue;
+                p->w[i].alive = false; /* this report is consumed here */
+                if (m.code == CLD_EXITED && m.status == PPX__EXIT_INIT)
                     msg = p->wsh[i].init_error;
+            }
             ppx__set_last_error("worker %d %s: %.*s", (int)m.pid,
                                 *msg ? "failed its initializer" : "exited while starting",
                                 PPX__INIT_ERROR_MAX - 1, msg);
