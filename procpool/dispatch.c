@@ -79,7 +79,7 @@ void ppx__list_remove(ppx__list *l, ppx__task *t)
 void ppx__task_free(ppx_pool *p, ppx__task *t)
 {
     ppx__heap_set(&p->deadlines, t, 0);
-    free(t->frame);
+    ppx__bigbuf_free(t->frame, t->frame_cap);
     free(t);
     p->ntasks--;
 }
@@ -291,7 +291,14 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame,
                               (long)w->pid, (unsigned long long)t->id);
         } else if (env.kind == PPX__ENV_RESULT) {
             p->stats.completed++;
-            ppx__future_done(f, env.payload.data, env.payload.len, n);
+            if (frame == w->rx.buf) {
+                /* A big reply: hand its buffer over rather than copy it. */
+                size_t cap;
+                void *buf = ppx__rx_take(&w->rx, &cap);
+                ppx__future_done_adopt(f, buf, cap, env.payload.data, env.payload.len, n);
+            } else {
+                ppx__future_done(f, env.payload.data, env.payload.len, n);
+            }
         } else if (env.kind == PPX__ENV_ERROR) {
             char type[PPX__NAME_MAX + 1], where[PPX__NAME_MAX + 1];
             char *msg = malloc(env.message.len + 1);
@@ -334,7 +341,7 @@ void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
             handle_reply(p, w, frame, flen, n);
         ppx__ring_release(&w->resp, len);
         if (rc == 1 && flags != PPX__REC_WHOLE)
-            ppx__rx_reset(&w->rx);
+            ppx__rx_done(&w->rx);
         ppx__ring_notify_space(&w->resp);
     }
 }

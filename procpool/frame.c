@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Chunks are a quarter of the ring, so two can be in flight while the
  * reader copies a third out. */
@@ -54,29 +55,55 @@ bool ppx__frame_put(ppx__port *p, const void *frame, size_t len, size_t *off)
     return true;
 }
 
+#define BIG (8u << 20) /* below this, glibc reuses its heap: faster */
+
+void *ppx__bigbuf_alloc(size_t len)
+{
+    if (len < BIG)
+        return malloc(len ? len : 1);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void ppx__bigbuf_free(void *p, size_t len)
+{
+    if (!p)
+        return;
+    if (len < BIG)
+        free(p);
+    else
+        munmap(p, len);
+}
+
 int ppx__rx_feed(ppx__rx *rx, const void *rec, size_t len, uint32_t flags,
                  const void **frame, size_t *flen)
 {
     const unsigned char *p = rec;
     switch (flags) {
     case PPX__REC_WHOLE:
-        if (rx->buf)
+        if (rx->active)
             return PPX_EMALFORMED; /* a whole frame inside a chunked one */
         *frame = rec;
         *flen = len;
         return 1;
     case PPX__REC_FIRST: {
         uint64_t total;
-        if (rx->buf || len < sizeof total)
+        if (rx->active || len < sizeof total)
             return PPX_EMALFORMED;
         memcpy(&total, p, sizeof total);
         if (total > rx->max)
             return PPX_ETOOBIG;
         if (total < len - sizeof total || total == 0)
             return PPX_EMALFORMED;
-        rx->buf = malloc(total);
-        if (!rx->buf)
-            return PPX_ENOMEM;
+        if (rx->cap < total) {
+            ppx__bigbuf_free(rx->buf, rx->cap);
+            rx->buf = ppx__bigbuf_alloc(total);
+            rx->cap = rx->buf ? total : 0;
+            if (!rx->buf)
+                return PPX_ENOMEM;
+        }
+        rx->active = true;
         rx->total = total;
         rx->len = len - sizeof total;
         memcpy(rx->buf, p + sizeof total, rx->len);
@@ -84,7 +111,7 @@ int ppx__rx_feed(ppx__rx *rx, const void *rec, size_t len, uint32_t flags,
     }
     case PPX__REC_MORE:
     case PPX__REC_LAST:
-        if (!rx->buf || len > rx->total - rx->len)
+        if (!rx->active || len > rx->total - rx->len)
             return PPX_EMALFORMED;
         memcpy(rx->buf + rx->len, p, len);
         rx->len += len;
@@ -100,9 +127,26 @@ int ppx__rx_feed(ppx__rx *rx, const void *rec, size_t len, uint32_t flags,
     }
 }
 
+void ppx__rx_done(ppx__rx *rx)
+{
+    rx->active = false;
+    rx->len = rx->total = 0;
+}
+
 void ppx__rx_reset(ppx__rx *rx)
 {
-    free(rx->buf);
+    ppx__bigbuf_free(rx->buf, rx->cap);
     rx->buf = NULL;
-    rx->len = rx->total = 0;
+    rx->cap = 0;
+    ppx__rx_done(rx);
+}
+
+void *ppx__rx_take(ppx__rx *rx, size_t *cap)
+{
+    void *b = rx->buf;
+    *cap = rx->cap;
+    rx->buf = NULL;
+    rx->cap = 0;
+    ppx__rx_done(rx);
+    return b;
 }

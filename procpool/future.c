@@ -1,4 +1,5 @@
 #include "future.h"
+#include "frame.h"
 #include "pool.h"
 
 #include <pthread.h>
@@ -113,6 +114,16 @@ void ppx__future_done(ppx_future *f, const void *value, size_t len, ppx__notify 
     enqueue(f, PPX_DONE, n);
 }
 
+void ppx__future_done_adopt(ppx_future *f, void *buf, size_t buf_len, const void *value,
+                            size_t len, ppx__notify *n)
+{
+    f->value_mem = buf;
+    f->value_mem_len = buf_len;
+    f->value = (unsigned char *)value;
+    f->value_len = len;
+    enqueue(f, PPX_DONE, n);
+}
+
 void ppx__future_fail(ppx_future *f, const char *type, const char *message,
                       const char *where, long pid, ppx__notify *n)
 {
@@ -194,7 +205,10 @@ void ppx_future_unref(ppx_future *f)
     /* The pool holds a reference while f is unresolved, so f is resolved. */
     if (f->owns_function)
         free(f->function);
-    free(f->value);
+    if (f->value_mem)
+        ppx__bigbuf_free(f->value_mem, f->value_mem_len);
+    else
+        free(f->value);
     free(f->err_mem);
     if (f->cbs != f->cb_inline)
         free(f->cbs);

@@ -23,6 +23,8 @@ struct ppx_future {
     char *function;
     unsigned char *value;
     size_t value_len;
+    void *value_mem;      /* adopted reply buffer holding value, if any */
+    size_t value_mem_len;
     ppx_error err;
     char *err_mem;
     ppx__cb *cbs;         /* cb_inline until more than two are added */
@@ -45,6 +47,10 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
                             const char *stable_name);
 /* Resolve and queue on n, which takes over the pool's reference. */
 void ppx__future_done(ppx_future *f, const void *value, size_t len, ppx__notify *n);
+/* Resolves with value, which lies inside buf (a ppx__bigbuf of buf_len
+ * bytes): the future keeps buf instead of copying a big value out of it. */
+void ppx__future_done_adopt(ppx_future *f, void *buf, size_t buf_len, const void *value,
+                            size_t len, ppx__notify *n);
 void ppx__future_fail(ppx_future *f, const char *type, const char *message,
                       const char *where, long pid, ppx__notify *n);
 void ppx__future_failf(ppx_future *f, const char *type, long pid, ppx__notify *n,

@@ -371,18 +371,20 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         return 0;
     }
     ppx__task *t = calloc(1, sizeof *t);
-    /* Sized exactly: msgpack's sbuffer would start every frame at 8 KiB. */
+    /* Sized exactly (the header is at most 26 bytes plus the name), so the
+     * sbuffer never reallocates it: msgpack's would start every frame at
+     * 8 KiB, and big frames come pre-faulted from ppx__bigbuf_alloc. */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     sb.alloc = 32 + fn_len + args_len;
-    sb.data = malloc(sb.alloc);
+    sb.data = ppx__bigbuf_alloc(sb.alloc);
     if (!sb.data)
         sb.alloc = 0;
     int prc = kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
                                    : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
     if (!t || prc) {
         free(t);
-        msgpack_sbuffer_destroy(&sb);
+        ppx__bigbuf_free(sb.data, sb.alloc);
         atomic_store(&f->refs, 1);
         ppx_future_unref(f);
         return PPX_ENOMEM;
@@ -390,7 +392,8 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     t->id = id;
     t->fut = f;
     t->frame_len = sb.size;
-    t->frame = (unsigned char *)msgpack_sbuffer_release(&sb);
+    t->frame_cap = sb.alloc;
+    t->frame = (unsigned char *)sb.data;
     t->slot = PPX__NO_SLOT;
     t->worker = -1;
     t->heap_idx = SIZE_MAX;
@@ -403,7 +406,7 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     int rc = p->closed ? PPX_ECLOSED : ppx__heap_reserve(&p->deadlines, p->ntasks + 1);
     if (rc) {
         ppx__pool_unlock(p);
-        free(t->frame);
+        ppx__bigbuf_free(t->frame, t->frame_cap);
         free(t);
         atomic_store(&f->refs, 1);
         ppx_future_unref(f);

@@ -31,8 +31,8 @@
 typedef struct ppx__task {
     uint64_t id;
     ppx_future *fut; /* NULL once resolved (lingering) */
-    unsigned char *frame;
-    size_t frame_len;
+    unsigned char *frame; /* a ppx__bigbuf of frame_cap bytes */
+    size_t frame_len, frame_cap;
     uint32_t slot; /* PPX__NO_SLOT while in the pool's queue */
     uint32_t seq;
     int worker;    /* -1 while in the pool's queue */

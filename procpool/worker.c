@@ -345,7 +345,7 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
             ppx__ring_release(&w.req, len); /* chunks are copied into rx */
             if (rc == 1) {
                 handle_frame(&w, frame, flen);
-                ppx__rx_reset(&rx);
+                ppx__rx_done(&rx); /* keep the buffer: the next big call reuses it */
             }
         }
         if (ppx__ring_notify_space(&w.req))
