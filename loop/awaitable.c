@@ -132,9 +132,12 @@ int ppx_run_in_executor(uv_loop_t *loop, ppx_pool *pool, const char *fn,
         return rc;
     ppx_future *f;
     rc = ppx_pool_submit(pool, fn, args, args_len, &f);
-    if (rc)
-        return rc;
-    rc = ppx_wrap_future(loop, f, out);
+    return rc ? rc : ppx__wrap_submitted(loop, f, out);
+}
+
+int ppx__wrap_submitted(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)
+{
+    int rc = ppx_wrap_future(loop, f, out);
     if (rc)
         ppx_future_cancel(f);
     ppx_future_unref(f);

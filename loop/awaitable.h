@@ -78,6 +78,9 @@ static inline bool ppx__awaitable_live(const struct ppx_awaitable *aw)
 }
 
 ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop);
+/* Wraps a future just submitted and drops the caller's reference to it;
+ * if wrapping fails the call is cancelled. */
+int ppx__wrap_submitted(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out);
 /* ppx_gather; with flatten, the value is the children's arrays joined. */
 int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flags,
                 bool flatten, ppx_awaitable **out);

@@ -26,13 +26,7 @@ static int submit_chunk(uv_loop_t *loop, ppx_pool *pool, const char *fn, const u
     ppx_future *f;
     int rc = ppx_pool_map(pool, fn, buf, bytes + 5, NULL, &f);
     free(buf);
-    if (rc)
-        return rc;
-    rc = ppx_wrap_future(loop, f, out);
-    if (rc)
-        ppx_future_cancel(f);
-    ppx_future_unref(f);
-    return rc;
+    return rc ? rc : ppx__wrap_submitted(loop, f, out);
 }
 
 int ppx_run_in_executor_map(uv_loop_t *loop, ppx_pool *pool, const char *fn,

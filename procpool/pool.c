@@ -661,6 +661,7 @@ int ppx_pool_shutdown(ppx_pool *p, int how, int timeout_ms)
     if (how != PPX_SHUTDOWN_WAIT && how != PPX_SHUTDOWN_CANCEL)
         return PPX_EINVAL;
     ppx__notify n = {0};
+    atomic_fetch_add(&p->refs, 1); /* a callback below may free the pool */
     ppx__pool_lock(p);
     p->closed = true;
     if (how == PPX_SHUTDOWN_CANCEL)
@@ -668,7 +669,9 @@ int ppx_pool_shutdown(ppx_pool *p, int how, int timeout_ms)
     after_resolve(p, &n, p->driving && !pthread_equal(p->driver, pthread_self()));
     ppx__pool_unlock(p);
     ppx__notify_run(&n);
-    return drive_until(p, nothing_unresolved, NULL, deadline_of(timeout_ms));
+    int rc = drive_until(p, nothing_unresolved, NULL, deadline_of(timeout_ms));
+    pool_unref(p);
+    return rc;
 }
 
 /* Reads the zygote's reports until deadline or until no worker is left

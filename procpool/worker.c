@@ -74,19 +74,29 @@ static void send_error(wctx *w, const ppx__env *env, const char *type,
 
 static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot);
 
-static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
+/* The call's function, its name copied into fname; or NULL after
+ * replying with a NameError. */
+static const ppx__entry *lookup(wctx *w, const ppx__env *env, ppx__slot *slot,
+                                char fname[PPX__NAME_MAX + 1])
 {
-    char fname[PPX__NAME_MAX + 1];
     memcpy(fname, env->function.p, env->function.len);
     fname[env->function.len] = '\0';
-
     const ppx__entry *e = ppx__registry_find(env->function.p, env->function.len);
     if (!e) {
         char msg[PPX__NAME_MAX + 64];
         snprintf(msg, sizeof msg, "no function named '%s' is registered", fname);
+        mark_finished(w, env, slot);
         send_error(w, env, "NameError", msg, fname, "");
-        return;
     }
+    return e;
+}
+
+static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
+{
+    char fname[PPX__NAME_MAX + 1];
+    const ppx__entry *e = lookup(w, env, slot, fname);
+    if (!e)
+        return;
     ppx_call call;
     if (ppx__call_init(&call, env->task_id, env->function.p, env->function.len,
                        env->payload, slot, &w->ret)) {
@@ -124,16 +134,9 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
 static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
 {
     char fname[PPX__NAME_MAX + 1];
-    memcpy(fname, env->function.p, env->function.len);
-    fname[env->function.len] = '\0';
-    const ppx__entry *e = ppx__registry_find(env->function.p, env->function.len);
-    if (!e) {
-        char msg[PPX__NAME_MAX + 64];
-        snprintf(msg, sizeof msg, "no function named '%s' is registered", fname);
-        mark_finished(w, env, slot);
-        send_error(w, env, "NameError", msg, fname, "");
+    const ppx__entry *e = lookup(w, env, slot, fname);
+    if (!e)
         return;
-    }
     ppx__mp items = ppx__mp_of(env->payload.data, env->payload.len);
     uint32_t n = 0;
     ppx__mp_array(&items, &n); /* the decoder checked it is one array */

@@ -1,7 +1,9 @@
 #include "support.h"
+#include "ppx.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,9 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
-int support_open_fds(void)
+/* Entries of a directory, "." and ".." aside; -1 if it cannot be read. */
+static int count_entries(const char *path)
 {
-    DIR *d = opendir("/proc/self/fd");
+    DIR *d = opendir(path);
     if (!d)
         return -1;
     int n = 0;
@@ -19,7 +22,13 @@ int support_open_fds(void)
     while ((e = readdir(d)))
         n += e->d_name[0] != '.';
     closedir(d);
-    return n - 1; /* the DIR's own fd */
+    return n;
+}
+
+int support_open_fds(void)
+{
+    int n = count_entries("/proc/self/fd");
+    return n < 0 ? n : n - 1; /* the DIR's own fd */
 }
 
 bool support_no_children(void)
@@ -43,15 +52,7 @@ int support_children_alive(void)
 
 int support_dev_shm_entries(void)
 {
-    DIR *d = opendir("/dev/shm");
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
+    return count_entries("/dev/shm");
 }
 
 int64_t support_now_ms(void)
@@ -59,4 +60,24 @@ int64_t support_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void support_drain(ppx_pool *p, int timeout_ms)
+{
+    int64_t end = support_now_ms() + timeout_ms;
+    while (ppx_pool_busy(p)) {
+        assert_true(support_now_ms() < end);
+        struct pollfd pf = {ppx_pool_fd(p), POLLIN, 0};
+        poll(&pf, 1, 20);
+        ppx_pool_process(p);
+    }
+}
+
+void support_wait_running(ppx_future *f)
+{
+    int64_t end = support_now_ms() + 10000;
+    while (ppx_future_state(f) != PPX_RUNNING) {
+        assert_true(support_now_ms() < end);
+        ppx_future_wait(f, 2);
+    }
 }

@@ -16,6 +16,13 @@ bool support_no_children(void);
 int support_children_alive(void);
 /* Number of entries in /dev/shm (named shared memory), -1 if absent. */
 int support_dev_shm_entries(void);
+/* Drives pool p (poll its fd, process) until it is not busy; fails the
+ * test after timeout_ms. */
+struct ppx_pool;
+void support_drain(struct ppx_pool *p, int timeout_ms);
+/* Waits (up to 10 s, or fails the test) until f is RUNNING. */
+struct ppx_future;
+void support_wait_running(struct ppx_future *f);
 /* Monotonic milliseconds. */
 int64_t support_now_ms(void);
 

@@ -159,25 +159,6 @@ static ppx_pool *new_pool(ppx_pool_options o)
     return p;
 }
 
-static void drain(ppx_pool *p, int timeout_ms)
-{
-    int64_t end = support_now_ms() + timeout_ms;
-    while (ppx_pool_busy(p)) {
-        assert_true(support_now_ms() < end);
-        struct pollfd pf = {ppx_pool_fd(p), POLLIN, 0};
-        poll(&pf, 1, 20);
-        ppx_pool_process(p);
-    }
-}
-
-static void wait_running(ppx_future *f)
-{
-    int64_t end = support_now_ms() + 10000;
-    while (ppx_future_state(f) != PPX_RUNNING) {
-        assert_true(support_now_ms() < end);
-        ppx_future_wait(f, 2);
-    }
-}
 
 static int64_t call_int(ppx_pool *p, const char *fn)
 {
@@ -238,7 +219,7 @@ static void test_task_past_its_deadline_fails_and_its_worker_is_stopped(void **s
     const ppx_error *e = ppx_future_error(f);
     assert_string_equal(e->type, "TimeoutError");
     assert_non_null(strstr(e->message, "50 ms"));
-    drain(p, 20000);
+    support_drain(p, 20000);
     ppx_pool_stats st;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.timed_out, 1);
@@ -256,13 +237,13 @@ static void test_queued_task_past_its_deadline_never_runs(void **state)
     atomic_store(&sc->marks, 0);
     ppx_future *busy, *f;
     assert_int_equal(ppx_pool_submitf(p, &busy, "wait_cancel", ""), 0);
-    wait_running(busy);
+    support_wait_running(busy);
     assert_int_equal(ppx_pool_submit_ex(p, "mark", NULL, 0,
                                         &(ppx_call_options){.timeout_ms = 30}, &f), 0);
     assert_int_equal(ppx_future_wait(f, 20000), 0);
     assert_string_equal(ppx_future_error(f)->type, "TimeoutError");
     ppx_future_cancel(busy);
-    drain(p, 20000);
+    support_drain(p, 20000);
     assert_int_equal(atomic_load(&sc->marks), 0);
     ppx_future_unref(busy);
     ppx_future_unref(f);
@@ -478,7 +459,7 @@ static void test_killed_fork_server_fails_running_calls_and_pool_recovers(void *
     ppx_pool *p = new_pool((ppx_pool_options){.workers = 2});
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "wait_cancel", ""), 0);
-    wait_running(f);
+    support_wait_running(f);
     pid_t kids[4];
     assert_int_equal(children_of(getpid(), kids, 4), 1); /* the zygote only */
     assert_int_equal(kill(kids[0], SIGKILL), 0);
@@ -527,7 +508,7 @@ static void test_respawns_while_libuv_threads_are_busy_do_not_deadlock(void **st
     atomic_store(&stop_threads, 1);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
-    drain(p, 20000); /* the last replacement reports in */
+    support_drain(p, 20000); /* the last replacement reports in */
     ppx_pool_stats st;
     ppx_pool_stats_get(p, &st);
     assert_true(st.respawns >= 10);
@@ -592,7 +573,7 @@ static void test_chaos_every_future_resolves_once_with_its_own_workers_error(voi
             fail_msg("task %d failed with '%s' (pid %ld)", i, e->message, e->pid);
         crashed++;
     }
-    drain(p, 20000);
+    support_drain(p, 20000);
     for (int i = 0; i < N; i++) {
         assert_int_equal(rec[i].resolved, 1);
         ppx_future_unref(f[i]);

@@ -130,26 +130,6 @@ static ppx_pool *new_pool(int workers, const ppx_pool_options *extra)
     return p;
 }
 
-/* Drives the pool until nothing is in flight (cancelled tasks included). */
-static void drain(ppx_pool *p, int timeout_ms)
-{
-    int64_t end = support_now_ms() + timeout_ms;
-    while (ppx_pool_busy(p)) {
-        assert_true(support_now_ms() < end);
-        struct pollfd pf = {ppx_pool_fd(p), POLLIN, 0};
-        poll(&pf, 1, 20);
-        ppx_pool_process(p);
-    }
-}
-
-static void wait_running(ppx_future *f)
-{
-    int64_t end = support_now_ms() + 10000;
-    while (ppx_future_state(f) != PPX_RUNNING) {
-        assert_true(support_now_ms() < end);
-        ppx_future_wait(f, 2);
-    }
-}
 
 static int counted;
 static void count_cb(ppx_future *f, void *arg)
@@ -257,7 +237,7 @@ static void test_done_callbacks_run_exactly_once(void **state)
         assert_int_equal(calls[i], 2);
         ppx_future_unref(f[i]);
     }
-    drain(p, 10000);
+    support_drain(p, 10000);
     ppx_pool_free(p);
     assert_int_equal(calls[0], 2);
 }
@@ -273,7 +253,7 @@ static void test_cancelled_pending_task_never_runs(void **state)
     atomic_store(marks, 0);
     ppx_future *busy, *pending;
     assert_int_equal(ppx_pool_submitf(p, &busy, "wait_cancel", ""), 0);
-    wait_running(busy);
+    support_wait_running(busy);
     assert_int_equal(ppx_pool_submitf(p, &pending, "mark", ""), 0);
     assert_int_equal(ppx_future_state(pending), PPX_PENDING);
     assert_int_equal(ppx_future_cancel(pending), 0);
@@ -281,7 +261,7 @@ static void test_cancelled_pending_task_never_runs(void **state)
     assert_string_equal(ppx_future_error(pending)->type, "CancelledError");
     assert_int_equal(ppx_future_cancel(pending), PPX_EDONE);
     assert_int_equal(ppx_future_cancel(busy), 0);
-    drain(p, 10000);
+    support_drain(p, 10000);
     assert_int_equal(atomic_load(marks), 0);
     ppx_pool_stats st;
     ppx_pool_stats_get(p, &st);
@@ -298,10 +278,10 @@ static void test_cancelled_running_task_sees_the_flag_and_worker_survives(void *
     long pid = ppx_pool_worker_pid(p, 0);
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "wait_cancel", ""), 0);
-    wait_running(f);
+    support_wait_running(f);
     assert_int_equal(ppx_future_cancel(f), 0);
     assert_int_equal(ppx_future_state(f), PPX_CANCELLED);
-    drain(p, 10000);
+    support_drain(p, 10000);
     assert_int_equal(ppx_pool_worker_pid(p, 0), pid);
     ppx_future *g;
     assert_int_equal(ppx_pool_submitf(p, &g, "add", "ii", 2, 3), 0);
@@ -320,9 +300,9 @@ static void test_running_task_ignoring_cancel_is_killed_and_worker_respawned(voi
     long pid = ppx_pool_worker_pid(p, 0);
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "spin_forever", ""), 0);
-    wait_running(f);
+    support_wait_running(f);
     assert_int_equal(ppx_future_cancel(f), 0);
-    drain(p, 10000);
+    support_drain(p, 10000);
     ppx_pool_stats st;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.killed, 1);
@@ -380,7 +360,7 @@ static void crash_case(const char *how, const char *expect)
         assert_int_equal(v, i + 1);
         ppx_future_unref(ok[i]);
     }
-    drain(p, 10000);
+    support_drain(p, 10000);
     ppx_pool_stats st;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.crashed, 1);
@@ -412,7 +392,7 @@ static void test_worker_killed_from_outside_fails_its_running_task(void **state)
     ppx_pool *p = new_pool(1, NULL);
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "wait_cancel", ""), 0);
-    wait_running(f);
+    support_wait_running(f);
     long pid = ppx_pool_worker_pid(p, 0);
     assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
     assert_int_equal(ppx_future_wait(f, 10000), 0);
@@ -661,10 +641,10 @@ static void test_worker_scribbling_on_shared_layout_cannot_hurt_the_parent(void 
             ppx_future_unref(f);
         }
         kill((pid_t)ppx_pool_worker_pid(p, 0), SIGKILL);
-        drain(p, 10000);
+        support_drain(p, 10000);
         int64_t end = support_now_ms() + 10000;
         while (ppx_pool_worker_pid(p, 0) == 0 && support_now_ms() < end)
-            drain(p, 10000), ppx_pool_process(p);
+            support_drain(p, 10000), ppx_pool_process(p);
     }
     ppx_pool_free(p);
 }
@@ -682,7 +662,7 @@ static void test_free_releases_threads_blocked_in_a_wait(void **state)
     assert_int_equal(ppx_pool_submitf(p, &f, "spin_forever", ""), 0);
     pthread_t th;
     pthread_create(&th, NULL, wait_forever, f);
-    wait_running(f);
+    support_wait_running(f);
     ppx_pool_free(p);
     pthread_join(th, NULL);
     assert_int_equal(ppx_future_state(f), PPX_CANCELLED);
