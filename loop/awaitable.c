@@ -7,8 +7,6 @@
 #include <string.h>
 
 
-int ppx__default_pool_get(ppx_pool **out);
-void ppx__gather_cancel(ppx_awaitable *g);
 
 static bool live(const ppx_awaitable *aw)
 {

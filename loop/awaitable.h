@@ -78,6 +78,11 @@ static inline bool ppx__awaitable_live(const struct ppx_awaitable *aw)
 }
 
 ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop);
+/* The default pool, created on first use (binding.c). */
+int ppx__default_pool_get(ppx_pool **out);
+/* Cancels a gather and its children (gather.c). */
+void ppx__gather_cancel(ppx_awaitable *g);
+
 /* Wraps a future just submitted and drops the caller's reference to it;
  * if wrapping fails the call is cancelled. */
 int ppx__wrap_submitted(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out);

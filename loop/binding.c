@@ -160,7 +160,6 @@ ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
 static ppx_pool *default_pool;
 static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
 
-int ppx__default_pool_get(ppx_pool **out);
 int ppx__default_pool_get(ppx_pool **out)
 {
     int rc = 0;

@@ -93,7 +93,6 @@ static void on_child(ppx_awaitable *child, void *arg)
     ppx_awaitable_unref(g); /* this child's callback reference */
 }
 
-void ppx__gather_cancel(ppx_awaitable *g);
 void ppx__gather_cancel(ppx_awaitable *g)
 {
     ppx_awaitable_ref(g);

@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ppx__default_pool_get(ppx_pool **out);
-
 /* A chunk's items: an array header for count elements, then their bytes. */
 static int submit_chunk(uv_loop_t *loop, ppx_pool *pool, const char *fn, const uint8_t *first,
                         size_t bytes, uint32_t count, ppx_awaitable **out)

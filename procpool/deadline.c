@@ -218,7 +218,7 @@ void ppx__run_timers(ppx_pool *p, ppx__notify *n)
         if (atomic_load(&p->sh->shutdown))
             w->respawn_at = 0;
         else if (ppx__spawn(p, i) != 0)
-            w->respawn_at = now + 100 * 1000000LL;
+            w->respawn_at = now + RESPAWN_RETRY_NS;
     }
     ppx__arm_timer(p);
 }

@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RESPAWN_RETRY_NS (100 * 1000000LL)
 #define STEAL_MAX 64
 
 int64_t ppx__now_ns(void)

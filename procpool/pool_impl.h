@@ -27,6 +27,8 @@
 #include <sys/types.h>
 
 #define PPX__NO_SLOT UINT32_MAX
+/* How long to wait before asking again when a worker could not be forked. */
+#define RESPAWN_RETRY_NS (100 * 1000000LL)
 
 typedef struct ppx__task {
     uint64_t id;

@@ -163,7 +163,7 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
             int rc = e->fn(&call, e->udata);
             w->calls++;
             if (call.raised) {
-                type = call.type;
+                type = call.type; /* call lives until this function returns */
                 snprintf(msg, sizeof msg, "item %u: %s", i, call.message ? call.message : "");
                 where = call.where;
             } else if (rc != 0) {
@@ -173,16 +173,7 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
                                     : msgpack_pack_nil(&pk)) {
                 _exit(PPX__EXIT_NOMEM);
             }
-            if (type) {
-                char t[256], wh[256];
-                snprintf(t, sizeof t, "%s", type);
-                snprintf(wh, sizeof wh, "%s", where);
-                ppx__call_destroy(&call);
-                mark_finished(w, env, slot);
-                send_error(w, env, t, msg, fname, wh);
-                return;
-            }
-            ppx__call_destroy(&call);
+            ppx__call_destroy(&call); /* frees only the message, copied into msg */
         }
         if (type) {
             mark_finished(w, env, slot);

@@ -60,10 +60,9 @@ static void test_unlucky_number_stops_running_siblings_instead_of_waiting(void *
 
 static void test_same_seed_gives_the_same_draws(void **state)
 {
-    char a[4096], b[4096], c[4096];
+    char a[4096], b[4096];
     assert_int_equal(run("--seed 12345 --tasks 6 --iterations 1000", a, sizeof a), 0);
     assert_int_equal(run("--seed 12345 --tasks 6 --iterations 1000", b, sizeof b), 0);
-    assert_int_equal(run("--seed 54321 --tasks 6 --iterations 1000", c, sizeof c), 0);
     *strchr(a, '\n') = *strchr(b, '\n') = '\0';
     assert_string_equal(a, b);
     assert_true(strncmp(a, "The lucky numbers are [", 23) == 0 ||
