@@ -268,7 +268,17 @@ typedef struct ppx_pool_options {
      * polls for them up to this long before sleeping in epoll (costs CPU
      * on the loop thread, saves the wake-up). 0: off. */
     int parent_spin_us;
+    /* Shared memory for big calls (frames of ring_bytes / 4 and more):
+     * they are written there once and read in place by the worker, and
+     * each worker has an outbox of max_payload bytes for its big replies.
+     * Pages are touched only when used and stay mapped while the pool
+     * lives, so repeated big calls reuse warm memory. A call that finds
+     * the arena full travels in ring chunks instead. 0: 2 * max_payload;
+     * PPX_ARENA_NONE: no arena and no outboxes, big frames always travel
+     * in ring chunks (no shared memory kept beyond the rings). */
+    size_t arena_bytes;
 } ppx_pool_options;
+#define PPX_ARENA_NONE ((size_t)-1)
 
 /* Forks the workers and returns the pool in *out. Freezes the function
  * registry. Errors: PPX_EINVAL, PPX_ENOMEM, PPX_ESPAWN, -errno. */
@@ -358,6 +368,8 @@ typedef struct ppx_pool_stats {
     uint64_t crash_streak; /* crashes since the last call that returned */
     uint64_t queued;  /* in the pool's own queue, not yet in a ring */
     uint64_t running; /* unresolved tasks in rings or running */
+    uint64_t arena_used; /* bytes of the call arena held by calls now */
+    uint64_t arena_calls; /* calls whose frame went through the arena */
 } ppx_pool_stats;
 void ppx_pool_stats_get(ppx_pool *pool, ppx_pool_stats *out);
 

@@ -24,9 +24,31 @@ int ppx__call_init(ppx_call *call, uint64_t task_id, const char *fn, size_t fn_l
     call->args = args;
     call->next_p = c.p;
     call->slot = slot;
-    call->ret = ret;
+    call->ret = call->heap = ret;
     msgpack_sbuffer_clear(ret);
     return 0;
+}
+
+void ppx__call_lend(ppx_call *call, void *buf, size_t cap)
+{
+    call->fixed.data = buf;
+    call->fixed.alloc = cap;
+    call->fixed.size = 0;
+    call->ret = &call->fixed;
+}
+
+/* The packer's sink: the lent memory while the value fits, the heap
+ * buffer from then on (the lent memory must never be realloc'd). */
+static int ret_write(void *data, const char *buf, size_t len)
+{
+    ppx_call *call = data;
+    if (call->ret == &call->fixed && call->fixed.alloc - call->fixed.size < len) {
+        msgpack_sbuffer_clear(call->heap);
+        if (msgpack_sbuffer_write(call->heap, call->fixed.data, call->fixed.size))
+            return -1;
+        call->ret = call->heap;
+    }
+    return msgpack_sbuffer_write(call->ret, buf, len);
 }
 
 void ppx__call_destroy(ppx_call *call)
@@ -118,7 +140,7 @@ static msgpack_packer start(ppx_call *call)
 {
     msgpack_packer pk;
     msgpack_sbuffer_clear(call->ret);
-    msgpack_packer_init(&pk, call->ret, msgpack_sbuffer_write);
+    msgpack_packer_init(&pk, call, ret_write);
     call->has_ret = true;
     return pk;
 }
@@ -196,7 +218,7 @@ int ppx_return_raw(ppx_call *call, const void *msgpack, size_t len)
     if (rc)
         return rc;
     start(call);
-    return done(call, msgpack_sbuffer_write(call->ret, msgpack, len));
+    return done(call, ret_write(call, msgpack, len));
 }
 
 int ppx_returnf(ppx_call *call, const char *fmt, ...)

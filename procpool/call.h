@@ -14,7 +14,9 @@ struct ppx_call {
     uint32_t next_i;
     const uint8_t *next_p;
     const ppx__slot *slot;
-    msgpack_sbuffer *ret; /* the result value, when has_ret */
+    msgpack_sbuffer *ret; /* the result value, when has_ret: heap or fixed */
+    msgpack_sbuffer *heap; /* the worker's reusable buffer */
+    msgpack_sbuffer fixed; /* memory lent by ppx__call_lend, never grown */
     bool has_ret;
     bool raised;
     char type[256];
@@ -27,5 +29,9 @@ struct ppx_call {
 int ppx__call_init(ppx_call *call, uint64_t task_id, const char *fn, size_t fn_len,
                    ppx_value args, const ppx__slot *slot, msgpack_sbuffer *ret);
 void ppx__call_destroy(ppx_call *call);
+/* Lets the result be written straight into buf[0..cap) (the worker's
+ * outbox). A result that outgrows it moves to the heap buffer, so
+ * call->ret == &call->fixed afterwards says where the value is. */
+void ppx__call_lend(ppx_call *call, void *buf, size_t cap);
 
 #endif

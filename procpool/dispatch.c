@@ -75,10 +75,18 @@ void ppx__list_remove(ppx__list *l, ppx__task *t)
     l->n--;
 }
 
+void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap)
+{
+    if (ppx__arena_owns(&p->arena, frame))
+        ppx__arena_free(&p->arena, frame, cap);
+    else
+        ppx__bigbuf_free(frame, cap);
+}
+
 void ppx__task_free(ppx_pool *p, ppx__task *t)
 {
     ppx__heap_set(&p->deadlines, t, 0);
-    ppx__bigbuf_free(t->frame, t->frame_cap);
+    ppx__frame_free(p, t->frame, t->frame_cap);
     free(t);
     p->ntasks--;
 }
@@ -110,14 +118,30 @@ static void finish(ppx_pool *p, ppx__task *t)
 
 /* ---- placing calls -------------------------------------------------- */
 
+/* Puts what fits of t's frame in w's ring: the whole frame, chunks of
+ * it, or for an arena frame the record that points at it. */
+static bool put_frame(ppx_pool *p, ppx__worker *w, ppx__task *t)
+{
+    if (!ppx__arena_owns(&p->arena, t->frame))
+        return ppx__frame_put(&w->req, t->frame, t->frame_len, &w->partial_off);
+    ppx__arena_rec r = {(uint64_t)(t->frame - p->arena.base), t->frame_len, t->id,
+                        t->slot, t->seq};
+    void *dst = ppx__ring_reserve(&w->req, sizeof r);
+    if (!dst)
+        return false;
+    memcpy(dst, &r, sizeof r);
+    ppx__ring_commit(&w->req, sizeof r, PPX__REC_ARENA);
+    w->partial_off = t->frame_len;
+    return true;
+}
+
 /* Writes as much of w's partial frame as fits. */
 static void feed(ppx_pool *p, ppx__worker *w)
 {
-    (void)p;
     ppx__task *t = w->partial;
     for (;;) {
         size_t before = w->partial_off;
-        bool all = ppx__frame_put(&w->req, t->frame, t->frame_len, &w->partial_off);
+        bool all = put_frame(p, w, t);
         if (w->partial_off != before)
             ppx__ring_notify_data(&w->req);
         if (all) {
@@ -125,7 +149,9 @@ static void feed(ppx_pool *p, ppx__worker *w)
             return;
         }
         /* Full: the worker signals the eventfd when it frees space. */
-        size_t need = ppx__frame_next_need(&w->req, t->frame_len, w->partial_off);
+        size_t need = ppx__arena_owns(&p->arena, t->frame)
+                          ? sizeof(ppx__arena_rec)
+                          : ppx__frame_next_need(&w->req, t->frame_len, w->partial_off);
         if (!ppx__ring_want_space(&w->req, need))
             return;
     }
@@ -144,7 +170,8 @@ static void place(ppx_pool *p, int wi, ppx__task *t)
     atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
     atomic_store_explicit(&s->state, ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED),
                           memory_order_release);
-    ppx__env_restamp(t->frame, t->slot, t->seq);
+    if (!ppx__arena_owns(&p->arena, t->frame))
+        ppx__env_restamp(t->frame, t->slot, t->seq); /* an arena record carries them */
     ppx__list_push_back(&w->tasks, t);
     w->partial = t;
     w->partial_off = 0;
@@ -167,8 +194,11 @@ static int pick_worker(ppx_pool *p)
                 break;
         }
     }
+    /* Ties go to the worker chosen last: while it has nothing queued it
+     * is the one most likely still polling rather than asleep, and its
+     * buffers (and the outbox for big replies) are already faulted in. */
     if (best >= 0)
-        p->rr = (unsigned)best + 1;
+        p->rr = (unsigned)best;
     return best;
 }
 
@@ -258,19 +288,23 @@ void ppx__signal_worker(ppx__worker *w, int sig)
         kill(w->pid, sig);
 }
 
-static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame,
-                         size_t len, ppx__notify *n)
+/* One reply frame. When own is set, frame lies in own (a ppx__bigbuf of
+ * own_cap bytes), which a result's future adopts; otherwise it is freed. */
+static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame, size_t len,
+                         void *own, size_t own_cap, ppx__notify *n)
 {
     ppx__env env;
     int rc = ppx__env_decode(frame, len, &env);
     if (!env.head_ok || env.slot >= p->nslots) {
         protocol_fail(p, w);
+        ppx__bigbuf_free(own, own_cap);
         return;
     }
     ppx__task *t = p->slot_task[env.slot];
     if (!t || t->id != env.task_id || t->worker != (int)(w - p->w) || t->seq != env.seq ||
         (rc == 0 && (env.kind == PPX__ENV_CALL || env.kind == PPX__ENV_MAP))) {
         protocol_fail(p, w);
+        ppx__bigbuf_free(own, own_cap);
         return;
     }
     ppx_future *f = t->fut;
@@ -279,6 +313,7 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame,
         p->crash_streak = 0; /* a call came back: whatever crashed, it is not all */
     if (f && rc == 0 && env.kind == PPX__ENV_SKIP) {
         protocol_fail(p, w); /* a SKIP for a call we did not cancel */
+        ppx__bigbuf_free(own, own_cap);
         return;
     }
     if (f) {
@@ -290,11 +325,10 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame,
                               (long)w->pid, (unsigned long long)t->id);
         } else if (env.kind == PPX__ENV_RESULT) {
             p->stats.completed++;
-            if (frame == w->rx.buf) {
+            if (own) {
                 /* A big reply: hand its buffer over rather than copy it. */
-                size_t cap;
-                void *buf = ppx__rx_take(&w->rx, &cap);
-                ppx__future_done_adopt(f, buf, cap, env.payload.data, env.payload.len, n);
+                ppx__future_done_adopt(f, own, own_cap, env.payload.data, env.payload.len, n);
+                own = NULL;
             } else {
                 ppx__future_done(f, env.payload.data, env.payload.len, n);
             }
@@ -313,7 +347,29 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame,
             free(msg);
         }
     }
+    ppx__bigbuf_free(own, own_cap);
     finish(p, t);
+}
+
+/* Copies the reply waiting in w's outbox into a buffer of its own and
+ * frees the outbox for the worker's next big reply. */
+static int outbox_take(ppx_pool *p, ppx__worker *w, const void *rec, size_t len,
+                       void **buf, size_t *cap, size_t *flen)
+{
+    ppx__outbox_rec r;
+    if (!w->outbox || len != sizeof r)
+        return PPX_EMALFORMED;
+    memcpy(&r, rec, sizeof r);
+    if (r.len == 0 || r.len > p->outbox_bytes)
+        return PPX_EMALFORMED;
+    if (!(*buf = ppx__bigbuf_alloc(r.len, cap)))
+        return PPX_ENOMEM;
+    memcpy(*buf, w->outbox, r.len);
+    *flen = r.len;
+    _Atomic uint32_t *busy = &p->wsh[w - p->w].outbox_busy;
+    atomic_store_explicit(busy, 0, memory_order_release);
+    ppx__futex_wake(busy, 1);
+    return 0;
 }
 
 void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
@@ -329,7 +385,17 @@ void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
             protocol_fail(p, w);
             break;
         }
-        rc = ppx__rx_feed(&w->rx, rec, len, flags, &frame, &flen);
+        void *own = NULL;
+        size_t own_cap = 0;
+        if (flags == PPX__REC_OUTBOX) {
+            rc = outbox_take(p, w, rec, len, &own, &own_cap, &flen);
+            frame = own;
+            rc = rc ? rc : 1;
+        } else {
+            rc = ppx__rx_feed(&w->rx, rec, len, flags, &frame, &flen);
+            if (rc == 1 && flags != PPX__REC_WHOLE)
+                frame = own = ppx__rx_take(&w->rx, &own_cap);
+        }
         if (rc < 0) {
             ppx__rx_reset(&w->rx);
             ppx__ring_release(&w->resp, len);
@@ -337,10 +403,8 @@ void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
             break;
         }
         if (rc == 1)
-            handle_reply(p, w, frame, flen, n);
+            handle_reply(p, w, frame, flen, own, own_cap, n);
         ppx__ring_release(&w->resp, len);
-        if (rc == 1 && flags != PPX__REC_WHOLE)
-            ppx__rx_done(&w->rx);
         ppx__ring_notify_space(&w->resp);
     }
 }
@@ -467,6 +531,7 @@ int ppx__spawn(ppx_pool *p, int i)
 {
     ppx__worker *w = &p->w[i];
     ppx__restamp_layout(p);
+    atomic_store(&p->wsh[i].outbox_busy, 0); /* its predecessor's reply is gone */
     int rc = ppx__zygote_request(&p->z, (uint32_t)i);
     if (rc == 0) {
         w->spawning = true;

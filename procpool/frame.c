@@ -1,6 +1,7 @@
 #include "frame.h"
 #include "ppx.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,23 +58,68 @@ bool ppx__frame_put(ppx__port *p, const void *frame, size_t len, size_t *off)
 
 #define BIG (8u << 20) /* below this, glibc reuses its heap: faster */
 
-void *ppx__bigbuf_alloc(size_t len)
+/* One kept buffer, process-wide; swapped atomically because futures free
+ * their buffers on whatever thread drops them. */
+static _Atomic(struct kept { void *p; size_t cap; } *) kept;
+
+void *ppx__bigbuf_alloc(size_t len, size_t *cap)
 {
-    if (len < BIG)
+    if (len < BIG) {
+        *cap = len;
         return malloc(len ? len : 1);
+    }
+    struct kept *k = atomic_exchange(&kept, NULL);
+    if (k && k->cap >= len && k->cap / 2 <= len) {
+        void *p = k->p;
+        *cap = k->cap;
+        free(k);
+        return p;
+    }
+    if (k) {
+        munmap(k->p, k->cap);
+        free(k);
+    }
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED)
+        return NULL;
+    /* Never worth inheriting: a fork would share it copy-on-write, and
+     * our next write to it would fault every page again. */
+    madvise(p, len, MADV_DONTFORK);
+    *cap = len;
+    return p;
 }
 
-void ppx__bigbuf_free(void *p, size_t len)
+void ppx__bigbuf_free(void *p, size_t cap)
 {
     if (!p)
         return;
-    if (len < BIG)
+    if (cap < BIG) {
         free(p);
-    else
-        munmap(p, len);
+        return;
+    }
+    struct kept *k = malloc(sizeof *k);
+    if (k) {
+        k->p = p;
+        k->cap = cap;
+        k = atomic_exchange(&kept, k);
+        if (!k)
+            return;
+        p = k->p;
+        cap = k->cap;
+        free(k);
+    }
+    munmap(p, cap);
+}
+
+void ppx__bigbuf_trim(bool unmap)
+{
+    struct kept *k = atomic_exchange(&kept, NULL);
+    if (k) {
+        if (unmap)
+            munmap(k->p, k->cap);
+        free(k);
+    }
 }
 
 int ppx__rx_feed(ppx__rx *rx, const void *rec, size_t len, uint32_t flags,
@@ -98,8 +144,9 @@ int ppx__rx_feed(ppx__rx *rx, const void *rec, size_t len, uint32_t flags,
             return PPX_EMALFORMED;
         if (rx->cap < total) {
             ppx__bigbuf_free(rx->buf, rx->cap);
-            rx->buf = ppx__bigbuf_alloc(total);
-            rx->cap = rx->buf ? total : 0;
+            rx->buf = ppx__bigbuf_alloc(total, &rx->cap);
+            if (!rx->buf)
+                rx->cap = 0;
             if (!rx->buf)
                 return PPX_ENOMEM;
         }

@@ -12,7 +12,37 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum { PPX__REC_WHOLE = 0, PPX__REC_FIRST = 1, PPX__REC_MORE = 2, PPX__REC_LAST = 3 };
+enum { PPX__REC_WHOLE = 0, PPX__REC_FIRST = 1, PPX__REC_MORE = 2, PPX__REC_LAST = 3,
+       PPX__REC_ARENA = 4, PPX__REC_OUTBOX = 5 };
+
+/* Parent -> worker: a call frame lies in the call arena. The header the
+ * worker acts on travels here, not in the frame: the parent may hand the
+ * same frame to another worker (a steal, a respawn) while a stale record
+ * still points at it, so the worker claims the slot with these values
+ * before it reads a byte of the frame, and the parent never rewrites an
+ * arena frame. */
+typedef struct ppx__arena_rec {
+    uint64_t off, len;
+    uint64_t task_id;
+    uint32_t slot, seq;
+} ppx__arena_rec;
+_Static_assert(sizeof(ppx__arena_rec) == 32, "record layout is shared ABI");
+
+/* Worker -> parent: a reply frame of len bytes waits in the worker's
+ * outbox; the parent copies it out and clears outbox_busy. */
+typedef struct ppx__outbox_rec {
+    uint64_t len;
+} ppx__outbox_rec;
+
+/* Room for an envelope's header around a payload of max_payload bytes. */
+#define PPX__FRAME_SLACK 4096u
+
+/* Frames at least this big go through the arena or an outbox when there
+ * is one: below it a ring record is as cheap and needs no hand-shake. */
+static inline size_t ppx__big_frame(size_t ring_bytes)
+{
+    return ring_bytes / 4;
+}
 
 /* Writes frame[*off..len) into p's ring as far as it fits, advancing *off.
  * Returns true once the whole frame is in; false when the ring filled
@@ -29,11 +59,17 @@ typedef struct ppx__rx {
     size_t max;         /* largest frame accepted */
 } ppx__rx;
 
-/* Buffers for big payloads: mapped with MAP_POPULATE above a few pages,
+/* Buffers for big payloads. From 8 MiB they are mapped with MAP_POPULATE,
  * which faults the whole range in one pass (a fresh 64 MiB faulted page
- * by page costs ~37 ms on the VMs we measure on). */
-void *ppx__bigbuf_alloc(size_t len);
-void ppx__bigbuf_free(void *p, size_t len);
+ * by page costs ~37 ms on the VMs we measure on), and the last one freed
+ * is kept for the next request it can hold, so a steady stream of big
+ * results reuses warm memory. *cap gets the buffer's real size, which
+ * ppx__bigbuf_free needs back. */
+void *ppx__bigbuf_alloc(size_t len, size_t *cap);
+void ppx__bigbuf_free(void *p, size_t cap);
+/* Drops the kept buffer: unmapped when a pool goes, forgotten (it was
+ * not inherited: MADV_DONTFORK) in a freshly forked child. */
+void ppx__bigbuf_trim(bool unmap);
 
 /* Feeds one record. Returns 1 and the frame when one is complete (it
  * points into the record or into rx; valid until the record is released

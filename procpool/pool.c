@@ -44,109 +44,6 @@ void ppx__pool_unlock(ppx_pool *p) { pthread_mutex_unlock(&p->mu); }
 
 /* ---- creation ---------------------------------------------------------- */
 
-static size_t round_pow2(size_t v)
-{
-    size_t r = 1;
-    while (r < v)
-        r <<= 1;
-    return r;
-}
-
-static int resolve_options(ppx_pool_options *o, const ppx_pool_options *in)
-{
-    if (in)
-        *o = *in;
-    else
-        memset(o, 0, sizeof *o);
-    if (o->workers < 0 || o->workers > 1024)
-        return PPX_EINVAL;
-    if (o->workers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        o->workers = n > 0 ? (int)(n > 1024 ? 1024 : n) : 1;
-    }
-    if (o->ring_bytes == 0)
-        o->ring_bytes = 1u << 20;
-    if (o->ring_bytes > (1u << 30))
-        return PPX_EINVAL;
-    o->ring_bytes = round_pow2(o->ring_bytes < 4096 ? 4096 : o->ring_bytes);
-    if (o->max_payload == 0)
-        o->max_payload = (size_t)256 << 20;
-    if (o->max_payload > ((size_t)1 << 40))
-        return PPX_EINVAL;
-    if (o->cancel_grace_ms == 0)
-        o->cancel_grace_ms = 100;
-    if (o->max_queued_per_worker == 0)
-        o->max_queued_per_worker = 64;
-    if (o->max_queued_per_worker > 4096)
-        return PPX_EINVAL;
-    return 0;
-}
-
-/* Writes the layout into the shared header. Done at creation and again
- * before every fork, so a worker that scribbled on the header cannot
- * hand its damage to the workers that replace it. */
-void ppx__restamp_layout(ppx_pool *p)
-{
-    ppx__shared *sh = p->sh;
-    uint32_t nw = (uint32_t)p->nworkers;
-    sh->magic = PPX__SHARED_MAGIC;
-    sh->version = PPX__SHARED_VERSION;
-    sh->nworkers = nw;
-    sh->nslots = p->nslots;
-    sh->ring_bytes = p->opt.ring_bytes;
-    sh->ring_stride = p->ring_stride;
-    sh->slots_off = (uint64_t)((char *)p->slots - (char *)sh);
-    sh->rings_off = (uint64_t)((char *)p->w[0].req.r - (char *)sh);
-    sh->max_payload = p->opt.max_payload;
-    sh->wshared_off = (uint64_t)((char *)p->wsh - (char *)sh);
-    sh->max_tasks_per_child = p->opt.max_tasks_per_child;
-    sh->max_rss_bytes = p->opt.max_rss_bytes;
-    for (uint32_t i = 0; i < nw; i++) {
-        p->w[i].req.r->magic = p->w[i].resp.r->magic = PPX__RING_MAGIC;
-        p->w[i].req.r->version = p->w[i].resp.r->version = PPX__RING_VERSION;
-        p->w[i].req.r->capacity = p->w[i].resp.r->capacity = p->opt.ring_bytes;
-    }
-}
-
-static int map_shared(ppx_pool *p)
-{
-    uint32_t nw = (uint32_t)p->nworkers;
-    uint32_t nslots = nw * p->opt.max_queued_per_worker;
-    size_t slots_off = (sizeof(ppx__shared) + 63) & ~(size_t)63;
-    size_t wsh_off = slots_off + nslots * sizeof(ppx__slot);
-    size_t rings_off = ppx__page_round(wsh_off + nw * sizeof(ppx__wshared));
-    size_t stride = ppx__page_round(ppx__ring_footprint(p->opt.ring_bytes));
-    p->sh_len = rings_off + 2 * (size_t)nw * stride;
-    int rc = ppx__region_map(p->sh_len, (void **)&p->sh);
-    if (rc)
-        return rc;
-    char *base = (char *)p->sh;
-    p->slots = (ppx__slot *)(base + slots_off);
-    p->wsh = (ppx__wshared *)(base + wsh_off);
-    p->nslots = nslots;
-    p->ring_stride = stride;
-    for (uint32_t i = 0; i < nw; i++) {
-        ppx__ring *req = (ppx__ring *)(base + rings_off + 2 * (size_t)i * stride);
-        ppx__ring *resp = (ppx__ring *)((char *)req + stride);
-        ppx__ring_init(req, p->opt.ring_bytes);
-        ppx__ring_init(resp, p->opt.ring_bytes);
-        p->w[i].req = ppx__port_of(req, p->opt.ring_bytes);
-        p->w[i].resp = ppx__port_of(resp, p->opt.ring_bytes);
-        p->w[i].pidfd = -1;
-        p->w[i].rx.max = p->opt.max_payload + 4096;
-    }
-    ppx__restamp_layout(p);
-    p->slot_task = calloc(nslots, sizeof *p->slot_task);
-    p->slot_seq = calloc(nslots, sizeof *p->slot_seq);
-    p->free_slots = malloc(nslots * sizeof *p->free_slots);
-    if (!p->slot_task || !p->slot_seq || !p->free_slots)
-        return PPX_ENOMEM;
-    for (uint32_t s = 0; s < nslots; s++)
-        p->free_slots[s] = nslots - 1 - s;
-    p->nfree = nslots;
-    return 0;
-}
-
 static int add_fd(ppx_pool *p, int fd, uint64_t tag)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
@@ -255,7 +152,7 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
     if (!p)
         return PPX_ENOMEM;
     p->efd = p->kickfd = p->tfd = p->epfd = -1;
-    int rc = resolve_options(&p->opt, opts);
+    int rc = ppx__options_resolve(&p->opt, opts);
     if (rc) {
         free(p);
         return rc;
@@ -273,7 +170,7 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
     atomic_init(&p->next_id, 1);
 
     p->w = calloc((size_t)p->nworkers, sizeof *p->w);
-    rc = p->w ? map_shared(p) : PPX_ENOMEM;
+    rc = p->w ? ppx__layout_map(p) : PPX_ENOMEM;
     if (rc == 0)
         rc = open_fds(p);
     if (rc) {
@@ -373,18 +270,22 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     ppx__task *t = calloc(1, sizeof *t);
     /* Sized exactly (the header is at most 26 bytes plus the name), so the
      * sbuffer never reallocates it: msgpack's would start every frame at
-     * 8 KiB, and big frames come pre-faulted from ppx__bigbuf_alloc. */
+     * 8 KiB. A big frame is written straight into the call arena, where
+     * the worker reads it; failing that it comes pre-faulted from
+     * ppx__bigbuf_alloc. */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    sb.alloc = 32 + fn_len + args_len;
-    sb.data = ppx__bigbuf_alloc(sb.alloc);
+    size_t cap = 32 + fn_len + args_len;
+    sb.data = cap >= ppx__big_frame(p->opt.ring_bytes) ? ppx__arena_alloc(&p->arena, cap) : NULL;
+    bool in_arena = sb.data != NULL;
     if (!sb.data)
-        sb.alloc = 0;
+        sb.data = ppx__bigbuf_alloc(cap, &cap);
+    sb.alloc = sb.data ? cap : 0;
     int prc = kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
                                    : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
     if (!t || prc) {
         free(t);
-        ppx__bigbuf_free(sb.data, sb.alloc);
+        ppx__frame_free(p, (unsigned char *)sb.data, sb.alloc);
         atomic_store(&f->refs, 1);
         ppx_future_unref(f);
         return PPX_ENOMEM;
@@ -406,7 +307,7 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     int rc = p->closed ? PPX_ECLOSED : ppx__heap_reserve(&p->deadlines, p->ntasks + 1);
     if (rc) {
         ppx__pool_unlock(p);
-        ppx__bigbuf_free(t->frame, t->frame_cap);
+        ppx__frame_free(p, t->frame, t->frame_cap);
         free(t);
         atomic_store(&f->refs, 1);
         ppx_future_unref(f);
@@ -415,6 +316,7 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     p->ntasks++;
     p->unresolved++;
     p->stats.submitted++;
+    p->stats.arena_calls += in_arena;
     ppx__list_push_back(&p->queue, t);
     if (t->timeout_at) {
         ppx__task_reschedule(p, t);
@@ -781,7 +683,8 @@ static void destroy(ppx_pool *p)
         close(p->kickfd);
     if (p->tfd >= 0)
         close(p->tfd);
-    ppx__region_unmap(p->sh, p->sh_len);
+    ppx__layout_unmap(p);
+    ppx__bigbuf_trim(true); /* the kept result buffer goes with a pool */
     free(p->slot_task);
     free(p->slot_seq);
     free(p->free_slots);
@@ -903,6 +806,9 @@ void ppx_pool_stats_get(ppx_pool *p, ppx_pool_stats *out)
     out->crash_streak = p->crash_streak;
     out->queued = p->queue.n;
     out->running = p->unresolved - p->queue.n;
+    pthread_mutex_lock(&p->arena.mu);
+    out->arena_used = p->arena.used;
+    pthread_mutex_unlock(&p->arena.mu);
     ppx__pool_unlock(p);
 }
 

@@ -15,6 +15,7 @@
  */
 #ifndef PPX_PROCPOOL_POOL_IMPL_H
 #define PPX_PROCPOOL_POOL_IMPL_H
+#include "arena.h"
 #include "deadline.h"
 #include "frame.h"
 #include "future.h"
@@ -33,7 +34,9 @@
 typedef struct ppx__task {
     uint64_t id;
     ppx_future *fut; /* NULL once resolved (lingering) */
-    unsigned char *frame; /* a ppx__bigbuf of frame_cap bytes */
+    /* A ppx__bigbuf of frame_cap bytes, or a block of the call arena
+     * (see ppx__arena_owns), which is never rewritten once placed. */
+    unsigned char *frame;
     size_t frame_len, frame_cap;
     uint32_t slot; /* PPX__NO_SLOT while in the pool's queue */
     uint32_t seq;
@@ -67,6 +70,7 @@ typedef struct ppx__worker {
     ppx__task *partial;  /* frame being written, resumes when space frees */
     size_t partial_off;
     ppx__rx rx;
+    unsigned char *outbox; /* its outbox in the mapping, or NULL */
 } ppx__worker;
 
 typedef struct ppx__hook {
@@ -100,9 +104,11 @@ struct ppx_pool {
     uint32_t nslots;
     size_t ring_stride;
     ppx__wshared *wsh;
+    size_t outbox_off, outbox_bytes; /* 0: no outboxes */
+    ppx__arena arena;
     ppx__worker *w;
     int nworkers;
-    unsigned rr; /* round-robin start for ties */
+    unsigned rr; /* the last worker chosen: ties go to it */
 
     ppx__task **slot_task; /* by slot index */
     uint32_t *slot_seq;    /* last seq used per slot */
@@ -134,6 +140,13 @@ struct ppx_pool {
 /* epoll tags */
 enum { PPX__EV_EFD = 0, PPX__EV_KICK = 1, PPX__EV_TIMER = 2, PPX__EV_ZYGOTE = 3 };
 
+/* layout.c */
+int ppx__options_resolve(ppx_pool_options *o, const ppx_pool_options *in);
+int ppx__layout_map(ppx_pool *p);
+void ppx__layout_unmap(ppx_pool *p);
+/* Rewrites the layout into the shared header (before every fork). */
+void ppx__restamp_layout(ppx_pool *p);
+
 int64_t ppx__now_ns(void);
 /* Sets what ppx_last_error() returns on this thread. */
 void ppx__set_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -157,7 +170,6 @@ void ppx__task_reschedule(ppx_pool *p, ppx__task *t);
 /* Delay before the next respawn, given the current crash streak. */
 int64_t ppx__backoff_ns(const ppx_pool *p);
 int ppx__spawn(ppx_pool *p, int i);
-void ppx__restamp_layout(ppx_pool *p);
 /* Stops t (queued, in a ring or running) and resolves its future:
  * CANCELLED, or FAILED with a TimeoutError when timed_out. */
 void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out,
@@ -170,6 +182,8 @@ static inline ppx__slot *ppx__slot_of(ppx_pool *p, uint32_t s)
 /* Sends sig to worker w: through its pidfd, so a recycled pid is never
  * hit, or with kill() where pidfds are missing (old kernels, valgrind). */
 void ppx__signal_worker(ppx__worker *w, int sig);
+/* Frees a task's frame, wherever it lives. */
+void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap);
 /* Frees a task that is in no list and holds no slot. */
 void ppx__task_free(ppx_pool *p, ppx__task *t);
 

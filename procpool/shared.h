@@ -1,7 +1,12 @@
 /*
  * The pool's shared-memory layout, mapped before the first fork:
  *
- *   [ppx__shared header][slots[nslots]][ring req0][ring resp0][req1]...
+ *   [ppx__shared header][slots[nslots]][wshared[nworkers]]
+ *   [ring req0][ring resp0][req1]...[outbox0][outbox1]...[call arena]
+ *
+ * Outboxes and the arena carry big frames written once and read in place
+ * (see arena.h and the OUTBOX/ARENA records in frame.h); their pages are
+ * only touched when used (the mapping is MAP_NORESERVE).
  *
  * A slot describes one call that is in some worker's request ring. Its
  * state word packs seq (32 bits) | worker (16) | state (16), so that the
@@ -26,7 +31,7 @@
 #include <stdint.h>
 
 #define PPX__SHARED_MAGIC 0x70707850u /* "ppxP" */
-#define PPX__SHARED_VERSION 1u
+#define PPX__SHARED_VERSION 2u
 
 enum {
     PPX__SLOT_FREE = 0,
@@ -55,7 +60,10 @@ static inline uint32_t ppx__slot_st(uint64_t w) { return (uint32_t)w & 0xffff; }
 #define PPX__INIT_ERROR_MAX 248
 typedef struct ppx__wshared {
     _Atomic uint32_t ready; /* 1 once the initializer has run */
-    uint32_t reserved;
+    /* 1 while the worker's outbox holds a reply the parent has not copied
+     * out yet: set by the worker before it sends the OUTBOX record,
+     * cleared (and futex-woken) by the parent. */
+    _Atomic uint32_t outbox_busy;
     char init_error[PPX__INIT_ERROR_MAX]; /* when the initializer failed */
 } ppx__wshared;
 _Static_assert(sizeof(ppx__wshared) == 256, "worker block layout is shared ABI");
@@ -73,6 +81,8 @@ typedef struct ppx__shared {
     uint64_t wshared_off;
     uint64_t max_tasks_per_child; /* 0: no limit */
     uint64_t max_rss_bytes;       /* 0: no limit */
+    uint64_t arena_off, arena_bytes;   /* the call arena (see arena.h) */
+    uint64_t outbox_off, outbox_bytes; /* per worker, outbox_bytes apart */
     /* 1: the parent is (or may soon be) asleep and wants the eventfd on
      * the next result or freed request space. Whoever swaps it to 0
      * signals; the parent sets it again after draining. */
@@ -92,6 +102,11 @@ static inline ppx__ring *ppx__shared_req(ppx__shared *s, uint32_t w)
 static inline ppx__ring *ppx__shared_resp(ppx__shared *s, uint32_t w)
 {
     return (ppx__ring *)((char *)s + s->rings_off + (2 * (uint64_t)w + 1) * s->ring_stride);
+}
+
+static inline unsigned char *ppx__shared_outbox(ppx__shared *s, uint32_t w)
+{
+    return (unsigned char *)s + s->outbox_off + (uint64_t)w * s->outbox_bytes;
 }
 
 static inline ppx__wshared *ppx__shared_worker(ppx__shared *s, uint32_t w)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -33,6 +34,12 @@ typedef struct wctx {
     uint64_t max_payload;
     uint64_t max_tasks, max_rss, calls;
     ppx__port req, resp;
+    const unsigned char *arena; /* read-only here; NULL when there is none */
+    uint64_t arena_bytes;
+    unsigned char *outbox;      /* NULL when there is none */
+    uint64_t outbox_bytes;
+    _Atomic uint32_t *outbox_busy;
+    size_t head_len;  /* a result frame's header, fixed-width */
     msgpack_sbuffer out; /* the reply frame */
     msgpack_sbuffer ret; /* the function's result value */
 } wctx;
@@ -51,8 +58,53 @@ static void check_parent(const wctx *w)
         _exit(PPX__EXIT_ORPHAN);
 }
 
+/* One small record of the given kind, waiting for room. */
+static void send_record(wctx *w, const void *rec, size_t len, uint32_t flags)
+{
+    void *dst;
+    while (!(dst = ppx__ring_reserve(&w->resp, len))) {
+        ppx__shared_wake_parent(w->sh, w->efd);
+        if (ppx__ring_wait_space(&w->resp, len, IDLE_SPIN, ORPHAN_CHECK_MS) == -ETIMEDOUT)
+            check_parent(w);
+    }
+    memcpy(dst, rec, len);
+    ppx__ring_commit(&w->resp, len, flags);
+    ppx__shared_wake_parent(w->sh, w->efd);
+}
+
+/* The outbox is ours once the parent has copied the previous reply out
+ * (it does so as soon as it sees it). */
+static void wait_outbox(wctx *w)
+{
+    for (unsigned i = 0; atomic_load_explicit(w->outbox_busy, memory_order_acquire); i++) {
+        if (i < IDLE_SPIN)
+            ppx__spin_step(i);
+        else if (ppx__futex_wait(w->outbox_busy, 1, ORPHAN_CHECK_MS) == -ETIMEDOUT)
+            check_parent(w);
+    }
+}
+
+/* Hands the parent the len-byte frame at the start of the outbox. */
+static void publish_outbox(wctx *w, size_t len)
+{
+    atomic_store_explicit(w->outbox_busy, 1, memory_order_relaxed);
+    ppx__outbox_rec r = {len};
+    send_record(w, &r, sizeof r, PPX__REC_OUTBOX); /* publishes the bytes */
+}
+
+static void send_outbox(wctx *w, const void *frame, size_t len)
+{
+    wait_outbox(w);
+    memcpy(w->outbox, frame, len);
+    publish_outbox(w, len);
+}
+
 static void send_frame(wctx *w, const void *frame, size_t len)
 {
+    if (w->outbox && len >= ppx__big_frame(w->resp.cap) && len <= w->outbox_bytes) {
+        send_outbox(w, frame, len);
+        return;
+    }
     size_t off = 0;
     while (!ppx__frame_put(&w->resp, frame, len, &off)) {
         ppx__shared_wake_parent(w->sh, w->efd);
@@ -103,6 +155,11 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
         send_error(w, env, "ProtocolError", "call arguments are not an array", fname, "");
         return;
     }
+    /* A free outbox takes the result as the function writes it, behind
+     * room for the reply's header: a big result is then never copied
+     * again on this side. */
+    if (w->outbox && !atomic_load_explicit(w->outbox_busy, memory_order_acquire))
+        ppx__call_lend(&call, w->outbox + w->head_len, w->outbox_bytes - w->head_len);
     int rc = e->fn(&call, e->udata);
     mark_finished(w, env, slot);
     if (call.raised) {
@@ -113,13 +170,20 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
         send_error(w, env, "RuntimeError", msg, fname, "");
     } else {
         static const unsigned char nil = 0xc0;
-        const void *v = call.has_ret ? (const void *)w->ret.data : &nil;
-        size_t vlen = call.has_ret ? w->ret.size : 1;
+        const void *v = call.has_ret ? (const void *)call.ret->data : &nil;
+        size_t vlen = call.has_ret ? call.ret->size : 1;
         if (vlen + 64 > w->max_payload) {
             char msg[128];
             snprintf(msg, sizeof msg, "result of %zu bytes exceeds the pool's limit of %llu",
                      vlen, (unsigned long long)w->max_payload);
             send_error(w, env, "ResultTooLarge", msg, fname, "");
+        } else if (call.has_ret && call.ret == &call.fixed &&
+                   w->head_len + vlen >= ppx__big_frame(w->resp.cap)) {
+            if (ppx__env_pack_result_head(&w->out, env->task_id, env->slot, env->seq) ||
+                w->out.size != w->head_len)
+                _exit(PPX__EXIT_NOMEM); /* the header is fixed-width: cannot happen */
+            memcpy(w->outbox, w->out.data, w->head_len);
+            publish_outbox(w, w->head_len + vlen);
         } else {
             if (ppx__env_pack_result(&w->out, env->task_id, env->slot, env->seq, v, vlen))
                 _exit(PPX__EXIT_NOMEM);
@@ -192,6 +256,42 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
     send_frame(w, w->out.data, w->out.size);
 }
 
+/* Claims the call in slot i for this worker: false if it is not ours to
+ * run (cancelled before we got to it, which the parent is told, or moved
+ * to another worker). */
+static bool claim(wctx *w, uint64_t task_id, uint32_t i, uint32_t seq, ppx__slot **out)
+{
+    ppx__slot *slot = &w->slots[i];
+    uint64_t expect = ppx__slot_word(seq, 0, PPX__SLOT_QUEUED);
+    uint64_t mine = ppx__slot_word(seq, w->index, PPX__SLOT_RUNNING);
+    if (!atomic_compare_exchange_strong_explicit(&slot->state, &expect, mine,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        if (ppx__slot_st(expect) == PPX__SLOT_CANCELLED && ppx__slot_seq(expect) == seq) {
+            if (ppx__env_pack_skip(&w->out, task_id, i, seq))
+                _exit(PPX__EXIT_NOMEM);
+            send_frame(w, w->out.data, w->out.size);
+        }
+        return false;
+    }
+    *out = slot;
+    return true;
+}
+
+static void run_claimed(wctx *w, const ppx__env *env, int decode_rc, ppx__slot *slot)
+{
+    if (decode_rc != 0 || (env->kind != PPX__ENV_CALL && env->kind != PPX__ENV_MAP)) {
+        mark_finished(w, env, slot);
+        send_error(w, env, "ProtocolError", "malformed call frame", "", "");
+        return;
+    }
+    if (env->kind == PPX__ENV_MAP)
+        run_map(w, env, slot);
+    else
+        run_call(w, env, slot);
+    w->calls++;
+}
+
 static void handle_frame(wctx *w, const void *frame, size_t len)
 {
     ppx__env env;
@@ -201,30 +301,32 @@ static void handle_frame(wctx *w, const void *frame, size_t len)
      * crash, so nothing hangs. */
     if (!env.head_ok || env.slot >= w->nslots)
         _exit(PPX__EXIT_PROTOCOL);
-    ppx__slot *slot = &w->slots[env.slot];
-    uint64_t expect = ppx__slot_word(env.seq, 0, PPX__SLOT_QUEUED);
-    uint64_t mine = ppx__slot_word(env.seq, w->index, PPX__SLOT_RUNNING);
-    if (!atomic_compare_exchange_strong_explicit(&slot->state, &expect, mine,
-                                                 memory_order_acq_rel,
-                                                 memory_order_acquire)) {
-        /* Cancelled before we got to it: tell the parent the slot is free.
-         * Anything else means the call was moved to another worker. */
-        if (ppx__slot_st(expect) == PPX__SLOT_CANCELLED && ppx__slot_seq(expect) == env.seq) {
-            if (ppx__env_pack_skip(&w->out, env.task_id, env.slot, env.seq))
-                _exit(PPX__EXIT_NOMEM);
-            send_frame(w, w->out.data, w->out.size);
-        }
+    ppx__slot *slot;
+    if (claim(w, env.task_id, env.slot, env.seq, &slot))
+        run_claimed(w, &env, rc, slot);
+}
+
+/* A call whose frame lies in the arena: claimed on the record's word
+ * before the frame is read (see ppx__arena_rec), then run in place. */
+static void handle_arena(wctx *w, const void *rec, size_t len)
+{
+    ppx__arena_rec r;
+    if (len != sizeof r || !w->arena)
+        _exit(PPX__EXIT_PROTOCOL);
+    memcpy(&r, rec, sizeof r);
+    if (r.off > w->arena_bytes || r.len > w->arena_bytes - r.off || r.slot >= w->nslots)
+        _exit(PPX__EXIT_PROTOCOL);
+    ppx__slot *slot;
+    if (!claim(w, r.task_id, r.slot, r.seq, &slot))
         return;
-    }
-    if (rc != 0 || (env.kind != PPX__ENV_CALL && env.kind != PPX__ENV_MAP)) {
-        send_error(w, &env, "ProtocolError", "malformed call frame", "", "");
-        return;
-    }
-    if (env.kind == PPX__ENV_MAP)
-        run_map(w, &env, slot);
-    else
-        run_call(w, &env, slot);
-    w->calls++;
+    ppx__env env;
+    int rc = ppx__env_decode(w->arena + r.off, r.len, &env);
+    if (!env.head_ok || env.task_id != r.task_id)
+        rc = PPX_EMALFORMED;
+    env.task_id = r.task_id;
+    env.slot = r.slot;
+    env.seq = r.seq;
+    run_claimed(w, &env, rc, slot);
 }
 
 /* Called between the function's return and the reply. */
@@ -303,13 +405,30 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
     /* The zygote is single-threaded, so this fires exactly when it dies,
      * and it dies with the pool's parent (see zygote.h). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    wctx w = {sh, index, efd, parent, (long)getpid(), ppx__shared_slots(sh), sh->nslots,
-              sh->max_payload, sh->max_tasks_per_child, sh->max_rss_bytes, 0,
-              ppx__port_of(ppx__shared_req(sh, index), sh->ring_bytes),
-              ppx__port_of(ppx__shared_resp(sh, index), sh->ring_bytes), {0}, {0}};
+    wctx w = {.sh = sh, .index = index, .efd = efd, .parent = parent, .pid = (long)getpid(),
+              .slots = ppx__shared_slots(sh), .nslots = sh->nslots,
+              .max_payload = sh->max_payload, .max_tasks = sh->max_tasks_per_child,
+              .max_rss = sh->max_rss_bytes,
+              .req = ppx__port_of(ppx__shared_req(sh, index), sh->ring_bytes),
+              .resp = ppx__port_of(ppx__shared_resp(sh, index), sh->ring_bytes)};
     check_parent(&w); /* the parent may have died before prctl */
+    if (sh->arena_bytes) {
+        /* Calls are only read here: a stray write cannot reach another
+         * call's arguments. */
+        w.arena = (unsigned char *)sh + sh->arena_off;
+        w.arena_bytes = sh->arena_bytes;
+        mprotect((void *)w.arena, w.arena_bytes, PROT_READ);
+    }
+    if (sh->outbox_bytes) {
+        w.outbox = ppx__shared_outbox(sh, index);
+        w.outbox_bytes = sh->outbox_bytes;
+    }
+    w.outbox_busy = &ppx__shared_worker(sh, index)->outbox_busy;
     msgpack_sbuffer_init(&w.out);
     msgpack_sbuffer_init(&w.ret);
+    if (ppx__env_pack_result_head(&w.out, 0, 0, 0))
+        _exit(PPX__EXIT_NOMEM);
+    w.head_len = w.out.size;
     run_initializer(&w, init);
     ppx__rx rx = {.max = w.max_payload + 4096};
 
@@ -327,6 +446,15 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         }
         if (rc < 0)
             _exit(PPX__EXIT_PROTOCOL);
+        if (flags == PPX__REC_ARENA) {
+            handle_arena(&w, rec, len);
+            ppx__ring_release(&w.req, len);
+            if (ppx__ring_notify_space(&w.req))
+                ppx__eventfd_signal(efd);
+            if (time_to_retire(&w))
+                _exit(PPX__EXIT_RECYCLE);
+            continue;
+        }
         const void *frame;
         size_t flen;
         rc = ppx__rx_feed(&rx, rec, len, flags, &frame, &flen);

@@ -14,9 +14,11 @@ int ppx__region_map(size_t len, void **out)
 {
     if (len == 0)
         return -EINVAL;
-    /* MAP_SHARED|MAP_ANONYMOUS is shmem without a name: invariant 4. */
+    /* MAP_SHARED|MAP_ANONYMOUS is shmem without a name: invariant 4.
+     * NORESERVE: big regions (outboxes, the call arena) are mostly never
+     * touched, and must not count against the commit limit until they are. */
     void *p = mmap(NULL, ppx__page_round(len), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -errno;
     *out = p;

@@ -1,0 +1,147 @@
+/*
+ * A pool's options and its shared mapping (see shared.h for the layout).
+ * The parent keeps every pointer into the mapping in private memory, and
+ * rewrites the shared header before each fork, so a worker that scribbles
+ * on it cannot move what anyone reads or writes.
+ */
+#include "pool_impl.h"
+#include "../shm/region.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static size_t round_pow2(size_t v)
+{
+    size_t r = 1;
+    while (r < v)
+        r <<= 1;
+    return r;
+}
+
+int ppx__options_resolve(ppx_pool_options *o, const ppx_pool_options *in)
+{
+    if (in)
+        *o = *in;
+    else
+        memset(o, 0, sizeof *o);
+    if (o->workers < 0 || o->workers > 1024)
+        return PPX_EINVAL;
+    if (o->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o->workers = n > 0 ? (int)(n > 1024 ? 1024 : n) : 1;
+    }
+    if (o->ring_bytes == 0)
+        o->ring_bytes = 1u << 20;
+    if (o->ring_bytes > (1u << 30))
+        return PPX_EINVAL;
+    o->ring_bytes = round_pow2(o->ring_bytes < 4096 ? 4096 : o->ring_bytes);
+    if (o->max_payload == 0)
+        o->max_payload = (size_t)256 << 20;
+    if (o->max_payload > ((size_t)1 << 40))
+        return PPX_EINVAL;
+    if (o->arena_bytes == 0)
+        o->arena_bytes = 2 * o->max_payload;
+    if (o->arena_bytes > ((size_t)1 << 40) && o->arena_bytes != PPX_ARENA_NONE)
+        return PPX_EINVAL;
+    if (o->cancel_grace_ms == 0)
+        o->cancel_grace_ms = 100;
+    if (o->max_queued_per_worker == 0)
+        o->max_queued_per_worker = 64;
+    if (o->max_queued_per_worker > 4096)
+        return PPX_EINVAL;
+    return 0;
+}
+
+void ppx__restamp_layout(ppx_pool *p)
+{
+    ppx__shared *sh = p->sh;
+    uint32_t nw = (uint32_t)p->nworkers;
+    sh->magic = PPX__SHARED_MAGIC;
+    sh->version = PPX__SHARED_VERSION;
+    sh->nworkers = nw;
+    sh->nslots = p->nslots;
+    sh->ring_bytes = p->opt.ring_bytes;
+    sh->ring_stride = p->ring_stride;
+    sh->slots_off = (uint64_t)((char *)p->slots - (char *)sh);
+    sh->rings_off = (uint64_t)((char *)p->w[0].req.r - (char *)sh);
+    sh->max_payload = p->opt.max_payload;
+    sh->wshared_off = (uint64_t)((char *)p->wsh - (char *)sh);
+    sh->max_tasks_per_child = p->opt.max_tasks_per_child;
+    sh->max_rss_bytes = p->opt.max_rss_bytes;
+    sh->outbox_off = p->outbox_off;
+    sh->outbox_bytes = p->outbox_bytes;
+    sh->arena_off = p->arena.size ? (uint64_t)(p->arena.base - (unsigned char *)sh) : 0;
+    sh->arena_bytes = p->arena.size;
+    for (uint32_t i = 0; i < nw; i++) {
+        p->w[i].req.r->magic = p->w[i].resp.r->magic = PPX__RING_MAGIC;
+        p->w[i].req.r->version = p->w[i].resp.r->version = PPX__RING_VERSION;
+        p->w[i].req.r->capacity = p->w[i].resp.r->capacity = p->opt.ring_bytes;
+    }
+}
+
+int ppx__layout_map(ppx_pool *p)
+{
+    uint32_t nw = (uint32_t)p->nworkers;
+    uint32_t nslots = nw * p->opt.max_queued_per_worker;
+    size_t slots_off = (sizeof(ppx__shared) + 63) & ~(size_t)63;
+    size_t wsh_off = slots_off + nslots * sizeof(ppx__slot);
+    size_t rings_off = ppx__page_round(wsh_off + nw * sizeof(ppx__wshared));
+    size_t stride = ppx__page_round(ppx__ring_footprint(p->opt.ring_bytes));
+    size_t rings_end = rings_off + 2 * (size_t)nw * stride;
+    /* An outbox holds the largest reply a worker may send. */
+    bool none = p->opt.arena_bytes == PPX_ARENA_NONE;
+    size_t outbox = none ? 0 : ppx__page_round(p->opt.max_payload + PPX__FRAME_SLACK);
+    size_t arena = none ? 0 : ppx__page_round(p->opt.arena_bytes);
+    p->sh_len = rings_end + nw * outbox + arena;
+    int rc = ppx__region_map(p->sh_len, (void **)&p->sh);
+    if (rc == -ENOMEM && !none) {
+        /* Strict overcommit charges even untouched shared pages: without
+         * outboxes and arena, big frames still travel in ring chunks. */
+        outbox = arena = 0;
+        p->sh_len = rings_end;
+        rc = ppx__region_map(p->sh_len, (void **)&p->sh);
+    }
+    if (rc)
+        return rc;
+    char *base = (char *)p->sh;
+    p->slots = (ppx__slot *)(base + slots_off);
+    p->wsh = (ppx__wshared *)(base + wsh_off);
+    p->nslots = nslots;
+    p->ring_stride = stride;
+    p->outbox_off = outbox ? rings_end : 0;
+    p->outbox_bytes = outbox;
+    for (uint32_t i = 0; i < nw; i++) {
+        ppx__ring *req = (ppx__ring *)(base + rings_off + 2 * (size_t)i * stride);
+        ppx__ring *resp = (ppx__ring *)((char *)req + stride);
+        ppx__ring_init(req, p->opt.ring_bytes);
+        ppx__ring_init(resp, p->opt.ring_bytes);
+        p->w[i].req = ppx__port_of(req, p->opt.ring_bytes);
+        p->w[i].resp = ppx__port_of(resp, p->opt.ring_bytes);
+        p->w[i].pidfd = -1;
+        p->w[i].rx.max = p->opt.max_payload + PPX__FRAME_SLACK;
+        p->w[i].outbox = outbox ? (unsigned char *)base + rings_end + i * outbox : NULL;
+    }
+    rc = ppx__arena_init(&p->arena, arena ? base + rings_end + nw * outbox : NULL, arena);
+    if (rc)
+        return rc;
+    ppx__restamp_layout(p);
+    p->slot_task = calloc(nslots, sizeof *p->slot_task);
+    p->slot_seq = calloc(nslots, sizeof *p->slot_seq);
+    p->free_slots = malloc(nslots * sizeof *p->free_slots);
+    if (!p->slot_task || !p->slot_seq || !p->free_slots)
+        return PPX_ENOMEM;
+    for (uint32_t s = 0; s < nslots; s++)
+        p->free_slots[s] = nslots - 1 - s;
+    p->nfree = nslots;
+    return 0;
+}
+
+void ppx__layout_unmap(ppx_pool *p)
+{
+    ppx__arena_destroy(&p->arena);
+    ppx__region_unmap(p->sh, p->sh_len);
+    p->sh = NULL;
+}

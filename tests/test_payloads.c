@@ -1,0 +1,370 @@
+/* Big payloads end to end: calls written once into the call arena, results
+ * written once into a worker's outbox, and the chunked ring path that
+ * takes over when there is no arena or it is full. */
+#include "support.h"
+#include "ppx.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RING (64 * 1024) /* frames from RING / 4 are "big" */
+
+static int fn_echo(ppx_call *c, void *u)
+{
+    (void)u;
+    ppx_value v;
+    int rc = ppx_call_arg(c, 0, &v);
+    return rc ? rc : ppx_return_raw(c, v.data, v.len);
+}
+
+/* Echoes its first argument after sleeping its second in milliseconds,
+ * so that calls pile up in the rings. */
+static int fn_slow_echo(ppx_call *c, void *u)
+{
+    (void)u;
+    ppx_value v;
+    int64_t ms;
+    if (ppx_call_arg(c, 0, &v) || ppx_call_arg_int(c, 1, &ms))
+        return ppx_raise(c, "TypeError", "slow_echo takes bytes and milliseconds");
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return ppx_return_raw(c, v.data, v.len);
+}
+
+static int fn_wait_cancel(ppx_call *c, void *u)
+{
+    (void)u;
+    while (!ppx_call_cancelled(c)) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return ppx_return_nil(c);
+}
+
+/* A buggy function that writes into the arguments it was given. */
+static int fn_write_arg(ppx_call *c, void *u)
+{
+    (void)u;
+    const void *p;
+    size_t len;
+    if (ppx_call_arg_bin(c, 0, &p, &len) || len == 0)
+        return ppx_raise(c, "TypeError", "write_arg takes bytes");
+    ((volatile unsigned char *)p)[len / 2] ^= 0xff;
+    return ppx_return_int(c, 1);
+}
+
+/* A result built in several pieces, whatever its size. */
+static int fn_pieces(ppx_call *c, void *u)
+{
+    (void)u;
+    uint64_t n;
+    if (ppx_call_arg_uint(c, 0, &n))
+        return ppx_raise(c, "TypeError", "pieces takes a size");
+    unsigned char *b = malloc(n ? n : 1);
+    for (uint64_t i = 0; i < n; i++)
+        b[i] = (unsigned char)(i * 7 + 3);
+    int rc = ppx_returnf(c, "sBi", "head", b, (size_t)n, 42);
+    free(b);
+    return rc;
+}
+
+static unsigned char *pattern(size_t n, unsigned seed)
+{
+    unsigned char *b = malloc(n ? n : 1);
+    assert_non_null(b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)(i * 131 + seed);
+    return b;
+}
+
+static ppx_pool *new_pool(int workers, size_t arena_bytes)
+{
+    ppx_pool_options o = {.workers = workers, .ring_bytes = RING, .arena_bytes = arena_bytes};
+    ppx_pool *p = NULL;
+    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    return p;
+}
+
+static void assert_echoed(ppx_future *f, const unsigned char *want, size_t n)
+{
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    if (ppx_future_state(f) != PPX_DONE)
+        fail_msg("echo of %zu bytes: %s: %s", n, ppx_future_error(f)->type,
+                 ppx_future_error(f)->message);
+    ppx_value v;
+    const void *q;
+    size_t len;
+    assert_int_equal(ppx_future_value(f, &v), 0);
+    assert_int_equal(ppx_value_bin(v, &q, &len), 0);
+    assert_int_equal(len, n);
+    assert_memory_equal(q, want, n);
+}
+
+static void assert_nothing_held(ppx_pool *p)
+{
+    ppx_pool_stats st;
+    ppx_pool_stats_get(p, &st);
+    assert_int_equal(st.arena_used, 0);
+    assert_int_equal(st.crashed, 0);
+    assert_int_equal(st.failed, 0);
+}
+
+/* Sizes on both sides of where a frame stops fitting a ring record and
+ * becomes big, and far beyond it. */
+static const size_t sizes[] = {1, RING / 4 - 64, RING / 4 - 20, RING / 4, RING / 4 + 1,
+                               RING / 2, RING, 3 * RING + 5, 5u << 20};
+#define NSIZES (sizeof sizes / sizeof sizes[0])
+
+static void round_trip_every_size(ppx_pool *p)
+{
+    for (int round = 0; round < 2; round++) {
+        ppx_future *f[NSIZES];
+        unsigned char *b[NSIZES];
+        for (size_t i = 0; i < NSIZES; i++) {
+            b[i] = pattern(sizes[i], (unsigned)(i + 7 * round));
+            assert_int_equal(ppx_pool_submitf(p, &f[i], "echo", "B", b[i], sizes[i]), 0);
+        }
+        for (size_t i = 0; i < NSIZES; i++) {
+            assert_echoed(f[i], b[i], sizes[i]);
+            ppx_future_unref(f[i]);
+            free(b[i]);
+        }
+    }
+}
+
+static void test_every_size_round_trips_through_arena_and_outboxes(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(2, 0);
+    round_trip_every_size(p);
+    ppx_pool_stats st;
+    ppx_pool_stats_get(p, &st);
+    /* The sizes from RING / 4 - 20 on: 7 of 9, twice. */
+    assert_int_equal(st.arena_calls, 2 * 7);
+    assert_nothing_held(p);
+    ppx_pool_free(p);
+}
+
+static void test_without_an_arena_big_frames_travel_in_ring_chunks(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(2, PPX_ARENA_NONE);
+    round_trip_every_size(p);
+    ppx_pool_stats st;
+    ppx_pool_stats_get(p, &st);
+    assert_int_equal(st.arena_calls, 0);
+    assert_nothing_held(p);
+    ppx_pool_free(p);
+}
+
+static void test_calls_that_find_the_arena_full_still_run(void **state)
+{
+    (void)state;
+    /* Room for two of the ten calls at a time: the rest go in chunks. */
+    size_t n = 1u << 20;
+    ppx_pool *p = new_pool(2, 2 * n + 4096);
+    unsigned char *b[10];
+    ppx_future *f[10];
+    for (int i = 0; i < 10; i++) {
+        b[i] = pattern(n - (size_t)i, (unsigned)i);
+        assert_int_equal(ppx_pool_submitf(p, &f[i], "slow_echo", "Bi", b[i], n - (size_t)i, 100), 0);
+    }
+    ppx_pool_stats st;
+    ppx_pool_stats_get(p, &st);
+    assert_true(st.arena_calls >= 1 && st.arena_calls <= 2);
+    assert_true(st.arena_used > 0);
+    for (int i = 0; i < 10; i++) {
+        assert_echoed(f[i], b[i], n - (size_t)i);
+        ppx_future_unref(f[i]);
+        free(b[i]);
+    }
+    assert_nothing_held(p);
+    ppx_pool_free(p);
+}
+
+/* Calls queued behind a long one are taken by the idle worker, leaving
+ * stale records that point at arena frames which are then freed and
+ * reused; the first worker must skip those without reading them. */
+static void test_stolen_arena_calls_run_once_and_stale_records_are_skipped(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(2, 0);
+    ppx_future *longf;
+    assert_int_equal(ppx_pool_submitf(p, &longf, "wait_cancel", ""), 0);
+    support_wait_running(longf);
+    size_t n = RING; /* big: through the arena */
+    for (int round = 0; round < 3; round++) {
+        unsigned char *b[16];
+        ppx_future *f[16];
+        for (int i = 0; i < 16; i++) {
+            b[i] = pattern(n, (unsigned)(round * 16 + i));
+            assert_int_equal(ppx_pool_submitf(p, &f[i], "slow_echo", "Bi", b[i], n, 2), 0);
+        }
+        for (int i = 0; i < 16; i++) {
+            assert_echoed(f[i], b[i], n);
+            ppx_future_unref(f[i]);
+            free(b[i]);
+        }
+    }
+    ppx_pool_stats st;
+    ppx_pool_stats_get(p, &st);
+    assert_true(st.stolen > 0);
+    assert_int_equal(st.arena_calls, 48);
+    /* Let the first worker go through its stale records. */
+    assert_int_equal(ppx_future_cancel(longf), 0);
+    assert_int_equal(ppx_future_wait(longf, 10000), 0);
+    ppx_future_unref(longf);
+    unsigned char *b = pattern(n, 99);
+    ppx_future *f[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(ppx_pool_submitf(p, &f[i], "echo", "B", b, n), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_echoed(f[i], b, n);
+        ppx_future_unref(f[i]);
+    }
+    free(b);
+    ppx_pool_stats_get(p, &st);
+    assert_int_equal(st.crashed, 0);
+    assert_int_equal(st.arena_used, 0);
+    assert_int_equal(st.completed, 48 + 2);
+    ppx_pool_free(p);
+}
+
+static void test_a_worker_cannot_write_into_its_arguments(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(1, 0);
+    size_t n = RING;
+    unsigned char *b = pattern(n, 1);
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(p, &f, "write_arg", "B", b, n), 0);
+    assert_int_equal(ppx_future_wait(f, 10000), 0);
+    assert_int_equal(ppx_future_state(f), PPX_FAILED);
+    assert_string_equal(ppx_future_error(f)->type, "WorkerCrashed");
+    assert_non_null(strstr(ppx_future_error(f)->message, "SIGSEGV"));
+    ppx_future_unref(f);
+    /* The arguments are intact for the next call, on the new worker. */
+    assert_int_equal(ppx_pool_submitf(p, &f, "echo", "B", b, n), 0);
+    assert_echoed(f, b, n);
+    ppx_future_unref(f);
+    free(b);
+    ppx_pool_free(p);
+}
+
+static void test_results_built_in_pieces_survive_outgrowing_the_outbox(void **state)
+{
+    (void)state;
+    /* The outbox holds max_payload: a result written into it that grows
+     * beyond moves to the heap, and is then refused as too large. */
+    ppx_pool_options o = {.workers = 1, .ring_bytes = RING, .max_payload = 1u << 20};
+    ppx_pool *p = NULL;
+    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    size_t ok = (1u << 20) - 4096, too_big = (1u << 20) + 8192;
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(p, &f, "pieces", "U", (unsigned long long)ok), 0);
+    assert_int_equal(ppx_future_wait(f, 10000), 0);
+    assert_int_equal(ppx_future_state(f), PPX_DONE);
+    ppx_value v, item;
+    const void *q;
+    size_t len;
+    int64_t tail;
+    assert_int_equal(ppx_future_value(f, &v), 0);
+    size_t count;
+    assert_int_equal(ppx_value_array_len(v, &count), 0);
+    assert_int_equal(count, 3);
+    assert_int_equal(ppx_value_at(v, 1, &item), 0);
+    assert_int_equal(ppx_value_bin(item, &q, &len), 0);
+    assert_int_equal(len, ok);
+    assert_int_equal(((const unsigned char *)q)[ok - 1], (unsigned char)((ok - 1) * 7 + 3));
+    assert_int_equal(ppx_value_at(v, 2, &item), 0);
+    assert_int_equal(ppx_value_int(item, &tail), 0);
+    assert_int_equal(tail, 42);
+    ppx_future_unref(f);
+    assert_int_equal(ppx_pool_submitf(p, &f, "pieces", "U", (unsigned long long)too_big), 0);
+    assert_int_equal(ppx_future_wait(f, 10000), 0);
+    assert_string_equal(ppx_future_error(f)->type, "ResultTooLarge");
+    ppx_future_unref(f);
+    ppx_pool_free(p);
+}
+
+static void test_a_big_batch_goes_through_the_arena(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(2, 0);
+    enum { N = 64 };
+    size_t n = 1024;
+    unsigned char *b = pattern(n, 5);
+    /* [[bytes], [bytes], ...]: 64 KiB of items, one frame. */
+    const void *items;
+    size_t len;
+    size_t total = 3 + N * (n + 8);
+    unsigned char *buf = malloc(total), *w = buf;
+    *w++ = 0xdc;
+    *w++ = 0;
+    *w++ = N;
+    for (int i = 0; i < N; i++) {
+        *w++ = 0x91;
+        *w++ = 0xc5;
+        *w++ = (unsigned char)(n >> 8);
+        *w++ = (unsigned char)n;
+        memcpy(w, b, n);
+        w += n;
+    }
+    items = buf;
+    len = (size_t)(w - buf);
+    ppx_future *f;
+    assert_int_equal(ppx_pool_map(p, "echo", items, len, NULL, &f), 0);
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    assert_int_equal(ppx_future_state(f), PPX_DONE);
+    ppx_value v, item;
+    assert_int_equal(ppx_future_value(f, &v), 0);
+    size_t count;
+    assert_int_equal(ppx_value_array_len(v, &count), 0);
+    assert_int_equal(count, N);
+    for (int i = 0; i < N; i++) {
+        const void *q;
+        size_t qlen;
+        assert_int_equal(ppx_value_at(v, (size_t)i, &item), 0);
+        assert_int_equal(ppx_value_bin(item, &q, &qlen), 0);
+        assert_int_equal(qlen, n);
+        assert_memory_equal(q, b, n);
+    }
+    ppx_future_unref(f);
+    ppx_pool_stats st;
+    ppx_pool_stats_get(p, &st);
+    assert_int_equal(st.arena_calls, 1);
+    assert_nothing_held(p);
+    free(buf);
+    free(b);
+    ppx_pool_free(p);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    assert_true(support_no_children());
+    return 0;
+}
+
+int main(void)
+{
+    ppx_register("echo", fn_echo, NULL);
+    ppx_register("slow_echo", fn_slow_echo, NULL);
+    ppx_register("wait_cancel", fn_wait_cancel, NULL);
+    ppx_register("write_arg", fn_write_arg, NULL);
+    ppx_register("pieces", fn_pieces, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_every_size_round_trips_through_arena_and_outboxes, teardown),
+        cmocka_unit_test_teardown(test_without_an_arena_big_frames_travel_in_ring_chunks, teardown),
+        cmocka_unit_test_teardown(test_calls_that_find_the_arena_full_still_run, teardown),
+        cmocka_unit_test_teardown(test_stolen_arena_calls_run_once_and_stale_records_are_skipped,
+                                  teardown),
+        cmocka_unit_test_teardown(test_a_worker_cannot_write_into_its_arguments, teardown),
+        cmocka_unit_test_teardown(test_results_built_in_pieces_survive_outgrowing_the_outbox,
+                                  teardown),
+        cmocka_unit_test_teardown(test_a_big_batch_goes_through_the_arena, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
