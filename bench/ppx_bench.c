@@ -273,25 +273,38 @@ static void bench_echo(void)
     uv_loop_close(&loop);
 }
 
+/* The faster of two runs of 4 CPU jobs on a pool of this many workers,
+ * each of which has served a call first (as the peers do, SPEC.md). */
 static double run_cpu_jobs(int workers)
 {
     ppx_pool *p = pool_new(workers);
     uv_loop_t loop;
     uv_loop_init(&loop);
     ppx_awaitable *aw[4], *g;
-    double t = now_s();
-    for (int i = 0; i < 4; i++)
-        ppx_run_in_executorf(&loop, p, &aw[i], "cpu", "U", (unsigned long long)spin_iterations);
-    ppx_gather(&loop, aw, 4, 0, &g);
+    for (int i = 0; i < workers; i++)
+        ppx_run_in_executor(&loop, p, "noop", NULL, 0, &aw[i]);
+    ppx_gather(&loop, aw, (size_t)workers, 0, &g);
     ppx_run_until_complete(&loop, g);
-    double secs = now_s() - t;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < workers; i++)
         ppx_awaitable_unref(aw[i]);
     ppx_awaitable_unref(g);
+    double best = 1e9;
+    for (int run = 0; run < 2; run++) {
+        double t = now_s();
+        for (int i = 0; i < 4; i++)
+            ppx_run_in_executorf(&loop, p, &aw[i], "cpu", "U", (unsigned long long)spin_iterations);
+        ppx_gather(&loop, aw, 4, 0, &g);
+        ppx_run_until_complete(&loop, g);
+        double secs = now_s() - t;
+        best = secs < best ? secs : best;
+        for (int i = 0; i < 4; i++)
+            ppx_awaitable_unref(aw[i]);
+        ppx_awaitable_unref(g);
+    }
     ppx_pool_free(p);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
-    return secs;
+    return best;
 }
 
 static void bench_speedup(void)

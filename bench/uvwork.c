@@ -279,7 +279,13 @@ int main(void)
     /* speedup_2w first, so the children fork from a process without the
      * pool's threads. */
     busy_iters = calibrate();
-    double t1 = speedup_run(1), t2 = speedup_run(2);
+    /* Each setting twice, the faster kept (as every impl does, SPEC.md):
+     * one slow run on this shared VM would skew the ratio. */
+    double t1 = speedup_run(1), t2 = speedup_run(2), r;
+    if ((r = speedup_run(1)) < t1)
+        t1 = r;
+    if ((r = speedup_run(2)) < t2)
+        t2 = r;
     fprintf(stderr, "speedup_2w: %d jobs of %.2f s: %.3f s on 1 thread, %.3f s on 2\n", JOBS,
             JOB_SECONDS, t1, t2);
 

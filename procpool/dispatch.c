@@ -86,7 +86,8 @@ void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap)
 void ppx__task_free(ppx_pool *p, ppx__task *t)
 {
     ppx__heap_set(&p->deadlines, t, 0);
-    ppx__frame_free(p, t->frame, t->frame_cap);
+    if (t->frame != t->inline_frame)
+        ppx__frame_free(p, t->frame, t->frame_cap);
     free(t);
     p->ntasks--;
 }
@@ -143,7 +144,7 @@ static void feed(ppx_pool *p, ppx__worker *w)
         size_t before = w->partial_off;
         bool all = put_frame(p, w, t);
         if (w->partial_off != before)
-            ppx__ring_notify_data(&w->req);
+            w->wrote = true; /* ppx__pump wakes it once for the lot */
         if (all) {
             w->partial = NULL;
             return;
@@ -265,6 +266,12 @@ void ppx__pump(ppx_pool *p)
         for (int i = 0; i < p->nworkers; i++)
             if (p->w[i].alive && p->w[i].tasks.n == 0)
                 steal_for(p, i);
+    /* One wake-up check (a fence) per worker written to, not per call. */
+    for (int i = 0; i < p->nworkers; i++)
+        if (p->w[i].wrote) {
+            p->w[i].wrote = false;
+            ppx__ring_notify_data(&p->w[i].req);
+        }
 }
 
 /* ---- replies ---------------------------------------------------------- */
@@ -374,7 +381,13 @@ static int outbox_take(ppx_pool *p, ppx__worker *w, const void *rec, size_t len,
 
 void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
 {
-    for (;;) {
+    /* The worker hears about freed space once per batch (the fence in
+     * notify_space was a tenth of the parent's time per call), and every
+     * 256 records so a long batch does not hold up a worker that waits. */
+    unsigned released = 0;
+    for (;; released++) {
+        if (released % 256 == 255)
+            ppx__ring_notify_space(&w->resp);
         const void *rec, *frame;
         size_t len, flen;
         uint32_t flags;
@@ -405,8 +418,9 @@ void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
         if (rc == 1)
             handle_reply(p, w, frame, flen, own, own_cap, n);
         ppx__ring_release(&w->resp, len);
-        ppx__ring_notify_space(&w->resp);
     }
+    if (released)
+        ppx__ring_notify_space(&w->resp);
 }
 
 /* ---- workers that end ------------------------------------------------- */

@@ -104,7 +104,7 @@ static void enqueue(ppx_future *f, int state, ppx__notify *n)
 
 void ppx__future_done(ppx_future *f, const void *value, size_t len, ppx__notify *n)
 {
-    f->value = malloc(len ? len : 1);
+    f->value = len <= sizeof f->value_inline ? f->value_inline : malloc(len);
     if (!f->value) {
         ppx__future_fail(f, "MemoryError", "no memory to hold the result", "", 0, n);
         return;
@@ -207,7 +207,7 @@ void ppx_future_unref(ppx_future *f)
         free(f->function);
     if (f->value_mem)
         ppx__bigbuf_free(f->value_mem, f->value_mem_len);
-    else
+    else if (f->value != f->value_inline)
         free(f->value);
     free(f->err_mem);
     if (f->cbs != f->cb_inline)

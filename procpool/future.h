@@ -25,6 +25,9 @@ struct ppx_future {
     size_t value_len;
     void *value_mem;      /* adopted reply buffer holding value, if any */
     size_t value_mem_len;
+    /* Small values (ints, short strings: most results) live here rather
+     * than in an allocation of their own. */
+    unsigned char value_inline[24];
     ppx_error err;
     char *err_mem;
     ppx__cb *cbs;         /* cb_inline until more than two are added */

@@ -267,25 +267,36 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         *out = f;
         return 0;
     }
-    ppx__task *t = calloc(1, sizeof *t);
-    /* Sized exactly (the header is at most 26 bytes plus the name), so the
-     * sbuffer never reallocates it: msgpack's would start every frame at
-     * 8 KiB. A big frame is written straight into the call arena, where
-     * the worker reads it; failing that it comes pre-faulted from
-     * ppx__bigbuf_alloc. */
+    /* Frames are sized exactly (the header is at most 26 bytes plus the
+     * name), so the sbuffer never reallocates them: msgpack's would start
+     * every frame at 8 KiB. A small frame lives in the task's own
+     * allocation; a big one is written straight into the call arena,
+     * where the worker reads it, or failing that into a pre-faulted
+     * ppx__bigbuf. */
+    size_t cap = 32 + fn_len + args_len;
+    bool small = cap <= PPX__INLINE_FRAME;
+    ppx__task *t = calloc(1, sizeof *t + (small ? cap : 0));
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    size_t cap = 32 + fn_len + args_len;
-    sb.data = cap >= ppx__big_frame(p->opt.ring_bytes) ? ppx__arena_alloc(&p->arena, cap) : NULL;
-    bool in_arena = sb.data != NULL;
-    if (!sb.data)
-        sb.data = ppx__bigbuf_alloc(cap, &cap);
+    bool in_arena = false;
+    if (!t) {
+        sb.data = NULL;
+    } else if (small) {
+        sb.data = (char *)t->inline_frame;
+    } else {
+        if (cap >= ppx__big_frame(p->opt.ring_bytes))
+            in_arena = (sb.data = ppx__arena_alloc(&p->arena, cap)) != NULL;
+        if (!sb.data)
+            sb.data = ppx__bigbuf_alloc(cap, &cap);
+    }
     sb.alloc = sb.data ? cap : 0;
-    int prc = kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
-                                   : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
-    if (!t || prc) {
+    int prc = !t ? PPX_ENOMEM
+          : kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
+                                 : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
+    if (prc) {
+        if (t && !small)
+            ppx__frame_free(p, (unsigned char *)sb.data, sb.alloc);
         free(t);
-        ppx__frame_free(p, (unsigned char *)sb.data, sb.alloc);
         atomic_store(&f->refs, 1);
         ppx_future_unref(f);
         return PPX_ENOMEM;
@@ -307,7 +318,8 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     int rc = p->closed ? PPX_ECLOSED : ppx__heap_reserve(&p->deadlines, p->ntasks + 1);
     if (rc) {
         ppx__pool_unlock(p);
-        ppx__frame_free(p, t->frame, t->frame_cap);
+        if (t->frame != t->inline_frame)
+            ppx__frame_free(p, t->frame, t->frame_cap);
         free(t);
         atomic_store(&f->refs, 1);
         ppx_future_unref(f);

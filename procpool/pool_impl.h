@@ -34,8 +34,8 @@
 typedef struct ppx__task {
     uint64_t id;
     ppx_future *fut; /* NULL once resolved (lingering) */
-    /* A ppx__bigbuf of frame_cap bytes, or a block of the call arena
-     * (see ppx__arena_owns), which is never rewritten once placed. */
+    /* inline_frame, a ppx__bigbuf of frame_cap bytes, or a block of the
+     * call arena (see ppx__arena_owns), never rewritten once placed. */
     unsigned char *frame;
     size_t frame_len, frame_cap;
     uint32_t slot; /* PPX__NO_SLOT while in the pool's queue */
@@ -49,7 +49,10 @@ typedef struct ppx__task {
     int64_t heap_at;
     size_t heap_idx;    /* SIZE_MAX when not in the heap */
     struct ppx__task *prev, *next;
+    unsigned char inline_frame[]; /* frame, when it is small */
 } ppx__task;
+/* Frames up to this size share the task's allocation. */
+#define PPX__INLINE_FRAME 512u
 
 typedef struct ppx__list {
     ppx__task *head, *tail;
@@ -69,6 +72,7 @@ typedef struct ppx__worker {
     ppx__list tasks;     /* calls in its ring or running, oldest first */
     ppx__task *partial;  /* frame being written, resumes when space frees */
     size_t partial_off;
+    bool wrote;          /* records committed since the last wake-up check */
     ppx__rx rx;
     unsigned char *outbox; /* its outbox in the mapping, or NULL */
 } ppx__worker;
