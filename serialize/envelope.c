@@ -8,19 +8,33 @@
 #define OFF_SEQ 16
 #define HEAD_LEN 21
 
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static uint32_t get_be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 static int begin(msgpack_sbuffer *sb, msgpack_packer *pk, int kind, size_t n,
                  uint64_t id, uint32_t slot, uint32_t seq)
 {
     msgpack_sbuffer_clear(sb);
     msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
-    /* Written by hand: fixarray n, fixint kind, then fixed-width ints. */
-    unsigned char h[2] = {(unsigned char)(0x90 | n), (unsigned char)kind};
-    if (msgpack_sbuffer_write(sb, (const char *)h, 2))
-        return PPX_ENOMEM;
-    if (msgpack_pack_fix_uint64(pk, id) || msgpack_pack_fix_uint32(pk, slot) ||
-        msgpack_pack_fix_uint32(pk, seq))
-        return PPX_ENOMEM;
-    return 0;
+    /* Written by hand, in one piece: fixarray n, fixint kind, then the
+     * fixed-width ints (uint64 0xcf, uint32 0xce). */
+    unsigned char h[HEAD_LEN] = {(unsigned char)(0x90 | n), (unsigned char)kind, 0xcf};
+    put_be32(h + 3, (uint32_t)(id >> 32));
+    put_be32(h + 7, (uint32_t)id);
+    h[OFF_SLOT] = h[OFF_SEQ] = 0xce;
+    put_be32(h + OFF_SLOT + 1, slot);
+    put_be32(h + OFF_SEQ + 1, seq);
+    return msgpack_sbuffer_write(sb, (const char *)h, sizeof h) ? PPX_ENOMEM : 0;
 }
 
 static int pack_str(msgpack_packer *pk, const char *s, size_t len)
@@ -99,14 +113,6 @@ int ppx__env_pack_skip(msgpack_sbuffer *sb, uint64_t id, uint32_t slot, uint32_t
     return begin(sb, &pk, PPX__ENV_SKIP, 4, id, slot, seq);
 }
 
-static void put_be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
 void ppx__env_restamp(void *frame, uint32_t slot, uint32_t seq)
 {
     unsigned char *f = frame;
@@ -129,10 +135,23 @@ int ppx__env_decode(const void *buf, size_t len, ppx__env *out)
     ppx__mp c = ppx__mp_of(buf, len);
     uint32_t n;
     uint64_t kind, slot, seq;
-    if (ppx__mp_array(&c, &n) || n < 4 || ppx__mp_uint(&c, &kind) ||
-        ppx__mp_uint(&c, &out->task_id) || ppx__mp_uint(&c, &slot) ||
-        ppx__mp_uint(&c, &seq) || slot > UINT32_MAX || seq > UINT32_MAX)
+    const unsigned char *h = buf;
+    if (len >= HEAD_LEN && (h[0] & 0xf0) == 0x90 && h[1] < 0x80 && h[2] == 0xcf &&
+        h[OFF_SLOT] == 0xce && h[OFF_SEQ] == 0xce) {
+        /* The header as we pack it: read it without the general reader. */
+        n = h[0] & 0x0f;
+        kind = h[1];
+        out->task_id = (uint64_t)get_be32(h + 3) << 32 | get_be32(h + 7);
+        slot = get_be32(h + OFF_SLOT + 1);
+        seq = get_be32(h + OFF_SEQ + 1);
+        c.p += HEAD_LEN;
+        if (n < 4)
+            return PPX_EMALFORMED;
+    } else if (ppx__mp_array(&c, &n) || n < 4 || ppx__mp_uint(&c, &kind) ||
+               ppx__mp_uint(&c, &out->task_id) || ppx__mp_uint(&c, &slot) ||
+               ppx__mp_uint(&c, &seq) || slot > UINT32_MAX || seq > UINT32_MAX) {
         return PPX_EMALFORMED;
+    }
     out->slot = (uint32_t)slot;
     out->seq = (uint32_t)seq;
     out->head_ok = true;
