@@ -370,6 +370,7 @@ typedef struct ppx_pool_stats {
     uint64_t running; /* unresolved tasks in rings or running */
     uint64_t arena_used; /* bytes of the call arena held by calls now */
     uint64_t arena_calls; /* calls whose frame went through the arena */
+    uint64_t outbox_replies; /* replies that came through an outbox */
 } ppx_pool_stats;
 void ppx_pool_stats_get(ppx_pool *pool, ppx_pool_stats *out);
 

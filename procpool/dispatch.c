@@ -358,10 +358,10 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame, size_t 
     finish(p, t);
 }
 
-/* Copies the reply waiting in w's outbox into a buffer of its own and
- * frees the outbox for the worker's next big reply. */
-static int outbox_take(ppx_pool *p, ppx__worker *w, const void *rec, size_t len,
-                       void **buf, size_t *cap, size_t *flen)
+/* The reply waiting in w's outbox: copied into a buffer its future adopts,
+ * then the outbox is handed back for the worker's next big reply. */
+static int outbox_reply(ppx_pool *p, ppx__worker *w, const void *rec, size_t len,
+                        ppx__notify *n)
 {
     ppx__outbox_rec r;
     if (!w->outbox || len != sizeof r)
@@ -369,13 +369,18 @@ static int outbox_take(ppx_pool *p, ppx__worker *w, const void *rec, size_t len,
     memcpy(&r, rec, sizeof r);
     if (r.len == 0 || r.len > p->outbox_bytes)
         return PPX_EMALFORMED;
-    if (!(*buf = ppx__bigbuf_alloc(r.len, cap)))
-        return PPX_ENOMEM;
-    memcpy(*buf, w->outbox, r.len);
-    *flen = r.len;
     _Atomic uint32_t *busy = &p->wsh[w - p->w].outbox_busy;
+    size_t cap;
+    void *buf = ppx__bigbuf_alloc(r.len, &cap);
+    if (buf)
+        memcpy(buf, w->outbox, r.len);
+    else /* read in place: only copying the value out can fail, MemoryError */
+        handle_reply(p, w, w->outbox, r.len, NULL, 0, n);
     atomic_store_explicit(busy, 0, memory_order_release);
     ppx__futex_wake(busy, 1);
+    if (buf)
+        handle_reply(p, w, buf, r.len, buf, cap, n);
+    p->stats.outbox_replies++;
     return 0;
 }
 
@@ -401,9 +406,7 @@ void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
         void *own = NULL;
         size_t own_cap = 0;
         if (flags == PPX__REC_OUTBOX) {
-            rc = outbox_take(p, w, rec, len, &own, &own_cap, &flen);
-            frame = own;
-            rc = rc ? rc : 1;
+            rc = outbox_reply(p, w, rec, len, n); /* 0: handled */
         } else {
             rc = ppx__rx_feed(&w->rx, rec, len, flags, &frame, &flen);
             if (rc == 1 && flags != PPX__REC_WHOLE)

@@ -1,6 +1,7 @@
 #include "frame.h"
 #include "ppx.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -58,9 +59,30 @@ bool ppx__frame_put(ppx__port *p, const void *frame, size_t len, size_t *off)
 
 #define BIG (8u << 20) /* below this, glibc reuses its heap: faster */
 
-/* One kept buffer, process-wide; swapped atomically because futures free
- * their buffers on whatever thread drops them. */
-static _Atomic(struct kept { void *p; size_t cap; } *) kept;
+/* One kept buffer, process-wide, swapped atomically because futures free
+ * their buffers on whatever thread drops them. While kept, its first word
+ * holds its size, so one pointer says everything. */
+static _Atomic(void *) kept;
+static pthread_once_t kept_once = PTHREAD_ONCE_INIT;
+
+/* A child of fork must not write into the copy-on-write share of our kept
+ * buffer (every page would fault) nor count on it: drop its copy. */
+static void forget_kept_in_child(void)
+{
+    ppx__bigbuf_trim();
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, forget_kept_in_child);
+}
+
+static void unmap_kept(void *k)
+{
+    size_t cap;
+    memcpy(&cap, k, sizeof cap);
+    munmap(k, cap);
+}
 
 void *ppx__bigbuf_alloc(size_t len, size_t *cap)
 {
@@ -68,24 +90,21 @@ void *ppx__bigbuf_alloc(size_t len, size_t *cap)
         *cap = len;
         return malloc(len ? len : 1);
     }
-    struct kept *k = atomic_exchange(&kept, NULL);
-    if (k && k->cap >= len && k->cap / 2 <= len) {
-        void *p = k->p;
-        *cap = k->cap;
-        free(k);
-        return p;
-    }
+    pthread_once(&kept_once, register_atfork);
+    void *k = atomic_exchange(&kept, NULL);
     if (k) {
-        munmap(k->p, k->cap);
-        free(k);
+        size_t kcap;
+        memcpy(&kcap, k, sizeof kcap);
+        if (kcap >= len && kcap / 2 <= len) {
+            *cap = kcap;
+            return k;
+        }
+        munmap(k, kcap);
     }
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-    /* Never worth inheriting: a fork would share it copy-on-write, and
-     * our next write to it would fault every page again. */
-    madvise(p, len, MADV_DONTFORK);
     *cap = len;
     return p;
 }
@@ -98,28 +117,17 @@ void ppx__bigbuf_free(void *p, size_t cap)
         free(p);
         return;
     }
-    struct kept *k = malloc(sizeof *k);
-    if (k) {
-        k->p = p;
-        k->cap = cap;
-        k = atomic_exchange(&kept, k);
-        if (!k)
-            return;
-        p = k->p;
-        cap = k->cap;
-        free(k);
-    }
-    munmap(p, cap);
+    memcpy(p, &cap, sizeof cap);
+    void *old = atomic_exchange(&kept, p);
+    if (old)
+        unmap_kept(old);
 }
 
-void ppx__bigbuf_trim(bool unmap)
+void ppx__bigbuf_trim(void)
 {
-    struct kept *k = atomic_exchange(&kept, NULL);
-    if (k) {
-        if (unmap)
-            munmap(k->p, k->cap);
-        free(k);
-    }
+    void *k = atomic_exchange(&kept, NULL);
+    if (k)
+        unmap_kept(k);
 }
 
 int ppx__rx_feed(ppx__rx *rx, const void *rec, size_t len, uint32_t flags,

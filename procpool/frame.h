@@ -67,9 +67,8 @@ typedef struct ppx__rx {
  * ppx__bigbuf_free needs back. */
 void *ppx__bigbuf_alloc(size_t len, size_t *cap);
 void ppx__bigbuf_free(void *p, size_t cap);
-/* Drops the kept buffer: unmapped when a pool goes, forgotten (it was
- * not inherited: MADV_DONTFORK) in a freshly forked child. */
-void ppx__bigbuf_trim(bool unmap);
+/* Unmaps the kept buffer: when a pool goes, and in every forked child. */
+void ppx__bigbuf_trim(void);
 
 /* Feeds one record. Returns 1 and the frame when one is complete (it
  * points into the record or into rx; valid until the record is released

@@ -290,7 +290,9 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
             sb.data = ppx__bigbuf_alloc(cap, &cap);
     }
     sb.alloc = sb.data ? cap : 0;
-    int prc = !t ? PPX_ENOMEM
+    /* Without its buffer msgpack would realloc one of its own, which
+     * ppx__frame_free could not tell from a bigbuf. */
+    int prc = !t || !sb.data ? PPX_ENOMEM
           : kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
                                  : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
     if (prc) {
@@ -696,7 +698,7 @@ static void destroy(ppx_pool *p)
     if (p->tfd >= 0)
         close(p->tfd);
     ppx__layout_unmap(p);
-    ppx__bigbuf_trim(true); /* the kept result buffer goes with a pool */
+    ppx__bigbuf_trim(); /* the kept result buffer goes with a pool */
     free(p->slot_task);
     free(p->slot_seq);
     free(p->free_slots);

@@ -1,5 +1,4 @@
 #include "zygote.h"
-#include "frame.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -145,7 +144,6 @@ int ppx__zygote_start(ppx__zygote *z, ppx__shared *sh, int efd, ppx__worker_init
     if (pid == 0) {
         close(sv[0]);
         close(life[1]);
-        ppx__bigbuf_trim(false); /* not inherited (MADV_DONTFORK) */
         zygote_main(sh, efd, sv[1], life[0], parent, init);
     }
     int err = pid < 0 ? -errno : 0;

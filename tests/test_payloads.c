@@ -3,11 +3,16 @@
  * takes over when there is no arena or it is full. */
 #include "support.h"
 #include "ppx.h"
+#include "procpool/shared.h"
 
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define RING (64 * 1024) /* frames from RING / 4 are "big" */
 
@@ -53,6 +58,29 @@ static int fn_write_arg(ppx_call *c, void *u)
         return ppx_raise(c, "TypeError", "write_arg takes bytes");
     ((volatile unsigned char *)p)[len / 2] ^= 0xff;
     return ppx_return_int(c, 1);
+}
+
+/* A worker that dies between marking its outbox busy and telling the
+ * parent: its successor must not wait for a copy that never comes. */
+static int fn_die_with_outbox_busy(ppx_call *c, void *u)
+{
+    (void)c;
+    (void)u;
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    while (maps && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[3] != 's')
+            continue;
+        ppx__shared *sh = (ppx__shared *)lo;
+        if (sh->magic != PPX__SHARED_MAGIC)
+            continue;
+        for (uint32_t i = 0; i < sh->nworkers; i++)
+            atomic_store(&ppx__shared_worker(sh, i)->outbox_busy, 1);
+    }
+    raise(SIGKILL);
+    return 0;
 }
 
 /* A result built in several pieces, whatever its size. */
@@ -143,8 +171,9 @@ static void test_every_size_round_trips_through_arena_and_outboxes(void **state)
     round_trip_every_size(p);
     ppx_pool_stats st;
     ppx_pool_stats_get(p, &st);
-    /* The sizes from RING / 4 - 20 on: 7 of them, twice. */
+    /* The sizes from RING / 4 - 20 on: 7 of them, twice, each way. */
     assert_int_equal(st.arena_calls, 2 * 7);
+    assert_int_equal(st.outbox_replies, 2 * 7);
     assert_nothing_held(p);
     ppx_pool_free(p);
 }
@@ -157,6 +186,7 @@ static void test_without_an_arena_big_frames_travel_in_ring_chunks(void **state)
     ppx_pool_stats st;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.arena_calls, 0);
+    assert_int_equal(st.outbox_replies, 0);
     assert_nothing_held(p);
     ppx_pool_free(p);
 }
@@ -247,7 +277,7 @@ static void test_a_worker_cannot_write_into_its_arguments(void **state)
     assert_string_equal(ppx_future_error(f)->type, "WorkerCrashed");
     assert_non_null(strstr(ppx_future_error(f)->message, "SIGSEGV"));
     ppx_future_unref(f);
-    /* The arguments are intact for the next call, on the new worker. */
+    /* The pool heals: the next big call runs on the replacement. */
     assert_int_equal(ppx_pool_submitf(p, &f, "echo", "B", b, n), 0);
     assert_echoed(f, b, n);
     ppx_future_unref(f);
@@ -255,11 +285,12 @@ static void test_a_worker_cannot_write_into_its_arguments(void **state)
     ppx_pool_free(p);
 }
 
-static void test_results_built_in_pieces_survive_outgrowing_the_outbox(void **state)
+static void test_results_written_into_the_outbox_arrive_whole_or_are_refused(void **state)
 {
     (void)state;
-    /* The outbox holds max_payload: a result written into it that grows
-     * beyond moves to the heap, and is then refused as too large. */
+    /* The outbox holds max_payload: a result written into it in pieces
+     * arrives whole; one that grows beyond moves to the heap, and is then
+     * refused as too large. */
     ppx_pool_options o = {.workers = 1, .ring_bytes = RING, .max_payload = 1u << 20};
     ppx_pool *p = NULL;
     assert_int_equal(ppx_pool_new(&p, &o), 0);
@@ -288,6 +319,69 @@ static void test_results_built_in_pieces_survive_outgrowing_the_outbox(void **st
     assert_int_equal(ppx_future_wait(f, 10000), 0);
     assert_string_equal(ppx_future_error(f)->type, "ResultTooLarge");
     ppx_future_unref(f);
+    ppx_pool_free(p);
+}
+
+static void test_a_worker_dying_with_its_outbox_busy_does_not_block_the_next(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(1, 0);
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(p, &f, "die_with_outbox_busy", ""), 0);
+    assert_int_equal(ppx_future_wait(f, 10000), 0);
+    assert_string_equal(ppx_future_error(f)->type, "WorkerCrashed");
+    ppx_future_unref(f);
+    size_t n = RING;
+    unsigned char *b = pattern(n, 3);
+    assert_int_equal(ppx_pool_submitf(p, &f, "echo", "B", b, n), 0);
+    assert_echoed(f, b, n);
+    ppx_future_unref(f);
+    free(b);
+    ppx_pool_free(p);
+}
+
+/* Big results live in buffers of their own; one freed is kept for the
+ * next. A child the application forks still reads the results its parent
+ * holds, and frees and allocates its own without touching the parent's. */
+static void test_a_forked_child_can_use_big_results(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(1, 0);
+    size_t n = 9u << 20; /* above the size big buffers are mapped from */
+    unsigned char *b = pattern(n, 11);
+    ppx_future *f, *g;
+    assert_int_equal(ppx_pool_submitf(p, &f, "echo", "B", b, n), 0);
+    assert_echoed(f, b, n);
+    assert_int_equal(ppx_pool_submitf(p, &g, "echo", "B", b, n - 1), 0);
+    assert_echoed(g, b, n - 1);
+    ppx_future_unref(g); /* its buffer is now the kept one */
+    fflush(NULL);
+    pid_t child = fork();
+    if (child == 0) {
+        ppx_value v;
+        const void *q;
+        size_t len;
+        int ok = ppx_future_value(f, &v) == 0 && ppx_value_bin(v, &q, &len) == 0 &&
+                 len == n && memcmp(q, b, n) == 0;
+        unsigned char *mine = malloc(n);
+        ok = ok && mine;
+        if (mine) {
+            memset(mine, 1, n);
+            free(mine);
+        }
+        _exit(ok ? 0 : 1);
+    }
+    assert_true(child > 0);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* And the parent's next big result is whole. */
+    assert_int_equal(ppx_pool_submitf(p, &g, "echo", "B", b, n), 0);
+    assert_echoed(g, b, n);
+    ppx_future_unref(g);
+    ppx_future_unref(f);
+    free(b);
     ppx_pool_free(p);
 }
 
@@ -357,6 +451,7 @@ int main(void)
     ppx_register("wait_cancel", fn_wait_cancel, NULL);
     ppx_register("write_arg", fn_write_arg, NULL);
     ppx_register("pieces", fn_pieces, NULL);
+    ppx_register("die_with_outbox_busy", fn_die_with_outbox_busy, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_every_size_round_trips_through_arena_and_outboxes, teardown),
         cmocka_unit_test_teardown(test_without_an_arena_big_frames_travel_in_ring_chunks, teardown),
@@ -364,8 +459,11 @@ int main(void)
         cmocka_unit_test_teardown(test_stolen_arena_calls_run_once_and_stale_records_are_skipped,
                                   teardown),
         cmocka_unit_test_teardown(test_a_worker_cannot_write_into_its_arguments, teardown),
-        cmocka_unit_test_teardown(test_results_built_in_pieces_survive_outgrowing_the_outbox,
+        cmocka_unit_test_teardown(test_results_written_into_the_outbox_arrive_whole_or_are_refused,
                                   teardown),
+        cmocka_unit_test_teardown(test_a_worker_dying_with_its_outbox_busy_does_not_block_the_next,
+                                  teardown),
+        cmocka_unit_test_teardown(test_a_forked_child_can_use_big_results, teardown),
         cmocka_unit_test_teardown(test_a_big_batch_goes_through_the_arena, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
