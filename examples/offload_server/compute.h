@@ -1,0 +1,31 @@
+/* The CPU-bound jobs behind /work and /lucky, as plain C the loop thread
+ * can call (--inline) and as the worker function the pool runs. */
+#ifndef OFFLOAD_COMPUTE_H
+#define OFFLOAD_COMPUTE_H
+#include "ppx.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Polled every 2^20 iterations; returning true stops the sum. */
+typedef bool (*compute_stop_fn)(void *arg);
+
+/* Sum of i for i < iterations, modulo 2^64, in *out. Returns false, *out
+ * untouched, when stop (may be NULL) asked it to stop. */
+bool work_sum(int64_t iterations, compute_stop_fn stop, void *arg, uint64_t *out);
+
+/* work(iterations) -> work_sum as an unsigned integer; stops with a
+ * CancelledError once the call is cancelled. Registered as "work". */
+int work_fn(ppx_call *call, void *udata);
+
+/*
+ * What lucky_number (examples/lucky_number/lucky.c) computes, for the loop
+ * thread: n 0 draws n in 1..10; n 7 fails with ValueError("Unlucky
+ * number!"), a sum past INT64_MAX with OverflowError. Returns 0 and the
+ * sum of i*n for i < iterations in *out, or fills *type and *message
+ * (static strings) and returns -1.
+ */
+int lucky_sum(int64_t n, int64_t iterations, int64_t *out, const char **type,
+              const char **message);
+
+#endif
