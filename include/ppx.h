@@ -481,7 +481,8 @@ int ppx_awaitable_value(const ppx_awaitable *aw, ppx_value *out);
 const ppx_error *ppx_awaitable_error(const ppx_awaitable *aw);
 /* The wrapped process future (borrowed), NULL for a gather. */
 ppx_future *ppx_awaitable_future(const ppx_awaitable *aw);
-/* Cancels the awaitable and what it wraps (a gather: all children). */
+/* Cancels the awaitable and what it wraps (a gather: all children). Its
+ * callbacks run before this returns. PPX_EDONE if it already resolved. */
 int ppx_awaitable_cancel(ppx_awaitable *aw);
 /* Callback on the loop thread, exactly once; if already resolved it is
  * called before this returns. 0 or PPX_ENOMEM. */
@@ -491,6 +492,95 @@ int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb,
 /* Runs loop until aw resolves. 0, or PPX_ENOWORK if the loop ran out of
  * things to wait for first (which would otherwise hang). */
 int ppx_run_until_complete(struct uv_loop_s *loop, ppx_awaitable *aw);
+
+/*
+ * Waits on n awaitables (references taken) without touching them, like
+ * asyncio.wait: the returned awaitable resolves DONE once return_when
+ * holds (PPX_FIRST_COMPLETED: one finished; PPX_FIRST_EXCEPTION: one
+ * FAILED, or all finished; PPX_ALL_COMPLETED: all finished) or timeout_ms
+ * passes (-1: no timeout; 0: look once). Its value is the number of
+ * children finished by then; ppx_awaitable_done() on each tells which.
+ * Cancelling it leaves the children running. Errors: PPX_EINVAL,
+ * PPX_EBADOBJ (a dead child), PPX_ENOMEM.
+ */
+enum { PPX_FIRST_COMPLETED = 1, PPX_FIRST_EXCEPTION = 2, PPX_ALL_COMPLETED = 3 };
+int ppx_wait(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
+             int return_when, int timeout_ms, ppx_awaitable **out);
+
+/*
+ * aw with a deadline, like asyncio.wait_for: the returned awaitable
+ * resolves as aw does (same value or error) if it finishes within
+ * timeout_ms (-1: never times out); otherwise it fails with
+ * "TimeoutError" and aw is cancelled (a running call is stopped).
+ * Cancelling the returned awaitable cancels aw. For a deadline that the
+ * pool enforces without a loop, see ppx_call_options.timeout_ms.
+ */
+int ppx_wait_for(struct uv_loop_s *loop, ppx_awaitable *aw, int timeout_ms,
+                 ppx_awaitable **out);
+
+/*
+ * as_completed: the awaitables in the order they finish. _next runs the
+ * loop (as ppx_run_until_complete does) until one more has finished and
+ * hands it back, borrowed (valid while the iterator lives). Returns 0,
+ * PPX_EDONE when all were handed back, PPX_ETIMEDOUT after timeout_ms
+ * (-1: none; 0: poll), PPX_ENOWORK if nothing left could finish one.
+ * _free may be called at any time; unfinished children keep running.
+ */
+typedef struct ppx_as_completed ppx_as_completed;
+int ppx_as_completed_new(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
+                         ppx_as_completed **out);
+int ppx_as_completed_next(ppx_as_completed *it, int timeout_ms, ppx_awaitable **out);
+void ppx_as_completed_free(ppx_as_completed *it);
+
+/*
+ * A task group, like asyncio.TaskGroup or a Trio nursery. _add puts a
+ * running awaitable in the group (a reference is taken while it runs).
+ * The first task that FAILS cancels every other task, and any added
+ * after (_add then returns PPX_ECANCELED); a task cancelled from outside
+ * ends without failing the group. After _close no task can be added
+ * (PPX_ECLOSED), and the group awaitable resolves once every task has
+ * ended: DONE with the number of tasks added, or FAILED with the first
+ * error. Cancelling the group cancels its tasks. Errors: PPX_EINVAL,
+ * PPX_EBADOBJ (not a group, or a dead task), PPX_ENOMEM.
+ */
+int ppx_task_group(struct uv_loop_s *loop, ppx_awaitable **out);
+int ppx_task_group_add(ppx_awaitable *group, ppx_awaitable *task);
+int ppx_task_group_close(ppx_awaitable *group);
+
+/*
+ * A lazy, bounded map: fn over inputs pulled one at a time from next(),
+ * with at most max_in_flight calls submitted at once, so memory stays
+ * flat however long the input is (Python's Executor.map submits it all
+ * first). next(arg, i, &args, &len) returns 1 with input i (a msgpack
+ * argument array, borrowed until next returns), 0 at the end, or a
+ * negative code (the map fails with "InputError"). on_result(arg, i, aw)
+ * gets each settled call in input order; aw is borrowed for the callback
+ * (ref it to keep it). The map resolves DONE with the number of calls, or
+ * FAILED with the error of the first failed call in input order, after
+ * which nothing more is pulled and calls in flight are cancelled. pool
+ * NULL: the default pool; ppx_thread_pool(): the thread pool.
+ */
+typedef int (*ppx_map_next_fn)(void *arg, size_t i, const void **args, size_t *len);
+typedef void (*ppx_map_result_fn)(void *arg, size_t i, ppx_awaitable *result);
+int ppx_map_lazy(struct uv_loop_s *loop, ppx_pool *pool, const char *fn,
+                 size_t max_in_flight, ppx_map_next_fn next,
+                 ppx_map_result_fn on_result, void *arg, ppx_awaitable **out);
+
+/*
+ * The thread-pool executor, for blocking I/O: runs registered function
+ * fn(args) on libuv's thread pool (uv_queue_work) in this process, with
+ * the same ppx_call API as a worker, and resolves an awaitable like a
+ * process call. No isolation: a crash is this process's crash. Cancelling
+ * the awaitable resolves it at once; a call not started never runs, a
+ * running one sees ppx_call_cancelled(). ppx_run_in_executor with pool
+ * ppx_thread_pool() does the same. Errors: PPX_EINVAL, PPX_EMALFORMED,
+ * PPX_ENOMEM; an unknown name gives an awaitable FAILED with NameError.
+ */
+int ppx_run_in_thread(struct uv_loop_s *loop, const char *fn, const void *args,
+                      size_t args_len, ppx_awaitable **out);
+/* A handle that stands for libuv's thread pool in ppx_run_in_executor and
+ * ppx_map_lazy. It is not a process pool: pool functions refuse it. */
+ppx_pool *ppx_thread_pool(void);
 
 #ifdef __cplusplus
 }

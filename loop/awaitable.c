@@ -24,6 +24,34 @@ ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop)
     return aw;
 }
 
+ppx_awaitable *ppx__awaitable_new(uv_loop_t *loop, const ppx__aw_ops *ops, void *impl)
+{
+    ppx_awaitable *aw = ppx__awaitable_alloc(loop);
+    if (!aw)
+        return NULL;
+    aw->ops = ops;
+    aw->impl = impl;
+    aw->refs = 2;
+    return aw;
+}
+
+void ppx__awaitable_settle_uint(ppx_awaitable *aw, uint64_t v)
+{
+    unsigned char *b = malloc(9);
+    if (!b) {
+        aw->own_err = (ppx_error){"MemoryError", "no memory for the value", "", "", 0, 0};
+        ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+        return;
+    }
+    b[0] = 0xcf; /* uint64, big-endian */
+    for (int i = 0; i < 8; i++)
+        b[1 + i] = (unsigned char)(v >> (56 - 8 * i));
+    free(aw->value);
+    aw->value = b;
+    aw->value_len = 9;
+    ppx__awaitable_settle(aw, PPX_DONE, NULL);
+}
+
 void ppx_awaitable_ref(ppx_awaitable *aw)
 {
     if (live(aw))
@@ -35,6 +63,8 @@ void ppx_awaitable_unref(ppx_awaitable *aw)
     if (!live(aw) || --aw->refs > 0)
         return;
     aw->magic = AW_DEAD;
+    if (aw->ops && aw->ops->release)
+        aw->ops->release(aw);
     ppx_future_unref(aw->fut);
     for (size_t i = 0; i < aw->n; i++)
         ppx_awaitable_unref(aw->children[i]);
@@ -125,6 +155,8 @@ int ppx_run_in_executor(uv_loop_t *loop, ppx_pool *pool, const char *fn,
 {
     if (!loop || !out)
         return PPX_EINVAL;
+    if (pool == ppx_thread_pool())
+        return ppx_run_in_thread(loop, fn, args, args_len, out);
     int rc = pool ? 0 : ppx__default_pool_get(&pool);
     if (rc)
         return rc;
@@ -180,12 +212,13 @@ int ppx_awaitable_value(const ppx_awaitable *aw, ppx_value *out)
         return PPX_EINVAL;
     switch (aw->state) {
     case PPX_DONE:
-        if (aw->is_gather) {
-            out->data = aw->value;
-            out->len = aw->value_len;
-            return 0;
-        }
-        return ppx_future_value(aw->fut, out);
+        if (aw->ops && aw->ops->value)
+            return aw->ops->value(aw, out);
+        if (aw->fut)
+            return ppx_future_value(aw->fut, out);
+        out->data = aw->value;
+        out->len = aw->value_len;
+        return 0;
     case PPX_FAILED:
         return PPX_ETASK;
     case PPX_CANCELLED:
@@ -215,6 +248,12 @@ int ppx_awaitable_cancel(ppx_awaitable *aw)
         return PPX_EDONE;
     if (aw->is_gather) {
         ppx__gather_cancel(aw);
+        return 0;
+    }
+    if (aw->ops) {
+        ppx_awaitable_ref(aw);
+        aw->ops->cancel(aw);
+        ppx_awaitable_unref(aw);
         return 0;
     }
     /* Resolves the future on this thread, which settles aw at once. */

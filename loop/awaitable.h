@@ -35,6 +35,17 @@ typedef struct ppx__glink {
     size_t i;
 } ppx__glink;
 
+/* What an awaitable that is neither a wrapped future nor a gather does
+ * differently (wait, wait_for, task group, lazy map, thread call). */
+typedef struct ppx__aw_ops {
+    /* ppx_awaitable_cancel on a pending one; must settle it. */
+    void (*cancel)(struct ppx_awaitable *aw);
+    /* The value of a DONE one; NULL: aw->value. */
+    int (*value)(const struct ppx_awaitable *aw, ppx_value *out);
+    /* The last reference went: free impl (aw itself is freed after). */
+    void (*release)(struct ppx_awaitable *aw);
+} ppx__aw_ops;
+
 struct ppx_awaitable {
     uint32_t magic;
     int refs;
@@ -55,8 +66,12 @@ struct ppx_awaitable {
     ppx_awaitable **children;
     ppx__glink *links;
     size_t n, ndone;
-    unsigned char *value;
+    unsigned char *value; /* a gather's, or any other kind's own value */
     size_t value_len;
+
+    /* any other kind */
+    const ppx__aw_ops *ops;
+    void *impl;
 
     ppx__acb *cbs; /* NULL, then cb_inline, then the heap past two */
     size_t ncbs, capcbs;
@@ -78,6 +93,11 @@ static inline bool ppx__awaitable_live(const struct ppx_awaitable *aw)
 }
 
 ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop);
+/* A pending awaitable of another kind, with the caller's reference and the
+ * pending state's. NULL on ENOMEM. */
+ppx_awaitable *ppx__awaitable_new(uv_loop_t *loop, const ppx__aw_ops *ops, void *impl);
+/* Settles aw DONE with an unsigned integer as its value. */
+void ppx__awaitable_settle_uint(ppx_awaitable *aw, uint64_t v);
 /* The default pool, created on first use (binding.c). */
 int ppx__default_pool_get(ppx_pool **out);
 /* Cancels a gather and its children (gather.c). */

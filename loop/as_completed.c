@@ -1,0 +1,143 @@
+/*
+ * as_completed: hands back awaitables in the order they finish. The
+ * iterator runs the loop itself (like ppx_run_until_complete), so a batch
+ * program can write a plain for loop over results.
+ *
+ * Its memory is shared by the caller and by every child callback still to
+ * come (refs), and by its timer while that is open: whichever lets go
+ * last frees it, so freeing the iterator early is always safe.
+ */
+#include "awaitable.h"
+
+#include <stdlib.h>
+
+typedef struct ac_link {
+    struct ppx_as_completed *it;
+    size_t i;
+} ac_link;
+
+struct ppx_as_completed {
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    int refs;            /* the caller, pending callbacks, the open timer */
+    bool freed;
+    bool fired;
+    ppx_awaitable **children;
+    size_t n;
+    size_t *order;       /* indices, in the order they finished */
+    size_t nfinished, nreturned;
+    ac_link *links;
+};
+
+static void drop(ppx_as_completed *it)
+{
+    if (--it->refs > 0)
+        return;
+    free(it->children);
+    free(it->order);
+    free(it->links);
+    free(it);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    drop(h->data);
+}
+
+static void on_child(ppx_awaitable *child, void *arg)
+{
+    (void)child;
+    ac_link *l = arg;
+    ppx_as_completed *it = l->it;
+    it->order[it->nfinished++] = l->i;
+    drop(it);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    ppx_as_completed *it = t->data;
+    it->fired = true;
+}
+
+int ppx_as_completed_new(uv_loop_t *loop, ppx_awaitable *const *items, size_t n,
+                         ppx_as_completed **out)
+{
+    if (!loop || !out || (n && !items))
+        return PPX_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!ppx__awaitable_live(items[i]))
+            return PPX_EBADOBJ;
+    ppx_as_completed *it = calloc(1, sizeof *it);
+    if (it) {
+        it->children = calloc(n ? n : 1, sizeof *it->children);
+        it->order = calloc(n ? n : 1, sizeof *it->order);
+        it->links = calloc(n ? n : 1, sizeof *it->links);
+    }
+    if (!it || !it->children || !it->order || !it->links) {
+        if (it) {
+            free(it->children);
+            free(it->order);
+            free(it->links);
+        }
+        free(it);
+        return PPX_ENOMEM;
+    }
+    it->loop = loop;
+    it->n = n;
+    it->refs = 2 + (int)n; /* the caller's, the timer's, one per child */
+    uv_timer_init(loop, &it->timer);
+    it->timer.data = it;
+    uv_unref((uv_handle_t *)&it->timer); /* only next() waits on it */
+    for (size_t i = 0; i < n; i++) {
+        it->children[i] = items[i];
+        ppx_awaitable_ref(items[i]);
+        it->links[i] = (ac_link){it, i};
+    }
+    *out = it;
+    for (size_t i = 0; i < n; i++)
+        if (ppx_awaitable_add_done_callback(items[i], on_child, &it->links[i]))
+            on_child(items[i], &it->links[i]);
+    return 0;
+}
+
+int ppx_as_completed_next(ppx_as_completed *it, int timeout_ms, ppx_awaitable **out)
+{
+    if (!it || it->freed || !out)
+        return PPX_EINVAL;
+    if (it->nreturned == it->n)
+        return PPX_EDONE;
+    it->fired = false;
+    if (timeout_ms >= 0 && it->nreturned == it->nfinished) {
+        uv_ref((uv_handle_t *)&it->timer);
+        uv_timer_start(&it->timer, on_timer, (uint64_t)timeout_ms, 0);
+    }
+    int rc = 0;
+    while (it->nreturned == it->nfinished && !it->fired) {
+        if (timeout_ms == 0) {
+            uv_run(it->loop, UV_RUN_NOWAIT);
+            break;
+        }
+        if (!uv_run(it->loop, UV_RUN_ONCE) && it->nreturned == it->nfinished) {
+            rc = PPX_ENOWORK; /* nothing left that could finish a child */
+            break;
+        }
+    }
+    uv_timer_stop(&it->timer);
+    uv_unref((uv_handle_t *)&it->timer);
+    if (it->nreturned < it->nfinished) {
+        *out = it->children[it->order[it->nreturned++]];
+        return 0;
+    }
+    return rc ? rc : PPX_ETIMEDOUT;
+}
+
+void ppx_as_completed_free(ppx_as_completed *it)
+{
+    if (!it || it->freed)
+        return;
+    it->freed = true;
+    for (size_t i = 0; i < it->n; i++)
+        ppx_awaitable_unref(it->children[i]);
+    uv_close((uv_handle_t *)&it->timer, on_closed);
+    drop(it); /* the caller's */
+}

@@ -1,0 +1,168 @@
+/*
+ * A task group in the spirit of asyncio.TaskGroup and Trio's nurseries:
+ * tasks are added over time; the first one that fails cancels the others
+ * (and any added later); once closed, the group settles when every task
+ * has ended: DONE with the number of tasks, or FAILED with the first error.
+ * A task cancelled from outside the group ends without failing it.
+ *
+ * The group keeps a reference to each task only while it runs: a task
+ * that ends leaves the set (swap-remove through its link), so a
+ * long-lived group holds memory for what is running, not what ran.
+ */
+#include "awaitable.h"
+
+#include <stdlib.h>
+
+typedef struct member {
+    ppx_awaitable *group;
+    ppx_awaitable *task;
+    size_t idx; /* in running[] */
+} member;
+
+typedef struct group {
+    member **running;
+    size_t nrunning, cap;
+    uint64_t added;
+    bool closed;
+    bool failed;    /* a task failed or the group was cancelled */
+    ppx_awaitable *first_failed; /* holds the strings own_err points at */
+} group;
+
+static void cancel_running(group *g)
+{
+    /* Cancelling settles a task at once, and its callback takes it out of
+     * running[] (and may take others, if tasks wrap each other): cancel
+     * from a snapshot, holding each task until its turn. */
+    size_t n = g->nrunning;
+    ppx_awaitable **snap = malloc((n ? n : 1) * sizeof *snap);
+    if (!snap) {
+        for (size_t k = g->nrunning; k-- > 0;)
+            if (k < g->nrunning)
+                ppx_awaitable_cancel(g->running[k]->task);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        snap[k] = g->running[k]->task;
+        ppx_awaitable_ref(snap[k]);
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (!ppx_awaitable_done(snap[k]))
+            ppx_awaitable_cancel(snap[k]);
+        ppx_awaitable_unref(snap[k]);
+    }
+    free(snap);
+}
+
+static void maybe_settle(ppx_awaitable *aw)
+{
+    group *g = aw->impl;
+    if (aw->state == PPX_PENDING && g->closed && g->nrunning == 0) {
+        if (g->failed)
+            ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+        else
+            ppx__awaitable_settle_uint(aw, g->added);
+    }
+}
+
+static void on_task(ppx_awaitable *task, void *arg)
+{
+    member *m = arg;
+    ppx_awaitable *aw = m->group;
+    group *g = aw->impl;
+    g->running[m->idx] = g->running[--g->nrunning];
+    g->running[m->idx]->idx = m->idx;
+    /* As in asyncio: a task cancelled from outside does not fail the group. */
+    if (ppx_awaitable_state(task) == PPX_FAILED && !g->failed && aw->state == PPX_PENDING) {
+        g->failed = true;
+        aw->own_err = *ppx_awaitable_error(task);
+        ppx_awaitable_ref(task);
+        g->first_failed = task;
+        cancel_running(g);
+    }
+    maybe_settle(aw);
+    ppx_awaitable_unref(task);
+    free(m);
+    ppx_awaitable_unref(aw); /* this task's callback reference */
+}
+
+static void cancel(ppx_awaitable *aw)
+{
+    group *g = aw->impl;
+    g->failed = g->closed = true;
+    aw->own_err = (ppx_error){"CancelledError", "the task group was cancelled", "", "", 0, 0};
+    ppx__awaitable_settle(aw, PPX_CANCELLED, &aw->own_err);
+    cancel_running(g);
+}
+
+static void release(ppx_awaitable *aw)
+{
+    group *g = aw->impl;
+    ppx_awaitable_unref(g->first_failed);
+    free(g->running); /* empty: every task's callback held a reference */
+    free(g);
+}
+
+static const ppx__aw_ops group_ops = {cancel, NULL, release};
+
+static group *group_of(ppx_awaitable *aw)
+{
+    return ppx__awaitable_live(aw) && aw->ops == &group_ops ? aw->impl : NULL;
+}
+
+int ppx_task_group(uv_loop_t *loop, ppx_awaitable **out)
+{
+    if (!loop || !out)
+        return PPX_EINVAL;
+    group *g = calloc(1, sizeof *g);
+    ppx_awaitable *aw = g ? ppx__awaitable_new(loop, &group_ops, g) : NULL;
+    if (!aw) {
+        free(g);
+        return PPX_ENOMEM;
+    }
+    *out = aw;
+    return 0;
+}
+
+int ppx_task_group_add(ppx_awaitable *aw, ppx_awaitable *task)
+{
+    group *g = group_of(aw);
+    if (!g || !ppx__awaitable_live(task))
+        return PPX_EBADOBJ;
+    if (g->closed)
+        return PPX_ECLOSED;
+    if (g->failed) {
+        ppx_awaitable_cancel(task); /* the group is going down: so is it */
+        return PPX_ECANCELED;
+    }
+    if (g->nrunning == g->cap) {
+        size_t cap = g->cap ? 2 * g->cap : 8;
+        member **r = realloc(g->running, cap * sizeof *r);
+        if (!r)
+            return PPX_ENOMEM;
+        g->running = r;
+        g->cap = cap;
+    }
+    member *m = malloc(sizeof *m);
+    if (!m)
+        return PPX_ENOMEM;
+    *m = (member){aw, task, g->nrunning};
+    g->running[g->nrunning++] = m;
+    g->added++;
+    ppx_awaitable_ref(task);
+    ppx_awaitable_ref(aw);
+    if (ppx_awaitable_add_done_callback(task, on_task, m))
+        on_task(task, m); /* ENOMEM: it counts as ended */
+    return 0;
+}
+
+int ppx_task_group_close(ppx_awaitable *aw)
+{
+    group *g = group_of(aw);
+    if (!g)
+        return PPX_EBADOBJ;
+    if (g->closed)
+        return aw->state == PPX_PENDING ? 0 : PPX_EDONE;
+    g->closed = true;
+    maybe_settle(aw);
+    return 0;
+}

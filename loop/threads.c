@@ -1,0 +1,175 @@
+/*
+ * The thread-pool executor: the same registered functions, run on libuv's
+ * thread pool (uv_queue_work) instead of in a worker process, for work
+ * that blocks on I/O rather than burns CPU. No isolation: a crash here is
+ * the application's crash. ppx_run_in_executor(loop, ppx_thread_pool(),
+ * ...) takes this path, as asyncio's run_in_executor serves both kinds.
+ *
+ * The function reads its arguments and reports through the same ppx_call
+ * as in a worker; ppx_call_cancelled() turns true when the awaitable is
+ * cancelled while it runs.
+ */
+#include "awaitable.h"
+#include "../procpool/call.h"
+#include "../procpool/registry.h"
+#include "../serialize/mpread.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct thread_call {
+    uv_work_t req;
+    ppx_awaitable *aw;
+    const ppx__entry *e;
+    unsigned char *args;
+    size_t args_len;
+    ppx__slot slot;          /* only its cancel flag is used */
+    msgpack_sbuffer ret;
+    bool has_ret, raised;
+    int rc;
+    char type[256], where[256];
+    char *message;
+} thread_call;
+
+/* The object behind ppx_thread_pool(): zeros, so the pool functions'
+ * magic check refuses it (PPX_EBADOBJ) without reading past its end. */
+static uint64_t thread_pool_tag[64];
+
+ppx_pool *ppx_thread_pool(void)
+{
+    return (ppx_pool *)(void *)thread_pool_tag;
+}
+
+static void work(uv_work_t *req)
+{
+    thread_call *tc = req->data;
+    ppx_call call;
+    if (ppx__call_init(&call, 0, tc->e->name, tc->e->len,
+                       (ppx_value){tc->args, tc->args_len}, &tc->slot, &tc->ret)) {
+        tc->rc = PPX_EMALFORMED;
+        return;
+    }
+    tc->rc = tc->e->fn(&call, tc->e->udata);
+    tc->has_ret = call.has_ret;
+    tc->raised = call.raised;
+    if (call.raised) {
+        memcpy(tc->type, call.type, sizeof tc->type);
+        memcpy(tc->where, call.where, sizeof tc->where);
+        tc->message = call.message; /* ours now */
+        call.message = NULL;
+    }
+    ppx__call_destroy(&call);
+}
+
+static void after_work(uv_work_t *req, int status)
+{
+    thread_call *tc = req->data;
+    ppx_awaitable *aw = tc->aw;
+    if (aw->state == PPX_PENDING) {
+        aw->own_err = (ppx_error){"", "", tc->e->name, "", (long)getpid(), 0};
+        if (status != 0) {
+            aw->own_err.type = "RuntimeError";
+            aw->own_err.message = "the thread pool could not run the call";
+            ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+        } else if (tc->raised) {
+            aw->own_err.type = tc->type;
+            aw->own_err.message = tc->message ? tc->message : "";
+            aw->own_err.where = tc->where;
+            ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+        } else if (tc->rc != 0) {
+            aw->own_err.type = tc->rc == PPX_EMALFORMED ? "ProtocolError" : "RuntimeError";
+            aw->own_err.message = tc->rc == PPX_EMALFORMED
+                                      ? "call arguments are not an array"
+                                      : "function returned nonzero without raising an error";
+            ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+        } else {
+            if (tc->has_ret) {
+                aw->value_len = tc->ret.size;
+                aw->value = (unsigned char *)msgpack_sbuffer_release(&tc->ret);
+            } else if ((aw->value = malloc(1))) {
+                aw->value[0] = 0xc0; /* nil */
+                aw->value_len = 1;
+            }
+            if (aw->value) {
+                ppx__awaitable_settle(aw, PPX_DONE, NULL);
+            } else {
+                aw->own_err.type = "MemoryError";
+                aw->own_err.message = "no memory for the result";
+                ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+            }
+        }
+    }
+    ppx_awaitable_unref(aw); /* the work's reference */
+}
+
+static void cancel(ppx_awaitable *aw)
+{
+    thread_call *tc = aw->impl;
+    atomic_store_explicit(&tc->slot.cancel, 1, memory_order_relaxed);
+    uv_cancel((uv_req_t *)&tc->req); /* only if it has not started */
+    aw->own_err = (ppx_error){"CancelledError", "the call was cancelled", tc->e->name, "", 0, 0};
+    ppx__awaitable_settle(aw, PPX_CANCELLED, &aw->own_err);
+}
+
+static void release(ppx_awaitable *aw)
+{
+    thread_call *tc = aw->impl;
+    msgpack_sbuffer_destroy(&tc->ret);
+    free(tc->message);
+    free(tc->args);
+    free(tc);
+}
+
+static const ppx__aw_ops thread_ops = {cancel, NULL, release};
+
+int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t args_len,
+                      ppx_awaitable **out)
+{
+    if (!loop || !fn || !out || (!args && args_len))
+        return PPX_EINVAL;
+    static const unsigned char no_args = 0x90;
+    if (!args) {
+        args = &no_args;
+        args_len = 1;
+    }
+    ppx__mp c = ppx__mp_of(args, args_len);
+    if (ppx__mp_peek(&c) != PPX_TYPE_ARRAY || ppx__mp_check_one(args, args_len))
+        return PPX_EMALFORMED;
+    const ppx__entry *e = ppx__registry_find(fn, strnlen(fn, 256));
+    thread_call *tc = calloc(1, sizeof *tc);
+    if (!tc)
+        return PPX_ENOMEM;
+    ppx_awaitable *aw = ppx__awaitable_new(loop, &thread_ops, tc);
+    tc->args = malloc(args_len);
+    if (!aw || !tc->args) {
+        free(tc->args);
+        free(tc);
+        free(aw);
+        return PPX_ENOMEM;
+    }
+    *out = aw;
+    if (!e) {
+        /* As a worker would report it, without a trip to a thread. */
+        snprintf(tc->type, sizeof tc->type, "no function named '%.200s' is registered", fn);
+        aw->own_err = (ppx_error){"NameError", tc->type, "", "", 0, 0};
+        ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+        return 0;
+    }
+    tc->aw = aw;
+    tc->e = e;
+    memcpy(tc->args, args, args_len);
+    tc->args_len = args_len;
+    msgpack_sbuffer_init(&tc->ret);
+    tc->req.data = tc;
+    ppx_awaitable_ref(aw); /* the work's, dropped in after_work */
+    int rc = uv_queue_work(loop, &tc->req, work, after_work);
+    if (rc) {
+        ppx_awaitable_unref(aw);
+        aw->own_err = (ppx_error){"RuntimeError", "uv_queue_work failed", e->name, "", 0, 0};
+        ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+    }
+    return 0;
+}

@@ -1,0 +1,198 @@
+/*
+ * Waiting on awaitables without gathering them, in the spirit of
+ * asyncio.wait and asyncio.wait_for: ppx_wait settles when a condition
+ * over its children holds or its timeout passes, and never touches the
+ * children; ppx_wait_for settles with its child's outcome, or fails with
+ * TimeoutError and cancels the child.
+ *
+ * Like a gather, a wait holds one reference on itself per child callback
+ * still to come, so it lives until every child has reported. Its timer is
+ * in impl, which outlives the awaitable until the timer's close callback.
+ */
+#include "awaitable.h"
+
+#include <stdlib.h>
+
+typedef struct waiter {
+    uv_timer_t timer;
+    bool timer_open;
+    ppx_awaitable *aw;   /* NULL once released */
+    int when;            /* PPX_FIRST_COMPLETED, ...; -1: wait_for */
+    ppx_awaitable **children;
+    ppx__glink *links;
+    size_t n, ndone;
+    bool failed_child;
+} waiter;
+
+static const ppx_error timed_out = {
+    "TimeoutError", "the awaitable did not finish in time", "", "", 0, 0,
+};
+static const ppx_error wait_cancelled = {
+    "CancelledError", "the wait was cancelled", "", "", 0, 0,
+};
+
+static void free_waiter(uv_handle_t *h)
+{
+    waiter *w = h->data;
+    free(w->children);
+    free(w->links);
+    free(w);
+}
+
+static void release(ppx_awaitable *aw)
+{
+    waiter *w = aw->impl;
+    for (size_t i = 0; i < w->n; i++)
+        ppx_awaitable_unref(w->children[i]);
+    w->aw = NULL;
+    if (w->timer_open)
+        uv_close((uv_handle_t *)&w->timer, free_waiter);
+    else
+        free_waiter((uv_handle_t *)&w->timer);
+}
+
+static void stop_timer(waiter *w)
+{
+    if (w->timer_open)
+        uv_timer_stop(&w->timer);
+}
+
+static void settle_wait(waiter *w)
+{
+    stop_timer(w);
+    ppx__awaitable_settle_uint(w->aw, w->ndone);
+}
+
+static bool condition_holds(const waiter *w)
+{
+    switch (w->when) {
+    case PPX_FIRST_COMPLETED:
+        return w->ndone > 0 || w->n == 0;
+    case PPX_FIRST_EXCEPTION:
+        return w->failed_child || w->ndone == w->n;
+    default:
+        return w->ndone == w->n;
+    }
+}
+
+static void on_child(ppx_awaitable *child, void *arg)
+{
+    ppx__glink *link = arg;
+    ppx_awaitable *aw = link->g;
+    waiter *w = aw->impl;
+    w->ndone++;
+    if (aw->state == PPX_PENDING) {
+        if (w->when < 0) {
+            stop_timer(w);
+            ppx__awaitable_settle(aw, ppx_awaitable_state(child), ppx_awaitable_error(child));
+        } else {
+            w->failed_child |= ppx_awaitable_state(child) == PPX_FAILED;
+            if (condition_holds(w))
+                settle_wait(w);
+        }
+    }
+    ppx_awaitable_unref(aw); /* this child's callback reference */
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    waiter *w = t->data;
+    ppx_awaitable *aw = w->aw;
+    if (!aw || aw->state != PPX_PENDING)
+        return;
+    if (w->when >= 0) {
+        settle_wait(w);
+        return;
+    }
+    /* wait_for: the timeout is the outcome, then the child is stopped. */
+    ppx_awaitable_ref(aw);
+    ppx__awaitable_settle(aw, PPX_FAILED, &timed_out);
+    ppx_awaitable_cancel(w->children[0]);
+    ppx_awaitable_unref(aw);
+}
+
+static void cancel(ppx_awaitable *aw)
+{
+    waiter *w = aw->impl;
+    stop_timer(w);
+    ppx__awaitable_settle(aw, PPX_CANCELLED, &wait_cancelled);
+    if (w->when < 0) /* wait_for owns its child's fate; wait does not */
+        ppx_awaitable_cancel(w->children[0]);
+}
+
+static int forward_value(const ppx_awaitable *aw, ppx_value *out)
+{
+    const waiter *w = aw->impl;
+    return ppx_awaitable_value(w->children[0], out);
+}
+
+static const ppx__aw_ops wait_ops = {cancel, NULL, release};
+static const ppx__aw_ops wait_for_ops = {cancel, forward_value, release};
+
+static int start(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int when,
+                 int timeout_ms, ppx_awaitable **out)
+{
+    if (!loop || !out || (n && !items))
+        return PPX_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!ppx__awaitable_live(items[i]))
+            return PPX_EBADOBJ;
+    waiter *w = calloc(1, sizeof *w);
+    ppx_awaitable *aw = NULL;
+    if (w) {
+        w->children = calloc(n ? n : 1, sizeof *w->children);
+        w->links = calloc(n ? n : 1, sizeof *w->links);
+    }
+    if (w && w->children && w->links)
+        aw = ppx__awaitable_new(loop, when < 0 ? &wait_for_ops : &wait_ops, w);
+    if (!aw) {
+        if (w) {
+            free(w->children);
+            free(w->links);
+        }
+        free(w);
+        return PPX_ENOMEM;
+    }
+    w->aw = aw;
+    w->when = when;
+    w->n = n;
+    w->timer.data = w;
+    if (timeout_ms > 0) {
+        uv_timer_init(loop, &w->timer); /* cannot fail */
+        w->timer_open = true;
+        uv_timer_start(&w->timer, on_timer, (uint64_t)timeout_ms, 0);
+    }
+    aw->refs += (int)n;
+    for (size_t i = 0; i < n; i++) {
+        w->children[i] = items[i];
+        ppx_awaitable_ref(items[i]);
+        w->links[i] = (ppx__glink){aw, i};
+    }
+    *out = aw;
+    ppx_awaitable_ref(aw);
+    for (size_t i = 0; i < n; i++)
+        if (ppx_awaitable_add_done_callback(items[i], on_child, &w->links[i]))
+            on_child(items[i], &w->links[i]); /* ENOMEM: count it as reported */
+    if (aw->state == PPX_PENDING && (condition_holds(w) && when >= 0))
+        settle_wait(w);
+    if (aw->state == PPX_PENDING && timeout_ms == 0)
+        on_timer(&w->timer); /* a poll: what is done now is the answer */
+    ppx_awaitable_unref(aw);
+    return 0;
+}
+
+int ppx_wait(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int return_when,
+             int timeout_ms, ppx_awaitable **out)
+{
+    if (return_when != PPX_FIRST_COMPLETED && return_when != PPX_FIRST_EXCEPTION &&
+        return_when != PPX_ALL_COMPLETED)
+        return PPX_EINVAL;
+    return start(loop, items, n, return_when, timeout_ms, out);
+}
+
+int ppx_wait_for(uv_loop_t *loop, ppx_awaitable *aw, int timeout_ms, ppx_awaitable **out)
+{
+    if (!ppx__awaitable_live(aw))
+        return PPX_EBADOBJ;
+    return start(loop, &aw, 1, -1, timeout_ms, out);
+}
