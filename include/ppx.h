@@ -489,6 +489,17 @@ int ppx_awaitable_cancel(ppx_awaitable *aw);
 int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb,
                                     void *arg);
 
+/*
+ * Progress of a gather (and so of ppx_run_in_executor_map, in chunks), a
+ * lazy map or a task group: cb(aw, done, total, arg) runs on the loop
+ * thread each time one more of its parts ends while aw is pending. total
+ * is the number of parts (a task group: added so far), 0 when unknown (a
+ * lazy map). One callback per awaitable; NULL removes it. PPX_EINVAL for
+ * a single call, PPX_EBADOBJ.
+ */
+typedef void (*ppx_progress_cb)(ppx_awaitable *aw, size_t done, size_t total, void *arg);
+int ppx_awaitable_on_progress(ppx_awaitable *aw, ppx_progress_cb cb, void *arg);
+
 /* Runs loop until aw resolves. 0, or PPX_ENOWORK if the loop ran out of
  * things to wait for first (which would otherwise hang). */
 int ppx_run_until_complete(struct uv_loop_s *loop, ppx_awaitable *aw);

@@ -289,6 +289,17 @@ int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb, void
     return 0;
 }
 
+int ppx_awaitable_on_progress(ppx_awaitable *aw, ppx_progress_cb cb, void *arg)
+{
+    if (!live(aw))
+        return PPX_EBADOBJ;
+    if (!aw->is_gather && !aw->ops)
+        return PPX_EINVAL; /* a single call has no steps to report */
+    aw->progress = cb;
+    aw->progress_arg = arg;
+    return 0;
+}
+
 int ppx_run_until_complete(uv_loop_t *loop, ppx_awaitable *aw)
 {
     if (!loop)

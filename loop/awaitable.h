@@ -73,6 +73,9 @@ struct ppx_awaitable {
     const ppx__aw_ops *ops;
     void *impl;
 
+    ppx_progress_cb progress; /* gathers, maps, task groups */
+    void *progress_arg;
+
     ppx__acb *cbs; /* NULL, then cb_inline, then the heap past two */
     size_t ncbs, capcbs;
     ppx__acb cb_inline[2];
@@ -96,6 +99,12 @@ ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop);
 /* A pending awaitable of another kind, with the caller's reference and the
  * pending state's. NULL on ENOMEM. */
 ppx_awaitable *ppx__awaitable_new(uv_loop_t *loop, const ppx__aw_ops *ops, void *impl);
+/* Tells aw's progress callback, if any, while aw is pending. */
+static inline void ppx__progress(ppx_awaitable *aw, size_t done, size_t total)
+{
+    if (aw->progress && aw->state == PPX_PENDING)
+        aw->progress(aw, done, total, aw->progress_arg);
+}
 /* Settles aw DONE with an unsigned integer as its value. */
 void ppx__awaitable_settle_uint(ppx_awaitable *aw, uint64_t v);
 /* The default pool, created on first use (binding.c). */

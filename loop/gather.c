@@ -72,6 +72,7 @@ static void on_child(ppx_awaitable *child, void *arg)
     ppx__glink *link = arg;
     ppx_awaitable *g = link->g;
     g->ndone++;
+    ppx__progress(g, g->ndone, g->n);
     if (g->state == PPX_PENDING) {
         ppx_state st = ppx_awaitable_state(child);
         bool failed = st == PPX_FAILED || st == PPX_CANCELLED;

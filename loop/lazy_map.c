@@ -76,8 +76,10 @@ static void pump(lazy_map *m)
                 m->stopping = true;
                 ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
                 cancel_window(m);
-            } else if (m->on_result) {
-                m->on_result(m->arg, (size_t)i, c);
+            } else {
+                if (m->on_result)
+                    m->on_result(m->arg, (size_t)i, c);
+                ppx__progress(aw, (size_t)m->head, 0);
             }
             ppx_awaitable_unref(c);
         }

@@ -79,6 +79,7 @@ static void on_task(ppx_awaitable *task, void *arg)
         g->first_failed = task;
         cancel_running(g);
     }
+    ppx__progress(aw, (size_t)(g->added - g->nrunning), (size_t)g->added);
     maybe_settle(aw);
     ppx_awaitable_unref(task);
     free(m);

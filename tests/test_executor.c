@@ -464,6 +464,69 @@ static void test_lazy_map_over_a_million_inputs_keeps_memory_flat(void **state)
     ppx_awaitable_unref(m);
 }
 
+/* ---- progress ---------------------------------------------------------------- */
+
+typedef struct progress {
+    size_t calls, last_done, last_total;
+    bool increasing;
+} progress;
+
+static void on_progress(ppx_awaitable *aw, size_t done, size_t total, void *arg)
+{
+    (void)aw;
+    progress *p = arg;
+    p->increasing &= done == p->last_done + 1;
+    p->calls++;
+    p->last_done = done;
+    p->last_total = total;
+}
+
+static void test_progress_counts_each_part_of_gathers_maps_and_groups(void **state)
+{
+    fixture *fx = *state;
+    ppx_awaitable *aw[5], *g;
+    for (int i = 0; i < 5; i++)
+        aw[i] = call(fx, "square", i);
+    assert_int_equal(ppx_gather(&fx->loop, aw, 5, 0, &g), 0);
+    progress pg = {.increasing = true};
+    if (!ppx_awaitable_done(g))
+        assert_int_equal(ppx_awaitable_on_progress(g, on_progress, &pg), 0);
+    assert_int_equal(ppx_run_until_complete(&fx->loop, g), 0);
+    assert_true(pg.increasing);
+    assert_true(pg.calls == 0 || (pg.last_done == 5 && pg.last_total == 5));
+    /* A single call has no parts. */
+    assert_int_equal(ppx_awaitable_on_progress(aw[0], on_progress, &pg), PPX_EINVAL);
+    unref_all(aw, 5);
+    ppx_awaitable_unref(g);
+
+    feed f = {.n = 100, .fail_at = -1, .in_order = true};
+    progress pm = {.increasing = true};
+    ppx_awaitable *m;
+    assert_int_equal(ppx_map_lazy(&fx->loop, fx->pool, "square", 4, next_input, on_result, &f, &m), 0);
+    assert_int_equal(ppx_awaitable_on_progress(m, on_progress, &pm), 0);
+    assert_int_equal(ppx_run_until_complete(&fx->loop, m), 0);
+    assert_true(pm.increasing);
+    assert_int_equal(pm.last_done, 100); /* every result but those in the first pump */
+    assert_int_equal(pm.last_total, 0);
+    ppx_awaitable_unref(m);
+
+    ppx_awaitable *tg, *t[3];
+    progress pt = {.increasing = true};
+    assert_int_equal(ppx_task_group(&fx->loop, &tg), 0);
+    assert_int_equal(ppx_awaitable_on_progress(tg, on_progress, &pt), 0);
+    for (int i = 0; i < 3; i++) {
+        t[i] = call(fx, "step", i);
+        assert_int_equal(ppx_task_group_add(tg, t[i]), 0);
+    }
+    assert_int_equal(ppx_task_group_close(tg), 0);
+    assert_int_equal(ppx_run_until_complete(&fx->loop, tg), 0);
+    assert_int_equal(pt.calls, 3);
+    assert_int_equal(pt.last_done, 3);
+    assert_int_equal(pt.last_total, 3);
+    unref_all(t, 3);
+    ppx_awaitable_unref(tg);
+}
+
 /* ---- the thread-pool executor ------------------------------------------ */
 
 static int fn_blocking_read(ppx_call *c, void *u)
@@ -546,6 +609,7 @@ int main(void)
         T(test_lazy_map_delivers_in_order_with_bounded_calls_in_flight),
         T(test_lazy_map_stops_at_the_first_failure),
         T(test_lazy_map_over_a_million_inputs_keeps_memory_flat),
+        T(test_progress_counts_each_part_of_gathers_maps_and_groups),
         T(test_thread_pool_runs_registered_functions_in_this_process),
         T(test_thread_pool_calls_can_be_cancelled_and_names_checked),
     };
