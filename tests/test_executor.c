@@ -36,6 +36,17 @@ static int fn_step(ppx_call *c, void *u)
     return ppx_return_int(c, k);
 }
 
+/* gate(k): waits until the test sets turn to k, returns k. */
+static int fn_gate(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t k;
+    ppx_call_arg_int(c, 0, &k);
+    while (atomic_load(turn) != k && !ppx_call_cancelled(c))
+        sleep_ms(1);
+    return ppx_return_int(c, k);
+}
+
 /* forever(): runs until cancelled, then counts that it noticed. */
 static int fn_forever(ppx_call *c, void *u)
 {
@@ -243,13 +254,16 @@ static void test_wait_for_times_out_and_stops_the_running_call(void **state)
 static void test_as_completed_yields_in_finishing_order(void **state)
 {
     fixture *fx = *state;
-    /* Submitted as steps 2, 0, 1: they can only finish 0, 1, 2. */
-    ppx_awaitable *aw[3] = {call(fx, "step", 2), call(fx, "step", 0), call(fx, "step", 1)};
+    /* Submitted as gates 2, 0, 1; the test opens them 0, 1, 2, each
+     * only once the one before came out. */
+    atomic_store(turn, -1);
+    ppx_awaitable *aw[3] = {call(fx, "gate", 2), call(fx, "gate", 0), call(fx, "gate", 1)};
     ppx_as_completed *it;
     assert_int_equal(ppx_as_completed_new(&fx->loop, aw, 3, &it), 0);
     unref_all(aw, 3); /* the iterator holds them */
     for (int64_t want = 0; want < 3; want++) {
         ppx_awaitable *next;
+        atomic_store(turn, (int)want);
         assert_int_equal(ppx_as_completed_next(it, 10000, &next), 0);
         assert_int_equal(int_value(next), want);
     }
@@ -591,6 +605,7 @@ int main(void)
     turn = mmap(NULL, sizeof *turn, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ppx_register("step", fn_step, NULL);
     ppx_register("forever", fn_forever, NULL);
+    ppx_register("gate", fn_gate, NULL);
     ppx_register("square", fn_square, NULL);
     ppx_register("blocking_read", fn_blocking_read, NULL);
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)

@@ -267,6 +267,8 @@ static void test_stolen_arena_calls_run_once_and_stale_records_are_skipped(void 
 static void test_a_worker_cannot_write_into_its_arguments(void **state)
 {
     (void)state;
+    if (getenv("PPX_UNDER_VALGRIND"))
+        skip(); /* workers leave the arena writable there: see worker.c */
     ppx_pool *p = new_pool(1, 0);
     size_t n = RING;
     unsigned char *b = pattern(n, 1);
@@ -355,27 +357,36 @@ static void test_a_forked_child_can_use_big_results(void **state)
     assert_int_equal(ppx_pool_submitf(p, &g, "echo", "B", b, n - 1), 0);
     assert_echoed(g, b, n - 1);
     ppx_future_unref(g); /* its buffer is now the kept one */
+    /* The child reports through a pipe and dies by SIGKILL: under
+     * valgrind an exit would run a leak check over the parent's heap. */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
     fflush(NULL);
     pid_t child = fork();
     if (child == 0) {
         ppx_value v;
         const void *q;
         size_t len;
-        int ok = ppx_future_value(f, &v) == 0 && ppx_value_bin(v, &q, &len) == 0 &&
-                 len == n && memcmp(q, b, n) == 0;
+        char ok = ppx_future_value(f, &v) == 0 && ppx_value_bin(v, &q, &len) == 0 &&
+                  len == n && memcmp(q, b, n) == 0;
         unsigned char *mine = malloc(n);
         ok = ok && mine;
         if (mine) {
             memset(mine, 1, n);
             free(mine);
         }
-        _exit(ok ? 0 : 1);
+        if (write(fds[1], &ok, 1) != 1)
+            ok = 0;
+        raise(SIGKILL);
     }
     assert_true(child > 0);
+    close(fds[1]);
+    char ok = 0;
+    assert_int_equal(read(fds[0], &ok, 1), 1);
+    close(fds[0]);
+    assert_true(ok);
     int status;
     assert_int_equal(waitpid(child, &status, 0), child);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
     /* And the parent's next big result is whole. */
     assert_int_equal(ppx_pool_submitf(p, &g, "echo", "B", b, n), 0);
     assert_echoed(g, b, n);
