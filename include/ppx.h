@@ -277,6 +277,16 @@ typedef struct ppx_pool_options {
      * PPX_ARENA_NONE: no arena and no outboxes, big frames always travel
      * in ring chunks (no shared memory kept beyond the rings). */
     size_t arena_bytes;
+    /* Writes a trace of every call (submission; start, end and outcome
+     * on the worker that ran it) to this file as Chrome Trace Event
+     * Format JSON, one track per worker, for ui.perfetto.dev or
+     * chrome://tracing (see docs/TRACING.md). "%p" in the name becomes
+     * the process id, "%n" the number of the trace in this process. The
+     * file is complete once ppx_pool_free returns. Read only during
+     * ppx_pool_new, which fails with -errno if the file cannot be
+     * created (ppx_last_error() names it). NULL: the file named by the
+     * PPX_TRACE environment variable, if set; else no trace, at no cost. */
+    const char *trace_path;
 } ppx_pool_options;
 #define PPX_ARENA_NONE ((size_t)-1)
 
@@ -373,6 +383,42 @@ typedef struct ppx_pool_stats {
     uint64_t outbox_replies; /* replies that came through an outbox */
 } ppx_pool_stats;
 void ppx_pool_stats_get(ppx_pool *pool, ppx_pool_stats *out);
+
+/*
+ * One worker's counters. Worker i is a slot the pool keeps filled: when
+ * its process dies or retires, a new process takes the slot and the
+ * counters carry on (restarts says how often that happened).
+ */
+typedef struct ppx_worker_stats {
+    long pid;             /* the slot's process, 0 while it is replaced */
+    bool alive;           /* a process runs in the slot */
+    uint64_t completed;   /* calls that returned a value here; over all
+                             workers this sums to ppx_pool_stats.completed */
+    uint64_t failed;      /* calls that failed here: an error raised (or
+                             returned) by the function, a malformed reply */
+    uint64_t crashed;     /* calls lost when a process of this slot died */
+    uint64_t restarts;    /* processes started to replace an ended one */
+    /* Time spent inside worker functions: CLOCK_MONOTONIC read by the
+     * worker before and after each call (each batch of ppx_pool_map),
+     * plus, for a call that killed its worker, the time from its start
+     * until the pool noticed the death. A call still running is not
+     * counted until it returns. Wall-clock time, not CPU time. */
+    uint64_t busy_ns;
+    /* Calls placed with this worker and not finished with: in its
+     * request ring, or running (a cancelled call still running too). */
+    uint64_t queued;
+    /* Bytes in the worker's rings as the parent sees them: calls it has
+     * not released yet (the running call's record included) and replies
+     * the parent has not collected. At most ring_bytes each. */
+    uint64_t request_ring_bytes, response_ring_bytes;
+    uint64_t ring_bytes;  /* capacity of each ring */
+} ppx_worker_stats;
+
+/* Fills *out with worker i's counters, 0 <= i < ppx_pool_workers(pool).
+ * Thread-safe (takes the pool's lock; no system call). Returns 0,
+ * PPX_EINVAL (out is NULL or i out of range), PPX_EBADOBJ (pool is not a
+ * live pool). *out is untouched on failure. */
+int ppx_pool_worker_stats(ppx_pool *pool, int i, ppx_worker_stats *out);
 
 /* ------------------------------------------------------------------ */
 /* Process futures (usable without libuv)                             */

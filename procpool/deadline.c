@@ -121,6 +121,7 @@ void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out
     ppx_future *f = t->fut;
     t->fut = NULL;
     if (f) {
+        t->ended = timed_out ? PPX__ENDED_TIMED_OUT : PPX__ENDED_CANCELLED;
         p->unresolved--;
         if (timed_out) {
             p->stats.timed_out++;
@@ -133,7 +134,10 @@ void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out
             ppx__future_cancelled(f, n);
         }
     }
+    const char *mark = t->ended == PPX__ENDED_TIMED_OUT ? "timed_out" : "cancelled";
     if (t->worker < 0) {
+        if (f && p->trace)
+            ppx__observe_mark(p, mark, t, -1, -1, NULL);
         ppx__list_remove(&p->queue, t);
         ppx__task_free(p, t);
         return;
@@ -142,6 +146,8 @@ void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out
     uint64_t expect = ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
     if (atomic_compare_exchange_strong(&s->state, &expect,
                                        ppx__slot_word(t->seq, 0, PPX__SLOT_CANCELLED))) {
+        if (f && p->trace)
+            ppx__observe_mark(p, mark, t, t->worker, -1, NULL);
         ppx__task_reschedule(p, t); /* only a lingering ack is left */
         return; /* never runs; the worker acknowledges with a SKIP */
     }

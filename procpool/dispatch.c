@@ -169,6 +169,8 @@ static void place(ppx_pool *p, int wi, ppx__task *t)
     t->worker = wi;
     ppx__slot *s = slot_of(p, t->slot);
     atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->started_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->ended_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&s->state, ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED),
                           memory_order_release);
     if (!ppx__arena_owns(&p->arena, t->frame))
@@ -234,6 +236,8 @@ static void steal_for(ppx_pool *p, int wi)
         ppx__list_remove(&v->tasks, taken[k]);
         place(p, wi, taken[k]);
         p->stats.stolen++;
+        if (p->trace)
+            ppx__observe_mark(p, "steal", taken[k], victim, wi, NULL);
         if (p->w[wi].partial)
             break; /* its ring is full: leave the rest queued behind */
     }
@@ -295,6 +299,20 @@ void ppx__signal_worker(ppx__worker *w, int sig)
         kill(w->pid, sig);
 }
 
+/* The trace's slice of a call its worker answered (not a SKIP: that
+ * call never started). */
+static void trace_reply(ppx_pool *p, ppx__task *t, int rc, const ppx__env *env)
+{
+    if (!t->fut) /* resolved already: cancelled or timed out while running */
+        ppx__observe_call_end(p, t, NULL, NULL, 0, false);
+    else if (rc != 0)
+        ppx__observe_call_end(p, t, "failed", "ProtocolError", strlen("ProtocolError"), false);
+    else if (env->kind == PPX__ENV_ERROR)
+        ppx__observe_call_end(p, t, "failed", env->type.p, env->type.len, false);
+    else
+        ppx__observe_call_end(p, t, "done", NULL, 0, false);
+}
+
 /* One reply frame. When own is set, frame lies in own (a ppx__bigbuf of
  * own_cap bytes), which a result's future adopts; otherwise it is freed. */
 static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame, size_t len,
@@ -323,15 +341,19 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame, size_t 
         ppx__bigbuf_free(own, own_cap);
         return;
     }
+    if (p->trace && !(rc == 0 && env.kind == PPX__ENV_SKIP))
+        trace_reply(p, t, rc, &env);
     if (f) {
         p->unresolved--;
         if (rc != 0) {
             p->stats.failed++;
+            w->failed++;
             ppx__future_failf(f, "ProtocolError", (long)w->pid, n,
                               "worker %ld sent a malformed reply for task %llu",
                               (long)w->pid, (unsigned long long)t->id);
         } else if (env.kind == PPX__ENV_RESULT) {
             p->stats.completed++;
+            w->completed++;
             if (own) {
                 /* A big reply: hand its buffer over rather than copy it. */
                 ppx__future_done_adopt(f, own, own_cap, env.payload.data, env.payload.len, n);
@@ -349,6 +371,7 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame, size_t 
                 msg[env.message.len] = '\0';
             }
             p->stats.failed++;
+            w->failed++;
             ppx__future_fail(f, type, msg ? msg : "(no memory for the message)", where,
                              (long)env.pid, n);
             free(msg);
@@ -457,6 +480,7 @@ static void initializer_failed(ppx_pool *p, ppx__worker *w, ppx__notify *n)
         ppx__task *t = p->queue.head;
         p->unresolved--;
         p->stats.failed++;
+        ppx__observe_mark(p, "failed", t, -1, -1, "InitializerError");
         ppx__future_failf(t->fut, "InitializerError", 0, n,
                           "no worker could start: the initializer failed: %s", p->init_error);
         t->fut = NULL;
@@ -471,6 +495,7 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
     /* Replies it wrote before dying count: collect them first. */
     w->alive = false;
     ppx__drain_replies(p, w, n);
+    ppx__observe_exit(p, w);
 
     char how[96];
     describe_exit(code, status, how, sizeof how);
@@ -496,8 +521,13 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
         bool running = (st == PPX__SLOT_RUNNING || st == PPX__SLOT_FINISHED) &&
                        ppx__slot_seq(word) == t->seq && ppx__slot_worker(word) == (uint32_t)wi;
         if (running || st == PPX__SLOT_CANCELLED || !t->fut) {
+            if (running) {
+                const char *type = protocol ? "ProtocolError" : "WorkerCrashed";
+                ppx__observe_lost(p, w, t, t->fut ? "crashed" : NULL, t->fut ? type : NULL);
+            }
             if (t->fut) {
                 crashed = true;
+                w->crashed++;
                 p->unresolved--;
                 p->stats.failed++;
                 ppx__future_failf(t->fut, protocol ? "ProtocolError" : "WorkerCrashed",
@@ -508,6 +538,8 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
             finish(p, t);
         } else {
             /* Never started: it runs elsewhere, in its original order. */
+            if (p->trace)
+                ppx__observe_mark(p, "requeue", t, wi, -1, NULL);
             ppx__list_remove(&w->tasks, t);
             release_slot(p, t);
             t->worker = -1;
@@ -567,8 +599,12 @@ static void spawned(ppx_pool *p, ppx__worker *w, pid_t pid)
     w->alive = true;
     w->killed_by_us = false;
     w->protocol_error = false;
-    if (p->started_all)
+    if (p->started_all) {
         p->stats.respawns++;
+        w->restarts++;
+    }
+    if (p->trace)
+        ppx__trace_worker(p->trace, (int)(w - p->w), (long)pid, ppx__now_ns());
 }
 
 /* The zygote died (killed from outside?): its workers died with it. Start

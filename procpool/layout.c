@@ -87,7 +87,7 @@ int ppx__layout_map(ppx_pool *p)
     uint32_t nw = (uint32_t)p->nworkers;
     uint32_t nslots = nw * p->opt.max_queued_per_worker;
     size_t slots_off = (sizeof(ppx__shared) + 63) & ~(size_t)63;
-    size_t wsh_off = slots_off + nslots * sizeof(ppx__slot);
+    size_t wsh_off = (slots_off + nslots * sizeof(ppx__slot) + 63) & ~(size_t)63;
     size_t rings_off = ppx__page_round(wsh_off + nw * sizeof(ppx__wshared));
     size_t stride = ppx__page_round(ppx__ring_footprint(p->opt.ring_bytes));
     size_t rings_end = rings_off + 2 * (size_t)nw * stride;

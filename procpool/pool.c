@@ -39,6 +39,11 @@ static bool live(const ppx_pool *p)
     return p && p->magic == POOL_MAGIC;
 }
 
+bool ppx__pool_live(const ppx_pool *p)
+{
+    return live(p);
+}
+
 void ppx__pool_lock(ppx_pool *p) { pthread_mutex_lock(&p->mu); }
 void ppx__pool_unlock(ppx_pool *p) { pthread_mutex_unlock(&p->mu); }
 
@@ -159,6 +164,7 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
     }
     p->nworkers = p->opt.workers;
     p->self = getpid();
+    p->created_ns = ppx__now_ns();
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -173,6 +179,10 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
     rc = p->w ? ppx__layout_map(p) : PPX_ENOMEM;
     if (rc == 0)
         rc = open_fds(p);
+    if (rc == 0) /* before the workers start: their tracks get named */
+        rc = ppx__trace_open(&p->trace, p->opt.trace_path, (long)p->self, p->nworkers,
+                             p->created_ns);
+    p->opt.trace_path = NULL; /* borrowed for this call only */
     if (rc) {
         destroy(p);
         return rc;
@@ -185,6 +195,8 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
         return rc;
     }
     atomic_store(&p->sh->parent_waiting, 1);
+    if (p->trace) /* the header and track names are on disk, whatever happens */
+        ppx__trace_flush(p->trace);
     *out = p;
     return 0;
 }
@@ -261,6 +273,10 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         ppx__pool_lock(p);
         p->stats.submitted++;
         p->stats.failed++;
+        if (p->trace) {
+            ppx__trace_mark m = {"failed", id, f->function, -1, -1, "NameError", ppx__now_ns()};
+            ppx__trace_mark_add(p->trace, &m);
+        }
         ppx__future_failf(f, "NameError", 0, &n, "no function named '%s' is registered", f->function);
         ppx__pool_unlock(p);
         ppx__notify_run(&n);
@@ -311,6 +327,8 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     t->slot = PPX__NO_SLOT;
     t->worker = -1;
     t->heap_idx = SIZE_MAX;
+    t->fn = entry->name;
+    t->kind = (uint8_t)kind;
     t->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : p->opt.task_timeout_ms;
     if (t->timeout_ms > 0)
         t->timeout_at = ppx__now_ns() + (int64_t)t->timeout_ms * 1000000LL;
@@ -331,6 +349,8 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     p->unresolved++;
     p->stats.submitted++;
     p->stats.arena_calls += in_arena;
+    int64_t traced_at = p->trace ? ppx__now_ns() : 0;
+    t->submitted_ns = traced_at;
     ppx__list_push_back(&p->queue, t);
     if (t->timeout_at) {
         ppx__task_reschedule(p, t);
@@ -338,6 +358,8 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
             ppx__arm_timer(p);
     }
     ppx__pump(p);
+    if (p->trace)
+        ppx__trace_submit(p->trace, id, entry->name, traced_at, ppx__now_ns());
     ppx__pool_unlock(p);
     *out = f;
     return 0;
@@ -688,6 +710,7 @@ static void bury(ppx_pool *p)
 
 static void destroy(ppx_pool *p)
 {
+    ppx__trace_close(p->trace); /* only when ppx_pool_new failed */
     free_all_tasks(p);
     if (p->epfd >= 0)
         close(p->epfd);
@@ -740,6 +763,7 @@ void ppx_pool_free(ppx_pool *p)
         p->hooks[i].fn(p, p->hooks[i].arg);
     ppx__pool_lock(p);
     stop_workers(p);
+    ppx__observe_pool_end(p); /* the trace file is complete from here */
     free_all_tasks(p);
     p->torn_down = true;
     pthread_cond_broadcast(&p->cv);

@@ -21,6 +21,7 @@
 #include "future.h"
 #include "pool.h"
 #include "shared.h"
+#include "trace.h"
 #include "zygote.h"
 
 #include <pthread.h>
@@ -48,11 +49,17 @@ typedef struct ppx__task {
     int64_t kill_at;    /* kill the worker if the cancelled call still runs */
     int64_t heap_at;
     size_t heap_idx;    /* SIZE_MAX when not in the heap */
+    const char *fn;       /* the registry's copy of the name: outlives fut */
+    int64_t submitted_ns; /* when traced, else 0 */
+    uint8_t kind;         /* PPX__ENV_CALL or PPX__ENV_MAP */
+    uint8_t ended;        /* PPX__ENDED_*: why fut resolved before a reply */
     struct ppx__task *prev, *next;
     unsigned char inline_frame[]; /* frame, when it is small */
 } ppx__task;
 /* Frames up to this size share the task's allocation. */
 #define PPX__INLINE_FRAME 512u
+/* Why the parent resolved a task's future before its worker answered. */
+enum { PPX__ENDED_NOT = 0, PPX__ENDED_CANCELLED, PPX__ENDED_TIMED_OUT };
 
 typedef struct ppx__list {
     ppx__task *head, *tail;
@@ -75,6 +82,10 @@ typedef struct ppx__worker {
     bool wrote;          /* records committed since the last wake-up check */
     ppx__rx rx;
     unsigned char *outbox; /* its outbox in the mapping, or NULL */
+    /* This slot's counters, across the processes that fill it in turn
+     * (see ppx_pool_worker_stats). busy_ns is that of the processes that
+     * ended; the live one's is in its worker block. */
+    uint64_t completed, failed, crashed, restarts, busy_ns;
 } ppx__worker;
 
 typedef struct ppx__hook {
@@ -139,6 +150,8 @@ struct ppx_pool {
     ppx__hook *hooks;
     size_t nhooks;
     ppx_pool_stats stats;
+    int64_t created_ns; /* monotonic: no honest worker stamp is older */
+    ppx__trace *trace;  /* NULL unless tracing (trace.h, observe.c) */
 };
 
 /* epoll tags */
@@ -190,5 +203,26 @@ void ppx__signal_worker(ppx__worker *w, int sig);
 void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap);
 /* Frees a task that is in no list and holds no slot. */
 void ppx__task_free(ppx_pool *p, ppx__task *t);
+bool ppx__pool_live(const ppx_pool *p);
+
+/* observe.c, under the lock: per-worker statistics and the trace. */
+/* Worker w's process has ended: its busy time joins the slot's total. */
+void ppx__observe_exit(ppx_pool *p, ppx__worker *w);
+/* t was running on w when w's process ended: the time its function ran
+ * counts as busy, and the trace gets its slice. outcome as for
+ * ppx__observe_call_end. */
+void ppx__observe_lost(ppx_pool *p, ppx__worker *w, ppx__task *t, const char *outcome,
+                       const char *error);
+/* Traces the end of t, which its worker started: outcome is "done",
+ * "failed", "crashed", or NULL for what t->ended says; error the error
+ * type (error_len bytes) or NULL. Only when p->trace. */
+void ppx__observe_call_end(ppx_pool *p, ppx__task *t, const char *outcome, const char *error,
+                           size_t error_len, bool worker_died);
+/* Traces something done to t on the pool's track (see ppx__trace_mark). */
+void ppx__observe_mark(ppx_pool *p, const char *what, ppx__task *t, int from, int to,
+                       const char *error);
+/* ppx_pool_free, workers stopped: slices for the calls still on a
+ * worker, then the trace file is closed. */
+void ppx__observe_pool_end(ppx_pool *p);
 
 #endif

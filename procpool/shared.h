@@ -28,10 +28,11 @@
 #include "../shm/ring.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define PPX__SHARED_MAGIC 0x70707850u /* "ppxP" */
-#define PPX__SHARED_VERSION 2u
+#define PPX__SHARED_VERSION 3u
 
 enum {
     PPX__SLOT_FREE = 0,
@@ -45,8 +46,16 @@ typedef struct ppx__slot {
     _Atomic uint64_t state;  /* seq | worker | state, see above */
     _Atomic uint32_t cancel; /* 1: the running call should stop */
     uint32_t reserved;
+    /* Monotonic ns (CLOCK_MONOTONIC, the same clock in every process)
+     * just before the worker called the function and just after it
+     * returned; the parent zeroes both when it places the call. Written
+     * by the worker before FINISHED and before its reply, so the parent
+     * reads them once the reply or the worker's death is in. They feed
+     * statistics and the trace only and are clamped, never trusted. */
+    _Atomic int64_t started_ns;
+    _Atomic int64_t ended_ns;
 } ppx__slot;
-_Static_assert(sizeof(ppx__slot) == 16, "slot layout is shared ABI");
+_Static_assert(sizeof(ppx__slot) == 32, "slot layout is shared ABI");
 
 static inline uint64_t ppx__slot_word(uint32_t seq, uint32_t worker, uint32_t st)
 {
@@ -65,8 +74,17 @@ typedef struct ppx__wshared {
      * cleared (and futex-woken) by the parent. */
     _Atomic uint32_t outbox_busy;
     char init_error[PPX__INIT_ERROR_MAX]; /* when the initializer failed */
+    /* Nanoseconds this worker process has spent inside worker functions,
+     * stored by the worker alone after each call (a plain store of its
+     * private running sum: one writer, no read-modify-write). The parent
+     * adds it to the slot's total when the process ends and zeroes it
+     * before the next one starts. On a cache line of its own (blocks
+     * start 64-byte aligned), away from the words above. */
+    _Atomic uint64_t busy_ns;
+    uint64_t reserved[7];
 } ppx__wshared;
-_Static_assert(sizeof(ppx__wshared) == 256, "worker block layout is shared ABI");
+_Static_assert(sizeof(ppx__wshared) == 320, "worker block layout is shared ABI");
+_Static_assert(offsetof(ppx__wshared, busy_ns) == 256, "busy_ns has a cache line of its own");
 
 typedef struct ppx__shared {
     uint32_t magic;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Polls this many times before sleeping: a call that follows within tens
@@ -39,6 +40,11 @@ typedef struct wctx {
     unsigned char *outbox;      /* NULL when there is none */
     uint64_t outbox_bytes;
     _Atomic uint32_t *outbox_busy;
+    /* Time spent in functions: this process's running sum, published in
+     * its worker block after each call (see ppx__wshared.busy_ns). */
+    _Atomic uint64_t *busy_ns;
+    uint64_t busy;
+    int64_t call_t0; /* when the running call's function started, or 0 */
     size_t head_len;  /* a result frame's header, fixed-width */
     msgpack_sbuffer out; /* the reply frame */
     msgpack_sbuffer ret; /* the function's result value */
@@ -126,6 +132,22 @@ static void send_error(wctx *w, const ppx__env *env, const char *type,
 
 static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot);
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no system call */
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Stamps the start of the function in the call's slot; mark_finished
+ * stamps its end and adds the time to busy_ns. These two clock reads
+ * are all that statistics and the trace cost a worker. */
+static void begin_call(wctx *w, ppx__slot *slot)
+{
+    w->call_t0 = mono_ns();
+    atomic_store_explicit(&slot->started_ns, w->call_t0, memory_order_relaxed);
+}
+
 /* The call's function, its name copied into fname; or NULL after
  * replying with a NameError. */
 static const ppx__entry *lookup(wctx *w, const ppx__env *env, ppx__slot *slot,
@@ -160,6 +182,7 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
      * again on this side. */
     if (w->outbox && !atomic_load_explicit(w->outbox_busy, memory_order_acquire))
         ppx__call_lend(&call, w->outbox + w->head_len, w->outbox_bytes - w->head_len);
+    begin_call(w, slot);
     int rc = e->fn(&call, e->udata);
     mark_finished(w, env, slot);
     if (call.raised) {
@@ -209,6 +232,7 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
     if (ppx__env_pack_result_head(&w->out, env->task_id, env->slot, env->seq) ||
         msgpack_pack_array(&pk, n))
         _exit(PPX__EXIT_NOMEM);
+    begin_call(w, slot); /* one span for the whole batch */
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *start = items.p;
         ppx__mp_skip(&items);
@@ -329,9 +353,18 @@ static void handle_arena(wctx *w, const void *rec, size_t len)
     run_claimed(w, &env, rc, slot);
 }
 
-/* Called between the function's return and the reply. */
+/* Called between the function's return and the reply. The stores
+ * before the release store of FINISHED (and the reply's commit) are
+ * what the parent reads once it has the reply. */
 static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot)
 {
+    if (w->call_t0) {
+        int64_t t1 = mono_ns();
+        atomic_store_explicit(&slot->ended_ns, t1, memory_order_relaxed);
+        w->busy += (uint64_t)(t1 - w->call_t0);
+        atomic_store_explicit(w->busy_ns, w->busy, memory_order_relaxed);
+        w->call_t0 = 0;
+    }
     atomic_store_explicit(&slot->state,
                           ppx__slot_word(env->seq, w->index, PPX__SLOT_FINISHED),
                           memory_order_release);
@@ -433,6 +466,7 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         w.outbox_bytes = sh->outbox_bytes;
     }
     w.outbox_busy = &ppx__shared_worker(sh, index)->outbox_busy;
+    w.busy_ns = &ppx__shared_worker(sh, index)->busy_ns;
     msgpack_sbuffer_init(&w.out);
     msgpack_sbuffer_init(&w.ret);
     if (ppx__env_pack_result_head(&w.out, 0, 0, 0))

@@ -120,6 +120,20 @@ int ppx__ring_wait_data(ppx__port *p, int spin, int timeout_ms,
 /* Wakes the consumer whatever the state, e.g. to make it see *stop. */
 void ppx__ring_kick(ppx__port *p);
 
+/* Bytes in the ring as this side sees them: its own counter against the
+ * other side's word, clamped to the capacity (the other process may have
+ * written anything there). For statistics only. */
+static inline uint64_t ppx__ring_used_producer(const ppx__port *p)
+{
+    uint64_t used = p->head - atomic_load_explicit(&p->r->tail, memory_order_relaxed);
+    return used > p->cap ? p->cap : used;
+}
+static inline uint64_t ppx__ring_used_consumer(const ppx__port *p)
+{
+    uint64_t used = atomic_load_explicit(&p->r->head, memory_order_relaxed) - p->tail;
+    return used > p->cap ? p->cap : used;
+}
+
 /* Consumer: nothing to read. */
 static inline bool ppx__ring_empty(const ppx__port *p)
 {
