@@ -128,16 +128,11 @@ static const ppx__aw_ops thread_ops = {cancel, NULL, release};
 int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t args_len,
                       ppx_awaitable **out)
 {
-    if (!loop || !fn || !out || (!args && args_len))
+    if (!loop || !fn || !out)
         return PPX_EINVAL;
-    static const unsigned char no_args = 0x90;
-    if (!args) {
-        args = &no_args;
-        args_len = 1;
-    }
-    ppx__mp c = ppx__mp_of(args, args_len);
-    if (ppx__mp_peek(&c) != PPX_TYPE_ARRAY || ppx__mp_check_one(args, args_len))
-        return PPX_EMALFORMED;
+    int rc = ppx__mp_call_args(&args, &args_len);
+    if (rc)
+        return rc;
     const ppx__entry *e = ppx__registry_find(fn, strnlen(fn, 256));
     thread_call *tc = calloc(1, sizeof *tc);
     if (!tc)
@@ -165,7 +160,7 @@ int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t 
     msgpack_sbuffer_init(&tc->ret);
     tc->req.data = tc;
     ppx_awaitable_ref(aw); /* the work's, dropped in after_work */
-    int rc = uv_queue_work(loop, &tc->req, work, after_work);
+    rc = uv_queue_work(loop, &tc->req, work, after_work);
     if (rc) {
         ppx_awaitable_unref(aw);
         aw->own_err = (ppx_error){"RuntimeError", "uv_queue_work failed", e->name, "", 0, 0};

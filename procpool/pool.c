@@ -244,19 +244,14 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
 {
     if (!live(p))
         return PPX_EBADOBJ;
-    if (!fn || !out || (!args && args_len))
+    if (!fn || !out)
         return PPX_EINVAL;
     size_t fn_len = strnlen(fn, PPX__NAME_MAX + 1);
     if (fn_len == 0 || fn_len > PPX__NAME_MAX)
         return PPX_EINVAL;
-    static const unsigned char no_args = 0x90;
-    if (!args) {
-        args = &no_args;
-        args_len = 1;
-    }
-    ppx__mp c = ppx__mp_of(args, args_len);
-    if (ppx__mp_peek(&c) != PPX_TYPE_ARRAY || ppx__mp_check_one(args, args_len))
-        return PPX_EMALFORMED;
+    int arc = ppx__mp_call_args(&args, &args_len);
+    if (arc)
+        return arc;
     if (args_len + fn_len + 64 > p->opt.max_payload)
         return PPX_ETOOBIG;
     if (p->closed) /* checked again under the lock; this avoids the work */

@@ -275,3 +275,18 @@ int ppx__mp_check_one(const void *data, size_t len)
         return rc == PPX_ETYPE ? PPX_EMALFORMED : rc;
     return ppx__mp_left(&c) == 0 ? 0 : PPX_EMALFORMED;
 }
+
+int ppx__mp_call_args(const void **args, size_t *len)
+{
+    static const unsigned char no_args = 0x90;
+    if (!*args && *len)
+        return PPX_EINVAL;
+    if (!*args) {
+        *args = &no_args;
+        *len = 1;
+    }
+    ppx__mp c = ppx__mp_of(*args, *len);
+    if (ppx__mp_peek(&c) != PPX_TYPE_ARRAY || ppx__mp_check_one(*args, *len))
+        return PPX_EMALFORMED;
+    return 0;
+}

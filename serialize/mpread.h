@@ -40,5 +40,8 @@ int ppx__mp_bin(ppx__mp *c, const void **p, uint32_t *len);
 int ppx__mp_skip(ppx__mp *c);
 /* 0 if [data, data+len) is exactly one well-formed object. */
 int ppx__mp_check_one(const void *data, size_t len);
+/* A call's arguments: NULL (with len 0) becomes the empty array; anything
+ * else must be exactly one msgpack array. 0, PPX_EINVAL, PPX_EMALFORMED. */
+int ppx__mp_call_args(const void **args, size_t *len);
 
 #endif

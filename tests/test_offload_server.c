@@ -280,7 +280,8 @@ static void test_lucky_seven_answers_500_with_the_workers_value_error(void **sta
     assert_true(pid == pids[0] || pid == pids[1]);
 }
 
-static void test_work_returns_the_sum_of_i(void **state)
+/* GET /work?iterations=123456 answers the sum of i < 123456. */
+static void expect_work_sum(void)
 {
     uint64_t sum = 0;
     for (uint64_t i = 0; i < 123456; i++)
@@ -291,6 +292,11 @@ static void test_work_returns_the_sum_of_i(void **state)
     get("/work?iterations=123456", &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, want);
+}
+
+static void test_work_returns_the_sum_of_i(void **state)
+{
+    expect_work_sum();
 }
 
 static void test_stats_show_every_pool_and_server_counter(void **state)
@@ -488,15 +494,8 @@ static int start_inline_server(void **state)
 
 static void test_inline_mode_computes_the_same_answers_without_a_pool(void **state)
 {
-    uint64_t sum = 0;
-    for (uint64_t i = 0; i < 123456; i++)
-        sum += i;
-    char want[128];
-    snprintf(want, sizeof want, "{\"iterations\":123456,\"value\":%" PRIu64 "}\n", sum);
+    expect_work_sum();
     response r;
-    get("/work?iterations=123456", &r);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, want);
     get("/lucky?n=3&iterations=1000", &r);
     assert_string_equal(r.body, "{\"n\":3,\"value\":1498500}\n");
     get("/lucky?n=7", &r);
