@@ -273,7 +273,9 @@ typedef struct ppx_pool_options {
      * each worker has an outbox of max_payload bytes for its big replies.
      * Pages are touched only when used and stay mapped while the pool
      * lives, so repeated big calls reuse warm memory. A call that finds
-     * the arena full travels in ring chunks instead. 0: 2 * max_payload;
+     * the arena full travels in ring chunks instead. 0: 2 * max_payload
+     * (under valgrind, whose leak check reads every mapped page, the
+     * default arena and the outboxes stay at 16 MiB);
      * PPX_ARENA_NONE: no arena and no outboxes, big frames always travel
      * in ring chunks (no shared memory kept beyond the rings). */
     size_t arena_bytes;

@@ -5,6 +5,7 @@
  * on it cannot move what anyone reads or writes.
  */
 #include "pool_impl.h"
+#include "worker.h"
 #include "../shm/region.h"
 
 #include <errno.h>
@@ -12,6 +13,18 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+bool ppx__under_valgrind(void)
+{
+    /* Valgrind runs every process with its preload library. */
+    const char *p = getenv("LD_PRELOAD");
+    return p && strstr(p, "vgpreload");
+}
+
+/* Valgrind's leak check reads every mapped page of each process that
+ * exits, workers and fork server included: hundreds of MiB of arena and
+ * outboxes made each exit take seconds. There the defaults stay small. */
+#define VALGRIND_DEFAULT_MAX ((size_t)16 << 20)
 
 static size_t round_pow2(size_t v)
 {
@@ -42,8 +55,11 @@ int ppx__options_resolve(ppx_pool_options *o, const ppx_pool_options *in)
         o->max_payload = (size_t)256 << 20;
     if (o->max_payload > ((size_t)1 << 40))
         return PPX_EINVAL;
-    if (o->arena_bytes == 0)
+    if (o->arena_bytes == 0) {
         o->arena_bytes = 2 * o->max_payload;
+        if (ppx__under_valgrind() && o->arena_bytes > VALGRIND_DEFAULT_MAX)
+            o->arena_bytes = VALGRIND_DEFAULT_MAX;
+    }
     if (o->arena_bytes > ((size_t)1 << 40) && o->arena_bytes != PPX_ARENA_NONE)
         return PPX_EINVAL;
     if (o->cancel_grace_ms == 0)
@@ -94,6 +110,8 @@ int ppx__layout_map(ppx_pool *p)
     /* An outbox holds the largest reply a worker may send. */
     bool none = p->opt.arena_bytes == PPX_ARENA_NONE;
     size_t outbox = none ? 0 : ppx__page_round(p->opt.max_payload + PPX__FRAME_SLACK);
+    if (outbox > VALGRIND_DEFAULT_MAX && ppx__under_valgrind())
+        outbox = VALGRIND_DEFAULT_MAX; /* bigger replies go in chunks there */
     size_t arena = none ? 0 : ppx__page_round(p->opt.arena_bytes);
     p->sh_len = rings_end + nw * outbox + arena;
     int rc = ppx__region_map(p->sh_len, (void **)&p->sh);

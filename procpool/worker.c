@@ -393,13 +393,6 @@ static void reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-/* Valgrind runs every process with its preload library. */
-static bool under_valgrind(void)
-{
-    const char *p = getenv("LD_PRELOAD");
-    return p && strstr(p, "vgpreload");
-}
-
 static uint64_t resident_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -458,7 +451,7 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
          * range takes seconds (about 1 s per 64 MiB) in every new worker. */
         w.arena = (unsigned char *)sh + sh->arena_off;
         w.arena_bytes = sh->arena_bytes;
-        if (!under_valgrind())
+        if (!ppx__under_valgrind())
             mprotect((void *)w.arena, w.arena_bytes, PROT_READ);
     }
     if (sh->outbox_bytes) {

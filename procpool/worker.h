@@ -26,4 +26,8 @@ typedef struct ppx__worker_init {
 _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
                                 ppx__worker_init init);
 
+/* Whether this process runs under valgrind (which changes a few costs;
+ * defined in layout.c). */
+bool ppx__under_valgrind(void);
+
 #endif
