@@ -81,3 +81,18 @@ void support_wait_running(ppx_future *f)
         ppx_future_wait(f, 2);
     }
 }
+
+void support_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void support_wait_awaitable_running(ppx_awaitable *aw)
+{
+    int64_t end = support_now_ms() + 10000;
+    while (ppx_awaitable_state(aw) != PPX_RUNNING) {
+        assert_true(support_now_ms() < end);
+        support_sleep_ms(1);
+    }
+}

@@ -23,6 +23,12 @@ void support_drain(struct ppx_pool *p, int timeout_ms);
 /* Waits (up to 10 s, or fails the test) until f is RUNNING. */
 struct ppx_future;
 void support_wait_running(struct ppx_future *f);
+/* Waits (up to 10 s, or fails the test) until awaitable aw is RUNNING,
+ * by polling: the loop is not run meanwhile. */
+struct ppx_awaitable;
+void support_wait_awaitable_running(struct ppx_awaitable *aw);
+/* Sleeps ms milliseconds. */
+void support_sleep_ms(int64_t ms);
 /* Monotonic milliseconds. */
 int64_t support_now_ms(void);
 

@@ -29,11 +29,6 @@ typedef struct shared_counters {
 static shared_counters *sc;
 static int worker_init_value; /* set in each worker by the initializer */
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static int fn_add(ppx_call *c, void *u)
 {
@@ -64,7 +59,7 @@ static int fn_spin_forever(ppx_call *c, void *u)
 static int fn_wait_cancel(ppx_call *c, void *u)
 {
     while (!ppx_call_cancelled(c))
-        sleep_ms(1);
+        support_sleep_ms(1);
     return 0;
 }
 
@@ -453,7 +448,7 @@ static void test_parent_killed_takes_fork_server_and_busy_workers_with_it(void *
     bool all_gone = false;
     while (!all_gone && support_now_ms() < end) {
         all_gone = process_gone(zygote[0]) && process_gone(workers[0]) && process_gone(workers[1]);
-        sleep_ms(5);
+        support_sleep_ms(5);
     }
     assert_true(all_gone);
 }

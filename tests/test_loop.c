@@ -15,11 +15,6 @@
 
 static _Atomic int *marks;
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static int fn_add(ppx_call *c, void *u)
 {
@@ -37,7 +32,7 @@ static int fn_sleep_then(ppx_call *c, void *u)
     ppx_call_arg_int(c, 1, &v);
     ppx_call_arg_int(c, 2, &raise);
     for (int64_t t = 0; t < ms && !ppx_call_cancelled(c); t++)
-        sleep_ms(1);
+        support_sleep_ms(1);
     if (raise)
         return ppx_raise(c, "ValueError", "failed with %lld", (long long)v);
     return ppx_return_int(c, v);
@@ -46,7 +41,7 @@ static int fn_sleep_then(ppx_call *c, void *u)
 static int fn_wait_cancel(ppx_call *c, void *u)
 {
     while (!ppx_call_cancelled(c))
-        sleep_ms(1);
+        support_sleep_ms(1);
     atomic_fetch_add(marks, 100); /* proves it saw the flag */
     return 0;
 }
@@ -146,7 +141,7 @@ static void test_submission_is_eager_without_running_the_loop(void **state)
     assert_int_equal(ppx_run_in_executorf(&fx->loop, fx->pool, &aw, "mark", ""), 0);
     int64_t end = support_now_ms() + 10000;
     while (atomic_load(marks) == 0 && support_now_ms() < end)
-        sleep_ms(1);
+        support_sleep_ms(1);
     assert_int_equal(atomic_load(marks), 1);
     assert_int_equal(ppx_run_until_complete(&fx->loop, aw), 0);
     ppx_awaitable_unref(aw);
@@ -187,10 +182,8 @@ static void test_gather_fails_fast_and_cancels_running_siblings(void **state)
     assert_int_equal(ppx_run_in_executorf(&fx->loop, fx->pool, &aw[1], "spin_forever", ""), 0);
     /* Both siblings must be running when the error comes, however slow
      * the machine (valgrind): only then is stopping them what is tested. */
-    int64_t end = support_now_ms() + 10000;
     for (int i = 0; i < 2; i++)
-        while (ppx_awaitable_state(aw[i]) != PPX_RUNNING && support_now_ms() < end)
-            sleep_ms(1);
+        support_wait_awaitable_running(aw[i]);
     assert_int_equal(ppx_run_in_executorf(&fx->loop, fx->pool, &aw[2], "sleep_then", "iii", 50, 7, 1), 0);
     for (int i = 3; i < 6; i++)
         assert_int_equal(ppx_run_in_executorf(&fx->loop, fx->pool, &aw[i], "sleep_then", "iii", 5000, i, 0), 0);
@@ -289,9 +282,7 @@ static void test_cancelling_an_awaitable_cancels_its_running_task(void **state)
     fixture *fx = *state;
     ppx_awaitable *aw;
     assert_int_equal(ppx_run_in_executorf(&fx->loop, fx->pool, &aw, "wait_cancel", ""), 0);
-    int64_t end = support_now_ms() + 10000;
-    while (ppx_awaitable_state(aw) != PPX_RUNNING && support_now_ms() < end)
-        sleep_ms(1);
+    support_wait_awaitable_running(aw);
     seen s = {0};
     ppx_awaitable_add_done_callback(aw, record, &s);
     assert_int_equal(ppx_awaitable_cancel(aw), 0);
@@ -346,7 +337,7 @@ typedef struct cross {
 static void *cancel_from_thread(void *arg)
 {
     cross *c = arg;
-    sleep_ms(20);
+    support_sleep_ms(20);
     ppx_future_cancel(c->f);
     return NULL;
 }
