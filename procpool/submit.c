@@ -1,0 +1,188 @@
+/*
+ * Submission: checks a call, packs its envelope once into the memory it
+ * will be read from (the task itself, the call arena or a big buffer) and
+ * queues it; ppx__pump places it on a worker before the call returns, so
+ * submission is eager. Any thread may submit.
+ */
+#include "pool_impl.h"
+#include "registry.h"
+#include "../serialize/envelope.h"
+#include "../serialize/mpread.h"
+#include "../serialize/pack.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- submission -------------------------------------------------------- */
+
+int ppx_pool_submit(ppx_pool *p, const char *fn, const void *args, size_t args_len,
+                    ppx_future **out)
+{
+    return ppx_pool_submit_ex(p, fn, args, args_len, NULL, out);
+}
+
+static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
+                  const ppx_call_options *opts, ppx_future **out);
+
+int ppx_pool_submit_ex(ppx_pool *p, const char *fn, const void *args, size_t args_len,
+                       const ppx_call_options *opts, ppx_future **out)
+{
+    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, out);
+}
+
+/* Every element of a map's items must be an argument array. */
+static bool all_arrays(const void *items, size_t len)
+{
+    ppx__mp c = ppx__mp_of(items, len);
+    uint32_t n;
+    if (ppx__mp_array(&c, &n))
+        return false;
+    for (uint32_t i = 0; i < n; i++)
+        if (ppx__mp_peek(&c) != PPX_TYPE_ARRAY || ppx__mp_skip(&c))
+            return false;
+    return ppx__mp_left(&c) == 0;
+}
+
+int ppx_pool_map(ppx_pool *p, const char *fn, const void *items, size_t len,
+                 const ppx_call_options *opts, ppx_future **out)
+{
+    if (ppx__pool_live(p) && items && !all_arrays(items, len))
+        return PPX_EMALFORMED;
+    return submit(p, PPX__ENV_MAP, fn, items, len, opts, out);
+}
+
+static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
+                  const ppx_call_options *opts, ppx_future **out)
+{
+    if (!ppx__pool_live(p))
+        return PPX_EBADOBJ;
+    if (!fn || !out)
+        return PPX_EINVAL;
+    size_t fn_len = strnlen(fn, PPX__NAME_MAX + 1);
+    if (fn_len == 0 || fn_len > PPX__NAME_MAX)
+        return PPX_EINVAL;
+    int arc = ppx__mp_call_args(&args, &args_len);
+    if (arc)
+        return arc;
+    if (args_len + fn_len + 64 > p->opt.max_payload)
+        return PPX_ETOOBIG;
+    if (p->closed) /* checked again under the lock; this avoids the work */
+        return PPX_ECLOSED;
+
+    uint64_t id = atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed);
+    const ppx__entry *entry = ppx__registry_find(fn, fn_len);
+    ppx_future *f = ppx__future_new(p, id, fn, fn_len, entry ? entry->name : NULL);
+    if (!f)
+        return PPX_ENOMEM;
+    ppx__notify n = {0};
+    if (!entry) {
+        /* Every worker shares this registry: no need to ask one. */
+        ppx__pool_lock(p);
+        p->stats.submitted++;
+        p->stats.failed++;
+        if (p->trace) {
+            ppx__trace_mark m = {"failed", id, f->function, -1, -1, "NameError", ppx__now_ns()};
+            ppx__trace_mark_add(p->trace, &m);
+        }
+        ppx__future_failf(f, "NameError", 0, &n, "no function named '%s' is registered", f->function);
+        ppx__pool_unlock(p);
+        ppx__notify_run(&n);
+        *out = f;
+        return 0;
+    }
+    /* Frames are sized exactly (the header is at most 26 bytes plus the
+     * name), so the sbuffer never reallocates them: msgpack's would start
+     * every frame at 8 KiB. A small frame lives in the task's own
+     * allocation; a big one is written straight into the call arena,
+     * where the worker reads it, or failing that into a pre-faulted
+     * ppx__bigbuf. */
+    size_t cap = 32 + fn_len + args_len;
+    bool small = cap <= PPX__INLINE_FRAME;
+    ppx__task *t = calloc(1, sizeof *t + (small ? cap : 0));
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    bool in_arena = false;
+    if (!t) {
+        sb.data = NULL;
+    } else if (small) {
+        sb.data = (char *)t->inline_frame;
+    } else {
+        if (cap >= ppx__big_frame(p->opt.ring_bytes))
+            in_arena = (sb.data = ppx__arena_alloc(&p->arena, cap)) != NULL;
+        if (!sb.data)
+            sb.data = ppx__bigbuf_alloc(cap, &cap);
+    }
+    sb.alloc = sb.data ? cap : 0;
+    /* Without its buffer msgpack would realloc one of its own, which
+     * ppx__frame_free could not tell from a bigbuf. */
+    int prc = !t || !sb.data ? PPX_ENOMEM
+          : kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
+                                 : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
+    if (prc) {
+        if (t && !small)
+            ppx__frame_free(p, (unsigned char *)sb.data, sb.alloc);
+        free(t);
+        atomic_store(&f->refs, 1);
+        ppx_future_unref(f);
+        return PPX_ENOMEM;
+    }
+    t->id = id;
+    t->fut = f;
+    t->frame_len = sb.size;
+    t->frame_cap = sb.alloc;
+    t->frame = (unsigned char *)sb.data;
+    t->slot = PPX__NO_SLOT;
+    t->worker = -1;
+    t->heap_idx = SIZE_MAX;
+    t->fn = entry->name;
+    t->kind = (uint8_t)kind;
+    t->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : p->opt.task_timeout_ms;
+    if (t->timeout_ms > 0)
+        t->timeout_at = ppx__now_ns() + (int64_t)t->timeout_ms * 1000000LL;
+    f->task = t;
+
+    ppx__pool_lock(p);
+    int rc = p->closed ? PPX_ECLOSED : ppx__heap_reserve(&p->deadlines, p->ntasks + 1);
+    if (rc) {
+        ppx__pool_unlock(p);
+        if (t->frame != t->inline_frame)
+            ppx__frame_free(p, t->frame, t->frame_cap);
+        free(t);
+        atomic_store(&f->refs, 1);
+        ppx_future_unref(f);
+        return rc;
+    }
+    p->ntasks++;
+    p->unresolved++;
+    p->stats.submitted++;
+    p->stats.arena_calls += in_arena;
+    int64_t traced_at = p->trace ? ppx__now_ns() : 0;
+    t->submitted_ns = traced_at;
+    ppx__list_push_back(&p->queue, t);
+    if (t->timeout_at) {
+        ppx__task_reschedule(p, t);
+        if (!p->timer_at || t->timeout_at < p->timer_at)
+            ppx__arm_timer(p);
+    }
+    ppx__pump(p);
+    if (p->trace)
+        ppx__trace_submit(p->trace, id, entry->name, traced_at, ppx__now_ns());
+    ppx__pool_unlock(p);
+    *out = f;
+    return 0;
+}
+
+int ppx_pool_submitf(ppx_pool *p, ppx_future **out, const char *fn, const char *fmt, ...)
+{
+    void *args;
+    size_t len;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = ppx_vpack(&args, &len, fmt, ap);
+    va_end(ap);
+    if (rc)
+        return rc;
+    rc = ppx_pool_submit(p, fn, args, len, out);
+    free(args);
+    return rc;
+}
