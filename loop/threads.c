@@ -23,7 +23,9 @@
 typedef struct thread_call {
     uv_work_t req;
     ppx_awaitable *aw;
-    const ppx__entry *e;
+    /* A copy: registering more functions (allowed until a process pool
+     * freezes the registry) moves the table's entries, not their names. */
+    ppx__entry e;
     unsigned char *args;
     size_t args_len;
     ppx__slot slot;          /* only its cancel flag is used */
@@ -47,12 +49,12 @@ static void work(uv_work_t *req)
 {
     thread_call *tc = req->data;
     ppx_call call;
-    if (ppx__call_init(&call, 0, tc->e->name, tc->e->len,
+    if (ppx__call_init(&call, 0, tc->e.name, tc->e.len,
                        (ppx_value){tc->args, tc->args_len}, &tc->slot, &tc->ret)) {
         tc->rc = PPX_EMALFORMED;
         return;
     }
-    tc->rc = tc->e->fn(&call, tc->e->udata);
+    tc->rc = tc->e.fn(&call, tc->e.udata);
     tc->has_ret = call.has_ret;
     tc->raised = call.raised;
     if (call.raised) {
@@ -69,7 +71,7 @@ static void after_work(uv_work_t *req, int status)
     thread_call *tc = req->data;
     ppx_awaitable *aw = tc->aw;
     if (aw->state == PPX_PENDING) {
-        aw->own_err = (ppx_error){"", "", tc->e->name, "", (long)getpid(), 0};
+        aw->own_err = (ppx_error){"", "", tc->e.name, "", (long)getpid(), 0};
         if (status != 0) {
             aw->own_err.type = "RuntimeError";
             aw->own_err.message = "the thread pool could not run the call";
@@ -110,7 +112,7 @@ static void cancel(ppx_awaitable *aw)
     thread_call *tc = aw->impl;
     atomic_store_explicit(&tc->slot.cancel, 1, memory_order_relaxed);
     uv_cancel((uv_req_t *)&tc->req); /* only if it has not started */
-    aw->own_err = (ppx_error){"CancelledError", "the call was cancelled", tc->e->name, "", 0, 0};
+    aw->own_err = (ppx_error){"CancelledError", "the call was cancelled", tc->e.name, "", 0, 0};
     ppx__awaitable_settle(aw, PPX_CANCELLED, &aw->own_err);
 }
 
@@ -154,7 +156,7 @@ int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t 
         return 0;
     }
     tc->aw = aw;
-    tc->e = e;
+    tc->e = *e;
     memcpy(tc->args, args, args_len);
     tc->args_len = args_len;
     msgpack_sbuffer_init(&tc->ret);

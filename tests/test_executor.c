@@ -591,6 +591,43 @@ static void test_thread_pool_calls_can_be_cancelled_and_names_checked(void **sta
     assert_int_equal(ppx_pool_submit(ppx_thread_pool(), "square", NULL, 0, &f), PPX_EBADOBJ);
 }
 
+/* ---- before any process pool ------------------------------------------- */
+
+/* hold(): waits until turn is 1, then raises. */
+static int fn_hold(ppx_call *c, void *u)
+{
+    (void)u;
+    while (atomic_load(turn) != 1)
+        support_sleep_ms(1);
+    return ppx_raise(c, "ValueError", "held");
+}
+
+/* Until a process pool freezes the registry, functions may still be
+ * registered, and the registry's table moves as it grows: a thread call
+ * in flight must not keep a pointer into the old one. Runs before any
+ * pool exists (the first pool freezes the registry). */
+static void test_a_thread_call_outlives_registrations_made_while_it_runs(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    atomic_store(turn, 0);
+    ppx_awaitable *aw;
+    assert_int_equal(ppx_run_in_thread(&loop, "hold", NULL, 0, &aw), 0);
+    for (int i = 0; i < 100; i++) { /* the table doubles more than once */
+        char name[32];
+        snprintf(name, sizeof name, "filler_%d", i);
+        assert_int_equal(ppx_register(name, fn_square, NULL), 0);
+    }
+    atomic_store(turn, 1);
+    assert_int_equal(ppx_run_until_complete(&loop, aw), 0);
+    assert_int_equal(ppx_awaitable_state(aw), PPX_FAILED);
+    assert_string_equal(ppx_awaitable_error(aw)->function, "hold");
+    ppx_awaitable_unref(aw);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     turn = mmap(NULL, sizeof *turn, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -599,6 +636,11 @@ int main(void)
     ppx_register("gate", fn_gate, NULL);
     ppx_register("square", fn_square, NULL);
     ppx_register("blocking_read", fn_blocking_read, NULL);
+    ppx_register("hold", fn_hold, NULL);
+    const struct CMUnitTest before_any_pool[] = {
+        cmocka_unit_test(test_a_thread_call_outlives_registrations_made_while_it_runs),
+    };
+    int failed = cmocka_run_group_tests(before_any_pool, NULL, NULL);
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_wait_first_completed_leaves_the_others_running),
@@ -619,5 +661,5 @@ int main(void)
         T(test_thread_pool_runs_registered_functions_in_this_process),
         T(test_thread_pool_calls_can_be_cancelled_and_names_checked),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return failed | cmocka_run_group_tests(tests, NULL, NULL);
 }
