@@ -4,8 +4,9 @@
  * program can write a plain for loop over results.
  *
  * Its memory is shared by the caller and by every child callback still to
- * come (refs), and by its timer while that is open: whichever lets go
- * last frees it, so freeing the iterator early is always safe.
+ * come (refs), by its timer while that is open, and by a _next that is
+ * running the loop: whichever lets go last frees it, so freeing the
+ * iterator early is always safe, from a callback too.
  */
 #include "awaitable.h"
 
@@ -19,7 +20,7 @@ typedef struct ac_link {
 struct ppx_as_completed {
     uv_loop_t *loop;
     uv_timer_t timer;
-    int refs;            /* the caller, pending callbacks, the open timer */
+    int refs;            /* the caller, pending callbacks, the open timer, _next */
     bool freed;
     bool fired;
     ppx_awaitable **children;
@@ -106,13 +107,15 @@ int ppx_as_completed_next(ppx_as_completed *it, int timeout_ms, ppx_awaitable **
         return PPX_EINVAL;
     if (it->nreturned == it->n)
         return PPX_EDONE;
+    /* A callback the loop runs may free the iterator: hold it meanwhile. */
+    it->refs++;
     it->fired = false;
     if (timeout_ms >= 0 && it->nreturned == it->nfinished) {
         uv_ref((uv_handle_t *)&it->timer);
         uv_timer_start(&it->timer, on_timer, (uint64_t)timeout_ms, 0);
     }
     int rc = 0;
-    while (it->nreturned == it->nfinished && !it->fired) {
+    while (it->nreturned == it->nfinished && !it->fired && !it->freed) {
         if (timeout_ms == 0) {
             uv_run(it->loop, UV_RUN_NOWAIT);
             break;
@@ -122,13 +125,20 @@ int ppx_as_completed_next(ppx_as_completed *it, int timeout_ms, ppx_awaitable **
             break;
         }
     }
+    if (it->freed) { /* its children are no longer held: hand none back */
+        drop(it);
+        return PPX_EINVAL;
+    }
     uv_timer_stop(&it->timer);
     uv_unref((uv_handle_t *)&it->timer);
     if (it->nreturned < it->nfinished) {
         *out = it->children[it->order[it->nreturned++]];
-        return 0;
+        rc = 0;
+    } else if (!rc) {
+        rc = PPX_ETIMEDOUT;
     }
-    return rc ? rc : PPX_ETIMEDOUT;
+    drop(it);
+    return rc;
 }
 
 void ppx_as_completed_free(ppx_as_completed *it)

@@ -273,6 +273,27 @@ static void test_as_completed_times_out_and_can_be_freed_early(void **state)
     unref_all(aw, 2);
 }
 
+static void free_iterator(ppx_awaitable *aw, void *arg)
+{
+    (void)aw;
+    ppx_as_completed_free(arg);
+}
+
+static void test_as_completed_freed_by_a_callback_while_next_runs_the_loop(void **state)
+{
+    fixture *fx = *state;
+    ppx_awaitable *aw = call(fx, "square", 4);
+    ppx_as_completed *it;
+    assert_int_equal(ppx_as_completed_new(&fx->loop, &aw, 1, &it), 0);
+    /* Registered after the iterator's: it runs once the child is counted. */
+    assert_int_equal(ppx_awaitable_add_done_callback(aw, free_iterator, it), 0);
+    ppx_awaitable *next = NULL;
+    assert_int_equal(ppx_as_completed_next(it, -1, &next), PPX_EINVAL);
+    assert_null(next); /* the iterator let go of its children: none handed back */
+    assert_int_equal(int_value(aw), 16);
+    ppx_awaitable_unref(aw);
+}
+
 /* ---- task groups -------------------------------------------------------- */
 
 static void test_task_group_waits_for_every_task_added_over_time(void **state)
@@ -651,6 +672,7 @@ int main(void)
         T(test_wait_for_times_out_and_stops_the_running_call),
         T(test_as_completed_yields_in_finishing_order),
         T(test_as_completed_times_out_and_can_be_freed_early),
+        T(test_as_completed_freed_by_a_callback_while_next_runs_the_loop),
         T(test_task_group_waits_for_every_task_added_over_time),
         T(test_task_group_first_failure_cancels_the_rest),
         T(test_cancelling_a_task_group_cancels_its_tasks),
