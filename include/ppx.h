@@ -31,7 +31,8 @@ extern "C" {
 #define PPX_VERSION_MINOR 1
 #define PPX_VERSION_PATCH 0
 
-/* Returns the version of the linked library as "MAJOR.MINOR.PATCH". */
+/* The version of the linked library, "MAJOR.MINOR.PATCH": a static
+ * string. Any thread. */
 const char *ppx_version(void);
 
 /* ------------------------------------------------------------------ */
@@ -70,14 +71,19 @@ typedef enum ppx_errno {
     PPX__ERRNO_LAST
 } ppx_errno;
 
-/* A readable message for any code ppx returns (ppx codes and -errno).
- * Never NULL; the string is static. */
+/* A readable message for any code ppx returns (ppx codes and -errno);
+ * "success" for 0, "unknown error" for a code it does not know. Never
+ * NULL; the string is static. Any thread. */
 const char *ppx_strerror(int code);
-/* The symbolic name, e.g. "PPX_ETIMEDOUT" or "ENOMEM". Never NULL. */
+/* The symbolic name, e.g. "PPX_ETIMEDOUT" or "ENOMEM"; "OK" for 0,
+ * "EUNKNOWN" for a code it does not know. Never NULL, static. Any thread. */
 const char *ppx_err_name(int code);
-/* Details of the last failure of a ppx call on this thread, when there are
- * more than the code says (e.g. the message of a failed initializer), or
- * "". Valid until the next ppx call on this thread fails. Never NULL. */
+/* Details of a failure, when there are more than its code says. Only
+ * ppx_pool_new leaves any: a failed initializer's message (PPX_EINIT), a
+ * worker that exited while starting (PPX_ESPAWN), a trace file it could
+ * not create. Read it right after the failed call: the text is this
+ * thread's own and the next such failure on this thread replaces it. ""
+ * until a call on this thread has left details. Never NULL. */
 const char *ppx_last_error(void);
 
 /* ------------------------------------------------------------------ */
@@ -98,8 +104,8 @@ typedef enum ppx_state {
 } ppx_state;
 
 /*
- * What a failed (or cancelled) future carries. All strings are owned by
- * the future, NUL-terminated, never NULL, and live as long as it does.
+ * What a failed (or cancelled) future or awaitable carries. All strings
+ * are owned by it, NUL-terminated, never NULL, and live as long as it does.
  *
  * type is the error class. Those ppx produces itself:
  *   "NameError"      the function name is not registered in the worker
@@ -139,64 +145,102 @@ typedef enum ppx_type {
 } ppx_type;
 
 /* data points at exactly one encoded msgpack object of len bytes. The
- * view borrows the memory of whatever produced it (a future, a call). */
+ * view borrows the memory of whatever produced it (a future, an awaitable,
+ * a call) and is valid as long as that is (a call's: until the worker
+ * function returns). The functions that read values are pure: any thread. */
 typedef struct ppx_value {
     const void *data;
     size_t len;
 } ppx_value;
 
+/* The type of v's first object, from its header alone; PPX_TYPE_INVALID
+ * when v.data is NULL or the header is truncated or invalid. */
 ppx_type ppx_value_type(ppx_value v);
-/* Each getter returns 0, PPX_ETYPE when v holds another type, PPX_ERANGE
- * when the integer does not fit, PPX_EMALFORMED on bad encoding. */
+/* Each getter reads v's first object into *out and returns 0,
+ * PPX_EINVAL (v.data or an OUT pointer is NULL), PPX_ETYPE when v holds
+ * another type, PPX_ERANGE when the integer does not fit (_int, _uint: a
+ * negative one for _uint), PPX_EMALFORMED on bad encoding. */
 int ppx_value_int(ppx_value v, int64_t *out);
 int ppx_value_uint(ppx_value v, uint64_t *out);
 int ppx_value_double(ppx_value v, double *out); /* also accepts integers */
 int ppx_value_bool(ppx_value v, bool *out);
-/* The string is not NUL-terminated; *out points into v's memory. */
+/* The string is not NUL-terminated (and may hold NULs); *out points into
+ * v's memory. */
 int ppx_value_str(ppx_value v, const char **out, size_t *len);
 int ppx_value_bin(ppx_value v, const void **out, size_t *len);
+/* Number of elements of an array (PPX_ETYPE if v is not one). */
 int ppx_value_array_len(ppx_value v, size_t *n);
-/* Element i of an array; PPX_EINDEX when i is past the end. */
+/* Element i of an array, a view into v's memory; PPX_EINDEX when i is
+ * past the end, PPX_ETYPE if v is not an array. */
 int ppx_value_at(ppx_value v, size_t i, ppx_value *out);
 /* Writes a Python-like rendering ("[1, 2]", "'s'", "None") into buf,
- * always NUL-terminated when n > 0. Returns the length the full text
- * needs (like snprintf) or a negative code. */
+ * cut to n - 1 bytes and always NUL-terminated when n > 0. Returns the
+ * length the full text needs (like snprintf), or PPX_EINVAL (v.data NULL,
+ * or buf NULL with n > 0), PPX_EMALFORMED (v is not exactly one
+ * well-formed object), PPX_ERANGE (nested deeper than 64, or a text over
+ * INT32_MAX bytes); buf then holds what was written so far. */
 int ppx_value_format(ppx_value v, char *buf, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* Worker functions                                                    */
 
 /*
- * A worker function runs in a worker process. It reads its arguments from
- * call, sets its result with one ppx_return_*() and returns 0, or returns
- * ppx_raise(call, type, fmt, ...) to fail with an error. Returning nonzero
- * without raising fails the task with a "RuntimeError". Returning 0 without
- * setting a result returns nil.
+ * A worker function runs in a worker process (or, through
+ * ppx_run_in_thread, on one of libuv's threads in this process: then it
+ * must be thread-safe). It reads its arguments from call, sets its result
+ * with one ppx_return_*() and returns 0, or returns ppx_raise(call, type,
+ * fmt, ...) to fail with an error. Returning nonzero without raising fails
+ * the task with a "RuntimeError". Returning 0 without setting a result
+ * returns nil. call, and everything read from it, is valid only until the
+ * function returns; udata is the pointer given to ppx_register.
  */
 typedef int (*ppx_fn)(ppx_call *call, void *udata);
 
-/* Registers fn under name (copied) in this process's registry. Must run
- * before the first pool is created so forked workers share the table.
- * Errors: PPX_EINVAL (NULL, empty or longer than 255 bytes), PPX_EEXIST,
- * PPX_EFROZEN (a pool was already created), PPX_ENOMEM. */
+/* Registers fn under name (copied) in this process's registry; udata
+ * (borrowed, for the life of the process: workers inherit it by fork) is
+ * passed to every call of fn. Must run before the first pool is created
+ * so forked workers share the table: the first ppx_pool_new freezes the
+ * registry for good, even if it then fails to start its workers. Any
+ * thread, but not while another thread is in ppx_run_in_thread (its
+ * lookup takes no lock). Errors: PPX_EINVAL (name or fn NULL, name
+ * empty or longer than 255 bytes), PPX_EEXIST, PPX_EFROZEN (a pool was
+ * already created), PPX_ENOMEM. */
 int ppx_register(const char *name, ppx_fn fn, void *udata);
 
+/*
+ * The functions from here to ppx_raise_at serve a worker function: call
+ * them on the thread that runs it, with the call it was given, before it
+ * returns. Given a NULL call they return 0, "", false or PPX_EINVAL.
+ */
+
+/* The number of arguments of the call. */
 size_t ppx_call_argc(const ppx_call *call);
-/* Argument i as a value view valid during the call. PPX_EINDEX if absent. */
+/* Argument i as a value view, valid until the function returns.
+ * PPX_EINDEX if absent, PPX_EINVAL (out NULL), PPX_EMALFORMED. */
 int ppx_call_arg(const ppx_call *call, size_t i, ppx_value *out);
-/* Shortcuts: argument i converted as by the ppx_value getters. */
+/* Shortcuts: argument i converted as by the ppx_value getters, with their
+ * codes and ppx_call_arg's. Strings and bytes point into the call's
+ * arguments (not NUL-terminated), valid until the function returns. */
 int ppx_call_arg_int(const ppx_call *call, size_t i, int64_t *out);
 int ppx_call_arg_uint(const ppx_call *call, size_t i, uint64_t *out);
 int ppx_call_arg_double(const ppx_call *call, size_t i, double *out);
 int ppx_call_arg_str(const ppx_call *call, size_t i, const char **s, size_t *len);
 int ppx_call_arg_bin(const ppx_call *call, size_t i, const void **p, size_t *len);
+/* The name the call was made with, owned by the call. */
 const char *ppx_call_function(const ppx_call *call);
+/* The task's id, the one ppx_future_id gives in the parent; 0 on the
+ * thread executor. */
 uint64_t ppx_call_task_id(const ppx_call *call);
-/* True once the parent asked this task to stop (cancel, or a gather that
- * failed). Costs one atomic load: check it in long loops and return. */
+/* True once the parent asked this task to stop (cancel, a deadline, or a
+ * gather, map or task group that failed). Costs one atomic load: check it
+ * in long loops and return. */
 bool ppx_call_cancelled(const ppx_call *call);
 
-/* Set the call's result (the last call wins). 0 or PPX_ENOMEM. */
+/* Set the call's result: the last one set wins, and a ppx_raise() wins
+ * over any. Strings and bytes are copied. 0, PPX_EINVAL (s or p NULL with
+ * len > 0), PPX_ENOMEM; after a failure an earlier result may be gone:
+ * set one again or raise. A result bigger than the pool's max_payload
+ * fails the task with "ResultTooLarge" once the function returns. */
 int ppx_return_nil(ppx_call *call);
 int ppx_return_bool(ppx_call *call, bool b);
 int ppx_return_int(ppx_call *call, int64_t i);
@@ -204,15 +248,19 @@ int ppx_return_uint(ppx_call *call, uint64_t u);
 int ppx_return_double(ppx_call *call, double d);
 int ppx_return_str(ppx_call *call, const char *s, size_t len);
 int ppx_return_bin(ppx_call *call, const void *p, size_t len);
-/* One msgpack object, already encoded; PPX_EMALFORMED if it is not
- * exactly one well-formed object. */
+/* One msgpack object, already encoded (copied); PPX_EINVAL if msgpack is
+ * NULL, PPX_EMALFORMED if it is not exactly one well-formed object. */
 int ppx_return_raw(ppx_call *call, const void *msgpack, size_t len);
-/* Like ppx_pack(): one format letter returns that value, several return
- * an array of them. */
+/* Like ppx_pack(): one format letter returns that value, several (or
+ * none) return an array of them. PPX_EINVAL (fmt NULL, or as ppx_pack),
+ * PPX_ENOMEM. */
 int ppx_returnf(ppx_call *call, const char *fmt, ...);
 
-/* Fails the call with an error of class type and a printf-style message;
- * returns PPX_ETASK so that `return ppx_raise(...)` ends the function. */
+/* Fails the call with an error of class type (NULL or "": "Error") and a
+ * printf-style message (fmt NULL: ""). The task fails even if the function
+ * then returns 0; the last raise wins. type and where are cut to 255
+ * bytes, and in a worker the message to 4096. Returns PPX_ETASK so that
+ * `return ppx_raise(...)` ends the function. */
 #define ppx_raise(call, type, ...) \
     ppx_raise_at((call), __FILE__ ":" PPX__STR(__LINE__), (type), __VA_ARGS__)
 #define PPX__STR(x) PPX__STR2(x)
@@ -234,8 +282,11 @@ int ppx_raise_at(ppx_call *call, const char *where, const char *type,
  *   's' const char * (NUL-terminated; NULL packs nil)
  *   'S' const char *, size_t   (string with length)
  *   'B' const void *, size_t   (binary)
- * ppx_pack() packs an array with one element per letter into a heap
- * buffer the caller frees with free(). PPX_EINVAL on an unknown letter.
+ * Spaces in fmt are ignored. ppx_pack() packs an array with one element
+ * per letter into a heap buffer (*out, *out_len bytes) the caller frees
+ * with free(). Returns 0, PPX_EINVAL (out, out_len or fmt NULL, an
+ * unknown letter, 'S' or 'B' with a NULL pointer and a nonzero length),
+ * PPX_ENOMEM. ppx_vpack() consumes ap. Any thread.
  */
 int ppx_pack(void **out, size_t *out_len, const char *fmt, ...);
 int ppx_vpack(void **out, size_t *out_len, const char *fmt, va_list ap);
@@ -292,40 +343,60 @@ typedef struct ppx_pool_options {
 } ppx_pool_options;
 #define PPX_ARENA_NONE ((size_t)-1)
 
-/* Forks the workers and returns the pool in *out. Freezes the function
- * registry. Errors: PPX_EINVAL, PPX_ENOMEM, PPX_ESPAWN, -errno. */
+/* Forks the workers (through a fork server it starts) and returns the
+ * pool in *out, the caller's to free with ppx_pool_free. opts is copied.
+ * Blocks until every worker has started and run its initializer, at most
+ * about 10 s. Freezes the function registry, even if it then fails. Any
+ * thread. Errors: PPX_EINVAL (out NULL; workers < 0 or > 1024, ring_bytes
+ * over 1 GiB, max_payload or arena_bytes over 1 TiB, max_queued_per_worker
+ * over 4096), PPX_ENOMEM, PPX_ESPAWN (the fork server or a worker could
+ * not start), PPX_EINIT (an initializer failed), -errno (shared memory,
+ * descriptors, the trace file). On failure no process is left behind and
+ * ppx_last_error() may say more. */
 int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts);
 
 /*
- * Closes the pool: no new submissions (PPX_ECLOSED). With PPX_SHUTDOWN_WAIT
- * it then blocks until every submitted task has resolved or timeout_ms
- * passes (PPX_ETIMEDOUT; the tasks keep running). With PPX_SHUTDOWN_CANCEL
- * it cancels every unresolved task first and returns once all are
- * resolved. Call it from the thread that drives the pool.
+ * Closes the pool for good: from now on submissions fail with
+ * PPX_ECLOSED. With PPX_SHUTDOWN_WAIT it then blocks, driving the pool,
+ * until every submitted task has resolved or timeout_ms passes
+ * (PPX_ETIMEDOUT; the tasks keep running). With PPX_SHUTDOWN_CANCEL it
+ * cancels every unresolved task first (as ppx_future_cancel: their
+ * callbacks run on this thread) and returns once all are resolved. It
+ * does not free the pool. Returns 0, PPX_ETIMEDOUT, PPX_EINVAL (how),
+ * PPX_EBADOBJ. Call it from the thread that drives the pool.
  */
 enum { PPX_SHUTDOWN_WAIT = 0, PPX_SHUTDOWN_CANCEL = 1 };
 int ppx_pool_shutdown(ppx_pool *pool, int how, int timeout_ms);
 
-/* Cancels whatever is unresolved, stops and reaps every worker, releases
- * all memory and descriptors. Futures stay valid (resolved) until their
- * last unref. Threads blocked in ppx_future_wait or ppx_pool_shutdown
- * return (their futures resolve CANCELLED). It may be called from any
- * callback, an awaitable's on the loop thread included; other threads must
- * not start new calls on the pool once it has begun. */
+/* Cancels whatever is unresolved (their callbacks run on this thread),
+ * stops and reaps every worker, releases all memory and descriptors. It
+ * blocks while workers exit: a running call gets cancel_grace_ms (100 ms
+ * if negative) before its worker is killed. Futures stay valid (resolved)
+ * until their last unref. Threads blocked in ppx_future_wait or
+ * ppx_pool_shutdown return (their futures resolve CANCELLED). It may be
+ * called from any callback, an awaitable's on the loop thread included;
+ * other threads must not start new calls on the pool once it has begun.
+ * A pool behind awaitables must be freed on their loop's thread, and the
+ * loop run again so that its handles close. Do not use the pool after:
+ * calls may, for a while, return PPX_EBADOBJ. */
 void ppx_pool_free(ppx_pool *pool);
 
 /*
  * Submits fn(args...) and returns its future in *out (one reference, the
- * caller's). args is a msgpack array (see ppx_pack), copied. Submission is
- * eager: the call is in a worker's ring or the pool's queue on return.
+ * caller's: drop it with ppx_future_unref). args is a msgpack array (see
+ * ppx_pack), copied; NULL with args_len 0 means no arguments. Submission
+ * is eager: the call is in a worker's ring or the pool's queue on return.
  * A name that is not registered still gives a future, already FAILED with
  * a "NameError" naming it, as a worker would report it.
- * Thread-safe. Errors: PPX_EINVAL, PPX_ECLOSED, PPX_ETOOBIG,
- * PPX_EMALFORMED (args not one msgpack array), PPX_ENOMEM.
+ * Thread-safe; it takes the pool's lock but never waits for a worker.
+ * Errors: PPX_EBADOBJ (not a live pool, ppx_thread_pool() included),
+ * PPX_EINVAL (fn or out NULL, fn empty or longer than 255 bytes, args NULL
+ * with args_len > 0), PPX_ECLOSED, PPX_ETOOBIG (over the pool's
+ * max_payload), PPX_EMALFORMED (args not one msgpack array), PPX_ENOMEM.
  */
 int ppx_pool_submit(ppx_pool *pool, const char *fn, const void *args,
                     size_t args_len, ppx_future **out);
-/* Same, packing the arguments from fmt (see ppx_pack). */
+/* Same, packing the arguments from fmt (see ppx_pack; its errors too). */
 int ppx_pool_submitf(ppx_pool *pool, ppx_future **out, const char *fn,
                      const char *fmt, ...);
 
@@ -335,7 +406,9 @@ int ppx_pool_submitf(ppx_pool *pool, ppx_future **out, const char *fn,
  * future's value is the array of the results, in order; the first call
  * that fails fails the whole batch (its message names the item). The
  * cheap way to run many small calls; see ppx_run_in_executor_map to spread
- * a large batch over every worker. Errors as ppx_pool_submit; also
+ * a large batch over every worker. items is copied (NULL with len 0: an
+ * empty batch); opts as for ppx_pool_submit_ex, one deadline for the whole
+ * batch. Errors as ppx_pool_submit (PPX_ETOOBIG for the whole batch); also
  * PPX_EMALFORMED if an element is not an array.
  */
 typedef struct ppx_call_options ppx_call_options;
@@ -350,26 +423,33 @@ typedef struct ppx_call_options {
      * negative: none. Waiting with a timeout never cancels anything. */
     int timeout_ms;
 } ppx_call_options;
+/* ppx_pool_submit with per-call options, read during the call only (NULL:
+ * the pool's defaults). Same errors. */
 int ppx_pool_submit_ex(ppx_pool *pool, const char *fn, const void *args,
                        size_t args_len, const ppx_call_options *opts,
                        ppx_future **out);
 
 /*
- * The pool's readiness descriptor: readable when ppx_pool_process() has
- * something to do. Watch it with poll/epoll/uv_poll; do not read it.
+ * The pool's readiness descriptor (or PPX_EBADOBJ): readable when
+ * ppx_pool_process() has something to do. Watch it with poll/epoll/uv_poll;
+ * do not read or close it. The pool owns it: it is closed by
+ * ppx_pool_free, so stop watching it before. Any thread.
  */
 int ppx_pool_fd(const ppx_pool *pool);
 /* Does pending work without blocking: collects results, notices dead
  * workers, fires timers, dispatches queued calls, and runs the done
- * callbacks of the futures it resolved, on the calling thread. If it stops
- * with work left (it bounds each call), the fd stays readable. Returns the
- * number of futures it resolved, or a negative code. */
+ * callbacks of the futures it resolved, on the calling thread, outside the
+ * pool's lock. If it stops with work left (it bounds each call), the fd
+ * stays readable. Any thread, several at once. Returns the number of
+ * futures it resolved, or PPX_EBADOBJ. */
 int ppx_pool_process(ppx_pool *pool);
 /* True while any task is unresolved, a cancelled task still runs, or a
- * worker is being replaced. */
+ * worker is being replaced; false for an invalid pool. Thread-safe. */
 bool ppx_pool_busy(const ppx_pool *pool);
+/* The number of workers (the resolved options.workers), or PPX_EBADOBJ. */
 int ppx_pool_workers(const ppx_pool *pool);
-/* Pid of worker i (0 <= i < workers), 0 if it is being respawned. */
+/* Pid of worker i (0 <= i < workers), 0 if it is being respawned, i is out
+ * of range or the pool is invalid. Thread-safe. */
 long ppx_pool_worker_pid(const ppx_pool *pool, int i);
 
 /* Pool counters, for tests and observability. */
@@ -384,6 +464,9 @@ typedef struct ppx_pool_stats {
     uint64_t arena_calls; /* calls whose frame went through the arena */
     uint64_t outbox_replies; /* replies that came through an outbox */
 } ppx_pool_stats;
+/* Fills *out with a snapshot of the pool's counters (all zero for an
+ * invalid pool); nothing if out is NULL. Thread-safe (takes the pool's
+ * lock; no system call). */
 void ppx_pool_stats_get(ppx_pool *pool, ppx_pool_stats *out);
 
 /*
@@ -425,67 +508,109 @@ int ppx_pool_worker_stats(ppx_pool *pool, int i, ppx_worker_stats *out);
 /* ------------------------------------------------------------------ */
 /* Process futures (usable without libuv)                             */
 
+/* A done callback: f is valid during the call; arg is the caller's. */
 typedef void (*ppx_future_cb)(ppx_future *f, void *arg);
 
+/* Futures are thread-safe: every function below may be called from any
+ * thread. An invalid handle (NULL, or a future already freed) gives
+ * PPX_EBADOBJ, or the value each function names; do not rely on that for
+ * a freed one. */
+
+/* Takes another reference; each is dropped by one ppx_future_unref. */
 void ppx_future_ref(ppx_future *f);
-/* Drops one reference; the last one frees the future. An unresolved
- * future's task keeps running and its result is discarded. */
+/* Drops one reference; the last one frees the future, its value and its
+ * error. An unresolved future's task keeps running and its result is
+ * discarded. */
 void ppx_future_unref(ppx_future *f);
 
+/* f's state: PPX_RUNNING once a worker has claimed the call. PPX_PENDING
+ * for an invalid handle. */
 ppx_state ppx_future_state(const ppx_future *f);
+/* True once f has resolved (DONE, FAILED or CANCELLED); false for an
+ * invalid handle. */
 bool ppx_future_done(const ppx_future *f);
+/* The task's id (never 0; ppx_call_task_id in the worker, task_id in its
+ * error and the trace), 0 for an invalid handle. */
 uint64_t ppx_future_id(const ppx_future *f);
+/* The function's name, owned by f; "" for an invalid handle. */
 const char *ppx_future_function(const ppx_future *f);
 
 /* Blocks until f resolves, driving the pool from this thread if no other
- * thread does. 0 when resolved (whatever the outcome), PPX_ETIMEDOUT.
- * Never call it on a loop thread that watches the pool. */
+ * thread does (the done callbacks of any future it resolves run here).
+ * Returns 0 when f is resolved, whatever the outcome (when the pool is
+ * freed meanwhile, f is CANCELLED), PPX_ETIMEDOUT (the task keeps
+ * running), PPX_EBADOBJ. Several threads may wait at once. Never call it
+ * on a loop thread that watches the pool. */
 int ppx_future_wait(ppx_future *f, int timeout_ms);
 
-/* The value of a DONE future, borrowed from f. PPX_EPENDING, PPX_ETASK
- * (failed: see ppx_future_error), PPX_ECANCELED. */
+/* The value of a DONE future, borrowed from f (valid until its last
+ * unref). PPX_EPENDING, PPX_ETASK (failed: see ppx_future_error),
+ * PPX_ECANCELED, PPX_EINVAL (out NULL), PPX_EBADOBJ. */
 int ppx_future_value(const ppx_future *f, ppx_value *out);
-/* Shortcut for an integer result. */
+/* Shortcut for an integer result: ppx_future_value's codes, then
+ * ppx_value_int's. */
 int ppx_future_int(const ppx_future *f, int64_t *out);
-/* The error of a FAILED or CANCELLED future, borrowed; NULL otherwise. */
+/* The error of a FAILED or CANCELLED future, borrowed (valid until f's
+ * last unref); NULL otherwise. */
 const ppx_error *ppx_future_error(const ppx_future *f);
 
 /*
  * Cancels f: a task not started yet never runs; a running task has its
  * cancellation flag set and, if still running after the pool's grace
  * period, its worker is killed and respawned. f resolves CANCELLED before
- * this returns and its callbacks run on this thread. PPX_EDONE if f was
- * already resolved.
+ * this returns and its callbacks run on this thread. Returns 0, PPX_EDONE
+ * if f was already resolved, PPX_EBADOBJ.
  */
 int ppx_future_cancel(ppx_future *f);
 
 /* Adds a callback run exactly once when f resolves, on the thread that
- * resolves it (the one calling ppx_pool_process, ppx_future_wait or
- * ppx_future_cancel). If f is already resolved, cb runs before this
- * returns. 0 or PPX_ENOMEM (then cb is never called). */
+ * resolves it (the one calling ppx_pool_process, ppx_future_wait,
+ * ppx_future_cancel, ppx_pool_shutdown or ppx_pool_free), outside the
+ * pool's lock: it may unref f, submit, even free the pool. If f is
+ * already resolved, cb runs before this returns. 0, PPX_EINVAL (cb
+ * NULL), PPX_EBADOBJ or PPX_ENOMEM (then cb is never called). */
 int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Loop integration (libuv). Call these on the loop's thread.         */
 
+/*
+ * Awaitables are not thread-safe: every function of this section, and the
+ * callbacks it takes, run on the loop's thread, unless said otherwise. A
+ * function that makes an awaitable gives the caller one reference in *out
+ * (drop it with ppx_awaitable_unref) and takes its own on the awaitables
+ * it is given. An invalid handle (NULL, or an awaitable already freed)
+ * gives PPX_EBADOBJ, or the value each function names.
+ */
+
 struct uv_loop_s;
+/* A done callback: aw is valid during the call; arg is the caller's. */
 typedef void (*ppx_awaitable_cb)(ppx_awaitable *aw, void *arg);
 
 /*
  * Wraps process future f (a reference is taken; the caller keeps its own)
- * in an awaitable whose callbacks run on loop's thread. Watches the pool's
- * fd with a uv_poll handle on loop; no thread is created.
+ * in an awaitable whose callbacks run on loop's thread, even when another
+ * thread resolves f. Watches the pool's fd with a uv_poll handle on loop;
+ * no thread is created. A pool that backs awaitables must be freed on
+ * their loop's thread. If f is already resolved, so is the awaitable on
+ * return. Errors: PPX_EINVAL (loop or out NULL), PPX_EBADOBJ (f is not a
+ * live future), PPX_ENOMEM, a libuv code (-errno) if the fd cannot be
+ * watched.
  */
 int ppx_wrap_future(struct uv_loop_s *loop, ppx_future *f, ppx_awaitable **out);
 
 /*
  * Submits fn(args) to pool (NULL: the default pool, created on first use
- * with default options) and wraps it: run_in_executor. Eager: the call is
- * submitted before this returns. Errors as ppx_pool_submit.
+ * with default options; ppx_thread_pool(): as ppx_run_in_thread) and wraps
+ * it: run_in_executor. Eager: the call is submitted before this returns;
+ * args is copied. Errors: PPX_EINVAL (loop or out NULL), those of
+ * ppx_pool_new (creating the default pool), ppx_pool_submit, and
+ * ppx_wrap_future (the call is then cancelled).
  */
 int ppx_run_in_executor(struct uv_loop_s *loop, ppx_pool *pool,
                         const char *fn, const void *args, size_t args_len,
                         ppx_awaitable **out);
+/* Same, packing the arguments from fmt (see ppx_pack; its errors too). */
 int ppx_run_in_executorf(struct uv_loop_s *loop, ppx_pool *pool,
                          ppx_awaitable **out, const char *fn,
                          const char *fmt, ...);
@@ -496,44 +621,79 @@ int ppx_run_in_executorf(struct uv_loop_s *loop, ppx_pool *pool,
  * four chunks per worker), each chunk one frame (see ppx_pool_map). The
  * awaitable's value is the array of all results in order; the first
  * failure fails it and cancels the other chunks. Like executor.map with
- * a chunksize.
+ * a chunksize. items is copied; an empty array gives []. pool as for
+ * ppx_run_in_executor, but only a process pool (ppx_thread_pool():
+ * PPX_EBADOBJ). Errors: PPX_EINVAL (loop, out, fn or items NULL),
+ * PPX_EMALFORMED (items not one array of arrays), those of creating the
+ * default pool and of ppx_pool_map (PPX_ETOOBIG: a chunk is too big); on
+ * failure the chunks already submitted are cancelled.
  */
 int ppx_run_in_executor_map(struct uv_loop_s *loop, ppx_pool *pool, const char *fn,
                             const void *items, size_t len, size_t chunk_size,
                             ppx_awaitable **out);
 
-/* The default pool, if it was created; frees it (call on the loop thread
- * after the loop no longer needs it). */
+/* The default pool, or NULL until a call with pool NULL has created it.
+ * Borrowed: free it only with ppx_default_pool_free. Any thread. */
 ppx_pool *ppx_default_pool(void);
+/* Frees the default pool, if there is one, as ppx_pool_free does: call it
+ * on the loop's thread once the loop no longer needs it, then run the loop
+ * so that its handles close. A later call with pool NULL makes a new one. */
 void ppx_default_pool_free(void);
 
 /*
  * Gathers n awaitables (references taken) into one. It resolves DONE when
  * all are done, with an array of their values in the given order. On the
  * first failure it resolves FAILED with that child's error and cancels
- * every other child, running ones included. With PPX_GATHER_RETURN_ERRORS
- * it waits for all and resolves DONE; a failed child's element is nil and
- * ppx_gather_child() shows its error.
+ * every other child, running ones included (a cancelled child fails it
+ * too). With PPX_GATHER_RETURN_ERRORS it waits for all and resolves DONE;
+ * a failed child's element is nil and ppx_gather_child() shows its error.
+ * n == 0 resolves DONE with [] at once. Cancelling the gather cancels
+ * every child. Errors: PPX_EINVAL (loop or out NULL, items NULL with
+ * n > 0, unknown flags), PPX_EBADOBJ (a dead child), PPX_ENOMEM.
  */
 enum { PPX_GATHER_RETURN_ERRORS = 1 };
 int ppx_gather(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
                int flags, ppx_awaitable **out);
+/* The number of children of gather g (of ppx_run_in_executor_map: its
+ * chunks); 0 if g is not a gather. */
 size_t ppx_gather_count(const ppx_awaitable *g);
+/* Child i of gather g, borrowed (valid while g lives); NULL if g is not a
+ * gather or i is out of range. */
 ppx_awaitable *ppx_gather_child(const ppx_awaitable *g, size_t i);
 
+/* Takes another reference; each is dropped by one ppx_awaitable_unref. */
 void ppx_awaitable_ref(ppx_awaitable *aw);
+/* Drops one reference; the last one frees aw, its value and its error.
+ * It does not cancel: a pending awaitable lives, and its work runs on,
+ * until it resolves. */
 void ppx_awaitable_unref(ppx_awaitable *aw);
+/* aw's state. Only a wrapped process call reports PPX_RUNNING (a worker
+ * has started it); other kinds go from PENDING to their outcome.
+ * PPX_PENDING for an invalid handle. */
 ppx_state ppx_awaitable_state(const ppx_awaitable *aw);
+/* True once aw has resolved; false for an invalid handle. */
 bool ppx_awaitable_done(const ppx_awaitable *aw);
+/* The value of a DONE awaitable, borrowed from aw (valid until its last
+ * unref): a call's result, a gather's array, the count of ppx_wait,
+ * ppx_task_group and ppx_map_lazy, ppx_wait_for's child's value.
+ * PPX_EPENDING, PPX_ETASK (see ppx_awaitable_error), PPX_ECANCELED,
+ * PPX_EINVAL (out NULL), PPX_EBADOBJ. */
 int ppx_awaitable_value(const ppx_awaitable *aw, ppx_value *out);
+/* The error of a FAILED or CANCELLED awaitable, borrowed (valid until
+ * aw's last unref); NULL otherwise. */
 const ppx_error *ppx_awaitable_error(const ppx_awaitable *aw);
-/* The wrapped process future (borrowed), NULL for a gather. */
+/* The wrapped process future (borrowed, valid while aw lives), NULL for
+ * any other kind of awaitable. */
 ppx_future *ppx_awaitable_future(const ppx_awaitable *aw);
-/* Cancels the awaitable and what it wraps (a gather: all children). Its
- * callbacks run before this returns. PPX_EDONE if it already resolved. */
+/* Cancels the awaitable and what it runs: a call (process or thread), a
+ * gather's children, ppx_wait_for's child, a task group's tasks, a lazy
+ * map's calls in flight; ppx_wait leaves its children alone. Its
+ * callbacks run before this returns. 0, PPX_EDONE if it already resolved,
+ * PPX_EBADOBJ. */
 int ppx_awaitable_cancel(ppx_awaitable *aw);
 /* Callback on the loop thread, exactly once; if already resolved it is
- * called before this returns. 0 or PPX_ENOMEM. */
+ * called before this returns. 0, PPX_EINVAL (cb NULL), PPX_EBADOBJ or
+ * PPX_ENOMEM (then cb is never called). */
 int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb,
                                     void *arg);
 
@@ -542,14 +702,18 @@ int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb,
  * lazy map or a task group: cb(aw, done, total, arg) runs on the loop
  * thread each time one more of its parts ends while aw is pending. total
  * is the number of parts (a task group: added so far), 0 when unknown (a
- * lazy map). One callback per awaitable; NULL removes it. PPX_EINVAL for
- * a single call, PPX_EBADOBJ.
+ * lazy map). One callback per awaitable; NULL removes it. Other kinds
+ * have no parts: PPX_EINVAL for a single call (process or thread),
+ * ppx_wait and ppx_wait_for. PPX_EBADOBJ.
  */
 typedef void (*ppx_progress_cb)(ppx_awaitable *aw, size_t done, size_t total, void *arg);
 int ppx_awaitable_on_progress(ppx_awaitable *aw, ppx_progress_cb cb, void *arg);
 
-/* Runs loop until aw resolves. 0, or PPX_ENOWORK if the loop ran out of
- * things to wait for first (which would otherwise hang). */
+/* Runs loop (uv_run, one turn at a time) until aw resolves: blocks. Not
+ * from a callback of loop (uv_run is not reentrant); hold a reference to
+ * aw meanwhile. 0 once aw resolved (whatever the outcome), PPX_EINVAL
+ * (loop NULL), PPX_EBADOBJ, or PPX_ENOWORK if the loop ran out of things
+ * to wait for first (which would otherwise hang). */
 int ppx_run_until_complete(struct uv_loop_s *loop, ppx_awaitable *aw);
 
 /*
@@ -559,8 +723,9 @@ int ppx_run_until_complete(struct uv_loop_s *loop, ppx_awaitable *aw);
  * FAILED, or all finished; PPX_ALL_COMPLETED: all finished) or timeout_ms
  * passes (-1: no timeout; 0: look once). Its value is the number of
  * children finished by then; ppx_awaitable_done() on each tells which.
- * Cancelling it leaves the children running. Errors: PPX_EINVAL,
- * PPX_EBADOBJ (a dead child), PPX_ENOMEM.
+ * Cancelling it leaves the children running. Errors: PPX_EINVAL (loop or
+ * out NULL, items NULL with n > 0, unknown return_when), PPX_EBADOBJ (a
+ * dead child), PPX_ENOMEM.
  */
 enum { PPX_FIRST_COMPLETED = 1, PPX_FIRST_EXCEPTION = 2, PPX_ALL_COMPLETED = 3 };
 int ppx_wait(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
@@ -568,11 +733,13 @@ int ppx_wait(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
 
 /*
  * aw with a deadline, like asyncio.wait_for: the returned awaitable
- * resolves as aw does (same value or error) if it finishes within
- * timeout_ms (-1: never times out); otherwise it fails with
- * "TimeoutError" and aw is cancelled (a running call is stopped).
- * Cancelling the returned awaitable cancels aw. For a deadline that the
- * pool enforces without a loop, see ppx_call_options.timeout_ms.
+ * resolves as aw does (same value or error; a reference to aw is taken)
+ * if it finishes within timeout_ms (-1: never times out; 0: at once,
+ * unless aw has finished); otherwise it fails with "TimeoutError" and aw
+ * is cancelled (a running call is stopped). Cancelling the returned
+ * awaitable cancels aw. For a deadline that the pool enforces without a
+ * loop, see ppx_call_options.timeout_ms. Errors: PPX_EINVAL (loop or out
+ * NULL), PPX_EBADOBJ (aw dead), PPX_ENOMEM.
  */
 int ppx_wait_for(struct uv_loop_s *loop, ppx_awaitable *aw, int timeout_ms,
                  ppx_awaitable **out);
@@ -582,8 +749,14 @@ int ppx_wait_for(struct uv_loop_s *loop, ppx_awaitable *aw, int timeout_ms,
  * loop (as ppx_run_until_complete does) until one more has finished and
  * hands it back, borrowed (valid while the iterator lives). Returns 0,
  * PPX_EDONE when all were handed back, PPX_ETIMEDOUT after timeout_ms
- * (-1: none; 0: poll), PPX_ENOWORK if nothing left could finish one.
- * _free may be called at any time; unfinished children keep running.
+ * (-1: none; 0: poll), PPX_ENOWORK if nothing left could finish one,
+ * PPX_EINVAL (it or out NULL, or a callback freed it meanwhile: nothing
+ * is handed back). Like ppx_run_until_complete, _next blocks and must not
+ * be called from a callback of the loop. _new takes a reference to each
+ * child, dropped by _free; its errors: PPX_EINVAL (loop or out NULL, items
+ * NULL with n > 0), PPX_EBADOBJ (a dead child), PPX_ENOMEM. _free may be
+ * called at any time, from a callback too; unfinished children keep
+ * running.
  */
 typedef struct ppx_as_completed ppx_as_completed;
 int ppx_as_completed_new(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
@@ -596,11 +769,14 @@ void ppx_as_completed_free(ppx_as_completed *it);
  * running awaitable in the group (a reference is taken while it runs).
  * The first task that FAILS cancels every other task, and any added
  * after (_add then returns PPX_ECANCELED); a task cancelled from outside
- * ends without failing the group. After _close no task can be added
- * (PPX_ECLOSED), and the group awaitable resolves once every task has
- * ended: DONE with the number of tasks added, or FAILED with the first
- * error. Cancelling the group cancels its tasks. Errors: PPX_EINVAL,
- * PPX_EBADOBJ (not a group, or a dead task), PPX_ENOMEM.
+ * ends without failing the group. A task that has already ended counts
+ * at once. After _close no task can be added (PPX_ECLOSED), and the group
+ * awaitable resolves once every task has ended: DONE with the number of
+ * tasks added, or FAILED with the first error. _close returns 0 (also
+ * when already closed), or PPX_EDONE once the group has resolved.
+ * Cancelling the group cancels its tasks and closes it. Errors:
+ * PPX_EINVAL (loop or out NULL), PPX_EBADOBJ (not a group, or a dead
+ * task), PPX_ENOMEM.
  */
 int ppx_task_group(struct uv_loop_s *loop, ppx_awaitable **out);
 int ppx_task_group_add(ppx_awaitable *group, ppx_awaitable *task);
@@ -614,10 +790,15 @@ int ppx_task_group_close(ppx_awaitable *group);
  * argument array, borrowed until next returns), 0 at the end, or a
  * negative code (the map fails with "InputError"). on_result(arg, i, aw)
  * gets each settled call in input order; aw is borrowed for the callback
- * (ref it to keep it). The map resolves DONE with the number of calls, or
- * FAILED with the error of the first failed call in input order, after
- * which nothing more is pulled and calls in flight are cancelled. pool
- * NULL: the default pool; ppx_thread_pool(): the thread pool.
+ * (ref it to keep it). next is first called before ppx_map_lazy returns,
+ * then on the loop thread as calls settle; on_result may be NULL. The map
+ * resolves DONE with the number of calls, or FAILED with the error of the
+ * first failed (or cancelled) call in input order, or "SubmitError" if a
+ * call could not be submitted, after which nothing more is pulled and
+ * calls in flight are cancelled. pool NULL: the default pool;
+ * ppx_thread_pool(): the thread pool. Errors: PPX_EINVAL (loop, fn, next
+ * or out NULL; max_in_flight 0 or over 2^24), PPX_ENOMEM, those of
+ * creating the default pool.
  */
 typedef int (*ppx_map_next_fn)(void *arg, size_t i, const void **args, size_t *len);
 typedef void (*ppx_map_result_fn)(void *arg, size_t i, ppx_awaitable *result);
@@ -632,13 +813,18 @@ int ppx_map_lazy(struct uv_loop_s *loop, ppx_pool *pool, const char *fn,
  * process call. No isolation: a crash is this process's crash. Cancelling
  * the awaitable resolves it at once; a call not started never runs, a
  * running one sees ppx_call_cancelled(). ppx_run_in_executor with pool
- * ppx_thread_pool() does the same. Errors: PPX_EINVAL, PPX_EMALFORMED,
- * PPX_ENOMEM; an unknown name gives an awaitable FAILED with NameError.
+ * ppx_thread_pool() does the same. args is copied (NULL with args_len 0:
+ * no arguments). Errors: PPX_EINVAL (loop, fn or out NULL; args NULL with
+ * args_len > 0), PPX_EMALFORMED (args not one msgpack array), PPX_ENOMEM;
+ * an unknown name gives an awaitable FAILED with NameError, a call libuv
+ * refuses to queue one FAILED with "RuntimeError".
  */
 int ppx_run_in_thread(struct uv_loop_s *loop, const char *fn, const void *args,
                       size_t args_len, ppx_awaitable **out);
 /* A handle that stands for libuv's thread pool in ppx_run_in_executor and
- * ppx_map_lazy. It is not a process pool: pool functions refuse it. */
+ * ppx_map_lazy: static, never freed. It is not a process pool: pool
+ * functions refuse it (PPX_EBADOBJ, or the value they give an invalid
+ * pool). Any thread. */
 ppx_pool *ppx_thread_pool(void);
 
 #ifdef __cplusplus
