@@ -361,9 +361,12 @@ static void test_trace_records_every_call_with_its_worker_and_outcome(void **sta
     void *args;
     size_t len;
     assert_int_equal(ppx_pack(&args, &len, ""), 0);
-    ppx_call_options quick = {.timeout_ms = 100};
+    /* Its slice needs it running when the deadline passes: wait for that,
+     * with a deadline a slow start (valgrind, a busy machine) stays under. */
+    ppx_call_options quick = {.timeout_ms = 500};
     assert_int_equal(ppx_pool_submit_ex(p, "wait_cancel", args, len, &quick, &timed_out), 0);
     free(args);
+    support_wait_running(timed_out);
     assert_int_equal(ppx_future_wait(timed_out, 10000), 0);
     assert_string_equal(ppx_future_error(timed_out)->type, "TimeoutError");
     static const unsigned char items[] = {0x92, 0x92, 1, 2, 0x92, 3, 4}; /* [[1,2],[3,4]] */
