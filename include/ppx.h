@@ -61,7 +61,8 @@ const char *ppx_version(void);
     XX(ESPAWN, "a worker process could not be started")                       \
     XX(EBADOBJ, "the object is invalid or already freed")                     \
     XX(ENOWORK, "the loop has nothing left to run")                           \
-    XX(EINIT, "a worker's initializer failed: see ppx_last_error()")
+    XX(EINIT, "a worker's initializer failed: see ppx_last_error()")         \
+    XX(EBACKEND, "the pool's backend is unavailable: see ppx_last_error()")
 
 typedef enum ppx_errno {
     PPX__ERRNO_FIRST = -29000,
@@ -117,6 +118,7 @@ typedef enum ppx_state {
  *   "ResultTooLarge" the result exceeded the pool's payload limit
  *   "TimeoutError"   the task's deadline passed (it was stopped)
  *   "InitializerError" no worker could start: the initializer fails
+ *   "NodeLost"       (MPI pools) the node holding the task went silent
  * Every other type is the one a worker function passed to ppx_raise().
  */
 typedef struct ppx_error {
@@ -126,6 +128,9 @@ typedef struct ppx_error {
     const char *where;    /* "file.c:42" where raised, or "" */
     long pid;             /* worker pid, 0 when no worker was involved */
     uint64_t task_id;
+    /* The MPI node that raised it, "host rank N"; "" for a local pool.
+     * An error built by the caller may leave it NULL. */
+    const char *node;
 } ppx_error;
 
 /* ------------------------------------------------------------------ */
@@ -340,8 +345,22 @@ typedef struct ppx_pool_options {
      * created (ppx_last_error() names it). NULL: the file named by the
      * PPX_TRACE environment variable, if set; else no trace, at no cost. */
     const char *trace_path;
+    /* Where the workers are (see "MPI" in README.md):
+     * PPX_BACKEND_AUTO (0): the MPI backend when this process was started
+     *   by mpirun with more than one rank (PPX_BACKEND=local|mpi in the
+     *   environment overrides), else local workers.
+     * PPX_BACKEND_LOCAL: forked workers on this machine.
+     * PPX_BACKEND_MPI: rank 0 gets a pool whose workers are the other
+     *   ranks' local pools (each built from these same options).
+     * On a rank other than 0, ppx_pool_new with the MPI backend does not
+     * return: the rank serves rank 0's calls until rank 0 exits, then
+     * exits itself (status 0). One MPI pool may be open at a time; its
+     * trace_path is ignored. Fails with PPX_EBACKEND when ppx was built
+     * without MPI, or MPI cannot start (ppx_last_error() says why). */
+    int backend;
 } ppx_pool_options;
 #define PPX_ARENA_NONE ((size_t)-1)
+enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };
 
 /* Forks the workers (through a fork server it starts) and returns the
  * pool in *out, the caller's to free with ppx_pool_free. opts is copied.

@@ -39,7 +39,7 @@ void ppx__awaitable_settle_uint(ppx_awaitable *aw, uint64_t v)
 {
     unsigned char *b = malloc(9);
     if (!b) {
-        aw->own_err = (ppx_error){"MemoryError", "no memory for the value", "", "", 0, 0};
+        aw->own_err = (ppx_error){"MemoryError", "no memory for the value", "", "", 0, 0, ""};
         ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
         return;
     }

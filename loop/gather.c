@@ -10,7 +10,7 @@
 #include <string.h>
 
 static const ppx_error gather_cancelled = {
-    "CancelledError", "the gather was cancelled", "", "", 0, 0,
+    "CancelledError", "the gather was cancelled", "", "", 0, 0, "",
 };
 
 /* A map's value: the children's result arrays, concatenated. */
@@ -86,7 +86,7 @@ static void on_child(ppx_awaitable *child, void *arg)
                 ppx__awaitable_settle(g, PPX_DONE, NULL);
             } else {
                 g->own_err = (ppx_error){"MemoryError", "no memory for the gathered values",
-                                         "", "", 0, 0};
+                                         "", "", 0, 0, ""};
                 ppx__awaitable_settle(g, PPX_FAILED, &g->own_err);
             }
         }
@@ -142,7 +142,7 @@ int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flag
     }
     *out = g;
     if (n == 0) {
-        g->own_err = (ppx_error){"MemoryError", "no memory for the gathered values", "", "", 0, 0};
+        g->own_err = (ppx_error){"MemoryError", "no memory for the gathered values", "", "", 0, 0, ""};
         ppx__awaitable_settle(g, build_value(g) == 0 ? PPX_DONE : PPX_FAILED, &g->own_err);
         return 0;
     }

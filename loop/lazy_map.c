@@ -37,7 +37,7 @@ static void fail(lazy_map *m, const char *type, const char *fmt, int code)
 {
     ppx_awaitable *aw = m->aw;
     snprintf(m->msg, sizeof m->msg, fmt, code, ppx_strerror(code));
-    aw->own_err = (ppx_error){type, m->msg, m->fn, "", 0, 0};
+    aw->own_err = (ppx_error){type, m->msg, m->fn, "", 0, 0, ""};
     m->stopping = true;
     ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
 }
@@ -88,6 +88,8 @@ static void pump(lazy_map *m)
         const void *args = NULL;
         size_t len = 0;
         int rc = m->next(m->arg, (size_t)m->tail, &args, &len);
+        if (m->stopping)
+            break; /* next() cancelled the map: its input goes nowhere */
         if (rc == 0) {
             m->exhausted = true;
             break;
@@ -129,7 +131,7 @@ static void cancel(ppx_awaitable *aw)
 {
     lazy_map *m = aw->impl;
     m->stopping = true;
-    aw->own_err = (ppx_error){"CancelledError", "the map was cancelled", "", "", 0, 0};
+    aw->own_err = (ppx_error){"CancelledError", "the map was cancelled", "", "", 0, 0, ""};
     ppx__awaitable_settle(aw, PPX_CANCELLED, &aw->own_err);
     cancel_window(m);
 }

@@ -90,7 +90,7 @@ static void cancel(ppx_awaitable *aw)
 {
     group *g = aw->impl;
     g->failed = g->closed = true;
-    aw->own_err = (ppx_error){"CancelledError", "the task group was cancelled", "", "", 0, 0};
+    aw->own_err = (ppx_error){"CancelledError", "the task group was cancelled", "", "", 0, 0, ""};
     ppx__awaitable_settle(aw, PPX_CANCELLED, &aw->own_err);
     cancel_running(g);
 }

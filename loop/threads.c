@@ -71,7 +71,7 @@ static void after_work(uv_work_t *req, int status)
     thread_call *tc = req->data;
     ppx_awaitable *aw = tc->aw;
     if (aw->state == PPX_PENDING) {
-        aw->own_err = (ppx_error){"", "", tc->e.name, "", (long)getpid(), 0};
+        aw->own_err = (ppx_error){"", "", tc->e.name, "", (long)getpid(), 0, ""};
         if (status != 0) {
             aw->own_err.type = "RuntimeError";
             aw->own_err.message = "the thread pool could not run the call";
@@ -112,7 +112,7 @@ static void cancel(ppx_awaitable *aw)
     thread_call *tc = aw->impl;
     atomic_store_explicit(&tc->slot.cancel, 1, memory_order_relaxed);
     uv_cancel((uv_req_t *)&tc->req); /* only if it has not started */
-    aw->own_err = (ppx_error){"CancelledError", "the call was cancelled", tc->e.name, "", 0, 0};
+    aw->own_err = (ppx_error){"CancelledError", "the call was cancelled", tc->e.name, "", 0, 0, ""};
     ppx__awaitable_settle(aw, PPX_CANCELLED, &aw->own_err);
 }
 
@@ -151,7 +151,7 @@ int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t 
     if (!e) {
         /* As a worker would report it, without a trip to a thread. */
         snprintf(tc->type, sizeof tc->type, "no function named '%.200s' is registered", fn);
-        aw->own_err = (ppx_error){"NameError", tc->type, "", "", 0, 0};
+        aw->own_err = (ppx_error){"NameError", tc->type, "", "", 0, 0, ""};
         ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
         return 0;
     }
@@ -165,7 +165,7 @@ int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t 
     rc = uv_queue_work(loop, &tc->req, work, after_work);
     if (rc) {
         ppx_awaitable_unref(aw);
-        aw->own_err = (ppx_error){"RuntimeError", "uv_queue_work failed", e->name, "", 0, 0};
+        aw->own_err = (ppx_error){"RuntimeError", "uv_queue_work failed", e->name, "", 0, 0, ""};
         ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
     }
     return 0;

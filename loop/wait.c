@@ -25,10 +25,10 @@ typedef struct waiter {
 } waiter;
 
 static const ppx_error timed_out = {
-    "TimeoutError", "the awaitable did not finish in time", "", "", 0, 0,
+    "TimeoutError", "the awaitable did not finish in time", "", "", 0, 0, "",
 };
 static const ppx_error wait_cancelled = {
-    "CancelledError", "the wait was cancelled", "", "", 0, 0,
+    "CancelledError", "the wait was cancelled", "", "", 0, 0, "",
 };
 
 static void free_waiter(uv_handle_t *h)

@@ -127,21 +127,31 @@ void ppx__future_done_adopt(ppx_future *f, void *buf, size_t buf_len, const void
 void ppx__future_fail(ppx_future *f, const char *type, const char *message,
                       const char *where, long pid, ppx__notify *n)
 {
+    ppx__future_fail_at(f, type, message, where, pid, "", n);
+}
+
+void ppx__future_fail_at(ppx_future *f, const char *type, const char *message,
+                         const char *where, long pid, const char *node, ppx__notify *n)
+{
     /* One block holds every string, so there is one allocation to fail;
      * if it does, static strings still tell the story. */
     size_t lt = strlen(type) + 1, lm = strlen(message) + 1, lw = strlen(where) + 1;
-    char *mem = malloc(lt + lm + lw);
+    size_t ln = strlen(node) + 1;
+    char *mem = malloc(lt + lm + lw + ln);
     if (mem) {
         memcpy(mem, type, lt);
         memcpy(mem + lt, message, lm);
         memcpy(mem + lt + lm, where, lw);
+        memcpy(mem + lt + lm + lw, node, ln);
         f->err.type = mem;
         f->err.message = mem + lt;
         f->err.where = mem + lt + lm;
+        f->err.node = mem + lt + lm + lw;
     } else {
         f->err.type = "MemoryError";
         f->err.message = "no memory to hold the error";
         f->err.where = "";
+        f->err.node = "";
     }
     f->err_mem = mem;
     f->err.function = f->function;
@@ -164,6 +174,7 @@ void ppx__future_failf(ppx_future *f, const char *type, long pid, ppx__notify *n
 void ppx__future_cancelled(ppx_future *f, ppx__notify *n)
 {
     f->err.type = "CancelledError";
+    f->err.node = "";
     f->err.message = "the task was cancelled";
     f->err.where = "";
     f->err.function = f->function;

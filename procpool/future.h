@@ -56,6 +56,9 @@ void ppx__future_done_adopt(ppx_future *f, void *buf, size_t buf_len, const void
                             size_t len, ppx__notify *n);
 void ppx__future_fail(ppx_future *f, const char *type, const char *message,
                       const char *where, long pid, ppx__notify *n);
+/* As ppx__future_fail, raised on the MPI node named node ("" locally). */
+void ppx__future_fail_at(ppx_future *f, const char *type, const char *message,
+                         const char *where, long pid, const char *node, ppx__notify *n);
 void ppx__future_failf(ppx_future *f, const char *type, long pid, ppx__notify *n,
                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void ppx__future_cancelled(ppx_future *f, ppx__notify *n);

@@ -11,6 +11,7 @@
  */
 #include "pool_impl.h"
 #include "registry.h"
+#include "remote.h"
 #include "worker.h"
 #include "../serialize/envelope.h"
 #include "../serialize/mpread.h"
@@ -149,6 +150,19 @@ static int start_workers(ppx_pool *p)
     return p->opt.initializer ? wait_initialized(p, deadline) : 0;
 }
 
+/* Rank 0 of an MPI pool: the pool's descriptors and futures, with the
+ * nodes for workers (remote.h). */
+static int remote_new(ppx_pool *p)
+{
+    p->nworkers = 0;
+    p->opt.trace_path = NULL; /* traces are of local workers only */
+    int rc = open_fds(p);
+    if (rc)
+        return rc;
+    ppx__registry_freeze();
+    return ppx__remote_start(p);
+}
+
 int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
 {
     if (!out)
@@ -157,10 +171,16 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
     if (!p)
         return PPX_ENOMEM;
     p->efd = p->kickfd = p->tfd = p->epfd = -1;
+    int be = PPX__BE_LOCAL;
     int rc = ppx__options_resolve(&p->opt, opts);
-    if (rc) {
+    if (rc == 0)
+        rc = ppx__backend_choose(&p->opt, &be);
+    if (rc || be == PPX__BE_NODE) {
+        ppx_pool_options o = p->opt;
         free(p);
-        return rc;
+        /* This rank lends itself to rank 0's pool and exits when rank 0
+         * does: ppx__node_serve returns only if it could not start. */
+        return rc ? rc : ppx__node_serve(&o);
     }
     p->nworkers = p->opt.workers;
     p->self = getpid();
@@ -174,6 +194,16 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
     p->magic = POOL_MAGIC;
     atomic_init(&p->refs, 1);
     atomic_init(&p->next_id, 1);
+    if (be == PPX__BE_ROOT) {
+        rc = remote_new(p);
+        if (rc) {
+            ppx__remote_stop(p);
+            destroy(p);
+            return rc;
+        }
+        *out = p;
+        return 0;
+    }
 
     p->w = calloc((size_t)p->nworkers, sizeof *p->w);
     rc = p->w ? ppx__layout_map(p) : PPX_ENOMEM;
@@ -221,6 +251,8 @@ static void after_resolve(ppx_pool *p, ppx__notify *n, bool kick_driver)
 
 static bool replies_waiting(ppx_pool *p)
 {
+    if (p->remote)
+        return p->remote->inbox != NULL;
     for (int i = 0; i < p->nworkers; i++)
         if (p->w[i].alive && !ppx__ring_empty(&p->w[i].resp))
             return true;
@@ -233,6 +265,15 @@ static void process_locked(ppx_pool *p, ppx__notify *n)
     if (p->torn_down)
         return;
     bool other_driver = p->driving && !pthread_equal(p->driver, pthread_self());
+    if (p->remote) {
+        if (p->kicked && !other_driver) {
+            ppx__eventfd_drain(p->kickfd);
+            p->kicked = false;
+        }
+        ppx__eventfd_drain(p->efd);
+        ppx__remote_drain(p, n);
+        return;
+    }
     for (int round = 0; round < 8; round++) {
         if (p->kicked && !other_driver) {
             ppx__eventfd_drain(p->kickfd);
@@ -371,7 +412,10 @@ int ppx__pool_cancel(ppx_pool *p, ppx_future *f)
         ppx__pool_unlock(p);
         return PPX_EDONE;
     }
-    ppx__cancel_task(p, f->task, true, false, &n);
+    if (p->remote)
+        ppx__remote_cancel(p, f->task, &n);
+    else
+        ppx__cancel_task(p, f->task, true, false, &n);
     after_resolve(p, &n, p->driving && !pthread_equal(p->driver, pthread_self()));
     ppx__pool_unlock(p);
     ppx__notify_run(&n);
@@ -385,6 +429,8 @@ ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f)
     int now = atomic_load(&f->state);
     if (now != PPX_PENDING) {
         st = (ppx_state)now;
+    } else if (f->task && p->remote) {
+        st = ppx__remote_state(p, f->task);
     } else if (f->task && f->task->slot != PPX__NO_SLOT) {
         uint64_t w = atomic_load(&p->slots[f->task->slot].state);
         uint32_t s = ppx__slot_st(w);
@@ -399,6 +445,10 @@ ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f)
 
 static void cancel_all(ppx_pool *p, bool kill_later, ppx__notify *n)
 {
+    if (p->remote) {
+        ppx__remote_cancel_all(p, n);
+        return;
+    }
     while (p->queue.head)
         ppx__cancel_task(p, p->queue.head, kill_later, false, n);
     for (int i = 0; i < p->nworkers; i++)
@@ -470,6 +520,12 @@ static int await_exits(ppx_pool *p, int64_t deadline)
  * then it is told to stop and is reaped itself. */
 static void stop_workers(ppx_pool *p)
 {
+    if (p->remote) {
+        ppx__pool_unlock(p); /* the progress thread needs the lock to leave */
+        ppx__remote_stop(p);
+        ppx__pool_lock(p);
+        return;
+    }
     atomic_store(&p->sh->shutdown, 1);
     for (int i = 0; i < p->nworkers; i++)
         if (p->w[i].alive)
@@ -503,6 +559,8 @@ static void free_tasks(ppx__list *l, ppx_pool *p)
 
 static void free_all_tasks(ppx_pool *p)
 {
+    if (p->remote)
+        ppx__remote_free_tasks(p);
     for (int i = 0; p->w && i < p->nworkers; i++) {
         free_tasks(&p->w[i].tasks, p);
         ppx__rx_reset(&p->w[i].rx);
@@ -533,6 +591,7 @@ static void destroy(ppx_pool *p)
 {
     ppx__trace_close(p->trace); /* only when ppx_pool_new failed */
     free_all_tasks(p);
+    ppx__remote_destroy(p);
     if (p->epfd >= 0)
         close(p->epfd);
     if (p->efd >= 0)
@@ -603,6 +662,8 @@ int ppx__pool_spin(ppx_pool *p, int us)
 {
     if (!live(p))
         return 0;
+    if (p->remote)
+        return ppx_pool_process(p); /* replies come through the progress thread */
     int64_t deadline = ppx__now_ns() + (int64_t)us * 1000;
     /* While we poll, workers need not pay for an eventfd write. */
     atomic_store_explicit(&p->sh->parent_waiting, 0, memory_order_relaxed);
@@ -639,7 +700,9 @@ bool ppx_pool_busy(const ppx_pool *p)
 
 int ppx_pool_workers(const ppx_pool *p)
 {
-    return live(p) ? p->nworkers : PPX_EBADOBJ;
+    if (!live(p))
+        return PPX_EBADOBJ;
+    return p->remote ? p->remote->workers : p->nworkers;
 }
 
 long ppx_pool_worker_pid(const ppx_pool *p, int i)
@@ -663,8 +726,8 @@ void ppx_pool_stats_get(ppx_pool *p, ppx_pool_stats *out)
     ppx__pool_lock(p);
     *out = p->stats;
     out->crash_streak = p->crash_streak;
-    out->queued = p->queue.n;
-    out->running = p->unresolved - p->queue.n;
+    out->queued = p->remote ? ppx__remote_queued(p) : p->queue.n;
+    out->running = p->unresolved - out->queued;
     pthread_mutex_lock(&p->arena.mu);
     out->arena_used = p->arena.used;
     pthread_mutex_unlock(&p->arena.mu);

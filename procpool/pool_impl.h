@@ -152,6 +152,9 @@ struct ppx_pool {
     ppx_pool_stats stats;
     int64_t created_ns; /* monotonic: no honest worker stamp is older */
     ppx__trace *trace;  /* NULL unless tracing (trace.h, observe.c) */
+    /* Set on rank 0 of an MPI pool, whose workers are other ranks
+     * (remote.h); such a pool has no shared mapping and no workers. */
+    struct ppx__remote *remote;
 };
 
 /* epoll tags */

@@ -6,6 +6,7 @@
  */
 #include "pool_impl.h"
 #include "registry.h"
+#include "remote.h"
 #include "../serialize/envelope.h"
 #include "../serialize/mpread.h"
 #include "../serialize/pack.h"
@@ -142,7 +143,9 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     f->task = t;
 
     ppx__pool_lock(p);
-    int rc = p->closed ? PPX_ECLOSED : ppx__heap_reserve(&p->deadlines, p->ntasks + 1);
+    int rc = p->closed ? PPX_ECLOSED
+           : p->remote ? 0
+                       : ppx__heap_reserve(&p->deadlines, p->ntasks + 1);
     if (rc) {
         ppx__pool_unlock(p);
         if (t->frame != t->inline_frame)
@@ -158,6 +161,14 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     p->stats.arena_calls += in_arena;
     int64_t traced_at = p->trace ? ppx__now_ns() : 0;
     t->submitted_ns = traced_at;
+    if (p->remote) {
+        /* Its node's pool keeps the deadline: t->timeout_ms goes along. */
+        ppx__remote_submit(p, t, &n);
+        ppx__pool_unlock(p);
+        ppx__notify_run(&n);
+        *out = f;
+        return 0;
+    }
     ppx__list_push_back(&p->queue, t);
     if (t->timeout_at) {
         ppx__task_reschedule(p, t);

@@ -92,8 +92,16 @@ int ppx__env_pack_error(msgpack_sbuffer *sb, uint64_t id, uint32_t slot,
                         uint32_t seq, const char *type, const char *message,
                         const char *function, const char *where, int64_t pid)
 {
+    return ppx__env_pack_error_at(sb, id, slot, seq, type, message, function, where, pid, NULL);
+}
+
+int ppx__env_pack_error_at(msgpack_sbuffer *sb, uint64_t id, uint32_t slot, uint32_t seq,
+                           const char *type, const char *message, const char *function,
+                           const char *where, int64_t pid, const char *node)
+{
     msgpack_packer pk;
-    int rc = begin(sb, &pk, PPX__ENV_ERROR, 9, id, slot, seq);
+    bool at = node && *node;
+    int rc = begin(sb, &pk, PPX__ENV_ERROR, at ? 10 : 9, id, slot, seq);
     if (rc == 0)
         rc = pack_str(&pk, type ? type : "", cut(type, PPX__NAME_MAX));
     if (rc == 0)
@@ -104,6 +112,8 @@ int ppx__env_pack_error(msgpack_sbuffer *sb, uint64_t id, uint32_t slot,
         rc = pack_str(&pk, where ? where : "", cut(where, PPX__NAME_MAX));
     if (rc == 0 && msgpack_pack_int64(&pk, pid))
         rc = PPX_ENOMEM;
+    if (rc == 0 && at)
+        rc = pack_str(&pk, node, cut(node, PPX__NAME_MAX));
     return rc;
 }
 
@@ -155,7 +165,9 @@ int ppx__env_decode(const void *buf, size_t len, ppx__env *out)
     out->slot = (uint32_t)slot;
     out->seq = (uint32_t)seq;
     out->head_ok = true;
-    if (kind > PPX__ENV_MAP || n != arity[kind])
+    /* An error from another node names that node in a tenth field. */
+    bool at_node = kind == PPX__ENV_ERROR && n == 10;
+    if (kind > PPX__ENV_MAP || (n != arity[kind] && !at_node))
         return PPX_EMALFORMED;
     out->kind = (int)kind;
 
@@ -180,11 +192,21 @@ int ppx__env_decode(const void *buf, size_t len, ppx__env *out)
         if (read_name(&c, &out->type, PPX__NAME_MAX) ||
             read_name(&c, &out->message, PPX__MESSAGE_MAX) ||
             read_name(&c, &out->function, PPX__NAME_MAX) ||
-            read_name(&c, &out->where, PPX__NAME_MAX) || ppx__mp_int(&c, &out->pid))
+            read_name(&c, &out->where, PPX__NAME_MAX) || ppx__mp_int(&c, &out->pid) ||
+            (at_node && read_name(&c, &out->node, PPX__NAME_MAX)))
             return PPX_EMALFORMED;
         break;
     default:
         break;
     }
     return ppx__mp_left(&c) == 0 ? 0 : PPX_EMALFORMED;
+}
+
+int ppx__env_next(const void *buf, size_t len, size_t *frame_len)
+{
+    ppx__mp c = ppx__mp_of(buf, len);
+    if (len == 0 || ppx__mp_peek(&c) != PPX_TYPE_ARRAY || ppx__mp_skip(&c))
+        return PPX_EMALFORMED;
+    *frame_len = len - ppx__mp_left(&c);
+    return 0;
 }

@@ -5,6 +5,8 @@
  *   call    [0, task_id, slot, seq, function, args]
  *   result  [1, task_id, slot, seq, value]
  *   error   [2, task_id, slot, seq, type, message, function, where, pid]
+ *           or with a tenth field, node, when raised on
+ *           another node of an MPI pool
  *   skip    [3, task_id, slot, seq]   (a cancelled call was dropped unrun)
  *   map     [4, task_id, slot, seq, function, [args, args, ...]]
  *           one frame, one function run once per args array; the result
@@ -47,6 +49,7 @@ typedef struct ppx__env {
     ppx_value payload;  /* call: the args array; result: the value */
     ppx__str type, message, where; /* error */
     int64_t pid;        /* error */
+    ppx__str node;      /* error: "" unless raised on another node */
 } ppx__env;
 
 /* Strict decode of one frame; all pointers point into buf. 0 or
@@ -64,12 +67,19 @@ int ppx__env_pack_result(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
 int ppx__env_pack_error(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
                         uint32_t seq, const char *type, const char *message,
                         const char *function, const char *where, int64_t pid);
+/* An error raised on another node: node names it ("" or NULL: none). */
+int ppx__env_pack_error_at(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot, uint32_t seq,
+                           const char *type, const char *message, const char *function,
+                           const char *where, int64_t pid, const char *node);
 int ppx__env_pack_skip(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
                        uint32_t seq);
 /* The head of a result frame, [1, task_id, slot, seq, ...]: the caller
  * appends exactly one value after it. */
 int ppx__env_pack_result_head(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
                               uint32_t seq);
+/* Several frames sent back to back (as over MPI): the length of the
+ * first one, which must be a whole msgpack array. 0 or PPX_EMALFORMED. */
+int ppx__env_next(const void *buf, size_t len, size_t *frame_len);
 /* Rewrites slot and seq of a packed frame in place. */
 void ppx__env_restamp(void *frame, uint32_t slot, uint32_t seq);
 

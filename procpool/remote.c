@@ -1,0 +1,353 @@
+/*
+ * Rank 0's bookkeeping for an MPI pool: where each call goes, what its
+ * node answered, what a lost node takes with it. Everything here runs
+ * under the pool lock and makes no MPI call (see remote.h for the
+ * threads); mpi_link.c moves the bytes.
+ */
+#include "remote.h"
+#include "../serialize/envelope.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Where a task is, in t->seq (unused by remote pools otherwise). */
+enum { AT_QUEUE = 0, AT_OUT = 1, AT_NODE = 2 };
+
+static ppx__remote *rm(ppx_pool *p)
+{
+    return p->remote;
+}
+
+/* The node with the fewest calls per worker and room for one more; ties
+ * go round-robin so equal nodes share the work. -1 when all are full. */
+static int pick(ppx__remote *r)
+{
+    int best = -1;
+    for (int k = 0; k < r->nnodes; k++) {
+        int i = (int)((r->rr + 1 + (unsigned)k) % (unsigned)r->nnodes);
+        ppx__node *nd = &r->nodes[i];
+        if (nd->lost || nd->nfree == 0)
+            continue;
+        if (best < 0 || (uint64_t)nd->inflight * (uint64_t)r->nodes[best].workers <
+                            (uint64_t)r->nodes[best].inflight * (uint64_t)nd->workers)
+            best = i;
+    }
+    if (best >= 0)
+        r->rr = (unsigned)best;
+    return best;
+}
+
+static bool all_lost(ppx__remote *r)
+{
+    for (int i = 0; i < r->nnodes; i++)
+        if (!r->nodes[i].lost)
+            return false;
+    return true;
+}
+
+static void fail_lost(ppx_pool *p, ppx__task *t, const char *node, const char *why,
+                      ppx__notify *n)
+{
+    ppx_future *f = t->fut;
+    if (!f)
+        return;
+    t->fut = NULL;
+    p->unresolved--;
+    p->stats.failed++;
+    p->stats.crashed++;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s (task %llu) was lost with its node: %s", f->function,
+             (unsigned long long)t->id, why);
+    ppx__future_fail_at(f, "NodeLost", msg, "", 0, node, n);
+}
+
+/* Places queued calls on nodes while there is room. */
+static void pump(ppx_pool *p, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    bool placed = false;
+    while (r->queue.head) {
+        int i = pick(r);
+        if (i < 0)
+            break;
+        ppx__node *nd = &r->nodes[i];
+        ppx__task *t = r->queue.head;
+        ppx__list_remove(&r->queue, t);
+        uint32_t s = nd->free_slots[--nd->nfree];
+        nd->slot[s] = t;
+        nd->inflight++;
+        if (nd->inflight == 1)
+            nd->heard_ns = ppx__now_ns(); /* its silence counts from now */
+        t->slot = s;
+        t->worker = i;
+        t->seq = AT_OUT;
+        /* Over MPI the header's seq carries the call's own deadline: the
+         * node's pool enforces it, as a local pool would. */
+        ppx__env_restamp(t->frame, s, (uint32_t)(t->timeout_ms > 0 ? t->timeout_ms : 0));
+        ppx__list_push_back(&nd->out, t);
+        placed = true;
+    }
+    if (r->queue.head && all_lost(r)) {
+        while (r->queue.head) {
+            ppx__task *t = r->queue.head;
+            ppx__list_remove(&r->queue, t);
+            fail_lost(p, t, "", "every node of the MPI pool is lost", n);
+            ppx__task_free(p, t);
+        }
+    }
+    if (placed)
+        ppx__remote_wake(p);
+}
+
+void ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
+{
+    t->seq = AT_QUEUE;
+    ppx__list_push_back(&rm(p)->queue, t);
+    pump(p, n); /* resolves only when every node is lost */
+}
+
+static void release(ppx_pool *p, ppx__node *nd, ppx__task *t)
+{
+    nd->slot[t->slot] = NULL;
+    nd->free_slots[nd->nfree++] = t->slot;
+    nd->inflight--;
+    if (t->seq == AT_OUT)
+        ppx__list_remove(&nd->out, t);
+    ppx__task_free(p, t);
+}
+
+static int append_cancel(ppx__node *nd, ppx__task *t)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (ppx__env_pack_skip(&sb, t->id, t->slot, 0))
+        return PPX_ENOMEM;
+    if (nd->cancels_len + sb.size > nd->cancels_cap) {
+        size_t cap = nd->cancels_cap ? nd->cancels_cap * 2 : 256;
+        unsigned char *c = realloc(nd->cancels, cap);
+        if (!c) {
+            msgpack_sbuffer_destroy(&sb);
+            return PPX_ENOMEM;
+        }
+        nd->cancels = c;
+        nd->cancels_cap = cap;
+    }
+    memcpy(nd->cancels + nd->cancels_len, sb.data, sb.size);
+    nd->cancels_len += sb.size;
+    msgpack_sbuffer_destroy(&sb);
+    return 0;
+}
+
+void ppx__remote_cancel(ppx_pool *p, ppx__task *t, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    ppx_future *f = t->fut;
+    if (f) {
+        t->fut = NULL;
+        t->ended = PPX__ENDED_CANCELLED;
+        p->unresolved--;
+        p->stats.cancelled++;
+        ppx__future_cancelled(f, n);
+    }
+    if (t->worker < 0) {
+        ppx__list_remove(&r->queue, t);
+        ppx__task_free(p, t);
+        return;
+    }
+    ppx__node *nd = &r->nodes[t->worker];
+    if (t->seq == AT_OUT) { /* never sent: the node will not hear of it */
+        release(p, nd, t);
+        pump(p, n);
+        return;
+    }
+    /* Sent: the node stops it (flag, then kill after the grace period)
+     * and answers, which frees the slot. Without memory for the request
+     * the call runs to its end, answered and dropped like any other. */
+    if (append_cancel(nd, t) == 0)
+        ppx__remote_wake(p);
+}
+
+void ppx__remote_cancel_all(ppx_pool *p, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    while (r->queue.head)
+        ppx__remote_cancel(p, r->queue.head, n);
+    for (int i = 0; i < r->nnodes; i++) {
+        ppx__node *nd = &r->nodes[i];
+        for (uint32_t s = 0; s < nd->cap; s++)
+            if (nd->slot[s] && nd->slot[s]->fut)
+                ppx__remote_cancel(p, nd->slot[s], n);
+    }
+}
+
+void ppx__remote_node_lost(ppx_pool *p, int i, const char *why, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    ppx__node *nd = &r->nodes[i];
+    if (nd->lost)
+        return;
+    nd->lost = true;
+    for (uint32_t s = 0; s < nd->cap; s++) {
+        ppx__task *t = nd->slot[s];
+        if (!t)
+            continue;
+        fail_lost(p, t, nd->name, why, n);
+        release(p, nd, t);
+    }
+    pump(p, n); /* fails the queue if no node is left */
+}
+
+/* One envelope from node nd: resolves its call's future, frees its slot.
+ * adopt, when set, is the message's buffer, which a big value may keep. */
+static void answer(ppx_pool *p, ppx__node *nd, const ppx__env *env, ppx__msg *adopt,
+                   ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    ppx__task *t = env->slot < nd->cap ? nd->slot[env->slot] : NULL;
+    if (!t || t->id != env->task_id || t->seq != AT_NODE ||
+        (env->kind != PPX__ENV_RESULT && env->kind != PPX__ENV_ERROR &&
+         env->kind != PPX__ENV_SKIP)) {
+        r->protocol_errors++;
+        return;
+    }
+    ppx_future *f = t->fut;
+    if (f) {
+        t->fut = NULL;
+        p->unresolved--;
+        if (env->kind == PPX__ENV_RESULT) {
+            p->stats.completed++;
+            if (adopt) {
+                ppx__future_done_adopt(f, adopt->buf, adopt->cap, env->payload.data,
+                                       env->payload.len, n);
+                adopt->buf = NULL;
+            } else {
+                ppx__future_done(f, env->payload.data, env->payload.len, n);
+            }
+        } else if (env->kind == PPX__ENV_ERROR) {
+            char type[PPX__NAME_MAX + 1], where[PPX__NAME_MAX + 1], node[PPX__NAME_MAX + 1];
+            char msg[PPX__MESSAGE_MAX + 1];
+            snprintf(type, sizeof type, "%.*s", (int)env->type.len, env->type.p);
+            snprintf(msg, sizeof msg, "%.*s", (int)env->message.len, env->message.p);
+            snprintf(where, sizeof where, "%.*s", (int)env->where.len, env->where.p);
+            if (env->node.len)
+                snprintf(node, sizeof node, "%.*s", (int)env->node.len, env->node.p);
+            else
+                snprintf(node, sizeof node, "%s", nd->name);
+            p->stats.failed++;
+            p->stats.crashed += strcmp(type, "WorkerCrashed") == 0;
+            p->stats.timed_out += strcmp(type, "TimeoutError") == 0;
+            ppx__future_fail_at(f, type, msg, where, (long)env->pid, node, n);
+        } else {
+            /* The node dropped it unasked: its pool was closing. */
+            p->stats.cancelled++;
+            ppx__future_cancelled(f, n);
+        }
+    }
+    release(p, nd, t);
+}
+
+static void read_replies(ppx_pool *p, ppx__msg *m, ppx__notify *n)
+{
+    ppx__node *nd = &rm(p)->nodes[m->node];
+    const unsigned char *b = m->buf;
+    size_t left = m->len;
+    while (left) {
+        size_t len;
+        ppx__env env;
+        if (ppx__env_next(b, left, &len) || ppx__env_decode(b, len, &env)) {
+            rm(p)->protocol_errors++;
+            return; /* the rest cannot be framed; a lost call times out */
+        }
+        /* A message that is one big result gives its buffer away. */
+        bool alone = len == m->len && env.kind == PPX__ENV_RESULT &&
+                     env.payload.len >= PPX__MPI_ALONE;
+        answer(p, nd, &env, alone ? m : NULL, n);
+        b += len;
+        left -= len;
+    }
+}
+
+void ppx__remote_post(ppx_pool *p, int node, int tag, unsigned char *buf, size_t len, size_t cap)
+{
+    ppx__remote *r = rm(p);
+    ppx__msg *m = calloc(1, sizeof *m);
+    if (!m) {
+        ppx__bigbuf_free(buf, cap);
+        r->protocol_errors++; /* its calls are answered by nobody: see node loss */
+        return;
+    }
+    *m = (ppx__msg){NULL, node, tag, buf, len, cap};
+    if (r->inbox_tail)
+        r->inbox_tail->next = m;
+    else
+        r->inbox = m;
+    r->inbox_tail = m;
+}
+
+void ppx__remote_drain(ppx_pool *p, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    ppx__msg *m = r->inbox;
+    r->inbox = r->inbox_tail = NULL;
+    while (m) {
+        ppx__msg *next = m->next;
+        if (m->tag == PPX__TAG_REPLIES)
+            read_replies(p, m, n);
+        else if (m->tag < 0)
+            ppx__remote_node_lost(p, m->node, (const char *)m->buf, n);
+        if (m->buf)
+            ppx__bigbuf_free(m->buf, m->cap);
+        free(m);
+        m = next;
+    }
+    pump(p, n);
+}
+
+ppx_state ppx__remote_state(ppx_pool *p, ppx__task *t)
+{
+    (void)p;
+    /* Handed to a node: it is running there or next in line for a
+     * worker; rank 0 is not told which, to keep one message per call. */
+    return t->worker >= 0 ? PPX_RUNNING : PPX_PENDING;
+}
+
+size_t ppx__remote_queued(const ppx_pool *p)
+{
+    return p->remote->queue.n;
+}
+
+void ppx__remote_free_tasks(ppx_pool *p)
+{
+    ppx__remote *r = rm(p);
+    while (r->queue.head) {
+        ppx__task *t = r->queue.head;
+        ppx__list_remove(&r->queue, t);
+        ppx__task_free(p, t);
+    }
+    for (int i = 0; i < r->nnodes; i++) {
+        ppx__node *nd = &r->nodes[i];
+        for (uint32_t s = 0; nd->slot && s < nd->cap; s++)
+            if (nd->slot[s])
+                release(p, nd, nd->slot[s]);
+    }
+}
+
+void ppx__remote_destroy(ppx_pool *p)
+{
+    ppx__remote *r = rm(p);
+    if (!r)
+        return;
+    ppx__notify n = {0};
+    ppx__remote_drain(p, &n); /* frees what is left in the inbox */
+    ppx__remote_free_tasks(p);
+    for (int i = 0; i < r->nnodes; i++) {
+        free(r->nodes[i].slot);
+        free(r->nodes[i].free_slots);
+        free(r->nodes[i].cancels);
+    }
+    free(r->nodes);
+    pthread_cond_destroy(&r->wake);
+    free(r);
+    p->remote = NULL;
+}

@@ -1,0 +1,132 @@
+/*
+ * A pool whose workers are other MPI ranks ("nodes"), each hosting a
+ * local pool of its own. On rank 0 it is an ordinary ppx_pool: the same
+ * futures, lock, descriptors and counters, with nworkers == 0 and
+ * p->remote set; calls are packed by submit.c exactly as for local
+ * workers, then placed on a node here instead of in a ring.
+ *
+ * Threads: remote.c runs under the pool lock on whatever thread submits,
+ * cancels or processes (it makes no MPI call); mpi_link.c's progress
+ * thread is the only thread that calls MPI after MPI_Init. They meet in
+ * the outbox lists below (calls and cancels to send) and the inbox
+ * (messages received), both under the pool lock; the progress thread
+ * signals p->efd when the inbox fills, so the loop's uv_poll (or a
+ * blocking wait) drains it like replies from a ring.
+ *
+ * Who owns what: a task belongs to the pool from submission until its
+ * node answers (or is lost). Its frame is handed to the progress thread
+ * when sent (copied when small, moved when big), so the task never
+ * waits for MPI to finish with it.
+ */
+#ifndef PPX_PROCPOOL_REMOTE_H
+#define PPX_PROCPOOL_REMOTE_H
+#include "pool_impl.h"
+
+/* Message tags on ppx's own communicator (a dup of MPI_COMM_WORLD). */
+enum {
+    PPX__TAG_HELLO = 1,    /* node -> 0: [workers, capacity, host, pid] */
+    PPX__TAG_CALLS = 2,    /* 0 -> node: call/map envelopes back to back */
+    PPX__TAG_CANCELS = 3,  /* 0 -> node: skip envelopes naming calls to stop */
+    PPX__TAG_REPLIES = 4,  /* node -> 0: result/error/skip envelopes */
+    PPX__TAG_ALIVE = 5,    /* node -> 0: empty, while it holds calls */
+    PPX__TAG_DETACH = 6,   /* 0 -> node: the pool is freed, stop its calls */
+    PPX__TAG_DETACHED = 7, /* node -> 0: every call of that pool answered */
+    PPX__TAG_EXIT = 8,     /* 0 -> node: rank 0 is leaving, finalize */
+};
+
+/* Calls a node may hold per worker: one running and some waiting, so a
+ * worker never idles for a round trip, while the rest of the queue stays
+ * on rank 0 to go to whichever node frees up first. */
+#define PPX__NODE_DEPTH 4
+/* Frames at least this big are sent on their own, without a copy. */
+#define PPX__MPI_ALONE (64u * 1024u)
+/* A node that holds calls and has said nothing for this long is lost
+ * (it sends PPX__TAG_ALIVE every PPX__ALIVE_MS while it holds calls). */
+#define PPX__NODE_TIMEOUT_MS 10000
+#define PPX__ALIVE_MS 500
+
+typedef struct ppx__node {
+    int rank;
+    int workers;
+    uint32_t cap;         /* calls it may hold at once */
+    uint32_t inflight;
+    ppx__task **slot;     /* by slot, the calls it holds */
+    uint32_t *free_slots; /* a stack */
+    uint32_t nfree;
+    long pid;
+    char name[96];        /* "host rank N", as errors report it */
+    bool lost;
+    int64_t heard_ns;     /* when it was last given calls while idle */
+    int64_t seen_ns;      /* progress thread only: when it last sent */
+    /* To send, taken by the progress thread: */
+    ppx__list out;        /* calls placed here, frames not yet sent */
+    unsigned char *cancels; /* packed skip envelopes */
+    size_t cancels_len, cancels_cap;
+} ppx__node;
+
+/* A received message waiting for ppx__remote_drain. */
+typedef struct ppx__msg {
+    struct ppx__msg *next;
+    int node;   /* index in nodes, -1: none */
+    int tag;
+    unsigned char *buf; /* a ppx__bigbuf */
+    size_t len, cap;
+} ppx__msg;
+
+typedef struct ppx__remote {
+    ppx__node *nodes;
+    int nnodes;
+    int workers; /* across every node */
+    ppx__list queue; /* submitted, waiting for room on a node */
+    ppx__msg *inbox, *inbox_tail;
+    unsigned rr;
+    /* The progress thread: */
+    pthread_t thread;
+    pthread_cond_t wake; /* work to send, or time to stop */
+    bool thread_started;
+    bool has_work;       /* set with wake, cleared by the thread */
+    bool stopping;       /* ppx_pool_free: detach the nodes, then leave */
+    int64_t timeout_ns;  /* PPX__NODE_TIMEOUT_MS, or PPX_NODE_TIMEOUT_MS */
+    uint64_t protocol_errors;
+} ppx__remote;
+
+/* remote.c, under the pool lock. */
+/* Queues t and places what fits on the nodes. */
+void ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n);
+/* Resolves t's future as cancelled (or timed out) and asks its node to
+ * stop it; t lingers until the node answers. */
+void ppx__remote_cancel(ppx_pool *p, ppx__task *t, ppx__notify *n);
+/* Cancels every call (pool free or shutdown CANCEL). */
+void ppx__remote_cancel_all(ppx_pool *p, ppx__notify *n);
+/* Resolves the futures answered by the messages in the inbox. */
+void ppx__remote_drain(ppx_pool *p, ppx__notify *n);
+/* Node i is gone: fails every call it held with NodeLost. */
+void ppx__remote_node_lost(ppx_pool *p, int i, const char *why, ppx__notify *n);
+ppx_state ppx__remote_state(ppx_pool *p, ppx__task *t);
+/* Tasks not yet answered, queued ones included. */
+size_t ppx__remote_queued(const ppx_pool *p);
+void ppx__remote_free_tasks(ppx_pool *p);
+/* Frees the bookkeeping, after the progress thread has stopped. */
+void ppx__remote_destroy(ppx_pool *p);
+/* Appends a message from node i (a bigbuf of cap bytes, len used). */
+void ppx__remote_post(ppx_pool *p, int node, int tag, unsigned char *buf, size_t len,
+                      size_t cap);
+
+/* mpi_link.c (or mpi_none.c without MPI): rank 0's side. */
+/* Joins the cluster (MPI_Init on the first call in this process), learns
+ * the nodes and starts the progress thread. */
+int ppx__remote_start(ppx_pool *p);
+/* Wakes the progress thread: there is something to send. Under the lock. */
+void ppx__remote_wake(ppx_pool *p);
+/* Detaches the nodes and joins the progress thread. Under no lock. */
+void ppx__remote_stop(ppx_pool *p);
+
+/* backend.c: which backend ppx_pool_new builds. */
+enum { PPX__BE_LOCAL, PPX__BE_ROOT, PPX__BE_NODE };
+int ppx__backend_choose(const ppx_pool_options *o, int *be);
+/* mpi_node.c: on a rank other than 0, serve calls from rank 0 with a
+ * local pool made from o, then finalize MPI and exit the process. Returns
+ * only on failure, with a code. */
+int ppx__node_serve(const ppx_pool_options *o);
+
+#endif

@@ -1,0 +1,443 @@
+/*
+ * End to end over MPI: run by meson under `mpirun -np 3`. Rank 0 runs
+ * these tests against one MPI pool; ranks 1 and 2 serve its calls from
+ * inside ppx_pool_new (they never return from it) with local pools of two
+ * workers each. Marker files in a temporary directory let a test see a
+ * call running on a node and see it stop, without timing guesses.
+ */
+#include "support.h"
+#include "ppx.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cmocka.h>
+
+static char dir[64];
+static ppx_pool *pool;
+static uv_loop_t loop; /* bound to the pool until it is freed */
+
+/* ---- functions the nodes run ----------------------------------------- */
+
+static int echo(ppx_call *c, void *u)
+{
+    (void)u;
+    ppx_value v;
+    int rc = ppx_call_arg(c, 0, &v);
+    return rc ? rc : ppx_return_raw(c, v.data, v.len);
+}
+
+static int rank_of_node(ppx_call *c, void *u)
+{
+    (void)u;
+    const char *r = getenv("OMPI_COMM_WORLD_RANK");
+    return ppx_return_int(c, r ? atoi(r) : -1);
+}
+
+static int unlucky(ppx_call *c, void *u)
+{
+    (void)u;
+    return ppx_raise(c, "ValueError", "Unlucky number!");
+}
+
+static void mark(const char *name, const char *what)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%s %ld\n", what, (long)getpid());
+        fclose(f);
+    }
+}
+
+/* Marks "<name>.run", then spins until cancelled and marks "<name>.stop";
+ * with cooperate false it never looks at the flag. */
+static int spin(ppx_call *c, void *u)
+{
+    (void)u;
+    ppx_value v;
+    char name[32] = "";
+    bool cooperate = true;
+    const char *str;
+    size_t n;
+    if (ppx_call_arg(c, 0, &v) == 0 && ppx_value_str(v, &str, &n) == 0)
+        snprintf(name, sizeof name, "%.*s", (int)n, str);
+    if (ppx_call_arg(c, 1, &v) == 0)
+        ppx_value_bool(v, &cooperate);
+    char run[48];
+    snprintf(run, sizeof run, "%s.run", name);
+    mark(run, "running");
+    for (;;) {
+        if (cooperate && ppx_call_cancelled(c)) {
+            snprintf(run, sizeof run, "%s.stop", name);
+            mark(run, "stopped");
+            return ppx_raise(c, "CancelledError", "saw the flag");
+        }
+        usleep(1000);
+    }
+}
+
+static int crash(ppx_call *c, void *u)
+{
+    (void)c;
+    (void)u;
+    abort();
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static bool exists(const char *name)
+{
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &st) == 0;
+}
+
+static long pid_in(const char *name)
+{
+    char path[128], word[16];
+    long pid = 0;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%15s %ld", word, &pid) != 2)
+            pid = 0;
+        fclose(f);
+    }
+    return pid;
+}
+
+/* Waits up to 20 s for a marker: the nodes share two cores with rank 0. */
+static void wait_for(const char *name)
+{
+    int64_t until = support_now_ms() + 20000;
+    while (!exists(name) && support_now_ms() < until)
+        support_sleep_ms(5);
+    assert_true(exists(name));
+}
+
+static bool gone(long pid)
+{
+    int64_t until = support_now_ms() + 20000;
+    while (kill((pid_t)pid, 0) == 0 && support_now_ms() < until)
+        support_sleep_ms(5);
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* An error from a node: its type, the node's name and, when a worker
+ * raised it, that worker's pid (the node's pool raises TimeoutError). */
+static void assert_remote_error(const ppx_error *e, const char *type)
+{
+    assert_non_null(e);
+    assert_string_equal(e->type, type);
+    assert_non_null(e->node);
+    assert_true(strstr(e->node, " rank 1") || strstr(e->node, " rank 2"));
+    if (strcmp(type, "TimeoutError") != 0)
+        assert_true(e->pid > 0);
+    assert_int_not_equal(e->pid, (long)getpid());
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void values_come_back(void **state)
+{
+    (void)state;
+    assert_int_equal(ppx_pool_workers(pool), 4); /* 2 nodes x 2 workers */
+    enum { N = 500 };
+    ppx_future *f[N];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ppx_pool_submitf(pool, &f[i], "echo", "i", i * 7), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ppx_future_wait(f[i], 30000), 0);
+        int64_t v;
+        assert_int_equal(ppx_future_int(f[i], &v), 0);
+        assert_int_equal(v, i * 7);
+        ppx_future_unref(f[i]);
+    }
+    ppx_future *s;
+    assert_int_equal(ppx_pool_submitf(pool, &s, "echo", "s", "über MPI"), 0);
+    assert_int_equal(ppx_future_wait(s, 30000), 0);
+    ppx_value v;
+    const char *str;
+    size_t n;
+    assert_int_equal(ppx_future_value(s, &v), 0);
+    assert_int_equal(ppx_value_str(v, &str, &n), 0);
+    assert_int_equal(n, strlen("über MPI"));
+    assert_memory_equal(str, "über MPI", n);
+    ppx_future_unref(s);
+}
+
+static void every_node_gets_work(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    ppx_future *f[N];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ppx_pool_submitf(pool, &f[i], "rank_of_node", ""), 0);
+    int seen[3] = {0};
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ppx_future_wait(f[i], 30000), 0);
+        int64_t r;
+        assert_int_equal(ppx_future_int(f[i], &r), 0);
+        assert_true(r == 1 || r == 2);
+        seen[r]++;
+        ppx_future_unref(f[i]);
+    }
+    /* Placement fills both nodes before either gets a second round. */
+    assert_true(seen[1] >= 8 && seen[2] >= 8);
+}
+
+static void map_runs_on_a_node(void **state)
+{
+    (void)state;
+    static const unsigned char items[] = {0x93, 0x91, 1, 0x91, 2, 0x91, 3}; /* [[1],[2],[3]] */
+    ppx_future *f;
+    assert_int_equal(ppx_pool_map(pool, "echo", items, sizeof items, NULL, &f), 0);
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    ppx_value v, e;
+    assert_int_equal(ppx_future_value(f, &v), 0);
+    size_t count;
+    assert_int_equal(ppx_value_array_len(v, &count), 0);
+    assert_int_equal(count, 3);
+    int64_t x;
+    assert_int_equal(ppx_value_at(v, 2, &e), 0);
+    assert_int_equal(ppx_value_int(e, &x), 0);
+    assert_int_equal(x, 3);
+    ppx_future_unref(f);
+}
+
+static void remote_error_names_its_node(void **state)
+{
+    (void)state;
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(pool, &f, "unlucky", ""), 0);
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    assert_int_equal(ppx_future_state(f), PPX_FAILED);
+    const ppx_error *e = ppx_future_error(f);
+    assert_remote_error(e, "ValueError");
+    assert_string_equal(e->message, "Unlucky number!");
+    assert_string_equal(e->function, "unlucky");
+    assert_int_equal(e->task_id, ppx_future_id(f));
+    ppx_future_unref(f);
+
+    assert_int_equal(ppx_pool_submitf(pool, &f, "no_such_function", ""), 0);
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    assert_string_equal(ppx_future_error(f)->type, "NameError");
+    ppx_future_unref(f);
+}
+
+static void crash_on_a_node_is_healed_there(void **state)
+{
+    (void)state;
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(pool, &f, "crash", ""), 0);
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    assert_remote_error(ppx_future_error(f), "WorkerCrashed");
+    assert_non_null(strstr(ppx_future_error(f)->message, "SIGABRT"));
+    ppx_future_unref(f);
+    /* Every worker of both nodes still answers. */
+    ppx_future *g[8];
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(ppx_pool_submitf(pool, &g[i], "echo", "i", i), 0);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(ppx_future_wait(g[i], 30000), 0);
+        assert_int_equal(ppx_future_state(g[i]), PPX_DONE);
+        ppx_future_unref(g[i]);
+    }
+}
+
+static void cancel_reaches_a_running_remote_call(void **state)
+{
+    (void)state;
+    ppx_future *coop, *stubborn;
+    assert_int_equal(ppx_pool_submitf(pool, &coop, "spin", "sb", "coop", 1), 0);
+    assert_int_equal(ppx_pool_submitf(pool, &stubborn, "spin", "sb", "stubborn", 0), 0);
+    wait_for("coop.run");
+    wait_for("stubborn.run");
+    long stubborn_pid = pid_in("stubborn.run");
+    assert_true(stubborn_pid > 0);
+    assert_int_equal(ppx_future_cancel(coop), 0);
+    assert_int_equal(ppx_future_cancel(stubborn), 0);
+    assert_int_equal(ppx_future_state(coop), PPX_CANCELLED);
+    assert_int_equal(ppx_future_state(stubborn), PPX_CANCELLED);
+    wait_for("coop.stop");                 /* saw the flag on its node */
+    assert_true(gone(stubborn_pid));       /* killed after the grace period */
+    ppx_future_unref(coop);
+    ppx_future_unref(stubborn);
+    /* The slots come back: four long calls fit again at once. */
+    ppx_future *g[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ppx_pool_submitf(pool, &g[i], "echo", "i", i), 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(ppx_future_wait(g[i], 30000), 0);
+        ppx_future_unref(g[i]);
+    }
+}
+
+static void deadline_is_kept_by_the_node(void **state)
+{
+    (void)state;
+    ppx_future *f;
+    ppx_call_options o = {.timeout_ms = 200};
+    void *args;
+    size_t len;
+    assert_int_equal(ppx_pack(&args, &len, "sb", "late", 1), 0);
+    assert_int_equal(ppx_pool_submit_ex(pool, "spin", args, len, &o, &f), 0);
+    free(args);
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    assert_remote_error(ppx_future_error(f), "TimeoutError");
+    ppx_future_unref(f);
+}
+
+static void big_payload_round_trip(void **state)
+{
+    (void)state;
+    size_t n = (size_t)8 << 20;
+    unsigned char *b = malloc(n);
+    assert_non_null(b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)(i * 131 + (i >> 13));
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(pool, &f, "echo", "B", b, n), 0);
+    assert_int_equal(ppx_future_wait(f, 60000), 0);
+    ppx_value v;
+    const void *got;
+    size_t len;
+    assert_int_equal(ppx_future_value(f, &v), 0);
+    assert_int_equal(ppx_value_bin(v, &got, &len), 0);
+    assert_int_equal(len, n);
+    assert_memory_equal(got, b, n);
+    ppx_future_unref(f);
+    free(b);
+}
+
+static void gather_cancels_remote_siblings(void **state)
+{
+    (void)state;
+    ppx_awaitable *a[3];
+    assert_int_equal(ppx_run_in_executorf(&loop, pool, &a[0], "spin", "sb", "sib1", 1), 0);
+    assert_int_equal(ppx_run_in_executorf(&loop, pool, &a[1], "spin", "sb", "sib2", 1), 0);
+    wait_for("sib1.run");
+    wait_for("sib2.run");
+    assert_int_equal(ppx_run_in_executorf(&loop, pool, &a[2], "unlucky", ""), 0);
+    ppx_awaitable *all;
+    assert_int_equal(ppx_gather(&loop, a, 3, 0, &all), 0);
+    assert_int_equal(ppx_run_until_complete(&loop, all), 0);
+    const ppx_error *e = ppx_awaitable_error(all);
+    assert_remote_error(e, "ValueError");
+    assert_string_equal(e->message, "Unlucky number!");
+    assert_int_equal(ppx_awaitable_state(a[0]), PPX_CANCELLED);
+    assert_int_equal(ppx_awaitable_state(a[1]), PPX_CANCELLED);
+    wait_for("sib1.stop");
+    wait_for("sib2.stop");
+    for (int i = 0; i < 3; i++)
+        ppx_awaitable_unref(a[i]);
+    ppx_awaitable_unref(all);
+}
+
+static void one_mpi_pool_at_a_time(void **state)
+{
+    (void)state;
+    ppx_pool *other = NULL;
+    assert_int_equal(ppx_pool_new(&other, NULL), PPX_EBACKEND);
+    assert_null(other);
+    assert_non_null(strstr(ppx_last_error(), "already open"));
+    /* A local pool beside it is fine. */
+    assert_int_equal(ppx_pool_new(&other, &(ppx_pool_options){.workers = 1,
+                                                               .backend = PPX_BACKEND_LOCAL}),
+                     0);
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(other, &f, "rank_of_node", ""), 0);
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    int64_t r;
+    assert_int_equal(ppx_future_int(f, &r), 0);
+    assert_int_equal(r, 0); /* ran in a child of rank 0 */
+    ppx_future_unref(f);
+    ppx_pool_free(other);
+}
+
+/* Last: frees the pool with calls out, then opens a new one on the same
+ * nodes. */
+static void free_with_calls_out_then_reopen(void **state)
+{
+    (void)state;
+    ppx_future *f[3];
+    assert_int_equal(ppx_pool_submitf(pool, &f[0], "spin", "sb", "freed", 1), 0);
+    assert_int_equal(ppx_pool_submitf(pool, &f[1], "spin", "sb", "freed2", 0), 0);
+    assert_int_equal(ppx_pool_submitf(pool, &f[2], "echo", "i", 1), 0);
+    wait_for("freed.run");
+    ppx_pool_free(pool);
+    pool = NULL;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(ppx_future_state(f[i]), PPX_CANCELLED);
+    assert_true(ppx_future_done(f[2]));
+    for (int i = 0; i < 3; i++)
+        ppx_future_unref(f[i]);
+    wait_for("freed.stop");
+
+    assert_int_equal(ppx_pool_new(&pool, &(ppx_pool_options){.workers = 2}), 0);
+    assert_int_equal(ppx_pool_workers(pool), 4);
+    ppx_future *g;
+    assert_int_equal(ppx_pool_submitf(pool, &g, "echo", "i", 42), 0);
+    assert_int_equal(ppx_future_wait(g, 30000), 0);
+    int64_t v;
+    assert_int_equal(ppx_future_int(g, &v), 0);
+    assert_int_equal(v, 42);
+    ppx_future_unref(g);
+}
+
+int main(void)
+{
+    ppx_register("echo", echo, NULL);
+    ppx_register("rank_of_node", rank_of_node, NULL);
+    ppx_register("unlucky", unlucky, NULL);
+    ppx_register("spin", spin, NULL);
+    ppx_register("crash", crash, NULL);
+    /* Every rank agrees on the directory: the nodes write markers there. */
+    const char *job = getenv("OMPI_MCA_ess_base_jobid");
+    snprintf(dir, sizeof dir, "/tmp/ppx-mpi-test-%s", job ? job : "x");
+    mkdir(dir, 0700);
+    int rc = ppx_pool_new(&pool, &(ppx_pool_options){.workers = 2, .cancel_grace_ms = 200});
+    /* Only rank 0 gets here. */
+    if (rc) {
+        fprintf(stderr, "test_mpi: no MPI pool: %s: %s\n", ppx_strerror(rc), ppx_last_error());
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(values_come_back),
+        cmocka_unit_test(every_node_gets_work),
+        cmocka_unit_test(map_runs_on_a_node),
+        cmocka_unit_test(remote_error_names_its_node),
+        cmocka_unit_test(crash_on_a_node_is_healed_there),
+        cmocka_unit_test(cancel_reaches_a_running_remote_call),
+        cmocka_unit_test(deadline_is_kept_by_the_node),
+        cmocka_unit_test(big_payload_round_trip),
+        cmocka_unit_test(gather_cancels_remote_siblings),
+        cmocka_unit_test(one_mpi_pool_at_a_time),
+        cmocka_unit_test(free_with_calls_out_then_reopen),
+    };
+    uv_loop_init(&loop);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    ppx_pool_free(pool);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the binding's handles close */
+    if (uv_loop_close(&loop) != 0) {
+        fprintf(stderr, "test_mpi: the loop still has handles\n");
+        failed = 1;
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) /* a node may still be writing: once more */
+        support_sleep_ms(100), (void)!system(cmd);
+    return failed ? 1 : 0;
+}
