@@ -110,7 +110,9 @@ static int parse(int argc, char **argv, opts *o)
 
 static int fail(const char *what, int rc)
 {
-    fprintf(stderr, "lucky_number: %s: %s\n", what, ppx_strerror(rc));
+    const char *more = ppx_last_error();
+    fprintf(stderr, "lucky_number: %s: %s%s%s\n", what, ppx_strerror(rc), *more ? ": " : "",
+            more);
     return 1;
 }
 
