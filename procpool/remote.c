@@ -188,6 +188,7 @@ void ppx__remote_node_lost(ppx_pool *p, int i, const char *why, ppx__notify *n)
     if (nd->lost)
         return;
     nd->lost = true;
+    r->workers -= nd->workers;
     for (uint32_t s = 0; s < nd->cap; s++) {
         ppx__task *t = nd->slot[s];
         if (!t)
