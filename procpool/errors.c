@@ -40,9 +40,9 @@ const char *ppx_strerror(int code)
     default:
         break;
     }
-    if (code < 0 && code > -4096)
-        return strerror(-code); /* static strings in glibc for valid codes */
-    return "unknown error";
+    /* strerror would write unknown codes into a per-thread buffer. */
+    const char *d = code < 0 && code > -4096 ? strerrordesc_np(-code) : NULL;
+    return d ? d : "unknown error";
 }
 
 const char *ppx_err_name(int code)

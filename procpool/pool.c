@@ -167,6 +167,7 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
 {
     if (!out)
         return PPX_EINVAL;
+    ppx__set_last_error("%s", ""); /* no stale details on a later failure */
     ppx_pool *p = calloc(1, sizeof *p);
     if (!p)
         return PPX_ENOMEM;
@@ -354,15 +355,26 @@ static void pool_unref(ppx_pool *p);
 static int drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *arg,
                        int64_t deadline)
 {
-    atomic_fetch_add(&p->refs, 1);
+    /* A reference only while the pool lives: a wait that races the
+     * pool's last unref must not bring it back (the shell stays readable
+     * in the graveyard a while after the free). */
+    int refs = atomic_load(&p->refs);
+    do {
+        if (refs <= 0)
+            return PPX_EBADOBJ;
+    } while (!atomic_compare_exchange_weak(&p->refs, &refs, refs + 1));
     ppx__pool_lock(p);
     int rc = 0;
+    bool looked = false;
     while (!done(p, arg) && !p->torn_down) {
         int ms = remaining_ms(deadline);
-        if (ms == 0) {
+        /* A zero timeout still gets one look at the rings, so a caller
+         * polling with 0 sees its future resolve. */
+        if (ms == 0 && (looked || p->driving)) {
             rc = PPX_ETIMEDOUT;
             break;
         }
+        looked = true;
         if (p->driving) {
             if (deadline < 0) {
                 pthread_cond_wait(&p->cv, &p->mu);

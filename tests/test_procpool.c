@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +333,36 @@ static void test_wait_timeout_leaves_the_task_running(void **state)
     assert_int_equal(ppx_future_cancel(f), 0);
     ppx_future_unref(f);
     ppx_pool_free(p);
+}
+
+/* A caller that only ever polls (timeout 0) still sees its call finish:
+ * each poll looks at the rings once. */
+static void test_polling_with_zero_timeout_sees_the_result(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(1, NULL);
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(p, &f, "add", "ii", 40, 2), 0);
+    int64_t until = support_now_ms() + 20000;
+    int rc;
+    while ((rc = ppx_future_wait(f, 0)) == PPX_ETIMEDOUT && support_now_ms() < until)
+        support_sleep_ms(1);
+    assert_int_equal(rc, 0);
+    int64_t v;
+    assert_int_equal(ppx_future_int(f, &v), 0);
+    assert_int_equal(v, 42);
+    ppx_future_unref(f);
+    ppx_pool_free(p);
+}
+
+/* Unknown errno values get a static text, not glibc's per-thread buffer. */
+static void test_strerror_is_static_for_unknown_codes(void **state)
+{
+    (void)state;
+    const char *a = ppx_strerror(-4000);
+    assert_string_equal(a, "unknown error");
+    assert_ptr_equal(a, ppx_strerror(-4001));
+    assert_string_equal(ppx_strerror(-ENOENT), "No such file or directory");
 }
 
 /* ---- crashes ---------------------------------------------------------- */
@@ -762,6 +793,8 @@ int main(void)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_submitted_calls_return_their_values, teardown),
+        cmocka_unit_test(test_polling_with_zero_timeout_sees_the_result),
+        cmocka_unit_test(test_strerror_is_static_for_unknown_codes),
         cmocka_unit_test_teardown(test_raised_error_carries_type_message_function_pid_and_where, teardown),
         cmocka_unit_test_teardown(test_unknown_function_fails_with_name_error, teardown),
         cmocka_unit_test_teardown(test_function_failing_without_raising_is_a_runtime_error, teardown),
