@@ -369,9 +369,12 @@ enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };
  * thread. Errors: PPX_EINVAL (out NULL; workers < 0 or > 1024, ring_bytes
  * over 1 GiB, max_payload or arena_bytes over 1 TiB, max_queued_per_worker
  * over 4096), PPX_ENOMEM, PPX_ESPAWN (the fork server or a worker could
- * not start), PPX_EINIT (an initializer failed), -errno (shared memory,
- * descriptors, the trace file). On failure no process is left behind and
- * ppx_last_error() may say more. */
+ * not start), PPX_EINIT (an initializer failed), PPX_EBACKEND (the MPI
+ * backend was asked for or mpirun started this process, and MPI is
+ * missing, cannot start, or an MPI pool is already open), -errno (shared
+ * memory, descriptors, the trace file). On failure no process is left
+ * behind and ppx_last_error() says more where it can. Under mpirun, on a
+ * rank other than 0, it does not return (see options.backend). */
 int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts);
 
 /*
@@ -465,10 +468,12 @@ int ppx_pool_process(ppx_pool *pool);
 /* True while any task is unresolved, a cancelled task still runs, or a
  * worker is being replaced; false for an invalid pool. Thread-safe. */
 bool ppx_pool_busy(const ppx_pool *pool);
-/* The number of workers (the resolved options.workers), or PPX_EBADOBJ. */
+/* The number of workers (the resolved options.workers; for an MPI pool,
+ * the workers of every node not lost), or PPX_EBADOBJ. */
 int ppx_pool_workers(const ppx_pool *pool);
 /* Pid of worker i (0 <= i < workers), 0 if it is being respawned, i is out
- * of range or the pool is invalid. Thread-safe. */
+ * of range, the pool is invalid, or the pool's workers are on MPI nodes.
+ * Thread-safe. */
 long ppx_pool_worker_pid(const ppx_pool *pool, int i);
 
 /* Pool counters, for tests and observability. */
