@@ -166,8 +166,11 @@ static void test_wait_all_completed_with_a_timeout_reports_what_finished(void **
 {
     fixture *fx = *state;
     ppx_awaitable *aw[3] = {call(fx, "step", 0), call(fx, "step", 1), forever(fx)}, *w;
-    /* The first two finish quickly in turn; the third never does. */
+    /* The first two finish quickly in turn; the third never does. Step 1
+     * can reply before step 0 does: wait for both, so the 50 ms below only
+     * ever waits for the third. */
     assert_int_equal(ppx_run_until_complete(&fx->loop, aw[1]), 0);
+    assert_int_equal(ppx_run_until_complete(&fx->loop, aw[0]), 0);
     assert_int_equal(ppx_wait(&fx->loop, aw, 3, PPX_ALL_COMPLETED, 50, &w), 0);
     assert_int_equal(ppx_run_until_complete(&fx->loop, w), 0);
     assert_int_equal(ppx_awaitable_state(w), PPX_DONE);
@@ -446,6 +449,46 @@ static void test_lazy_map_stops_at_the_first_failure(void **state)
                      PPX_EINVAL);
 }
 
+typedef struct cancelling_feed {
+    ppx_awaitable *map;
+    size_t at;  /* the input whose pull cancels the map */
+    int answer; /* what next() returns for it */
+} cancelling_feed;
+
+static int next_cancelling(void *arg, size_t i, const void **args, size_t *len)
+{
+    cancelling_feed *f = arg;
+    if (i == f->at)
+        assert_int_equal(ppx_awaitable_cancel(f->map), 0);
+    *args = "\x91\x02"; /* [2] */
+    *len = 2;
+    return i == f->at ? f->answer : 1;
+}
+
+static void test_lazy_map_cancelled_by_its_input_callback_submits_nothing_more(void **state)
+{
+    fixture *fx = *state;
+    /* Whatever next() answers once it has cancelled the map, the map stays
+     * cancelled with its own error, and that input is not submitted. */
+    static const int answers[] = {1, 0, -5};
+    uint64_t submitted = 0;
+    for (size_t k = 0; k < sizeof answers / sizeof answers[0]; k++) {
+        cancelling_feed f = {.at = 2, .answer = answers[k]};
+        /* Calls settle only when the loop runs: the first two are in flight. */
+        assert_int_equal(ppx_map_lazy(&fx->loop, fx->pool, "square", 4, next_cancelling, NULL,
+                                      &f, &f.map), 0);
+        assert_int_equal(ppx_awaitable_state(f.map), PPX_CANCELLED);
+        assert_string_equal(ppx_awaitable_error(f.map)->type, "CancelledError");
+        ppx_pool_stats st;
+        ppx_pool_stats_get(fx->pool, &st);
+        assert_int_equal(st.submitted - submitted, 2);
+        submitted = st.submitted;
+        uv_run(&fx->loop, UV_RUN_DEFAULT);
+        assert_string_equal(ppx_awaitable_error(f.map)->type, "CancelledError");
+        ppx_awaitable_unref(f.map);
+    }
+}
+
 static long rss_kib(void)
 {
     FILE *s = fopen("/proc/self/statm", "r");
@@ -678,6 +721,7 @@ int main(void)
         T(test_cancelling_a_task_group_cancels_its_tasks),
         T(test_lazy_map_delivers_in_order_with_bounded_calls_in_flight),
         T(test_lazy_map_stops_at_the_first_failure),
+        T(test_lazy_map_cancelled_by_its_input_callback_submits_nothing_more),
         T(test_lazy_map_over_a_million_inputs_keeps_memory_flat),
         T(test_progress_counts_each_part_of_gathers_maps_and_groups),
         T(test_thread_pool_runs_registered_functions_in_this_process),
