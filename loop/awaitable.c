@@ -293,8 +293,8 @@ int ppx_awaitable_on_progress(ppx_awaitable *aw, ppx_progress_cb cb, void *arg)
 {
     if (!live(aw))
         return PPX_EBADOBJ;
-    if (!aw->is_gather && !aw->ops)
-        return PPX_EINVAL; /* a single call has no steps to report */
+    if (!aw->is_gather && !(aw->ops && aw->ops->has_parts))
+        return PPX_EINVAL; /* a call or a wait has no steps to report */
     aw->progress = cb;
     aw->progress_arg = arg;
     return 0;

@@ -44,6 +44,8 @@ typedef struct ppx__aw_ops {
     int (*value)(const struct ppx_awaitable *aw, ppx_value *out);
     /* The last reference went: free impl (aw itself is freed after). */
     void (*release)(struct ppx_awaitable *aw);
+    /* It reports progress: it is made of parts (task group, lazy map). */
+    bool has_parts;
 } ppx__aw_ops;
 
 struct ppx_awaitable {

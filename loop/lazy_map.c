@@ -147,7 +147,7 @@ static void release(ppx_awaitable *aw)
     free(m);
 }
 
-static const ppx__aw_ops lazy_map_ops = {cancel, NULL, release};
+static const ppx__aw_ops lazy_map_ops = {cancel, NULL, release, true};
 
 int ppx_map_lazy(uv_loop_t *loop, ppx_pool *pool, const char *fn, size_t max_in_flight,
                  ppx_map_next_fn next, ppx_map_result_fn on_result, void *arg,

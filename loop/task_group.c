@@ -103,7 +103,7 @@ static void release(ppx_awaitable *aw)
     free(g);
 }
 
-static const ppx__aw_ops group_ops = {cancel, NULL, release};
+static const ppx__aw_ops group_ops = {cancel, NULL, release, true};
 
 static group *group_of(ppx_awaitable *aw)
 {

@@ -125,7 +125,7 @@ static void release(ppx_awaitable *aw)
     free(tc);
 }
 
-static const ppx__aw_ops thread_ops = {cancel, NULL, release};
+static const ppx__aw_ops thread_ops = {cancel, NULL, release, false};
 
 int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t args_len,
                       ppx_awaitable **out)

@@ -126,8 +126,8 @@ static int forward_value(const ppx_awaitable *aw, ppx_value *out)
     return ppx_awaitable_value(w->children[0], out);
 }
 
-static const ppx__aw_ops wait_ops = {cancel, NULL, release};
-static const ppx__aw_ops wait_for_ops = {cancel, forward_value, release};
+static const ppx__aw_ops wait_ops = {cancel, NULL, release, false};
+static const ppx__aw_ops wait_for_ops = {cancel, forward_value, release, false};
 
 static int start(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int when,
                  int timeout_ms, ppx_awaitable **out)
