@@ -35,7 +35,10 @@ static struct {
     ppx__node *info; /* per node: rank, workers, cap, pid, name */
     bool lost_any;
     ppx_pool *open;  /* the MPI pool, while one exists */
-} cl = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    /* Task ids go on where the last MPI pool stopped, so a late answer
+     * meant for a freed pool can never match a call of the next one. */
+    uint64_t next_id;
+} cl = {.mu = PTHREAD_MUTEX_INITIALIZER, .next_id = 1};
 
 static int64_t elapsed_ns(int64_t since)
 {
@@ -188,8 +191,10 @@ int ppx__remote_start(ppx_pool *p)
             rc = -pthread_create(&r->thread, NULL, progress, p);
             r->thread_started = rc == 0;
         }
-        if (rc == 0)
+        if (rc == 0) {
             cl.open = p;
+            atomic_store(&p->next_id, cl.next_id);
+        }
     }
     pthread_mutex_unlock(&cl.mu);
     return rc;
@@ -217,7 +222,17 @@ typedef struct mlink {
     size_t ns, caps;
     int detach_left;
     int64_t detach_at;
+    int64_t due_signalled; /* the queue deadline the pool was woken for */
 } mlink;
+
+/* A node some of whose answers will never come: reported lost at once. */
+static void broken(mlink *l, int node, const char *why)
+{
+    ppx__node *nd = &l->r->nodes[node];
+    if (!nd->broken)
+        snprintf(nd->broken_why, sizeof nd->broken_why, "%s", why);
+    nd->broken = true;
+}
 
 typedef struct batch {
     int node, tag;
@@ -237,7 +252,8 @@ static void send_buf(mlink *l, int node, int tag, unsigned char *buf, size_t len
     }
     sending *s = &l->s[l->ns];
     int dest = l->r->nodes[node].rank;
-    if (MPI_Isend(buf, (int)len, MPI_BYTE, dest, tag, cl.comm, &s->req) != MPI_SUCCESS)
+    if (len > PPX__MPI_MAX_MSG ||
+        MPI_Isend(buf, (int)len, MPI_BYTE, dest, tag, cl.comm, &s->req) != MPI_SUCCESS)
         goto fail;
     s->buf = buf;
     s->cap = cap;
@@ -249,48 +265,65 @@ fail:
         ppx__bigbuf_free(buf, cap);
     else
         free(buf);
-    l->r->nodes[node].seen_ns = INT64_MIN / 2;
+    broken(l, node, "a message to it could not be sent");
 }
 
-/* Under the lock: moves every frame waiting to go out into batches (one
- * per node for the small ones, one each for the big ones). */
+static bool push(batch **b, size_t *n, size_t *cap, batch x)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        batch *nb = realloc(*b, c * sizeof *nb);
+        if (!nb)
+            return false;
+        *b = nb;
+        *cap = c;
+    }
+    (*b)[(*n)++] = x;
+    return true;
+}
+
+/* Under the lock: moves frames waiting to go out into batches (one per
+ * node of small ones, up to PPX__MPI_BATCH bytes, one each for the big
+ * ones). A frame is taken from its task only once its batch exists, so
+ * whatever does not fit (or finds no memory) waits for the next round. */
 static size_t collect(mlink *l, batch **out)
 {
     ppx__remote *r = l->r;
     size_t n = 0, cap = 0;
     batch *b = NULL;
-#define PUSH(...)                                                        \
-    do {                                                                 \
-        if (n == cap) {                                                  \
-            size_t c = cap ? cap * 2 : 8;                                \
-            batch *nb = realloc(b, c * sizeof *nb);                      \
-            if (!nb)                                                     \
-                goto done;                                               \
-            b = nb;                                                      \
-            cap = c;                                                     \
-        }                                                                \
-        b[n++] = (batch){__VA_ARGS__};                                   \
-    } while (0)
     for (int i = 0; i < r->nnodes; i++) {
         ppx__node *nd = &r->nodes[i];
         if (nd->cancels_len) {
-            PUSH(i, PPX__TAG_CANCELS, nd->cancels, nd->cancels_len, 0);
+            if (!push(&b, &n, &cap, (batch){i, PPX__TAG_CANCELS, nd->cancels, nd->cancels_len, 0}))
+                break;
             nd->cancels = NULL;
             nd->cancels_len = nd->cancels_cap = 0;
         }
         size_t small = 0;
         for (ppx__task *t = nd->out.head; t; t = t->next)
-            small += t->frame_len < PPX__MPI_ALONE ? t->frame_len : 0;
+            if (t->frame_len < PPX__MPI_ALONE && small + t->frame_len <= PPX__MPI_BATCH)
+                small += t->frame_len;
         unsigned char *sb = small ? malloc(small) : NULL;
-        size_t used = 0;
         if (small && !sb)
             continue; /* they wait for the next round */
-        while (nd->out.head) {
-            ppx__task *t = nd->out.head;
+        size_t at = n, used = 0;
+        if (sb && !push(&b, &n, &cap, (batch){i, PPX__TAG_CALLS, sb, 0, 0})) {
+            free(sb);
+            break;
+        }
+        bool full = false;
+        for (ppx__task *t = nd->out.head, *next; t; t = next) {
+            next = t->next;
             if (t->frame_len >= PPX__MPI_ALONE) {
-                PUSH(i, PPX__TAG_CALLS, t->frame, t->frame_len, t->frame_cap);
+                if (full || !push(&b, &n, &cap,
+                                  (batch){i, PPX__TAG_CALLS, t->frame, t->frame_len, t->frame_cap})) {
+                    full = true;
+                    continue;
+                }
                 t->frame = t->inline_frame; /* the batch owns it now */
             } else {
+                if (used + t->frame_len > small)
+                    continue;
                 memcpy(sb + used, t->frame, t->frame_len);
                 used += t->frame_len;
                 if (t->frame != t->inline_frame)
@@ -302,10 +335,10 @@ static size_t collect(mlink *l, batch **out)
             ppx__list_remove(&nd->out, t);
         }
         if (sb)
-            PUSH(i, PPX__TAG_CALLS, sb, used, 0);
+            b[at].len = used;
+        if (full)
+            break;
     }
-#undef PUSH
-done:
     *out = b;
     return n;
 }
@@ -320,32 +353,42 @@ static int receive(mlink *l, ppx__msg **head)
         if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, cl.comm, &flag, &st) != MPI_SUCCESS || !flag)
             return got;
         int len = 0;
-        MPI_Get_count(&st, MPI_BYTE, &len);
+        if (MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS)
+            len = MPI_UNDEFINED;
         size_t cap = 0;
-        unsigned char *buf = ppx__bigbuf_alloc(len > 0 ? (size_t)len : 1, &cap);
-        if (!buf) {
-            /* Nowhere to put it: leave it in MPI's hands and retry. */
-            return got;
-        }
-        MPI_Recv(buf, len, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, cl.comm, MPI_STATUS_IGNORE);
-        got++;
+        unsigned char *buf = len >= 0 ? ppx__bigbuf_alloc(len > 0 ? (size_t)len : 1, &cap) : NULL;
+        ppx__msg *m = buf ? calloc(1, sizeof *m) : NULL;
         int node = st.MPI_SOURCE - 1;
-        if (node < 0 || node >= l->r->nnodes) {
+        bool known = node >= 0 && node < l->r->nnodes;
+        got++;
+        if (!m) {
+            /* Too big to count (over 2 GiB) or no memory for it: receive
+             * it truncated, which takes it out of MPI's queue (left there
+             * it would come first in every probe), and since some answers
+             * in it are lost, lose the node. */
+            unsigned char none[1];
+            if (buf)
+                ppx__bigbuf_free(buf, cap);
+            MPI_Recv(none, 0, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, cl.comm, MPI_STATUS_IGNORE);
+            if (known && st.MPI_TAG == PPX__TAG_REPLIES)
+                broken(l, node, len < 0 ? "it sent a message too big for MPI to count"
+                                        : "no memory to receive its answers");
+            continue;
+        }
+        int rc = MPI_Recv(buf, len, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, cl.comm,
+                          MPI_STATUS_IGNORE);
+        if (!known || rc != MPI_SUCCESS || st.MPI_TAG != PPX__TAG_REPLIES) {
+            if (known && rc != MPI_SUCCESS && st.MPI_TAG == PPX__TAG_REPLIES)
+                broken(l, node, "its answers could not be received");
+            else if (known && st.MPI_TAG == PPX__TAG_DETACHED && l->detach_at)
+                l->detach_left--;
+            if (known)
+                l->r->nodes[node].seen_ns = ppx__now_ns();
             ppx__bigbuf_free(buf, cap);
+            free(m);
             continue;
         }
         l->r->nodes[node].seen_ns = ppx__now_ns();
-        if (st.MPI_TAG == PPX__TAG_DETACHED)
-            l->detach_left--;
-        if (st.MPI_TAG != PPX__TAG_REPLIES) {
-            ppx__bigbuf_free(buf, cap);
-            continue;
-        }
-        ppx__msg *m = calloc(1, sizeof *m);
-        if (!m) {
-            ppx__bigbuf_free(buf, cap);
-            continue;
-        }
         *m = (ppx__msg){*head, node, st.MPI_TAG, buf, (size_t)len, cap};
         *head = m;
     }
@@ -371,8 +414,9 @@ static bool sends_done(mlink *l)
     return progressed;
 }
 
-/* Under the lock: a node that holds calls and has been silent too long is
- * lost; its calls fail through the inbox, on the thread that drains. */
+/* Under the lock: a node that holds calls and has been silent too long,
+ * or whose answers were lost on the way (broken), is lost; its calls fail
+ * through the inbox, on the thread that drains. */
 static bool check_silence(mlink *l)
 {
     ppx__remote *r = l->r;
@@ -380,26 +424,36 @@ static bool check_silence(mlink *l)
     int64_t now = ppx__now_ns();
     for (int i = 0; i < r->nnodes; i++) {
         ppx__node *nd = &r->nodes[i];
-        if (nd->lost || !nd->inflight)
+        if (nd->lost || (!nd->inflight && !nd->broken))
             continue;
-        if (nd->seen_ns < nd->heard_ns)
-            nd->seen_ns = nd->heard_ns; /* calls placed after a quiet spell */
-        if (now - nd->seen_ns <= r->timeout_ns)
-            continue;
-        char why[160];
-        snprintf(why, sizeof why, "%s sent nothing for %lld ms", nd->name,
-                 (long long)((now - nd->seen_ns) / 1000000));
+        char why[256];
+        if (nd->broken) {
+            snprintf(why, sizeof why, "%s: %s", nd->name, nd->broken_why);
+        } else {
+            if (nd->seen_ns < nd->heard_ns)
+                nd->seen_ns = nd->heard_ns; /* calls placed after a quiet spell */
+            if (now - nd->seen_ns <= r->timeout_ns)
+                continue;
+            snprintf(why, sizeof why, "%s sent nothing for %lld ms", nd->name,
+                     (long long)((now - nd->seen_ns) / 1000000));
+        }
         size_t cap;
         unsigned char *b = ppx__bigbuf_alloc(sizeof why, &cap);
-        if (!b)
+        ppx__msg *m = b ? calloc(1, sizeof *m) : NULL;
+        if (!m) { /* tried again on the next round */
+            if (b)
+                ppx__bigbuf_free(b, cap);
             continue;
+        }
         memcpy(b, why, sizeof why);
         pthread_mutex_lock(&cl.mu);
         cl.info[i].lost = true;
         cl.lost_any = true;
         pthread_mutex_unlock(&cl.mu);
-        ppx__remote_post(l->p, i, -1, b, sizeof why, cap);
+        *m = (ppx__msg){NULL, i, -1, b, sizeof why, cap};
+        ppx__remote_post(l->p, m);
         nd->seen_ns = INT64_MAX / 2; /* reported once */
+        nd->broken = false;
         any = true;
     }
     return any;
@@ -422,11 +476,16 @@ static void *progress(void *arg)
     mlink l = {.p = p, .r = r};
     int64_t active_at = ppx__now_ns();
     bool detaching = false;
+    /* The nodes to detach, read under the lock (lost is the drainer's). */
+    bool *detach = calloc((size_t)r->nnodes, sizeof *detach);
     ppx__pool_lock(p);
     for (;;) {
         batch *b = NULL;
         size_t nb = collect(&l, &b);
         bool stopping = r->stopping;
+        if (stopping && !detaching)
+            for (int i = 0; detach && i < r->nnodes; i++)
+                detach[i] = !r->nodes[i].lost;
         ppx__pool_unlock(p);
 
         for (size_t i = 0; i < nb; i++)
@@ -435,11 +494,12 @@ static void *progress(void *arg)
         if (stopping && !detaching) {
             detaching = true;
             l.detach_at = ppx__now_ns();
-            for (int i = 0; i < r->nnodes; i++) {
-                if (r->nodes[i].lost)
+            for (int i = 0; detach && i < r->nnodes; i++) {
+                if (!detach[i])
                     continue;
-                MPI_Send(NULL, 0, MPI_BYTE, r->nodes[i].rank, PPX__TAG_DETACH, cl.comm);
-                l.detach_left++;
+                if (MPI_Send(NULL, 0, MPI_BYTE, r->nodes[i].rank, PPX__TAG_DETACH, cl.comm) ==
+                    MPI_SUCCESS)
+                    l.detach_left++;
             }
         }
         ppx__msg *in = NULL;
@@ -458,11 +518,16 @@ static void *progress(void *arg)
         bool posted = rev != NULL;
         while (rev) {
             ppx__msg *next = rev->next;
-            ppx__remote_post(p, rev->node, rev->tag, rev->buf, rev->len, rev->cap);
-            free(rev);
+            ppx__remote_post(p, rev);
             rev = next;
         }
         posted |= check_silence(&l);
+        /* A queued call's deadline passed: the drainer times it out. */
+        if (r->queue_due_ns && r->queue_due_ns != l.due_signalled &&
+            ppx__now_ns() >= r->queue_due_ns) {
+            l.due_signalled = r->queue_due_ns;
+            posted = true;
+        }
         if (posted)
             ppx__eventfd_signal(p->efd);
         if (detaching && l.ns == 0 &&
@@ -502,6 +567,7 @@ static void *progress(void *arg)
     for (size_t i = 0; i < l.ns; i++) /* only after a 5 s detach timeout */
         MPI_Cancel(&l.s[i].req);
     free(l.s);
+    free(detach);
     return NULL;
 }
 
@@ -517,8 +583,10 @@ void ppx__remote_stop(ppx_pool *p)
     pthread_join(r->thread, NULL);
     r->thread_started = false;
     pthread_mutex_lock(&cl.mu);
-    if (cl.open == p)
+    if (cl.open == p) {
         cl.open = NULL;
+        cl.next_id = atomic_load(&p->next_id);
+    }
     pthread_mutex_unlock(&cl.mu);
 }
 
@@ -526,6 +594,10 @@ void ppx__remote_stop(ppx_pool *p)
 static void say_goodbye(void)
 {
     if (!cl.up || getpid() != cl.pid)
+        return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) /* the program finalized MPI itself: nothing to say */
         return;
     ppx_pool *open = cl.open;
     if (open)

@@ -101,6 +101,11 @@ static int pack_answer(node *nd, uint32_t s, msgpack_sbuffer *sb)
     ppx_value v;
     switch (ppx_future_state(e->f)) {
     case PPX_DONE:
+        if (ppx_future_value(e->f, &v) == 0 && v.len > PPX__MPI_MAX_MSG - 64)
+            /* MPI counts a message's bytes in an int. */
+            return ppx__env_pack_error_at(sb, e->id, s, 0, "ValueError",
+                                          "the result is too big for MPI (over 2 GiB)", "", "",
+                                          0, nd->name);
         if (ppx_future_value(e->f, &v) == 0)
             return ppx__env_pack_result(sb, e->id, s, 0, v.data, v.len);
         return ppx__env_pack_error_at(sb, e->id, s, 0, "MemoryError",
@@ -151,15 +156,35 @@ static void answer(node *nd)
     msgpack_sbuffer_destroy(&many);
 }
 
+/* Answers a call this node will not run, as if its worker had raised. */
+static void refuse(node *nd, const ppx__env *env, const char *fn, const char *msg)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (ppx__env_pack_error_at(&sb, env->task_id, env->slot, 0, "RuntimeError", msg, fn, "", 0,
+                               nd->name) == 0) {
+        size_t len = sb.size;
+        send_owned(nd, PPX__TAG_REPLIES, msgpack_sbuffer_release(&sb), len);
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void start_call(node *nd, const ppx__env *env)
 {
     uint32_t s = env->slot;
-    if (s >= nd->cap || nd->e[s].busy) {
-        nd->dropped++;
-        return;
-    }
     char fn[PPX__NAME_MAX + 1];
     snprintf(fn, sizeof fn, "%.*s", (int)env->function.len, env->function.p);
+    if (s >= nd->cap) {
+        nd->dropped++; /* rank 0 could not match an answer to it */
+        return;
+    }
+    if (nd->e[s].busy) {
+        /* A call of a pool rank 0 gave up waiting for still holds the
+         * slot: answer this one (task ids never repeat across rank 0's
+         * pools, so the old call's answer cannot be taken for it). */
+        refuse(nd, env, fn, "the node still runs an earlier call in this slot");
+        return;
+    }
     ppx_call_options o = {.timeout_ms = (int)(env->seq > INT32_MAX ? INT32_MAX : env->seq)};
     ppx_future *f = NULL;
     int rc = env->kind == PPX__ENV_MAP
@@ -172,16 +197,9 @@ static void start_call(node *nd, const ppx__env *env)
     if (rc) {
         /* Refused here (too big for this node's pool, say): the caller
          * hears why, as if its worker had raised it. */
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
         char msg[256];
         snprintf(msg, sizeof msg, "the node refused the call: %s", ppx_strerror(rc));
-        if (ppx__env_pack_error_at(&sb, env->task_id, s, 0, "RuntimeError", msg, fn, "", 0,
-                                   nd->name) == 0) {
-            size_t len = sb.size;
-            send_owned(nd, PPX__TAG_REPLIES, msgpack_sbuffer_release(&sb), len);
-        }
-        msgpack_sbuffer_destroy(&sb);
+        refuse(nd, env, fn, msg);
         *e = (entry){0};
         nd->busy--;
         return;
@@ -325,7 +343,13 @@ int ppx__node_serve(const ppx_pool_options *o)
     int rc = ppx_pool_new(&nd.pool, &lo);
     if (rc)
         return rc;
-    int prov;
+    int prov, inited = 0;
+    MPI_Initialized(&inited);
+    if (inited) { /* a second MPI_Init would abort the process */
+        ppx_pool_free(nd.pool);
+        ppx__set_last_error("MPI is already initialized: a node's pool must be made first");
+        return PPX_EBACKEND;
+    }
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &prov) != MPI_SUCCESS) {
         ppx_pool_free(nd.pool);
         ppx__set_last_error("MPI_Init_thread failed on a node");

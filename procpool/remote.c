@@ -82,9 +82,15 @@ static void pump(ppx_pool *p, ppx__notify *n)
         t->slot = s;
         t->worker = i;
         t->seq = AT_OUT;
-        /* Over MPI the header's seq carries the call's own deadline: the
+        /* Over MPI the header's seq carries what is left of the call's
+         * deadline (it counts from submission, time queued here too): the
          * node's pool enforces it, as a local pool would. */
-        ppx__env_restamp(t->frame, s, (uint32_t)(t->timeout_ms > 0 ? t->timeout_ms : 0));
+        uint32_t ms = 0;
+        if (t->timeout_at) {
+            int64_t left = (t->timeout_at - ppx__now_ns() + 999999) / 1000000;
+            ms = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (uint32_t)left;
+        }
+        ppx__env_restamp(t->frame, s, ms);
         ppx__list_push_back(&nd->out, t);
         placed = true;
     }
@@ -102,9 +108,61 @@ static void pump(ppx_pool *p, ppx__notify *n)
 
 void ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
 {
+    ppx__remote *r = rm(p);
+    if (t->frame_len > PPX__MPI_MAX_MSG) {
+        /* MPI counts a message's bytes in an int: a bigger frame would go
+         * out truncated (or not at all) and never be answered. */
+        ppx_future *f = t->fut;
+        t->fut = NULL;
+        p->unresolved--;
+        p->stats.failed++;
+        ppx__future_failf(f, "ValueError", 0, n,
+                          "%s (task %llu): a call of %zu bytes is too big for MPI "
+                          "(at most %zu bytes in one message)",
+                          f->function, (unsigned long long)t->id, t->frame_len,
+                          PPX__MPI_MAX_MSG);
+        ppx__task_free(p, t);
+        return;
+    }
     t->seq = AT_QUEUE;
-    ppx__list_push_back(&rm(p)->queue, t);
+    ppx__list_push_back(&r->queue, t);
+    if (t->timeout_at && (!r->queue_due_ns || t->timeout_at < r->queue_due_ns))
+        r->queue_due_ns = t->timeout_at;
     pump(p, n); /* resolves only when every node is lost */
+}
+
+/* Times out the queued calls whose deadline passed before a node had room
+ * for them (a placed call's deadline is its node's to keep). */
+static void expire_queued(ppx_pool *p, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    int64_t now = ppx__now_ns();
+    if (!r->queue_due_ns || now < r->queue_due_ns)
+        return;
+    int64_t due = 0;
+    for (ppx__task *t = r->queue.head, *next; t; t = next) {
+        next = t->next;
+        if (!t->timeout_at)
+            continue;
+        if (t->timeout_at > now) {
+            if (!due || t->timeout_at < due)
+                due = t->timeout_at;
+            continue;
+        }
+        ppx__list_remove(&r->queue, t);
+        ppx_future *f = t->fut;
+        t->fut = NULL;
+        if (f) {
+            p->unresolved--;
+            p->stats.timed_out++;
+            p->stats.failed++;
+            ppx__future_failf(f, "TimeoutError", 0, n,
+                              "%s (task %llu) did not finish within its %d ms deadline",
+                              f->function, (unsigned long long)t->id, t->timeout_ms);
+        }
+        ppx__task_free(p, t);
+    }
+    r->queue_due_ns = due;
 }
 
 static void release(ppx_pool *p, ppx__node *nd, ppx__task *t)
@@ -269,16 +327,10 @@ static void read_replies(ppx_pool *p, ppx__msg *m, ppx__notify *n)
     }
 }
 
-void ppx__remote_post(ppx_pool *p, int node, int tag, unsigned char *buf, size_t len, size_t cap)
+void ppx__remote_post(ppx_pool *p, ppx__msg *m)
 {
     ppx__remote *r = rm(p);
-    ppx__msg *m = calloc(1, sizeof *m);
-    if (!m) {
-        ppx__bigbuf_free(buf, cap);
-        r->protocol_errors++; /* its calls are answered by nobody: see node loss */
-        return;
-    }
-    *m = (ppx__msg){NULL, node, tag, buf, len, cap};
+    m->next = NULL;
     if (r->inbox_tail)
         r->inbox_tail->next = m;
     else
@@ -302,6 +354,7 @@ void ppx__remote_drain(ppx_pool *p, ppx__notify *n)
         free(m);
         m = next;
     }
+    expire_queued(p, n);
     pump(p, n);
 }
 

@@ -22,6 +22,8 @@
 #define PPX_PROCPOOL_REMOTE_H
 #include "pool_impl.h"
 
+#include <limits.h>
+
 /* Message tags on ppx's own communicator (a dup of MPI_COMM_WORLD). */
 enum {
     PPX__TAG_HELLO = 1,    /* node -> 0: [workers, capacity, host, pid] */
@@ -40,6 +42,10 @@ enum {
 #define PPX__NODE_DEPTH 4
 /* Frames at least this big are sent on their own, without a copy. */
 #define PPX__MPI_ALONE (64u * 1024u)
+/* Small frames sent together make messages of at most this many bytes. */
+#define PPX__MPI_BATCH (16u << 20)
+/* MPI counts bytes in an int: no message may be bigger. */
+#define PPX__MPI_MAX_MSG ((size_t)INT_MAX)
 /* A node that holds calls and has said nothing for this long is lost
  * (it sends PPX__TAG_ALIVE every PPX__ALIVE_MS while it holds calls). */
 #define PPX__NODE_TIMEOUT_MS 10000
@@ -58,6 +64,11 @@ typedef struct ppx__node {
     bool lost;
     int64_t heard_ns;     /* when it was last given calls while idle */
     int64_t seen_ns;      /* progress thread only: when it last sent */
+    /* Progress thread only: a send to it failed, or a message from it
+     * could not be received, so some of its answers will never come;
+     * check_silence reports it lost at once. */
+    bool broken;
+    char broken_why[96];
     /* To send, taken by the progress thread: */
     ppx__list out;        /* calls placed here, frames not yet sent */
     unsigned char *cancels; /* packed skip envelopes */
@@ -78,6 +89,10 @@ typedef struct ppx__remote {
     int nnodes;
     int workers; /* across every node */
     ppx__list queue; /* submitted, waiting for room on a node */
+    /* The earliest deadline among queued calls (0: none; may be stale,
+     * early): the progress thread wakes the pool when it passes, and
+     * ppx__remote_drain times out what is due. */
+    int64_t queue_due_ns;
     ppx__msg *inbox, *inbox_tail;
     unsigned rr;
     /* The progress thread: */
@@ -108,9 +123,9 @@ size_t ppx__remote_queued(const ppx_pool *p);
 void ppx__remote_free_tasks(ppx_pool *p);
 /* Frees the bookkeeping, after the progress thread has stopped. */
 void ppx__remote_destroy(ppx_pool *p);
-/* Appends a message from node i (a bigbuf of cap bytes, len used). */
-void ppx__remote_post(ppx_pool *p, int node, int tag, unsigned char *buf, size_t len,
-                      size_t cap);
+/* Appends m (a message from node m->node; m->buf a bigbuf) to the inbox;
+ * the inbox owns m from here. */
+void ppx__remote_post(ppx_pool *p, ppx__msg *m);
 
 /* mpi_link.c (or mpi_none.c without MPI): rank 0's side. */
 /* Joins the cluster (MPI_Init on the first call in this process), learns

@@ -346,6 +346,45 @@ static void gather_cancels_remote_siblings(void **state)
     ppx_awaitable_unref(all);
 }
 
+/* Every node slot busy (2 nodes x 2 workers x 4), so the next call waits
+ * on rank 0: its deadline still counts there. */
+static void deadline_counts_while_queued_on_rank_0(void **state)
+{
+    (void)state;
+    enum { SLOTS = 16 };
+    ppx_future *busy[SLOTS];
+    for (int i = 0; i < SLOTS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "full%d", i);
+        assert_int_equal(ppx_pool_submitf(pool, &busy[i], "spin", "sb", name, 1), 0);
+    }
+    ppx_future *f;
+    void *args;
+    size_t len;
+    assert_int_equal(ppx_pack(&args, &len, "i", 7), 0);
+    assert_int_equal(ppx_pool_submit_ex(pool, "echo", args, len,
+                                        &(ppx_call_options){.timeout_ms = 100}, &f),
+                     0);
+    free(args);
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    assert_int_equal(ppx_future_state(f), PPX_FAILED);
+    assert_string_equal(ppx_future_error(f)->type, "TimeoutError");
+    ppx_future_unref(f);
+    for (int i = 0; i < SLOTS; i++) {
+        assert_int_equal(ppx_future_cancel(busy[i]), 0);
+        ppx_future_unref(busy[i]);
+    }
+    /* The slots come back once the nodes have stopped the spins. */
+    ppx_future *g[SLOTS];
+    for (int i = 0; i < SLOTS; i++)
+        assert_int_equal(ppx_pool_submitf(pool, &g[i], "echo", "i", i), 0);
+    for (int i = 0; i < SLOTS; i++) {
+        assert_int_equal(ppx_future_wait(g[i], 30000), 0);
+        assert_int_equal(ppx_future_state(g[i]), PPX_DONE);
+        ppx_future_unref(g[i]);
+    }
+}
+
 static void one_mpi_pool_at_a_time(void **state)
 {
     (void)state;
@@ -424,6 +463,7 @@ int main(void)
         cmocka_unit_test(deadline_is_kept_by_the_node),
         cmocka_unit_test(big_payload_round_trip),
         cmocka_unit_test(gather_cancels_remote_siblings),
+        cmocka_unit_test(deadline_counts_while_queued_on_rank_0),
         cmocka_unit_test(one_mpi_pool_at_a_time),
         cmocka_unit_test(free_with_calls_out_then_reopen),
     };
