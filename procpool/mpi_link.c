@@ -602,9 +602,12 @@ static void say_goodbye(void)
     ppx_pool *open = cl.open;
     if (open)
         ppx__remote_stop(open); /* exit() with the pool still open */
+    /* One byte: whether a rank was lost, so the nodes skip MPI_Finalize
+     * too (it would wait for the lost rank forever). */
+    unsigned char lost_byte = cl.lost_any;
     for (int i = 0; i < cl.size - 1; i++)
         if (!cl.info[i].lost)
-            MPI_Send(NULL, 0, MPI_BYTE, i + 1, PPX__TAG_EXIT, cl.comm);
+            MPI_Send(&lost_byte, 1, MPI_BYTE, i + 1, PPX__TAG_EXIT, cl.comm);
     bool lost = cl.lost_any;
     MPI_Comm_free(&cl.comm);
     cl.up = false;

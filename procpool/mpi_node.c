@@ -40,6 +40,7 @@ typedef struct node {
     uint32_t ndone;
     uint32_t busy;
     bool detaching, exiting;
+    bool lost_peer; /* rank 0 lost a rank: MPI_Finalize would wait for it */
     MPI_Request *req;
     void **bufs;
     size_t nreq, capreq;
@@ -231,6 +232,7 @@ static void handle(node *nd, int tag, const unsigned char *b, size_t len)
     }
     if (tag == PPX__TAG_EXIT) {
         nd->exiting = true;
+        nd->lost_peer = len >= 1 && b[0];
         cancel_everything(nd);
         return;
     }
@@ -375,7 +377,8 @@ int ppx__node_serve(const ppx_pool_options *o)
     free(nd.bufs);
     ppx_pool_free(nd.pool);
     MPI_Comm_free(&nd.comm);
-    MPI_Finalize();
+    if (!nd.lost_peer)
+        MPI_Finalize();
     /* This process was lent to rank 0's pool; its own program must not
      * go on as if ppx_pool_new had returned. */
     exit(rc ? 1 : 0);

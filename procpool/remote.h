@@ -33,7 +33,7 @@ enum {
     PPX__TAG_ALIVE = 5,    /* node -> 0: empty, while it holds calls */
     PPX__TAG_DETACH = 6,   /* 0 -> node: the pool is freed, stop its calls */
     PPX__TAG_DETACHED = 7, /* node -> 0: every call of that pool answered */
-    PPX__TAG_EXIT = 8,     /* 0 -> node: rank 0 is leaving, finalize */
+    PPX__TAG_EXIT = 8,     /* 0 -> node: [lost] rank 0 is leaving; finalize unless lost */
 };
 
 /* Calls a node may hold per worker: one running and some waiting, so a
