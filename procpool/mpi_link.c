@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -474,6 +475,9 @@ static void *progress(void *arg)
     ppx_pool *p = arg;
     ppx__remote *r = p->remote;
     mlink l = {.p = p, .r = r};
+    /* Linux adds 50 us of slack to each timed sleep of this thread by
+     * default, more than the back-off's shortest waits. */
+    prctl(PR_SET_TIMERSLACK, 1000UL);
     int64_t active_at = ppx__now_ns();
     bool detaching = false;
     /* The nodes to detach, read under the lock (lost is the drainer's). */
@@ -545,18 +549,16 @@ static void *progress(void *arg)
             while (!r->has_work && !r->stopping)
                 pthread_cond_wait(&r->wake, &p->mu);
         } else {
-            /* Calls are out: poll, backing off from 20 us to 1 ms as the
-             * quiet lasts, so a busy run answers fast and a long call
-             * costs about a thousand cheap probes a second. */
-            int64_t quiet = elapsed_ns(active_at);
-            if (quiet < 50000) {
+            /* Calls are out: poll hot, then back off, so a busy run
+             * answers fast and a long call costs about a thousand cheap
+             * probes a second. */
+            int64_t wait = ppx__mpi_backoff_ns(elapsed_ns(active_at), true);
+            if (wait == 0) {
                 ppx__pool_unlock(p);
                 sched_yield();
                 ppx__pool_lock(p);
                 continue;
             }
-            int64_t wait = quiet / 4;
-            wait = wait < 20000 ? 20000 : wait > 1000000 ? 1000000 : wait;
             int64_t at = ppx__now_ns() + wait;
             struct timespec ts = {at / 1000000000LL, at % 1000000000LL};
             pthread_cond_timedwait(&r->wake, &p->mu, &ts);

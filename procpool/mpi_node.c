@@ -15,9 +15,11 @@
 
 #include <mpi.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 struct node;
@@ -300,6 +302,7 @@ static int hello(node *nd)
 
 static void serve(node *nd)
 {
+    prctl(PR_SET_TIMERSLACK, 1000UL); /* as rank 0's progress thread */
     int64_t active_at = ppx__now_ns();
     while (!nd->exiting || nd->nreq) {
         bool active = receive(nd);
@@ -325,11 +328,12 @@ static void serve(node *nd)
             continue;
         }
         /* Nothing to do: wait on the local pool's descriptor, which wakes
-         * us at once for a local answer, with a timeout that backs off
-         * (20 us to 1 ms) for MPI, which has no descriptor to wait on. */
-        int64_t quiet = ppx__now_ns() - active_at;
-        int64_t wait = quiet < 50000 ? 0 : quiet / 4;
-        wait = wait > 1000000 ? 1000000 : wait < 20000 && quiet >= 50000 ? 20000 : wait;
+         * us at once for a local answer, with a timeout for MPI. */
+        int64_t wait = ppx__mpi_backoff_ns(ppx__now_ns() - active_at, nd->busy > 0);
+        if (wait == 0) {
+            sched_yield(); /* our worker may be waiting for this core */
+            continue;
+        }
         struct pollfd pf = {ppx_pool_fd(nd->pool), POLLIN, 0};
         struct timespec ts = {0, (long)wait};
         ppoll(&pf, 1, &ts, NULL);

@@ -20,12 +20,13 @@ static ppx__remote *rm(ppx_pool *p)
 }
 
 /* The node with the fewest calls per worker and room for one more; ties
- * go round-robin so equal nodes share the work. -1 when all are full. */
+ * go to the node chosen last, which is still polling MPI hot (see
+ * ppx__mpi_backoff_ns) while the others back off. -1 when all are full. */
 static int pick(ppx__remote *r)
 {
     int best = -1;
     for (int k = 0; k < r->nnodes; k++) {
-        int i = (int)((r->rr + 1 + (unsigned)k) % (unsigned)r->nnodes);
+        int i = (int)((r->rr + (unsigned)k) % (unsigned)r->nnodes);
         ppx__node *nd = &r->nodes[i];
         if (nd->lost || nd->nfree == 0)
             continue;
@@ -356,6 +357,15 @@ void ppx__remote_drain(ppx_pool *p, ppx__notify *n)
     }
     expire_queued(p, n);
     pump(p, n);
+}
+
+int64_t ppx__mpi_backoff_ns(int64_t quiet, bool holding)
+{
+    if (quiet < 200000)
+        return 0;
+    int64_t cap = !holding && quiet > 1000000000LL ? 4000000 : 1000000;
+    int64_t wait = quiet / 4;
+    return wait < 20000 ? 20000 : wait > cap ? cap : wait;
 }
 
 ppx_state ppx__remote_state(ppx_pool *p, ppx__task *t)

@@ -136,6 +136,14 @@ void ppx__remote_wake(ppx_pool *p);
 /* Detaches the nodes and joins the progress thread. Under no lock. */
 void ppx__remote_stop(ppx_pool *p);
 
+/* How long a side of the MPI link sleeps before it probes MPI again,
+ * after quiet ns without traffic: 0 means yield the CPU and look again
+ * (the first 200 us, when an answer is most likely and a worker on the
+ * same core may need the CPU to produce it), then a quarter of the quiet
+ * so far between 20 us and 1 ms, and up to 4 ms once nothing has been
+ * held for a second. MPI has no descriptor to sleep on. */
+int64_t ppx__mpi_backoff_ns(int64_t quiet, bool holding);
+
 /* backend.c: which backend ppx_pool_new builds. */
 enum { PPX__BE_LOCAL, PPX__BE_ROOT, PPX__BE_NODE };
 int ppx__backend_choose(const ppx_pool_options *o, int *be);
