@@ -37,7 +37,7 @@ def main(src, dst):
             names[e["tid"]] = e["args"]["name"]
     calls = [e for e in events if e.get("ph") == "X" and e.get("tid", 0) >= 1]
     submits = [e for e in events if e.get("ph") == "X" and e.get("tid") == 0]
-    marks = [e for e in events if e.get("ph") == "i"]
+    marks = [e for e in events if e.get("ph") in ("i", "I")]
     tracks = sorted((set(names) | {e["tid"] for e in calls}) - {0})
     ms = lambda us: us / 1000.0
     end = max([ms(e["ts"] + e["dur"]) for e in calls + submits] + [1.0])

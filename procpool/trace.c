@@ -245,7 +245,7 @@ void ppx__trace_worker(ppx__trace *t, int i, long pid, int64_t now)
         t->named[i] = true;
     } else {
         begin(t);
-        put_head(t, "i", i + 1, now);
+        put_head(t, "I", i + 1, now);
         put(t, ",\"s\":\"t\",\"name\":\"worker restarted\",\"args\":{\"worker_pid\":%ld}}", pid);
     }
     end(t);
@@ -301,7 +301,7 @@ void ppx__trace_call_done(ppx__trace *t, const ppx__trace_call *c)
 void ppx__trace_mark_add(ppx__trace *t, const ppx__trace_mark *m)
 {
     begin(t);
-    put_head(t, "i", 0, m->at);
+    put_head(t, "I", 0, m->at);
     put(t, ",\"s\":\"t\",\"name\":\"%s\",\"args\":{\"task\":%" PRIu64 ",\"fn\":", m->what,
         m->task);
     put_str(t, m->fn ? m->fn : "", SIZE_MAX);

@@ -384,7 +384,7 @@ static void test_trace_records_every_call_with_its_worker_and_outcome(void **sta
     assert_int_equal(count(&t, "M", "process_name", false), 1);
     assert_int_equal(count(&t, "M", "thread_name", false), 1); /* the pool's track */
     assert_int_equal(count(&t, "M", "thread_name", true), 3);  /* one per worker */
-    assert_int_equal(count(&t, "i", "worker restarted", true), 1);
+    assert_int_equal(count(&t, "I", "worker restarted", true), 1);
     /* One slice per call a worker started, none for the unknown name. */
     assert_int_equal(count(&t, "X", NULL, true), ADDS + 5);
     assert_int_equal(count(&t, "X", "submit", false), ADDS + 5);
