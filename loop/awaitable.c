@@ -106,11 +106,13 @@ static void on_future_done(ppx_future *f, void *arg)
         ppx__awaitable_settle(aw, ppx_future_state(f), ppx_future_error(f));
         return;
     }
+    /* Sent under the lock: the loop takes aw from cross under it, and
+     * closes the handle (and frees b) only once aw has settled. */
     pthread_mutex_lock(&b->mu);
     aw->cross_next = b->cross;
     b->cross = aw;
-    pthread_mutex_unlock(&b->mu);
     uv_async_send(&b->async);
+    pthread_mutex_unlock(&b->mu);
 }
 
 int ppx_wrap_future(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)

@@ -20,6 +20,10 @@ typedef struct ppx__binding {
     uv_thread_t thread;  /* the loop's thread */
     size_t pending;      /* awaitables waiting on this pool */
     int open_handles;    /* poll, async and spin: 3 when all are open */
+    /* Once the pool is gone, async stays open (and referenced) until the
+     * last awaitable bound here has settled: another thread may still be
+     * handing one over. */
+    bool async_closing;
     pthread_mutex_t mu;  /* guards cross, which other threads push to */
     struct ppx_awaitable *cross;
     struct ppx__binding *next;

@@ -18,10 +18,19 @@ static ppx__binding *bindings;
 static void on_spin(uv_idle_t *h);
 static pthread_mutex_t bindings_mu = PTHREAD_MUTEX_INITIALIZER;
 
+static void on_closed(uv_handle_t *h);
+
 void ppx__binding_update(ppx__binding *b)
 {
-    if (!b->pool || b->open_handles < 3)
-        return; /* the pool is gone; the handles are closing */
+    if (!b->pool) {
+        if (b->pending == 0 && !b->async_closing) {
+            b->async_closing = true;
+            uv_close((uv_handle_t *)&b->async, on_closed);
+        }
+        return;
+    }
+    if (b->open_handles < 3)
+        return; /* ppx__bind failed: the handles are closing */
     if (b->pending > 0 || ppx_pool_busy(b->pool))
         uv_ref((uv_handle_t *)&b->poll);
     else
@@ -96,8 +105,13 @@ static void on_pool_close(ppx_pool *pool, void *arg)
     b->pool = NULL;
     uv_poll_stop(&b->poll);
     uv_close((uv_handle_t *)&b->poll, on_closed);
-    uv_close((uv_handle_t *)&b->async, on_closed);
     uv_close((uv_handle_t *)&b->spin, on_closed);
+    /* Every future is resolved now, but a thread that resolved one (a
+     * blocking waiter) may still be running its callbacks: keep the loop
+     * alive until it has handed its awaitables over. */
+    if (b->pending > 0)
+        uv_ref((uv_handle_t *)&b->async);
+    ppx__binding_update(b);
 }
 
 ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)

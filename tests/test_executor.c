@@ -5,6 +5,7 @@
 #include "support.h"
 #include "ppx.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,6 +238,55 @@ static void test_wait_for_times_out_and_stops_the_running_call(void **state)
     assert_int_equal(atomic_load(turn), 1000); /* it saw the cancel */
     ppx_awaitable_unref(aw);
     ppx_awaitable_unref(t);
+}
+
+/* ---- a pool freed on the loop while another thread resolves -------------- */
+
+static void hold_until_set(ppx_future *f, void *arg)
+{
+    (void)f;
+    while (!atomic_load((_Atomic int *)arg))
+        support_sleep_ms(1);
+}
+
+static void *wait_in_thread(void *f)
+{
+    ppx_future_wait(f, -1);
+    return NULL;
+}
+
+/* A blocking waiter on another thread resolves the call and runs its
+ * callbacks there, the awaitable's last; meanwhile the loop thread frees
+ * the pool and runs the loop, which closes the binding's handles. The
+ * awaitable must still settle, through a binding that is still there. */
+static void test_an_awaitable_settles_when_its_pool_is_freed_while_another_thread_hands_it_over(
+    void **state)
+{
+    fixture *fx = *state;
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(fx->pool, &f, "gate", "l", 1LL), 0);
+    static _Atomic int freed; /* static: the other thread may outlive a failed test */
+    atomic_store(&freed, 0);
+    assert_int_equal(ppx_future_add_done_callback(f, hold_until_set, &freed), 0);
+    ppx_awaitable *aw;
+    assert_int_equal(ppx_wrap_future(&fx->loop, f, &aw), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_in_thread, f), 0);
+    atomic_store(turn, 1);
+    int64_t end = support_now_ms() + 10000;
+    while (!ppx_future_done(f)) { /* resolved by the other thread */
+        assert_true(support_now_ms() < end);
+        support_sleep_ms(1);
+    }
+    ppx_pool_free(fx->pool);
+    fx->pool = NULL;
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    atomic_store(&freed, 1);
+    assert_int_equal(ppx_run_until_complete(&fx->loop, aw), 0);
+    assert_int_equal(int_value(aw), 1);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    ppx_awaitable_unref(aw);
+    ppx_future_unref(f);
 }
 
 /* ---- as_completed --------------------------------------------------------- */
@@ -724,6 +774,7 @@ int main(void)
         T(test_wait_rejects_bad_arguments),
         T(test_wait_for_passes_the_result_through_in_time),
         T(test_wait_for_times_out_and_stops_the_running_call),
+        T(test_an_awaitable_settles_when_its_pool_is_freed_while_another_thread_hands_it_over),
         T(test_as_completed_yields_in_finishing_order),
         T(test_as_completed_times_out_and_can_be_freed_early),
         T(test_as_completed_freed_by_a_callback_while_next_runs_the_loop),
