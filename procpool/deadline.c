@@ -115,25 +115,31 @@ void ppx__task_reschedule(ppx_pool *p, ppx__task *t)
     ppx__heap_set(&p->deadlines, t, at);
 }
 
+bool ppx__task_stop_future(ppx_pool *p, ppx__task *t, bool timed_out, ppx__notify *n)
+{
+    ppx_future *f = t->fut;
+    if (!f)
+        return false;
+    t->fut = NULL;
+    t->ended = timed_out ? PPX__ENDED_TIMED_OUT : PPX__ENDED_CANCELLED;
+    p->unresolved--;
+    if (timed_out) {
+        p->stats.timed_out++;
+        p->stats.failed++;
+        ppx__future_failf(f, "TimeoutError", 0, n,
+                          "%s (task %llu) did not finish within its %d ms deadline",
+                          f->function, (unsigned long long)t->id, t->timeout_ms);
+    } else {
+        p->stats.cancelled++;
+        ppx__future_cancelled(f, n);
+    }
+    return true;
+}
+
 void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out,
                       ppx__notify *n)
 {
-    ppx_future *f = t->fut;
-    t->fut = NULL;
-    if (f) {
-        t->ended = timed_out ? PPX__ENDED_TIMED_OUT : PPX__ENDED_CANCELLED;
-        p->unresolved--;
-        if (timed_out) {
-            p->stats.timed_out++;
-            p->stats.failed++;
-            ppx__future_failf(f, "TimeoutError", 0, n,
-                              "%s (task %llu) did not finish within its %d ms deadline",
-                              f->function, (unsigned long long)t->id, t->timeout_ms);
-        } else {
-            p->stats.cancelled++;
-            ppx__future_cancelled(f, n);
-        }
-    }
+    bool f = ppx__task_stop_future(p, t, timed_out, n);
     const char *mark = t->ended == PPX__ENDED_TIMED_OUT ? "timed_out" : "cancelled";
     if (t->worker < 0) {
         if (f && p->trace)

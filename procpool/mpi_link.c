@@ -241,6 +241,15 @@ typedef struct batch {
     size_t len, cap; /* cap as for sending */
 } batch;
 
+/* A batch's buffer: a ppx__bigbuf of cap bytes, or malloc'd when cap is 0. */
+static void drop_buf(unsigned char *buf, size_t cap)
+{
+    if (cap)
+        ppx__bigbuf_free(buf, cap);
+    else
+        free(buf);
+}
+
 static void send_buf(mlink *l, int node, int tag, unsigned char *buf, size_t len, size_t cap)
 {
     if (l->ns == l->caps) {
@@ -262,10 +271,7 @@ static void send_buf(mlink *l, int node, int tag, unsigned char *buf, size_t len
     return;
 fail:
     /* The calls in it are answered by nobody: the node is lost to us. */
-    if (cap)
-        ppx__bigbuf_free(buf, cap);
-    else
-        free(buf);
+    drop_buf(buf, cap);
     broken(l, node, "a message to it could not be sent");
 }
 
@@ -332,7 +338,7 @@ static size_t collect(mlink *l, batch **out)
                 t->frame = t->inline_frame;
             }
             t->frame_len = 0;
-            t->seq = 2; /* AT_NODE in remote.c */
+            t->seq = PPX__AT_NODE;
             ppx__list_remove(&nd->out, t);
         }
         if (sb)
@@ -401,14 +407,10 @@ static bool sends_done(mlink *l)
     for (size_t i = 0; i < l->ns; i++) {
         int flag = 0;
         MPI_Test(&l->s[i].req, &flag, MPI_STATUS_IGNORE);
-        if (flag) {
-            if (l->s[i].cap)
-                ppx__bigbuf_free(l->s[i].buf, l->s[i].cap);
-            else
-                free(l->s[i].buf);
-        } else {
+        if (flag)
+            drop_buf(l->s[i].buf, l->s[i].cap);
+        else
             l->s[k++] = l->s[i];
-        }
     }
     bool progressed = k != l->ns;
     l->ns = k;

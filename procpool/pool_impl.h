@@ -190,6 +190,9 @@ void ppx__task_reschedule(ppx_pool *p, ppx__task *t);
 /* Delay before the next respawn, given the current crash streak. */
 int64_t ppx__backoff_ns(const ppx_pool *p);
 int ppx__spawn(ppx_pool *p, int i);
+/* Resolves t's future, if it has one still pending: CANCELLED, or FAILED
+ * with a TimeoutError when timed_out. false when there was none. */
+bool ppx__task_stop_future(ppx_pool *p, ppx__task *t, bool timed_out, ppx__notify *n);
 /* Stops t (queued, in a ring or running) and resolves its future:
  * CANCELLED, or FAILED with a TimeoutError when timed_out. */
 void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out,

@@ -11,9 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Where a task is, in t->seq (unused by remote pools otherwise). */
-enum { AT_QUEUE = 0, AT_OUT = 1, AT_NODE = 2 };
-
 static ppx__remote *rm(ppx_pool *p)
 {
     return p->remote;
@@ -82,7 +79,7 @@ static void pump(ppx_pool *p, ppx__notify *n)
             nd->heard_ns = ppx__now_ns(); /* its silence counts from now */
         t->slot = s;
         t->worker = i;
-        t->seq = AT_OUT;
+        t->seq = PPX__AT_OUT;
         /* Over MPI the header's seq carries what is left of the call's
          * deadline (it counts from submission, time queued here too): the
          * node's pool enforces it, as a local pool would. */
@@ -125,7 +122,7 @@ void ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
         ppx__task_free(p, t);
         return;
     }
-    t->seq = AT_QUEUE;
+    t->seq = PPX__AT_QUEUE;
     ppx__list_push_back(&r->queue, t);
     if (t->timeout_at && (!r->queue_due_ns || t->timeout_at < r->queue_due_ns))
         r->queue_due_ns = t->timeout_at;
@@ -151,16 +148,7 @@ static void expire_queued(ppx_pool *p, ppx__notify *n)
             continue;
         }
         ppx__list_remove(&r->queue, t);
-        ppx_future *f = t->fut;
-        t->fut = NULL;
-        if (f) {
-            p->unresolved--;
-            p->stats.timed_out++;
-            p->stats.failed++;
-            ppx__future_failf(f, "TimeoutError", 0, n,
-                              "%s (task %llu) did not finish within its %d ms deadline",
-                              f->function, (unsigned long long)t->id, t->timeout_ms);
-        }
+        ppx__task_stop_future(p, t, true, n);
         ppx__task_free(p, t);
     }
     r->queue_due_ns = due;
@@ -171,7 +159,7 @@ static void release(ppx_pool *p, ppx__node *nd, ppx__task *t)
     nd->slot[t->slot] = NULL;
     nd->free_slots[nd->nfree++] = t->slot;
     nd->inflight--;
-    if (t->seq == AT_OUT)
+    if (t->seq == PPX__AT_OUT)
         ppx__list_remove(&nd->out, t);
     ppx__task_free(p, t);
 }
@@ -201,21 +189,14 @@ static int append_cancel(ppx__node *nd, ppx__task *t)
 void ppx__remote_cancel(ppx_pool *p, ppx__task *t, ppx__notify *n)
 {
     ppx__remote *r = rm(p);
-    ppx_future *f = t->fut;
-    if (f) {
-        t->fut = NULL;
-        t->ended = PPX__ENDED_CANCELLED;
-        p->unresolved--;
-        p->stats.cancelled++;
-        ppx__future_cancelled(f, n);
-    }
+    ppx__task_stop_future(p, t, false, n);
     if (t->worker < 0) {
         ppx__list_remove(&r->queue, t);
         ppx__task_free(p, t);
         return;
     }
     ppx__node *nd = &r->nodes[t->worker];
-    if (t->seq == AT_OUT) { /* never sent: the node will not hear of it */
+    if (t->seq == PPX__AT_OUT) { /* never sent: the node will not hear of it */
         release(p, nd, t);
         pump(p, n);
         return;
@@ -265,7 +246,7 @@ static void answer(ppx_pool *p, ppx__node *nd, const ppx__env *env, ppx__msg *ad
 {
     ppx__remote *r = rm(p);
     ppx__task *t = env->slot < nd->cap ? nd->slot[env->slot] : NULL;
-    if (!t || t->id != env->task_id || t->seq != AT_NODE ||
+    if (!t || t->id != env->task_id || t->seq != PPX__AT_NODE ||
         (env->kind != PPX__ENV_RESULT && env->kind != PPX__ENV_ERROR &&
          env->kind != PPX__ENV_SKIP)) {
         r->protocol_errors++;

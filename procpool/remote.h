@@ -36,6 +36,11 @@ enum {
     PPX__TAG_EXIT = 8,     /* 0 -> node: [lost] rank 0 is leaving; finalize unless lost */
 };
 
+/* Where a remote task is, kept in t->seq (which only rings use otherwise):
+ * queued on rank 0, placed on a node with its frame not yet taken by the
+ * progress thread, or sent. */
+enum { PPX__AT_QUEUE = 0, PPX__AT_OUT = 1, PPX__AT_NODE = 2 };
+
 /* Calls a node may hold per worker: one running and some waiting, so a
  * worker never idles for a round trip, while the rest of the queue stays
  * on rank 0 to go to whichever node frees up first. */

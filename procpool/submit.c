@@ -162,7 +162,8 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     int64_t traced_at = p->trace ? ppx__now_ns() : 0;
     t->submitted_ns = traced_at;
     if (p->remote) {
-        /* Its node's pool keeps the deadline: t->timeout_ms goes along. */
+        /* Deadlines: rank 0 keeps them while the call is queued, its
+         * node's pool once placed (remote.c). */
         ppx__remote_submit(p, t, &n);
         ppx__pool_unlock(p);
         ppx__notify_run(&n);
