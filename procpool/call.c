@@ -37,6 +37,16 @@ void ppx__call_lend(ppx_call *call, void *buf, size_t cap)
     call->ret = &call->fixed;
 }
 
+void ppx__call_unlend(ppx_call *call)
+{
+    if (call->ret != &call->fixed)
+        return;
+    msgpack_sbuffer_clear(call->heap);
+    if (call->fixed.size && msgpack_sbuffer_write(call->heap, call->fixed.data, call->fixed.size))
+        call->has_ret = false; /* no memory: the copy's result is dropped anyway */
+    call->ret = call->heap;
+}
+
 /* The packer's sink: the lent memory while the value fits, the heap
  * buffer from then on (the lent memory must never be realloc'd). */
 static int ret_write(void *data, const char *buf, size_t len)

@@ -33,5 +33,9 @@ void ppx__call_destroy(ppx_call *call);
  * outbox). A result that outgrows it moves to the heap buffer, so
  * call->ret == &call->fixed afterwards says where the value is. */
 void ppx__call_lend(ppx_call *call, void *buf, size_t cap);
+/* Moves whatever the lent memory holds to the heap buffer and stops using
+ * the lent memory (in a forked copy of the worker, which must not write
+ * the outbox). */
+void ppx__call_unlend(ppx_call *call);
 
 #endif

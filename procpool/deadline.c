@@ -176,13 +176,20 @@ static void expire(ppx_pool *p, ppx__task *t, int64_t now, ppx__notify *n)
     if (t->kill_at && t->kill_at <= now) {
         t->kill_at = 0;
         ppx__worker *w = t->worker >= 0 ? &p->w[t->worker] : NULL;
-        uint64_t word = atomic_load(&ppx__slot_of(p, t->slot)->state);
-        /* FINISHED means the call ended on its own: no reason to kill. */
-        if (w && w->alive && ppx__slot_st(word) == PPX__SLOT_RUNNING &&
-            ppx__slot_seq(word) == t->seq) {
-            w->killed_by_us = true;
-            p->stats.killed++;
-            ppx__signal_worker(w, SIGKILL);
+        if (w && w->alive && w->tasks.head != t) {
+            /* Calls ahead of it run first (ring order): look again later,
+             * in case it starts after all. */
+            t->kill_at = now + (int64_t)p->opt.cancel_grace_ms * 1000000LL;
+        } else if (w && w->alive) {
+            uint64_t word = atomic_load(&ppx__slot_of(p, t->slot)->state);
+            /* FINISHED means the call ended on its own: no reason to
+             * kill. Anything else (RUNNING, or whatever the worker wrote
+             * there) and the oldest call of w overran its grace. */
+            if (word != ppx__slot_word(t->seq, (uint32_t)t->worker, PPX__SLOT_FINISHED)) {
+                w->killed_by_us = true;
+                p->stats.killed++;
+                ppx__signal_worker(w, SIGKILL);
+            }
         }
     }
     ppx__task_reschedule(p, t);
@@ -194,6 +201,8 @@ void ppx__arm_timer(ppx_pool *p)
 {
     ppx__task *t = ppx__heap_min(&p->deadlines);
     int64_t next = t ? t->heap_at : 0;
+    if (p->sweep_at && (!next || p->sweep_at < next))
+        next = p->sweep_at;
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
         if (!w->alive && !w->spawning && w->respawn_at && (!next || w->respawn_at < next))
@@ -218,6 +227,8 @@ void ppx__run_timers(ppx_pool *p, ppx__notify *n)
         return;
     p->timer_at = -1; /* force a re-arm */
     int64_t now = ppx__now_ns();
+    if (p->sweep_at && p->sweep_at <= now) /* the rings were just drained */
+        p->sweep_at = p->ntasks ? now + PPX__SWEEP_NS : 0;
     ppx__task *t;
     while ((t = ppx__heap_min(&p->deadlines)) && t->heap_at <= now) {
         ppx__heap_set(&p->deadlines, t, 0);

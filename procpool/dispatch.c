@@ -100,7 +100,8 @@ static void release_slot(ppx_pool *p, ppx__task *t)
         return;
     atomic_store_explicit(&slot_of(p, t->slot)->state, 0, memory_order_relaxed);
     p->slot_task[t->slot] = NULL;
-    p->free_slots[p->nfree++] = t->slot;
+    ppx__worker *owner = &p->w[t->slot / p->per];
+    owner->free_slots[owner->nfree++] = t->slot;
     t->slot = PPX__NO_SLOT;
 }
 
@@ -161,10 +162,9 @@ static void feed(ppx_pool *p, ppx__worker *w)
 static void place(ppx_pool *p, int wi, ppx__task *t)
 {
     ppx__worker *w = &p->w[wi];
-    if (t->slot == PPX__NO_SLOT) {
-        t->slot = p->free_slots[--p->nfree];
-        p->slot_task[t->slot] = t;
-    }
+    /* A slot of wi's own region: another worker cannot reach it. */
+    t->slot = w->free_slots[--w->nfree];
+    p->slot_task[t->slot] = t;
     t->seq = ++p->slot_seq[t->slot];
     t->worker = wi;
     ppx__slot *s = slot_of(p, t->slot);
@@ -188,7 +188,7 @@ static int pick_worker(ppx_pool *p)
     for (int k = 0; k < p->nworkers; k++) {
         int i = (int)((p->rr + (unsigned)k) % (unsigned)p->nworkers);
         ppx__worker *w = &p->w[i];
-        if (!w->alive || w->partial || w->tasks.n >= p->opt.max_queued_per_worker)
+        if (!w->alive || w->partial || !w->nfree)
             continue;
         if (w->tasks.n < best_n) {
             best = i;
@@ -223,34 +223,29 @@ static void steal_for(ppx_pool *p, int wi)
     for (ppx__task *t = v->tasks.tail; t && n < want && n < STEAL_MAX; t = t->prev) {
         if (t == v->partial)
             continue;
-        uint32_t seq = p->slot_seq[t->slot] + 1;
         uint64_t expect = ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
-        /* Bumping seq makes the copy in the victim's ring stale. */
-        if (!atomic_compare_exchange_strong(&slot_of(p, t->slot)->state, &expect,
-                                            ppx__slot_word(seq, 0, PPX__SLOT_QUEUED)))
+        /* Freeing the slot makes the copy in the victim's ring stale: its
+         * claim expects QUEUED(seq), and the slot's seq only grows. */
+        if (!atomic_compare_exchange_strong(&slot_of(p, t->slot)->state, &expect, 0))
             break; /* started (or cancelled): older ones have too */
-        p->slot_seq[t->slot] = seq - 1; /* place() increments it again */
         taken[n++] = t;
     }
-    for (size_t k = n; k-- > 0;) {
+    for (size_t k = 0; k < n; k++) {
         ppx__list_remove(&v->tasks, taken[k]);
-        place(p, wi, taken[k]);
+        release_slot(p, taken[k]);
+        taken[k]->worker = -1;
+    }
+    size_t k = n;
+    for (; k > 0 && !p->w[wi].partial && p->w[wi].nfree; k--) { /* oldest first */
+        place(p, wi, taken[k - 1]);
         p->stats.stolen++;
         if (p->trace)
-            ppx__observe_mark(p, "steal", taken[k], victim, wi, NULL);
-        if (p->w[wi].partial)
-            break; /* its ring is full: leave the rest queued behind */
+            ppx__observe_mark(p, "steal", taken[k - 1], victim, wi, NULL);
     }
-    /* Calls that did not fit go back to the front of the pool's queue. */
-    for (size_t k = 0; k < n; k++) {
-        ppx__task *t = taken[k];
-        if (t->worker == victim) {
-            ppx__list_remove(&v->tasks, t);
-            release_slot(p, t);
-            t->worker = -1;
-            ppx__list_push_front(&p->queue, t);
-        }
-    }
+    /* Calls that did not fit go back to the front of the pool's queue,
+     * in their order. */
+    for (size_t j = 0; j < k; j++)
+        ppx__list_push_front(&p->queue, taken[j]);
 }
 
 void ppx__pump(ppx_pool *p)
@@ -258,7 +253,7 @@ void ppx__pump(ppx_pool *p)
     for (int i = 0; i < p->nworkers; i++)
         if (p->w[i].alive && p->w[i].partial)
             feed(p, &p->w[i]);
-    while (p->queue.head && p->nfree) {
+    while (p->queue.head) {
         int wi = pick_worker(p);
         if (wi < 0)
             break;
@@ -270,6 +265,13 @@ void ppx__pump(ppx_pool *p)
         for (int i = 0; i < p->nworkers; i++)
             if (p->w[i].alive && p->w[i].tasks.n == 0)
                 steal_for(p, i);
+    /* While calls are out, look at the rings every PPX__SWEEP_NS even
+     * without a wake-up: a worker that lost its eventfd, or cleared its
+     * parent_waiting, delays its replies by that much, never forever. */
+    if (!p->sweep_at && p->ntasks) {
+        p->sweep_at = ppx__now_ns() + PPX__SWEEP_NS;
+        ppx__arm_timer(p);
+    }
     /* One wake-up check (a fence) per worker written to, not per call. */
     for (int i = 0; i < p->nworkers; i++)
         if (p->w[i].wrote) {
@@ -392,7 +394,7 @@ static int outbox_reply(ppx_pool *p, ppx__worker *w, const void *rec, size_t len
     memcpy(&r, rec, sizeof r);
     if (r.len == 0 || r.len > p->outbox_bytes)
         return PPX_EMALFORMED;
-    _Atomic uint32_t *busy = &p->wsh[w - p->w].outbox_busy;
+    _Atomic uint32_t *busy = &w->ws->outbox_busy;
     size_t cap;
     void *buf = ppx__bigbuf_alloc(r.len, &cap);
     if (buf)
@@ -451,9 +453,26 @@ void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
 
 /* ---- workers that end ------------------------------------------------- */
 
-static void describe_exit(int code, int status, char *buf, size_t n)
+int ppx__exit_reason(ppx_pool *p, ppx__worker *w, int code, int status)
 {
-    if (code == CLD_EXITED)
+    ppx__wshared *ws = w->ws;
+    uint64_t note = atomic_exchange_explicit(&ws->exit_note, 0, memory_order_relaxed);
+    if (code != CLD_EXITED || status < 0 || note != ppx__exit_note((uint32_t)status))
+        return -1;
+    if (status == PPX__EXIT_INIT) {
+        size_t len = strnlen(ws->init_error, sizeof ws->init_error - 1);
+        memcpy(p->init_error, ws->init_error, len);
+        p->init_error[len] = '\0';
+        memset(ws->init_error, 0, sizeof ws->init_error);
+    }
+    return status;
+}
+
+static void describe_exit(int code, int status, int why, char *buf, size_t n)
+{
+    if (why == PPX__EXIT_NOMEM)
+        snprintf(buf, n, "ran out of memory");
+    else if (code == CLD_EXITED)
         snprintf(buf, n, "exited with status %d", status);
     else if (code == CLD_KILLED || code == CLD_DUMPED)
         snprintf(buf, n, "was killed by signal %d (SIG%s)", status,
@@ -462,15 +481,11 @@ static void describe_exit(int code, int status, char *buf, size_t n)
         snprintf(buf, n, "was lost with the pool's fork server");
 }
 
-/* The worker's initializer failed. Keep its message; if no worker has
- * managed to start, no queued call ever will: fail them with it. */
+/* The worker's initializer failed (its message is in p->init_error). If
+ * no worker has managed to start, no queued call ever will: fail them
+ * with it. */
 static void initializer_failed(ppx_pool *p, ppx__worker *w, ppx__notify *n)
 {
-    ppx__wshared *ws = &p->wsh[w - p->w];
-    size_t len = strnlen(ws->init_error, sizeof ws->init_error - 1);
-    memcpy(p->init_error, ws->init_error, len);
-    p->init_error[len] = '\0';
-    memset(ws->init_error, 0, sizeof ws->init_error);
     w->init_failed = true;
     p->stats.init_failures++;
     for (int i = 0; i < p->nworkers; i++)
@@ -489,57 +504,52 @@ static void initializer_failed(ppx_pool *p, ppx__worker *w, ppx__notify *n)
     }
 }
 
-void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n)
+/* Whether the oldest unanswered call of w, t, may have started. A worker
+ * runs its calls one at a time in ring order and answers each before it
+ * claims the next, so no other call of w can have; t has unless its
+ * frame is incomplete or its slot still reads exactly as placed, which
+ * no accidental write produces. */
+static bool may_have_started(ppx_pool *p, ppx__worker *w, ppx__task *t)
 {
-    int wi = (int)(w - p->w);
-    /* Replies it wrote before dying count: collect them first. */
-    w->alive = false;
-    ppx__drain_replies(p, w, n);
-    ppx__observe_exit(p, w);
+    return t != w->partial &&
+           atomic_load(&slot_of(p, t->slot)->state) != ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
+}
 
-    char how[96];
-    describe_exit(code, status, how, sizeof how);
-    bool protocol = w->protocol_error || (code == CLD_EXITED && status == PPX__EXIT_PROTOCOL);
-    bool recycled = code == CLD_EXITED && status == PPX__EXIT_RECYCLE;
-    bool init_failed = code == CLD_EXITED && status == PPX__EXIT_INIT;
-    bool expected = recycled || w->killed_by_us || atomic_load(&p->sh->shutdown);
-    /* Count this death before naming the delay in the error it causes. */
-    if (!expected)
-        p->crash_streak++;
-    int64_t delay = expected ? 0 : ppx__backoff_ns(p);
-    char backoff[128] = "";
-    if (delay)
-        snprintf(backoff, sizeof backoff,
-                 "; %u workers crashed in a row, the pool waits %lld ms before the next",
-                 p->crash_streak, (long long)(delay / 1000000));
-    bool crashed = false;
+/* Fails t, which w was running when it ended. */
+static void fail_lost(ppx_pool *p, ppx__worker *w, ppx__task *t, bool protocol, const char *how,
+                      const char *backoff, ppx__notify *n)
+{
+    const char *type = protocol ? "ProtocolError" : "WorkerCrashed";
+    ppx__observe_lost(p, w, t, t->fut ? "crashed" : NULL, t->fut ? type : NULL);
+    if (!t->fut)
+        return;
+    w->crashed++;
+    p->unresolved--;
+    p->stats.failed++;
+    ppx__future_failf(t->fut, type, (long)w->pid, n, "worker %ld %s while running %s (task %llu)%s",
+                      (long)w->pid, how, t->fut->function, (unsigned long long)t->id, backoff);
+}
+
+/* Requeues w's calls that cannot have started, in their order, and fails
+ * the one that may have. true if a future failed. */
+static bool settle_tasks(ppx_pool *p, ppx__worker *w, bool protocol, const char *how,
+                         const char *backoff, ppx__notify *n)
+{
+    bool crashed = false, oldest = true;
     ppx__list requeue = {0};
     while (w->tasks.head) {
         ppx__task *t = w->tasks.head;
-        uint64_t word = atomic_load(&slot_of(p, t->slot)->state);
-        uint32_t st = ppx__slot_st(word);
-        bool running = (st == PPX__SLOT_RUNNING || st == PPX__SLOT_FINISHED) &&
-                       ppx__slot_seq(word) == t->seq && ppx__slot_worker(word) == (uint32_t)wi;
-        if (running || st == PPX__SLOT_CANCELLED || !t->fut) {
-            if (running) {
-                const char *type = protocol ? "ProtocolError" : "WorkerCrashed";
-                ppx__observe_lost(p, w, t, t->fut ? "crashed" : NULL, t->fut ? type : NULL);
-            }
-            if (t->fut) {
-                crashed = true;
-                w->crashed++;
-                p->unresolved--;
-                p->stats.failed++;
-                ppx__future_failf(t->fut, protocol ? "ProtocolError" : "WorkerCrashed",
-                                  (long)w->pid, n, "worker %ld %s while running %s (task %llu)%s",
-                                  (long)w->pid, how, t->fut->function,
-                                  (unsigned long long)t->id, backoff);
+        bool started = oldest && may_have_started(p, w, t);
+        oldest = false;
+        if (started || !t->fut) {
+            if (started) {
+                crashed |= t->fut != NULL;
+                fail_lost(p, w, t, protocol, how, backoff, n);
             }
             finish(p, t);
         } else {
-            /* Never started: it runs elsewhere, in its original order. */
             if (p->trace)
-                ppx__observe_mark(p, "requeue", t, wi, -1, NULL);
+                ppx__observe_mark(p, "requeue", t, (int)(w - p->w), -1, NULL);
             ppx__list_remove(&w->tasks, t);
             release_slot(p, t);
             t->worker = -1;
@@ -551,11 +561,38 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
         ppx__list_remove(&requeue, t);
         ppx__list_push_front(&p->queue, t);
     }
+    return crashed;
+}
+
+void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n)
+{
+    int wi = (int)(w - p->w);
+    /* Replies it wrote before dying count: collect them first. */
+    w->alive = false;
+    ppx__drain_replies(p, w, n);
+    ppx__observe_exit(p, w);
+
+    int why = ppx__exit_reason(p, w, code, status);
+    char how[96];
+    describe_exit(code, status, why, how, sizeof how);
+    bool protocol = w->protocol_error || why == PPX__EXIT_PROTOCOL;
+    bool recycled = why == PPX__EXIT_RECYCLE || why == PPX__EXIT_WAKE_LOST;
+    bool expected = recycled || w->killed_by_us || atomic_load(&p->sh->shutdown);
+    /* Count this death before naming the delay in the error it causes. */
+    if (!expected)
+        p->crash_streak++;
+    int64_t delay = expected ? 0 : ppx__backoff_ns(p);
+    char backoff[128] = "";
+    if (delay)
+        snprintf(backoff, sizeof backoff,
+                 "; %u workers crashed in a row, the pool waits %lld ms before the next",
+                 p->crash_streak, (long long)(delay / 1000000));
+    bool crashed = settle_tasks(p, w, protocol, how, backoff, n);
     if (crashed || !expected)
         p->stats.crashed++;
     if (recycled)
         p->stats.recycled++;
-    if (init_failed)
+    if (why == PPX__EXIT_INIT)
         initializer_failed(p, w, n);
 
     if (w->pidfd >= 0)
@@ -580,7 +617,9 @@ int ppx__spawn(ppx_pool *p, int i)
 {
     ppx__worker *w = &p->w[i];
     ppx__restamp_layout(p);
-    atomic_store(&p->wsh[i].outbox_busy, 0); /* its predecessor's reply is gone */
+    /* Its predecessor's reply and last words are gone. */
+    atomic_store(&w->ws->outbox_busy, 0);
+    atomic_store(&w->ws->exit_note, 0);
     int rc = ppx__zygote_request(&p->z, (uint32_t)i);
     if (rc == 0) {
         w->spawning = true;

@@ -1,8 +1,8 @@
 /*
  * A pool's options and its shared mapping (see shared.h for the layout).
  * The parent keeps every pointer into the mapping in private memory, and
- * rewrites the shared header before each fork, so a worker that scribbles
- * on it cannot move what anyone reads or writes.
+ * workers map the header read-only: nothing a worker writes can move what
+ * anyone reads or writes.
  */
 #include "pool_impl.h"
 #include "worker.h"
@@ -78,17 +78,16 @@ void ppx__restamp_layout(ppx_pool *p)
     sh->magic = PPX__SHARED_MAGIC;
     sh->version = PPX__SHARED_VERSION;
     sh->nworkers = nw;
-    sh->nslots = p->nslots;
+    sh->slots_per_worker = p->per;
     sh->ring_bytes = p->opt.ring_bytes;
     sh->ring_stride = p->ring_stride;
-    sh->slots_off = (uint64_t)((char *)p->slots - (char *)sh);
-    sh->rings_off = (uint64_t)((char *)p->w[0].req.r - (char *)sh);
+    sh->region_off = p->region_off;
+    sh->region_stride = p->region_stride;
+    sh->block_bytes = p->block_bytes;
+    sh->outbox_bytes = p->outbox_bytes;
     sh->max_payload = p->opt.max_payload;
-    sh->wshared_off = (uint64_t)((char *)p->wsh - (char *)sh);
     sh->max_tasks_per_child = p->opt.max_tasks_per_child;
     sh->max_rss_bytes = p->opt.max_rss_bytes;
-    sh->outbox_off = p->outbox_off;
-    sh->outbox_bytes = p->outbox_bytes;
     sh->arena_off = p->arena.size ? (uint64_t)(p->arena.base - (unsigned char *)sh) : 0;
     sh->arena_bytes = p->arena.size;
     for (uint32_t i = 0; i < nw; i++) {
@@ -98,62 +97,74 @@ void ppx__restamp_layout(ppx_pool *p)
     }
 }
 
+/* The parent's private view of worker i's region (see shared.h). */
+static int map_worker(ppx_pool *p, char *base, uint32_t i)
+{
+    ppx__worker *w = &p->w[i];
+    char *region = base + p->region_off + (size_t)i * p->region_stride;
+    ppx__ring *req = (ppx__ring *)(region + p->block_bytes);
+    ppx__ring *resp = (ppx__ring *)((char *)req + p->ring_stride);
+    ppx__ring_init(req, p->opt.ring_bytes);
+    ppx__ring_init(resp, p->opt.ring_bytes);
+    w->ws = (ppx__wshared *)region;
+    w->slots = (ppx__slot *)(region + sizeof(ppx__wshared));
+    w->req = ppx__port_of(req, p->opt.ring_bytes);
+    w->resp = ppx__port_of(resp, p->opt.ring_bytes);
+    w->pidfd = -1;
+    w->rx.max = p->opt.max_payload + PPX__FRAME_SLACK;
+    w->outbox = p->outbox_bytes ? (unsigned char *)region + p->block_bytes + 2 * p->ring_stride
+                                : NULL;
+    w->free_slots = malloc(p->per * sizeof *w->free_slots);
+    if (!w->free_slots)
+        return PPX_ENOMEM;
+    for (uint32_t k = 0; k < p->per; k++) /* lowest first: warm cache lines */
+        w->free_slots[k] = i * p->per + (p->per - 1 - k);
+    w->nfree = p->per;
+    return 0;
+}
+
 int ppx__layout_map(ppx_pool *p)
 {
     uint32_t nw = (uint32_t)p->nworkers;
-    uint32_t nslots = nw * p->opt.max_queued_per_worker;
-    size_t slots_off = (sizeof(ppx__shared) + 63) & ~(size_t)63;
-    size_t wsh_off = (slots_off + nslots * sizeof(ppx__slot) + 63) & ~(size_t)63;
-    size_t rings_off = ppx__page_round(wsh_off + nw * sizeof(ppx__wshared));
-    size_t stride = ppx__page_round(ppx__ring_footprint(p->opt.ring_bytes));
-    size_t rings_end = rings_off + 2 * (size_t)nw * stride;
+    p->per = p->opt.max_queued_per_worker;
+    p->nslots = nw * p->per;
+    p->region_off = ppx__page_round(sizeof(ppx__shared));
+    p->block_bytes = ppx__page_round(sizeof(ppx__wshared) + p->per * sizeof(ppx__slot));
+    p->ring_stride = ppx__page_round(ppx__ring_footprint(p->opt.ring_bytes));
     /* An outbox holds the largest reply a worker may send. */
     bool none = p->opt.arena_bytes == PPX_ARENA_NONE;
     size_t outbox = none ? 0 : ppx__page_round(p->opt.max_payload + PPX__FRAME_SLACK);
     if (outbox > VALGRIND_DEFAULT_MAX && ppx__under_valgrind())
         outbox = VALGRIND_DEFAULT_MAX; /* bigger replies go in chunks there */
     size_t arena = none ? 0 : ppx__page_round(p->opt.arena_bytes);
-    p->sh_len = rings_end + nw * outbox + arena;
+    size_t bare = p->block_bytes + 2 * p->ring_stride;
+    p->region_stride = bare + outbox;
+    p->sh_len = p->region_off + nw * p->region_stride + arena;
     int rc = ppx__region_map(p->sh_len, (void **)&p->sh);
     if (rc == -ENOMEM && !none) {
         /* Strict overcommit charges even untouched shared pages: without
          * outboxes and arena, big frames still travel in ring chunks. */
         outbox = arena = 0;
-        p->sh_len = rings_end;
+        p->region_stride = bare;
+        p->sh_len = p->region_off + nw * p->region_stride;
         rc = ppx__region_map(p->sh_len, (void **)&p->sh);
     }
     if (rc)
         return rc;
     char *base = (char *)p->sh;
-    p->slots = (ppx__slot *)(base + slots_off);
-    p->wsh = (ppx__wshared *)(base + wsh_off);
-    p->nslots = nslots;
-    p->ring_stride = stride;
-    p->outbox_off = outbox ? rings_end : 0;
     p->outbox_bytes = outbox;
-    for (uint32_t i = 0; i < nw; i++) {
-        ppx__ring *req = (ppx__ring *)(base + rings_off + 2 * (size_t)i * stride);
-        ppx__ring *resp = (ppx__ring *)((char *)req + stride);
-        ppx__ring_init(req, p->opt.ring_bytes);
-        ppx__ring_init(resp, p->opt.ring_bytes);
-        p->w[i].req = ppx__port_of(req, p->opt.ring_bytes);
-        p->w[i].resp = ppx__port_of(resp, p->opt.ring_bytes);
-        p->w[i].pidfd = -1;
-        p->w[i].rx.max = p->opt.max_payload + PPX__FRAME_SLACK;
-        p->w[i].outbox = outbox ? (unsigned char *)base + rings_end + i * outbox : NULL;
-    }
-    rc = ppx__arena_init(&p->arena, arena ? base + rings_end + nw * outbox : NULL, arena);
+    p->slot_task = calloc(p->nslots, sizeof *p->slot_task);
+    p->slot_seq = calloc(p->nslots, sizeof *p->slot_seq);
+    if (!p->slot_task || !p->slot_seq)
+        return PPX_ENOMEM;
+    for (uint32_t i = 0; i < nw; i++)
+        if ((rc = map_worker(p, base, i)) != 0)
+            return rc;
+    rc = ppx__arena_init(&p->arena, arena ? base + p->region_off + nw * p->region_stride : NULL,
+                         arena);
     if (rc)
         return rc;
     ppx__restamp_layout(p);
-    p->slot_task = calloc(nslots, sizeof *p->slot_task);
-    p->slot_seq = calloc(nslots, sizeof *p->slot_seq);
-    p->free_slots = malloc(nslots * sizeof *p->free_slots);
-    if (!p->slot_task || !p->slot_seq || !p->free_slots)
-        return PPX_ENOMEM;
-    for (uint32_t s = 0; s < nslots; s++)
-        p->free_slots[s] = nslots - 1 - s;
-    p->nfree = nslots;
     return 0;
 }
 

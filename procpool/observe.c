@@ -33,7 +33,7 @@ static void stamps(ppx_pool *p, const ppx__task *t, int64_t now, int64_t *starte
 /* The live process's busy time, bounded by the pool's age. */
 static uint64_t live_busy(ppx_pool *p, int i, int64_t now)
 {
-    uint64_t v = atomic_load_explicit(&p->wsh[i].busy_ns, memory_order_relaxed);
+    uint64_t v = atomic_load_explicit(&p->w[i].ws->busy_ns, memory_order_relaxed);
     uint64_t age = (uint64_t)(now - p->created_ns);
     return v > age ? age : v;
 }
@@ -42,7 +42,7 @@ void ppx__observe_exit(ppx_pool *p, ppx__worker *w)
 {
     int i = (int)(w - p->w);
     w->busy_ns += live_busy(p, i, ppx__now_ns());
-    atomic_store_explicit(&p->wsh[i].busy_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->w[i].ws->busy_ns, 0, memory_order_relaxed);
 }
 
 void ppx__observe_lost(ppx_pool *p, ppx__worker *w, ppx__task *t, const char *outcome,

@@ -45,6 +45,12 @@ bool ppx__pool_live(const ppx_pool *p)
     return live(p);
 }
 
+void ppx__want_wakeups(ppx_pool *p, uint32_t v)
+{
+    for (int i = 0; i < p->nworkers; i++)
+        atomic_store_explicit(&p->w[i].ws->parent_waiting, v, memory_order_relaxed);
+}
+
 void ppx__pool_lock(ppx_pool *p) { pthread_mutex_lock(&p->mu); }
 void ppx__pool_unlock(ppx_pool *p) { pthread_mutex_unlock(&p->mu); }
 
@@ -86,7 +92,7 @@ static int wait_initialized(ppx_pool *p, int64_t deadline)
     for (;;) {
         int ready = 0;
         for (int i = 0; i < p->nworkers; i++)
-            ready += atomic_load(&p->wsh[i].ready) != 0;
+            ready += atomic_load(&p->w[i].ws->ready) != 0;
         if (ready == p->nworkers)
             return 0;
         ppx__zmsg m;
@@ -99,8 +105,8 @@ static int wait_initialized(ppx_pool *p, int64_t deadline)
                 if (p->w[i].pid != m.pid)
                     continue;
                 p->w[i].alive = false; /* this report is consumed here */
-                if (m.code == CLD_EXITED && m.status == PPX__EXIT_INIT)
-                    msg = p->wsh[i].init_error;
+                if (ppx__exit_reason(p, &p->w[i], m.code, m.status) == PPX__EXIT_INIT)
+                    msg = p->init_error;
             }
             ppx__set_last_error("worker %d %s: %.*s", (int)m.pid,
                                 *msg ? "failed its initializer" : "exited while starting",
@@ -225,7 +231,7 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
         destroy(p);
         return rc;
     }
-    atomic_store(&p->sh->parent_waiting, 1);
+    ppx__want_wakeups(p, 1);
     if (p->trace) /* the header and track names are on disk, whatever happens */
         ppx__trace_flush(p->trace);
     *out = p;
@@ -308,7 +314,7 @@ static void process_locked(ppx_pool *p, ppx__notify *n)
         ppx__pump(p);
         /* Ask for the eventfd again, then look once more: a reply that
          * raced with the flag is seen here or signals (see shared.h). */
-        atomic_store_explicit(&p->sh->parent_waiting, 1, memory_order_relaxed);
+        ppx__want_wakeups(p, 1);
         atomic_thread_fence(memory_order_seq_cst);
         if (!replies_waiting(p))
             return;
@@ -444,7 +450,7 @@ ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f)
     } else if (f->task && p->remote) {
         st = ppx__remote_state(p, f->task);
     } else if (f->task && f->task->slot != PPX__NO_SLOT) {
-        uint64_t w = atomic_load(&p->slots[f->task->slot].state);
+        uint64_t w = atomic_load(&ppx__slot_of(p, f->task->slot)->state);
         uint32_t s = ppx__slot_st(w);
         if ((s == PPX__SLOT_RUNNING || s == PPX__SLOT_FINISHED) && ppx__slot_seq(w) == f->task->seq)
             st = PPX_RUNNING;
@@ -616,7 +622,8 @@ static void destroy(ppx_pool *p)
     ppx__bigbuf_trim(); /* the kept result buffer goes with a pool */
     free(p->slot_task);
     free(p->slot_seq);
-    free(p->free_slots);
+    for (int i = 0; p->w && i < p->nworkers; i++)
+        free(p->w[i].free_slots);
     free(p->w);
     free(p->hooks);
     ppx__heap_free(&p->deadlines);
@@ -678,7 +685,7 @@ int ppx__pool_spin(ppx_pool *p, int us)
         return ppx_pool_process(p); /* replies come through the progress thread */
     int64_t deadline = ppx__now_ns() + (int64_t)us * 1000;
     /* While we poll, workers need not pay for an eventfd write. */
-    atomic_store_explicit(&p->sh->parent_waiting, 0, memory_order_relaxed);
+    ppx__want_wakeups(p, 0);
     for (;;) {
         ppx__pool_lock(p);
         bool ready = !p->torn_down && replies_waiting(p);

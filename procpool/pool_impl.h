@@ -31,6 +31,9 @@
 #define PPX__NO_SLOT UINT32_MAX
 /* How long to wait before asking again when a worker could not be forked. */
 #define RESPAWN_RETRY_NS (100 * 1000000LL)
+/* While calls are out, the rings are looked at this often even without a
+ * wake-up (see ppx__pump). */
+#define PPX__SWEEP_NS (20 * 1000000LL)
 
 typedef struct ppx__task {
     uint64_t id;
@@ -82,6 +85,10 @@ typedef struct ppx__worker {
     bool wrote;          /* records committed since the last wake-up check */
     ppx__rx rx;
     unsigned char *outbox; /* its outbox in the mapping, or NULL */
+    ppx__wshared *ws;      /* its block, and its slots right behind it */
+    ppx__slot *slots;
+    uint32_t *free_slots;  /* a stack of its free (global) slot numbers */
+    uint32_t nfree;
     /* This slot's counters, across the processes that fill it in turn
      * (see ppx_pool_worker_stats). busy_ns is that of the processes that
      * ended; the live one's is in its worker block. */
@@ -113,13 +120,11 @@ struct ppx_pool {
 
     ppx__shared *sh;
     size_t sh_len;
-    /* Layout kept privately: a worker scribbling on the shared header
-     * cannot move what the parent reads or writes. */
-    ppx__slot *slots;
-    uint32_t nslots;
-    size_t ring_stride;
-    ppx__wshared *wsh;
-    size_t outbox_off, outbox_bytes; /* 0: no outboxes */
+    /* Layout kept privately (see shared.h): nothing a worker writes can
+     * move what the parent reads or writes. */
+    uint32_t nslots, per; /* per: slots of each worker */
+    size_t region_off, region_stride, block_bytes, ring_stride;
+    size_t outbox_bytes; /* 0: no outboxes */
     ppx__arena arena;
     ppx__worker *w;
     int nworkers;
@@ -127,8 +132,6 @@ struct ppx_pool {
 
     ppx__task **slot_task; /* by slot index */
     uint32_t *slot_seq;    /* last seq used per slot */
-    uint32_t *free_slots;
-    uint32_t nfree;
 
     ppx__list queue; /* not yet in any ring */
     size_t ntasks;   /* every task alive, lingering ones included */
@@ -141,6 +144,7 @@ struct ppx_pool {
     int epfd;   /* all of the above and the zygote's socket */
     ppx__zygote z;
     int64_t timer_at;
+    int64_t sweep_at;       /* next look at the rings without a wake-up, 0: none */
     int64_t polled_at;      /* last epoll_wait for timer and zygote events */
     bool kicked;            /* kickfd was signalled and not drained yet */
     ppx__heap deadlines;
@@ -181,6 +185,11 @@ void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n);
 /* A worker ended: code/status as in siginfo (CLD_*), or code 0 when the
  * status is unknown. Fails or re-queues its calls and asks for another. */
 void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n);
+/* What worker w's end means: the PPX__EXIT_* status it announced in its
+ * block before exiting with it, else -1 (a crash, or a status a function
+ * chose). For PPX__EXIT_INIT the initializer's message is copied into
+ * p->init_error. Consumes the note. */
+int ppx__exit_reason(ppx_pool *p, ppx__worker *w, int code, int status);
 /* Handles every message the zygote has sent. */
 void ppx__zygote_events(ppx_pool *p, ppx__notify *n);
 void ppx__run_timers(ppx_pool *p, ppx__notify *n);
@@ -200,7 +209,7 @@ void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out
 
 static inline ppx__slot *ppx__slot_of(ppx_pool *p, uint32_t s)
 {
-    return &p->slots[s];
+    return &p->w[s / p->per].slots[s % p->per];
 }
 /* Sends sig to worker w: through its pidfd, so a recycled pid is never
  * hit, or with kill() where pidfds are missing (old kernels, valgrind). */
@@ -210,6 +219,8 @@ void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap);
 /* Frees a task that is in no list and holds no slot. */
 void ppx__task_free(ppx_pool *p, ppx__task *t);
 bool ppx__pool_live(const ppx_pool *p);
+/* Sets every worker's parent_waiting flag to v (see ppx__wshared). */
+void ppx__want_wakeups(ppx_pool *p, uint32_t v);
 
 /* observe.c, under the lock: per-worker statistics and the trace. */
 /* Worker w's process has ended: its busy time joins the slot's total. */

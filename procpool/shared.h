@@ -1,27 +1,40 @@
 /*
  * The pool's shared-memory layout, mapped before the first fork:
  *
- *   [ppx__shared header][slots[nslots]][wshared[nworkers]]
- *   [ring req0][ring resp0][req1]...[outbox0][outbox1]...[call arena]
+ *   [ppx__shared header]                      workers: read-only
+ *   worker 0: [ppx__wshared][its slots] [req ring][resp ring] [outbox]
+ *   worker 1: ... (region_stride apart, every part page aligned)
+ *   [call arena]                              workers: read-only
  *
- * Outboxes and the arena carry big frames written once and read in place
- * (see arena.h and the OUTBOX/ARENA records in frame.h); their pages are
- * only touched when used (the mapping is MAP_NORESERVE).
+ * Each worker maps its own region read-write and every other worker's
+ * region not at all (PROT_NONE, see ppx__worker_main): a wild write
+ * lands in its own region or faults, and becomes an ordinary crash of
+ * that worker. What stays writable to a worker is what the parent reads
+ * from it; docs/FAILURE_MODEL.md ("The trust boundary") says how each
+ * read is validated. Outboxes and the arena carry big frames written once
+ * and read in place (see arena.h and the OUTBOX/ARENA records in
+ * frame.h); their pages are only touched when used (MAP_NORESERVE).
  *
- * A slot describes one call that is in some worker's request ring. Its
- * state word packs seq (32 bits) | worker (16) | state (16), so that the
- * worker's claim and the parent's cancel or move are each one CAS:
+ * A slot describes one call that is in some worker's request ring; a
+ * worker's slots live in its own region (slot s belongs to worker
+ * s / slots_per_worker). Its state word packs seq (32 bits) | worker (16)
+ * | state (16), so that the worker's claim and the parent's cancel or
+ * move are each one CAS:
  *
  *   QUEUED(seq)  --worker w claims-->      RUNNING(seq, w)
  *   QUEUED(seq)  --parent cancels-->       CANCELLED(seq)   worker skips it
- *   QUEUED(seq)  --parent moves it-->      QUEUED(seq + 1)  old record stale
+ *   QUEUED(seq)  --parent moves it-->      FREE             old record stale
  *   RUNNING(seq, w) --function returns-->  FINISHED(seq, w) before the reply
  *
  * Whichever CAS wins decides: a cancelled call never starts, a claimed
- * call is known to be running, and a moved call runs once. FINISHED keeps
- * the parent's cancel deadline from killing the worker for a call that
- * already ended. Only the parent writes FREE, QUEUED and CANCELLED; only
- * workers write RUNNING and FINISHED.
+ * call is known to be running, and a moved call runs once (elsewhere, in
+ * a slot of the worker it moved to; the slot's seq grows with every use,
+ * so a stale record never matches again). FINISHED keeps the parent's
+ * cancel deadline from killing the worker for a call that already ended.
+ * Only the parent writes FREE, QUEUED and CANCELLED; only workers write
+ * RUNNING and FINISHED. The parent treats every state word as a hint:
+ * which call a dead worker may have started follows from the order of
+ * its replies (see ppx__reap), never from a word the worker could write.
  */
 #ifndef PPX_PROCPOOL_SHARED_H
 #define PPX_PROCPOOL_SHARED_H
@@ -32,7 +45,7 @@
 #include <stdint.h>
 
 #define PPX__SHARED_MAGIC 0x70707850u /* "ppxP" */
-#define PPX__SHARED_VERSION 3u
+#define PPX__SHARED_VERSION 4u
 
 enum {
     PPX__SLOT_FREE = 0,
@@ -65,74 +78,96 @@ static inline uint32_t ppx__slot_seq(uint64_t w) { return (uint32_t)(w >> 32); }
 static inline uint32_t ppx__slot_worker(uint64_t w) { return (uint32_t)(w >> 16) & 0xffff; }
 static inline uint32_t ppx__slot_st(uint64_t w) { return (uint32_t)w & 0xffff; }
 
-/* Per worker: what its start-up says back to the parent. */
-#define PPX__INIT_ERROR_MAX 248
+/* Why a worker exits on purpose, written into its block just before
+ * _exit: an exit status alone is only ever reported as an exit status, so
+ * a function calling _exit(123) is a crash, not a failed initializer. */
+#define PPX__NOTE_MAGIC 0x7070784eu /* "ppxN" */
+static inline uint64_t ppx__exit_note(uint32_t status)
+{
+    return ((uint64_t)PPX__NOTE_MAGIC << 32) | status;
+}
+
+/* Per worker, at the start of its region: what it says back to the
+ * parent. Everything here is written by the worker and read by the parent
+ * as untrusted input. */
+#define PPX__INIT_ERROR_MAX 240
 typedef struct ppx__wshared {
     _Atomic uint32_t ready; /* 1 once the initializer has run */
     /* 1 while the worker's outbox holds a reply the parent has not copied
      * out yet: set by the worker before it sends the OUTBOX record,
      * cleared (and futex-woken) by the parent. */
     _Atomic uint32_t outbox_busy;
+    /* ppx__exit_note(status) when the worker exits on purpose; zeroed by
+     * the parent before each start. */
+    _Atomic uint64_t exit_note;
     char init_error[PPX__INIT_ERROR_MAX]; /* when the initializer failed */
     /* Nanoseconds this worker process has spent inside worker functions,
      * stored by the worker alone after each call (a plain store of its
      * private running sum: one writer, no read-modify-write). The parent
      * adds it to the slot's total when the process ends and zeroes it
-     * before the next one starts. On a cache line of its own (blocks
-     * start 64-byte aligned), away from the words above. */
-    _Atomic uint64_t busy_ns;
+     * before the next one starts. On a cache line of its own. */
+    alignas(64) _Atomic uint64_t busy_ns;
     uint64_t reserved[7];
+    /* 1: the parent is (or may soon be) asleep and wants the eventfd on
+     * this worker's next result or freed request space. Whoever swaps it
+     * to 0 signals; the parent sets it again after draining. One per
+     * worker, so a worker that clears it (or never signals) delays only
+     * its own replies, until the parent's sweep (see ppx__arm_timer). */
+    alignas(64) _Atomic uint32_t parent_waiting;
+    uint32_t reserved2[15];
 } ppx__wshared;
-_Static_assert(sizeof(ppx__wshared) == 320, "worker block layout is shared ABI");
+_Static_assert(sizeof(ppx__wshared) == 384, "worker block layout is shared ABI");
 _Static_assert(offsetof(ppx__wshared, busy_ns) == 256, "busy_ns has a cache line of its own");
+_Static_assert(offsetof(ppx__wshared, parent_waiting) == 320, "so has parent_waiting");
 
+/* Written by the parent only (before each fork), read-only in workers. */
 typedef struct ppx__shared {
     uint32_t magic;
     uint32_t version;
     uint32_t nworkers;
-    uint32_t nslots;
-    uint64_t ring_bytes;   /* capacity of each ring */
-    uint64_t ring_stride;  /* bytes between consecutive rings */
-    uint64_t slots_off;
-    uint64_t rings_off;
+    uint32_t slots_per_worker;
+    uint64_t ring_bytes;    /* capacity of each ring */
+    uint64_t ring_stride;   /* bytes between a worker's two rings */
+    uint64_t region_off;    /* worker 0's region */
+    uint64_t region_stride; /* bytes between consecutive workers' regions */
+    uint64_t block_bytes;   /* a region's ppx__wshared and slots, page rounded */
+    uint64_t outbox_bytes;  /* 0: no outboxes; else at block + 2 rings */
     uint64_t max_payload;
-    uint64_t wshared_off;
     uint64_t max_tasks_per_child; /* 0: no limit */
     uint64_t max_rss_bytes;       /* 0: no limit */
-    uint64_t arena_off, arena_bytes;   /* the call arena (see arena.h) */
-    uint64_t outbox_off, outbox_bytes; /* per worker, outbox_bytes apart */
-    /* 1: the parent is (or may soon be) asleep and wants the eventfd on
-     * the next result or freed request space. Whoever swaps it to 0
-     * signals; the parent sets it again after draining. */
-    alignas(64) _Atomic uint32_t parent_waiting;
+    uint64_t arena_off, arena_bytes; /* the call arena (see arena.h) */
     /* 1: workers exit once their ring is empty. */
-    _Atomic uint32_t shutdown;
+    alignas(64) _Atomic uint32_t shutdown;
 } ppx__shared;
 
-static inline ppx__slot *ppx__shared_slots(ppx__shared *s)
+static inline char *ppx__shared_region(ppx__shared *s, uint32_t w)
 {
-    return (ppx__slot *)((char *)s + s->slots_off);
+    return (char *)s + s->region_off + (uint64_t)w * s->region_stride;
+}
+static inline ppx__wshared *ppx__shared_worker(ppx__shared *s, uint32_t w)
+{
+    return (ppx__wshared *)ppx__shared_region(s, w);
+}
+/* Worker w's slots: global slot w * slots_per_worker + k is element k. */
+static inline ppx__slot *ppx__shared_slots(ppx__shared *s, uint32_t w)
+{
+    return (ppx__slot *)(ppx__shared_region(s, w) + sizeof(ppx__wshared));
 }
 static inline ppx__ring *ppx__shared_req(ppx__shared *s, uint32_t w)
 {
-    return (ppx__ring *)((char *)s + s->rings_off + (2 * (uint64_t)w) * s->ring_stride);
+    return (ppx__ring *)(ppx__shared_region(s, w) + s->block_bytes);
 }
 static inline ppx__ring *ppx__shared_resp(ppx__shared *s, uint32_t w)
 {
-    return (ppx__ring *)((char *)s + s->rings_off + (2 * (uint64_t)w + 1) * s->ring_stride);
+    return (ppx__ring *)(ppx__shared_region(s, w) + s->block_bytes + s->ring_stride);
 }
-
 static inline unsigned char *ppx__shared_outbox(ppx__shared *s, uint32_t w)
 {
-    return (unsigned char *)s + s->outbox_off + (uint64_t)w * s->outbox_bytes;
+    return (unsigned char *)ppx__shared_region(s, w) + s->block_bytes + 2 * s->ring_stride;
 }
 
-static inline ppx__wshared *ppx__shared_worker(ppx__shared *s, uint32_t w)
-{
-    return (ppx__wshared *)((char *)s + s->wshared_off) + w;
-}
-
-/* Wake the parent if it asked for it (see parent_waiting). */
-void ppx__shared_wake_parent(ppx__shared *s, int efd);
+/* Wake the parent if it asked for it (see parent_waiting): 0, or -errno
+ * when the eventfd could not be written (the worker's descriptor is gone). */
+int ppx__shared_wake_parent(ppx__wshared *ws, int efd);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,10 +29,15 @@ typedef struct wctx {
     int efd;
     pid_t parent;
     long pid;
-    /* Layout read once at start: a function scribbling on the shared
-     * header later cannot move what this loop indexes. */
+    ppx__wshared *ws; /* this worker's block */
+    /* Layout read once at start (the header is read-only here, but the
+     * loop should not depend on that): this worker's slots are the global
+     * slots first_slot .. first_slot + nslots - 1. */
     ppx__slot *slots;
-    uint32_t nslots;
+    uint32_t first_slot, nslots;
+    /* The eventfd could not be written: a function closed (or replaced)
+     * the descriptor. The worker leaves after its reply (see serve). */
+    bool wake_lost;
     uint64_t max_payload;
     uint64_t max_tasks, max_rss, calls;
     ppx__port req, resp;
@@ -50,18 +56,51 @@ typedef struct wctx {
     msgpack_sbuffer ret; /* the function's result value */
 } wctx;
 
-void ppx__shared_wake_parent(ppx__shared *s, int efd)
+/* A function that forks (libc's fork, which runs atfork handlers): its
+ * copy of this worker may go on running the function, reading its
+ * arguments, but must never write a ring, a slot or the outbox, and ends
+ * as soon as the function returns (see call_function). */
+static wctx *forked_ctx;
+static ppx_call *running_call;
+static volatile sig_atomic_t forked_copy;
+
+static int call_function(const ppx__entry *e, ppx_call *call)
+{
+    running_call = call;
+    int rc = e->fn(call, e->udata);
+    running_call = NULL;
+    if (forked_copy)
+        _exit(0); /* the copy of a function that forked: its original answers */
+    return rc;
+}
+
+int ppx__shared_wake_parent(ppx__wshared *ws, int efd)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&s->parent_waiting, memory_order_relaxed) &&
-        atomic_exchange_explicit(&s->parent_waiting, 0, memory_order_relaxed))
-        ppx__eventfd_signal(efd);
+    if (atomic_load_explicit(&ws->parent_waiting, memory_order_relaxed) &&
+        atomic_exchange_explicit(&ws->parent_waiting, 0, memory_order_relaxed))
+        return ppx__eventfd_signal(efd);
+    return 0;
+}
+
+/* Exits on purpose with status, saying so in the block first: the parent
+ * believes a status only together with its note (see ppx__exit_note). */
+_Noreturn static void leave(const wctx *w, uint32_t status)
+{
+    atomic_store_explicit(&w->ws->exit_note, ppx__exit_note(status), memory_order_relaxed);
+    _exit((int)status);
+}
+
+static void wake_parent(wctx *w)
+{
+    if (ppx__shared_wake_parent(w->ws, w->efd) < 0)
+        w->wake_lost = true;
 }
 
 static void check_parent(const wctx *w)
 {
     if (getppid() != w->parent)
-        _exit(PPX__EXIT_ORPHAN);
+        leave(w, PPX__EXIT_ORPHAN);
 }
 
 /* One small record of the given kind, waiting for room. */
@@ -69,13 +108,13 @@ static void send_record(wctx *w, const void *rec, size_t len, uint32_t flags)
 {
     void *dst;
     while (!(dst = ppx__ring_reserve(&w->resp, len))) {
-        ppx__shared_wake_parent(w->sh, w->efd);
+        wake_parent(w);
         if (ppx__ring_wait_space(&w->resp, len, IDLE_SPIN, ORPHAN_CHECK_MS) == -ETIMEDOUT)
             check_parent(w);
     }
     memcpy(dst, rec, len);
     ppx__ring_commit(&w->resp, len, flags);
-    ppx__shared_wake_parent(w->sh, w->efd);
+    wake_parent(w);
 }
 
 /* The outbox is ours once the parent has copied the previous reply out
@@ -113,12 +152,12 @@ static void send_frame(wctx *w, const void *frame, size_t len)
     }
     size_t off = 0;
     while (!ppx__frame_put(&w->resp, frame, len, &off)) {
-        ppx__shared_wake_parent(w->sh, w->efd);
+        wake_parent(w);
         size_t need = ppx__frame_next_need(&w->resp, len, off);
         if (ppx__ring_wait_space(&w->resp, need, IDLE_SPIN, ORPHAN_CHECK_MS) == -ETIMEDOUT)
             check_parent(w);
     }
-    ppx__shared_wake_parent(w->sh, w->efd);
+    wake_parent(w);
 }
 
 static void send_error(wctx *w, const ppx__env *env, const char *type,
@@ -126,7 +165,7 @@ static void send_error(wctx *w, const ppx__env *env, const char *type,
 {
     if (ppx__env_pack_error(&w->out, env->task_id, env->slot, env->seq, type,
                             message, function, where, w->pid))
-        _exit(PPX__EXIT_NOMEM);
+        leave(w, PPX__EXIT_NOMEM);
     send_frame(w, w->out.data, w->out.size);
 }
 
@@ -183,7 +222,7 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
     if (w->outbox && !atomic_load_explicit(w->outbox_busy, memory_order_acquire))
         ppx__call_lend(&call, w->outbox + w->head_len, w->outbox_bytes - w->head_len);
     begin_call(w, slot);
-    int rc = e->fn(&call, e->udata);
+    int rc = call_function(e, &call);
     mark_finished(w, env, slot);
     if (call.raised) {
         send_error(w, env, call.type, call.message ? call.message : "", fname, call.where);
@@ -204,12 +243,12 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
                    w->head_len + vlen >= ppx__big_frame(w->resp.cap)) {
             if (ppx__env_pack_result_head(&w->out, env->task_id, env->slot, env->seq) ||
                 w->out.size != w->head_len)
-                _exit(PPX__EXIT_NOMEM); /* the header is fixed-width: cannot happen */
+                leave(w, PPX__EXIT_NOMEM); /* the header is fixed-width: cannot happen */
             memcpy(w->outbox, w->out.data, w->head_len);
             publish_outbox(w, w->head_len + vlen);
         } else {
             if (ppx__env_pack_result(&w->out, env->task_id, env->slot, env->seq, v, vlen))
-                _exit(PPX__EXIT_NOMEM);
+                leave(w, PPX__EXIT_NOMEM);
             send_frame(w, w->out.data, w->out.size);
         }
     }
@@ -231,7 +270,7 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
     msgpack_packer_init(&pk, &w->out, msgpack_sbuffer_write);
     if (ppx__env_pack_result_head(&w->out, env->task_id, env->slot, env->seq) ||
         msgpack_pack_array(&pk, n))
-        _exit(PPX__EXIT_NOMEM);
+        leave(w, PPX__EXIT_NOMEM);
     begin_call(w, slot); /* one span for the whole batch */
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *start = items.p;
@@ -248,7 +287,7 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
             type = "ProtocolError";
             snprintf(msg, sizeof msg, "item %u: arguments are not an array", i);
         } else {
-            int rc = e->fn(&call, e->udata);
+            int rc = call_function(e, &call);
             w->calls++;
             if (call.raised) {
                 type = call.type; /* call lives until this function returns */
@@ -259,7 +298,7 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
                 snprintf(msg, sizeof msg, "item %u: function returned %d without raising", i, rc);
             } else if (call.has_ret ? msgpack_sbuffer_write(&w->out, w->ret.data, w->ret.size)
                                     : msgpack_pack_nil(&pk)) {
-                _exit(PPX__EXIT_NOMEM);
+                leave(w, PPX__EXIT_NOMEM);
             }
             ppx__call_destroy(&call); /* frees only the message, copied into msg */
         }
@@ -285,7 +324,7 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
  * to another worker). */
 static bool claim(wctx *w, uint64_t task_id, uint32_t i, uint32_t seq, ppx__slot **out)
 {
-    ppx__slot *slot = &w->slots[i];
+    ppx__slot *slot = &w->slots[i - w->first_slot]; /* i was checked */
     uint64_t expect = ppx__slot_word(seq, 0, PPX__SLOT_QUEUED);
     uint64_t mine = ppx__slot_word(seq, w->index, PPX__SLOT_RUNNING);
     if (!atomic_compare_exchange_strong_explicit(&slot->state, &expect, mine,
@@ -293,7 +332,7 @@ static bool claim(wctx *w, uint64_t task_id, uint32_t i, uint32_t seq, ppx__slot
                                                  memory_order_acquire)) {
         if (ppx__slot_st(expect) == PPX__SLOT_CANCELLED && ppx__slot_seq(expect) == seq) {
             if (ppx__env_pack_skip(&w->out, task_id, i, seq))
-                _exit(PPX__EXIT_NOMEM);
+                leave(w, PPX__EXIT_NOMEM);
             send_frame(w, w->out.data, w->out.size);
         }
         return false;
@@ -323,8 +362,8 @@ static void handle_frame(wctx *w, const void *frame, size_t len)
     /* Without a readable header nobody can be told which call it was:
      * exiting makes the parent fail whatever we held, as it does on a
      * crash, so nothing hangs. */
-    if (!env.head_ok || env.slot >= w->nslots)
-        _exit(PPX__EXIT_PROTOCOL);
+    if (!env.head_ok || env.slot - w->first_slot >= w->nslots)
+        leave(w, PPX__EXIT_PROTOCOL);
     ppx__slot *slot;
     if (claim(w, env.task_id, env.slot, env.seq, &slot))
         run_claimed(w, &env, rc, slot);
@@ -336,10 +375,10 @@ static void handle_arena(wctx *w, const void *rec, size_t len)
 {
     ppx__arena_rec r;
     if (len != sizeof r || !w->arena)
-        _exit(PPX__EXIT_PROTOCOL);
+        leave(w, PPX__EXIT_PROTOCOL);
     memcpy(&r, rec, sizeof r);
-    if (r.off > w->arena_bytes || r.len > w->arena_bytes - r.off || r.slot >= w->nslots)
-        _exit(PPX__EXIT_PROTOCOL);
+    if (r.off > w->arena_bytes || r.len > w->arena_bytes - r.off || r.slot - w->first_slot >= w->nslots)
+        leave(w, PPX__EXIT_PROTOCOL);
     ppx__slot *slot;
     if (!claim(w, r.task_id, r.slot, r.seq, &slot))
         return;
@@ -415,7 +454,7 @@ static bool time_to_retire(const wctx *w)
 
 static void run_initializer(wctx *w, ppx__worker_init init)
 {
-    ppx__wshared *ws = ppx__shared_worker(w->sh, w->index);
+    ppx__wshared *ws = w->ws;
     if (init.fn) {
         char err[PPX__INIT_ERROR_MAX];
         memset(err, 0, sizeof err);
@@ -424,11 +463,69 @@ static void run_initializer(wctx *w, ppx__worker_init init)
             if (!err[0])
                 snprintf(err, sizeof err, "the initializer returned an error");
             memcpy(ws->init_error, err, sizeof err);
-            _exit(PPX__EXIT_INIT);
+            leave(w, PPX__EXIT_INIT);
         }
     }
     atomic_store(&ws->ready, 1);
     ppx__eventfd_signal(w->efd); /* a pool waiting for ready workers looks */
+}
+
+/* The parts of the mapping this worker has no business writing: the
+ * header and the arena become read-only, every other worker's region
+ * disappears. A wild write then faults here, as an ordinary crash of this
+ * worker, instead of landing in someone else's rings. Under valgrind the
+ * arena stays writable: its mprotect of a big range costs seconds. */
+static void protect_mapping(const wctx *w)
+{
+    ppx__shared *sh = w->sh;
+    char *base = (char *)sh;
+    char *first = ppx__shared_region(sh, 0);
+    char *mine = ppx__shared_region(sh, w->index);
+    char *end = ppx__shared_region(sh, sh->nworkers);
+    if (mprotect(base, (size_t)(first - base), PROT_READ) ||
+        (mine > first && mprotect(first, (size_t)(mine - first), PROT_NONE)) ||
+        (end > mine + sh->region_stride &&
+         mprotect(mine + sh->region_stride, (size_t)(end - mine - sh->region_stride), PROT_NONE)))
+        leave(w, PPX__EXIT_NOMEM); /* cannot split the mapping: no memory */
+    if (w->arena && !ppx__under_valgrind())
+        mprotect((void *)w->arena, w->arena_bytes, PROT_READ);
+}
+
+static void forked_in_function(void)
+{
+    if (!forked_ctx)
+        return;
+    forked_copy = 1;
+    if (running_call)
+        ppx__call_unlend(running_call); /* its result goes to the heap */
+    ppx__shared *sh = forked_ctx->sh;
+    mprotect(sh, (size_t)(ppx__shared_region(sh, sh->nworkers) - (char *)sh), PROT_READ);
+}
+
+static void start(wctx *w, ppx__shared *sh, uint32_t index)
+{
+    w->ws = ppx__shared_worker(sh, index);
+    w->slots = ppx__shared_slots(sh, index);
+    w->first_slot = index * sh->slots_per_worker;
+    w->nslots = sh->slots_per_worker;
+    w->max_payload = sh->max_payload;
+    w->max_tasks = sh->max_tasks_per_child;
+    w->max_rss = sh->max_rss_bytes;
+    w->req = ppx__port_of(ppx__shared_req(sh, index), sh->ring_bytes);
+    w->resp = ppx__port_of(ppx__shared_resp(sh, index), sh->ring_bytes);
+    if (sh->arena_bytes) {
+        w->arena = (unsigned char *)sh + sh->arena_off;
+        w->arena_bytes = sh->arena_bytes;
+    }
+    if (sh->outbox_bytes) {
+        w->outbox = ppx__shared_outbox(sh, index);
+        w->outbox_bytes = sh->outbox_bytes;
+    }
+    w->outbox_busy = &w->ws->outbox_busy;
+    w->busy_ns = &w->ws->busy_ns;
+    protect_mapping(w);
+    forked_ctx = w;
+    pthread_atfork(NULL, NULL, forked_in_function);
 }
 
 _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
@@ -438,32 +535,13 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
     /* The zygote is single-threaded, so this fires exactly when it dies,
      * and it dies with the pool's parent (see zygote.h). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    wctx w = {.sh = sh, .index = index, .efd = efd, .parent = parent, .pid = (long)getpid(),
-              .slots = ppx__shared_slots(sh), .nslots = sh->nslots,
-              .max_payload = sh->max_payload, .max_tasks = sh->max_tasks_per_child,
-              .max_rss = sh->max_rss_bytes,
-              .req = ppx__port_of(ppx__shared_req(sh, index), sh->ring_bytes),
-              .resp = ppx__port_of(ppx__shared_resp(sh, index), sh->ring_bytes)};
+    wctx w = {.sh = sh, .index = index, .efd = efd, .parent = parent, .pid = (long)getpid()};
+    start(&w, sh, index);
     check_parent(&w); /* the parent may have died before prctl */
-    if (sh->arena_bytes) {
-        /* Calls are only read here: a stray write cannot reach another
-         * call's arguments. Not under valgrind, whose mprotect of a big
-         * range takes seconds (about 1 s per 64 MiB) in every new worker. */
-        w.arena = (unsigned char *)sh + sh->arena_off;
-        w.arena_bytes = sh->arena_bytes;
-        if (!ppx__under_valgrind())
-            mprotect((void *)w.arena, w.arena_bytes, PROT_READ);
-    }
-    if (sh->outbox_bytes) {
-        w.outbox = ppx__shared_outbox(sh, index);
-        w.outbox_bytes = sh->outbox_bytes;
-    }
-    w.outbox_busy = &ppx__shared_worker(sh, index)->outbox_busy;
-    w.busy_ns = &ppx__shared_worker(sh, index)->busy_ns;
     msgpack_sbuffer_init(&w.out);
     msgpack_sbuffer_init(&w.ret);
     if (ppx__env_pack_result_head(&w.out, 0, 0, 0))
-        _exit(PPX__EXIT_NOMEM);
+        leave(&w, PPX__EXIT_NOMEM);
     w.head_len = w.out.size;
     run_initializer(&w, init);
     ppx__rx rx = {.max = w.max_payload + 4096};
@@ -475,40 +553,41 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         int rc = ppx__ring_peek(&w.req, &rec, &len, &flags);
         if (rc == 0) {
             if (atomic_load(&sh->shutdown))
-                _exit(PPX__EXIT_SHUTDOWN);
+                leave(&w, PPX__EXIT_SHUTDOWN);
             if (ppx__ring_wait_data(&w.req, IDLE_SPIN, ORPHAN_CHECK_MS, &sh->shutdown) == -ETIMEDOUT)
                 check_parent(&w);
             continue;
         }
         if (rc < 0)
-            _exit(PPX__EXIT_PROTOCOL);
+            leave(&w, PPX__EXIT_PROTOCOL);
         if (flags == PPX__REC_ARENA) {
             handle_arena(&w, rec, len);
             ppx__ring_release(&w.req, len);
-            if (ppx__ring_notify_space(&w.req))
-                ppx__eventfd_signal(efd);
-            if (time_to_retire(&w))
-                _exit(PPX__EXIT_RECYCLE);
-            continue;
-        }
-        const void *frame;
-        size_t flen;
-        rc = ppx__rx_feed(&rx, rec, len, flags, &frame, &flen);
-        if (rc < 0)
-            _exit(rc == PPX_ENOMEM ? PPX__EXIT_NOMEM : PPX__EXIT_PROTOCOL);
-        if (rc == 1 && flags == PPX__REC_WHOLE) {
-            handle_frame(&w, frame, flen); /* decoded in place, then released */
-            ppx__ring_release(&w.req, len);
+            rc = 1;
         } else {
-            ppx__ring_release(&w.req, len); /* chunks are copied into rx */
-            if (rc == 1) {
-                handle_frame(&w, frame, flen);
-                ppx__rx_done(&rx); /* keep the buffer: the next big call reuses it */
+            const void *frame;
+            size_t flen;
+            rc = ppx__rx_feed(&rx, rec, len, flags, &frame, &flen);
+            if (rc < 0)
+                leave(&w, rc == PPX_ENOMEM ? PPX__EXIT_NOMEM : PPX__EXIT_PROTOCOL);
+            if (rc == 1 && flags == PPX__REC_WHOLE) {
+                handle_frame(&w, frame, flen); /* decoded in place, then released */
+                ppx__ring_release(&w.req, len);
+            } else {
+                ppx__ring_release(&w.req, len); /* chunks are copied into rx */
+                if (rc == 1) {
+                    handle_frame(&w, frame, flen);
+                    ppx__rx_done(&rx); /* keep the buffer: the next big call reuses it */
+                }
             }
         }
-        if (ppx__ring_notify_space(&w.req))
-            ppx__eventfd_signal(efd);
+        if (ppx__ring_notify_space(&w.req) && ppx__eventfd_signal(efd) < 0)
+            w.wake_lost = true;
+        /* Without its eventfd the parent hears of this worker only through
+         * its sweep: leave now that the reply is out, and be replaced. */
+        if (w.wake_lost)
+            leave(&w, PPX__EXIT_WAKE_LOST);
         if (rc == 1 && time_to_retire(&w))
-            _exit(PPX__EXIT_RECYCLE);
+            leave(&w, PPX__EXIT_RECYCLE);
     }
 }

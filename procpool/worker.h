@@ -5,7 +5,9 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-/* Exit statuses a worker uses on purpose; anything else is a crash. */
+/* Exit statuses a worker uses on purpose, each announced by a note in its
+ * block (ppx__exit_note); any other end, or one of these without its
+ * note, is a crash. */
 enum {
     PPX__EXIT_SHUTDOWN = 0,
     PPX__EXIT_PROTOCOL = 120, /* the parent sent something unreadable */
@@ -13,6 +15,7 @@ enum {
     PPX__EXIT_NOMEM = 122,
     PPX__EXIT_INIT = 123,     /* the initializer failed (message in shm) */
     PPX__EXIT_RECYCLE = 124,  /* max_tasks_per_child or max_rss_bytes reached */
+    PPX__EXIT_WAKE_LOST = 125, /* its eventfd was closed under it */
 };
 
 /* What a worker runs once before its first call. */

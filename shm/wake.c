@@ -42,13 +42,15 @@ int ppx__eventfd_new(void)
     return fd < 0 ? -errno : fd;
 }
 
-void ppx__eventfd_signal(int fd)
+int ppx__eventfd_signal(int fd)
 {
     uint64_t one = 1;
     ssize_t r;
     do
         r = write(fd, &one, sizeof one);
     while (r < 0 && errno == EINTR);
+    /* EAGAIN: the counter is full, the reader is woken already. */
+    return r >= 0 || errno == EAGAIN ? 0 : -errno;
 }
 
 int ppx__eventfd_drain(int fd)

@@ -14,8 +14,9 @@ void ppx__futex_wake(_Atomic uint32_t *word, int n);
 /* A non-blocking, close-on-exec eventfd. fd or -errno. */
 int ppx__eventfd_new(void);
 /* Adds one to the counter; never blocks (a saturated counter is already
- * readable, which is all a wake-up needs). */
-void ppx__eventfd_signal(int fd);
+ * readable, which is all a wake-up needs). 0, or -errno when fd cannot be
+ * written (e.g. -EBADF: someone closed it). */
+int ppx__eventfd_signal(int fd);
 /* Resets the counter; returns 1 if it was signalled. */
 int ppx__eventfd_drain(int fd);
 
