@@ -227,8 +227,10 @@ void ppx__run_timers(ppx_pool *p, ppx__notify *n)
         return;
     p->timer_at = -1; /* force a re-arm */
     int64_t now = ppx__now_ns();
-    if (p->sweep_at && p->sweep_at <= now) /* the rings were just drained */
+    if (p->sweep_at && p->sweep_at <= now) { /* the rings were just drained */
+        ppx__sweep(p);
         p->sweep_at = p->ntasks ? now + PPX__SWEEP_NS : 0;
+    }
     ppx__task *t;
     while ((t = ppx__heap_min(&p->deadlines)) && t->heap_at <= now) {
         ppx__heap_set(&p->deadlines, t, 0);

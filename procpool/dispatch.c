@@ -280,6 +280,24 @@ void ppx__pump(ppx_pool *p)
         }
 }
 
+void ppx__sweep(ppx_pool *p)
+{
+    /* The words the parent owns in a worker's rings, put back from its
+     * private counters, and both sides of the worker woken: whatever the
+     * worker wrote over them, it sees its calls and room for its replies
+     * again (or finds its rings unreadable and leaves). */
+    for (int i = 0; i < p->nworkers; i++) {
+        ppx__worker *w = &p->w[i];
+        if (!w->alive || !w->tasks.n)
+            continue;
+        atomic_store_explicit(&w->req.r->head, w->req.head, memory_order_release);
+        atomic_store_explicit(&w->resp.r->tail, w->resp.tail, memory_order_release);
+        ppx__ring_kick(&w->req);
+        atomic_fetch_add_explicit(&w->resp.r->space_seq, 1, memory_order_release);
+        ppx__futex_wake(&w->resp.r->space_seq, 1);
+    }
+}
+
 /* ---- replies ---------------------------------------------------------- */
 
 /* A worker that breaks the protocol cannot be trusted with more work:
@@ -328,7 +346,10 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame, size_t 
         return;
     }
     ppx__task *t = p->slot_task[env.slot];
-    if (!t || t->id != env.task_id || t->worker != (int)(w - p->w) || t->seq != env.seq ||
+    /* A worker answers its calls in the order they were placed, so a reply
+     * is for the oldest call it holds or the worker is broken: skipping
+     * one would leave that call waiting forever. */
+    if (!t || t != w->tasks.head || t->id != env.task_id || t->seq != env.seq ||
         (rc == 0 && (env.kind == PPX__ENV_CALL || env.kind == PPX__ENV_MAP))) {
         protocol_fail(p, w);
         ppx__bigbuf_free(own, own_cap);
@@ -531,11 +552,12 @@ static void fail_lost(ppx_pool *p, ppx__worker *w, ppx__task *t, bool protocol, 
 }
 
 /* Requeues w's calls that cannot have started, in their order, and fails
- * the one that may have. true if a future failed. */
-static bool settle_tasks(ppx_pool *p, ppx__worker *w, bool protocol, const char *how,
-                         const char *backoff, ppx__notify *n)
+ * the one that may have (none when the worker said it left between
+ * calls). true if a future failed. */
+static bool settle_tasks(ppx_pool *p, ppx__worker *w, bool between_calls, bool protocol,
+                         const char *how, const char *backoff, ppx__notify *n)
 {
-    bool crashed = false, oldest = true;
+    bool crashed = false, oldest = !between_calls;
     ppx__list requeue = {0};
     while (w->tasks.head) {
         ppx__task *t = w->tasks.head;
@@ -587,7 +609,9 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
         snprintf(backoff, sizeof backoff,
                  "; %u workers crashed in a row, the pool waits %lld ms before the next",
                  p->crash_streak, (long long)(delay / 1000000));
-    bool crashed = settle_tasks(p, w, protocol, how, backoff, n);
+    bool between_calls = why == PPX__EXIT_PROTOCOL || why == PPX__EXIT_RECYCLE ||
+                         why == PPX__EXIT_WAKE_LOST || why == PPX__EXIT_SHUTDOWN;
+    bool crashed = settle_tasks(p, w, between_calls, protocol, how, backoff, n);
     if (crashed || !expected)
         p->stats.crashed++;
     if (recycled)

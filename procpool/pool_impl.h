@@ -193,6 +193,8 @@ int ppx__exit_reason(ppx_pool *p, ppx__worker *w, int code, int status);
 /* Handles every message the zygote has sent. */
 void ppx__zygote_events(ppx_pool *p, ppx__notify *n);
 void ppx__run_timers(ppx_pool *p, ppx__notify *n);
+/* The periodic look at busy workers without a wake-up (see PPX__SWEEP_NS). */
+void ppx__sweep(ppx_pool *p);
 void ppx__arm_timer(ppx_pool *p);
 /* Puts t in the deadline heap at its earliest deadline that matters. */
 void ppx__task_reschedule(ppx_pool *p, ppx__task *t);

@@ -46,6 +46,10 @@ typedef struct wctx {
     unsigned char *outbox;      /* NULL when there is none */
     uint64_t outbox_bytes;
     _Atomic uint32_t *outbox_busy;
+    /* An OUTBOX record went out and outbox_busy has not been seen clear
+     * since: only then is a busy word worth waiting for (a function may
+     * have written anything there). */
+    bool outbox_sent;
     /* Time spent in functions: this process's running sum, published in
      * its worker block after each call (see ppx__wshared.busy_ns). */
     _Atomic uint64_t *busy_ns;
@@ -64,13 +68,19 @@ static wctx *forked_ctx;
 static ppx_call *running_call;
 static volatile sig_atomic_t forked_copy;
 
-static int call_function(const ppx__entry *e, ppx_call *call)
+/* Runs the function, then puts back the ring words this worker owns:
+ * whatever the function wrote over them, the parent reads the counters
+ * this loop keeps privately (the parent does the same for its words on
+ * its sweep). */
+static int call_function(wctx *w, const ppx__entry *e, ppx_call *call)
 {
     running_call = call;
     int rc = e->fn(call, e->udata);
     running_call = NULL;
     if (forked_copy)
         _exit(0); /* the copy of a function that forked: its original answers */
+    atomic_store_explicit(&w->req.r->tail, w->req.tail, memory_order_release);
+    atomic_store_explicit(&w->resp.r->head, w->resp.head, memory_order_release);
     return rc;
 }
 
@@ -119,9 +129,16 @@ static void send_record(wctx *w, const void *rec, size_t len, uint32_t flags)
 
 /* The outbox is ours once the parent has copied the previous reply out
  * (it does so as soon as it sees it). */
+static bool outbox_free(wctx *w)
+{
+    if (!w->outbox_sent || !atomic_load_explicit(w->outbox_busy, memory_order_acquire))
+        w->outbox_sent = false;
+    return !w->outbox_sent;
+}
+
 static void wait_outbox(wctx *w)
 {
-    for (unsigned i = 0; atomic_load_explicit(w->outbox_busy, memory_order_acquire); i++) {
+    for (unsigned i = 0; !outbox_free(w); i++) {
         if (i < IDLE_SPIN)
             ppx__spin_step(i);
         else if (ppx__futex_wait(w->outbox_busy, 1, ORPHAN_CHECK_MS) == -ETIMEDOUT)
@@ -133,6 +150,7 @@ static void wait_outbox(wctx *w)
 static void publish_outbox(wctx *w, size_t len)
 {
     atomic_store_explicit(w->outbox_busy, 1, memory_order_relaxed);
+    w->outbox_sent = true;
     ppx__outbox_rec r = {len};
     send_record(w, &r, sizeof r, PPX__REC_OUTBOX); /* publishes the bytes */
 }
@@ -219,10 +237,10 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
     /* A free outbox takes the result as the function writes it, behind
      * room for the reply's header: a big result is then never copied
      * again on this side. */
-    if (w->outbox && !atomic_load_explicit(w->outbox_busy, memory_order_acquire))
+    if (w->outbox && outbox_free(w))
         ppx__call_lend(&call, w->outbox + w->head_len, w->outbox_bytes - w->head_len);
     begin_call(w, slot);
-    int rc = call_function(e, &call);
+    int rc = call_function(w, e, &call);
     mark_finished(w, env, slot);
     if (call.raised) {
         send_error(w, env, call.type, call.message ? call.message : "", fname, call.where);
@@ -287,7 +305,7 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
             type = "ProtocolError";
             snprintf(msg, sizeof msg, "item %u: arguments are not an array", i);
         } else {
-            int rc = call_function(e, &call);
+            int rc = call_function(w, e, &call);
             w->calls++;
             if (call.raised) {
                 type = call.type; /* call lives until this function returns */
