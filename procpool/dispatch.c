@@ -98,6 +98,7 @@ static void release_slot(ppx_pool *p, ppx__task *t)
 {
     if (t->slot == PPX__NO_SLOT)
         return;
+    atomic_store_explicit(&p->live[t->slot], 0, memory_order_relaxed);
     atomic_store_explicit(&slot_of(p, t->slot)->state, 0, memory_order_relaxed);
     p->slot_task[t->slot] = NULL;
     ppx__worker *owner = &p->w[t->slot / p->per];
@@ -166,7 +167,10 @@ static void place(ppx_pool *p, int wi, ppx__task *t)
     t->slot = w->free_slots[--w->nfree];
     p->slot_task[t->slot] = t;
     t->seq = ++p->slot_seq[t->slot];
+    if (t->seq == 0) /* 0 means "no record" in the live table */
+        t->seq = ++p->slot_seq[t->slot];
     t->worker = wi;
+    atomic_store_explicit(&p->live[t->slot], t->seq, memory_order_relaxed);
     ppx__slot *s = slot_of(p, t->slot);
     atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
     atomic_store_explicit(&s->started_ns, 0, memory_order_relaxed);
@@ -225,9 +229,13 @@ static void steal_for(ppx_pool *p, int wi)
             continue;
         uint64_t expect = ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
         /* Freeing the slot makes the copy in the victim's ring stale: its
-         * claim expects QUEUED(seq), and the slot's seq only grows. */
-        if (!atomic_compare_exchange_strong(&slot_of(p, t->slot)->state, &expect, 0))
+         * claim expects QUEUED(seq), and the slot's seq only grows. The
+         * live entry goes first, so a claim that fails finds it gone. */
+        atomic_store(&p->live[t->slot], 0);
+        if (!atomic_compare_exchange_strong(&slot_of(p, t->slot)->state, &expect, 0)) {
+            atomic_store(&p->live[t->slot], t->seq);
             break; /* started (or cancelled): older ones have too */
+        }
         taken[n++] = t;
     }
     for (size_t k = 0; k < n; k++) {

@@ -90,6 +90,7 @@ void ppx__restamp_layout(ppx_pool *p)
     sh->max_rss_bytes = p->opt.max_rss_bytes;
     sh->arena_off = p->arena.size ? (uint64_t)(p->arena.base - (unsigned char *)sh) : 0;
     sh->arena_bytes = p->arena.size;
+    sh->live_off = (uint64_t)((char *)p->live - (char *)sh);
     for (uint32_t i = 0; i < nw; i++) {
         p->w[i].req.r->magic = p->w[i].resp.r->magic = PPX__RING_MAGIC;
         p->w[i].req.r->version = p->w[i].resp.r->version = PPX__RING_VERSION;
@@ -128,7 +129,8 @@ int ppx__layout_map(ppx_pool *p)
     uint32_t nw = (uint32_t)p->nworkers;
     p->per = p->opt.max_queued_per_worker;
     p->nslots = nw * p->per;
-    p->region_off = ppx__page_round(sizeof(ppx__shared));
+    size_t live_off = (sizeof(ppx__shared) + 63) & ~(size_t)63;
+    p->region_off = ppx__page_round(live_off + p->nslots * sizeof(uint32_t));
     p->block_bytes = ppx__page_round(sizeof(ppx__wshared) + p->per * sizeof(ppx__slot));
     p->ring_stride = ppx__page_round(ppx__ring_footprint(p->opt.ring_bytes));
     /* An outbox holds the largest reply a worker may send. */
@@ -152,6 +154,7 @@ int ppx__layout_map(ppx_pool *p)
     if (rc)
         return rc;
     char *base = (char *)p->sh;
+    p->live = (_Atomic uint32_t *)(base + live_off);
     p->outbox_bytes = outbox;
     p->slot_task = calloc(p->nslots, sizeof *p->slot_task);
     p->slot_seq = calloc(p->nslots, sizeof *p->slot_seq);

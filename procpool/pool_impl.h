@@ -132,6 +132,7 @@ struct ppx_pool {
 
     ppx__task **slot_task; /* by slot index */
     uint32_t *slot_seq;    /* last seq used per slot */
+    _Atomic uint32_t *live; /* the live table in the mapping (shared.h) */
 
     ppx__list queue; /* not yet in any ring */
     size_t ntasks;   /* every task alive, lingering ones included */

@@ -1,7 +1,7 @@
 /*
  * The pool's shared-memory layout, mapped before the first fork:
  *
- *   [ppx__shared header]                      workers: read-only
+ *   [ppx__shared header][live table]          workers: read-only
  *   worker 0: [ppx__wshared][its slots] [req ring][resp ring] [outbox]
  *   worker 1: ... (region_stride apart, every part page aligned)
  *   [call arena]                              workers: read-only
@@ -24,6 +24,10 @@
  *   QUEUED(seq)  --worker w claims-->      RUNNING(seq, w)
  *   QUEUED(seq)  --parent cancels-->       CANCELLED(seq)   worker skips it
  *   QUEUED(seq)  --parent moves it-->      FREE             old record stale
+ *
+ * (the parent clears the slot's live entry before a move, restoring it if
+ * the worker's claim won). See ppx__shared_live for how a worker tells a
+ * stale record from a slot word written over.
  *   RUNNING(seq, w) --function returns-->  FINISHED(seq, w) before the reply
  *
  * Whichever CAS wins decides: a cancelled call never starts, a claimed
@@ -136,9 +140,21 @@ typedef struct ppx__shared {
     uint64_t max_tasks_per_child; /* 0: no limit */
     uint64_t max_rss_bytes;       /* 0: no limit */
     uint64_t arena_off, arena_bytes; /* the call arena (see arena.h) */
+    uint64_t live_off; /* the live table, see ppx__shared_live */
     /* 1: workers exit once their ring is empty. */
     alignas(64) _Atomic uint32_t shutdown;
 } ppx__shared;
+
+/* The live table, one word per slot, written by the parent only (and
+ * read-only in workers, like the header): the seq of the record that may
+ * run in that slot, 0 for none. It tells a worker whose claim failed
+ * whether the record was moved or cancelled (the table no longer names
+ * it, or the slot says CANCELLED for it) or the slot word was written
+ * over (the table still names it), which no honest run produces. */
+static inline const _Atomic uint32_t *ppx__shared_live(ppx__shared *s)
+{
+    return (const _Atomic uint32_t *)((char *)s + s->live_off);
+}
 
 static inline char *ppx__shared_region(ppx__shared *s, uint32_t w)
 {

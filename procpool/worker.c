@@ -7,6 +7,7 @@
 #include "../shm/wake.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ typedef struct wctx {
      * slots first_slot .. first_slot + nslots - 1. */
     ppx__slot *slots;
     uint32_t first_slot, nslots;
+    const _Atomic uint32_t *live; /* read-only: see ppx__shared_live */
     /* The eventfd could not be written: a function closed (or replaced)
      * the descriptor. The worker leaves after its reply (see serve). */
     bool wake_lost;
@@ -348,10 +350,14 @@ static bool claim(wctx *w, uint64_t task_id, uint32_t i, uint32_t seq, ppx__slot
     if (!atomic_compare_exchange_strong_explicit(&slot->state, &expect, mine,
                                                  memory_order_acq_rel,
                                                  memory_order_acquire)) {
-        if (ppx__slot_st(expect) == PPX__SLOT_CANCELLED && ppx__slot_seq(expect) == seq) {
+        if (expect == ppx__slot_word(seq, 0, PPX__SLOT_CANCELLED)) {
             if (ppx__env_pack_skip(&w->out, task_id, i, seq))
                 leave(w, PPX__EXIT_NOMEM);
             send_frame(w, w->out.data, w->out.size);
+        } else if (atomic_load_explicit(&w->live[i], memory_order_acquire) == seq) {
+            /* Neither moved nor cancelled: a function wrote over the slot.
+             * Leaving between calls hands every call back to the parent. */
+            leave(w, PPX__EXIT_PROTOCOL);
         }
         return false;
     }
@@ -524,6 +530,7 @@ static void start(wctx *w, ppx__shared *sh, uint32_t index)
 {
     w->ws = ppx__shared_worker(sh, index);
     w->slots = ppx__shared_slots(sh, index);
+    w->live = ppx__shared_live(sh);
     w->first_slot = index * sh->slots_per_worker;
     w->nslots = sh->slots_per_worker;
     w->max_payload = sh->max_payload;
@@ -572,8 +579,14 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         if (rc == 0) {
             if (atomic_load(&sh->shutdown))
                 leave(&w, PPX__EXIT_SHUTDOWN);
-            if (ppx__ring_wait_data(&w.req, IDLE_SPIN, ORPHAN_CHECK_MS, &sh->shutdown) == -ETIMEDOUT)
+            if (ppx__ring_wait_data(&w.req, IDLE_SPIN, ORPHAN_CHECK_MS, &sh->shutdown) == -ETIMEDOUT) {
                 check_parent(&w);
+                /* Idle a while: is the eventfd still there? A function that
+                 * closed it while the parent was not waiting has not been
+                 * caught by a failed write yet. */
+                if (fcntl(efd, F_GETFD) < 0)
+                    leave(&w, PPX__EXIT_WAKE_LOST);
+            }
             continue;
         }
         if (rc < 0)

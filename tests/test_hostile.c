@@ -8,8 +8,24 @@
 #include "hostile.h"
 #include "support.h"
 #include "ppx.h"
+#include "procpool/shared.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+enum { MODE_RANDOM, MODE_ONES, MODE_ZEROS, MODES };
+/* What a scribble hits: parts of the worker's own region (writable), or
+ * parts it must not be able to write at all. */
+enum { PART_BLOCK, PART_REQ, PART_RESP, PART_OUTBOX, PART_OWN, PART_HEADER, PART_OTHER, PARTS };
+static const char *const part_names[PARTS] = {"block", "req", "resp", "outbox",
+                                              "own", "header", "other"};
 
 static int teardown(void **state)
 {
@@ -27,28 +43,395 @@ static int fn_add(ppx_call *c, void *u)
     return ppx_return_int(c, a + b);
 }
 
-static void test_pool_serves_before_anything_hostile(void **state)
+/* ---- worker functions -------------------------------------------------- */
+
+/* The pool's header, found among this process's shared mappings. */
+static ppx__shared *find_header(void)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    ppx__shared *found = NULL;
+    while (!found && maps && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && perms[0] == 'r' &&
+            perms[3] == 's' && ((ppx__shared *)lo)->magic == PPX__SHARED_MAGIC)
+            found = (ppx__shared *)lo;
+    }
+    if (maps)
+        fclose(maps);
+    return found;
+}
+
+/* This worker's index: the one region it maps writable. */
+static int own_index(ppx__shared *sh)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    int found = -1;
+    while (found < 0 && maps && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[1] != 'w')
+            continue;
+        for (uint32_t i = 0; i < sh->nworkers; i++) {
+            unsigned long r = (unsigned long)ppx__shared_region(sh, i);
+            if (lo <= r && r < hi)
+                found = (int)i;
+        }
+    }
+    if (maps)
+        fclose(maps);
+    return found;
+}
+
+static void fill(void *dst, size_t n, int mode, uint64_t seed)
+{
+    unsigned char *d = dst;
+    if (mode == MODE_ONES || mode == MODE_ZEROS) {
+        memset(d, mode == MODE_ONES ? 0xff : 0, n);
+        return;
+    }
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        d[i] = (unsigned char)x;
+    }
+}
+
+/* scribble(mode, part, seed): writes over that part, then returns its pid
+ * (when the write did not fault). */
+static int fn_scribble(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t mode, part, seed;
+    ppx_call_arg_int(c, 0, &mode);
+    ppx_call_arg_int(c, 1, &part);
+    ppx_call_arg_int(c, 2, &seed);
+    ppx__shared *sh = find_header();
+    int me = sh ? own_index(sh) : -1;
+    if (me < 0)
+        return ppx_raise(c, "LookupError", "no pool mapping found");
+    char *own = ppx__shared_region(sh, (uint32_t)me);
+    size_t outbox = sh->outbox_bytes > (1u << 20) ? (1u << 20) : sh->outbox_bytes;
+    char *req = own + sh->block_bytes, *resp = req + sh->ring_stride;
+    switch (part) {
+    case PART_BLOCK: fill(own, sh->block_bytes, (int)mode, (uint64_t)seed); break;
+    case PART_REQ: fill(req, sh->ring_stride, (int)mode, (uint64_t)seed); break;
+    case PART_RESP: fill(resp, sh->ring_stride, (int)mode, (uint64_t)seed); break;
+    case PART_OUTBOX: fill(resp + sh->ring_stride, outbox, (int)mode, (uint64_t)seed); break;
+    case PART_OWN:
+        fill(own, sh->block_bytes + 2 * sh->ring_stride + outbox, (int)mode, (uint64_t)seed);
+        break;
+    case PART_HEADER: fill(sh, sizeof *sh, (int)mode, (uint64_t)seed); break;
+    case PART_OTHER:
+        fill(ppx__shared_region(sh, (uint32_t)(me + 1) % sh->nworkers), 4096, (int)mode,
+             (uint64_t)seed);
+        break;
+    }
+    return ppx_return_int(c, getpid());
+}
+
+/* exit_with(status): the function ends its process with that status. */
+static int fn_exit_with(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t status;
+    ppx_call_arg_int(c, 0, &status);
+    _exit((int)status);
+}
+
+/* close_all(): closes every descriptor above stderr, as some libraries
+ * do, and returns 42. */
+static int fn_close_all(ppx_call *c, void *u)
+{
+    (void)u;
+    if (syscall(SYS_close_range, 3, ~0U, 0) != 0)
+        for (int fd = 3; fd < 4096; fd++)
+            close(fd);
+    return ppx_return_int(c, 42);
+}
+
+/* fork_and_return(big): forks; both copies return. The original returns
+ * 7 (or, with big, 1 MiB of 0x07), the copy -1 (or 1 MiB of 0xcc) after
+ * trying to scribble on the shared mapping. */
+static int fn_fork_and_return(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t big;
+    ppx_call_arg_int(c, 0, &big);
+    static unsigned char buf[1 << 20];
+    pid_t pid = fork();
+    if (pid < 0)
+        return ppx_raise(c, "OSError", "fork: %s", strerror(errno));
+    if (pid == 0 && big) {
+        memset(buf, 0xcc, sizeof buf);
+        return ppx_return_bin(c, buf, sizeof buf);
+    }
+    if (pid == 0)
+        return ppx_return_int(c, -1);
+    if (big) {
+        memset(buf, 0x07, sizeof buf);
+        return ppx_return_bin(c, buf, sizeof buf);
+    }
+    return ppx_return_int(c, 7);
+}
+
+static int fn_pid(ppx_call *c, void *u)
+{
+    (void)u;
+    return ppx_return_int(c, getpid());
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static ppx_pool *new_pool(int workers)
+{
+    ppx_pool *p = NULL;
+    ppx_pool_options o = {.workers = workers, .ring_bytes = 64 << 10, .max_payload = 4 << 20};
+    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    return p;
+}
+
+static ppx_future *submit_add(ppx_pool *p, int a, int b)
+{
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(p, &f, "add", "ii", a, b), 0);
+    return f;
+}
+
+static int64_t value_of(ppx_future *f)
+{
+    int64_t v = 0;
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    if (ppx_future_int(f, &v) != 0)
+        fail_msg("expected a value, got %s: %s", ppx_future_error(f)->type,
+                 ppx_future_error(f)->message);
+    return v;
+}
+
+/* The pool answers n fresh calls with the right values. */
+static void serves(ppx_pool *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        ppx_future *f = submit_add(p, i, 1000);
+        assert_int_equal(value_of(f), i + 1000);
+        ppx_future_unref(f);
+    }
+}
+
+/* A call that failed because of worker pid: its error names the worker,
+ * the task, and is one of the two a broken worker may cause. */
+static void assert_blames(ppx_future *f, long pid)
+{
+    const ppx_error *e = ppx_future_error(f);
+    assert_non_null(e);
+    if (strcmp(e->type, "WorkerCrashed") != 0 && strcmp(e->type, "ProtocolError") != 0)
+        fail_msg("unexpected %s: %s", e->type, e->message);
+    assert_true(e->pid > 0);
+    if (pid)
+        assert_int_equal(e->pid, pid);
+    char task[64];
+    snprintf(task, sizeof task, "task %" PRIu64 ")", ppx_future_id(f));
+    assert_non_null(strstr(e->message, task));
+}
+
+/* ---- scribbling -------------------------------------------------------- */
+
+enum { BEHIND = 12 };
+
+/* One scribble and a dozen calls submitted behind it: the scribble call
+ * resolves (value, or an error naming its worker), every other call
+ * returns its value except at most one that the broken worker held (an
+ * error naming that worker), and the pool serves afterwards. */
+static void scribble_once(int workers, int mode, int part, int seed)
+{
+    if (getenv("HOSTILE_VERBOSE"))
+        print_message("scribble %s mode %d seed %d, %d workers\n", part_names[part], mode, seed,
+                      workers);
+    ppx_pool *p = new_pool(workers);
+    ppx_future *s, *f[BEHIND];
+    assert_int_equal(ppx_pool_submitf(p, &s, "scribble", "iii", mode, part, seed), 0);
+    for (int i = 0; i < BEHIND; i++)
+        f[i] = submit_add(p, i, seed);
+    assert_int_equal(ppx_future_wait(s, 30000), 0);
+    long culprit = 0;
+    int64_t pid = 0;
+    if (ppx_future_int(s, &pid) == 0) {
+        culprit = (long)pid;
+        if (part == PART_HEADER || part == PART_OTHER)
+            fail_msg("a %s scribble did not fault", part_names[part]);
+    } else {
+        assert_blames(s, 0);
+        culprit = ppx_future_error(s)->pid;
+        if (part == PART_HEADER || part == PART_OTHER)
+            assert_non_null(strstr(ppx_future_error(s)->message, "SIGSEGV"));
+    }
+    int lost = 0;
+    for (int i = 0; i < BEHIND; i++) {
+        assert_int_equal(ppx_future_wait(f[i], 30000), 0);
+        int64_t v;
+        if (ppx_future_int(f[i], &v) == 0) {
+            assert_int_equal(v, i + seed);
+        } else {
+            assert_blames(f[i], culprit);
+            lost++;
+        }
+        ppx_future_unref(f[i]);
+    }
+    if (lost > 1)
+        fail_msg("%s/%d over %s with %d workers: %d calls lost", part_names[part], mode,
+                 part_names[part], workers, lost);
+    ppx_future_unref(s);
+    serves(p, 2 * workers + 2);
+    ppx_pool_free(p);
+}
+
+static void scribble_all(int workers)
+{
+    for (int part = 0; part < PARTS; part++) {
+        if (part == PART_OTHER && workers == 1)
+            continue;
+        for (int mode = 0; mode < MODES; mode++)
+            for (int seed = 1; seed <= (mode == MODE_RANDOM ? 3 : 1); seed++)
+                scribble_once(workers, mode, part, seed);
+    }
+}
+
+static void test_scribbling_one_worker_costs_at_most_one_call_and_the_pool_recovers(void **state)
 {
     (void)state;
-    ppx_pool *p = NULL;
-    assert_int_equal(ppx_pool_new(&p, &(ppx_pool_options){.workers = 1}), 0);
+    scribble_all(1);
+}
+
+static void test_scribbling_among_three_workers_never_touches_the_others_calls(void **state)
+{
+    (void)state;
+    scribble_all(3);
+}
+
+/* ---- exit statuses ----------------------------------------------------- */
+
+static void test_any_exit_status_is_a_crash_named_by_its_status_and_queued_calls_rerun(void **state)
+{
+    (void)state;
+    /* 0 and 120..125 are the statuses ppx's own workers use on purpose. */
+    static const int statuses[] = {0, 1, 3, 120, 121, 122, 123, 124, 125, 127, 255};
+    ppx_pool *p = new_pool(1);
+    for (size_t k = 0; k < sizeof statuses / sizeof *statuses; k++) {
+        long pid = 0;
+        ppx_future *who;
+        assert_int_equal(ppx_pool_submitf(p, &who, "pid", ""), 0);
+        pid = (long)value_of(who);
+        ppx_future_unref(who);
+        ppx_future *e, *f[4];
+        assert_int_equal(ppx_pool_submitf(p, &e, "exit_with", "i", statuses[k]), 0);
+        for (int i = 0; i < 4; i++)
+            f[i] = submit_add(p, i, 10);
+        assert_int_equal(ppx_future_wait(e, 30000), 0);
+        const ppx_error *err = ppx_future_error(e);
+        assert_non_null(err);
+        assert_string_equal(err->type, "WorkerCrashed");
+        assert_int_equal(err->pid, pid);
+        char want[64];
+        snprintf(want, sizeof want, "exited with status %d", statuses[k]);
+        assert_non_null(strstr(err->message, want));
+        assert_blames(e, pid);
+        for (int i = 0; i < 4; i++) {
+            assert_int_equal(value_of(f[i]), i + 10);
+            ppx_future_unref(f[i]);
+        }
+        ppx_future_unref(e);
+    }
+    ppx_pool_stats st;
+    ppx_pool_stats_get(p, &st);
+    assert_int_equal(st.init_failures, 0);
+    ppx_pool_free(p);
+}
+
+/* ---- descriptors ------------------------------------------------------- */
+
+static void test_function_closing_every_descriptor_still_answers_and_its_worker_is_replaced(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(1);
     ppx_future *f;
-    assert_int_equal(ppx_pool_submitf(p, &f, "add", "ii", 2, 3), 0);
-    assert_int_equal(ppx_future_wait(f, 20000), 0);
-    int64_t v = 0;
-    assert_int_equal(ppx_future_int(f, &v), 0);
-    assert_int_equal(v, 5);
+    assert_int_equal(ppx_pool_submitf(p, &f, "pid", ""), 0);
+    long before = (long)value_of(f);
     ppx_future_unref(f);
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(ppx_pool_submitf(p, &f, "close_all", ""), 0);
+        assert_int_equal(value_of(f), 42); /* no timeout given: it must come */
+        ppx_future_unref(f);
+        serves(p, 3);
+    }
+    /* The worker without its eventfd leaves once it sees that, and is
+     * replaced; a hang guard only, the wait is for an event. */
+    int64_t end = support_now_ms() + 20000;
+    while (ppx_pool_worker_pid(p, 0) == before || ppx_pool_worker_pid(p, 0) == 0) {
+        assert_true(support_now_ms() < end);
+        ppx_future *g = submit_add(p, 0, 0);
+        assert_int_equal(value_of(g), 0);
+        ppx_future_unref(g);
+        support_sleep_ms(50);
+    }
+    serves(p, 5);
+    ppx_pool_free(p);
+}
+
+/* ---- fork inside a function ------------------------------------------- */
+
+static void test_function_forking_gets_the_originals_answer_and_the_copy_writes_nothing(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(1);
+    for (int round = 0; round < 10; round++) {
+        ppx_future *f, *g[3];
+        assert_int_equal(ppx_pool_submitf(p, &f, "fork_and_return", "i", round & 1), 0);
+        for (int i = 0; i < 3; i++)
+            g[i] = submit_add(p, i, round);
+        assert_int_equal(ppx_future_wait(f, 30000), 0);
+        if (round & 1) {
+            const void *b;
+            size_t n;
+            ppx_value v;
+            assert_int_equal(ppx_future_value(f, &v), 0);
+            assert_int_equal(ppx_value_bin(v, &b, &n), 0);
+            assert_int_equal(n, 1 << 20);
+            for (size_t k = 0; k < n; k += 4096)
+                assert_int_equal(((const unsigned char *)b)[k], 0x07);
+        } else {
+            assert_int_equal(value_of(f), 7);
+        }
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(value_of(g[i]), i + round);
+            ppx_future_unref(g[i]);
+        }
+        ppx_future_unref(f);
+    }
+    ppx_pool_stats st;
+    ppx_pool_stats_get(p, &st);
+    assert_int_equal(st.crashed, 0);
+    serves(p, 5);
     ppx_pool_free(p);
 }
 
 int main(void)
 {
     ppx_register("add", fn_add, NULL);
+    ppx_register("pid", fn_pid, NULL);
+    ppx_register("scribble", fn_scribble, NULL);
+    ppx_register("exit_with", fn_exit_with, NULL);
+    ppx_register("close_all", fn_close_all, NULL);
+    ppx_register("fork_and_return", fn_fork_and_return, NULL);
     hostile_app_register();
     hostile_process_register();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_pool_serves_before_anything_hostile, teardown),
+        cmocka_unit_test_teardown(test_scribbling_one_worker_costs_at_most_one_call_and_the_pool_recovers, teardown),
+        cmocka_unit_test_teardown(test_scribbling_among_three_workers_never_touches_the_others_calls, teardown),
+        cmocka_unit_test_teardown(test_any_exit_status_is_a_crash_named_by_its_status_and_queued_calls_rerun, teardown),
+        cmocka_unit_test_teardown(test_function_closing_every_descriptor_still_answers_and_its_worker_is_replaced, teardown),
+        cmocka_unit_test_teardown(test_function_forking_gets_the_originals_answer_and_the_copy_writes_nothing, teardown),
     };
     int failed = cmocka_run_group_tests_name("hostile_worker", tests, NULL, NULL);
     failed += hostile_app_run();
