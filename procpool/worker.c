@@ -466,7 +466,7 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         _exit(PPX__EXIT_NOMEM);
     w.head_len = w.out.size;
     run_initializer(&w, init);
-    ppx__rx rx = {.max = w.max_payload + 4096};
+    ppx__rx rx = {.max = w.max_payload + PPX__FRAME_SLACK};
 
     for (;;) {
         const void *rec;
