@@ -195,7 +195,7 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
         static const unsigned char nil = 0xc0;
         const void *v = call.has_ret ? (const void *)call.ret->data : &nil;
         size_t vlen = call.has_ret ? call.ret->size : 1;
-        if (vlen + 64 > w->max_payload) {
+        if (vlen > w->max_payload) { /* the value alone: the header has room */
             char msg[128];
             snprintf(msg, sizeof msg, "result of %zu bytes exceeds the pool's limit of %llu",
                      vlen, (unsigned long long)w->max_payload);
@@ -270,10 +270,11 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
         }
     }
     mark_finished(w, env, slot);
-    if (w->out.size > w->max_payload) {
+    size_t vlen = w->out.size - w->head_len; /* the array of results */
+    if (vlen > w->max_payload) {
         char msg[128];
         snprintf(msg, sizeof msg, "results of %zu bytes exceed the pool's limit of %llu",
-                 w->out.size, (unsigned long long)w->max_payload);
+                 vlen, (unsigned long long)w->max_payload);
         send_error(w, env, "ResultTooLarge", msg, fname, "");
         return;
     }
