@@ -243,9 +243,11 @@ bool ppx_call_cancelled(const ppx_call *call);
 
 /* Set the call's result: the last one set wins, and a ppx_raise() wins
  * over any. Strings and bytes are copied. 0, PPX_EINVAL (s or p NULL with
- * len > 0), PPX_ENOMEM; after a failure an earlier result may be gone:
- * set one again or raise. A result bigger than the pool's max_payload
- * fails the task with "ResultTooLarge" once the function returns. */
+ * len > 0), PPX_ETOOBIG (len over 4 GiB - 1, which msgpack cannot
+ * count), PPX_ENOMEM; after a failure an earlier result may be gone: set
+ * one again or raise. A result whose msgpack value is bigger than the
+ * pool's max_payload fails the task with "ResultTooLarge" once the
+ * function returns; one of exactly max_payload bytes arrives. */
 int ppx_return_nil(ppx_call *call);
 int ppx_return_bool(ppx_call *call, bool b);
 int ppx_return_int(ppx_call *call, int64_t i);
@@ -258,7 +260,7 @@ int ppx_return_bin(ppx_call *call, const void *p, size_t len);
 int ppx_return_raw(ppx_call *call, const void *msgpack, size_t len);
 /* Like ppx_pack(): one format letter returns that value, several (or
  * none) return an array of them. PPX_EINVAL (fmt NULL, or as ppx_pack),
- * PPX_ENOMEM. */
+ * PPX_ETOOBIG (as ppx_pack), PPX_ENOMEM. */
 int ppx_returnf(ppx_call *call, const char *fmt, ...);
 
 /* Fails the call with an error of class type (NULL or "": "Error") and a
@@ -291,7 +293,8 @@ int ppx_raise_at(ppx_call *call, const char *where, const char *type,
  * per letter into a heap buffer (*out, *out_len bytes) the caller frees
  * with free(). Returns 0, PPX_EINVAL (out, out_len or fmt NULL, an
  * unknown letter, 'S' or 'B' with a NULL pointer and a nonzero length),
- * PPX_ENOMEM. ppx_vpack() consumes ap. Any thread.
+ * PPX_ETOOBIG (a string or bytes over 4 GiB - 1: msgpack counts their
+ * length in 32 bits), PPX_ENOMEM. ppx_vpack() consumes ap. Any thread.
  */
 int ppx_pack(void **out, size_t *out_len, const char *fmt, ...);
 int ppx_vpack(void **out, size_t *out_len, const char *fmt, va_list ap);
@@ -304,7 +307,12 @@ typedef struct ppx_pool_options {
     int workers;               /* 0: number of online CPUs */
     size_t ring_bytes;         /* per ring, rounded up to a power of two;
                                   0: 1 MiB, minimum 4 KiB */
-    size_t max_payload;        /* largest call or result; 0: 256 MiB */
+    /* Largest call or result, counting the caller's bytes only: a call's
+     * packed argument array (args_len; a batch's items, len, as a whole)
+     * and a result's msgpack value (a batch's array of results). Exactly
+     * max_payload bytes pass; the envelope around them is the pool's
+     * business. 0: 256 MiB */
+    size_t max_payload;
     int cancel_grace_ms;       /* a cancelled running task gets this long
                                   to notice before its worker is killed;
                                   0: 100 ms, negative: never kill */
@@ -326,12 +334,13 @@ typedef struct ppx_pool_options {
     int parent_spin_us;
     /* Shared memory for big calls (frames of ring_bytes / 4 and more):
      * they are written there once and read in place by the worker, and
-     * each worker has an outbox of max_payload bytes for its big replies.
-     * Pages are touched only when used and stay mapped while the pool
-     * lives, so repeated big calls reuse warm memory. A call that finds
-     * the arena full travels in ring chunks instead. 0: 2 * max_payload
-     * (under valgrind, whose leak check reads every mapped page, the
-     * default arena and the outboxes stay at 16 MiB);
+     * each worker has an outbox of max_payload bytes (and their envelope)
+     * for its big replies. Pages are touched only when used and stay
+     * mapped while the pool lives, so repeated big calls reuse warm
+     * memory. A call that finds the arena full travels in ring chunks
+     * instead. 0: room for two calls of max_payload bytes with their
+     * envelopes (under valgrind, whose leak check reads every mapped
+     * page, the default arena and the outboxes stay at 16 MiB);
      * PPX_ARENA_NONE: no arena and no outboxes, big frames always travel
      * in ring chunks (no shared memory kept beyond the rings). */
     size_t arena_bytes;
@@ -413,7 +422,7 @@ void ppx_pool_free(ppx_pool *pool);
  * Thread-safe; it takes the pool's lock but never waits for a worker.
  * Errors: PPX_EBADOBJ (not a live pool, ppx_thread_pool() included),
  * PPX_EINVAL (fn or out NULL, fn empty or longer than 255 bytes, args NULL
- * with args_len > 0), PPX_ECLOSED, PPX_ETOOBIG (over the pool's
+ * with args_len > 0), PPX_ECLOSED, PPX_ETOOBIG (args_len over the pool's
  * max_payload), PPX_EMALFORMED (args not one msgpack array), PPX_ENOMEM.
  */
 int ppx_pool_submit(ppx_pool *pool, const char *fn, const void *args,
@@ -430,7 +439,10 @@ int ppx_pool_submitf(ppx_pool *pool, ppx_future **out, const char *fn,
  * cheap way to run many small calls; see ppx_run_in_executor_map to spread
  * a large batch over every worker. items is copied (NULL with len 0: an
  * empty batch); opts as for ppx_pool_submit_ex, one deadline for the whole
- * batch. Errors as ppx_pool_submit (PPX_ETOOBIG for the whole batch); also
+ * batch. max_payload applies to the batch as a whole: items up to
+ * max_payload bytes in all, and the array of results as one result
+ * (bigger fails the batch with "ResultTooLarge"). Errors as
+ * ppx_pool_submit (PPX_ETOOBIG: len over max_payload); also
  * PPX_EMALFORMED if an element is not an array.
  */
 typedef struct ppx_call_options ppx_call_options;

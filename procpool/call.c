@@ -208,6 +208,8 @@ int ppx_return_str(ppx_call *call, const char *s, size_t len)
 {
     if (!call || (!s && len))
         return PPX_EINVAL;
+    if (len > PPX__MP_LEN_MAX)
+        return PPX_ETOOBIG; /* see pack.h */
     msgpack_packer pk = start(call);
     return done(call, msgpack_pack_str_with_body(&pk, s ? s : "", len));
 }
@@ -216,6 +218,8 @@ int ppx_return_bin(ppx_call *call, const void *p, size_t len)
 {
     if (!call || (!p && len))
         return PPX_EINVAL;
+    if (len > PPX__MP_LEN_MAX)
+        return PPX_ETOOBIG; /* see pack.h */
     msgpack_packer pk = start(call);
     return done(call, msgpack_pack_bin_with_body(&pk, p ? p : "", len));
 }

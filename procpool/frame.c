@@ -1,5 +1,6 @@
 #include "frame.h"
 #include "ppx.h"
+#include "../serialize/envelope.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -7,6 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+
+_Static_assert(PPX__FRAME_SLACK >= PPX__ENV_CALL_OVERHEAD &&
+               PPX__FRAME_SLACK >= PPX__ENV_RESULT_OVERHEAD &&
+               PPX__FRAME_SLACK >= PPX__ENV_ERROR_MAX,
+               "a frame at the limit must fit the readers' bound");
 
 /* Chunks are a quarter of the ring, so two can be in flight while the
  * reader copies a third out. */

@@ -34,8 +34,12 @@ typedef struct ppx__outbox_rec {
     uint64_t len;
 } ppx__outbox_rec;
 
-/* Room for an envelope's header around a payload of max_payload bytes. */
-#define PPX__FRAME_SLACK 4096u
+/* A frame is at most max_payload + PPX__FRAME_SLACK bytes: room for the
+ * envelope around a payload of max_payload bytes (a call's header with a
+ * 255-byte name), and for an error frame, which carries no payload but
+ * may be longer than a small max_payload allows (a 4 KiB message). Frame
+ * readers refuse anything longer; frame.c checks that it covers both. */
+#define PPX__FRAME_SLACK 8192u
 
 /* Frames at least this big go through the arena or an outbox when there
  * is one: below it a ring record is as cheap and needs no hand-shake. */

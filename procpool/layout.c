@@ -55,13 +55,16 @@ int ppx__options_resolve(ppx_pool_options *o, const ppx_pool_options *in)
         o->max_payload = (size_t)256 << 20;
     if (o->max_payload > ((size_t)1 << 40))
         return PPX_EINVAL;
+    /* The caller's value is bounded, not the default: that one follows a
+     * max_payload of up to 1 TiB. */
+    if (o->arena_bytes > ((size_t)1 << 40) && o->arena_bytes != PPX_ARENA_NONE)
+        return PPX_EINVAL;
     if (o->arena_bytes == 0) {
-        o->arena_bytes = 2 * o->max_payload;
+        /* Two calls at the limit, each with its envelope. */
+        o->arena_bytes = 2 * (o->max_payload + PPX__FRAME_SLACK);
         if (ppx__under_valgrind() && o->arena_bytes > VALGRIND_DEFAULT_MAX)
             o->arena_bytes = VALGRIND_DEFAULT_MAX;
     }
-    if (o->arena_bytes > ((size_t)1 << 40) && o->arena_bytes != PPX_ARENA_NONE)
-        return PPX_EINVAL;
     if (o->cancel_grace_ms == 0)
         o->cancel_grace_ms = 100;
     if (o->max_queued_per_worker == 0)

@@ -104,7 +104,7 @@ static int pack_answer(node *nd, uint32_t s, msgpack_sbuffer *sb)
     ppx_value v;
     switch (ppx_future_state(e->f)) {
     case PPX_DONE:
-        if (ppx_future_value(e->f, &v) == 0 && v.len > PPX__MPI_MAX_MSG - 64)
+        if (ppx_future_value(e->f, &v) == 0 && v.len > PPX__MPI_MAX_MSG - PPX__ENV_RESULT_OVERHEAD)
             /* MPI counts a message's bytes in an int. */
             return ppx__env_pack_error_at(sb, e->id, s, 0, "ValueError",
                                           "the result is too big for MPI (over 2 GiB)", "", "",

@@ -65,7 +65,9 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     int arc = ppx__mp_call_args(&args, &args_len);
     if (arc)
         return arc;
-    if (args_len + fn_len + 64 > p->opt.max_payload)
+    /* The limit is on the caller's bytes: the envelope around them is
+     * room every frame buffer adds (PPX__FRAME_SLACK). */
+    if (args_len > p->opt.max_payload)
         return PPX_ETOOBIG;
     if (p->closed) /* checked again under the lock; this avoids the work */
         return PPX_ECLOSED;

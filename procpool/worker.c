@@ -254,7 +254,7 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
         static const unsigned char nil = 0xc0;
         const void *v = call.has_ret ? (const void *)call.ret->data : &nil;
         size_t vlen = call.has_ret ? call.ret->size : 1;
-        if (vlen + 64 > w->max_payload) {
+        if (vlen > w->max_payload) { /* the value alone: the header has room */
             char msg[128];
             snprintf(msg, sizeof msg, "result of %zu bytes exceeds the pool's limit of %llu",
                      vlen, (unsigned long long)w->max_payload);
@@ -329,10 +329,11 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
         }
     }
     mark_finished(w, env, slot);
-    if (w->out.size > w->max_payload) {
+    size_t vlen = w->out.size - w->head_len; /* the array of results */
+    if (vlen > w->max_payload) {
         char msg[128];
         snprintf(msg, sizeof msg, "results of %zu bytes exceed the pool's limit of %llu",
-                 w->out.size, (unsigned long long)w->max_payload);
+                 vlen, (unsigned long long)w->max_payload);
         send_error(w, env, "ResultTooLarge", msg, fname, "");
         return;
     }
@@ -569,7 +570,7 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         leave(&w, PPX__EXIT_NOMEM);
     w.head_len = w.out.size;
     run_initializer(&w, init);
-    ppx__rx rx = {.max = w.max_payload + 4096};
+    ppx__rx rx = {.max = w.max_payload + PPX__FRAME_SLACK};
 
     for (;;) {
         const void *rec;

@@ -6,7 +6,7 @@
 /* Offsets of the fixed-width header fields (see envelope.h). */
 #define OFF_SLOT 11 /* 1 array + 1 kind + 9 task id, then 0xce */
 #define OFF_SEQ 16
-#define HEAD_LEN 21
+#define HEAD_LEN PPX__ENV_HEAD_LEN
 
 static void put_be32(unsigned char *p, uint32_t v)
 {

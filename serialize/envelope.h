@@ -34,6 +34,21 @@ enum {
 #define PPX__NAME_MAX 255
 #define PPX__MESSAGE_MAX 4096
 
+/* What an envelope adds to the bytes it carries, at most. The pool's
+ * max_payload limits the user's bytes (a call's argument array, a
+ * result's value), so every buffer and check that holds a whole frame
+ * adds these. The header is fixarray, fixint kind, uint64 task id and
+ * two uint32 (slot, seq); a name of 32..255 bytes takes a str8 header,
+ * a message of 256..4096 bytes a str16 one, the pid an int64. */
+#define PPX__ENV_HEAD_LEN 21
+#define PPX__ENV_CALL_OVERHEAD (PPX__ENV_HEAD_LEN + 2 + PPX__NAME_MAX)
+#define PPX__ENV_RESULT_OVERHEAD PPX__ENV_HEAD_LEN
+/* The longest error frame: type, function, where and node at
+ * PPX__NAME_MAX, the message at PPX__MESSAGE_MAX. It carries no user
+ * payload, so it must fit whatever max_payload is. */
+#define PPX__ENV_ERROR_MAX \
+    (PPX__ENV_HEAD_LEN + 4 * (2 + PPX__NAME_MAX) + 3 + PPX__MESSAGE_MAX + 9)
+
 typedef struct ppx__str {
     const char *p;
     uint32_t len;

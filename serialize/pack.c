@@ -34,6 +34,8 @@ int ppx__vpack(msgpack_packer *pk, bool as_array, const char *fmt, va_list ap)
         case 'n': rc = msgpack_pack_nil(pk); break;
         case 's':
             s = va_arg(ap, const char *);
+            if (s && strlen(s) > PPX__MP_LEN_MAX)
+                return PPX_ETOOBIG;
             rc = s ? msgpack_pack_str_with_body(pk, s, strlen(s)) : msgpack_pack_nil(pk);
             break;
         case 'S':
@@ -41,6 +43,8 @@ int ppx__vpack(msgpack_packer *pk, bool as_array, const char *fmt, va_list ap)
             len = va_arg(ap, size_t);
             if (!s && len)
                 return PPX_EINVAL;
+            if (len > PPX__MP_LEN_MAX)
+                return PPX_ETOOBIG;
             rc = msgpack_pack_str_with_body(pk, s ? s : "", len);
             break;
         case 'B':
@@ -48,6 +52,8 @@ int ppx__vpack(msgpack_packer *pk, bool as_array, const char *fmt, va_list ap)
             len = va_arg(ap, size_t);
             if (!b && len)
                 return PPX_EINVAL;
+            if (len > PPX__MP_LEN_MAX)
+                return PPX_ETOOBIG;
             rc = msgpack_pack_bin_with_body(pk, b ? b : "", len);
             break;
         default:

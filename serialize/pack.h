@@ -4,8 +4,15 @@
 #include "ppx.h"
 #include <msgpack.h>
 
+/* msgpack counts a string's or bytes' length in 32 bits. msgpack-c takes
+ * a size_t and writes it cut to 32 bits, followed by every byte: a header
+ * that lies about its body, which then reads as other values. Longer
+ * strings and bytes are refused before they reach it. */
+#define PPX__MP_LEN_MAX ((size_t)UINT32_MAX)
+
 /* Packs the values fmt describes into pk: as an array when as_array, else
- * fmt must hold exactly one letter. 0, PPX_EINVAL or PPX_ENOMEM. */
+ * fmt must hold exactly one letter. 0, PPX_EINVAL, PPX_ETOOBIG (a string
+ * or bytes over PPX__MP_LEN_MAX) or PPX_ENOMEM. */
 int ppx__vpack(msgpack_packer *pk, bool as_array, const char *fmt, va_list ap);
 
 #endif

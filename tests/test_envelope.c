@@ -131,6 +131,31 @@ static void test_envelope_error_round_trips_every_field(void **state)
     free(long_msg);
 }
 
+/* The pool sizes its buffers and checks as max_payload plus these: an
+ * envelope must never add more than they say, and the largest ones add
+ * exactly that. */
+static void test_envelope_overheads_are_the_most_an_envelope_adds(void **state)
+{
+    char name[PPX__NAME_MAX + 1], big[PPX__MESSAGE_MAX + 1];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    memset(big, 'm', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    static const unsigned char args[] = {0x91, 0xc0};
+    assert_int_equal(ppx__env_pack_call(&ts_sb, UINT64_MAX, UINT32_MAX, UINT32_MAX, name,
+                                        PPX__NAME_MAX, args, sizeof args), 0);
+    assert_int_equal(ts_sb.size - sizeof args, PPX__ENV_CALL_OVERHEAD);
+    assert_int_equal(ppx__env_pack_map(&ts_sb, UINT64_MAX, name, PPX__NAME_MAX, args,
+                                       sizeof args), 0);
+    assert_int_equal(ts_sb.size - sizeof args, PPX__ENV_CALL_OVERHEAD);
+    assert_int_equal(ppx__env_pack_result(&ts_sb, UINT64_MAX, UINT32_MAX, UINT32_MAX, args,
+                                          sizeof args), 0);
+    assert_int_equal(ts_sb.size - sizeof args, PPX__ENV_RESULT_OVERHEAD);
+    assert_int_equal(ppx__env_pack_error_at(&ts_sb, UINT64_MAX, UINT32_MAX, UINT32_MAX, name,
+                                            big, name, name, INT64_MIN, name), 0);
+    assert_int_equal(ts_sb.size, PPX__ENV_ERROR_MAX);
+}
+
 static void test_envelope_skip_round_trips_every_field(void **state)
 {
     assert_int_equal(ppx__env_pack_skip(&ts_sb, UINT64_MAX - 1, 9, 10), 0);
@@ -421,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_envelope_call_round_trips_every_field),
         cmocka_unit_test(test_envelope_result_round_trips_every_field),
         cmocka_unit_test(test_envelope_error_round_trips_every_field),
+        cmocka_unit_test(test_envelope_overheads_are_the_most_an_envelope_adds),
         cmocka_unit_test(test_envelope_skip_round_trips_every_field),
         cmocka_unit_test(test_envelope_restamp_changes_slot_and_seq_and_the_frame_still_decodes),
         cmocka_unit_test(test_envelope_call_with_garbage_args_still_yields_its_header),

@@ -411,6 +411,22 @@ static void test_pack_unknown_letter_or_bad_arguments_are_einval(void **state)
     assert_int_equal(ppx_pack(&out, NULL, "i", 1), PPX_EINVAL);
 }
 
+/* msgpack's lengths are 32-bit: a longer string or bytes is refused
+ * before a byte of it is read (the pointer here has one byte behind it). */
+static void test_pack_strings_or_bytes_over_4_gib_are_etoobig(void **state)
+{
+    static const char one = 'x';
+    void *sentinel = (void *)&sentinel;
+    void *out = sentinel;
+    size_t len = 12345;
+    size_t over = (size_t)UINT32_MAX + 1;
+    assert_int_equal(ppx_pack(&out, &len, "S", &one, over), PPX_ETOOBIG);
+    assert_int_equal(ppx_pack(&out, &len, "iB", 1, (const void *)&one, over), PPX_ETOOBIG);
+    assert_int_equal(ppx_pack(&out, &len, "B", (const void *)&one, SIZE_MAX), PPX_ETOOBIG);
+    assert_ptr_equal(out, sentinel);
+    assert_int_equal(len, 12345);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -423,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_pack_each_format_letter_produces_the_expected_element),
         cmocka_unit_test(test_pack_empty_format_gives_an_empty_array),
         cmocka_unit_test(test_pack_unknown_letter_or_bad_arguments_are_einval),
+        cmocka_unit_test(test_pack_strings_or_bytes_over_4_gib_are_etoobig),
     };
     return cmocka_run_group_tests(tests, ts_group_setup, ts_group_teardown);
 }
