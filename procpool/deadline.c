@@ -148,7 +148,7 @@ void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out
         ppx__task_free(p, t);
         return;
     }
-    ppx__slot *s = ppx__slot_of(p, t->slot);
+    ppx__slot *s = ppx__task_slot(p, t);
     uint64_t expect = ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
     if (atomic_compare_exchange_strong(&s->state, &expect,
                                        ppx__slot_word(t->seq, 0, PPX__SLOT_CANCELLED))) {
@@ -181,7 +181,7 @@ static void expire(ppx_pool *p, ppx__task *t, int64_t now, ppx__notify *n)
              * in case it starts after all. */
             t->kill_at = now + (int64_t)p->opt.cancel_grace_ms * 1000000LL;
         } else if (w && w->alive) {
-            uint64_t word = atomic_load(&ppx__slot_of(p, t->slot)->state);
+            uint64_t word = atomic_load(&ppx__task_slot(p, t)->state);
             /* FINISHED means the call ended on its own: no reason to
              * kill. Anything else (RUNNING, or whatever the worker wrote
              * there) and the oldest call of w overran its grace. */

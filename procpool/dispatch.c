@@ -92,16 +92,14 @@ void ppx__task_free(ppx_pool *p, ppx__task *t)
     p->ntasks--;
 }
 
-#define slot_of ppx__slot_of
-
 static void release_slot(ppx_pool *p, ppx__task *t)
 {
     if (t->slot == PPX__NO_SLOT)
         return;
     atomic_store_explicit(&p->live[t->slot], 0, memory_order_relaxed);
-    atomic_store_explicit(&slot_of(p, t->slot)->state, 0, memory_order_relaxed);
+    atomic_store_explicit(&ppx__task_slot(p, t)->state, 0, memory_order_relaxed);
     p->slot_task[t->slot] = NULL;
-    ppx__worker *owner = &p->w[t->slot / p->per];
+    ppx__worker *owner = &p->w[t->worker]; /* a slot of its region */
     owner->free_slots[owner->nfree++] = t->slot;
     t->slot = PPX__NO_SLOT;
 }
@@ -171,7 +169,7 @@ static void place(ppx_pool *p, int wi, ppx__task *t)
         t->seq = ++p->slot_seq[t->slot];
     t->worker = wi;
     atomic_store_explicit(&p->live[t->slot], t->seq, memory_order_relaxed);
-    ppx__slot *s = slot_of(p, t->slot);
+    ppx__slot *s = ppx__task_slot(p, t);
     atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
     atomic_store_explicit(&s->started_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&s->ended_ns, 0, memory_order_relaxed);
@@ -232,7 +230,7 @@ static void steal_for(ppx_pool *p, int wi)
          * claim expects QUEUED(seq), and the slot's seq only grows. The
          * live entry goes first, so a claim that fails finds it gone. */
         atomic_store(&p->live[t->slot], 0);
-        if (!atomic_compare_exchange_strong(&slot_of(p, t->slot)->state, &expect, 0)) {
+        if (!atomic_compare_exchange_strong(&ppx__task_slot(p, t)->state, &expect, 0)) {
             atomic_store(&p->live[t->slot], t->seq);
             break; /* started (or cancelled): older ones have too */
         }
@@ -541,7 +539,7 @@ static void initializer_failed(ppx_pool *p, ppx__worker *w, ppx__notify *n)
 static bool may_have_started(ppx_pool *p, ppx__worker *w, ppx__task *t)
 {
     return t != w->partial &&
-           atomic_load(&slot_of(p, t->slot)->state) != ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
+           atomic_load(&ppx__task_slot(p, t)->state) != ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
 }
 
 /* Fails t, which w was running when it ended. */

@@ -23,7 +23,7 @@ static int64_t clamp(int64_t v, int64_t lo, int64_t hi)
 static void stamps(ppx_pool *p, const ppx__task *t, int64_t now, int64_t *started,
                    int64_t *ended)
 {
-    ppx__slot *s = ppx__slot_of(p, t->slot);
+    ppx__slot *s = ppx__task_slot(p, t);
     int64_t a = atomic_load_explicit(&s->started_ns, memory_order_relaxed);
     int64_t b = atomic_load_explicit(&s->ended_ns, memory_order_relaxed);
     *started = a ? clamp(a, p->created_ns, now) : now;
@@ -48,7 +48,7 @@ void ppx__observe_exit(ppx_pool *p, ppx__worker *w)
 void ppx__observe_lost(ppx_pool *p, ppx__worker *w, ppx__task *t, const char *outcome,
                        const char *error)
 {
-    ppx__slot *s = ppx__slot_of(p, t->slot);
+    ppx__slot *s = ppx__task_slot(p, t);
     /* Started and not ended: the worker never added this call's time. */
     if (atomic_load_explicit(&s->started_ns, memory_order_relaxed) &&
         !atomic_load_explicit(&s->ended_ns, memory_order_relaxed)) {
@@ -100,7 +100,7 @@ void ppx__observe_pool_end(ppx_pool *p)
      * the free, or earlier. */
     for (int i = 0; i < p->nworkers; i++) {
         for (ppx__task *t = p->w[i].tasks.head; t; t = t->next) {
-            uint64_t word = atomic_load(&ppx__slot_of(p, t->slot)->state);
+            uint64_t word = atomic_load(&ppx__task_slot(p, t)->state);
             uint32_t st = ppx__slot_st(word);
             if ((st == PPX__SLOT_RUNNING || st == PPX__SLOT_FINISHED) &&
                 ppx__slot_seq(word) == t->seq && ppx__slot_worker(word) == (uint32_t)i)

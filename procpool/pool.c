@@ -450,7 +450,7 @@ ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f)
     } else if (f->task && p->remote) {
         st = ppx__remote_state(p, f->task);
     } else if (f->task && f->task->slot != PPX__NO_SLOT) {
-        uint64_t w = atomic_load(&ppx__slot_of(p, f->task->slot)->state);
+        uint64_t w = atomic_load(&ppx__task_slot(p, f->task)->state);
         uint32_t s = ppx__slot_st(w);
         if ((s == PPX__SLOT_RUNNING || s == PPX__SLOT_FINISHED) && ppx__slot_seq(w) == f->task->seq)
             st = PPX_RUNNING;

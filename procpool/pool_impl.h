@@ -210,9 +210,11 @@ bool ppx__task_stop_future(ppx_pool *p, ppx__task *t, bool timed_out, ppx__notif
 void ppx__cancel_task(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out,
                       ppx__notify *n);
 
-static inline ppx__slot *ppx__slot_of(ppx_pool *p, uint32_t s)
+/* The shared slot of t, which holds one: in the region of the worker it
+ * was placed on (the global number minus that worker's first). */
+static inline ppx__slot *ppx__task_slot(ppx_pool *p, const ppx__task *t)
 {
-    return &p->w[s / p->per].slots[s % p->per];
+    return &p->w[t->worker].slots[t->slot - (uint32_t)t->worker * p->per];
 }
 /* Sends sig to worker w: through its pidfd, so a recycled pid is never
  * hit, or with kill() where pidfds are missing (old kernels, valgrind). */
