@@ -57,10 +57,16 @@ static void stop_timer(waiter *w)
         uv_timer_stop(&w->timer);
 }
 
+/* The value is how many children have finished by now, counted from
+ * their states: done callbacks of children that finished before the wait
+ * began run one by one while it registers, so ndone can lag behind. */
 static void settle_wait(waiter *w)
 {
     stop_timer(w);
-    ppx__awaitable_settle_uint(w->aw, w->ndone);
+    size_t finished = 0;
+    for (size_t i = 0; i < w->n; i++)
+        finished += ppx_awaitable_done(w->children[i]);
+    ppx__awaitable_settle_uint(w->aw, finished);
 }
 
 static bool condition_holds(const waiter *w)

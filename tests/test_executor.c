@@ -148,6 +148,22 @@ static void test_wait_first_completed_leaves_the_others_running(void **state)
     ppx_awaitable_unref(w);
 }
 
+static void test_wait_first_completed_counts_every_child_already_finished(void **state)
+{
+    fixture *fx = *state;
+    ppx_awaitable *aw[3] = {call(fx, "step", 0), call(fx, "step", 1), call(fx, "square", -3)}, *w;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ppx_run_until_complete(&fx->loop, aw[i]), 0);
+    int when[3] = {PPX_FIRST_COMPLETED, PPX_FIRST_EXCEPTION, PPX_ALL_COMPLETED};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(ppx_wait(&fx->loop, aw, 3, when[k], -1, &w), 0);
+        assert_true(ppx_awaitable_done(w));
+        assert_int_equal(uint_value(w), 3);
+        ppx_awaitable_unref(w);
+    }
+    unref_all(aw, 3);
+}
+
 static void test_wait_first_exception_returns_on_the_failure(void **state)
 {
     fixture *fx = *state;
@@ -770,6 +786,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_wait_first_completed_leaves_the_others_running),
+        T(test_wait_first_completed_counts_every_child_already_finished),
         T(test_wait_first_exception_returns_on_the_failure),
         T(test_wait_all_completed_with_a_timeout_reports_what_finished),
         T(test_wait_rejects_bad_arguments),
