@@ -62,7 +62,8 @@ const char *ppx_version(void);
     XX(EBADOBJ, "the object is invalid or already freed")                     \
     XX(ENOWORK, "the loop has nothing left to run")                           \
     XX(EINIT, "a worker's initializer failed: see ppx_last_error()")         \
-    XX(EBACKEND, "the pool's backend is unavailable: see ppx_last_error()")
+    XX(EBACKEND, "the pool's backend is unavailable: see ppx_last_error()")   \
+    XX(EFORKED, "the pool belongs to another process (this is a fork of its creator)")
 
 typedef enum ppx_errno {
     PPX__ERRNO_FIRST = -29000,
