@@ -31,5 +31,15 @@ void support_wait_awaitable_running(struct ppx_awaitable *aw);
 void support_sleep_ms(int64_t ms);
 /* Monotonic milliseconds. */
 int64_t support_now_ms(void);
+/* Runs fn(arg) in a child of fork, which leaves with _exit(fn(arg)) (or
+ * however fn leaves), and reaps it: its exit status, -signal if a signal
+ * ended it, -1 if it was still running after timeout_ms (it is then
+ * killed). stdio is flushed first. */
+int support_in_child(int (*fn)(void *), void *arg, int timeout_ms);
+/* Polls /proc until process pid has ended (a zombie counts as ended):
+ * false if it still runs after timeout_ms. */
+bool support_pid_gone(long pid, int timeout_ms);
+/* The parent pid of process pid, from /proc; -1 if it is gone. */
+long support_parent_of(long pid);
 
 #endif
