@@ -454,6 +454,55 @@ static void test_a_pool_a_child_makes_is_its_own(void **state)
     scene_finish(&s);
 }
 
+/* ---- the default pool -------------------------------------------------- */
+
+static int child_replaces_default_pool(void *arg)
+{
+    (void)arg;
+    uv_loop_t loop; /* the creator's loop is not this process's */
+    CHILD_CHECK(uv_loop_init(&loop) == 0);
+    ppx_awaitable *aw = NULL;
+    CHILD_CHECK(ppx_run_in_executorf(&loop, NULL, &aw, "app_sleep_add", "iii", 0, 1, 2) ==
+                PPX_EFORKED);
+    ppx_default_pool_free();
+    CHILD_CHECK(ppx_default_pool() == NULL);
+    CHILD_CHECK(ppx_run_in_executorf(&loop, NULL, &aw, "app_sleep_add", "iii", 0, 3, 4) == 0);
+    CHILD_CHECK(ppx_run_until_complete(&loop, aw) == 0);
+    ppx_value v;
+    int64_t x = 0;
+    CHILD_CHECK(ppx_awaitable_value(aw, &v) == 0 && ppx_value_int(v, &x) == 0 && x == 7);
+    ppx_awaitable_unref(aw);
+    ppx_default_pool_free();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHILD_CHECK(uv_loop_close(&loop) == 0);
+    return 0;
+}
+
+static void test_a_fork_replaces_the_default_pool_only_after_freeing_its_copy(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    ppx_awaitable *aw;
+    assert_int_equal(ppx_run_in_executorf(&loop, NULL, &aw, "app_sleep_add", "iii", 0, 1, 2), 0);
+    assert_int_equal(ppx_run_until_complete(&loop, aw), 0);
+    ppx_awaitable_unref(aw);
+    ppx_pool *mine = ppx_default_pool();
+    assert_int_equal(support_in_child(child_replaces_default_pool, NULL, CHILD_MS), 0);
+    assert_ptr_equal(ppx_default_pool(), mine);
+    assert_int_equal(ppx_run_in_executorf(&loop, NULL, &aw, "app_sleep_add", "iii", 0, 5, 6), 0);
+    assert_int_equal(ppx_run_until_complete(&loop, aw), 0);
+    ppx_value v;
+    int64_t x = 0;
+    assert_int_equal(ppx_awaitable_value(aw, &v), 0);
+    assert_int_equal(ppx_value_int(v, &x), 0);
+    assert_int_equal(x, 11);
+    ppx_awaitable_unref(aw);
+    ppx_default_pool_free();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 void hostile_app_register(void)
 {
     ppx_register("app_sleep_add", fn_sleep_add, NULL);
@@ -469,6 +518,7 @@ int hostile_app_run(void)
         cmocka_unit_test_teardown(test_loop_api_on_a_childs_copy_is_refused_and_the_parents_loop_goes_on, teardown),
         cmocka_unit_test_teardown(test_children_forked_while_a_thread_uses_the_pool_free_without_blocking, teardown),
         cmocka_unit_test_teardown(test_a_pool_a_child_makes_is_its_own, teardown),
+        cmocka_unit_test_teardown(test_a_fork_replaces_the_default_pool_only_after_freeing_its_copy, teardown),
     };
     return cmocka_run_group_tests_name("hostile_app", tests, NULL, NULL);
 }
