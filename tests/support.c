@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -98,14 +99,34 @@ void support_wait_awaitable_running(ppx_awaitable *aw)
     }
 }
 
+static int child_report_fd = -1;
+
+void support_child_report(int code)
+{
+    unsigned char b = (unsigned char)code;
+    if (child_report_fd >= 0 && write(child_report_fd, &b, 1) == 1)
+        child_report_fd = -1; /* one report per child */
+}
+
 int support_in_child(int (*fn)(void *), void *arg, int timeout_ms)
 {
+    int rep[2];
+    if (pipe2(rep, O_CLOEXEC | O_NONBLOCK) != 0)
+        return -1;
     fflush(NULL); /* else the child's exit() writes our buffers again */
     pid_t pid = fork();
-    if (pid == 0)
-        _exit(fn(arg));
-    if (pid < 0)
+    if (pid == 0) {
+        close(rep[0]);
+        child_report_fd = rep[1];
+        int rc = fn(arg);
+        support_child_report(rc);
+        _exit(rc);
+    }
+    close(rep[1]);
+    if (pid < 0) {
+        close(rep[0]);
         return -1;
+    }
     int64_t end = support_now_ms() + timeout_ms;
     int st = 0;
     pid_t r;
@@ -114,9 +135,15 @@ int support_in_child(int (*fn)(void *), void *arg, int timeout_ms)
     if (r == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
-        return -1;
     }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+    unsigned char b;
+    bool reported = read(rep[0], &b, 1) == 1;
+    close(rep[0]);
+    if (r == 0)
+        return -1;
+    if (reported) /* not the exit status: valgrind may replace it */
+        return b;
+    return WIFSIGNALED(st) ? -WTERMSIG(st) : 256;
 }
 
 /* A process that ended but was not reaped (its parent died, and a
