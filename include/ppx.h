@@ -62,7 +62,8 @@ const char *ppx_version(void);
     XX(EBADOBJ, "the object is invalid or already freed")                     \
     XX(ENOWORK, "the loop has nothing left to run")                           \
     XX(EINIT, "a worker's initializer failed: see ppx_last_error()")         \
-    XX(EBACKEND, "the pool's backend is unavailable: see ppx_last_error()")
+    XX(EBACKEND, "the pool's backend is unavailable: see ppx_last_error()")   \
+    XX(EFORKED, "the pool belongs to another process (this is a fork of its creator)")
 
 typedef enum ppx_errno {
     PPX__ERRNO_FIRST = -29000,
@@ -371,6 +372,23 @@ typedef struct ppx_pool_options {
 #define PPX_ARENA_NONE ((size_t)-1)
 enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };
 
+/*
+ * A pool belongs to the process that made it. In a fork of that process
+ * (a server forking a helper, a test runner), the inherited copy refuses
+ * every call that would use the pool with PPX_EFORKED: submissions and
+ * batches, ppx_pool_process, _shutdown, _fd, _workers, _worker_stats,
+ * and on its unresolved futures ppx_future_wait, _cancel and
+ * _add_done_callback (ppx_pool_busy gives false, ppx_pool_worker_pid 0,
+ * ppx_pool_stats_get zeros, ppx_future_state PENDING; what resolved
+ * before the fork stays readable). ppx_pool_free of the copy, and the
+ * last unref of its futures, release that process's memory only: the
+ * copy's unresolved futures resolve CANCELLED there, while the creator's
+ * calls, workers and fork server go on untouched. The fork server and the
+ * workers end with the creator, whatever forks of it live on. A fork is
+ * recognised through pthread_atfork: one that bypasses libc
+ * (syscall(SYS_fork), clone) is not.
+ */
+
 /* Forks the workers (through a fork server it starts) and returns the
  * pool in *out, the caller's to free with ppx_pool_free. opts is copied.
  * Blocks until every worker has started and run its initializer, at most
@@ -394,7 +412,8 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts);
  * cancels every unresolved task first (as ppx_future_cancel: their
  * callbacks run on this thread) and returns once all are resolved. It
  * does not free the pool. Returns 0, PPX_ETIMEDOUT, PPX_EINVAL (how),
- * PPX_EBADOBJ. Call it from the thread that drives the pool.
+ * PPX_EBADOBJ, PPX_EFORKED (a fork's copy). Call it from the thread that
+ * drives the pool.
  */
 enum { PPX_SHUTDOWN_WAIT = 0, PPX_SHUTDOWN_CANCEL = 1 };
 int ppx_pool_shutdown(ppx_pool *pool, int how, int timeout_ms);
@@ -409,7 +428,10 @@ int ppx_pool_shutdown(ppx_pool *pool, int how, int timeout_ms);
  * other threads must not start new calls on the pool once it has begun.
  * A pool behind awaitables must be freed on their loop's thread, and the
  * loop run again so that its handles close. Do not use the pool after:
- * calls may, for a while, return PPX_EBADOBJ. */
+ * calls may, for a while, return PPX_EBADOBJ. In a fork of the pool's
+ * creator it frees that process's copy only, without blocking (see
+ * above); a copy taken while another thread held the pool's lock may be
+ * half updated and is left allocated. */
 void ppx_pool_free(ppx_pool *pool);
 
 /*
@@ -421,7 +443,7 @@ void ppx_pool_free(ppx_pool *pool);
  * a "NameError" naming it, as a worker would report it.
  * Thread-safe; it takes the pool's lock but never waits for a worker.
  * Errors: PPX_EBADOBJ (not a live pool, ppx_thread_pool() included),
- * PPX_EINVAL (fn or out NULL, fn empty or longer than 255 bytes, args NULL
+ * PPX_EFORKED (a fork's copy of the pool), PPX_EINVAL (fn or out NULL, fn empty or longer than 255 bytes, args NULL
  * with args_len > 0), PPX_ECLOSED, PPX_ETOOBIG (args_len over the pool's
  * max_payload), PPX_EMALFORMED (args not one msgpack array), PPX_ENOMEM.
  */
@@ -464,7 +486,7 @@ int ppx_pool_submit_ex(ppx_pool *pool, const char *fn, const void *args,
                        ppx_future **out);
 
 /*
- * The pool's readiness descriptor (or PPX_EBADOBJ): readable when
+ * The pool's readiness descriptor (or PPX_EBADOBJ, PPX_EFORKED): readable when
  * ppx_pool_process() has something to do. Watch it with poll/epoll/uv_poll;
  * do not read or close it. The pool owns it: it is closed by
  * ppx_pool_free, so stop watching it before. Any thread.
@@ -475,13 +497,13 @@ int ppx_pool_fd(const ppx_pool *pool);
  * callbacks of the futures it resolved, on the calling thread, outside the
  * pool's lock. If it stops with work left (it bounds each call), the fd
  * stays readable. Any thread, several at once. Returns the number of
- * futures it resolved, or PPX_EBADOBJ. */
+ * futures it resolved, or PPX_EBADOBJ, PPX_EFORKED. */
 int ppx_pool_process(ppx_pool *pool);
 /* True while any task is unresolved, a cancelled task still runs, or a
  * worker is being replaced; false for an invalid pool. Thread-safe. */
 bool ppx_pool_busy(const ppx_pool *pool);
 /* The number of workers (the resolved options.workers; for an MPI pool,
- * the workers of every node not lost), or PPX_EBADOBJ. */
+ * the workers of every node not lost), or PPX_EBADOBJ, PPX_EFORKED. */
 int ppx_pool_workers(const ppx_pool *pool);
 /* Pid of worker i (0 <= i < workers), 0 if it is being respawned, i is out
  * of range, the pool is invalid, or the pool's workers are on MPI nodes.
@@ -538,7 +560,7 @@ typedef struct ppx_worker_stats {
 /* Fills *out with worker i's counters, 0 <= i < ppx_pool_workers(pool).
  * Thread-safe (takes the pool's lock; no system call). Returns 0,
  * PPX_EINVAL (out is NULL or i out of range), PPX_EBADOBJ (pool is not a
- * live pool). *out is untouched on failure. */
+ * live pool), PPX_EFORKED. *out is untouched on failure. */
 int ppx_pool_worker_stats(ppx_pool *pool, int i, ppx_worker_stats *out);
 
 /* ------------------------------------------------------------------ */
@@ -575,7 +597,8 @@ const char *ppx_future_function(const ppx_future *f);
  * thread does (the done callbacks of any future it resolves run here).
  * Returns 0 when f is resolved, whatever the outcome (when the pool is
  * freed meanwhile, f is CANCELLED), PPX_ETIMEDOUT (the task keeps
- * running), PPX_EBADOBJ. Several threads may wait at once. Never call it
+ * running), PPX_EBADOBJ, PPX_EFORKED (f is unresolved in a fork's copy of
+ * its pool). Several threads may wait at once. Never call it
  * on a loop thread that watches the pool. */
 int ppx_future_wait(ppx_future *f, int timeout_ms);
 
@@ -595,7 +618,8 @@ const ppx_error *ppx_future_error(const ppx_future *f);
  * cancellation flag set and, if still running after the pool's grace
  * period, its worker is killed and respawned. f resolves CANCELLED before
  * this returns and its callbacks run on this thread. Returns 0, PPX_EDONE
- * if f was already resolved, PPX_EBADOBJ.
+ * if f was already resolved, PPX_EBADOBJ, PPX_EFORKED (f is unresolved in
+ * a fork's copy of its pool).
  */
 int ppx_future_cancel(ppx_future *f);
 
@@ -604,7 +628,8 @@ int ppx_future_cancel(ppx_future *f);
  * ppx_future_cancel, ppx_pool_shutdown or ppx_pool_free), outside the
  * pool's lock: it may unref f, submit, even free the pool. If f is
  * already resolved, cb runs before this returns. 0, PPX_EINVAL (cb
- * NULL), PPX_EBADOBJ or PPX_ENOMEM (then cb is never called). */
+ * NULL), PPX_EBADOBJ, PPX_EFORKED (f is unresolved in a fork's copy of
+ * its pool) or PPX_ENOMEM (then cb is never called). */
 int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg);
 
 /* ------------------------------------------------------------------ */
@@ -630,8 +655,8 @@ typedef void (*ppx_awaitable_cb)(ppx_awaitable *aw, void *arg);
  * no thread is created. A pool that backs awaitables must be freed on
  * their loop's thread. If f is already resolved, so is the awaitable on
  * return. Errors: PPX_EINVAL (loop or out NULL), PPX_EBADOBJ (f is not a
- * live future), PPX_ENOMEM, a libuv code (-errno) if the fd cannot be
- * watched.
+ * live future), PPX_EFORKED (f is unresolved in a fork's copy of its
+ * pool), PPX_ENOMEM, a libuv code (-errno) if the fd cannot be watched.
  */
 int ppx_wrap_future(struct uv_loop_s *loop, ppx_future *f, ppx_awaitable **out);
 
@@ -661,7 +686,8 @@ int ppx_run_in_executorf(struct uv_loop_s *loop, ppx_pool *pool,
  * ppx_run_in_executor, but only a process pool (ppx_thread_pool():
  * PPX_EBADOBJ). Errors: PPX_EINVAL (loop, out, fn or items NULL),
  * PPX_EMALFORMED (items not one array of arrays), those of creating the
- * default pool and of ppx_pool_map (PPX_ETOOBIG: a chunk is too big); on
+ * default pool and of ppx_pool_map (PPX_ETOOBIG: a chunk is too big;
+ * PPX_EFORKED: a fork's copy of the pool, before anything is sized); on
  * failure the chunks already submitted are cancelled.
  */
 int ppx_run_in_executor_map(struct uv_loop_s *loop, ppx_pool *pool, const char *fn,
@@ -673,7 +699,10 @@ int ppx_run_in_executor_map(struct uv_loop_s *loop, ppx_pool *pool, const char *
 ppx_pool *ppx_default_pool(void);
 /* Frees the default pool, if there is one, as ppx_pool_free does: call it
  * on the loop's thread once the loop no longer needs it, then run the loop
- * so that its handles close. A later call with pool NULL makes a new one. */
+ * so that its handles close. A later call with pool NULL makes a new one.
+ * In a fork of the process that made it, calls with pool NULL are refused
+ * (PPX_EFORKED) until the fork frees its copy with this; the next such
+ * call then makes the fork a pool of its own. */
 void ppx_default_pool_free(void);
 
 /*
@@ -833,8 +862,8 @@ int ppx_task_group_close(ppx_awaitable *group);
  * call could not be submitted, after which nothing more is pulled and
  * calls in flight are cancelled. pool NULL: the default pool;
  * ppx_thread_pool(): the thread pool. Errors: PPX_EINVAL (loop, fn, next
- * or out NULL; max_in_flight 0 or over 2^24), PPX_ENOMEM, those of
- * creating the default pool.
+ * or out NULL; max_in_flight 0 or over 2^24), PPX_EFORKED (a fork's copy
+ * of the pool), PPX_ENOMEM, those of creating the default pool.
  */
 typedef int (*ppx_map_next_fn)(void *arg, size_t i, const void **args, size_t *len);
 typedef void (*ppx_map_result_fn)(void *arg, size_t i, ppx_awaitable *result);

@@ -2,6 +2,7 @@
  * state, callbacks, references, cancellation, run_until_complete. */
 #include "awaitable.h"
 #include "../procpool/future.h"
+#include "../procpool/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -121,10 +122,14 @@ int ppx_wrap_future(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)
         return PPX_EINVAL;
     if (!ppx_future_id(f))
         return PPX_EBADOBJ;
+    ppx_pool *pool = atomic_load(&f->pool);
+    /* Pending in a pool this process did not make (a fork's copy):
+     * nothing here could ever resolve it. */
+    if (pool && !ppx_future_done(f) && ppx__pool_check(pool) == PPX_EFORKED)
+        return PPX_EFORKED;
     ppx_awaitable *aw = ppx__awaitable_alloc(loop);
     if (!aw)
         return PPX_ENOMEM;
-    ppx_pool *pool = atomic_load(&f->pool);
     int rc = 0;
     if (pool && !ppx_future_done(f)) {
         aw->b = ppx__bind(loop, pool, &rc);

@@ -20,6 +20,29 @@ static pthread_mutex_t bindings_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_closed(uv_handle_t *h);
 
+static ppx_pool *default_pool;
+static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* A fork's child may free its copy of a pool (ppx_default_pool_free, the
+ * close hook below), so no lock here may stay held by a thread the child
+ * does not have. What they guard is one pointer or a list link at a time,
+ * consistent at any instant, so the child just starts them afresh (it has
+ * one thread; taking them in a prepare handler would deadlock the fork
+ * that ppx_pool_new makes under default_mu). */
+static void fresh_locks_in_child(void)
+{
+    pthread_mutex_init(&default_mu, NULL);
+    pthread_mutex_init(&bindings_mu, NULL);
+    for (ppx__binding *b = bindings; b; b = b->next)
+        pthread_mutex_init(&b->mu, NULL);
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(NULL, NULL, fresh_locks_in_child);
+}
+
 void ppx__binding_update(ppx__binding *b)
 {
     if (!b->pool) {
@@ -116,6 +139,7 @@ static void on_pool_close(ppx_pool *pool, void *arg)
 
 ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
 {
+    pthread_once(&atfork_once, install_atfork);
     pthread_mutex_lock(&bindings_mu);
     ppx__binding *b = bindings;
     while (b && (b->loop != loop || b->pool != pool))
@@ -171,11 +195,9 @@ ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
 
 /* ---- the default pool --------------------------------------------------- */
 
-static ppx_pool *default_pool;
-static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
-
 int ppx__default_pool_get(ppx_pool **out)
 {
+    pthread_once(&atfork_once, install_atfork);
     int rc = 0;
     pthread_mutex_lock(&default_mu);
     if (!default_pool)

@@ -10,6 +10,7 @@
  * slot until those before it are delivered.
  */
 #include "awaitable.h"
+#include "../procpool/pool.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +157,8 @@ int ppx_map_lazy(uv_loop_t *loop, ppx_pool *pool, const char *fn, size_t max_in_
     if (!loop || !fn || !next || !out || max_in_flight == 0 || max_in_flight > (1u << 24))
         return PPX_EINVAL;
     int rc = pool ? 0 : ppx__default_pool_get(&pool);
+    if (rc == 0 && ppx__pool_check(pool) == PPX_EFORKED) /* a fork's copy */
+        rc = PPX_EFORKED;
     if (rc)
         return rc;
     lazy_map *m = calloc(1, sizeof *m);

@@ -4,6 +4,7 @@
  */
 #include "awaitable.h"
 #include "../serialize/mpread.h"
+#include "../procpool/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@ int ppx_run_in_executor_map(uv_loop_t *loop, ppx_pool *pool, const char *fn,
     if (!loop || !out || !fn || !items)
         return PPX_EINVAL;
     int rc = pool ? 0 : ppx__default_pool_get(&pool);
+    if (rc == 0 && ppx__pool_check(pool) == PPX_EFORKED) /* before chunks are sized */
+        rc = PPX_EFORKED;
     if (rc)
         return rc;
     ppx__mp c = ppx__mp_of(items, len);

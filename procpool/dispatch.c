@@ -625,8 +625,7 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
     if (why == PPX__EXIT_INIT)
         initializer_failed(p, w, n);
 
-    if (w->pidfd >= 0)
-        close(w->pidfd);
+    ppx__fork_close(w->pidfd);
     w->pidfd = -1;
     w->pid = 0;
     w->partial = NULL;
@@ -664,7 +663,13 @@ static void spawned(ppx_pool *p, ppx__worker *w, pid_t pid)
     w->pid = pid;
     /* The zygote reaps; the pidfd lets us signal without racing pid reuse.
      * If the worker is already gone, its EXITED message follows. */
+    ppx__fork_hold(); /* no fork of the application gets it untracked */
     w->pidfd = pidfd_open(pid, 0);
+    if (w->pidfd >= 0 && ppx__fork_track(w->pidfd, PPX__FORK_CLOSE)) {
+        close(w->pidfd); /* signalled with kill() instead */
+        w->pidfd = -1;
+    }
+    ppx__fork_release();
     w->alive = true;
     w->killed_by_us = false;
     w->protocol_error = false;

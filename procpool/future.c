@@ -21,6 +21,16 @@
 static pthread_mutex_t quarantine_mu = PTHREAD_MUTEX_INITIALIZER;
 static ppx_future *quarantine_head, *quarantine_tail;
 static size_t quarantined;
+static pthread_once_t quarantine_once = PTHREAD_ONCE_INIT;
+
+/* A fork's child frees futures too: the lock must not be copied held by
+ * a thread the child does not have, nor the queue half updated. */
+static void quarantine_lock(void) { pthread_mutex_lock(&quarantine_mu); }
+static void quarantine_unlock(void) { pthread_mutex_unlock(&quarantine_mu); }
+static void quarantine_atfork(void)
+{
+    pthread_atfork(quarantine_lock, quarantine_unlock, quarantine_unlock);
+}
 
 static bool live(const ppx_future *f)
 {
@@ -29,6 +39,7 @@ static bool live(const ppx_future *f)
 
 static ppx_future *take_memory(void)
 {
+    pthread_once(&quarantine_once, quarantine_atfork);
     ppx_future *f = NULL;
     pthread_mutex_lock(&quarantine_mu);
     if (quarantined > QUARANTINE) {
@@ -312,6 +323,8 @@ int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg)
     if (!cb)
         return PPX_EINVAL;
     ppx_pool *p = atomic_load(&f->pool);
+    if (p && ppx__pool_check(p) == PPX_EFORKED)
+        return PPX_EFORKED; /* pending in the creator: nothing resolves it here */
     if (p) {
         ppx__pool_lock(p);
         if (atomic_load(&f->state) == PPX_PENDING) {

@@ -113,8 +113,9 @@ void ppx__observe_pool_end(ppx_pool *p)
 
 int ppx_pool_worker_stats(ppx_pool *p, int i, ppx_worker_stats *out)
 {
-    if (!ppx__pool_live(p))
-        return PPX_EBADOBJ;
+    int rc = ppx__pool_check(p);
+    if (rc)
+        return rc;
     if (!out || i < 0 || i >= p->nworkers)
         return PPX_EINVAL;
     memset(out, 0, sizeof *out);

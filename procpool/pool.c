@@ -45,6 +45,13 @@ bool ppx__pool_live(const ppx_pool *p)
     return live(p);
 }
 
+int ppx__pool_check(const ppx_pool *p)
+{
+    if (!live(p))
+        return PPX_EBADOBJ;
+    return ppx__pool_owned(p) ? 0 : PPX_EFORKED;
+}
+
 void ppx__want_wakeups(ppx_pool *p, uint32_t v)
 {
     for (int i = 0; i < p->nworkers; i++)
@@ -62,11 +69,19 @@ static int add_fd(ppx_pool *p, int fd, uint64_t tag)
     return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
 }
 
+/* The readiness descriptor is tracked (fork.h): a child of fork gets a
+ * stand-in that is never ready, so a loop copied into it never hears the
+ * creator's pool. The others stay in a child until it frees its copy:
+ * they keep nothing alive, and the fork server itself needs the eventfd
+ * (it is forked too, and the atfork handler would close it there). */
 static int open_fds(ppx_pool *p)
 {
+    ppx__fork_hold();
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (p->epfd < 0)
-        return -errno;
+    int rc = p->epfd < 0 ? -errno : ppx__fork_track(p->epfd, PPX__FORK_BLIND);
+    ppx__fork_release();
+    if (rc)
+        return rc;
     if ((p->efd = ppx__eventfd_new()) < 0)
         return p->efd;
     if ((p->kickfd = ppx__eventfd_new()) < 0)
@@ -74,7 +89,7 @@ static int open_fds(ppx_pool *p)
     p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (p->tfd < 0)
         return -errno;
-    int rc = add_fd(p, p->efd, PPX__EV_EFD);
+    rc = add_fd(p, p->efd, PPX__EV_EFD);
     if (rc == 0)
         rc = add_fd(p, p->kickfd, PPX__EV_KICK);
     if (rc == 0)
@@ -84,6 +99,7 @@ static int open_fds(ppx_pool *p)
 
 static void stop_workers(ppx_pool *p);
 static void destroy(ppx_pool *p);
+static void graveyard_install(void);
 
 /* With an initializer, creation reports its failure: wait until every
  * worker says it is ready, or one exits having failed it. */
@@ -190,7 +206,9 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
         return rc ? rc : ppx__node_serve(&o);
     }
     p->nworkers = p->opt.workers;
+    graveyard_install();
     p->self = getpid();
+    p->gen = ppx__fork_generation();
     p->created_ns = ppx__now_ns();
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_t ca;
@@ -326,8 +344,9 @@ static void process_locked(ppx_pool *p, ppx__notify *n)
 
 int ppx_pool_process(ppx_pool *p)
 {
-    if (!live(p))
-        return PPX_EBADOBJ;
+    int rc = ppx__pool_check(p);
+    if (rc)
+        return rc;
     ppx__notify n = {0};
     ppx__pool_lock(p);
     process_locked(p, &n);
@@ -419,11 +438,15 @@ static bool future_done(ppx_pool *p, void *f)
 
 int ppx__pool_wait(ppx_pool *p, ppx_future *f, int timeout_ms)
 {
+    if (!ppx__pool_owned(p))
+        return PPX_EFORKED;
     return drive_until(p, future_done, f, deadline_of(timeout_ms));
 }
 
 int ppx__pool_cancel(ppx_pool *p, ppx_future *f)
 {
+    if (!ppx__pool_owned(p))
+        return PPX_EFORKED;
     ppx__notify n = {0};
     ppx__pool_lock(p);
     if (ppx_future_done(f) || !f->task) {
@@ -443,6 +466,8 @@ int ppx__pool_cancel(ppx_pool *p, ppx_future *f)
 ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f)
 {
     ppx_state st = PPX_PENDING;
+    if (!ppx__pool_owned(p)) /* its lock may be held by a thread not copied */
+        return st;
     ppx__pool_lock(p);
     int now = atomic_load(&f->state);
     if (now != PPX_PENDING) {
@@ -483,8 +508,9 @@ static bool nothing_unresolved(ppx_pool *p, void *arg)
 
 int ppx_pool_shutdown(ppx_pool *p, int how, int timeout_ms)
 {
-    if (!live(p))
-        return PPX_EBADOBJ;
+    int rc = ppx__pool_check(p);
+    if (rc)
+        return rc;
     if (how != PPX_SHUTDOWN_WAIT && how != PPX_SHUTDOWN_CANCEL)
         return PPX_EINVAL;
     ppx__notify n = {0};
@@ -496,7 +522,7 @@ int ppx_pool_shutdown(ppx_pool *p, int how, int timeout_ms)
     after_resolve(p, &n, p->driving && !pthread_equal(p->driver, pthread_self()));
     ppx__pool_unlock(p);
     ppx__notify_run(&n);
-    int rc = drive_until(p, nothing_unresolved, NULL, deadline_of(timeout_ms));
+    rc = drive_until(p, nothing_unresolved, NULL, deadline_of(timeout_ms));
     pool_unref(p);
     return rc;
 }
@@ -557,8 +583,7 @@ static void stop_workers(ppx_pool *p)
     }
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
-        if (w->pidfd >= 0)
-            close(w->pidfd);
+        ppx__fork_close(w->pidfd);
         w->alive = w->spawning = false;
         w->pidfd = -1;
         w->pid = 0;
@@ -593,6 +618,21 @@ static void free_all_tasks(ppx_pool *p)
 static pthread_mutex_t graveyard_mu = PTHREAD_MUTEX_INITIALIZER;
 static ppx_pool *graveyard[GRAVEYARD];
 static size_t graveyard_next;
+static pthread_once_t graveyard_once = PTHREAD_ONCE_INIT;
+
+/* A fork's copy of a pool is buried too: the lock must not be copied
+ * held by a thread that the child does not have. */
+static void graveyard_lock(void) { pthread_mutex_lock(&graveyard_mu); }
+static void graveyard_unlock(void) { pthread_mutex_unlock(&graveyard_mu); }
+static void graveyard_atfork(void)
+{
+    pthread_atfork(graveyard_lock, graveyard_unlock, graveyard_unlock);
+}
+
+static void graveyard_install(void)
+{
+    pthread_once(&graveyard_once, graveyard_atfork);
+}
 
 static void bury(ppx_pool *p)
 {
@@ -605,13 +645,18 @@ static void bury(ppx_pool *p)
     free(oldest);
 }
 
-static void destroy(ppx_pool *p)
+void ppx__pool_destroy(ppx_pool *p, bool copy)
 {
-    ppx__trace_close(p->trace); /* only when ppx_pool_new failed */
-    free_all_tasks(p);
-    ppx__remote_destroy(p);
-    if (p->epfd >= 0)
-        close(p->epfd);
+    if (copy) {
+        ppx__trace_discard(p->trace);
+    } else {
+        ppx__trace_close(p->trace); /* only when ppx_pool_new failed */
+        free_all_tasks(p);
+        ppx__remote_destroy(p);
+    }
+    /* In a copy, epfd is the stand-in (fork.h), and the tracked zygote
+     * and worker descriptors went at the fork. */
+    ppx__fork_close(p->epfd);
     if (p->efd >= 0)
         close(p->efd);
     if (p->kickfd >= 0)
@@ -627,9 +672,17 @@ static void destroy(ppx_pool *p)
     free(p->w);
     free(p->hooks);
     ppx__heap_free(&p->deadlines);
-    pthread_cond_destroy(&p->cv);
+    /* A copy's condition variable may count waiters that were threads of
+     * the creator: destroying it would wait for them forever. */
+    if (!copy)
+        pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     bury(p);
+}
+
+static void destroy(ppx_pool *p)
+{
+    ppx__pool_destroy(p, false);
 }
 
 static void pool_unref(ppx_pool *p)
@@ -642,6 +695,10 @@ void ppx_pool_free(ppx_pool *p)
 {
     if (!live(p))
         return;
+    if (!ppx__pool_owned(p)) {
+        ppx__pool_free_copy(p);
+        return;
+    }
     ppx__notify n = {0};
     ppx__pool_lock(p);
     if (p->freeing) { /* again, from a callback of this very free */
@@ -679,7 +736,7 @@ int ppx__pool_spin_us(const ppx_pool *p)
 
 int ppx__pool_spin(ppx_pool *p, int us)
 {
-    if (!live(p))
+    if (ppx__pool_check(p))
         return 0;
     if (p->remote)
         return ppx_pool_process(p); /* replies come through the progress thread */
@@ -701,12 +758,13 @@ int ppx__pool_spin(ppx_pool *p, int us)
 
 int ppx_pool_fd(const ppx_pool *p)
 {
-    return live(p) ? p->epfd : PPX_EBADOBJ;
+    int rc = ppx__pool_check(p);
+    return rc ? rc : p->epfd;
 }
 
 bool ppx_pool_busy(const ppx_pool *p)
 {
-    if (!live(p))
+    if (ppx__pool_check(p))
         return false;
     ppx_pool *mp = (ppx_pool *)p;
     ppx__pool_lock(mp);
@@ -719,14 +777,15 @@ bool ppx_pool_busy(const ppx_pool *p)
 
 int ppx_pool_workers(const ppx_pool *p)
 {
-    if (!live(p))
-        return PPX_EBADOBJ;
+    int rc = ppx__pool_check(p);
+    if (rc)
+        return rc;
     return p->remote ? p->remote->workers : p->nworkers;
 }
 
 long ppx_pool_worker_pid(const ppx_pool *p, int i)
 {
-    if (!live(p) || i < 0 || i >= p->nworkers)
+    if (ppx__pool_check(p) || i < 0 || i >= p->nworkers)
         return 0;
     ppx_pool *mp = (ppx_pool *)p;
     ppx__pool_lock(mp);
@@ -740,7 +799,7 @@ void ppx_pool_stats_get(ppx_pool *p, ppx_pool_stats *out)
     if (!out)
         return;
     memset(out, 0, sizeof *out);
-    if (!live(p))
+    if (ppx__pool_check(p))
         return;
     ppx__pool_lock(p);
     *out = p->stats;

@@ -3,6 +3,9 @@
 #define PPX_PROCPOOL_POOL_H
 #include "ppx.h"
 
+/* 0 for a live pool this process made, PPX_EBADOBJ for no live pool,
+ * PPX_EFORKED for a copy inherited through fork() (see fork.h). */
+int ppx__pool_check(const ppx_pool *p);
 void ppx__pool_lock(ppx_pool *p);
 void ppx__pool_unlock(ppx_pool *p);
 /* PENDING or RUNNING for an unresolved future, else its final state. */

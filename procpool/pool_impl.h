@@ -17,6 +17,7 @@
 #define PPX_PROCPOOL_POOL_IMPL_H
 #include "arena.h"
 #include "deadline.h"
+#include "fork.h"
 #include "frame.h"
 #include "future.h"
 #include "pool.h"
@@ -117,6 +118,9 @@ struct ppx_pool {
     bool started_all; /* the first workers are up: later spawns are respawns */
     ppx_pool_options opt;
     pid_t self;
+    /* The process generation that made the pool (fork.h): in any other
+     * process, a fork of this one, the pool is a copy to refuse and free. */
+    uint32_t gen;
 
     ppx__shared *sh;
     size_t sh_len;
@@ -224,6 +228,17 @@ void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap);
 /* Frees a task that is in no list and holds no slot. */
 void ppx__task_free(ppx_pool *p, ppx__task *t);
 bool ppx__pool_live(const ppx_pool *p);
+/* The last step of freeing p: descriptors, memory, then its shell to the
+ * graveyard. copy: p is a fork's copy whose tasks are gone already
+ * (ppx__pool_free_copy): nothing but this process's memory is touched. */
+void ppx__pool_destroy(ppx_pool *p, bool copy);
+/* fork.c: ppx_pool_free of a copy inherited through fork(). */
+void ppx__pool_free_copy(ppx_pool *p);
+/* Whether p was made by this process, not inherited through fork(). */
+static inline bool ppx__pool_owned(const ppx_pool *p)
+{
+    return p->gen == ppx__fork_generation();
+}
 /* Sets every worker's parent_waiting flag to v (see ppx__wshared). */
 void ppx__want_wakeups(ppx_pool *p, uint32_t v);
 

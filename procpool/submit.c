@@ -47,7 +47,7 @@ static bool all_arrays(const void *items, size_t len)
 int ppx_pool_map(ppx_pool *p, const char *fn, const void *items, size_t len,
                  const ppx_call_options *opts, ppx_future **out)
 {
-    if (ppx__pool_live(p) && items && !all_arrays(items, len))
+    if (ppx__pool_check(p) == 0 && items && !all_arrays(items, len))
         return PPX_EMALFORMED;
     return submit(p, PPX__ENV_MAP, fn, items, len, opts, out);
 }
@@ -55,8 +55,9 @@ int ppx_pool_map(ppx_pool *p, const char *fn, const void *items, size_t len,
 static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
                   const ppx_call_options *opts, ppx_future **out)
 {
-    if (!ppx__pool_live(p))
-        return PPX_EBADOBJ;
+    int rc = ppx__pool_check(p);
+    if (rc)
+        return rc;
     if (!fn || !out)
         return PPX_EINVAL;
     size_t fn_len = strnlen(fn, PPX__NAME_MAX + 1);
@@ -145,7 +146,7 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     f->task = t;
 
     ppx__pool_lock(p);
-    int rc = p->closed ? PPX_ECLOSED
+    rc = p->closed ? PPX_ECLOSED
            : p->remote ? 0
                        : ppx__heap_reserve(&p->deadlines, p->ntasks + 1);
     if (rc) {

@@ -195,10 +195,15 @@ int ppx__trace_open(ppx__trace **out, const char *path, long pid, int nworkers, 
         free(named);
         return PPX_ENOMEM;
     }
+    /* Tracked (fork.h): a fork's copy must never write the creator's file. */
+    ppx__fork_hold();
     t->fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (t->fd < 0) {
-        rc = -errno;
-        ppx__set_last_error("cannot open the trace file %s: %s", name, strerror(errno));
+    rc = t->fd < 0 ? -errno : ppx__fork_track(t->fd, PPX__FORK_CLOSE);
+    ppx__fork_release();
+    if (rc) {
+        if (t->fd >= 0)
+            close(t->fd);
+        ppx__set_last_error("cannot open the trace file %s: %s", name, ppx_strerror(rc));
         free(t);
         free(named);
         return rc;
@@ -226,7 +231,15 @@ void ppx__trace_close(ppx__trace *t)
         return;
     put(t, "\n]\n");
     ppx__trace_flush(t);
-    close(t->fd);
+    ppx__fork_close(t->fd);
+    free(t->named);
+    free(t);
+}
+
+void ppx__trace_discard(ppx__trace *t)
+{
+    if (!t)
+        return;
     free(t->named);
     free(t);
 }

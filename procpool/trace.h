@@ -40,6 +40,9 @@ void ppx__trace_flush(ppx__trace *t);
 /* Ends the JSON array, writes what is buffered, closes the file and
  * frees t. NULL is fine. */
 void ppx__trace_close(ppx__trace *t);
+/* Frees t without writing: t is a fork's copy (fork.h), whose descriptor
+ * the fork closed. NULL is fine. */
+void ppx__trace_discard(ppx__trace *t);
 
 /* Worker i has a new process: the first time, names its track
  * "worker i (pid P)"; later, marks the restart on it. */

@@ -1,4 +1,5 @@
 #include "zygote.h"
+#include "fork.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -128,30 +129,49 @@ _Noreturn static void zygote_main(ppx__shared *sh, int efd, int sock, int lifeli
     }
 }
 
+/* The zygote's socket and pipe, the parent's ends tracked (fork.h): a
+ * fork of the application must not keep the zygote alive through a copy
+ * of either, so no fork may come between their creation and tracking. */
+static int open_channels(int sv[2], int life[2])
+{
+    ppx__fork_hold();
+    int err = 0;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        err = -errno;
+    } else if (pipe2(life, O_CLOEXEC) != 0) {
+        err = -errno;
+        close(sv[0]);
+        close(sv[1]);
+    } else if (ppx__fork_track(sv[0], PPX__FORK_CLOSE) ||
+               ppx__fork_track(life[1], PPX__FORK_CLOSE)) {
+        err = -ENOMEM;
+    }
+    ppx__fork_release();
+    if (err == -ENOMEM) {
+        ppx__fork_close(sv[0]);
+        ppx__fork_close(life[1]);
+        close(sv[1]);
+        close(life[0]);
+    }
+    return err;
+}
+
 int ppx__zygote_start(ppx__zygote *z, ppx__shared *sh, int efd, ppx__worker_init init)
 {
     int sv[2], life[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        return -errno;
-    if (pipe2(life, O_CLOEXEC) != 0) {
-        int err = -errno;
-        close(sv[0]);
-        close(sv[1]);
+    int err = open_channels(sv, life);
+    if (err)
         return err;
-    }
     pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid == 0) {
-        close(sv[0]);
-        close(life[1]);
+    if (pid == 0) /* the atfork handler closed sv[0] and life[1] here */
         zygote_main(sh, efd, sv[1], life[0], parent, init);
-    }
-    int err = pid < 0 ? -errno : 0;
+    err = pid < 0 ? -errno : 0;
     close(sv[1]);
     close(life[0]);
     if (err) {
-        close(sv[0]);
-        close(life[1]);
+        ppx__fork_close(sv[0]);
+        ppx__fork_close(life[1]);
         return err;
     }
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
@@ -188,8 +208,8 @@ void ppx__zygote_stop(ppx__zygote *z)
 {
     if (z->pid <= 0)
         return;
-    close(z->sock);
-    close(z->lifeline);
+    ppx__fork_close(z->sock);
+    ppx__fork_close(z->lifeline);
     z->sock = z->lifeline = -1;
     int st;
     while (waitpid(z->pid, &st, 0) < 0 && errno == EINTR)

@@ -11,6 +11,9 @@
 void hostile_app_register(void);
 int hostile_app_run(void);
 
+/* The creator of a pool dies while a fork of it lives. */
+int hostile_fork_run(void);
+
 /* Process hygiene: signal dispositions, descriptors, grandchildren. */
 void hostile_process_register(void);
 int hostile_process_run(void);

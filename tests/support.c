@@ -3,7 +3,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,4 +97,96 @@ void support_wait_awaitable_running(ppx_awaitable *aw)
         assert_true(support_now_ms() < end);
         support_sleep_ms(1);
     }
+}
+
+static int child_report_fd = -1;
+
+void support_child_report(int code)
+{
+    unsigned char b = (unsigned char)code;
+    if (child_report_fd >= 0 && write(child_report_fd, &b, 1) == 1)
+        child_report_fd = -1; /* one report per child */
+}
+
+int support_in_child(int (*fn)(void *), void *arg, int timeout_ms)
+{
+    int rep[2];
+    if (pipe2(rep, O_CLOEXEC | O_NONBLOCK) != 0)
+        return -1;
+    fflush(NULL); /* else the child's exit() writes our buffers again */
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(rep[0]);
+        child_report_fd = rep[1];
+        int rc = fn(arg);
+        support_child_report(rc);
+        _exit(rc);
+    }
+    close(rep[1]);
+    if (pid < 0) {
+        close(rep[0]);
+        return -1;
+    }
+    int64_t end = support_now_ms() + timeout_ms;
+    int st = 0;
+    pid_t r;
+    while ((r = waitpid(pid, &st, WNOHANG)) == 0 && support_now_ms() < end)
+        support_sleep_ms(2);
+    if (r == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    unsigned char b;
+    bool reported = read(rep[0], &b, 1) == 1;
+    close(rep[0]);
+    if (r == 0)
+        return -1;
+    if (reported) /* not the exit status: valgrind may replace it */
+        return b;
+    return WIFSIGNALED(st) ? -WTERMSIG(st) : 256;
+}
+
+/* A process that ended but was not reaped (its parent died, and a
+ * container's init may never reap it) counts as gone. */
+static bool pid_gone(long pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')');
+    return !paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+bool support_pid_gone(long pid, int timeout_ms)
+{
+    int64_t end = support_now_ms() + timeout_ms;
+    while (!pid_gone(pid)) {
+        if (support_now_ms() >= end)
+            return false;
+        support_sleep_ms(2);
+    }
+    return true;
+}
+
+long support_parent_of(long pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')');
+    long ppid = -1;
+    char state;
+    if (!paren || sscanf(paren + 1, " %c %ld", &state, &ppid) != 2)
+        return -1;
+    return ppid;
 }

@@ -31,5 +31,21 @@ void support_wait_awaitable_running(struct ppx_awaitable *aw);
 void support_sleep_ms(int64_t ms);
 /* Monotonic milliseconds. */
 int64_t support_now_ms(void);
+/* Runs fn(arg) in a child of fork and reaps it: what the child reported
+ * (fn's return value, reported before _exit, or a support_child_report
+ * of a child that leaves otherwise, e.g. through exit()), -signal if a
+ * signal ended it unreported, -1 if it still ran after timeout_ms (it is
+ * then killed), 256 if it exited without a report. The report travels
+ * through a pipe, not the exit status: under valgrind a child's status
+ * counts leaks of memory only another thread's stack pointed to. stdio
+ * is flushed first. */
+int support_in_child(int (*fn)(void *), void *arg, int timeout_ms);
+/* In such a child: reports code (the first report counts). */
+void support_child_report(int code);
+/* Polls /proc until process pid has ended (a zombie counts as ended):
+ * false if it still runs after timeout_ms. */
+bool support_pid_gone(long pid, int timeout_ms);
+/* The parent pid of process pid, from /proc; -1 if it is gone. */
+long support_parent_of(long pid);
 
 #endif

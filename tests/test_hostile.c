@@ -3,7 +3,7 @@
  * memory they can reach, exit with any status, close their descriptors or
  * fork, and the pool's answer to each (see docs/FAILURE_MODEL.md, "The
  * trust boundary"). Other groups of the suite: hostile_app.c,
- * hostile_process.c.
+ * hostile_fork.c, hostile_process.c.
  */
 #include "hostile.h"
 #include "support.h"
@@ -435,6 +435,7 @@ int main(void)
     };
     int failed = cmocka_run_group_tests_name("hostile_worker", tests, NULL, NULL);
     failed += hostile_app_run();
+    failed += hostile_fork_run();
     failed += hostile_process_run();
     return failed;
 }
