@@ -179,7 +179,8 @@ static void set_children_path(zctx *z)
 
 /* Reaps every child that has ended and reports the workers among them. A
  * worker's process group is killed while the worker is still a zombie:
- * its pid, the group's id, cannot have been reused yet. */
+ * its pid, the group's id, cannot have been reused yet. Its orphans are
+ * adopted here at once (subreaper) and killed before the report. */
 static void reap(zctx *z)
 {
     for (;;) {
@@ -194,13 +195,17 @@ static void reap(zctx *z)
         siginfo_t gone;
         while (waitid(P_PID, (id_t)pid, &gone, WEXITED) != 0 && errno == EINTR)
             ;
-        if (i >= 0) {
-            z->workers[i] = 0;
-            send_msg(z->sock, PPX__Z_EXITED, 0, pid, si.si_code, si.si_status);
-        }
+        if (i < 0)
+            continue; /* an adopted descendant: nobody to tell */
+        z->workers[i] = 0;
+        /* Before the report: the parent may close the lifeline (and so
+         * kill this process) as soon as it has heard of its last worker. */
+        if (!z->keep)
+            kill_adopted(z);
+        send_msg(z->sock, PPX__Z_EXITED, 0, pid, si.si_code, si.si_status);
     }
     if (!z->keep)
-        kill_adopted(z);
+        kill_adopted(z); /* the next generation, brought by the deaths above */
 }
 
 /* The pool is gone (its socket closed, or its creator died): workers die

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,5 +95,31 @@ void support_wait_awaitable_running(ppx_awaitable *aw)
     while (ppx_awaitable_state(aw) != PPX_RUNNING) {
         assert_true(support_now_ms() < end);
         support_sleep_ms(1);
+    }
+}
+
+bool support_process_gone(long pid)
+{
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return true;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* the name may hold spaces */
+    return !paren || paren[1] == '\0' || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+void support_wait_gone(long pid, int timeout_ms)
+{
+    int64_t end = support_now_ms() + timeout_ms;
+    while (!support_process_gone(pid)) {
+        if (support_now_ms() >= end)
+            fail_msg("process %ld still runs after %d ms", pid, timeout_ms);
+        support_sleep_ms(10);
     }
 }

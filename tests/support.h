@@ -31,5 +31,10 @@ void support_wait_awaitable_running(struct ppx_awaitable *aw);
 void support_sleep_ms(int64_t ms);
 /* Monotonic milliseconds. */
 int64_t support_now_ms(void);
+/* True when process pid no longer runs: gone, or a zombie nobody reaps
+ * (an init that does not reap leaves them). */
+bool support_process_gone(long pid);
+/* Polls (up to timeout_ms, or fails the test) until pid is gone. */
+void support_wait_gone(long pid, int timeout_ms);
 
 #endif
