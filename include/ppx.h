@@ -368,6 +368,23 @@ typedef struct ppx_pool_options {
      * trace_path is ignored. Fails with PPX_EBACKEND when ppx was built
      * without MPI, or MPI cannot start (ppx_last_error() says why). */
     int backend;
+    /* What becomes of processes a function starts and leaves running.
+     * false (the default): a worker's descendants go with it. Each worker
+     * leads its own process group, killed as soon as the worker ends
+     * (crash, recycle, replacement, ppx_pool_free), and the fork server
+     * is their subreaper: whatever is orphaned below a worker (a
+     * double-forked or setsid() daemon included) is adopted by it and
+     * killed, at the latest when the next worker or descendant ends or
+     * the pool is freed. Not covered: a process that escapes through
+     * another subreaper or a new PID namespace; and when the creating
+     * process itself dies, workers die but their descendants may
+     * outlive them. Workers being in their own process groups, a worker
+     * reading the terminal is stopped by SIGTTIN (it gets EIO if the
+     * application ignores SIGTTIN), and a Ctrl-Z does not stop workers.
+     * true: descendants are left alone (reparented to init once their
+     * parent ends) and workers stay in the application's process group,
+     * as before 0.2.0. */
+    bool keep_descendants;
 } ppx_pool_options;
 #define PPX_ARENA_NONE ((size_t)-1)
 enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };

@@ -696,7 +696,7 @@ static void zygote_lost(ppx_pool *p, ppx__notify *n)
     if (atomic_load(&p->sh->shutdown))
         return;
     ppx__worker_init init = {p->opt.initializer, p->opt.initializer_arg};
-    if (ppx__zygote_start(&p->z, p->sh, p->efd, init) == 0) {
+    if (ppx__zygote_start(&p->z, p->sh, p->efd, init, p->opt.keep_descendants) == 0) {
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = PPX__EV_ZYGOTE};
         epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->z.sock, &ev);
     }

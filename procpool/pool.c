@@ -142,7 +142,7 @@ static int wait_initialized(ppx_pool *p, int64_t deadline)
 static int start_workers(ppx_pool *p)
 {
     ppx__worker_init init = {p->opt.initializer, p->opt.initializer_arg};
-    int rc = ppx__zygote_start(&p->z, p->sh, p->efd, init);
+    int rc = ppx__zygote_start(&p->z, p->sh, p->efd, init, p->opt.keep_descendants);
     if (rc)
         return PPX_ESPAWN;
     rc = add_fd(p, p->z.sock, PPX__EV_ZYGOTE);

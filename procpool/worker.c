@@ -434,29 +434,6 @@ static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot)
                           memory_order_release);
 }
 
-static void reset_signals(void)
-{
-    /* Inherited handlers belong to the parent (libuv's, the application's)
-     * and would act on the parent's descriptors from this process. */
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        struct sigaction sa;
-        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL &&
-            sa.sa_handler != SIG_IGN) {
-            sa.sa_handler = SIG_DFL;
-            sa.sa_flags = 0;
-            sigaction(sig, &sa, NULL);
-        }
-    }
-    /* A Ctrl-C on the terminal reaches the whole process group; the parent
-     * decides what happens to its workers. */
-    signal(SIGINT, SIG_IGN);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
 static uint64_t resident_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -557,8 +534,9 @@ static void start(wctx *w, ppx__shared *sh, uint32_t index)
 _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
                                 ppx__worker_init init)
 {
-    reset_signals();
-    /* The zygote is single-threaded, so this fires exactly when it dies,
+    /* Signals are as the zygote left them (reset_signals in zygote.c): the
+     * application's dispositions and mask, without its handlers.
+     * The zygote is single-threaded, so this fires exactly when it dies,
      * and it dies with the pool's parent (see zygote.h). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     wctx w = {.sh = sh, .index = index, .efd = efd, .parent = parent, .pid = (long)getpid()};

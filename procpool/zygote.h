@@ -8,8 +8,11 @@
  *
  * Lifetimes: the parent holds the write end of a lifeline pipe; the
  * zygote asks the kernel (O_ASYNC, F_SETSIG) for SIGKILL when that end
- * closes, which happens however the parent dies. Workers are the
- * zygote's children with PR_SET_PDEATHSIG(SIGKILL), so they follow it.
+ * closes, which happens however the parent dies, unless a forked copy of
+ * the application holds it too. So the zygote also watches its creator:
+ * a pidfd in its poll set, or getppid() every 250 ms without pidfds; it
+ * exits when the creator has. Workers are the zygote's children with
+ * PR_SET_PDEATHSIG(SIGKILL), so they follow it.
  *
  * The zygote reaps its workers and reports each exit status to the
  * parent; the parent keeps a pidfd per worker only to signal it safely.
@@ -19,6 +22,7 @@
 #include "shared.h"
 #include "worker.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -44,9 +48,12 @@ typedef struct ppx__zygote {
 } ppx__zygote;
 
 /* Forks the zygote. efd is the pool's eventfd, which workers keep. Every
- * other descriptor is closed in the zygote. Workers run init first.
- * 0 or -errno. */
-int ppx__zygote_start(ppx__zygote *z, ppx__shared *sh, int efd, ppx__worker_init init);
+ * other descriptor is closed in the zygote. Workers run init first. Unless
+ * keep_descendants, each worker leads its own process group, killed when
+ * the worker ends, and the zygote kills whatever descendants it adopts as
+ * a subreaper. 0 or -errno. */
+int ppx__zygote_start(ppx__zygote *z, ppx__shared *sh, int efd, ppx__worker_init init,
+                      bool keep_descendants);
 /* Asks for worker index; the answer arrives as a message on z->sock.
  * 0 or -errno (the zygote is gone). */
 int ppx__zygote_request(ppx__zygote *z, uint32_t index);

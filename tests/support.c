@@ -146,26 +146,37 @@ int support_in_child(int (*fn)(void *), void *arg, int timeout_ms)
     return WIFSIGNALED(st) ? -WTERMSIG(st) : 256;
 }
 
-/* A process that ended but was not reaped (its parent died, and a
- * container's init may never reap it) counts as gone. */
-static bool pid_gone(long pid)
+/* What follows the command name in /proc/<pid>/stat (" S ppid ..."),
+ * read into buf; NULL if the process is gone. */
+static const char *stat_fields(long pid, char *buf, size_t len)
 {
-    char path[64], buf[256];
+    char path[64];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return true;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+        return NULL;
+    size_t n = fread(buf, 1, len - 1, f);
     fclose(f);
     buf[n] = '\0';
-    const char *paren = strrchr(buf, ')');
-    return !paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X';
+    const char *paren = strrchr(buf, ')'); /* the name may hold spaces */
+    return paren && paren[1] == ' ' ? paren + 1 : NULL;
+}
+
+/* A process that ended but was not reaped (its parent died, and a
+ * container's init may never reap it) counts as gone. */
+bool support_process_gone(long pid)
+{
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return true;
+    char buf[512];
+    const char *f = stat_fields(pid, buf, sizeof buf);
+    return !f || f[1] == 'Z' || f[1] == 'X';
 }
 
 bool support_pid_gone(long pid, int timeout_ms)
 {
     int64_t end = support_now_ms() + timeout_ms;
-    while (!pid_gone(pid)) {
+    while (!support_process_gone(pid)) {
         if (support_now_ms() >= end)
             return false;
         support_sleep_ms(2);
@@ -175,18 +186,17 @@ bool support_pid_gone(long pid, int timeout_ms)
 
 long support_parent_of(long pid)
 {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')');
+    char buf[512];
+    const char *f = stat_fields(pid, buf, sizeof buf);
     long ppid = -1;
     char state;
-    if (!paren || sscanf(paren + 1, " %c %ld", &state, &ppid) != 2)
+    if (!f || sscanf(f, " %c %ld", &state, &ppid) != 2)
         return -1;
     return ppid;
+}
+
+void support_wait_gone(long pid, int timeout_ms)
+{
+    if (!support_pid_gone(pid, timeout_ms))
+        fail_msg("process %ld still runs after %d ms", pid, timeout_ms);
 }

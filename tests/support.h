@@ -47,5 +47,10 @@ void support_child_report(int code);
 bool support_pid_gone(long pid, int timeout_ms);
 /* The parent pid of process pid, from /proc; -1 if it is gone. */
 long support_parent_of(long pid);
+/* True when process pid no longer runs: gone, or a zombie nobody reaps
+ * (an init that does not reap leaves them). */
+bool support_process_gone(long pid);
+/* Polls (up to timeout_ms, or fails the test) until pid is gone. */
+void support_wait_gone(long pid, int timeout_ms);
 
 #endif
