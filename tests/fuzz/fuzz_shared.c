@@ -1,0 +1,437 @@
+/*
+ * libFuzzer target for the parent's view of shared memory (issue 12): the
+ * input is a script that interleaves a workload (submits, maps, cancels,
+ * the parent's processing, its timers and sweep, worker steps, crashes
+ * and exits) with writes of arbitrary values into a live worker's region
+ * (its block, slots, ring header words, ring records, outbox), which is
+ * exactly what a worker can write. The parent is the real pool code; the
+ * workers and the zygote are fakes in this process (fuzz_fake.c).
+ *
+ * After the script, the workers turn honest (or are killed when stuck)
+ * and the pool runs until every future has resolved; then:
+ *   - every future resolved, within a bounded number of rounds;
+ *   - a WorkerCrashed or ProtocolError names one of the fake workers;
+ *   - without writes into ring contents or an outbox, a result is exactly
+ *     the arguments echoed, an error is one the script could cause;
+ *   - the pool holds no task afterwards.
+ * ASan and UBSan check the rest.
+ */
+#include "fuzz_shared.h"
+#include "procpool/registry.h"
+#include "procpool/worker.h"
+#include "shm/wake.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+#define POOL_MAGIC 0x7070784cu /* pool.c's: what makes the pool live */
+#define MAX_SUBS 48
+
+typedef struct in {
+    const uint8_t *d;
+    size_t n;
+} in;
+
+static uint8_t rd(in *s)
+{
+    if (!s->n)
+        return 0;
+    s->n--;
+    return *s->d++;
+}
+
+static uint64_t rdn(in *s, int bytes)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < bytes; k++)
+        v |= (uint64_t)rd(s) << (8 * k);
+    return v;
+}
+
+typedef struct sub {
+    ppx_future *f;
+    unsigned char *args; /* what an honest echo returns */
+    size_t len;
+    bool fail, timeout, cancelled;
+} sub;
+
+static sub subs[MAX_SUBS];
+static size_t nsubs;
+/* What the script did, to know which outcomes it can explain. */
+static bool data_written, any_written, crashed, init_exit;
+
+static int never_runs(ppx_call *call, void *udata)
+{
+    (void)call;
+    (void)udata;
+    abort(); /* workers are fakes: nothing calls the registry's functions */
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    ppx_register("echo", never_runs, NULL);
+    ppx_register("fail", never_runs, NULL);
+    ppx__registry_freeze();
+    return 0;
+}
+
+/* ---- the pool, without fork -------------------------------------------- */
+
+static void add_fd(ppx_pool *p, int fd, uint64_t tag)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
+    if (fd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev))
+        abort();
+}
+
+/* ppx_pool_new's steps with a socketpair for the zygote's socket. */
+static ppx_pool *pool_new(harness *h, uint8_t cfg)
+{
+    ppx_pool *p = calloc(1, sizeof *p);
+    ppx_pool_options o = {.workers = 1 + (cfg & 1), .ring_bytes = 4096,
+                          .max_payload = 16384, .max_queued_per_worker = 2 + (cfg >> 1) % 3};
+    if (cfg & 8)
+        o.arena_bytes = PPX_ARENA_NONE; /* big frames travel in chunks */
+    if (!p || ppx__options_resolve(&p->opt, &o))
+        abort();
+    p->nworkers = p->opt.workers;
+    p->self = getpid();
+    p->created_ns = ppx__now_ns();
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->magic = POOL_MAGIC;
+    atomic_init(&p->refs, 1);
+    atomic_init(&p->next_id, 1);
+    p->w = calloc((size_t)p->nworkers, sizeof *p->w);
+    if (!p->w || ppx__layout_map(p))
+        abort();
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    p->efd = ppx__eventfd_new();
+    p->kickfd = ppx__eventfd_new();
+    p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+        abort();
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    p->z.sock = sv[0];
+    p->z.lifeline = -1;
+    h->zsock = sv[1];
+    add_fd(p, p->efd, PPX__EV_EFD);
+    add_fd(p, p->kickfd, PPX__EV_KICK);
+    add_fd(p, p->tfd, PPX__EV_TIMER);
+    add_fd(p, p->z.sock, PPX__EV_ZYGOTE);
+    h->p = p;
+    for (int i = 0; i < p->nworkers; i++)
+        if (ppx__spawn(p, i))
+            abort();
+    fake_zygote_step(h);
+    ppx__notify n = {0};
+    ppx__zygote_events(p, &n);
+    p->started_all = true;
+    ppx__want_wakeups(p, 1);
+    return p;
+}
+
+/* The fake workers all die (the parent stops respawning), then what
+ * ppx_pool_free's destroy() releases. */
+static void pool_free(harness *h)
+{
+    ppx_pool *p = h->p;
+    ppx__notify n = {0};
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->sh->shutdown, 1);
+    for (int i = 0; i < p->nworkers; i++)
+        if (p->w[i].alive)
+            ppx__reap(p, &p->w[i], CLD_KILLED, SIGKILL, &n);
+    if (p->ntasks || p->unresolved || p->queue.n)
+        abort(); /* a task outlived every worker and every future */
+    pthread_mutex_unlock(&p->mu);
+    ppx__notify_run(&n);
+    close(p->epfd);
+    close(p->efd);
+    close(p->kickfd);
+    close(p->tfd);
+    close(p->z.sock);
+    close(h->zsock);
+    ppx__layout_unmap(p);
+    ppx__bigbuf_trim();
+    free(p->slot_task);
+    free(p->slot_seq);
+    for (int i = 0; i < p->nworkers; i++)
+        free(p->w[i].free_slots);
+    free(p->w);
+    ppx__heap_free(&p->deadlines);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+    for (int i = 0; i < FAKE_MAX_WORKERS; i++)
+        fake_destroy(&h->w[i]);
+    h->p = NULL;
+}
+
+/* ---- parent steps -------------------------------------------------------- */
+
+static void process(harness *h)
+{
+    fake_reap_killed(h);
+    fake_zygote_step(h);
+    ppx_pool_process(h->p);
+    fake_reap_killed(h);
+}
+
+/* Every deadline, sweep and respawn delay passes now: time is the
+ * script's, not the clock's. */
+static void timers_due(harness *h)
+{
+    ppx_pool *p = h->p;
+    ppx__notify n = {0};
+    pthread_mutex_lock(&p->mu);
+    size_t k = p->deadlines.n;
+    ppx__task **due = malloc((k ? k : 1) * sizeof *due);
+    if (k)
+        memcpy(due, p->deadlines.v, k * sizeof *due);
+    for (size_t j = 0; j < k; j++) {
+        if (due[j]->timeout_at)
+            due[j]->timeout_at = 1;
+        if (due[j]->kill_at)
+            due[j]->kill_at = 1;
+        ppx__heap_set(&p->deadlines, due[j], 1);
+    }
+    free(due);
+    if (p->sweep_at)
+        p->sweep_at = 1;
+    for (int i = 0; i < p->nworkers; i++)
+        if (p->w[i].respawn_at)
+            p->w[i].respawn_at = 1;
+    ppx__run_timers(p, &n);
+    pthread_mutex_unlock(&p->mu);
+    ppx__notify_run(&n);
+    fake_reap_killed(h);
+}
+
+/* [bin(len)], or for a map [[bin], [bin]]. */
+static unsigned char *make_args(in *s, bool map, size_t *len)
+{
+    static const size_t big[] = {1100, 3000, 9000};
+    uint8_t b = rd(s);
+    size_t n = b & 0x80 ? big[(b & 0x7f) % 3] : (size_t)(b & 0x3f);
+    if (map && n > 4000)
+        n = 4000; /* both items within max_payload */
+    size_t one = 4 + n, total = map ? 1 + 2 * one : one;
+    unsigned char *a = malloc(total), *q = a;
+    if (map)
+        *q++ = 0x92;
+    for (int k = 0; k < (map ? 2 : 1); k++) {
+        *q++ = 0x91;
+        *q++ = 0xc5; /* bin16 */
+        *q++ = (unsigned char)(n >> 8);
+        *q++ = (unsigned char)n;
+        memset(q, b + k, n);
+        q += n;
+    }
+    *len = total;
+    return a;
+}
+
+static void submit(harness *h, in *s, int kind)
+{
+    if (nsubs == MAX_SUBS)
+        return;
+    sub *u = &subs[nsubs];
+    uint8_t opt = rd(s);
+    u->fail = kind == 1;
+    u->timeout = opt & 1;
+    u->args = make_args(s, kind == 2, &u->len);
+    ppx_call_options co = {.timeout_ms = u->timeout ? 1000 : -1};
+    int rc = kind == 2 ? ppx_pool_map(h->p, "echo", u->args, u->len, &co, &u->f)
+                       : ppx_pool_submit_ex(h->p, u->fail ? "fail" : "echo", u->args, u->len,
+                                            &co, &u->f);
+    if (rc)
+        abort(); /* every argument here is well-formed and within limits */
+    nsubs++;
+}
+
+/* Writes value into worker w's region at a place the script picks. */
+static void scribble(harness *h, in *s)
+{
+    ppx_pool *p = h->p;
+    int wi = rd(s) % p->nworkers;
+    uint8_t area = rd(s), mode = rd(s);
+    uint32_t off = (uint32_t)rdn(s, 2);
+    uint64_t v = rdn(s, 8);
+    if (!h->w[wi].alive)
+        return; /* only a live worker writes */
+    size_t cap = p->opt.ring_bytes, hdr = sizeof(ppx__ring), at;
+    size_t req = p->block_bytes, resp = req + p->ring_stride, ob = req + 2 * p->ring_stride;
+    bool data = false;
+    switch (area % 8) {
+    case 0: at = off % sizeof(ppx__wshared); break;
+    case 1: at = sizeof(ppx__wshared) + off % (p->per * sizeof(ppx__slot)); break;
+    case 2: at = req + off % hdr; break;
+    case 3: at = req + hdr + off % cap, data = true; break;
+    case 4: at = resp + off % hdr; break;
+    case 5: /* near where the parent reads next: record headers */
+        at = resp + hdr + (p->w[wi].resp.tail + off % 64) % cap, data = true;
+        break;
+    case 6:
+        if (!p->outbox_bytes)
+            return;
+        at = ob + off % 4096, data = true;
+        break;
+    default:
+        at = ((uint32_t)rdn(s, 2) << 16 | off) % p->region_stride;
+        data = (at >= req + hdr && at < req + hdr + cap) || (at >= resp + hdr && at < resp + hdr + cap) ||
+               at >= ob;
+    }
+    static const size_t widths[] = {1, 4, 8, 8};
+    size_t wd = widths[mode % 4];
+    at &= ~(wd - 1);
+    if (at + wd > p->region_stride)
+        return;
+    unsigned char *dst = (unsigned char *)p->sh + p->region_off + (size_t)wi * p->region_stride + at;
+    if (mode % 4 == 3) { /* nudge a counter: head and tail a little off */
+        uint64_t cur;
+        memcpy(&cur, dst, 8);
+        v = cur + (uint64_t)(int64_t)(int8_t)v;
+    }
+    memcpy(dst, &v, wd);
+    any_written = true;
+    data_written |= data;
+}
+
+static void step(harness *h, in *s)
+{
+    uint8_t op = rd(s);
+    switch (op % 12) {
+    case 0: case 1: submit(h, s, 0); break;
+    case 2: submit(h, s, 1); break;
+    case 3: submit(h, s, 2); break;
+    case 4: {
+        uint8_t k = rd(s);
+        if (nsubs && ppx_future_cancel(subs[k % nsubs].f) == 0)
+            subs[k % nsubs].cancelled = true;
+        break;
+    }
+    case 5: process(h); break;
+    case 6: case 7: {
+        uint8_t b = rd(s);
+        fake_serve(h, b % h->p->nworkers, b & 2);
+        break;
+    }
+    case 8: {
+        uint8_t b = rd(s);
+        crashed = true;
+        init_exit |= fake_die(h, b % h->p->nworkers, (b >> 1) % 13) == PPX__EXIT_INIT;
+        break;
+    }
+    case 9: timers_due(h); break;
+    default: scribble(h, s); break;
+    }
+}
+
+/* ---- the end: everything resolves, and only to what the script explains */
+
+static size_t unresolved(void)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < nsubs; i++)
+        k += !ppx_future_done(subs[i].f);
+    return k;
+}
+
+/* Honest workers from here; one stuck for a while is killed, as an
+ * impatient caller would. */
+static void settle(harness *h)
+{
+    size_t left = unresolved(), idle = 0;
+    for (int round = 0; round < 4000 && left; round++) {
+        process(h);
+        for (int i = 0; i < h->p->nworkers; i++)
+            for (int k = 0; k < 64 && fake_serve(h, i, false); k++)
+                ;
+        process(h);
+        size_t now = unresolved();
+        idle = now < left ? 0 : idle + 1;
+        left = now;
+        if (idle % 4 == 3)
+            timers_due(h);
+        if (idle % 16 == 15) {
+            crashed = true;
+            for (int i = 0; i < h->p->nworkers; i++)
+                fake_die(h, i, 0);
+        }
+    }
+    if (left) {
+        fprintf(stderr, "fuzz_shared: %zu futures never resolved\n", left);
+        abort();
+    }
+}
+
+static void check(const sub *u)
+{
+    ppx_state st = ppx_future_state(u->f);
+    if (st == PPX_CANCELLED) {
+        if (!u->cancelled)
+            abort();
+        return;
+    }
+    if (st == PPX_DONE) {
+        ppx_value v;
+        if (ppx_future_value(u->f, &v))
+            abort();
+        if (!data_written && (u->fail || v.len != u->len || memcmp(v.data, u->args, v.len)))
+            abort(); /* a value that is not the worker's answer */
+        return;
+    }
+    const ppx_error *e = ppx_future_error(u->f);
+    if (st != PPX_FAILED || !e)
+        abort();
+    bool lost = !strcmp(e->type, "WorkerCrashed"), proto = !strcmp(e->type, "ProtocolError");
+    if (!data_written && (lost || proto) && (e->pid < FAKE_PID_BASE || e->pid >= fuzz_h.next_pid)) {
+        fprintf(stderr, "fuzz_shared: %s names pid %ld\n", e->type, e->pid);
+        abort(); /* misattributed: not one of our workers */
+    }
+    if (data_written)
+        return; /* the worker may have written any error frame */
+    bool ok = (lost && crashed) || (proto && any_written) ||
+              (!strcmp(e->type, "ValueError") && u->fail) ||
+              (!strcmp(e->type, "TimeoutError") && u->timeout) ||
+              (!strcmp(e->type, "InitializerError") && init_exit);
+    if (!ok) {
+        fprintf(stderr, "fuzz_shared: unexplained %s: %s\n", e->type, e->message);
+        abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    in s = {data, size};
+    harness *h = &fuzz_h;
+    h->next_pid = FAKE_PID_BASE;
+    nsubs = 0;
+    data_written = any_written = crashed = init_exit = false;
+    pool_new(h, rd(&s));
+    for (int k = 0; k < 400 && s.n; k++)
+        step(h, &s);
+    settle(h);
+    for (size_t i = 0; i < nsubs; i++) {
+        check(&subs[i]);
+        ppx_future_unref(subs[i].f);
+        free(subs[i].args);
+    }
+    pool_free(h);
+    return 0;
+}
