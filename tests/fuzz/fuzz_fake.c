@@ -82,7 +82,11 @@ void fake_zygote_step(harness *h)
 {
     ppx__zmsg m;
     while (recv(h->zsock, &m, sizeof m, MSG_DONTWAIT) == (ssize_t)sizeof m)
-        if (m.type == PPX__Z_SPAWN && m.index < (uint32_t)h->p->nworkers)
+        if (m.type != PPX__Z_SPAWN || m.index >= (uint32_t)h->p->nworkers)
+            continue;
+        else if (h->spawn_fails && h->spawn_fails--)
+            zsend(h, PPX__Z_SPAWN_FAILED, m.index, 0, EAGAIN, 0);
+        else
             fake_start(h, m.index);
 }
 

@@ -118,6 +118,10 @@ static ppx_pool *pool_new(harness *h, uint8_t cfg)
     p->w = calloc((size_t)p->nworkers, sizeof *p->w);
     if (!p->w || ppx__layout_map(p))
         abort();
+    /* The trace reads the slots' start and end stamps a worker writes. */
+    if ((cfg & 16) && ppx__trace_open(&p->trace, "/dev/null", (long)p->self, p->nworkers,
+                                      p->created_ns))
+        abort();
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     p->efd = ppx__eventfd_new();
     p->kickfd = ppx__eventfd_new();
@@ -158,6 +162,7 @@ static void pool_free(harness *h)
             ppx__reap(p, &p->w[i], CLD_KILLED, SIGKILL, &n);
     if (p->ntasks || p->unresolved || p->queue.n)
         abort(); /* a task outlived every worker and every future */
+    ppx__observe_pool_end(p);
     pthread_mutex_unlock(&p->mu);
     ppx__notify_run(&n);
     close(p->epfd);
@@ -222,7 +227,9 @@ static void timers_due(harness *h)
     fake_reap_killed(h);
 }
 
-/* [bin(len)], or for a map [[bin], [bin]]. */
+/* [id, bin(len)], or for a map [[id, bin], [id, bin]]: id, the
+ * submission's number, makes every call's echo its own, so a value handed
+ * to the wrong future shows. */
 static unsigned char *make_args(in *s, bool map, size_t *len)
 {
     static const size_t big[] = {1100, 3000, 9000};
@@ -230,13 +237,14 @@ static unsigned char *make_args(in *s, bool map, size_t *len)
     size_t n = b & 0x80 ? big[(b & 0x7f) % 3] : (size_t)(b & 0x3f);
     if (map && n > 4000)
         n = 4000; /* both items within max_payload */
-    size_t one = 4 + n, total = map ? 1 + 2 * one : one;
+    size_t one = 5 + n, total = map ? 1 + 2 * one : one;
     unsigned char *a = malloc(total), *q = a;
     if (map)
         *q++ = 0x92;
     for (int k = 0; k < (map ? 2 : 1); k++) {
-        *q++ = 0x91;
-        *q++ = 0xc5; /* bin16 */
+        *q++ = 0x92;
+        *q++ = (unsigned char)nsubs; /* positive fixint: MAX_SUBS < 128 */
+        *q++ = 0xc5;                 /* bin16 */
         *q++ = (unsigned char)(n >> 8);
         *q++ = (unsigned char)n;
         memset(q, b + k, n);
@@ -293,15 +301,16 @@ static void scribble(harness *h, in *s)
         break;
     default:
         at = ((uint32_t)rdn(s, 2) << 16 | off) % p->region_stride;
-        data = (at >= req + hdr && at < req + hdr + cap) || (at >= resp + hdr && at < resp + hdr + cap) ||
-               at >= ob;
+        data = (at >= req + hdr && at < req + hdr + cap) ||
+               (at >= resp + hdr && at < resp + hdr + cap) || at >= ob;
     }
     static const size_t widths[] = {1, 4, 8, 8};
     size_t wd = widths[mode % 4];
     at &= ~(wd - 1);
     if (at + wd > p->region_stride)
         return;
-    unsigned char *dst = (unsigned char *)p->sh + p->region_off + (size_t)wi * p->region_stride + at;
+    unsigned char *dst =
+        (unsigned char *)p->sh + p->region_off + (size_t)wi * p->region_stride + at;
     if (mode % 4 == 3) { /* nudge a counter: head and tail a little off */
         uint64_t cur;
         memcpy(&cur, dst, 8);
@@ -312,10 +321,29 @@ static void scribble(harness *h, in *s)
     data_written |= data;
 }
 
+/* What a caller can ask while calls are out: the reads of slot words
+ * and busy times behind them must stay hints, bounded and harmless. */
+static void observe(harness *h)
+{
+    ppx_pool_stats ps;
+    ppx_pool_stats_get(h->p, &ps);
+    for (int i = 0; i < h->p->nworkers; i++) {
+        ppx_worker_stats ws;
+        if (ppx_pool_worker_stats(h->p, i, &ws) || ws.queued > h->p->per ||
+            ws.request_ring_bytes > ws.ring_bytes || ws.response_ring_bytes > ws.ring_bytes)
+            abort();
+    }
+    for (size_t i = 0; i < nsubs; i++) {
+        ppx_state st = ppx_future_state(subs[i].f);
+        if (st != PPX_PENDING && st != PPX_RUNNING && !ppx_future_done(subs[i].f))
+            abort();
+    }
+}
+
 static void step(harness *h, in *s)
 {
     uint8_t op = rd(s);
-    switch (op % 12) {
+    switch (op % 16) {
     case 0: case 1: submit(h, s, 0); break;
     case 2: submit(h, s, 1); break;
     case 3: submit(h, s, 2); break;
@@ -338,6 +366,8 @@ static void step(harness *h, in *s)
         break;
     }
     case 9: timers_due(h); break;
+    case 12: observe(h); break;
+    case 13: h->spawn_fails += 1 + rd(s) % 3; break;
     default: scribble(h, s); break;
     }
 }

@@ -39,6 +39,7 @@ typedef struct harness {
     int zsock; /* the fake zygote's end of the pool's socket */
     fake w[FAKE_MAX_WORKERS];
     pid_t next_pid;
+    unsigned spawn_fails; /* answer this many spawn requests with a failure */
 } harness;
 
 extern harness fuzz_h;
