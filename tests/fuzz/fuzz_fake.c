@@ -213,6 +213,10 @@ static bool claim(harness *h, fake *f, uint64_t id, uint32_t i, uint32_t seq, pp
 
 static void run(fake *f, const ppx__env *env, int rc, ppx__slot *slot)
 {
+    /* As call_function: whatever the function wrote over the two ring
+     * words this side owns, they are put back from its private counters. */
+    atomic_store(&f->req.r->tail, f->req.tail);
+    atomic_store(&f->resp.r->head, f->resp.head);
     msgpack_sbuffer_clear(&f->out);
     int prc;
     if (rc != 0 || (env->kind != PPX__ENV_CALL && env->kind != PPX__ENV_MAP))

@@ -70,6 +70,7 @@ static sub subs[MAX_SUBS];
 static size_t nsubs;
 /* What the script did, to know which outcomes it can explain. */
 static bool data_written, any_written, crashed, init_exit;
+static bool region_written[FAKE_MAX_WORKERS];
 
 static int never_runs(ppx_call *call, void *udata)
 {
@@ -317,7 +318,7 @@ static void scribble(harness *h, in *s)
         v = cur + (uint64_t)(int64_t)(int8_t)v;
     }
     memcpy(dst, &v, wd);
-    any_written = true;
+    any_written = region_written[wi] = true;
     data_written |= data;
 }
 
@@ -382,11 +383,12 @@ static size_t unresolved(void)
     return k;
 }
 
-/* Honest workers from here; one stuck for a while is killed, as an
- * impatient caller would. */
+/* Honest workers from here; one stuck for a while (after writing into
+ * its region) is killed, as a caller's deadline would. */
 static void settle(harness *h)
 {
     size_t left = unresolved(), idle = 0;
+    h->spawn_fails = 0; /* the fork server is honest too */
     for (int round = 0; round < 4000 && left; round++) {
         process(h);
         for (int i = 0; i < h->p->nworkers; i++)
@@ -399,9 +401,17 @@ static void settle(harness *h)
         if (idle % 4 == 3)
             timers_due(h);
         if (idle % 16 == 15) {
-            crashed = true;
+            /* Only a worker that wrote into its region may be stuck by
+             * its own hand; honest ones must never need this. */
+            bool any = false;
             for (int i = 0; i < h->p->nworkers; i++)
-                fake_die(h, i, 0);
+                if (region_written[i])
+                    any |= fake_die(h, i, 0) == -1;
+            if (!any) {
+                fprintf(stderr, "fuzz_shared: stalled with honest workers\n");
+                abort();
+            }
+            crashed = true;
         }
     }
     if (left) {
@@ -451,8 +461,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in s = {data, size};
     harness *h = &fuzz_h;
     h->next_pid = FAKE_PID_BASE;
+    h->spawn_fails = 0;
     nsubs = 0;
     data_written = any_written = crashed = init_exit = false;
+    memset(region_written, 0, sizeof region_written);
     pool_new(h, rd(&s));
     for (int k = 0; k < 400 && s.n; k++)
         step(h, &s);
