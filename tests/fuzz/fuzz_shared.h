@@ -30,6 +30,7 @@ typedef struct fake {
     msgpack_sbuffer out;
     size_t out_off;
     bool out_pending, out_in_outbox, outbox_sent;
+    bool rogue; /* this step: replays its last reply, runs calls moved away */
     ppx__slot *finish_slot; /* FINISHED still to be written before the reply */
     uint64_t finish_word;
 } fake;
@@ -49,8 +50,11 @@ extern harness fuzz_h;
 void fake_zygote_step(harness *h);
 /* One step of worker i: resume its pending reply, else take one request
  * record. finish_later leaves a claimed call RUNNING until the next step.
- * Returns true if it did anything. */
-bool fake_serve(harness *h, int i, bool finish_later);
+ * A rogue step sends its last reply again (or, with none, runs a call
+ * that was moved to another worker as if it were still its own): what
+ * a worker that breaks the protocol without scribbling does. Returns true
+ * if it did anything. */
+bool fake_serve(harness *h, int i, bool finish_later, bool rogue);
 /* Worker i ends: kind 0 a crash (SIGSEGV), else an exit status with or
  * without the note that makes it deliberate. The status, or -1 for a
  * crash or when it was not alive. */
