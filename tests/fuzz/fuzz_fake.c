@@ -148,6 +148,11 @@ static void wake(harness *h, fake *f)
 static bool flush(harness *h, fake *f)
 {
     if (f->finish_slot) {
+        /* The function returned. As call_function: whatever it wrote over
+         * the two ring words this side owns, they are put back from the
+         * private counters; then FINISHED, then the reply. */
+        atomic_store(&f->req.r->tail, f->req.tail);
+        atomic_store(&f->resp.r->head, f->resp.head);
         atomic_store(&f->finish_slot->state, f->finish_word);
         f->finish_slot = NULL;
     }
@@ -216,10 +221,6 @@ static bool claim(harness *h, fake *f, uint64_t id, uint32_t i, uint32_t seq, pp
 
 static void run(fake *f, const ppx__env *env, int rc, ppx__slot *slot)
 {
-    /* As call_function: whatever the function wrote over the two ring
-     * words this side owns, they are put back from its private counters. */
-    atomic_store(&f->req.r->tail, f->req.tail);
-    atomic_store(&f->resp.r->head, f->resp.head);
     msgpack_sbuffer_clear(&f->out);
     int prc;
     if (rc != 0 || (env->kind != PPX__ENV_CALL && env->kind != PPX__ENV_MAP))

@@ -71,6 +71,12 @@ static size_t nsubs;
 /* What the script did, to know which outcomes it can explain. */
 static bool data_written, any_written, crashed, init_exit;
 static bool region_written[FAKE_MAX_WORKERS];
+/* Writes land only while a function runs (between a claim and its
+ * FINISHED), as from a function without threads of its own: then no
+ * worker can be stuck by its own hand once it is honest again, and the
+ * pool must finish without the harness killing anyone. Otherwise writes
+ * land at any time, as from a thread a function left running. */
+static bool fn_only;
 
 static int never_runs(ppx_call *call, void *udata)
 {
@@ -281,8 +287,8 @@ static void scribble(harness *h, in *s)
     uint8_t area = rd(s), mode = rd(s);
     uint32_t off = (uint32_t)rdn(s, 2);
     uint64_t v = rdn(s, 8);
-    if (!h->w[wi].alive)
-        return; /* only a live worker writes */
+    if (!h->w[wi].alive || (fn_only && !h->w[wi].finish_slot))
+        return; /* only a live worker writes, in a function if fn_only */
     size_t cap = p->opt.ring_bytes, hdr = sizeof(ppx__ring), at;
     size_t req = p->block_bytes, resp = req + p->ring_stride, ob = req + 2 * p->ring_stride;
     bool data = false;
@@ -408,7 +414,7 @@ static void settle(harness *h)
             /* Only a worker that wrote into its region may be stuck by
              * its own hand; honest ones must never need this. */
             bool any = false;
-            for (int i = 0; i < h->p->nworkers; i++)
+            for (int i = 0; i < h->p->nworkers && !fn_only; i++)
                 if (region_written[i])
                     any |= fake_die(h, i, 0) == -1;
             if (!any) {
@@ -469,6 +475,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nsubs = 0;
     data_written = any_written = crashed = init_exit = false;
     memset(region_written, 0, sizeof region_written);
+    fn_only = size && (data[0] & 32);
     pool_new(h, rd(&s));
     for (int k = 0; k < 400 && s.n; k++)
         step(h, &s);
