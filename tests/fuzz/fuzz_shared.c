@@ -22,6 +22,7 @@
 #include "shm/wake.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,11 +197,16 @@ static void pool_free(harness *h)
 
 /* ---- parent steps -------------------------------------------------------- */
 
+/* What an event loop does: process when the pool's descriptor is
+ * readable, so a worker's lost or withheld wake-up delays its replies
+ * until the sweep (timers_due), as it would in an application. */
 static void process(harness *h)
 {
     fake_reap_killed(h);
     fake_zygote_step(h);
-    ppx_pool_process(h->p);
+    struct pollfd pf = {ppx_pool_fd(h->p), POLLIN, 0};
+    if (poll(&pf, 1, 0) > 0)
+        ppx_pool_process(h->p);
     fake_reap_killed(h);
 }
 
