@@ -2,17 +2,25 @@
  * libFuzzer target for the parent's view of shared memory (issue 12): the
  * input is a script that interleaves a workload (submits, maps, cancels,
  * the parent's processing, its timers and sweep, worker steps, crashes
- * and exits) with writes of arbitrary values into a live worker's region
- * (its block, slots, ring header words, ring records, outbox), which is
- * exactly what a worker can write. The parent is the real pool code; the
- * workers and the zygote are fakes in this process (fuzz_fake.c).
+ * and exits, failed spawns) with writes of arbitrary values into a live
+ * worker's region (its block, slots, ring header words, ring records,
+ * outbox), which is exactly what a worker can write. The parent is the
+ * real pool code; the workers and the zygote are fakes in this process
+ * (fuzz_fake.c).
  *
- * After the script, the workers turn honest (or are killed when stuck)
- * and the pool runs until every future has resolved; then:
- *   - every future resolved, within a bounded number of rounds;
+ * Input: one byte of configuration (bit 0: two workers; bits 1-2: queue
+ * depth; bit 3: no arena or outboxes, big frames in chunks; bit 4: trace;
+ * bit 5: writes only while a function runs), then steps (see step()).
+ *
+ * After the script, the workers turn honest and the pool runs until every
+ * future has resolved; a worker that wrote into its region at any time
+ * may be stuck by its own hand and is killed after a while, as a caller's
+ * deadline would. Then:
+ *   - every future resolved, within a bounded number of rounds, and with
+ *     writes only inside functions without killing anyone;
  *   - a WorkerCrashed or ProtocolError names one of the fake workers;
  *   - without writes into ring contents or an outbox, a result is exactly
- *     the arguments echoed, an error is one the script could cause;
+ *     its own call's arguments echoed, an error one the script explains;
  *   - the pool holds no task afterwards.
  * ASan and UBSan check the rest.
  */
