@@ -1,0 +1,516 @@
+/*
+ * libFuzzer target for the parent's view of shared memory (issue 12): the
+ * input is a script that interleaves a workload (submits, maps, cancels,
+ * the parent's processing, its timers and sweep, worker steps, crashes
+ * and exits, failed spawns) with writes of arbitrary values into a live
+ * worker's region (its block, slots, ring header words, ring records,
+ * outbox), which is exactly what a worker can write. The parent is the
+ * real pool code; the workers and the zygote are fakes in this process
+ * (fuzz_fake.c).
+ *
+ * Input: one byte of configuration (bit 0: two workers; bits 1-2: queue
+ * depth; bit 3: no arena or outboxes, big frames in chunks; bit 4: trace;
+ * bit 5: writes only while a function runs), then steps (see step()).
+ *
+ * After the script, the workers turn honest and the pool runs until every
+ * future has resolved; a worker that wrote into its region at any time
+ * may be stuck by its own hand and is killed after a while, as a caller's
+ * deadline would. Then:
+ *   - every future resolved, within a bounded number of rounds, and with
+ *     writes only inside functions without killing anyone;
+ *   - a WorkerCrashed or ProtocolError names one of the fake workers;
+ *   - without writes into ring contents or an outbox, a result is exactly
+ *     its own call's arguments echoed, an error one the script explains;
+ *   - the pool holds no task afterwards.
+ * ASan and UBSan check the rest.
+ */
+#include "fuzz_shared.h"
+#include "procpool/registry.h"
+#include "procpool/worker.h"
+#include "shm/wake.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+#define POOL_MAGIC 0x7070784cu /* pool.c's: what makes the pool live */
+#define MAX_SUBS 48
+
+typedef struct in {
+    const uint8_t *d;
+    size_t n;
+} in;
+
+static uint8_t rd(in *s)
+{
+    if (!s->n)
+        return 0;
+    s->n--;
+    return *s->d++;
+}
+
+static uint64_t rdn(in *s, int bytes)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < bytes; k++)
+        v |= (uint64_t)rd(s) << (8 * k);
+    return v;
+}
+
+typedef struct sub {
+    ppx_future *f;
+    unsigned char *args; /* what an honest echo returns */
+    size_t len;
+    bool fail, timeout, cancelled;
+} sub;
+
+static sub subs[MAX_SUBS];
+static size_t nsubs;
+/* What the script did, to know which outcomes it can explain. */
+static bool data_written, any_written, crashed, init_exit;
+static bool region_written[FAKE_MAX_WORKERS];
+/* Writes land only while a function runs (between a claim and its
+ * FINISHED), as from a function without threads of its own: then no
+ * worker can be stuck by its own hand once it is honest again, and the
+ * pool must finish without the harness killing anyone. Otherwise writes
+ * land at any time, as from a thread a function left running. */
+static bool fn_only;
+
+static int never_runs(ppx_call *call, void *udata)
+{
+    (void)call;
+    (void)udata;
+    abort(); /* workers are fakes: nothing calls the registry's functions */
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    ppx_register("echo", never_runs, NULL);
+    ppx_register("fail", never_runs, NULL);
+    ppx__registry_freeze();
+    /* Freed futures are kept a while before their memory is reused (see
+     * future.c): fill that quarantine now, or every input allocates more
+     * than it frees and libFuzzer runs its leak check on each. */
+    for (int k = 0; k < 4200; k++) {
+        ppx_future *f = ppx__future_new(NULL, 0, "warm", 4, NULL);
+        ppx__notify n = {0};
+        if (!f)
+            abort();
+        ppx__future_cancelled(f, &n);
+        ppx__notify_run(&n);
+        ppx_future_unref(f);
+    }
+    return 0;
+}
+
+/* ---- the pool, without fork -------------------------------------------- */
+
+static void add_fd(ppx_pool *p, int fd, uint64_t tag)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
+    if (fd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev))
+        abort();
+}
+
+/* ppx_pool_new's steps with a socketpair for the zygote's socket. */
+static ppx_pool *pool_new(harness *h, uint8_t cfg)
+{
+    ppx_pool *p = calloc(1, sizeof *p);
+    ppx_pool_options o = {.workers = 1 + (cfg & 1), .ring_bytes = 4096,
+                          .max_payload = 16384, .max_queued_per_worker = 2 + (cfg >> 1) % 3};
+    if (cfg & 8)
+        o.arena_bytes = PPX_ARENA_NONE; /* big frames travel in chunks */
+    if (!p || ppx__options_resolve(&p->opt, &o))
+        abort();
+    p->nworkers = p->opt.workers;
+    p->self = getpid();
+    p->created_ns = ppx__now_ns();
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->magic = POOL_MAGIC;
+    atomic_init(&p->refs, 1);
+    atomic_init(&p->next_id, 1);
+    p->w = calloc((size_t)p->nworkers, sizeof *p->w);
+    if (!p->w || ppx__layout_map(p))
+        abort();
+    /* The trace reads the slots' start and end stamps a worker writes. */
+    if ((cfg & 16) && ppx__trace_open(&p->trace, "/dev/null", (long)p->self, p->nworkers,
+                                      p->created_ns))
+        abort();
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    p->efd = ppx__eventfd_new();
+    p->kickfd = ppx__eventfd_new();
+    p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+        abort();
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    p->z.sock = sv[0];
+    p->z.lifeline = -1;
+    h->zsock = sv[1];
+    add_fd(p, p->efd, PPX__EV_EFD);
+    add_fd(p, p->kickfd, PPX__EV_KICK);
+    add_fd(p, p->tfd, PPX__EV_TIMER);
+    add_fd(p, p->z.sock, PPX__EV_ZYGOTE);
+    h->p = p;
+    for (int i = 0; i < p->nworkers; i++)
+        if (ppx__spawn(p, i))
+            abort();
+    fake_zygote_step(h);
+    ppx__notify n = {0};
+    ppx__zygote_events(p, &n);
+    p->started_all = true;
+    ppx__want_wakeups(p, 1);
+    return p;
+}
+
+/* The fake workers all die (the parent stops respawning), then what
+ * ppx_pool_free's destroy() releases. */
+static void pool_free(harness *h)
+{
+    ppx_pool *p = h->p;
+    ppx__notify n = {0};
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->sh->shutdown, 1);
+    for (int i = 0; i < p->nworkers; i++)
+        if (p->w[i].alive)
+            ppx__reap(p, &p->w[i], CLD_KILLED, SIGKILL, &n);
+    if (p->ntasks || p->unresolved || p->queue.n)
+        abort(); /* a task outlived every worker and every future */
+    ppx__observe_pool_end(p);
+    pthread_mutex_unlock(&p->mu);
+    ppx__notify_run(&n);
+    close(p->epfd);
+    close(p->efd);
+    close(p->kickfd);
+    close(p->tfd);
+    close(p->z.sock);
+    close(h->zsock);
+    ppx__layout_unmap(p);
+    ppx__bigbuf_trim();
+    free(p->slot_task);
+    free(p->slot_seq);
+    for (int i = 0; i < p->nworkers; i++)
+        free(p->w[i].free_slots);
+    free(p->w);
+    ppx__heap_free(&p->deadlines);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+    for (int i = 0; i < FAKE_MAX_WORKERS; i++)
+        fake_destroy(&h->w[i]);
+    h->p = NULL;
+}
+
+/* ---- parent steps -------------------------------------------------------- */
+
+/* What an event loop does: process when the pool's descriptor is
+ * readable, so a worker's lost or withheld wake-up delays its replies
+ * until the sweep (timers_due), as it would in an application. */
+static void process(harness *h)
+{
+    fake_reap_killed(h);
+    fake_zygote_step(h);
+    struct pollfd pf = {ppx_pool_fd(h->p), POLLIN, 0};
+    if (poll(&pf, 1, 0) > 0)
+        ppx_pool_process(h->p);
+    fake_reap_killed(h);
+}
+
+/* Every deadline, sweep and respawn delay passes now: time is the
+ * script's, not the clock's. */
+static void timers_due(harness *h)
+{
+    ppx_pool *p = h->p;
+    ppx__notify n = {0};
+    pthread_mutex_lock(&p->mu);
+    size_t k = p->deadlines.n;
+    ppx__task **due = malloc((k ? k : 1) * sizeof *due);
+    if (k)
+        memcpy(due, p->deadlines.v, k * sizeof *due);
+    for (size_t j = 0; j < k; j++) {
+        if (due[j]->timeout_at)
+            due[j]->timeout_at = 1;
+        if (due[j]->kill_at)
+            due[j]->kill_at = 1;
+        ppx__heap_set(&p->deadlines, due[j], 1);
+    }
+    free(due);
+    if (p->sweep_at)
+        p->sweep_at = 1;
+    for (int i = 0; i < p->nworkers; i++)
+        if (p->w[i].respawn_at)
+            p->w[i].respawn_at = 1;
+    ppx__run_timers(p, &n);
+    pthread_mutex_unlock(&p->mu);
+    ppx__notify_run(&n);
+    fake_reap_killed(h);
+}
+
+/* [id, bin(len)], or for a map [[id, bin], [id, bin]]: id, the
+ * submission's number, makes every call's echo its own, so a value handed
+ * to the wrong future shows. */
+static unsigned char *make_args(in *s, bool map, size_t *len)
+{
+    static const size_t big[] = {1100, 3000, 9000};
+    uint8_t b = rd(s);
+    size_t n = b & 0x80 ? big[(b & 0x7f) % 3] : (size_t)(b & 0x3f);
+    if (map && n > 4000)
+        n = 4000; /* both items within max_payload */
+    size_t one = 5 + n, total = map ? 1 + 2 * one : one;
+    unsigned char *a = malloc(total), *q = a;
+    if (map)
+        *q++ = 0x92;
+    for (int k = 0; k < (map ? 2 : 1); k++) {
+        *q++ = 0x92;
+        *q++ = (unsigned char)nsubs; /* positive fixint: MAX_SUBS < 128 */
+        *q++ = 0xc5;                 /* bin16 */
+        *q++ = (unsigned char)(n >> 8);
+        *q++ = (unsigned char)n;
+        memset(q, b + k, n);
+        q += n;
+    }
+    *len = total;
+    return a;
+}
+
+static void submit(harness *h, in *s, int kind)
+{
+    if (nsubs == MAX_SUBS)
+        return;
+    sub *u = &subs[nsubs];
+    uint8_t opt = rd(s);
+    u->fail = kind == 1;
+    u->timeout = opt & 1;
+    u->args = make_args(s, kind == 2, &u->len);
+    ppx_call_options co = {.timeout_ms = u->timeout ? 1000 : -1};
+    int rc = kind == 2 ? ppx_pool_map(h->p, "echo", u->args, u->len, &co, &u->f)
+                       : ppx_pool_submit_ex(h->p, u->fail ? "fail" : "echo", u->args, u->len,
+                                            &co, &u->f);
+    if (rc)
+        abort(); /* every argument here is well-formed and within limits */
+    nsubs++;
+}
+
+/* Writes value into worker w's region at a place the script picks. */
+static void scribble(harness *h, in *s)
+{
+    ppx_pool *p = h->p;
+    int wi = rd(s) % p->nworkers;
+    uint8_t area = rd(s), mode = rd(s);
+    uint32_t off = (uint32_t)rdn(s, 2);
+    uint64_t v = rdn(s, 8);
+    if (!h->w[wi].alive || (fn_only && !h->w[wi].finish_slot))
+        return; /* only a live worker writes, in a function if fn_only */
+    size_t cap = p->opt.ring_bytes, hdr = sizeof(ppx__ring), at;
+    size_t req = p->block_bytes, resp = req + p->ring_stride, ob = req + 2 * p->ring_stride;
+    bool data = false;
+    switch (area % 8) {
+    case 0: at = off % sizeof(ppx__wshared); break;
+    case 1: at = sizeof(ppx__wshared) + off % (p->per * sizeof(ppx__slot)); break;
+    case 2: at = req + off % hdr; break;
+    case 3: at = req + hdr + off % cap, data = true; break;
+    case 4: at = resp + off % hdr; break;
+    case 5: /* near where the parent reads next: record headers */
+        at = resp + hdr + (p->w[wi].resp.tail + off % 64) % cap, data = true;
+        break;
+    case 6:
+        if (!p->outbox_bytes)
+            return;
+        at = ob + off % 4096, data = true;
+        break;
+    default:
+        at = ((uint32_t)rdn(s, 2) << 16 | off) % p->region_stride;
+        data = (at >= req + hdr && at < req + hdr + cap) ||
+               (at >= resp + hdr && at < resp + hdr + cap) || at >= ob;
+    }
+    static const size_t widths[] = {1, 4, 8, 8};
+    size_t wd = widths[mode % 4];
+    at &= ~(wd - 1);
+    if (at + wd > p->region_stride)
+        return;
+    unsigned char *dst =
+        (unsigned char *)p->sh + p->region_off + (size_t)wi * p->region_stride + at;
+    if (mode % 4 == 3) { /* nudge a counter: head and tail a little off */
+        uint64_t cur;
+        memcpy(&cur, dst, 8);
+        v = cur + (uint64_t)(int64_t)(int8_t)v;
+    }
+    memcpy(dst, &v, wd);
+    any_written = region_written[wi] = true;
+    data_written |= data;
+}
+
+/* What a caller can ask while calls are out: the reads of slot words
+ * and busy times behind them must stay hints, bounded and harmless. */
+static void observe(harness *h)
+{
+    ppx_pool_stats ps;
+    ppx_pool_stats_get(h->p, &ps);
+    for (int i = 0; i < h->p->nworkers; i++) {
+        ppx_worker_stats ws;
+        if (ppx_pool_worker_stats(h->p, i, &ws) || ws.queued > h->p->per ||
+            ws.request_ring_bytes > ws.ring_bytes || ws.response_ring_bytes > ws.ring_bytes)
+            abort();
+    }
+    for (size_t i = 0; i < nsubs; i++) {
+        ppx_state st = ppx_future_state(subs[i].f);
+        if (st != PPX_PENDING && st != PPX_RUNNING && !ppx_future_done(subs[i].f))
+            abort();
+    }
+}
+
+static void step(harness *h, in *s)
+{
+    uint8_t op = rd(s);
+    switch (op % 16) {
+    case 0: case 1: submit(h, s, 0); break;
+    case 2: submit(h, s, 1); break;
+    case 3: submit(h, s, 2); break;
+    case 4: {
+        uint8_t k = rd(s);
+        if (nsubs && ppx_future_cancel(subs[k % nsubs].f) == 0)
+            subs[k % nsubs].cancelled = true;
+        break;
+    }
+    case 5: process(h); break;
+    case 6: case 7: {
+        uint8_t b = rd(s);
+        int wi = b % h->p->nworkers;
+        bool rogue = (b & 0x1c) == 0x1c; /* one step in eight */
+        if (rogue && h->w[wi].alive)
+            any_written = region_written[wi] = true; /* explains its ProtocolError */
+        fake_serve(h, wi, b & 2, rogue);
+        break;
+    }
+    case 8: {
+        uint8_t b = rd(s);
+        crashed = true;
+        init_exit |= fake_die(h, b % h->p->nworkers, (b >> 1) % 13) == PPX__EXIT_INIT;
+        break;
+    }
+    case 9: timers_due(h); break;
+    case 12: observe(h); break;
+    case 13: h->spawn_fails += 1 + rd(s) % 3; break;
+    default: scribble(h, s); break;
+    }
+}
+
+/* ---- the end: everything resolves, and only to what the script explains */
+
+static size_t unresolved(void)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < nsubs; i++)
+        k += !ppx_future_done(subs[i].f);
+    return k;
+}
+
+/* Honest workers from here; one stuck for a while (after writing into
+ * its region) is killed, as a caller's deadline would. */
+static void settle(harness *h)
+{
+    size_t left = unresolved(), idle = 0;
+    h->spawn_fails = 0; /* the fork server is honest too */
+    for (int round = 0; round < 4000 && left; round++) {
+        process(h);
+        for (int i = 0; i < h->p->nworkers; i++)
+            for (int k = 0; k < 64 && fake_serve(h, i, false, false); k++)
+                ;
+        process(h);
+        size_t now = unresolved();
+        idle = now < left ? 0 : idle + 1;
+        left = now;
+        if (idle % 4 == 3)
+            timers_due(h);
+        if (idle % 16 == 15) {
+            /* Only a worker that wrote into its region may be stuck by
+             * its own hand; honest ones must never need this. */
+            bool any = false;
+            for (int i = 0; i < h->p->nworkers && !fn_only; i++)
+                if (region_written[i])
+                    any |= fake_die(h, i, 0) == -1;
+            if (!any) {
+                fprintf(stderr, "fuzz_shared: stalled with honest workers\n");
+                abort();
+            }
+            crashed = true;
+        }
+    }
+    if (left) {
+        fprintf(stderr, "fuzz_shared: %zu futures never resolved\n", left);
+        abort();
+    }
+}
+
+static void check(const sub *u)
+{
+    ppx_state st = ppx_future_state(u->f);
+    if (st == PPX_CANCELLED) {
+        if (!u->cancelled)
+            abort();
+        return;
+    }
+    if (st == PPX_DONE) {
+        ppx_value v;
+        if (ppx_future_value(u->f, &v))
+            abort();
+        if (!data_written && (u->fail || v.len != u->len || memcmp(v.data, u->args, v.len)))
+            abort(); /* a value that is not the worker's answer */
+        return;
+    }
+    const ppx_error *e = ppx_future_error(u->f);
+    if (st != PPX_FAILED || !e)
+        abort();
+    bool lost = !strcmp(e->type, "WorkerCrashed"), proto = !strcmp(e->type, "ProtocolError");
+    if (!data_written && (lost || proto) && (e->pid < FAKE_PID_BASE || e->pid >= fuzz_h.next_pid)) {
+        fprintf(stderr, "fuzz_shared: %s names pid %ld\n", e->type, e->pid);
+        abort(); /* misattributed: not one of our workers */
+    }
+    if (data_written)
+        return; /* the worker may have written any error frame */
+    bool ok = (lost && crashed) || (proto && any_written) ||
+              (!strcmp(e->type, "ValueError") && u->fail) ||
+              (!strcmp(e->type, "TimeoutError") && u->timeout) ||
+              (!strcmp(e->type, "InitializerError") && init_exit);
+    if (!ok) {
+        fprintf(stderr, "fuzz_shared: unexplained %s: %s\n", e->type, e->message);
+        abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    in s = {data, size};
+    harness *h = &fuzz_h;
+    h->next_pid = FAKE_PID_BASE;
+    h->spawn_fails = 0;
+    nsubs = 0;
+    data_written = any_written = crashed = init_exit = false;
+    memset(region_written, 0, sizeof region_written);
+    fn_only = size && (data[0] & 32);
+    pool_new(h, rd(&s));
+    for (int k = 0; k < 400 && s.n; k++)
+        step(h, &s);
+    settle(h);
+    for (size_t i = 0; i < nsubs; i++) {
+        check(&subs[i]);
+        ppx_future_unref(subs[i].f);
+        free(subs[i].args);
+    }
+    pool_free(h);
+    return 0;
+}
