@@ -137,6 +137,7 @@ static ppx_pool *pool_new(harness *h, uint8_t cfg)
         abort();
     p->nworkers = p->opt.workers;
     p->self = getpid();
+    p->gen = ppx__fork_generation(); /* the pool is this process's own */
     p->created_ns = ppx__now_ns();
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
