@@ -178,9 +178,18 @@ static int fn_spawn_sleeper(ppx_call *c, void *u)
         return pid < 0 ? ppx_raise(c, "OSError", "fork: %s", strerror(errno))
                        : ppx_return_int(c, pid);
     }
-    int fds[2];
-    if (pipe(fds) != 0)
+    /* Above the low numbers: the forked copy runs the application's
+     * atfork handlers, and libuv's closes the numbers of its signal lock
+     * pipe, which in a worker may be ours (docs/FAILURE_MODEL.md). */
+    int fds[2], tmp[2];
+    if (pipe(tmp) != 0)
         return ppx_raise(c, "OSError", "pipe: %s", strerror(errno));
+    fds[0] = fcntl(tmp[0], F_DUPFD, 64);
+    fds[1] = fcntl(tmp[1], F_DUPFD, 64);
+    close(tmp[0]);
+    close(tmp[1]);
+    if (fds[0] < 0 || fds[1] < 0)
+        return ppx_raise(c, "OSError", "fcntl: %s", strerror(errno));
     pid_t mid = fork();
     if (mid == 0) {
         setsid();
