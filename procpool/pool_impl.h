@@ -232,6 +232,24 @@ bool ppx__pool_live(const ppx_pool *p);
  * graveyard. copy: p is a fork's copy whose tasks are gone already
  * (ppx__pool_free_copy): nothing but this process's memory is touched. */
 void ppx__pool_destroy(ppx_pool *p, bool copy);
+/* Drops a reference; the last one destroys the pool (pool.c). */
+void ppx__pool_unref(ppx_pool *p);
+
+/* drive.c: wake a sleeping driver; after futures resolved (n), wake
+ * blocked waiters and, if kick_driver, the driver. */
+void ppx__pool_kick(ppx_pool *p);
+void ppx__pool_after_resolve(ppx_pool *p, ppx__notify *n, bool kick_driver);
+/* Blocks until done(p, arg) holds (checked under the lock) or deadline
+ * (ppx__now_ns() clock; -1: none) passes, driving the pool meanwhile
+ * unless another thread does. 0, PPX_ETIMEDOUT or PPX_EBADOBJ (the pool
+ * was being freed). */
+int ppx__pool_drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *arg,
+                          int64_t deadline);
+/* A deadline timeout_ms from now (-1 for a negative timeout), and the
+ * milliseconds left until one (-1: none; 0: passed). */
+int64_t ppx__deadline_of(int timeout_ms);
+int ppx__remaining_ms(int64_t deadline);
+
 /* fork.c: ppx_pool_free of a copy inherited through fork(). */
 void ppx__pool_free_copy(ppx_pool *p);
 /* Whether p was made by this process, not inherited through fork(). */
