@@ -70,16 +70,6 @@ static ppx_future *sleep_add(ppx_pool *p, int ms, int a, int b)
     return f;
 }
 
-static int64_t value_of(ppx_future *f)
-{
-    int64_t v = 0;
-    assert_int_equal(ppx_future_wait(f, 30000), 0);
-    if (ppx_future_int(f, &v) != 0)
-        fail_msg("expected a value, got %s: %s", ppx_future_error(f)->type,
-                 ppx_future_error(f)->message);
-    return v;
-}
-
 /* The calls out at the fork, and what the creator's pool looked like. */
 #define OUT 6
 typedef struct scene {
@@ -93,7 +83,7 @@ static void scene_start(scene *s)
 {
     s->p = new_pool(2);
     s->done = sleep_add(s->p, 0, 40, 2);
-    assert_int_equal(value_of(s->done), 42);
+    assert_int_equal(support_future_int(s->done), 42);
     for (int i = 0; i < 2; i++)
         s->pids[i] = ppx_pool_worker_pid(s->p, i);
     /* Nothing drives the pool until the parent waits: these are
@@ -108,12 +98,12 @@ static void scene_start(scene *s)
 static void scene_finish(scene *s)
 {
     for (int i = 0; i < OUT; i++) {
-        assert_int_equal(value_of(s->out[i]), i + 100);
+        assert_int_equal(support_future_int(s->out[i]), i + 100);
         ppx_future_unref(s->out[i]);
     }
     for (int i = 0; i < 10; i++) {
         ppx_future *f = sleep_add(s->p, 0, i, 1000);
-        assert_int_equal(value_of(f), i + 1000);
+        assert_int_equal(support_future_int(f), i + 1000);
         ppx_future_unref(f);
     }
     ppx_pool_stats st;
@@ -370,7 +360,7 @@ static void test_loop_api_on_a_childs_copy_is_refused_and_the_parents_loop_goes_
     ppx_awaitable *aw;
     assert_int_equal(ppx_wrap_future(&ls.loop, ls.fut, &aw), 0);
     assert_int_equal(ppx_run_until_complete(&ls.loop, aw), 0);
-    assert_int_equal(value_of(ls.fut), 108);
+    assert_int_equal(support_future_int(ls.fut), 108);
     ppx_awaitable_unref(aw);
     ppx_awaitable_unref(ls.pending);
     ppx_future_unref(ls.fut);

@@ -443,24 +443,6 @@ static void test_keep_descendants_leaves_them_running_after_replacement_and_free
 
 /* ---- the creator's death ----------------------------------------------- */
 
-static long ppid_of(long pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')');
-    long ppid = -1;
-    char st;
-    if (!paren || sscanf(paren + 1, " %c %ld", &st, &ppid) != 2)
-        return -1;
-    return ppid;
-}
-
 /* The creator: makes a pool, forks a copy of itself that keeps every
  * descriptor (a raw clone runs no atfork handler, so the copy surely
  * holds the lifeline and the socket), reports {zygote, worker 0, worker 1,
@@ -472,7 +454,7 @@ _Noreturn static void be_creator(int out)
     if (ppx_pool_new(&p, &o) != 0)
         _exit(1);
     long pids[4] = {0, ppx_pool_worker_pid(p, 0), ppx_pool_worker_pid(p, 1), 0};
-    pids[0] = ppid_of(pids[1]);
+    pids[0] = support_parent_of(pids[1]);
     long copy = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (copy == 0)
         sleep_forever();
@@ -497,8 +479,8 @@ static void test_the_zygote_and_workers_die_with_their_creator_while_a_copy_of_i
     long pids[4];
     assert_int_equal(read(fds[0], pids, sizeof pids), (ssize_t)sizeof pids);
     close(fds[0]);
-    assert_int_equal(ppid_of(pids[0]), creator);
-    assert_int_equal(ppid_of(pids[3]), creator);
+    assert_int_equal(support_parent_of(pids[0]), creator);
+    assert_int_equal(support_parent_of(pids[3]), creator);
     for (int i = 0; i < 3; i++)
         assert_false(support_process_gone(pids[i]));
     assert_int_equal(kill(creator, SIGKILL), 0);

@@ -200,3 +200,13 @@ void support_wait_gone(long pid, int timeout_ms)
     if (!support_pid_gone(pid, timeout_ms))
         fail_msg("process %ld still runs after %d ms", pid, timeout_ms);
 }
+
+int64_t support_future_int(ppx_future *f)
+{
+    int64_t v = 0;
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    if (ppx_future_int(f, &v) != 0)
+        fail_msg("expected a value, got %s: %s", ppx_future_error(f)->type,
+                 ppx_future_error(f)->message);
+    return v;
+}

@@ -53,4 +53,9 @@ bool support_process_gone(long pid);
 /* Polls (up to timeout_ms, or fails the test) until pid is gone. */
 void support_wait_gone(long pid, int timeout_ms);
 
+/* Waits (up to 30 s) for f and returns its integer value; fails the test
+ * naming the error's type and message if it has none. */
+struct ppx_future;
+int64_t support_future_int(struct ppx_future *f);
+
 #endif

@@ -200,22 +200,12 @@ static ppx_future *submit_add(ppx_pool *p, int a, int b)
     return f;
 }
 
-static int64_t value_of(ppx_future *f)
-{
-    int64_t v = 0;
-    assert_int_equal(ppx_future_wait(f, 30000), 0);
-    if (ppx_future_int(f, &v) != 0)
-        fail_msg("expected a value, got %s: %s", ppx_future_error(f)->type,
-                 ppx_future_error(f)->message);
-    return v;
-}
-
 /* The pool answers n fresh calls with the right values. */
 static void serves(ppx_pool *p, int n)
 {
     for (int i = 0; i < n; i++) {
         ppx_future *f = submit_add(p, i, 1000);
-        assert_int_equal(value_of(f), i + 1000);
+        assert_int_equal(support_future_int(f), i + 1000);
         ppx_future_unref(f);
     }
 }
@@ -322,7 +312,7 @@ static void test_any_exit_status_is_a_crash_named_by_its_status_and_queued_calls
         long pid = 0;
         ppx_future *who;
         assert_int_equal(ppx_pool_submitf(p, &who, "pid", ""), 0);
-        pid = (long)value_of(who);
+        pid = (long)support_future_int(who);
         ppx_future_unref(who);
         ppx_future *e, *f[4];
         assert_int_equal(ppx_pool_submitf(p, &e, "exit_with", "i", statuses[k]), 0);
@@ -338,7 +328,7 @@ static void test_any_exit_status_is_a_crash_named_by_its_status_and_queued_calls
         assert_non_null(strstr(err->message, want));
         assert_blames(e, pid);
         for (int i = 0; i < 4; i++) {
-            assert_int_equal(value_of(f[i]), i + 10);
+            assert_int_equal(support_future_int(f[i]), i + 10);
             ppx_future_unref(f[i]);
         }
         ppx_future_unref(e);
@@ -357,11 +347,11 @@ static void test_function_closing_every_descriptor_still_answers_and_its_worker_
     ppx_pool *p = new_pool(1);
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "pid", ""), 0);
-    long before = (long)value_of(f);
+    long before = (long)support_future_int(f);
     ppx_future_unref(f);
     for (int round = 0; round < 3; round++) {
         assert_int_equal(ppx_pool_submitf(p, &f, "close_all", ""), 0);
-        assert_int_equal(value_of(f), 42); /* no timeout given: it must come */
+        assert_int_equal(support_future_int(f), 42); /* no timeout given: it must come */
         ppx_future_unref(f);
         serves(p, 3);
     }
@@ -371,7 +361,7 @@ static void test_function_closing_every_descriptor_still_answers_and_its_worker_
     while (ppx_pool_worker_pid(p, 0) == before || ppx_pool_worker_pid(p, 0) == 0) {
         assert_true(support_now_ms() < end);
         ppx_future *g = submit_add(p, 0, 0);
-        assert_int_equal(value_of(g), 0);
+        assert_int_equal(support_future_int(g), 0);
         ppx_future_unref(g);
         support_sleep_ms(50);
     }
@@ -401,10 +391,10 @@ static void test_function_forking_gets_the_originals_answer_and_the_copy_writes_
             for (size_t k = 0; k < n; k += 4096)
                 assert_int_equal(((const unsigned char *)b)[k], 0x07);
         } else {
-            assert_int_equal(value_of(f), 7);
+            assert_int_equal(support_future_int(f), 7);
         }
         for (int i = 0; i < 3; i++) {
-            assert_int_equal(value_of(g[i]), i + round);
+            assert_int_equal(support_future_int(g[i]), i + round);
             ppx_future_unref(g[i]);
         }
         ppx_future_unref(f);
