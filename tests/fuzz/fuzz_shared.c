@@ -259,6 +259,12 @@ static void timers_due(harness *h)
     pthread_mutex_unlock(&p->mu);
     ppx__notify_run(&n);
     fake_reap_killed(h);
+    /* A real expiry is the timerfd turning readable, and the loop then
+     * processes the pool: every worker's replies are drained in that same
+     * round, whether or not its wake-up came (a function may have cleared
+     * parent_waiting; the sweep is what makes up for it). */
+    ppx_pool_process(p);
+    fake_reap_killed(h);
 }
 
 /* [id, bin(len)], or for a map [[id, bin], [id, bin]]: id, the
