@@ -421,15 +421,15 @@ static int outbox_reply(ppx_pool *p, ppx__worker *w, const void *rec, size_t len
     memcpy(&r, rec, sizeof r);
     if (r.len == 0 || r.len > p->outbox_bytes)
         return PPX_EMALFORMED;
-    _Atomic uint32_t *busy = &w->ws->outbox_busy;
+    _Atomic uint32_t *copied = &p->live[p->nslots + (size_t)(w - p->w)];
     size_t cap;
     void *buf = ppx__bigbuf_alloc(r.len, &cap);
     if (buf)
         memcpy(buf, w->outbox, r.len);
     else /* read in place: only copying the value out can fail, MemoryError */
         handle_reply(p, w, w->outbox, r.len, NULL, 0, n);
-    atomic_store_explicit(busy, 0, memory_order_release);
-    ppx__futex_wake(busy, 1);
+    atomic_fetch_add_explicit(copied, 1, memory_order_release);
+    ppx__futex_wake(copied, 1);
     if (buf)
         handle_reply(p, w, buf, r.len, buf, cap, n);
     p->stats.outbox_replies++;
@@ -647,7 +647,7 @@ int ppx__spawn(ppx_pool *p, int i)
     ppx__worker *w = &p->w[i];
     ppx__restamp_layout(p);
     /* Its predecessor's reply and last words are gone. */
-    atomic_store(&w->ws->outbox_busy, 0);
+    atomic_store(&p->live[p->nslots + (size_t)i], 0);
     atomic_store(&w->ws->exit_note, 0);
     int rc = ppx__zygote_request(&p->z, (uint32_t)i);
     if (rc == 0) {

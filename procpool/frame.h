@@ -29,7 +29,8 @@ typedef struct ppx__arena_rec {
 _Static_assert(sizeof(ppx__arena_rec) == 32, "record layout is shared ABI");
 
 /* Worker -> parent: a reply frame of len bytes waits in the worker's
- * outbox; the parent copies it out and clears outbox_busy. */
+ * outbox; the parent copies it out and counts it in the worker's word of
+ * ppx__shared_outbox_copied. */
 typedef struct ppx__outbox_rec {
     uint64_t len;
 } ppx__outbox_rec;

@@ -133,7 +133,8 @@ int ppx__layout_map(ppx_pool *p)
     p->per = p->opt.max_queued_per_worker;
     p->nslots = nw * p->per;
     size_t live_off = (sizeof(ppx__shared) + 63) & ~(size_t)63;
-    p->region_off = ppx__page_round(live_off + p->nslots * sizeof(uint32_t));
+    /* The live table, then each worker's outbox count (shared.h). */
+    p->region_off = ppx__page_round(live_off + (p->nslots + nw) * sizeof(uint32_t));
     p->block_bytes = ppx__page_round(sizeof(ppx__wshared) + p->per * sizeof(ppx__slot));
     p->ring_stride = ppx__page_round(ppx__ring_footprint(p->opt.ring_bytes));
     /* An outbox holds the largest reply a worker may send. */

@@ -49,7 +49,7 @@
 #include <stdint.h>
 
 #define PPX__SHARED_MAGIC 0x70707850u /* "ppxP" */
-#define PPX__SHARED_VERSION 4u
+#define PPX__SHARED_VERSION 5u
 
 enum {
     PPX__SLOT_FREE = 0,
@@ -97,10 +97,11 @@ static inline uint64_t ppx__exit_note(uint32_t status)
 #define PPX__INIT_ERROR_MAX 240
 typedef struct ppx__wshared {
     _Atomic uint32_t ready; /* 1 once the initializer has run */
-    /* 1 while the worker's outbox holds a reply the parent has not copied
-     * out yet: set by the worker before it sends the OUTBOX record,
-     * cleared (and futex-woken) by the parent. */
-    _Atomic uint32_t outbox_busy;
+    /* Unused. It held an "outbox busy" flag, which a function could set
+     * and so stall its worker for good; the parent's count of outbox
+     * replies copied out now lives where workers cannot write
+     * (ppx__shared_outbox_copied). */
+    uint32_t reserved0;
     /* ppx__exit_note(status) when the worker exits on purpose; zeroed by
      * the parent before each start. */
     _Atomic uint64_t exit_note;
@@ -154,6 +155,16 @@ typedef struct ppx__shared {
 static inline const _Atomic uint32_t *ppx__shared_live(ppx__shared *s)
 {
     return (const _Atomic uint32_t *)((char *)s + s->live_off);
+}
+
+/* After the live table, one word per worker, written by the parent only:
+ * how many of the worker's OUTBOX replies it has copied out (futex-woken
+ * on each), 0 when the worker starts. A worker sends its next OUTBOX
+ * reply only once this equals its own count of sends, so nothing it
+ * writes can make it wait forever or overwrite a reply not yet copied. */
+static inline const _Atomic uint32_t *ppx__shared_outbox_copied(ppx__shared *s, uint32_t w)
+{
+    return ppx__shared_live(s) + (size_t)s->nworkers * s->slots_per_worker + w;
 }
 
 static inline char *ppx__shared_region(ppx__shared *s, uint32_t w)

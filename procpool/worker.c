@@ -47,11 +47,10 @@ typedef struct wctx {
     uint64_t arena_bytes;
     unsigned char *outbox;      /* NULL when there is none */
     uint64_t outbox_bytes;
-    _Atomic uint32_t *outbox_busy;
-    /* An OUTBOX record went out and outbox_busy has not been seen clear
-     * since: only then is a busy word worth waiting for (a function may
-     * have written anything there). */
-    bool outbox_sent;
+    /* The parent's count of OUTBOX replies copied out (read-only here),
+     * and ours of those sent: the outbox is free when they are equal. */
+    const _Atomic uint32_t *outbox_copied;
+    uint32_t outbox_sends;
     /* Time spent in functions: this process's running sum, published in
      * its worker block after each call (see ppx__wshared.busy_ns). */
     _Atomic uint64_t *busy_ns;
@@ -131,19 +130,21 @@ static void send_record(wctx *w, const void *rec, size_t len, uint32_t flags)
 
 /* The outbox is ours once the parent has copied the previous reply out
  * (it does so as soon as it sees it). */
-static bool outbox_free(wctx *w)
+static bool outbox_free(wctx *w, uint32_t *copied)
 {
-    if (!w->outbox_sent || !atomic_load_explicit(w->outbox_busy, memory_order_acquire))
-        w->outbox_sent = false;
-    return !w->outbox_sent;
+    *copied = atomic_load_explicit(w->outbox_copied, memory_order_acquire);
+    return *copied == w->outbox_sends;
 }
 
 static void wait_outbox(wctx *w)
 {
-    for (unsigned i = 0; !outbox_free(w); i++) {
+    uint32_t copied;
+    for (unsigned i = 0; !outbox_free(w, &copied); i++) {
         if (i < IDLE_SPIN)
             ppx__spin_step(i);
-        else if (ppx__futex_wait(w->outbox_busy, 1, ORPHAN_CHECK_MS) == -ETIMEDOUT)
+        /* FUTEX_WAIT only reads the word: a read-only page will do. */
+        else if (ppx__futex_wait((_Atomic uint32_t *)w->outbox_copied, copied, ORPHAN_CHECK_MS) ==
+                 -ETIMEDOUT)
             check_parent(w);
     }
 }
@@ -151,8 +152,7 @@ static void wait_outbox(wctx *w)
 /* Hands the parent the len-byte frame at the start of the outbox. */
 static void publish_outbox(wctx *w, size_t len)
 {
-    atomic_store_explicit(w->outbox_busy, 1, memory_order_relaxed);
-    w->outbox_sent = true;
+    w->outbox_sends++;
     ppx__outbox_rec r = {len};
     send_record(w, &r, sizeof r, PPX__REC_OUTBOX); /* publishes the bytes */
 }
@@ -239,7 +239,8 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
     /* A free outbox takes the result as the function writes it, behind
      * room for the reply's header: a big result is then never copied
      * again on this side. */
-    if (w->outbox && outbox_free(w))
+    uint32_t copied;
+    if (w->outbox && outbox_free(w, &copied))
         ppx__call_lend(&call, w->outbox + w->head_len, w->outbox_bytes - w->head_len);
     begin_call(w, slot);
     int rc = call_function(w, e, &call);
@@ -524,7 +525,7 @@ static void start(wctx *w, ppx__shared *sh, uint32_t index)
         w->outbox = ppx__shared_outbox(sh, index);
         w->outbox_bytes = sh->outbox_bytes;
     }
-    w->outbox_busy = &w->ws->outbox_busy;
+    w->outbox_copied = ppx__shared_outbox_copied(sh, index);
     w->busy_ns = &w->ws->busy_ns;
     protect_mapping(w);
     forked_ctx = w;

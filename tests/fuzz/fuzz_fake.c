@@ -56,7 +56,8 @@ static void fake_reset(fake *f)
     f->alive = f->killed = false;
     ppx__rx_reset(&f->rx);
     msgpack_sbuffer_clear(&f->out);
-    f->out_pending = f->out_in_outbox = f->outbox_sent = false;
+    f->out_pending = f->out_in_outbox = false;
+    f->outbox_sends = 0;
     f->finish_slot = NULL;
 }
 
@@ -157,15 +158,14 @@ static bool flush(harness *h, fake *f)
         f->finish_slot = NULL;
     }
     ppx__shared *sh = h->p->sh;
-    ppx__wshared *ws = ppx__shared_worker(sh, f->index);
     size_t len = f->out.size;
     if (!f->out_in_outbox && sh->outbox_bytes && len >= ppx__big_frame(f->resp.cap) &&
         len <= sh->outbox_bytes) {
-        if (f->outbox_sent && atomic_load(&ws->outbox_busy))
+        if (atomic_load(ppx__shared_outbox_copied(sh, f->index)) != f->outbox_sends)
             return false; /* the parent has not copied the last one out */
         memcpy(ppx__shared_outbox(sh, f->index), f->out.data, len);
-        atomic_store(&ws->outbox_busy, 1);
-        f->outbox_sent = f->out_in_outbox = true;
+        f->outbox_sends++;
+        f->out_in_outbox = true;
     }
     bool done;
     if (f->out_in_outbox) {

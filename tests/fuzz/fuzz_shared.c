@@ -17,7 +17,8 @@
  * may be stuck by its own hand and is killed after a while, as a caller's
  * deadline would. Then:
  *   - every future resolved, within a bounded number of rounds, and with
- *     writes only inside functions without killing anyone;
+ *     writes only inside functions without killing anyone, unless they
+ *     hit ring contents or the outbox (a reply already sent can be lost);
  *   - a WorkerCrashed or ProtocolError names one of the fake workers;
  *   - without writes into ring contents or an outbox, a result is exactly
  *     its own call's arguments echoed, an error one the script explains;
@@ -80,6 +81,10 @@ static size_t nsubs;
 /* What the script did, to know which outcomes it can explain. */
 static bool data_written, any_written, crashed, init_exit;
 static bool region_written[FAKE_MAX_WORKERS];
+/* Writes into ring contents or the outbox: even inside a function they can
+ * destroy a reply the worker already sent (the parent then reads it as
+ * something else), which only a caller's deadline or cancel ends. */
+static bool content_written[FAKE_MAX_WORKERS];
 /* Writes land only while a function runs (between a claim and its
  * FINISHED), as from a function without threads of its own: then no
  * worker can be stuck by its own hand once it is honest again, and the
@@ -358,6 +363,7 @@ static void scribble(harness *h, in *s)
     }
     memcpy(dst, &v, wd);
     any_written = region_written[wi] = true;
+    content_written[wi] |= data;
     data_written |= data;
 }
 
@@ -445,10 +451,11 @@ static void settle(harness *h)
             timers_due(h);
         if (idle % 16 == 15) {
             /* Only a worker that wrote into its region may be stuck by
-             * its own hand; honest ones must never need this. */
+             * its own hand (inside functions: only by writing over ring
+             * contents or its outbox); honest ones must never need this. */
             bool any = false;
-            for (int i = 0; i < h->p->nworkers && !fn_only; i++)
-                if (region_written[i])
+            for (int i = 0; i < h->p->nworkers; i++)
+                if (region_written[i] && (!fn_only || content_written[i]))
                     any |= fake_die(h, i, 0) == -1;
             if (!any) {
                 fprintf(stderr, "fuzz_shared: stalled with honest workers\n");
@@ -508,6 +515,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nsubs = 0;
     data_written = any_written = crashed = init_exit = false;
     memset(region_written, 0, sizeof region_written);
+    memset(content_written, 0, sizeof content_written);
     fn_only = size && (data[0] & 32);
     pool_new(h, rd(&s));
     for (int k = 0; k < 400 && s.n; k++)

@@ -29,7 +29,8 @@ typedef struct fake {
      * until it fits, a fake one resumes on its next step. */
     msgpack_sbuffer out;
     size_t out_off;
-    bool out_pending, out_in_outbox, outbox_sent;
+    bool out_pending, out_in_outbox;
+    uint32_t outbox_sends; /* as worker.c: free when the parent's count equals it */
     bool rogue; /* this step: replays its last reply, runs calls moved away */
     ppx__slot *finish_slot; /* FINISHED still to be written before the reply */
     uint64_t finish_word;
