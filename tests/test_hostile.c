@@ -132,6 +132,32 @@ static int fn_scribble(ppx_call *c, void *u)
     return ppx_return_int(c, getpid());
 }
 
+/* big_after_flag(set): with set, writes 1 over the word of its block that
+ * held the outbox's busy flag before 0.2 (a function could stall its
+ * worker with it); then returns 1 MiB of 0x5A through the outbox. */
+static int fn_big_after_flag(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t set;
+    ppx_call_arg_int(c, 0, &set);
+    ppx__shared *sh = find_header();
+    int me = sh ? own_index(sh) : -1;
+    if (me < 0)
+        return ppx_raise(c, "LookupError", "no pool mapping found");
+    if (set) {
+        ppx__wshared *ws = ppx__shared_worker(sh, (uint32_t)me);
+        memset(&ws->reserved0, 0xFF, sizeof ws->reserved0);
+    }
+    size_t n = 1 << 20;
+    unsigned char *b = malloc(n);
+    if (!b)
+        return ppx_raise(c, "MemoryError", "1 MiB");
+    memset(b, 0x5A, n);
+    int rc = ppx_return_bin(c, b, n);
+    free(b);
+    return rc;
+}
+
 /* exit_with(status): the function ends its process with that status. */
 static int fn_exit_with(ppx_call *c, void *u)
 {
@@ -406,6 +432,35 @@ static void test_function_forking_gets_the_originals_answer_and_the_copy_writes_
     ppx_pool_free(p);
 }
 
+/* Found by fuzz_shared: after one big reply, a function setting the busy
+ * flag its block used to hold kept the worker waiting for its outbox for
+ * good. The count it waits on is the parent's now, where it cannot write. */
+static void test_function_cannot_stall_its_worker_through_the_outbox(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(1);
+    for (int set = 0; set < 3; set++) {
+        ppx_future *f;
+        assert_int_equal(ppx_pool_submitf(p, &f, "big_after_flag", "i", set == 1), 0);
+        assert_int_equal(ppx_future_wait(f, 30000), 0);
+        ppx_value v;
+        const void *b;
+        size_t n;
+        assert_int_equal(ppx_future_value(f, &v), 0);
+        assert_int_equal(ppx_value_bin(v, &b, &n), 0);
+        assert_int_equal(n, 1 << 20);
+        for (size_t k = 0; k < n; k += 4093)
+            assert_int_equal(((const unsigned char *)b)[k], 0x5A);
+        ppx_future_unref(f);
+    }
+    ppx_pool_stats st;
+    ppx_pool_stats_get(p, &st);
+    assert_int_equal(st.crashed, 0);
+    assert_true(st.outbox_replies >= 3);
+    serves(p, 5);
+    ppx_pool_free(p);
+}
+
 int main(void)
 {
     ppx_register("add", fn_add, NULL);
@@ -414,6 +469,7 @@ int main(void)
     ppx_register("exit_with", fn_exit_with, NULL);
     ppx_register("close_all", fn_close_all, NULL);
     ppx_register("fork_and_return", fn_fork_and_return, NULL);
+    ppx_register("big_after_flag", fn_big_after_flag, NULL);
     hostile_app_register();
     hostile_process_register();
     const struct CMUnitTest tests[] = {
@@ -422,6 +478,7 @@ int main(void)
         cmocka_unit_test_teardown(test_any_exit_status_is_a_crash_named_by_its_status_and_queued_calls_rerun, teardown),
         cmocka_unit_test_teardown(test_function_closing_every_descriptor_still_answers_and_its_worker_is_replaced, teardown),
         cmocka_unit_test_teardown(test_function_forking_gets_the_originals_answer_and_the_copy_writes_nothing, teardown),
+        cmocka_unit_test_teardown(test_function_cannot_stall_its_worker_through_the_outbox, teardown),
     };
     int failed = cmocka_run_group_tests_name("hostile_worker", tests, NULL, NULL);
     failed += hostile_app_run();
