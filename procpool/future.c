@@ -102,8 +102,11 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
 static void enqueue(ppx_future *f, int state, ppx__notify *n)
 {
     f->task = NULL;
-    atomic_store_explicit(&f->pool, NULL, memory_order_relaxed);
+    /* The state first, then the pool gone, both released: a waiter on
+     * another thread that finds no pool (ppx_future_wait returns 0 then)
+     * sees the final state too, never PENDING. */
     atomic_store_explicit(&f->state, state, memory_order_release);
+    atomic_store_explicit(&f->pool, NULL, memory_order_release);
     f->notify_next = NULL;
     if (n->tail)
         n->tail->notify_next = f;
