@@ -225,6 +225,11 @@ static inline ppx__slot *ppx__task_slot(ppx_pool *p, const ppx__task *t)
 void ppx__signal_worker(ppx__worker *w, int sig);
 /* Frees a task's frame, wherever it lives. */
 void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap);
+/* dispatch.c: the task's slot back to its worker's free list, its live
+ * entry and slot word cleared; and the task over for the pool (out of
+ * its worker's list, slot released, freed). */
+void ppx__release_slot(ppx_pool *p, ppx__task *t);
+void ppx__task_finish(ppx_pool *p, ppx__task *t);
 /* Frees a task that is in no list and holds no slot. */
 void ppx__task_free(ppx_pool *p, ppx__task *t);
 bool ppx__pool_live(const ppx_pool *p);
