@@ -181,3 +181,25 @@ void ppx__layout_unmap(ppx_pool *p)
     ppx__region_unmap(p->sh, p->sh_len);
     p->sh = NULL;
 }
+
+/* In worker index, after fork: the parts of the mapping it has no
+ * business writing. The header and live table (and, with arena, the call
+ * arena) become read-only, every other worker's region disappears. A wild
+ * write then faults there, as an ordinary crash of that worker, instead
+ * of landing in someone else's rings. The caller leaves the arena
+ * writable under valgrind: its mprotect of a big range costs seconds. */
+int ppx__layout_protect(ppx__shared *sh, uint32_t index, bool arena)
+{
+    char *base = (char *)sh;
+    char *first = ppx__shared_region(sh, 0);
+    char *mine = ppx__shared_region(sh, index);
+    char *end = ppx__shared_region(sh, sh->nworkers);
+    if (mprotect(base, (size_t)(first - base), PROT_READ) ||
+        (mine > first && mprotect(first, (size_t)(mine - first), PROT_NONE)) ||
+        (end > mine + sh->region_stride &&
+         mprotect(mine + sh->region_stride, (size_t)(end - mine - sh->region_stride), PROT_NONE)))
+        return -errno;
+    if (arena && sh->arena_bytes)
+        mprotect(base + sh->arena_off, sh->arena_bytes, PROT_READ);
+    return 0;
+}

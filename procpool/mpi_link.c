@@ -12,7 +12,6 @@
  * eventfd, the same path as replies from local workers.
  */
 #include "remote.h"
-#include "../serialize/mpread.h"
 #include "../shm/wake.h"
 
 #include <mpi.h>
@@ -41,34 +40,10 @@ static struct {
     uint64_t next_id;
 } cl = {.mu = PTHREAD_MUTEX_INITIALIZER, .next_id = 1};
 
-static int64_t elapsed_ns(int64_t since)
-{
-    return ppx__now_ns() - since;
-}
-
 static void nap_us(long us)
 {
     struct timespec ts = {0, us * 1000L};
     nanosleep(&ts, NULL);
-}
-
-/* [workers, capacity, host, pid] from a node's HELLO. */
-static int read_hello(const unsigned char *b, int len, ppx__node *nd)
-{
-    ppx__mp c = ppx__mp_of(b, (size_t)len);
-    uint32_t n, hl;
-    uint64_t workers, cap;
-    int64_t pid;
-    const char *host;
-    if (ppx__mp_array(&c, &n) || n != 4 || ppx__mp_uint(&c, &workers) ||
-        ppx__mp_uint(&c, &cap) || ppx__mp_str(&c, &host, &hl) || ppx__mp_int(&c, &pid) ||
-        workers == 0 || workers > 4096 || cap < workers || cap > 65536 || hl > 63)
-        return PPX_EMALFORMED;
-    nd->workers = (int)workers;
-    nd->cap = (uint32_t)cap;
-    nd->pid = (long)pid;
-    snprintf(nd->name, sizeof nd->name, "%.*s rank %d", (int)hl, host, nd->rank);
-    return 0;
 }
 
 static void say_goodbye(void);
@@ -111,7 +86,7 @@ static int join(void)
         MPI_Status st;
         MPI_Iprobe(MPI_ANY_SOURCE, PPX__TAG_HELLO, cl.comm, &flag, &st);
         if (!flag) {
-            if (elapsed_ns(start) > 60 * 1000000000LL) {
+            if (ppx__now_ns() - start > 60 * 1000000000LL) {
                 ppx__set_last_error("%d of %d MPI ranks said hello within 60 s", got,
                                     cl.size - 1);
                 return PPX_EBACKEND;
@@ -127,7 +102,7 @@ static int join(void)
         MPI_Recv(b, len, MPI_BYTE, st.MPI_SOURCE, PPX__TAG_HELLO, cl.comm, MPI_STATUS_IGNORE);
         ppx__node *nd = &cl.info[st.MPI_SOURCE - 1];
         nd->rank = st.MPI_SOURCE;
-        if (read_hello(b, len, nd)) {
+        if (ppx__remote_read_hello(b, (size_t)len, nd)) {
             ppx__set_last_error("rank %d sent a malformed hello", st.MPI_SOURCE);
             return PPX_EBACKEND;
         }
@@ -537,7 +512,7 @@ static void *progress(void *arg)
         if (posted)
             ppx__eventfd_signal(p->efd);
         if (detaching && l.ns == 0 &&
-            (l.detach_left <= 0 || elapsed_ns(l.detach_at) > 5 * 1000000000LL))
+            (l.detach_left <= 0 || ppx__now_ns() - l.detach_at > 5 * 1000000000LL))
             break;
         if (nb || got || sent) {
             active_at = ppx__now_ns();
@@ -554,7 +529,7 @@ static void *progress(void *arg)
             /* Calls are out: poll hot, then back off, so a busy run
              * answers fast and a long call costs about a thousand cheap
              * probes a second. */
-            int64_t wait = ppx__mpi_backoff_ns(elapsed_ns(active_at), true);
+            int64_t wait = ppx__mpi_backoff_ns(ppx__now_ns() - active_at, true);
             if (wait == 0) {
                 ppx__pool_unlock(p);
                 sched_yield();

@@ -6,6 +6,7 @@
  */
 #include "remote.h"
 #include "../serialize/envelope.h"
+#include "../serialize/mpread.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,4 +396,23 @@ void ppx__remote_destroy(ppx_pool *p)
     pthread_cond_destroy(&r->wake);
     free(r);
     p->remote = NULL;
+}
+
+/* [workers, capacity, host, pid] from a node's HELLO. */
+int ppx__remote_read_hello(const unsigned char *b, size_t len, ppx__node *nd)
+{
+    ppx__mp c = ppx__mp_of(b, len);
+    uint32_t n, hl;
+    uint64_t workers, cap;
+    int64_t pid;
+    const char *host;
+    if (ppx__mp_array(&c, &n) || n != 4 || ppx__mp_uint(&c, &workers) ||
+        ppx__mp_uint(&c, &cap) || ppx__mp_str(&c, &host, &hl) || ppx__mp_int(&c, &pid) ||
+        workers == 0 || workers > 4096 || cap < workers || cap > 65536 || hl > 63)
+        return PPX_EMALFORMED;
+    nd->workers = (int)workers;
+    nd->cap = (uint32_t)cap;
+    nd->pid = (long)pid;
+    snprintf(nd->name, sizeof nd->name, "%.*s rank %d", (int)hl, host, nd->rank);
+    return 0;
 }

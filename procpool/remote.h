@@ -157,4 +157,8 @@ int ppx__backend_choose(const ppx_pool_options *o, int *be);
  * only on failure, with a code. */
 int ppx__node_serve(const ppx_pool_options *o);
 
+/* remote.c: a node's HELLO ([workers, capacity, host, pid]) into nd,
+ * whose rank is set; PPX_EMALFORMED for anything else. */
+int ppx__remote_read_hello(const unsigned char *b, size_t len, ppx__node *nd);
+
 #endif

@@ -473,27 +473,6 @@ static void run_initializer(wctx *w, ppx__worker_init init)
     ppx__eventfd_signal(w->efd); /* a pool waiting for ready workers looks */
 }
 
-/* The parts of the mapping this worker has no business writing: the
- * header and the arena become read-only, every other worker's region
- * disappears. A wild write then faults here, as an ordinary crash of this
- * worker, instead of landing in someone else's rings. Under valgrind the
- * arena stays writable: its mprotect of a big range costs seconds. */
-static void protect_mapping(const wctx *w)
-{
-    ppx__shared *sh = w->sh;
-    char *base = (char *)sh;
-    char *first = ppx__shared_region(sh, 0);
-    char *mine = ppx__shared_region(sh, w->index);
-    char *end = ppx__shared_region(sh, sh->nworkers);
-    if (mprotect(base, (size_t)(first - base), PROT_READ) ||
-        (mine > first && mprotect(first, (size_t)(mine - first), PROT_NONE)) ||
-        (end > mine + sh->region_stride &&
-         mprotect(mine + sh->region_stride, (size_t)(end - mine - sh->region_stride), PROT_NONE)))
-        leave(w, PPX__EXIT_NOMEM); /* cannot split the mapping: no memory */
-    if (w->arena && !ppx__under_valgrind())
-        mprotect((void *)w->arena, w->arena_bytes, PROT_READ);
-}
-
 static void forked_in_function(void)
 {
     if (!forked_ctx)
@@ -527,7 +506,8 @@ static void start(wctx *w, ppx__shared *sh, uint32_t index)
     }
     w->outbox_copied = ppx__shared_outbox_copied(sh, index);
     w->busy_ns = &w->ws->busy_ns;
-    protect_mapping(w);
+    if (ppx__layout_protect(sh, index, w->arena != NULL && !ppx__under_valgrind()))
+        leave(w, PPX__EXIT_NOMEM); /* cannot split the mapping: no memory */
     forked_ctx = w;
     pthread_atfork(NULL, NULL, forked_in_function);
 }
