@@ -10,8 +10,8 @@
  * cancelled while it runs.
  */
 #include "awaitable.h"
-#include "../procpool/call.h"
-#include "../procpool/registry.h"
+#include "procpool/worker/call.h"
+#include "procpool/registry.h"
 #include "../serialize/mpread.h"
 
 #include <stdatomic.h>

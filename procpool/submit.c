@@ -1,15 +1,16 @@
 /*
  * Submission: checks a call, packs its envelope once into the memory it
  * will be read from (the task itself, the call arena or a big buffer) and
- * queues it; ppx__pump places it on a worker before the call returns, so
- * submission is eager. Any thread may submit.
+ * hands it to the backend, which places it on a worker before the call
+ * returns when one has room, so submission is eager. Any thread may
+ * submit.
  */
-#include "pool_impl.h"
+#include "core.h"
 #include "registry.h"
-#include "remote.h"
-#include "../serialize/envelope.h"
-#include "../serialize/mpread.h"
-#include "../serialize/pack.h"
+#include "serialize/envelope.h"
+#include "serialize/mpread.h"
+#include "serialize/pack.h"
+#include "wire/frame.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -111,8 +112,7 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     } else if (small) {
         sb.data = (char *)t->inline_frame;
     } else {
-        if (cap >= ppx__big_frame(p->opt.ring_bytes))
-            in_arena = (sb.data = ppx__arena_alloc(&p->arena, cap)) != NULL;
+        in_arena = (sb.data = p->ops->frame_alloc(p, cap)) != NULL;
         if (!sb.data)
             sb.data = ppx__bigbuf_alloc(cap, &cap);
     }
@@ -135,9 +135,6 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     t->frame_len = sb.size;
     t->frame_cap = sb.alloc;
     t->frame = (unsigned char *)sb.data;
-    t->slot = PPX__NO_SLOT;
-    t->worker = -1;
-    t->heap_idx = SIZE_MAX;
     t->fn = entry->name;
     t->kind = (uint8_t)kind;
     t->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : p->opt.task_timeout_ms;
@@ -146,10 +143,15 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     f->task = t;
 
     ppx__pool_lock(p);
-    rc = p->closed ? PPX_ECLOSED
-           : p->remote ? 0
-                       : ppx__heap_reserve(&p->deadlines, p->ntasks + 1);
+    p->ntasks++;
+    p->unresolved++;
+    int64_t traced_at = p->trace ? ppx__now_ns() : 0;
+    t->submitted_ns = traced_at;
+    /* t may be gone once the backend has it (resolved and freed at once). */
+    rc = p->closed ? PPX_ECLOSED : p->ops->submit(p, t, &n);
     if (rc) {
+        p->ntasks--;
+        p->unresolved--;
         ppx__pool_unlock(p);
         if (t->frame != t->inline_frame)
             ppx__frame_free(p, t->frame, t->frame_cap);
@@ -158,31 +160,12 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         ppx_future_unref(f);
         return rc;
     }
-    p->ntasks++;
-    p->unresolved++;
     p->stats.submitted++;
     p->stats.arena_calls += in_arena;
-    int64_t traced_at = p->trace ? ppx__now_ns() : 0;
-    t->submitted_ns = traced_at;
-    if (p->remote) {
-        /* Deadlines: rank 0 keeps them while the call is queued, its
-         * node's pool once placed (remote.c). */
-        ppx__remote_submit(p, t, &n);
-        ppx__pool_unlock(p);
-        ppx__notify_run(&n);
-        *out = f;
-        return 0;
-    }
-    ppx__list_push_back(&p->queue, t);
-    if (t->timeout_at) {
-        ppx__task_reschedule(p, t);
-        if (!p->timer_at || t->timeout_at < p->timer_at)
-            ppx__arm_timer(p);
-    }
-    ppx__pump(p);
     if (p->trace)
         ppx__trace_submit(p->trace, id, entry->name, traced_at, ppx__now_ns());
     ppx__pool_unlock(p);
+    ppx__notify_run(&n);
     *out = f;
     return 0;
 }

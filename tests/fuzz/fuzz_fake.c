@@ -7,8 +7,8 @@
  * returns its arguments (a map: its items).
  */
 #include "fuzz_shared.h"
-#include "procpool/worker.h"
-#include "procpool/zygote.h"
+#include "procpool/worker/worker.h"
+#include "procpool/worker/zygote.h"
 #include "serialize/envelope.h"
 #include "shm/wake.h"
 

@@ -27,7 +27,7 @@
  */
 #include "fuzz_shared.h"
 #include "procpool/registry.h"
-#include "procpool/worker.h"
+#include "procpool/worker/worker.h"
 #include "shm/wake.h"
 
 #include <fcntl.h>

@@ -20,7 +20,8 @@
  */
 #ifndef PPX_PROCPOOL_REMOTE_H
 #define PPX_PROCPOOL_REMOTE_H
-#include "pool_impl.h"
+#include "procpool/core.h"
+#include "procpool/wire/frame.h"
 
 #include <limits.h>
 
@@ -36,10 +37,21 @@ enum {
     PPX__TAG_EXIT = 8,     /* 0 -> node: [lost] rank 0 is leaving; finalize unless lost */
 };
 
-/* Where a remote task is, kept in t->seq (which only rings use otherwise):
- * queued on rank 0, placed on a node with its frame not yet taken by the
- * progress thread, or sent. */
+/* Where a remote task is: queued on rank 0, placed on a node with its
+ * frame not yet taken by the progress thread, or sent. */
 enum { PPX__AT_QUEUE = 0, PPX__AT_OUT = 1, PPX__AT_NODE = 2 };
+
+/* A call's place in the cluster (ppx__task.be). */
+typedef struct ppx__rtask {
+    int at;        /* PPX__AT_* */
+    int node;      /* index in nodes; -1 while queued on rank 0 */
+    uint32_t slot; /* its slot on that node */
+} ppx__rtask;
+
+static inline ppx__rtask *ppx__rt(ppx__task *t)
+{
+    return (ppx__rtask *)t->be;
+}
 
 /* Calls a node may hold per worker: one running and some waiting, so a
  * worker never idles for a round trip, while the rest of the queue stays
@@ -110,34 +122,44 @@ typedef struct ppx__remote {
     uint64_t protocol_errors;
 } ppx__remote;
 
-/* remote.c, under the pool lock. */
+static inline ppx__remote *ppx__remote_of(const ppx_pool *p)
+{
+    return (ppx__remote *)p->be;
+}
+
+/* remote.c, under the pool lock: the MPI backend's entry points
+ * (backend.h) that need no MPI call; mpi_link.c holds the table. */
 /* Queues t and places what fits on the nodes. */
-void ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n);
+int ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n);
 /* Resolves t's future as cancelled (or timed out) and asks its node to
- * stop it; t lingers until the node answers. */
-void ppx__remote_cancel(ppx_pool *p, ppx__task *t, ppx__notify *n);
+ * stop it; t lingers until the node answers. The node applies its own
+ * grace period (kill_later is always so over MPI). */
+void ppx__remote_cancel(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out,
+                        ppx__notify *n);
 /* Cancels every call (pool free or shutdown CANCEL). */
-void ppx__remote_cancel_all(ppx_pool *p, ppx__notify *n);
+void ppx__remote_cancel_all(ppx_pool *p, bool kill_later, ppx__notify *n);
+/* One round: the inbox, queued deadlines, placement. */
+void ppx__remote_process(ppx_pool *p, ppx__notify *n);
 /* Resolves the futures answered by the messages in the inbox. */
 void ppx__remote_drain(ppx_pool *p, ppx__notify *n);
 /* Node i is gone: fails every call it held with NodeLost. */
 void ppx__remote_node_lost(ppx_pool *p, int i, const char *why, ppx__notify *n);
 ppx_state ppx__remote_state(ppx_pool *p, ppx__task *t);
-/* Tasks not yet answered, queued ones included. */
-size_t ppx__remote_queued(const ppx_pool *p);
+/* Calls queued on rank 0, not yet placed on a node. */
+void ppx__remote_stats(ppx_pool *p, ppx_pool_stats *out);
 void ppx__remote_free_tasks(ppx_pool *p);
 /* Frees the bookkeeping, after the progress thread has stopped. */
-void ppx__remote_destroy(ppx_pool *p);
+void ppx__remote_destroy(ppx_pool *p, bool copy);
+/* Wakes the progress thread: there is something to send. */
+void ppx__remote_wake(ppx_pool *p);
 /* Appends m (a message from node m->node; m->buf a bigbuf) to the inbox;
  * the inbox owns m from here. */
 void ppx__remote_post(ppx_pool *p, ppx__msg *m);
 
-/* mpi_link.c (or mpi_none.c without MPI): rank 0's side. */
+/* mpi_link.c: rank 0's side. */
 /* Joins the cluster (MPI_Init on the first call in this process), learns
  * the nodes and starts the progress thread. */
 int ppx__remote_start(ppx_pool *p);
-/* Wakes the progress thread: there is something to send. Under the lock. */
-void ppx__remote_wake(ppx_pool *p);
 /* Detaches the nodes and joins the progress thread. Under no lock. */
 void ppx__remote_stop(ppx_pool *p);
 
@@ -149,9 +171,6 @@ void ppx__remote_stop(ppx_pool *p);
  * held for a second. MPI has no descriptor to sleep on. */
 int64_t ppx__mpi_backoff_ns(int64_t quiet, bool holding);
 
-/* backend.c: which backend ppx_pool_new builds. */
-enum { PPX__BE_LOCAL, PPX__BE_ROOT, PPX__BE_NODE };
-int ppx__backend_choose(const ppx_pool_options *o, int *be);
 /* mpi_node.c: on a rank other than 0, serve calls from rank 0 with a
  * local pool made from o, then finalize MPI and exit the process. Returns
  * only on failure, with a code. */

@@ -42,7 +42,7 @@
  */
 #ifndef PPX_PROCPOOL_SHARED_H
 #define PPX_PROCPOOL_SHARED_H
-#include "../shm/ring.h"
+#include "shm/ring.h"
 
 #include <stdatomic.h>
 #include <stddef.h>

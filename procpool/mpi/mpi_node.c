@@ -11,7 +11,7 @@
  * a slot holds one call at a time and an answer names it exactly.
  */
 #include "remote.h"
-#include "../serialize/envelope.h"
+#include "serialize/envelope.h"
 
 #include <mpi.h>
 #include <poll.h>
@@ -346,7 +346,7 @@ int ppx__node_serve(const ppx_pool_options *o)
     lo.backend = PPX_BACKEND_LOCAL;
     lo.trace_path = NULL; /* one file per pool: rank 0's */
     node nd = {0};
-    int rc = ppx_pool_new(&nd.pool, &lo);
+    int rc = ppx__pool_open(&nd.pool, &lo, &ppx__local_ops);
     if (rc)
         return rc;
     int prov, inited = 0;

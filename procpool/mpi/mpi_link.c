@@ -12,7 +12,7 @@
  * eventfd, the same path as replies from local workers.
  */
 #include "remote.h"
-#include "../shm/wake.h"
+#include "shm/wake.h"
 
 #include <mpi.h>
 #include <sched.h>
@@ -149,7 +149,7 @@ int ppx__remote_start(ppx_pool *p)
     if (!rc && !r)
         rc = PPX_ENOMEM;
     if (r) {
-        p->remote = r;
+        p->be = r;
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -174,13 +174,6 @@ int ppx__remote_start(ppx_pool *p)
     }
     pthread_mutex_unlock(&cl.mu);
     return rc;
-}
-
-void ppx__remote_wake(ppx_pool *p)
-{
-    ppx__remote *r = p->remote;
-    r->has_work = true;
-    pthread_cond_signal(&r->wake);
 }
 
 /* ---- the progress thread --------------------------------------------- */
@@ -282,7 +275,7 @@ static size_t collect(mlink *l, batch **out)
             nd->cancels_len = nd->cancels_cap = 0;
         }
         size_t small = 0;
-        for (ppx__task *t = nd->out.head; t; t = t->next)
+        for (ppx__task *t = ppx__list_first(&nd->out); t; t = ppx__task_next(t))
             if (t->frame_len < PPX__MPI_ALONE && small + t->frame_len <= PPX__MPI_BATCH)
                 small += t->frame_len;
         unsigned char *sb = small ? malloc(small) : NULL;
@@ -294,8 +287,8 @@ static size_t collect(mlink *l, batch **out)
             break;
         }
         bool full = false;
-        for (ppx__task *t = nd->out.head, *next; t; t = next) {
-            next = t->next;
+        for (ppx__task *t = ppx__list_first(&nd->out), *next; t; t = next) {
+            next = ppx__task_next(t);
             if (t->frame_len >= PPX__MPI_ALONE) {
                 if (full || !push(&b, &n, &cap,
                                   (batch){i, PPX__TAG_CALLS, t->frame, t->frame_len, t->frame_cap})) {
@@ -313,8 +306,8 @@ static size_t collect(mlink *l, batch **out)
                 t->frame = t->inline_frame;
             }
             t->frame_len = 0;
-            t->seq = PPX__AT_NODE;
-            ppx__list_remove(&nd->out, t);
+            ppx__rt(t)->at = PPX__AT_NODE;
+            ppx__list_remove(&nd->out, &t->link);
         }
         if (sb)
             b[at].len = used;
@@ -450,7 +443,7 @@ static bool idle(ppx__remote *r, mlink *l)
 static void *progress(void *arg)
 {
     ppx_pool *p = arg;
-    ppx__remote *r = p->remote;
+    ppx__remote *r = ppx__remote_of(p);
     mlink l = {.p = p, .r = r};
     /* Linux adds 50 us of slack to each timed sleep of this thread by
      * default, more than the back-off's shortest waits. */
@@ -552,7 +545,7 @@ static void *progress(void *arg)
 
 void ppx__remote_stop(ppx_pool *p)
 {
-    ppx__remote *r = p->remote;
+    ppx__remote *r = ppx__remote_of(p);
     if (!r || !r->thread_started)
         return;
     ppx__pool_lock(p);
@@ -596,3 +589,4 @@ static void say_goodbye(void)
     if (cl.we_init && !lost)
         MPI_Finalize();
 }
+

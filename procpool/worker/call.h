@@ -2,7 +2,7 @@
 #ifndef PPX_PROCPOOL_CALL_H
 #define PPX_PROCPOOL_CALL_H
 #include "ppx.h"
-#include "shared.h"
+#include "procpool/wire/shared.h"
 #include <msgpack.h>
 
 struct ppx_call {

@@ -7,7 +7,7 @@
  */
 #ifndef PPX_PROCPOOL_FRAME_H
 #define PPX_PROCPOOL_FRAME_H
-#include "../shm/ring.h"
+#include "shm/ring.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /* The body of a forked worker process. */
 #ifndef PPX_PROCPOOL_WORKER_H
 #define PPX_PROCPOOL_WORKER_H
-#include "shared.h"
+#include "procpool/wire/shared.h"
 #include <stdbool.h>
 #include <sys/types.h>
 

@@ -1,5 +1,5 @@
 #include "zygote.h"
-#include "fork.h"
+#include "procpool/fork.h"
 #include "fds.h"
 #include "worker.h"
 

@@ -4,9 +4,9 @@
  * workers map the header read-only: nothing a worker writes can move what
  * anyone reads or writes.
  */
-#include "pool_impl.h"
-#include "worker.h"
-#include "../shm/region.h"
+#include "local.h"
+#include "procpool/worker/worker.h"
+#include "shm/region.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -74,7 +74,13 @@ int ppx__options_resolve(ppx_pool_options *o, const ppx_pool_options *in)
     return 0;
 }
 
-void ppx__restamp_layout(ppx_pool *p)
+void ppx__want_wakeups(ppx__local *p, uint32_t v)
+{
+    for (int i = 0; i < p->nworkers; i++)
+        atomic_store_explicit(&p->w[i].ws->parent_waiting, v, memory_order_relaxed);
+}
+
+void ppx__restamp_layout(ppx__local *p)
 {
     ppx__shared *sh = p->sh;
     uint32_t nw = (uint32_t)p->nworkers;
@@ -82,40 +88,40 @@ void ppx__restamp_layout(ppx_pool *p)
     sh->version = PPX__SHARED_VERSION;
     sh->nworkers = nw;
     sh->slots_per_worker = p->per;
-    sh->ring_bytes = p->opt.ring_bytes;
+    sh->ring_bytes = p->pool->opt.ring_bytes;
     sh->ring_stride = p->ring_stride;
     sh->region_off = p->region_off;
     sh->region_stride = p->region_stride;
     sh->block_bytes = p->block_bytes;
     sh->outbox_bytes = p->outbox_bytes;
-    sh->max_payload = p->opt.max_payload;
-    sh->max_tasks_per_child = p->opt.max_tasks_per_child;
-    sh->max_rss_bytes = p->opt.max_rss_bytes;
+    sh->max_payload = p->pool->opt.max_payload;
+    sh->max_tasks_per_child = p->pool->opt.max_tasks_per_child;
+    sh->max_rss_bytes = p->pool->opt.max_rss_bytes;
     sh->arena_off = p->arena.size ? (uint64_t)(p->arena.base - (unsigned char *)sh) : 0;
     sh->arena_bytes = p->arena.size;
     sh->live_off = (uint64_t)((char *)p->live - (char *)sh);
     for (uint32_t i = 0; i < nw; i++) {
         p->w[i].req.r->magic = p->w[i].resp.r->magic = PPX__RING_MAGIC;
         p->w[i].req.r->version = p->w[i].resp.r->version = PPX__RING_VERSION;
-        p->w[i].req.r->capacity = p->w[i].resp.r->capacity = p->opt.ring_bytes;
+        p->w[i].req.r->capacity = p->w[i].resp.r->capacity = p->pool->opt.ring_bytes;
     }
 }
 
 /* The parent's private view of worker i's region (see shared.h). */
-static int map_worker(ppx_pool *p, char *base, uint32_t i)
+static int map_worker(ppx__local *p, char *base, uint32_t i)
 {
     ppx__worker *w = &p->w[i];
     char *region = base + p->region_off + (size_t)i * p->region_stride;
     ppx__ring *req = (ppx__ring *)(region + p->block_bytes);
     ppx__ring *resp = (ppx__ring *)((char *)req + p->ring_stride);
-    ppx__ring_init(req, p->opt.ring_bytes);
-    ppx__ring_init(resp, p->opt.ring_bytes);
+    ppx__ring_init(req, p->pool->opt.ring_bytes);
+    ppx__ring_init(resp, p->pool->opt.ring_bytes);
     w->ws = (ppx__wshared *)region;
     w->slots = (ppx__slot *)(region + sizeof(ppx__wshared));
-    w->req = ppx__port_of(req, p->opt.ring_bytes);
-    w->resp = ppx__port_of(resp, p->opt.ring_bytes);
+    w->req = ppx__port_of(req, p->pool->opt.ring_bytes);
+    w->resp = ppx__port_of(resp, p->pool->opt.ring_bytes);
     w->pidfd = -1;
-    w->rx.max = p->opt.max_payload + PPX__FRAME_SLACK;
+    w->rx.max = p->pool->opt.max_payload + PPX__FRAME_SLACK;
     w->outbox = p->outbox_bytes ? (unsigned char *)region + p->block_bytes + 2 * p->ring_stride
                                 : NULL;
     w->free_slots = malloc(p->per * sizeof *w->free_slots);
@@ -127,22 +133,22 @@ static int map_worker(ppx_pool *p, char *base, uint32_t i)
     return 0;
 }
 
-int ppx__layout_map(ppx_pool *p)
+int ppx__layout_map(ppx__local *p)
 {
     uint32_t nw = (uint32_t)p->nworkers;
-    p->per = p->opt.max_queued_per_worker;
+    p->per = p->pool->opt.max_queued_per_worker;
     p->nslots = nw * p->per;
     size_t live_off = (sizeof(ppx__shared) + 63) & ~(size_t)63;
     /* The live table, then each worker's outbox count (shared.h). */
     p->region_off = ppx__page_round(live_off + (p->nslots + nw) * sizeof(uint32_t));
     p->block_bytes = ppx__page_round(sizeof(ppx__wshared) + p->per * sizeof(ppx__slot));
-    p->ring_stride = ppx__page_round(ppx__ring_footprint(p->opt.ring_bytes));
+    p->ring_stride = ppx__page_round(ppx__ring_footprint(p->pool->opt.ring_bytes));
     /* An outbox holds the largest reply a worker may send. */
-    bool none = p->opt.arena_bytes == PPX_ARENA_NONE;
-    size_t outbox = none ? 0 : ppx__page_round(p->opt.max_payload + PPX__FRAME_SLACK);
+    bool none = p->pool->opt.arena_bytes == PPX_ARENA_NONE;
+    size_t outbox = none ? 0 : ppx__page_round(p->pool->opt.max_payload + PPX__FRAME_SLACK);
     if (outbox > VALGRIND_DEFAULT_MAX && ppx__under_valgrind())
         outbox = VALGRIND_DEFAULT_MAX; /* bigger replies go in chunks there */
-    size_t arena = none ? 0 : ppx__page_round(p->opt.arena_bytes);
+    size_t arena = none ? 0 : ppx__page_round(p->pool->opt.arena_bytes);
     size_t bare = p->block_bytes + 2 * p->ring_stride;
     p->region_stride = bare + outbox;
     p->sh_len = p->region_off + nw * p->region_stride + arena;
@@ -175,7 +181,7 @@ int ppx__layout_map(ppx_pool *p)
     return 0;
 }
 
-void ppx__layout_unmap(ppx_pool *p)
+void ppx__layout_unmap(ppx__local *p)
 {
     ppx__arena_destroy(&p->arena);
     ppx__region_unmap(p->sh, p->sh_len);

@@ -8,8 +8,8 @@
  * Everything here runs under the pool's lock; ppx_pool_worker_stats
  * takes it.
  */
-#include "pool_impl.h"
-#include "../serialize/envelope.h"
+#include "local.h"
+#include "serialize/envelope.h"
 
 #include <string.h>
 
@@ -20,32 +20,32 @@ static int64_t clamp(int64_t v, int64_t lo, int64_t hi)
 
 /* When t's function started and ended, by its slot; a call whose end is
  * not stamped ended now, one never stamped started now. */
-static void stamps(ppx_pool *p, const ppx__task *t, int64_t now, int64_t *started,
+static void stamps(ppx__local *p, ppx__task *t, int64_t now, int64_t *started,
                    int64_t *ended)
 {
     ppx__slot *s = ppx__task_slot(p, t);
     int64_t a = atomic_load_explicit(&s->started_ns, memory_order_relaxed);
     int64_t b = atomic_load_explicit(&s->ended_ns, memory_order_relaxed);
-    *started = a ? clamp(a, p->created_ns, now) : now;
+    *started = a ? clamp(a, p->pool->created_ns, now) : now;
     *ended = b ? clamp(b, *started, now) : now;
 }
 
 /* The live process's busy time, bounded by the pool's age. */
-static uint64_t live_busy(ppx_pool *p, int i, int64_t now)
+static uint64_t live_busy(ppx__local *p, int i, int64_t now)
 {
     uint64_t v = atomic_load_explicit(&p->w[i].ws->busy_ns, memory_order_relaxed);
-    uint64_t age = (uint64_t)(now - p->created_ns);
+    uint64_t age = (uint64_t)(now - p->pool->created_ns);
     return v > age ? age : v;
 }
 
-void ppx__observe_exit(ppx_pool *p, ppx__worker *w)
+void ppx__observe_exit(ppx__local *p, ppx__worker *w)
 {
     int i = (int)(w - p->w);
     w->busy_ns += live_busy(p, i, ppx__now_ns());
     atomic_store_explicit(&p->w[i].ws->busy_ns, 0, memory_order_relaxed);
 }
 
-void ppx__observe_lost(ppx_pool *p, ppx__worker *w, ppx__task *t, const char *outcome,
+void ppx__observe_lost(ppx__local *p, ppx__worker *w, ppx__task *t, const char *outcome,
                        const char *error)
 {
     ppx__slot *s = ppx__task_slot(p, t);
@@ -56,22 +56,22 @@ void ppx__observe_lost(ppx_pool *p, ppx__worker *w, ppx__task *t, const char *ou
         stamps(p, t, now, &a, &b);
         w->busy_ns += (uint64_t)(b - a);
     }
-    if (p->trace)
+    if (p->pool->trace)
         ppx__observe_call_end(p, t, outcome, error, error ? strlen(error) : 0, true);
 }
 
-void ppx__observe_call_end(ppx_pool *p, ppx__task *t, const char *outcome, const char *error,
+void ppx__observe_call_end(ppx__local *p, ppx__task *t, const char *outcome, const char *error,
                            size_t error_len, bool worker_died)
 {
-    if (!p->trace || t->worker < 0 || t->slot == PPX__NO_SLOT)
+    if (!p->pool->trace || ppx__lt(t)->worker < 0 || ppx__lt(t)->slot == PPX__NO_SLOT)
         return;
     if (!outcome)
         outcome = t->ended == PPX__ENDED_TIMED_OUT ? "timed_out" : "cancelled";
     ppx__trace_call c = {
         .task = t->id,
         .fn = t->fn,
-        .worker = t->worker,
-        .pid = (long)p->w[t->worker].pid,
+        .worker = ppx__lt(t)->worker,
+        .pid = (long)p->w[ppx__lt(t)->worker].pid,
         .submitted = t->submitted_ns,
         .outcome = outcome,
         .error = error,
@@ -80,46 +80,41 @@ void ppx__observe_call_end(ppx_pool *p, ppx__task *t, const char *outcome, const
         .worker_died = worker_died,
     };
     stamps(p, t, ppx__now_ns(), &c.started, &c.ended);
-    ppx__trace_call_done(p->trace, &c);
+    ppx__trace_call_done(p->pool->trace, &c);
 }
 
-void ppx__observe_mark(ppx_pool *p, const char *what, ppx__task *t, int from, int to,
+void ppx__observe_mark(ppx__local *p, const char *what, ppx__task *t, int from, int to,
                        const char *error)
 {
-    if (!p->trace)
+    if (!p->pool->trace)
         return;
     ppx__trace_mark m = {what, t->id, t->fn, from, to, error, ppx__now_ns()};
-    ppx__trace_mark_add(p->trace, &m);
+    ppx__trace_mark_add(p->pool->trace, &m);
 }
 
-void ppx__observe_pool_end(ppx_pool *p)
+void ppx__observe_pool_end(ppx__local *p)
 {
-    if (!p->trace)
+    if (!p->pool->trace)
         return;
     /* Calls the workers had started when they were stopped: cancelled by
      * the free, or earlier. */
     for (int i = 0; i < p->nworkers; i++) {
-        for (ppx__task *t = p->w[i].tasks.head; t; t = t->next) {
+        for (ppx__task *t = ppx__list_first(&p->w[i].tasks); t; t = ppx__task_next(t)) {
             uint64_t word = atomic_load(&ppx__task_slot(p, t)->state);
             uint32_t st = ppx__slot_st(word);
             if ((st == PPX__SLOT_RUNNING || st == PPX__SLOT_FINISHED) &&
-                ppx__slot_seq(word) == t->seq && ppx__slot_worker(word) == (uint32_t)i)
+                ppx__slot_seq(word) == ppx__lt(t)->seq && ppx__slot_worker(word) == (uint32_t)i)
                 ppx__observe_call_end(p, t, NULL, NULL, 0, true);
         }
     }
-    ppx__trace_close(p->trace);
-    p->trace = NULL;
+    ppx__trace_close(p->pool->trace);
+    p->pool->trace = NULL;
 }
 
-int ppx_pool_worker_stats(ppx_pool *p, int i, ppx_worker_stats *out)
+int ppx__observe_worker_stats(ppx__local *p, int i, ppx_worker_stats *out)
 {
-    int rc = ppx__pool_check(p);
-    if (rc)
-        return rc;
-    if (!out || i < 0 || i >= p->nworkers)
+    if (i < 0 || i >= p->nworkers)
         return PPX_EINVAL;
-    memset(out, 0, sizeof *out);
-    ppx__pool_lock(p);
     ppx__worker *w = &p->w[i];
     out->pid = w->alive ? (long)w->pid : 0;
     out->alive = w->alive;
@@ -127,11 +122,10 @@ int ppx_pool_worker_stats(ppx_pool *p, int i, ppx_worker_stats *out)
     out->failed = w->failed;
     out->crashed = w->crashed;
     out->restarts = w->restarts;
-    out->busy_ns = w->busy_ns + (p->torn_down ? 0 : live_busy(p, i, ppx__now_ns()));
+    out->busy_ns = w->busy_ns + (p->pool->torn_down ? 0 : live_busy(p, i, ppx__now_ns()));
     out->queued = w->tasks.n;
     out->request_ring_bytes = ppx__ring_used_producer(&w->req);
     out->response_ring_bytes = ppx__ring_used_consumer(&w->resp);
-    out->ring_bytes = p->opt.ring_bytes;
-    ppx__pool_unlock(p);
+    out->ring_bytes = p->pool->opt.ring_bytes;
     return 0;
 }

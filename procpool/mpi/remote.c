@@ -5,8 +5,9 @@
  * threads); mpi_link.c moves the bytes.
  */
 #include "remote.h"
-#include "../serialize/envelope.h"
-#include "../serialize/mpread.h"
+#include "serialize/envelope.h"
+#include "serialize/mpread.h"
+#include "shm/wake.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,14 @@
 
 static ppx__remote *rm(ppx_pool *p)
 {
-    return p->remote;
+    return ppx__remote_of(p);
+}
+
+void ppx__remote_wake(ppx_pool *p)
+{
+    ppx__remote *r = rm(p);
+    r->has_work = true;
+    pthread_cond_signal(&r->wake);
 }
 
 /* The node with the fewest calls per worker and room for one more; ties
@@ -71,16 +79,16 @@ static void pump(ppx_pool *p, ppx__notify *n)
         if (i < 0)
             break;
         ppx__node *nd = &r->nodes[i];
-        ppx__task *t = r->queue.head;
-        ppx__list_remove(&r->queue, t);
+        ppx__task *t = ppx__list_first(&r->queue);
+        ppx__list_remove(&r->queue, &(t)->link);
         uint32_t s = nd->free_slots[--nd->nfree];
         nd->slot[s] = t;
         nd->inflight++;
         if (nd->inflight == 1)
             nd->heard_ns = ppx__now_ns(); /* its silence counts from now */
-        t->slot = s;
-        t->worker = i;
-        t->seq = PPX__AT_OUT;
+        ppx__rt(t)->slot = s;
+        ppx__rt(t)->node = i;
+        ppx__rt(t)->at = PPX__AT_OUT;
         /* Over MPI the header's seq carries what is left of the call's
          * deadline (it counts from submission, time queued here too): the
          * node's pool enforces it, as a local pool would. */
@@ -90,13 +98,13 @@ static void pump(ppx_pool *p, ppx__notify *n)
             ms = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (uint32_t)left;
         }
         ppx__env_restamp(t->frame, s, ms);
-        ppx__list_push_back(&nd->out, t);
+        ppx__list_push_back(&nd->out, &(t)->link);
         placed = true;
     }
     if (r->queue.head && all_lost(r)) {
         while (r->queue.head) {
-            ppx__task *t = r->queue.head;
-            ppx__list_remove(&r->queue, t);
+            ppx__task *t = ppx__list_first(&r->queue);
+            ppx__list_remove(&r->queue, &(t)->link);
             fail_lost(p, t, "", "every node of the MPI pool is lost", n);
             ppx__task_free(p, t);
         }
@@ -105,7 +113,7 @@ static void pump(ppx_pool *p, ppx__notify *n)
         ppx__remote_wake(p);
 }
 
-void ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
+int ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
 {
     ppx__remote *r = rm(p);
     if (t->frame_len > PPX__MPI_MAX_MSG) {
@@ -121,13 +129,15 @@ void ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
                           f->function, (unsigned long long)t->id, t->frame_len,
                           PPX__MPI_MAX_MSG);
         ppx__task_free(p, t);
-        return;
+        return 0;
     }
-    t->seq = PPX__AT_QUEUE;
-    ppx__list_push_back(&r->queue, t);
+    ppx__rt(t)->at = PPX__AT_QUEUE;
+    ppx__rt(t)->node = -1;
+    ppx__list_push_back(&r->queue, &(t)->link);
     if (t->timeout_at && (!r->queue_due_ns || t->timeout_at < r->queue_due_ns))
         r->queue_due_ns = t->timeout_at;
     pump(p, n); /* resolves only when every node is lost */
+    return 0;
 }
 
 /* Times out the queued calls whose deadline passed before a node had room
@@ -139,8 +149,8 @@ static void expire_queued(ppx_pool *p, ppx__notify *n)
     if (!r->queue_due_ns || now < r->queue_due_ns)
         return;
     int64_t due = 0;
-    for (ppx__task *t = r->queue.head, *next; t; t = next) {
-        next = t->next;
+    for (ppx__task *t = ppx__list_first(&r->queue), *next; t; t = next) {
+        next = ppx__task_next(t);
         if (!t->timeout_at)
             continue;
         if (t->timeout_at > now) {
@@ -148,7 +158,7 @@ static void expire_queued(ppx_pool *p, ppx__notify *n)
                 due = t->timeout_at;
             continue;
         }
-        ppx__list_remove(&r->queue, t);
+        ppx__list_remove(&r->queue, &(t)->link);
         ppx__task_stop_future(p, t, true, n);
         ppx__task_free(p, t);
     }
@@ -157,11 +167,11 @@ static void expire_queued(ppx_pool *p, ppx__notify *n)
 
 static void release(ppx_pool *p, ppx__node *nd, ppx__task *t)
 {
-    nd->slot[t->slot] = NULL;
-    nd->free_slots[nd->nfree++] = t->slot;
+    nd->slot[ppx__rt(t)->slot] = NULL;
+    nd->free_slots[nd->nfree++] = ppx__rt(t)->slot;
     nd->inflight--;
-    if (t->seq == PPX__AT_OUT)
-        ppx__list_remove(&nd->out, t);
+    if (ppx__rt(t)->at == PPX__AT_OUT)
+        ppx__list_remove(&nd->out, &(t)->link);
     ppx__task_free(p, t);
 }
 
@@ -169,7 +179,7 @@ static int append_cancel(ppx__node *nd, ppx__task *t)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    if (ppx__env_pack_skip(&sb, t->id, t->slot, 0))
+    if (ppx__env_pack_skip(&sb, t->id, ppx__rt(t)->slot, 0))
         return PPX_ENOMEM;
     if (nd->cancels_len + sb.size > nd->cancels_cap) {
         size_t cap = nd->cancels_cap ? nd->cancels_cap * 2 : 256;
@@ -187,17 +197,19 @@ static int append_cancel(ppx__node *nd, ppx__task *t)
     return 0;
 }
 
-void ppx__remote_cancel(ppx_pool *p, ppx__task *t, ppx__notify *n)
+void ppx__remote_cancel(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out,
+                        ppx__notify *n)
 {
+    (void)kill_later;
     ppx__remote *r = rm(p);
-    ppx__task_stop_future(p, t, false, n);
-    if (t->worker < 0) {
-        ppx__list_remove(&r->queue, t);
+    ppx__task_stop_future(p, t, timed_out, n);
+    if (ppx__rt(t)->node < 0) {
+        ppx__list_remove(&r->queue, &(t)->link);
         ppx__task_free(p, t);
         return;
     }
-    ppx__node *nd = &r->nodes[t->worker];
-    if (t->seq == PPX__AT_OUT) { /* never sent: the node will not hear of it */
+    ppx__node *nd = &r->nodes[ppx__rt(t)->node];
+    if (ppx__rt(t)->at == PPX__AT_OUT) { /* never sent: the node will not hear of it */
         release(p, nd, t);
         pump(p, n);
         return;
@@ -209,16 +221,16 @@ void ppx__remote_cancel(ppx_pool *p, ppx__task *t, ppx__notify *n)
         ppx__remote_wake(p);
 }
 
-void ppx__remote_cancel_all(ppx_pool *p, ppx__notify *n)
+void ppx__remote_cancel_all(ppx_pool *p, bool kill_later, ppx__notify *n)
 {
     ppx__remote *r = rm(p);
     while (r->queue.head)
-        ppx__remote_cancel(p, r->queue.head, n);
+        ppx__remote_cancel(p, ppx__list_first(&r->queue), kill_later, false, n);
     for (int i = 0; i < r->nnodes; i++) {
         ppx__node *nd = &r->nodes[i];
         for (uint32_t s = 0; s < nd->cap; s++)
             if (nd->slot[s] && nd->slot[s]->fut)
-                ppx__remote_cancel(p, nd->slot[s], n);
+                ppx__remote_cancel(p, nd->slot[s], kill_later, false, n);
     }
 }
 
@@ -247,7 +259,7 @@ static void answer(ppx_pool *p, ppx__node *nd, const ppx__env *env, ppx__msg *ad
 {
     ppx__remote *r = rm(p);
     ppx__task *t = env->slot < nd->cap ? nd->slot[env->slot] : NULL;
-    if (!t || t->id != env->task_id || t->seq != PPX__AT_NODE ||
+    if (!t || t->id != env->task_id || ppx__rt(t)->at != PPX__AT_NODE ||
         (env->kind != PPX__ENV_RESULT && env->kind != PPX__ENV_ERROR &&
          env->kind != PPX__ENV_SKIP)) {
         r->protocol_errors++;
@@ -355,20 +367,27 @@ ppx_state ppx__remote_state(ppx_pool *p, ppx__task *t)
     (void)p;
     /* Handed to a node: it is running there or next in line for a
      * worker; rank 0 is not told which, to keep one message per call. */
-    return t->worker >= 0 ? PPX_RUNNING : PPX_PENDING;
+    return ppx__rt(t)->node >= 0 ? PPX_RUNNING : PPX_PENDING;
 }
 
-size_t ppx__remote_queued(const ppx_pool *p)
+void ppx__remote_stats(ppx_pool *p, ppx_pool_stats *out)
 {
-    return p->remote->queue.n;
+    out->queued = rm(p)->queue.n;
+}
+
+void ppx__remote_process(ppx_pool *p, ppx__notify *n)
+{
+    ppx__pool_take_kick(p);
+    ppx__eventfd_drain(p->efd);
+    ppx__remote_drain(p, n);
 }
 
 void ppx__remote_free_tasks(ppx_pool *p)
 {
     ppx__remote *r = rm(p);
     while (r->queue.head) {
-        ppx__task *t = r->queue.head;
-        ppx__list_remove(&r->queue, t);
+        ppx__task *t = ppx__list_first(&r->queue);
+        ppx__list_remove(&r->queue, &(t)->link);
         ppx__task_free(p, t);
     }
     for (int i = 0; i < r->nnodes; i++) {
@@ -379,10 +398,10 @@ void ppx__remote_free_tasks(ppx_pool *p)
     }
 }
 
-void ppx__remote_destroy(ppx_pool *p)
+void ppx__remote_destroy(ppx_pool *p, bool copy)
 {
     ppx__remote *r = rm(p);
-    if (!r)
+    if (!r || copy) /* a copy is never freed (see ppx__pool_free_copy) */
         return;
     ppx__notify n = {0};
     ppx__remote_drain(p, &n); /* frees what is left in the inbox */
@@ -395,7 +414,7 @@ void ppx__remote_destroy(ppx_pool *p)
     free(r->nodes);
     pthread_cond_destroy(&r->wake);
     free(r);
-    p->remote = NULL;
+    p->be = NULL;
 }
 
 /* [workers, capacity, host, pid] from a node's HELLO. */

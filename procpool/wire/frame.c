@@ -1,6 +1,6 @@
 #include "frame.h"
 #include "ppx.h"
-#include "../serialize/envelope.h"
+#include "serialize/envelope.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

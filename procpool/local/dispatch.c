@@ -10,10 +10,10 @@
  * unstarted calls of the busiest worker (one CAS per call on the slot; see
  * shared.h).
  */
-#include "pool_impl.h"
-#include "worker.h"
-#include "../serialize/envelope.h"
-#include "../shm/wake.h"
+#include "local.h"
+#include "procpool/worker/worker.h"
+#include "serialize/envelope.h"
+#include "shm/wake.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -26,102 +26,46 @@
 
 #define STEAL_MAX 64
 
-int64_t ppx__now_ns(void)
+void ppx__local_task_free(ppx__local *p, ppx__task *t)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    ppx__heap_set(&p->deadlines, &ppx__lt(t)->deadline, 0);
+    ppx__task_free(p->pool, t);
 }
 
-void ppx__list_push_back(ppx__list *l, ppx__task *t)
+void ppx__release_slot(ppx__local *p, ppx__task *t)
 {
-    t->next = NULL;
-    t->prev = l->tail;
-    if (l->tail)
-        l->tail->next = t;
-    else
-        l->head = t;
-    l->tail = t;
-    l->n++;
-}
-
-void ppx__list_push_front(ppx__list *l, ppx__task *t)
-{
-    t->prev = NULL;
-    t->next = l->head;
-    if (l->head)
-        l->head->prev = t;
-    else
-        l->tail = t;
-    l->head = t;
-    l->n++;
-}
-
-void ppx__list_remove(ppx__list *l, ppx__task *t)
-{
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        l->head = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    else
-        l->tail = t->prev;
-    t->prev = t->next = NULL;
-    l->n--;
-}
-
-void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap)
-{
-    if (ppx__arena_owns(&p->arena, frame))
-        ppx__arena_free(&p->arena, frame, cap);
-    else
-        ppx__bigbuf_free(frame, cap);
-}
-
-void ppx__task_free(ppx_pool *p, ppx__task *t)
-{
-    ppx__heap_set(&p->deadlines, t, 0);
-    if (t->frame != t->inline_frame)
-        ppx__frame_free(p, t->frame, t->frame_cap);
-    free(t);
-    p->ntasks--;
-}
-
-void ppx__release_slot(ppx_pool *p, ppx__task *t)
-{
-    if (t->slot == PPX__NO_SLOT)
+    if (ppx__lt(t)->slot == PPX__NO_SLOT)
         return;
-    atomic_store_explicit(&p->live[t->slot], 0, memory_order_relaxed);
+    atomic_store_explicit(&p->live[ppx__lt(t)->slot], 0, memory_order_relaxed);
     atomic_store_explicit(&ppx__task_slot(p, t)->state, 0, memory_order_relaxed);
-    p->slot_task[t->slot] = NULL;
-    ppx__worker *owner = &p->w[t->worker]; /* a slot of its region */
-    owner->free_slots[owner->nfree++] = t->slot;
-    t->slot = PPX__NO_SLOT;
+    p->slot_task[ppx__lt(t)->slot] = NULL;
+    ppx__worker *owner = &p->w[ppx__lt(t)->worker]; /* a slot of its region */
+    owner->free_slots[owner->nfree++] = ppx__lt(t)->slot;
+    ppx__lt(t)->slot = PPX__NO_SLOT;
 }
 
-void ppx__task_finish(ppx_pool *p, ppx__task *t)
+void ppx__task_finish(ppx__local *p, ppx__task *t)
 {
-    if (t->worker >= 0) {
-        ppx__worker *w = &p->w[t->worker];
+    if (ppx__lt(t)->worker >= 0) {
+        ppx__worker *w = &p->w[ppx__lt(t)->worker];
         if (w->partial == t)
             w->partial = NULL; /* only when the worker died mid-frame */
-        ppx__list_remove(&w->tasks, t);
+        ppx__list_remove(&w->tasks, &(t)->link);
     }
     ppx__release_slot(p, t);
-    ppx__task_free(p, t);
+    ppx__local_task_free(p, t);
 }
 
 /* ---- placing calls -------------------------------------------------- */
 
 /* Puts what fits of t's frame in w's ring: the whole frame, chunks of
  * it, or for an arena frame the record that points at it. */
-static bool put_frame(ppx_pool *p, ppx__worker *w, ppx__task *t)
+static bool put_frame(ppx__local *p, ppx__worker *w, ppx__task *t)
 {
     if (!ppx__arena_owns(&p->arena, t->frame))
         return ppx__frame_put(&w->req, t->frame, t->frame_len, &w->partial_off);
     ppx__arena_rec r = {(uint64_t)(t->frame - p->arena.base), t->frame_len, t->id,
-                        t->slot, t->seq};
+                        ppx__lt(t)->slot, ppx__lt(t)->seq};
     void *dst = ppx__ring_reserve(&w->req, sizeof r);
     if (!dst)
         return false;
@@ -132,7 +76,7 @@ static bool put_frame(ppx_pool *p, ppx__worker *w, ppx__task *t)
 }
 
 /* Writes as much of w's partial frame as fits. */
-static void feed(ppx_pool *p, ppx__worker *w)
+static void feed(ppx__local *p, ppx__worker *w)
 {
     ppx__task *t = w->partial;
     for (;;) {
@@ -153,32 +97,32 @@ static void feed(ppx_pool *p, ppx__worker *w)
     }
 }
 
-static void place(ppx_pool *p, int wi, ppx__task *t)
+static void place(ppx__local *p, int wi, ppx__task *t)
 {
     ppx__worker *w = &p->w[wi];
     /* A slot of wi's own region: another worker cannot reach it. */
-    t->slot = w->free_slots[--w->nfree];
-    p->slot_task[t->slot] = t;
-    t->seq = ++p->slot_seq[t->slot];
-    if (t->seq == 0) /* 0 means "no record" in the live table */
-        t->seq = ++p->slot_seq[t->slot];
-    t->worker = wi;
-    atomic_store_explicit(&p->live[t->slot], t->seq, memory_order_relaxed);
+    ppx__lt(t)->slot = w->free_slots[--w->nfree];
+    p->slot_task[ppx__lt(t)->slot] = t;
+    ppx__lt(t)->seq = ++p->slot_seq[ppx__lt(t)->slot];
+    if (ppx__lt(t)->seq == 0) /* 0 means "no record" in the live table */
+        ppx__lt(t)->seq = ++p->slot_seq[ppx__lt(t)->slot];
+    ppx__lt(t)->worker = wi;
+    atomic_store_explicit(&p->live[ppx__lt(t)->slot], ppx__lt(t)->seq, memory_order_relaxed);
     ppx__slot *s = ppx__task_slot(p, t);
     atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
     atomic_store_explicit(&s->started_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&s->ended_ns, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->state, ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED),
+    atomic_store_explicit(&s->state, ppx__slot_word(ppx__lt(t)->seq, 0, PPX__SLOT_QUEUED),
                           memory_order_release);
     if (!ppx__arena_owns(&p->arena, t->frame))
-        ppx__env_restamp(t->frame, t->slot, t->seq); /* an arena record carries them */
-    ppx__list_push_back(&w->tasks, t);
+        ppx__env_restamp(t->frame, ppx__lt(t)->slot, ppx__lt(t)->seq); /* an arena record carries them */
+    ppx__list_push_back(&w->tasks, &(t)->link);
     w->partial = t;
     w->partial_off = 0;
     feed(p, w);
 }
 
-static int pick_worker(ppx_pool *p)
+static int pick_worker(ppx__local *p)
 {
     int best = -1;
     size_t best_n = SIZE_MAX;
@@ -203,7 +147,7 @@ static int pick_worker(ppx_pool *p)
 }
 
 /* Moves up to half of the victim's unstarted calls to idle worker wi. */
-static void steal_for(ppx_pool *p, int wi)
+static void steal_for(ppx__local *p, int wi)
 {
     int victim = -1;
     size_t most = 1;
@@ -217,39 +161,40 @@ static void steal_for(ppx_pool *p, int wi)
     ppx__worker *v = &p->w[victim];
     ppx__task *taken[STEAL_MAX];
     size_t n = 0, want = v->tasks.n / 2;
-    for (ppx__task *t = v->tasks.tail; t && n < want && n < STEAL_MAX; t = t->prev) {
+    for (ppx__task *t = ppx__list_last(&v->tasks); t && n < want && n < STEAL_MAX;
+         t = ppx__task_prev(t)) {
         if (t == v->partial)
             continue;
-        uint64_t expect = ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
+        uint64_t expect = ppx__slot_word(ppx__lt(t)->seq, 0, PPX__SLOT_QUEUED);
         /* Freeing the slot makes the copy in the victim's ring stale: its
          * claim expects QUEUED(seq), and the slot's seq only grows. The
          * live entry goes first, so a claim that fails finds it gone. */
-        atomic_store(&p->live[t->slot], 0);
+        atomic_store(&p->live[ppx__lt(t)->slot], 0);
         if (!atomic_compare_exchange_strong(&ppx__task_slot(p, t)->state, &expect, 0)) {
-            atomic_store(&p->live[t->slot], t->seq);
+            atomic_store(&p->live[ppx__lt(t)->slot], ppx__lt(t)->seq);
             break; /* started (or cancelled): older ones have too */
         }
         taken[n++] = t;
     }
     for (size_t k = 0; k < n; k++) {
-        ppx__list_remove(&v->tasks, taken[k]);
+        ppx__list_remove(&v->tasks, &(taken[k])->link);
         ppx__release_slot(p, taken[k]);
-        taken[k]->worker = -1;
+        ppx__lt(taken[k])->worker = -1;
     }
     size_t k = n;
     for (; k > 0 && !p->w[wi].partial && p->w[wi].nfree; k--) { /* oldest first */
         place(p, wi, taken[k - 1]);
-        p->stats.stolen++;
-        if (p->trace)
+        p->pool->stats.stolen++;
+        if (p->pool->trace)
             ppx__observe_mark(p, "steal", taken[k - 1], victim, wi, NULL);
     }
     /* Calls that did not fit go back to the front of the pool's queue,
      * in their order. */
     for (size_t j = 0; j < k; j++)
-        ppx__list_push_front(&p->queue, taken[j]);
+        ppx__list_push_front(&p->queue, &(taken[j])->link);
 }
 
-void ppx__pump(ppx_pool *p)
+void ppx__pump(ppx__local *p)
 {
     for (int i = 0; i < p->nworkers; i++)
         if (p->w[i].alive && p->w[i].partial)
@@ -258,8 +203,8 @@ void ppx__pump(ppx_pool *p)
         int wi = pick_worker(p);
         if (wi < 0)
             break;
-        ppx__task *t = p->queue.head;
-        ppx__list_remove(&p->queue, t);
+        ppx__task *t = ppx__list_first(&p->queue);
+        ppx__list_remove(&p->queue, &(t)->link);
         place(p, wi, t);
     }
     if (!p->queue.head)
@@ -269,7 +214,7 @@ void ppx__pump(ppx_pool *p)
     /* While calls are out, look at the rings every PPX__SWEEP_NS even
      * without a wake-up: a worker that lost its eventfd, or cleared its
      * parent_waiting, delays its replies by that much, never forever. */
-    if (!p->sweep_at && p->ntasks) {
+    if (!p->sweep_at && p->pool->ntasks) {
         p->sweep_at = ppx__now_ns() + PPX__SWEEP_NS;
         ppx__arm_timer(p);
     }
@@ -281,7 +226,7 @@ void ppx__pump(ppx_pool *p)
         }
 }
 
-void ppx__sweep(ppx_pool *p)
+void ppx__sweep(ppx__local *p)
 {
     /* The words the parent owns in a worker's rings, put back from its
      * private counters, and both sides of the worker woken: whatever the
@@ -303,7 +248,7 @@ void ppx__sweep(ppx_pool *p)
 
 /* A worker that breaks the protocol cannot be trusted with more work:
  * kill it, and its tasks fail as they do on a crash. */
-static void protocol_fail(ppx_pool *p, ppx__worker *w)
+static void protocol_fail(ppx__local *p, ppx__worker *w)
 {
     (void)p;
     if (!w->protocol_error && w->alive) {
@@ -322,7 +267,7 @@ void ppx__signal_worker(ppx__worker *w, int sig)
 
 /* The trace's slice of a call its worker answered (not a SKIP: that
  * call never started). */
-static void trace_reply(ppx_pool *p, ppx__task *t, int rc, const ppx__env *env)
+static void trace_reply(ppx__local *p, ppx__task *t, int rc, const ppx__env *env)
 {
     if (!t->fut) /* resolved already: cancelled or timed out while running */
         ppx__observe_call_end(p, t, NULL, NULL, 0, false);
@@ -336,7 +281,7 @@ static void trace_reply(ppx_pool *p, ppx__task *t, int rc, const ppx__env *env)
 
 /* One reply frame. When own is set, frame lies in own (a ppx__bigbuf of
  * own_cap bytes), which a result's future adopts; otherwise it is freed. */
-static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame, size_t len,
+static void handle_reply(ppx__local *p, ppx__worker *w, const void *frame, size_t len,
                          void *own, size_t own_cap, ppx__notify *n)
 {
     ppx__env env;
@@ -350,7 +295,7 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame, size_t 
     /* A worker answers its calls in the order they were placed, so a reply
      * is for the oldest call it holds or the worker is broken: skipping
      * one would leave that call waiting forever. */
-    if (!t || t != w->tasks.head || t->id != env.task_id || t->seq != env.seq ||
+    if (!t || t != ppx__list_first(&w->tasks) || t->id != env.task_id || ppx__lt(t)->seq != env.seq ||
         (rc == 0 && (env.kind == PPX__ENV_CALL || env.kind == PPX__ENV_MAP))) {
         protocol_fail(p, w);
         ppx__bigbuf_free(own, own_cap);
@@ -365,18 +310,18 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame, size_t 
         ppx__bigbuf_free(own, own_cap);
         return;
     }
-    if (p->trace && !(rc == 0 && env.kind == PPX__ENV_SKIP))
+    if (p->pool->trace && !(rc == 0 && env.kind == PPX__ENV_SKIP))
         trace_reply(p, t, rc, &env);
     if (f) {
-        p->unresolved--;
+        p->pool->unresolved--;
         if (rc != 0) {
-            p->stats.failed++;
+            p->pool->stats.failed++;
             w->failed++;
             ppx__future_failf(f, "ProtocolError", (long)w->pid, n,
                               "worker %ld sent a malformed reply for task %llu",
                               (long)w->pid, (unsigned long long)t->id);
         } else if (env.kind == PPX__ENV_RESULT) {
-            p->stats.completed++;
+            p->pool->stats.completed++;
             w->completed++;
             if (own) {
                 /* A big reply: hand its buffer over rather than copy it. */
@@ -394,7 +339,7 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame, size_t 
                 memcpy(msg, env.message.p, env.message.len);
                 msg[env.message.len] = '\0';
             }
-            p->stats.failed++;
+            p->pool->stats.failed++;
             w->failed++;
             ppx__future_fail(f, type, msg ? msg : "(no memory for the message)", where,
                              (long)env.pid, n);
@@ -407,7 +352,7 @@ static void handle_reply(ppx_pool *p, ppx__worker *w, const void *frame, size_t 
 
 /* The reply waiting in w's outbox: copied into a buffer its future adopts,
  * then the outbox is handed back for the worker's next big reply. */
-static int outbox_reply(ppx_pool *p, ppx__worker *w, const void *rec, size_t len,
+static int outbox_reply(ppx__local *p, ppx__worker *w, const void *rec, size_t len,
                         ppx__notify *n)
 {
     ppx__outbox_rec r;
@@ -427,11 +372,11 @@ static int outbox_reply(ppx_pool *p, ppx__worker *w, const void *rec, size_t len
     ppx__futex_wake(copied, 1);
     if (buf)
         handle_reply(p, w, buf, r.len, buf, cap, n);
-    p->stats.outbox_replies++;
+    p->pool->stats.outbox_replies++;
     return 0;
 }
 
-void ppx__drain_replies(ppx_pool *p, ppx__worker *w, ppx__notify *n)
+void ppx__drain_replies(ppx__local *p, ppx__worker *w, ppx__notify *n)
 {
     /* The worker hears about freed space once per batch (the fence in
      * notify_space was a tenth of the parent's time per call), and every

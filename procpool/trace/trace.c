@@ -10,8 +10,11 @@
  * Latin-1), so an invalid UTF-8 sequence cannot make the file unreadable.
  */
 #include "trace.h"
-#include "pool_impl.h"
-#include "../serialize/envelope.h"
+#include "procpool/errors.h"
+#include "procpool/fork.h"
+#include "procpool/util/clock.h"
+#include "ppx.h"
+#include "serialize/envelope.h"
 
 #include <errno.h>
 #include <fcntl.h>

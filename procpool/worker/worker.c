@@ -1,10 +1,10 @@
 #include "worker.h"
 #include "call.h"
-#include "frame.h"
-#include "registry.h"
-#include "../serialize/envelope.h"
-#include "../serialize/mpread.h"
-#include "../shm/wake.h"
+#include "procpool/wire/frame.h"
+#include "procpool/registry.h"
+#include "serialize/envelope.h"
+#include "serialize/mpread.h"
+#include "shm/wake.h"
 
 #include <errno.h>
 #include <fcntl.h>

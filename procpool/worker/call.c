@@ -1,7 +1,7 @@
 /* Worker-side API: reading arguments, returning values, raising errors. */
 #include "call.h"
-#include "../serialize/mpread.h"
-#include "../serialize/pack.h"
+#include "serialize/mpread.h"
+#include "serialize/pack.h"
 
 #include <stdio.h>
 #include <stdlib.h>

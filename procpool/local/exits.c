@@ -4,8 +4,8 @@
  * it held, its replacement, and the fork server's reports. Every function
  * here runs under the pool's lock.
  */
-#include "pool_impl.h"
-#include "worker.h"
+#include "local.h"
+#include "procpool/worker/worker.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int ppx__exit_reason(ppx_pool *p, ppx__worker *w, int code, int status)
+int ppx__exit_reason(ppx__local *p, ppx__worker *w, int code, int status)
 {
     ppx__wshared *ws = w->ws;
     uint64_t note = atomic_exchange_explicit(&ws->exit_note, 0, memory_order_relaxed);
@@ -49,23 +49,23 @@ static void describe_exit(int code, int status, int why, char *buf, size_t n)
 /* The worker's initializer failed (its message is in p->init_error). If
  * no worker has managed to start, no queued call ever will: fail them
  * with it. */
-static void initializer_failed(ppx_pool *p, ppx__worker *w, ppx__notify *n)
+static void initializer_failed(ppx__local *p, ppx__worker *w, ppx__notify *n)
 {
     w->init_failed = true;
-    p->stats.init_failures++;
+    p->pool->stats.init_failures++;
     for (int i = 0; i < p->nworkers; i++)
         if (!p->w[i].init_failed)
             return;
     while (p->queue.head) {
-        ppx__task *t = p->queue.head;
-        p->unresolved--;
-        p->stats.failed++;
+        ppx__task *t = ppx__list_first(&p->queue);
+        p->pool->unresolved--;
+        p->pool->stats.failed++;
         ppx__observe_mark(p, "failed", t, -1, -1, "InitializerError");
         ppx__future_failf(t->fut, "InitializerError", 0, n,
                           "no worker could start: the initializer failed: %s", p->init_error);
         t->fut = NULL;
-        ppx__list_remove(&p->queue, t);
-        ppx__task_free(p, t);
+        ppx__list_remove(&p->queue, &(t)->link);
+        ppx__local_task_free(p, t);
     }
 }
 
@@ -74,14 +74,14 @@ static void initializer_failed(ppx_pool *p, ppx__worker *w, ppx__notify *n)
  * claims the next, so no other call of w can have; t has unless its
  * frame is incomplete or its slot still reads exactly as placed, which
  * no accidental write produces. */
-static bool may_have_started(ppx_pool *p, ppx__worker *w, ppx__task *t)
+static bool may_have_started(ppx__local *p, ppx__worker *w, ppx__task *t)
 {
     return t != w->partial &&
-           atomic_load(&ppx__task_slot(p, t)->state) != ppx__slot_word(t->seq, 0, PPX__SLOT_QUEUED);
+           atomic_load(&ppx__task_slot(p, t)->state) != ppx__slot_word(ppx__lt(t)->seq, 0, PPX__SLOT_QUEUED);
 }
 
 /* Fails t, which w was running when it ended. */
-static void fail_lost(ppx_pool *p, ppx__worker *w, ppx__task *t, bool protocol, const char *how,
+static void fail_lost(ppx__local *p, ppx__worker *w, ppx__task *t, bool protocol, const char *how,
                       const char *backoff, ppx__notify *n)
 {
     const char *type = protocol ? "ProtocolError" : "WorkerCrashed";
@@ -89,8 +89,8 @@ static void fail_lost(ppx_pool *p, ppx__worker *w, ppx__task *t, bool protocol, 
     if (!t->fut)
         return;
     w->crashed++;
-    p->unresolved--;
-    p->stats.failed++;
+    p->pool->unresolved--;
+    p->pool->stats.failed++;
     ppx__future_failf(t->fut, type, (long)w->pid, n, "worker %ld %s while running %s (task %llu)%s",
                       (long)w->pid, how, t->fut->function, (unsigned long long)t->id, backoff);
 }
@@ -98,13 +98,13 @@ static void fail_lost(ppx_pool *p, ppx__worker *w, ppx__task *t, bool protocol, 
 /* Requeues w's calls that cannot have started, in their order, and fails
  * the one that may have (none when the worker said it left between
  * calls). true if a future failed. */
-static bool settle_tasks(ppx_pool *p, ppx__worker *w, bool between_calls, bool protocol,
+static bool settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, bool protocol,
                          const char *how, const char *backoff, ppx__notify *n)
 {
     bool crashed = false, oldest = !between_calls;
     ppx__list requeue = {0};
     while (w->tasks.head) {
-        ppx__task *t = w->tasks.head;
+        ppx__task *t = ppx__list_first(&w->tasks);
         bool started = oldest && may_have_started(p, w, t);
         oldest = false;
         if (started || !t->fut) {
@@ -114,23 +114,23 @@ static bool settle_tasks(ppx_pool *p, ppx__worker *w, bool between_calls, bool p
             }
             ppx__task_finish(p, t);
         } else {
-            if (p->trace)
+            if (p->pool->trace)
                 ppx__observe_mark(p, "requeue", t, (int)(w - p->w), -1, NULL);
-            ppx__list_remove(&w->tasks, t);
+            ppx__list_remove(&w->tasks, &(t)->link);
             ppx__release_slot(p, t);
-            t->worker = -1;
-            ppx__list_push_back(&requeue, t);
+            ppx__lt(t)->worker = -1;
+            ppx__list_push_back(&requeue, &(t)->link);
         }
     }
     while (requeue.tail) {
-        ppx__task *t = requeue.tail;
-        ppx__list_remove(&requeue, t);
-        ppx__list_push_front(&p->queue, t);
+        ppx__task *t = ppx__list_last(&requeue);
+        ppx__list_remove(&requeue, &(t)->link);
+        ppx__list_push_front(&p->queue, &(t)->link);
     }
     return crashed;
 }
 
-void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n)
+void ppx__reap(ppx__local *p, ppx__worker *w, int code, int status, ppx__notify *n)
 {
     int wi = (int)(w - p->w);
     /* Replies it wrote before dying count: collect them first. */
@@ -157,9 +157,9 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
                          why == PPX__EXIT_WAKE_LOST || why == PPX__EXIT_SHUTDOWN;
     bool crashed = settle_tasks(p, w, between_calls, protocol, how, backoff, n);
     if (crashed || !expected)
-        p->stats.crashed++;
+        p->pool->stats.crashed++;
     if (recycled)
-        p->stats.recycled++;
+        p->pool->stats.recycled++;
     if (why == PPX__EXIT_INIT)
         initializer_failed(p, w, n);
 
@@ -180,7 +180,7 @@ void ppx__reap(ppx_pool *p, ppx__worker *w, int code, int status, ppx__notify *n
     }
 }
 
-int ppx__spawn(ppx_pool *p, int i)
+int ppx__spawn(ppx__local *p, int i)
 {
     ppx__worker *w = &p->w[i];
     ppx__restamp_layout(p);
@@ -195,7 +195,7 @@ int ppx__spawn(ppx_pool *p, int i)
     return rc;
 }
 
-static void spawned(ppx_pool *p, ppx__worker *w, pid_t pid)
+static void spawned(ppx__local *p, ppx__worker *w, pid_t pid)
 {
     w->spawning = false;
     w->pid = pid;
@@ -212,18 +212,18 @@ static void spawned(ppx_pool *p, ppx__worker *w, pid_t pid)
     w->killed_by_us = false;
     w->protocol_error = false;
     if (p->started_all) {
-        p->stats.respawns++;
+        p->pool->stats.respawns++;
         w->restarts++;
     }
-    if (p->trace)
-        ppx__trace_worker(p->trace, (int)(w - p->w), (long)pid, ppx__now_ns());
+    if (p->pool->trace)
+        ppx__trace_worker(p->pool->trace, (int)(w - p->w), (long)pid, ppx__now_ns());
 }
 
 /* The zygote died (killed from outside?): its workers died with it. Start
  * another from the parent, the one fork this design cannot avoid. */
-static void zygote_lost(ppx_pool *p, ppx__notify *n)
+static void zygote_lost(ppx__local *p, ppx__notify *n)
 {
-    epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->z.sock, NULL);
+    epoll_ctl(p->pool->epfd, EPOLL_CTL_DEL, p->z.sock, NULL);
     ppx__zygote_stop(&p->z);
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
@@ -233,10 +233,10 @@ static void zygote_lost(ppx_pool *p, ppx__notify *n)
     }
     if (atomic_load(&p->sh->shutdown))
         return;
-    ppx__worker_init init = {p->opt.initializer, p->opt.initializer_arg};
-    if (ppx__zygote_start(&p->z, p->sh, p->efd, init, p->opt.keep_descendants) == 0) {
+    ppx__worker_init init = {p->pool->opt.initializer, p->pool->opt.initializer_arg};
+    if (ppx__zygote_start(&p->z, p->sh, p->pool->efd, init, p->pool->opt.keep_descendants) == 0) {
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = PPX__EV_ZYGOTE};
-        epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->z.sock, &ev);
+        epoll_ctl(p->pool->epfd, EPOLL_CTL_ADD, p->z.sock, &ev);
     }
     for (int i = 0; i < p->nworkers; i++)
         if (!p->w[i].alive && !p->w[i].spawning && ppx__spawn(p, i) != 0)
@@ -244,7 +244,7 @@ static void zygote_lost(ppx_pool *p, ppx__notify *n)
     ppx__arm_timer(p);
 }
 
-void ppx__zygote_events(ppx_pool *p, ppx__notify *n)
+void ppx__zygote_events(ppx__local *p, ppx__notify *n)
 {
     ppx__zmsg m;
     int rc;

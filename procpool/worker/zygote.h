@@ -19,7 +19,7 @@
  */
 #ifndef PPX_PROCPOOL_ZYGOTE_H
 #define PPX_PROCPOOL_ZYGOTE_H
-#include "shared.h"
+#include "procpool/wire/shared.h"
 #include "worker.h"
 
 #include <stdbool.h>
