@@ -24,9 +24,14 @@ def symbols(obj):
     return defined, used
 
 
+SOURCES = {}
+
+
 def name_of(obj):
+    """meson names an object after its source path with / made _: find
+    the source it stands for (names may hold _ themselves)."""
     base = os.path.basename(obj)[: -len(".c.o")]
-    return base.replace("_", "/", 1) if base.count("_") else base
+    return SOURCES.get(base, base)
 
 
 def strongly_connected(nodes, edges):
@@ -64,6 +69,10 @@ def main():
     objs = sorted(glob.glob(os.path.join(build, "libppx.so.*.p", "*.c.o")))
     if not objs:
         sys.exit("no objects under %s/libppx.so.*.p: build first" % build)
+    root = os.path.dirname(os.path.abspath(__file__)) + "/.."
+    for src in glob.glob(os.path.join(root, "**", "*.c"), recursive=True):
+        rel = os.path.relpath(src, root)[: -len(".c")]
+        SOURCES[rel.replace("/", "_")] = rel
     info = {o: symbols(o) for o in objs}
     owner = {}
     for o, (defined, _) in info.items():

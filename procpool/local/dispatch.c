@@ -26,36 +26,6 @@
 
 #define STEAL_MAX 64
 
-void ppx__local_task_free(ppx__local *p, ppx__task *t)
-{
-    ppx__heap_set(&p->deadlines, &ppx__lt(t)->deadline, 0);
-    ppx__task_free(p->pool, t);
-}
-
-void ppx__release_slot(ppx__local *p, ppx__task *t)
-{
-    if (ppx__lt(t)->slot == PPX__NO_SLOT)
-        return;
-    atomic_store_explicit(&p->live[ppx__lt(t)->slot], 0, memory_order_relaxed);
-    atomic_store_explicit(&ppx__task_slot(p, t)->state, 0, memory_order_relaxed);
-    p->slot_task[ppx__lt(t)->slot] = NULL;
-    ppx__worker *owner = &p->w[ppx__lt(t)->worker]; /* a slot of its region */
-    owner->free_slots[owner->nfree++] = ppx__lt(t)->slot;
-    ppx__lt(t)->slot = PPX__NO_SLOT;
-}
-
-void ppx__task_finish(ppx__local *p, ppx__task *t)
-{
-    if (ppx__lt(t)->worker >= 0) {
-        ppx__worker *w = &p->w[ppx__lt(t)->worker];
-        if (w->partial == t)
-            w->partial = NULL; /* only when the worker died mid-frame */
-        ppx__list_remove(&w->tasks, &(t)->link);
-    }
-    ppx__release_slot(p, t);
-    ppx__local_task_free(p, t);
-}
-
 /* ---- placing calls -------------------------------------------------- */
 
 /* Puts what fits of t's frame in w's ring: the whole frame, chunks of
@@ -116,7 +86,7 @@ static void place(ppx__local *p, int wi, ppx__task *t)
                           memory_order_release);
     if (!ppx__arena_owns(&p->arena, t->frame))
         ppx__env_restamp(t->frame, ppx__lt(t)->slot, ppx__lt(t)->seq); /* an arena record carries them */
-    ppx__list_push_back(&w->tasks, &(t)->link);
+    ppx__list_push_back(&w->tasks, &t->link);
     w->partial = t;
     w->partial_off = 0;
     feed(p, w);
@@ -177,7 +147,7 @@ static void steal_for(ppx__local *p, int wi)
         taken[n++] = t;
     }
     for (size_t k = 0; k < n; k++) {
-        ppx__list_remove(&v->tasks, &(taken[k])->link);
+        ppx__list_remove(&v->tasks, &taken[k]->link);
         ppx__release_slot(p, taken[k]);
         ppx__lt(taken[k])->worker = -1;
     }
@@ -191,7 +161,7 @@ static void steal_for(ppx__local *p, int wi)
     /* Calls that did not fit go back to the front of the pool's queue,
      * in their order. */
     for (size_t j = 0; j < k; j++)
-        ppx__list_push_front(&p->queue, &(taken[j])->link);
+        ppx__list_push_front(&p->queue, &taken[j]->link);
 }
 
 void ppx__pump(ppx__local *p)
@@ -204,7 +174,7 @@ void ppx__pump(ppx__local *p)
         if (wi < 0)
             break;
         ppx__task *t = ppx__list_first(&p->queue);
-        ppx__list_remove(&p->queue, &(t)->link);
+        ppx__list_remove(&p->queue, &t->link);
         place(p, wi, t);
     }
     if (!p->queue.head)
@@ -255,14 +225,6 @@ static void protocol_fail(ppx__local *p, ppx__worker *w)
         w->protocol_error = true;
         ppx__signal_worker(w, SIGKILL);
     }
-}
-
-void ppx__signal_worker(ppx__worker *w, int sig)
-{
-    if (w->pidfd >= 0 && syscall(SYS_pidfd_send_signal, w->pidfd, sig, NULL, 0) == 0)
-        return;
-    if (w->pid > 0 && (w->pidfd < 0 || errno == ENOSYS))
-        kill(w->pid, sig);
 }
 
 /* The trace's slice of a call its worker answered (not a SKIP: that

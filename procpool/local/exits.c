@@ -64,7 +64,7 @@ static void initializer_failed(ppx__local *p, ppx__worker *w, ppx__notify *n)
         ppx__future_failf(t->fut, "InitializerError", 0, n,
                           "no worker could start: the initializer failed: %s", p->init_error);
         t->fut = NULL;
-        ppx__list_remove(&p->queue, &(t)->link);
+        ppx__list_remove(&p->queue, &t->link);
         ppx__local_task_free(p, t);
     }
 }
@@ -116,16 +116,16 @@ static bool settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, bool
         } else {
             if (p->pool->trace)
                 ppx__observe_mark(p, "requeue", t, (int)(w - p->w), -1, NULL);
-            ppx__list_remove(&w->tasks, &(t)->link);
+            ppx__list_remove(&w->tasks, &t->link);
             ppx__release_slot(p, t);
             ppx__lt(t)->worker = -1;
-            ppx__list_push_back(&requeue, &(t)->link);
+            ppx__list_push_back(&requeue, &t->link);
         }
     }
     while (requeue.tail) {
         ppx__task *t = ppx__list_last(&requeue);
-        ppx__list_remove(&requeue, &(t)->link);
-        ppx__list_push_front(&p->queue, &(t)->link);
+        ppx__list_remove(&requeue, &t->link);
+        ppx__list_push_front(&p->queue, &t->link);
     }
     return crashed;
 }

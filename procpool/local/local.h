@@ -5,8 +5,10 @@
  * ppx__local_ops (local.c). Rooms: layout.c (options and the mapping),
  * arena.c (big frames in place), dispatch.c (placing calls, stealing,
  * replies), exits.c (workers that start and end, the fork server's
- * reports), timers.c (deadlines on a heap, the timerfd), local.c (the
- * backend's entry points: start, stop, process, state).
+ * reports), timers.c (deadlines passing, cancelling a call), slots.c
+ * (a call's slot and memory, signals, arming the timerfd: beneath the
+ * others), start.c (starting and stopping workers), observe.c (worker
+ * statistics, the trace's feed), local.c (the backend's entry points).
  *
  * Every function here runs under the pool's lock unless it says so.
  */
@@ -136,20 +138,27 @@ void ppx__restamp_layout(ppx__local *p);
 /* Sets every worker's parent_waiting flag to v (see ppx__wshared). */
 void ppx__want_wakeups(ppx__local *p, uint32_t v);
 
-/* dispatch.c */
-void ppx__pump(ppx__local *p);
-void ppx__drain_replies(ppx__local *p, ppx__worker *w, ppx__notify *n);
-/* The periodic look at busy workers without a wake-up (see PPX__SWEEP_NS). */
-void ppx__sweep(ppx__local *p);
-/* Sends sig to worker w: through its pidfd, so a recycled pid is never
- * hit, or with kill() where pidfds are missing (old kernels, valgrind). */
-void ppx__signal_worker(ppx__worker *w, int sig);
+/* slots.c */
 /* The task's slot back to its worker's free list, its live entry and
  * slot word cleared; and the task over (out of its worker's list, slot
  * released, freed); and a task freed that is in no list, holds no slot. */
 void ppx__release_slot(ppx__local *p, ppx__task *t);
 void ppx__task_finish(ppx__local *p, ppx__task *t);
 void ppx__local_task_free(ppx__local *p, ppx__task *t);
+/* Sends sig to worker w: through its pidfd, so a recycled pid is never
+ * hit, or with kill() where pidfds are missing (old kernels, valgrind). */
+void ppx__signal_worker(ppx__worker *w, int sig);
+/* Puts t in the deadline heap at its earliest deadline that matters. */
+void ppx__task_reschedule(ppx__local *p, ppx__task *t);
+void ppx__arm_timer(ppx__local *p);
+/* Delay before the next respawn, given the current crash streak. */
+int64_t ppx__backoff_ns(const ppx__local *p);
+
+/* dispatch.c */
+void ppx__pump(ppx__local *p);
+void ppx__drain_replies(ppx__local *p, ppx__worker *w, ppx__notify *n);
+/* The periodic look at busy workers without a wake-up (see PPX__SWEEP_NS). */
+void ppx__sweep(ppx__local *p);
 
 /* exits.c */
 /* A worker ended: code/status as in siginfo (CLD_*), or code 0 when the
@@ -166,11 +175,6 @@ int ppx__spawn(ppx__local *p, int i);
 
 /* timers.c */
 void ppx__run_timers(ppx__local *p, ppx__notify *n);
-void ppx__arm_timer(ppx__local *p);
-/* Puts t in the deadline heap at its earliest deadline that matters. */
-void ppx__task_reschedule(ppx__local *p, ppx__task *t);
-/* Delay before the next respawn, given the current crash streak. */
-int64_t ppx__backoff_ns(const ppx__local *p);
 /* Stops t (queued, in a ring or running) and resolves its future:
  * CANCELLED, or FAILED with a TimeoutError when timed_out. */
 void ppx__cancel_task(ppx__local *p, ppx__task *t, bool kill_later, bool timed_out,

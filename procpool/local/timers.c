@@ -17,15 +17,6 @@
 
 /* ---- tasks' deadlines -------------------------------------------------- */
 
-void ppx__task_reschedule(ppx__local *p, ppx__task *t)
-{
-    ppx__ltask *lt = ppx__lt(t);
-    int64_t at = lt->kill_at;
-    if (t->fut && t->timeout_at && (!at || t->timeout_at < at))
-        at = t->timeout_at;
-    ppx__heap_set(&p->deadlines, &lt->deadline, at);
-}
-
 void ppx__cancel_task(ppx__local *p, ppx__task *t, bool kill_later, bool timed_out,
                       ppx__notify *n)
 {
@@ -90,29 +81,6 @@ static void expire(ppx__local *p, ppx__task *t, int64_t now, ppx__notify *n)
 
 /* ---- the timerfd ------------------------------------------------------- */
 
-void ppx__arm_timer(ppx__local *p)
-{
-    ppx__hnode *first = ppx__heap_min(&p->deadlines);
-    int64_t next = first ? first->at : 0;
-    if (p->sweep_at && (!next || p->sweep_at < next))
-        next = p->sweep_at;
-    for (int i = 0; i < p->nworkers; i++) {
-        ppx__worker *w = &p->w[i];
-        if (!w->alive && !w->spawning && w->respawn_at && (!next || w->respawn_at < next))
-            next = w->respawn_at;
-    }
-    if (next == p->timer_at)
-        return;
-    struct itimerspec its;
-    memset(&its, 0, sizeof its);
-    if (next) {
-        its.it_value.tv_sec = next / 1000000000LL;
-        its.it_value.tv_nsec = next % 1000000000LL;
-    }
-    timerfd_settime(p->tfd, TFD_TIMER_ABSTIME, &its, NULL);
-    p->timer_at = next;
-}
-
 void ppx__run_timers(ppx__local *p, ppx__notify *n)
 {
     uint64_t expirations;
@@ -139,15 +107,4 @@ void ppx__run_timers(ppx__local *p, ppx__notify *n)
             w->respawn_at = now + RESPAWN_RETRY_NS;
     }
     ppx__arm_timer(p);
-}
-
-int64_t ppx__backoff_ns(const ppx__local *p)
-{
-    /* Two crashes in a row are bad luck; more look like a function that
-     * kills every worker it touches: wait 10 ms, doubling up to 5 s. */
-    if (p->crash_streak < 3)
-        return 0;
-    unsigned k = p->crash_streak - 3;
-    int64_t ms = k >= 9 ? 5000 : 10LL << k;
-    return (ms > 5000 ? 5000 : ms) * 1000000LL;
 }

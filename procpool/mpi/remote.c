@@ -80,7 +80,7 @@ static void pump(ppx_pool *p, ppx__notify *n)
             break;
         ppx__node *nd = &r->nodes[i];
         ppx__task *t = ppx__list_first(&r->queue);
-        ppx__list_remove(&r->queue, &(t)->link);
+        ppx__list_remove(&r->queue, &t->link);
         uint32_t s = nd->free_slots[--nd->nfree];
         nd->slot[s] = t;
         nd->inflight++;
@@ -98,13 +98,13 @@ static void pump(ppx_pool *p, ppx__notify *n)
             ms = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (uint32_t)left;
         }
         ppx__env_restamp(t->frame, s, ms);
-        ppx__list_push_back(&nd->out, &(t)->link);
+        ppx__list_push_back(&nd->out, &t->link);
         placed = true;
     }
     if (r->queue.head && all_lost(r)) {
         while (r->queue.head) {
             ppx__task *t = ppx__list_first(&r->queue);
-            ppx__list_remove(&r->queue, &(t)->link);
+            ppx__list_remove(&r->queue, &t->link);
             fail_lost(p, t, "", "every node of the MPI pool is lost", n);
             ppx__task_free(p, t);
         }
@@ -133,7 +133,7 @@ int ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
     }
     ppx__rt(t)->at = PPX__AT_QUEUE;
     ppx__rt(t)->node = -1;
-    ppx__list_push_back(&r->queue, &(t)->link);
+    ppx__list_push_back(&r->queue, &t->link);
     if (t->timeout_at && (!r->queue_due_ns || t->timeout_at < r->queue_due_ns))
         r->queue_due_ns = t->timeout_at;
     pump(p, n); /* resolves only when every node is lost */
@@ -158,7 +158,7 @@ static void expire_queued(ppx_pool *p, ppx__notify *n)
                 due = t->timeout_at;
             continue;
         }
-        ppx__list_remove(&r->queue, &(t)->link);
+        ppx__list_remove(&r->queue, &t->link);
         ppx__task_stop_future(p, t, true, n);
         ppx__task_free(p, t);
     }
@@ -171,7 +171,7 @@ static void release(ppx_pool *p, ppx__node *nd, ppx__task *t)
     nd->free_slots[nd->nfree++] = ppx__rt(t)->slot;
     nd->inflight--;
     if (ppx__rt(t)->at == PPX__AT_OUT)
-        ppx__list_remove(&nd->out, &(t)->link);
+        ppx__list_remove(&nd->out, &t->link);
     ppx__task_free(p, t);
 }
 
@@ -204,7 +204,7 @@ void ppx__remote_cancel(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_o
     ppx__remote *r = rm(p);
     ppx__task_stop_future(p, t, timed_out, n);
     if (ppx__rt(t)->node < 0) {
-        ppx__list_remove(&r->queue, &(t)->link);
+        ppx__list_remove(&r->queue, &t->link);
         ppx__task_free(p, t);
         return;
     }
@@ -387,7 +387,7 @@ void ppx__remote_free_tasks(ppx_pool *p)
     ppx__remote *r = rm(p);
     while (r->queue.head) {
         ppx__task *t = ppx__list_first(&r->queue);
-        ppx__list_remove(&r->queue, &(t)->link);
+        ppx__list_remove(&r->queue, &t->link);
         ppx__task_free(p, t);
     }
     for (int i = 0; i < r->nnodes; i++) {
