@@ -2,6 +2,7 @@
 #include "call.h"
 #include "procpool/wire/frame.h"
 #include "procpool/registry.h"
+#include "procpool/util/clock.h"
 #include "serialize/envelope.h"
 #include "serialize/mpread.h"
 #include "shm/wake.h"
@@ -191,19 +192,12 @@ static void send_error(wctx *w, const ppx__env *env, const char *type,
 
 static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot);
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no system call */
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* Stamps the start of the function in the call's slot; mark_finished
  * stamps its end and adds the time to busy_ns. These two clock reads
  * are all that statistics and the trace cost a worker. */
 static void begin_call(wctx *w, ppx__slot *slot)
 {
-    w->call_t0 = mono_ns();
+    w->call_t0 = ppx__now_ns();
     atomic_store_explicit(&slot->started_ns, w->call_t0, memory_order_relaxed);
 }
 
@@ -424,7 +418,7 @@ static void handle_arena(wctx *w, const void *rec, size_t len)
 static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot)
 {
     if (w->call_t0) {
-        int64_t t1 = mono_ns();
+        int64_t t1 = ppx__now_ns();
         atomic_store_explicit(&slot->ended_ns, t1, memory_order_relaxed);
         w->busy += (uint64_t)(t1 - w->call_t0);
         atomic_store_explicit(w->busy_ns, w->busy, memory_order_relaxed);
