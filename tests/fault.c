@@ -2,8 +2,11 @@
 #include "fault.h"
 
 #include <errno.h>
+#include <execinfo.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void *__real_malloc(size_t n);
@@ -24,6 +27,8 @@ static atomic_bool fired;
 
 void fault_arm(unsigned long nth)
 {
+    if (getenv("FAULT_VERBOSE"))
+        fprintf(stderr, "fault: failing allocation %lu\n", nth);
     atomic_store(&counted, 0);
     atomic_store(&fired, false);
     atomic_store(&target, nth);
@@ -55,6 +60,10 @@ static bool fail_now(void)
     if (k != atomic_load(&target))
         return false;
     atomic_store(&fired, true);
+    if (getenv("FAULT_VERBOSE")) { /* where it failed, to debug a finding */
+        void *pcs[16];
+        backtrace_symbols_fd(pcs, backtrace(pcs, 16), 2);
+    }
     return true;
 }
 
