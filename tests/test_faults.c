@@ -230,7 +230,8 @@ static void test_gather_returning_errors(void **state)
 
 /* ---- wait, wait_for ----------------------------------------------------- */
 
-static void wait_under_faults(fixture *fx, int when)
+/* A timeout far away opens the wait's timer, which ENOMEM must close. */
+static void wait_under_faults(fixture *fx, int when, int timeout_ms)
 {
     for (unsigned long n = 1;; n++) {
         int hits[NKIDS] = {0};
@@ -239,7 +240,7 @@ static void wait_under_faults(fixture *fx, int when)
         outcome o = {kids, NKIDS, 0, 0};
         /* FIRST_COMPLETED: child 0 has finished, so it holds at once. */
         fault_arm(n);
-        int rc = ppx_wait(&fx->loop, kids, NKIDS, when, -1, &w);
+        int rc = ppx_wait(&fx->loop, kids, NKIDS, when, timeout_ms, &w);
         if (rc == 0) {
             assert_int_equal(ppx_awaitable_add_done_callback(w, observe, &o), 0);
             settle(fx, w);
@@ -271,12 +272,12 @@ static void wait_under_faults(fixture *fx, int when)
 
 static void test_wait_all(void **state)
 {
-    wait_under_faults(*state, PPX_ALL_COMPLETED);
+    wait_under_faults(*state, PPX_ALL_COMPLETED, 600000);
 }
 
 static void test_wait_first(void **state)
 {
-    wait_under_faults(*state, PPX_FIRST_COMPLETED);
+    wait_under_faults(*state, PPX_FIRST_COMPLETED, -1);
 }
 
 static void test_wait_for(void **state)
@@ -287,7 +288,7 @@ static void test_wait_for(void **state)
         ppx_awaitable *kid = watched(fx, 50, 11, &hits), *w = NULL;
         outcome o = {&kid, 1, 0, 0};
         fault_arm(n);
-        int rc = ppx_wait_for(&fx->loop, kid, -1, &w);
+        int rc = ppx_wait_for(&fx->loop, kid, 600000, &w);
         if (rc == 0) {
             assert_int_equal(ppx_awaitable_add_done_callback(w, observe, &o), 0);
             settle(fx, w);
@@ -443,15 +444,14 @@ static void make_feed(feed *f)
     }
 }
 
-static void test_lazy_map(void **state)
+static void lazy_map_under_faults(fixture *fx, ppx_pool *pool)
 {
-    fixture *fx = *state;
     for (unsigned long n = 1;; n++) {
         feed f;
         make_feed(&f);
         ppx_awaitable *m = NULL;
         fault_arm(n);
-        int rc = ppx_map_lazy(&fx->loop, fx->pool, "sleep_then", 2, next_input, on_result, &f, &m);
+        int rc = ppx_map_lazy(&fx->loop, pool, "sleep_then", 2, next_input, on_result, &f, &m);
         if (rc == 0)
             settle(fx, m); /* a stall fails here */
         bool fired = fault_fired();
@@ -473,6 +473,19 @@ static void test_lazy_map(void **state)
     }
 }
 
+static void test_lazy_map(void **state)
+{
+    fixture *fx = *state;
+    lazy_map_under_faults(fx, fx->pool);
+}
+
+/* The same over libuv's threads: their allocations count too. */
+static void test_lazy_map_on_threads(void **state)
+{
+    fixture *fx = *state;
+    lazy_map_under_faults(fx, ppx_thread_pool());
+}
+
 int main(void)
 {
     ppx_register("sleep_then", fn_sleep_then, NULL);
@@ -491,6 +504,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_as_completed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_task_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lazy_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lazy_map_on_threads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
