@@ -241,6 +241,12 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
     mark_finished(w, env, slot);
     if (call.raised) {
         send_error(w, env, call.type, call.message ? call.message : "", fname, call.where);
+    } else if (rc == PPX_ENOMEM) {
+        /* A function handing on its ppx_return_*'s ENOMEM: the result
+         * could not be built; say so rather than blame the function (as
+         * the thread executor does). */
+        send_error(w, env, "MemoryError",
+                   "no memory for the result (the function returned PPX_ENOMEM)", fname, "");
     } else if (rc != 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "function returned %d without raising an error", rc);
