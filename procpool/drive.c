@@ -135,14 +135,8 @@ int ppx__remaining_ms(int64_t deadline)
 int ppx__pool_drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *arg,
                        int64_t deadline)
 {
-    /* A reference only while the pool lives: a wait that races the
-     * pool's last unref must not bring it back (the shell stays readable
-     * in the graveyard a while after the free). */
-    int refs = atomic_load(&p->refs);
-    do {
-        if (refs <= 0)
-            return PPX_EBADOBJ;
-    } while (!atomic_compare_exchange_weak(&p->refs, &refs, refs + 1));
+    /* No reference of its own: the caller's (ppx_pool_shutdown's, or
+     * ppx_future_wait's pin) keeps p through a free by a callback below. */
     ppx__pool_lock(p);
     int rc = 0;
     bool looked = false;
@@ -181,7 +175,6 @@ int ppx__pool_drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *a
         ppx__pool_lock(p);
     }
     ppx__pool_unlock(p);
-    ppx__pool_unref(p);
     return rc;
 }
 

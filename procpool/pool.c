@@ -93,7 +93,6 @@ static int open_fds(ppx_pool *p)
 
 static void stop_workers(ppx_pool *p);
 static void destroy(ppx_pool *p);
-static void graveyard_install(void);
 
 /* With an initializer, creation reports its failure: wait until every
  * worker says it is ready, or one exits having failed it. */
@@ -200,7 +199,6 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
         return rc ? rc : ppx__node_serve(&o);
     }
     p->nworkers = p->opt.workers;
-    graveyard_install();
     p->self = getpid();
     p->gen = ppx__fork_generation();
     p->created_ns = ppx__now_ns();
@@ -377,40 +375,6 @@ static void free_all_tasks(ppx_pool *p)
     free_tasks(&p->queue, p);
 }
 
-/* A freed pool's shell is kept (the last GRAVEYARD of them), marked dead,
- * so a call on a freed pool returns PPX_EBADOBJ instead of reading freed
- * memory. Only the struct is kept; everything it owned is released. */
-#define GRAVEYARD 64
-static pthread_mutex_t graveyard_mu = PTHREAD_MUTEX_INITIALIZER;
-static ppx_pool *graveyard[GRAVEYARD];
-static size_t graveyard_next;
-static pthread_once_t graveyard_once = PTHREAD_ONCE_INIT;
-
-/* A fork's copy of a pool is buried too: the lock must not be copied
- * held by a thread that the child does not have. */
-static void graveyard_lock(void) { pthread_mutex_lock(&graveyard_mu); }
-static void graveyard_unlock(void) { pthread_mutex_unlock(&graveyard_mu); }
-static void graveyard_atfork(void)
-{
-    pthread_atfork(graveyard_lock, graveyard_unlock, graveyard_unlock);
-}
-
-static void graveyard_install(void)
-{
-    pthread_once(&graveyard_once, graveyard_atfork);
-}
-
-static void bury(ppx_pool *p)
-{
-    p->magic = POOL_DEAD;
-    pthread_mutex_lock(&graveyard_mu);
-    ppx_pool *oldest = graveyard[graveyard_next];
-    graveyard[graveyard_next] = p;
-    graveyard_next = (graveyard_next + 1) % GRAVEYARD;
-    pthread_mutex_unlock(&graveyard_mu);
-    free(oldest);
-}
-
 void ppx__pool_destroy(ppx_pool *p, bool copy)
 {
     if (copy) {
@@ -443,12 +407,20 @@ void ppx__pool_destroy(ppx_pool *p, bool copy)
     if (!copy)
         pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
-    bury(p);
+    /* Only a pointer of the wrong kind is caught by the magic: a freed
+     * pool is undefined behaviour (ppx.h). */
+    p->magic = POOL_DEAD;
+    free(p);
 }
 
 static void destroy(ppx_pool *p)
 {
     ppx__pool_destroy(p, false);
+}
+
+void ppx__pool_ref(ppx_pool *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
 }
 
 void ppx__pool_unref(ppx_pool *p)
@@ -490,6 +462,9 @@ void ppx_pool_free(ppx_pool *p)
     p->torn_down = true;
     pthread_cond_broadcast(&p->cv);
     ppx__pool_unlock(p);
+    /* Every future let go of p in notify above; a thread still inside a
+     * call on one of them (pinned) or in shutdown holds p until it
+     * leaves, and then frees it. */
     ppx__pool_unref(p);
 }
 
