@@ -41,6 +41,9 @@ ppx_pool *ppx__future_pin(ppx_future *f)
     } while (!atomic_compare_exchange_weak_explicit(&f->pin, &v, v + USER,
                                                     memory_order_acq_rel,
                                                     memory_order_acquire));
+    /* f too: a callback run meanwhile may drop the reference the caller
+     * borrowed (an awaitable's, cancelled through ppx_awaitable_cancel). */
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
     if (atomic_load_explicit(&f->state, memory_order_acquire) != PPX_PENDING) {
         ppx__future_unpin(f);
         return NULL;
@@ -53,6 +56,7 @@ void ppx__future_unpin(ppx_future *f)
     unsigned old = atomic_fetch_sub_explicit(&f->pin, USER, memory_order_acq_rel);
     if (old == USER) /* the hold went while we used the pool */
         ppx__pool_unref(f->pool);
+    ppx_future_unref(f);
 }
 
 ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,

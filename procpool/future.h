@@ -73,9 +73,10 @@ void ppx__future_cancelled(ppx_future *f, ppx__notify *n);
  * be the last: a caller that uses the pool after holds one of its own). */
 void ppx__notify_run(ppx__notify *n);
 
-/* f's pool, kept alive until ppx__future_unpin, while f is pending; NULL
- * once f resolved (its pool may be gone then: do not touch it). Outside
- * the pool's lock, as is unpin, which may drop the pool's last reference. */
+/* f's pool, kept alive (and f with it) until ppx__future_unpin, while f
+ * is pending; NULL once f resolved (its pool may be gone then: do not
+ * touch it). Outside the pool's lock, as is unpin, which may drop the
+ * last reference on the pool, or on f. */
 ppx_pool *ppx__future_pin(ppx_future *f);
 void ppx__future_unpin(ppx_future *f);
 
