@@ -783,6 +783,57 @@ static void test_null_and_wrong_kind_handles_give_ebadobj(void **state)
     ppx_pool_free(p);
 }
 
+/* A thread running callbacks in its wait when another frees the pool:
+ * the pool (its descriptors included) lives on until that thread leaves,
+ * and goes then. */
+typedef struct held {
+    ppx_future *g;
+    _Atomic int in_cb, freed;
+} held;
+
+static void block_until_freed(ppx_future *f, void *arg)
+{
+    (void)f;
+    held *h = arg;
+    atomic_store(&h->in_cb, 1);
+    int64_t end = support_now_ms() + 10000;
+    while (!atomic_load(&h->freed) && support_now_ms() < end)
+        support_sleep_ms(1);
+}
+
+static void *wait_on_g(void *arg)
+{
+    ppx_future_wait(((held *)arg)->g, -1);
+    return NULL;
+}
+
+static void test_a_thread_inside_a_call_keeps_the_pool_through_its_free(void **state)
+{
+    int before = support_open_fds();
+    ppx_pool *p = new_pool(2, &(ppx_pool_options){.cancel_grace_ms = 20});
+    held h = {0};
+    ppx_future *f;
+    /* Nobody drives the pool yet: f is pending until the waiter does. */
+    assert_int_equal(ppx_pool_submitf(p, &f, "add", "ii", 1, 2), 0);
+    assert_int_equal(ppx_future_add_done_callback(f, block_until_freed, &h), 0);
+    assert_int_equal(ppx_pool_submitf(p, &h.g, "spin_forever", ""), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, wait_on_g, &h), 0);
+    int64_t end = support_now_ms() + 10000;
+    while (!atomic_load(&h.in_cb) && support_now_ms() < end)
+        support_sleep_ms(1);
+    assert_true(atomic_load(&h.in_cb));
+    ppx_pool_free(p);
+    assert_true(support_open_fds() > before); /* still held by the waiter */
+    atomic_store(&h.freed, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(support_open_fds(), before);
+    assert_int_equal(ppx_future_state(h.g), PPX_CANCELLED);
+    assert_int_equal(support_future_int(f), 3);
+    ppx_future_unref(h.g);
+    ppx_future_unref(f);
+}
+
 /* ---- a free racing calls on its futures from other threads ------------ */
 
 enum { RACE_FUTURES = 48, RACE_THREADS = 3 };
@@ -958,6 +1009,7 @@ int main(void)
         cmocka_unit_test_teardown(test_free_releases_threads_blocked_in_a_wait, teardown),
         cmocka_unit_test_teardown(test_futures_kept_past_the_pool_free_stay_readable, teardown),
         cmocka_unit_test_teardown(test_null_and_wrong_kind_handles_give_ebadobj, teardown),
+        cmocka_unit_test_teardown(test_a_thread_inside_a_call_keeps_the_pool_through_its_free, teardown),
         cmocka_unit_test_teardown(test_free_races_calls_on_its_futures_from_other_threads, teardown),
         cmocka_unit_test_teardown(test_map_runs_one_call_per_item_and_returns_their_results, teardown),
         cmocka_unit_test_teardown(test_pool_lifetimes_leave_no_descriptor_or_process, teardown),
