@@ -10,6 +10,11 @@
  *    and leaves it untouched on failure. On failure the caller keeps
  *    everything it passed.
  *  - Destructors (_free, _unref) accept NULL and cannot fail.
+ *  - Using a handle after its last unref, or a pool after ppx_pool_free,
+ *    is undefined behaviour (as with libuv's handles and SQLite's
+ *    statements): its memory may be gone. PPX_EBADOBJ answers only a
+ *    handle that can be told safely: NULL, or a live object of another
+ *    kind (a pool passed as a future, ppx_thread_pool() to a pool call).
  *  - Timeouts are in milliseconds: -1 waits forever, 0 polls.
  */
 #ifndef PPX_H
@@ -59,7 +64,7 @@ const char *ppx_version(void);
     XX(EMALFORMED, "malformed msgpack data")                                  \
     XX(ETOOBIG, "payload exceeds the pool's size limit")                      \
     XX(ESPAWN, "a worker process could not be started")                       \
-    XX(EBADOBJ, "the object is invalid or already freed")                     \
+    XX(EBADOBJ, "the handle is NULL or not an object of this kind")           \
     XX(ENOWORK, "the loop has nothing left to run")                           \
     XX(EINIT, "a worker's initializer failed: see ppx_last_error()")         \
     XX(EBACKEND, "the pool's backend is unavailable: see ppx_last_error()")   \
@@ -439,13 +444,17 @@ int ppx_pool_shutdown(ppx_pool *pool, int how, int timeout_ms);
  * stops and reaps every worker, releases all memory and descriptors. It
  * blocks while workers exit: a running call gets cancel_grace_ms (100 ms
  * if negative) before its worker is killed. Futures stay valid (resolved)
- * until their last unref. Threads blocked in ppx_future_wait or
- * ppx_pool_shutdown return (their futures resolve CANCELLED). It may be
- * called from any callback, an awaitable's on the loop thread included;
- * other threads must not start new calls on the pool once it has begun.
- * A pool behind awaitables must be freed on their loop's thread, and the
- * loop run again so that its handles close. Do not use the pool after:
- * calls may, for a while, return PPX_EBADOBJ. In a fork of the pool's
+ * until their last unref, and never touch the pool again. Threads blocked
+ * in ppx_future_wait or ppx_pool_shutdown return (their futures resolve
+ * CANCELLED); a thread still inside a call on one of its futures keeps
+ * the pool's memory until it leaves. It may be called from any callback,
+ * an awaitable's on the loop thread included; other threads must not
+ * start new calls on the pool once it has begun (calls on its futures
+ * are fine). A pool behind awaitables must be freed on their loop's
+ * thread, and the loop run again so that its handles close. The pool
+ * handle is dead on return: using it after is undefined behaviour (a
+ * callback run by this very free may still use it: submissions there
+ * fail with PPX_ECLOSED). In a fork of the pool's
  * creator it frees that process's copy only, without blocking (see
  * above); a copy taken while another thread held the pool's lock may be
  * half updated and is left allocated. */
@@ -459,7 +468,7 @@ void ppx_pool_free(ppx_pool *pool);
  * A name that is not registered still gives a future, already FAILED with
  * a "NameError" naming it, as a worker would report it.
  * Thread-safe; it takes the pool's lock but never waits for a worker.
- * Errors: PPX_EBADOBJ (not a live pool, ppx_thread_pool() included),
+ * Errors: PPX_EBADOBJ (NULL or not a pool, ppx_thread_pool() included),
  * PPX_EFORKED (a fork's copy of the pool), PPX_EINVAL (fn or out NULL, fn empty or longer than 255 bytes, args NULL
  * with args_len > 0), PPX_ECLOSED, PPX_ETOOBIG (args_len over the pool's
  * max_payload), PPX_EMALFORMED (args not one msgpack array), PPX_ENOMEM.
@@ -587,9 +596,11 @@ int ppx_pool_worker_stats(ppx_pool *pool, int i, ppx_worker_stats *out);
 typedef void (*ppx_future_cb)(ppx_future *f, void *arg);
 
 /* Futures are thread-safe: every function below may be called from any
- * thread. An invalid handle (NULL, or a future already freed) gives
- * PPX_EBADOBJ, or the value each function names; do not rely on that for
- * a freed one. */
+ * thread, also while another thread frees the future's pool. A NULL or
+ * wrong-kind handle gives PPX_EBADOBJ, or the value each function names
+ * for an invalid handle; a future used after its last unref is undefined
+ * behaviour. An unresolved future keeps its pool's memory; a resolved
+ * one outlives the pool and never touches it. */
 
 /* Takes another reference; each is dropped by one ppx_future_unref. */
 void ppx_future_ref(ppx_future *f);
@@ -657,8 +668,9 @@ int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg);
  * callbacks it takes, run on the loop's thread, unless said otherwise. A
  * function that makes an awaitable gives the caller one reference in *out
  * (drop it with ppx_awaitable_unref) and takes its own on the awaitables
- * it is given. An invalid handle (NULL, or an awaitable already freed)
- * gives PPX_EBADOBJ, or the value each function names.
+ * it is given. A NULL or wrong-kind handle gives PPX_EBADOBJ, or the value
+ * each function names for an invalid handle; an awaitable used after its
+ * last unref is undefined behaviour.
  */
 
 struct uv_loop_s;
@@ -671,8 +683,8 @@ typedef void (*ppx_awaitable_cb)(ppx_awaitable *aw, void *arg);
  * thread resolves f. Watches the pool's fd with a uv_poll handle on loop;
  * no thread is created. A pool that backs awaitables must be freed on
  * their loop's thread. If f is already resolved, so is the awaitable on
- * return. Errors: PPX_EINVAL (loop or out NULL), PPX_EBADOBJ (f is not a
- * live future), PPX_EFORKED (f is unresolved in a fork's copy of its
+ * return. Errors: PPX_EINVAL (loop or out NULL), PPX_EBADOBJ (f is NULL
+ * or not a future), PPX_EFORKED (f is unresolved in a fork's copy of its
  * pool), PPX_ENOMEM, a libuv code (-errno) if the fd cannot be watched.
  */
 int ppx_wrap_future(struct uv_loop_s *loop, ppx_future *f, ppx_awaitable **out);
@@ -731,7 +743,8 @@ void ppx_default_pool_free(void);
  * a failed child's element is nil and ppx_gather_child() shows its error.
  * n == 0 resolves DONE with [] at once. Cancelling the gather cancels
  * every child. Errors: PPX_EINVAL (loop or out NULL, items NULL with
- * n > 0, unknown flags), PPX_EBADOBJ (a dead child), PPX_ENOMEM.
+ * n > 0, unknown flags), PPX_EBADOBJ (a NULL or wrong-kind child),
+ * PPX_ENOMEM.
  */
 enum { PPX_GATHER_RETURN_ERRORS = 1 };
 int ppx_gather(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
@@ -807,7 +820,7 @@ int ppx_run_until_complete(struct uv_loop_s *loop, ppx_awaitable *aw);
  * children finished by then; ppx_awaitable_done() on each tells which.
  * Cancelling it leaves the children running. Errors: PPX_EINVAL (loop or
  * out NULL, items NULL with n > 0, unknown return_when), PPX_EBADOBJ (a
- * dead child), PPX_ENOMEM.
+ * NULL or wrong-kind child), PPX_ENOMEM.
  */
 enum { PPX_FIRST_COMPLETED = 1, PPX_FIRST_EXCEPTION = 2, PPX_ALL_COMPLETED = 3 };
 int ppx_wait(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
@@ -821,7 +834,7 @@ int ppx_wait(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
  * is cancelled (a running call is stopped). Cancelling the returned
  * awaitable cancels aw. For a deadline that the pool enforces without a
  * loop, see ppx_call_options.timeout_ms. Errors: PPX_EINVAL (loop or out
- * NULL), PPX_EBADOBJ (aw dead), PPX_ENOMEM.
+ * NULL), PPX_EBADOBJ (aw NULL or not an awaitable), PPX_ENOMEM.
  */
 int ppx_wait_for(struct uv_loop_s *loop, ppx_awaitable *aw, int timeout_ms,
                  ppx_awaitable **out);
@@ -836,8 +849,8 @@ int ppx_wait_for(struct uv_loop_s *loop, ppx_awaitable *aw, int timeout_ms,
  * is handed back). Like ppx_run_until_complete, _next blocks and must not
  * be called from a callback of the loop. _new takes a reference to each
  * child, dropped by _free; its errors: PPX_EINVAL (loop or out NULL, items
- * NULL with n > 0), PPX_EBADOBJ (a dead child), PPX_ENOMEM. _free may be
- * called at any time, from a callback too; unfinished children keep
+ * NULL with n > 0), PPX_EBADOBJ (a NULL or wrong-kind child), PPX_ENOMEM.
+ * _free may be called at any time, from a callback too; unfinished children keep
  * running.
  */
 typedef struct ppx_as_completed ppx_as_completed;
@@ -857,8 +870,8 @@ void ppx_as_completed_free(ppx_as_completed *it);
  * tasks added, or FAILED with the first error. _close returns 0 (also
  * when already closed), or PPX_EDONE once the group has resolved.
  * Cancelling the group cancels its tasks and closes it. Errors:
- * PPX_EINVAL (loop or out NULL), PPX_EBADOBJ (not a group, or a dead
- * task), PPX_ENOMEM.
+ * PPX_EINVAL (loop or out NULL), PPX_EBADOBJ (not a group, or a NULL
+ * or wrong-kind task), PPX_ENOMEM.
  */
 int ppx_task_group(struct uv_loop_s *loop, ppx_awaitable **out);
 int ppx_task_group_add(ppx_awaitable *group, ppx_awaitable *task);

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-
+/* A wrong-kind or NULL handle is caught by the magic; an awaitable used
+ * after its last unref is undefined behaviour (ppx.h). */
 static bool live(const ppx_awaitable *aw)
 {
     return ppx__awaitable_live(aw);
@@ -116,22 +116,18 @@ static void on_future_done(ppx_future *f, void *arg)
     pthread_mutex_unlock(&b->mu);
 }
 
-int ppx_wrap_future(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)
+/* ppx_wrap_future while f is pinned to pool (NULL: f is resolved). */
+static int wrap_pinned(uv_loop_t *loop, ppx_future *f, ppx_pool *pool, ppx_awaitable **out)
 {
-    if (!loop || !out)
-        return PPX_EINVAL;
-    if (!ppx_future_id(f))
-        return PPX_EBADOBJ;
-    ppx_pool *pool = atomic_load(&f->pool);
     /* Pending in a pool this process did not make (a fork's copy):
      * nothing here could ever resolve it. */
-    if (pool && !ppx_future_done(f) && ppx__pool_check(pool) == PPX_EFORKED)
+    if (pool && ppx__pool_check(pool) == PPX_EFORKED)
         return PPX_EFORKED;
     ppx_awaitable *aw = ppx__awaitable_alloc(loop);
     if (!aw)
         return PPX_ENOMEM;
     int rc = 0;
-    if (pool && !ppx_future_done(f)) {
+    if (pool) {
         aw->b = ppx__bind(loop, pool, &rc);
         if (!aw->b) {
             free(aw);
@@ -155,6 +151,21 @@ int ppx_wrap_future(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)
         ppx__binding_update(aw->b);
     *out = aw;
     return 0;
+}
+
+int ppx_wrap_future(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)
+{
+    if (!loop || !out)
+        return PPX_EINVAL;
+    if (!ppx_future_id(f))
+        return PPX_EBADOBJ;
+    /* Pinned, the pool cannot go while it is bound; a resolved f needs
+     * no pool (which may be gone). */
+    ppx_pool *pool = ppx__future_pin(f);
+    int rc = wrap_pinned(loop, f, pool, out);
+    if (pool)
+        ppx__future_unpin(f);
+    return rc;
 }
 
 int ppx_run_in_executor(uv_loop_t *loop, ppx_pool *pool, const char *fn,

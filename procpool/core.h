@@ -98,10 +98,12 @@ typedef struct ppx__hook {
 
 struct ppx_pool {
     uint32_t magic;
-    /* The owner's reference, plus one per thread inside a blocking wait,
-     * so ppx_pool_free can tear the pool down (workers stopped, futures
-     * resolved) while such a thread is still leaving; the last reference
-     * closes the descriptors and frees the memory. */
+    /* The owner's reference, plus one per unresolved future (let go
+     * after its callbacks ran, or when the last call pinning it leaves:
+     * future.h) and one per blocking ppx_pool_shutdown, so ppx_pool_free
+     * can tear the pool down (workers stopped, futures resolved) while
+     * such a thread is still leaving; the last reference closes the
+     * descriptors and frees the memory. */
     _Atomic int refs;
     bool freeing;   /* ppx_pool_free has begun */
     bool torn_down; /* workers are gone; nothing left to process */
@@ -145,14 +147,10 @@ int ppx__pool_open(ppx_pool **out, const ppx_pool_options *opt, const ppx__backe
 int ppx__pool_watch(ppx_pool *p, int fd, uint64_t tag);
 bool ppx__pool_live(const ppx_pool *p);
 void ppx__pool_mark_live(ppx_pool *p);
-/* Freed pools' shells are kept a while (see pool.c). */
-void ppx__graveyard_install(void);
 /* The last step of freeing p: its backend, descriptors, memory. copy: p
  * is a fork's copy (ppx__pool_free_copy): nothing but this process's
  * memory is touched. */
 void ppx__pool_destroy(ppx_pool *p, bool copy);
-/* Drops a reference; the last one destroys the pool. */
-void ppx__pool_unref(ppx_pool *p);
 /* Wake a sleeping driver; after futures resolved (n), wake blocked
  * waiters and, if kick_driver, the driver. */
 void ppx__pool_kick(ppx_pool *p);
@@ -161,10 +159,11 @@ void ppx__pool_after_resolve(ppx_pool *p, ppx__notify *n, bool kick_driver);
 bool ppx__pool_other_driver(const ppx_pool *p);
 /* Clears a pending kick, unless another thread drives (it will). */
 void ppx__pool_take_kick(ppx_pool *p);
-/* Blocks until done(p, arg) holds (checked under the lock) or deadline
- * (ppx__now_ns() clock; -1: none) passes, driving the pool meanwhile
- * unless another thread does. 0, PPX_ETIMEDOUT or PPX_EBADOBJ (the pool
- * was being freed). */
+/* Blocks until done(p, arg) holds (checked under the lock), the pool is
+ * torn down, or deadline (ppx__now_ns() clock; -1: none) passes, driving
+ * the pool meanwhile unless another thread does. 0 or PPX_ETIMEDOUT. The
+ * caller holds a reference on p throughout (its own, or a pinned
+ * future's): a callback run here may free the pool. */
 int ppx__pool_drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *arg,
                           int64_t deadline);
 /* fork.c's part of ppx_pool_free: the copy inherited through fork(). */

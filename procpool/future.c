@@ -2,7 +2,6 @@
 #include "procpool/wire/frame.h"
 #include "pool.h"
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,70 +10,59 @@
 #define FUTURE_MAGIC 0x70707846u /* "ppxF" */
 #define FUTURE_DEAD 0xdeadf00du
 
-/*
- * Released futures wait in a FIFO quarantine before their memory is used
- * again, so a handle used after its last unref still points at memory we
- * own, marked dead: the call fails with PPX_EBADOBJ instead of reading
- * freed memory. The window is QUARANTINE releases long.
- */
-#define QUARANTINE 4096
-static pthread_mutex_t quarantine_mu = PTHREAD_MUTEX_INITIALIZER;
-static ppx_future *quarantine_head, *quarantine_tail;
-static size_t quarantined;
-static pthread_once_t quarantine_once = PTHREAD_ONCE_INIT;
+/* The pin word (future.h): HOLD while f's reference on its pool stands,
+ * plus USER for each call using the pool through ppx__future_pin. */
+#define HOLD 1u
+#define USER 2u
 
-/* A fork's child frees futures too: the lock must not be copied held by
- * a thread the child does not have, nor the queue half updated. */
-static void quarantine_lock(void) { pthread_mutex_lock(&quarantine_mu); }
-static void quarantine_unlock(void) { pthread_mutex_unlock(&quarantine_mu); }
-static void quarantine_atfork(void)
-{
-    pthread_atfork(quarantine_lock, quarantine_unlock, quarantine_unlock);
-}
-
+/* A wrong-kind or NULL handle is caught here; a freed one is undefined
+ * behaviour (ppx.h): its memory is gone, nothing is read safely there. */
 static bool live(const ppx_future *f)
 {
     return f && f->magic == FUTURE_MAGIC;
 }
 
-static ppx_future *take_memory(void)
+/* Drops f's hold on its pool, once; the pool goes with its last
+ * reference. Never under the pool's lock: destroying it takes the lock
+ * away. A call still pinning the pool drops the reference instead. */
+static void let_go_of_pool(ppx_future *f)
 {
-    pthread_once(&quarantine_once, quarantine_atfork);
-    ppx_future *f = NULL;
-    pthread_mutex_lock(&quarantine_mu);
-    if (quarantined > QUARANTINE) {
-        f = quarantine_head;
-        quarantine_head = f->notify_next;
-        if (!quarantine_head)
-            quarantine_tail = NULL;
-        quarantined--;
-    }
-    pthread_mutex_unlock(&quarantine_mu);
-    if (f) {
-        memset(f, 0, sizeof *f);
-        return f;
-    }
-    return calloc(1, sizeof *f);
+    unsigned old = atomic_fetch_and_explicit(&f->pin, ~HOLD, memory_order_acq_rel);
+    if (old == HOLD)
+        ppx__pool_unref(f->pool);
 }
 
-static void give_back(ppx_future *f)
+ppx_pool *ppx__future_pin(ppx_future *f)
 {
-    f->magic = FUTURE_DEAD;
-    f->notify_next = NULL;
-    pthread_mutex_lock(&quarantine_mu);
-    if (quarantine_tail)
-        quarantine_tail->notify_next = f;
-    else
-        quarantine_head = f;
-    quarantine_tail = f;
-    quarantined++;
-    pthread_mutex_unlock(&quarantine_mu);
+    unsigned v = atomic_load_explicit(&f->pin, memory_order_acquire);
+    do {
+        if (!(v & HOLD))
+            return NULL; /* resolved, and the pool may be gone */
+    } while (!atomic_compare_exchange_weak_explicit(&f->pin, &v, v + USER,
+                                                    memory_order_acq_rel,
+                                                    memory_order_acquire));
+    /* f too: a callback run meanwhile may drop the reference the caller
+     * borrowed (an awaitable's, cancelled through ppx_awaitable_cancel). */
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&f->state, memory_order_acquire) != PPX_PENDING) {
+        ppx__future_unpin(f);
+        return NULL;
+    }
+    return f->pool;
+}
+
+void ppx__future_unpin(ppx_future *f)
+{
+    unsigned old = atomic_fetch_sub_explicit(&f->pin, USER, memory_order_acq_rel);
+    if (old == USER) /* the hold went while we used the pool */
+        ppx__pool_unref(f->pool);
+    ppx_future_unref(f);
 }
 
 ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,
                             const char *stable_name)
 {
-    ppx_future *f = take_memory();
+    ppx_future *f = calloc(1, sizeof *f);
     if (!f)
         return NULL;
     if (stable_name) {
@@ -82,7 +70,7 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
     } else {
         f->function = malloc(fn_len + 1);
         if (!f->function) {
-            give_back(f);
+            free(f);
             return NULL;
         }
         memcpy(f->function, fn, fn_len);
@@ -94,7 +82,12 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
     f->magic = FUTURE_MAGIC;
     atomic_init(&f->refs, 2);
     atomic_init(&f->state, PPX_PENDING);
-    atomic_init(&f->pool, pool);
+    /* Taken before f is reachable: a pool's count always covers every
+     * hold on it, in a fork's copy too. */
+    if (pool)
+        ppx__pool_ref(pool);
+    f->pool = pool;
+    atomic_init(&f->pin, pool ? HOLD : 0);
     f->id = id;
     return f;
 }
@@ -102,11 +95,9 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
 static void enqueue(ppx_future *f, int state, ppx__notify *n)
 {
     f->task = NULL;
-    /* The state first, then the pool gone, both released: a waiter on
-     * another thread that finds no pool (ppx_future_wait returns 0 then)
-     * sees the final state too, never PENDING. */
+    /* Published before the hold goes (ppx__notify_run): a call that finds
+     * no pool to pin sees the final state, never PENDING. */
     atomic_store_explicit(&f->state, state, memory_order_release);
-    atomic_store_explicit(&f->pool, NULL, memory_order_release);
     f->notify_next = NULL;
     if (n->tail)
         n->tail->notify_next = f;
@@ -210,6 +201,7 @@ void ppx__notify_run(ppx__notify *n)
             free(f->cbs);
         f->cbs = NULL;
         f->ncbs = f->capcbs = 0;
+        let_go_of_pool(f); /* after the callbacks: one may free the pool */
         ppx_future_unref(f);
         f = next;
     }
@@ -227,7 +219,10 @@ void ppx_future_unref(ppx_future *f)
         return;
     if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
         return;
-    /* The pool holds a reference while f is unresolved, so f is resolved. */
+    /* The pool holds a reference while f is unresolved, so f is resolved,
+     * or was never submitted (submit.c's failures): then its hold on the
+     * pool goes here. */
+    let_go_of_pool(f);
     if (f->owns_function)
         free(f->function);
     if (f->value_mem)
@@ -237,7 +232,8 @@ void ppx_future_unref(ppx_future *f)
     free(f->err_mem);
     if (f->cbs != f->cb_inline)
         free(f->cbs);
-    give_back(f);
+    f->magic = FUTURE_DEAD;
+    free(f);
 }
 
 ppx_state ppx_future_state(const ppx_future *f)
@@ -247,8 +243,13 @@ ppx_state ppx_future_state(const ppx_future *f)
     int st = atomic_load_explicit(&f->state, memory_order_acquire);
     if (st != PPX_PENDING)
         return (ppx_state)st;
-    ppx_pool *p = atomic_load(&((ppx_future *)f)->pool);
-    return p ? ppx__pool_task_state(p, (ppx_future *)f) : (ppx_state)atomic_load(&f->state);
+    ppx_future *mf = (ppx_future *)f;
+    ppx_pool *p = ppx__future_pin(mf);
+    if (!p) /* resolved meanwhile */
+        return (ppx_state)atomic_load_explicit(&f->state, memory_order_acquire);
+    st = ppx__pool_task_state(p, mf);
+    ppx__future_unpin(mf);
+    return (ppx_state)st;
 }
 
 bool ppx_future_done(const ppx_future *f)
@@ -270,10 +271,12 @@ int ppx_future_wait(ppx_future *f, int timeout_ms)
 {
     if (!live(f))
         return PPX_EBADOBJ;
-    if (ppx_future_done(f))
-        return 0;
-    ppx_pool *p = atomic_load(&f->pool);
-    return p ? ppx__pool_wait(p, f, timeout_ms) : 0;
+    ppx_pool *p = ppx__future_pin(f);
+    if (!p)
+        return 0; /* resolved: its pool, maybe freed, is not touched */
+    int rc = ppx__pool_wait(p, f, timeout_ms);
+    ppx__future_unpin(f);
+    return rc;
 }
 
 int ppx_future_value(const ppx_future *f, ppx_value *out)
@@ -313,10 +316,41 @@ int ppx_future_cancel(ppx_future *f)
 {
     if (!live(f))
         return PPX_EBADOBJ;
-    ppx_pool *p = atomic_load(&f->pool);
-    if (!p || ppx_future_done(f))
+    ppx_pool *p = ppx__future_pin(f);
+    if (!p)
         return PPX_EDONE;
-    return ppx__pool_cancel(p, f);
+    int rc = ppx__pool_cancel(p, f);
+    ppx__future_unpin(f);
+    return rc;
+}
+
+/* Appends cb to f's list under p's lock if f is still pending: 1 if
+ * added, 0 if f resolved first (the caller runs cb), or PPX_ENOMEM. */
+static int append_callback(ppx_pool *p, ppx_future *f, ppx_future_cb cb, void *arg)
+{
+    ppx__pool_lock(p);
+    if (atomic_load(&f->state) != PPX_PENDING) {
+        ppx__pool_unlock(p);
+        return 0;
+    }
+    int rc = 1;
+    if (f->ncbs == f->capcbs) {
+        size_t ncap = f->capcbs * 2;
+        bool inline_now = f->cbs == f->cb_inline;
+        ppx__cb *n = realloc(inline_now ? NULL : f->cbs, ncap * sizeof *n);
+        if (n) {
+            if (inline_now)
+                memcpy(n, f->cb_inline, sizeof f->cb_inline);
+            f->cbs = n;
+            f->capcbs = ncap;
+        } else {
+            rc = PPX_ENOMEM;
+        }
+    }
+    if (rc == 1)
+        f->cbs[f->ncbs++] = (ppx__cb){cb, arg};
+    ppx__pool_unlock(p);
+    return rc;
 }
 
 int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg)
@@ -325,33 +359,15 @@ int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg)
         return PPX_EBADOBJ;
     if (!cb)
         return PPX_EINVAL;
-    ppx_pool *p = atomic_load(&f->pool);
+    ppx_pool *p = ppx__future_pin(f);
+    int rc = 0;
     if (p && ppx__pool_check(p) == PPX_EFORKED)
-        return PPX_EFORKED; /* pending in the creator: nothing resolves it here */
-    if (p) {
-        ppx__pool_lock(p);
-        if (atomic_load(&f->state) == PPX_PENDING) {
-            int rc = 0;
-            if (f->ncbs == f->capcbs) {
-                size_t ncap = f->capcbs * 2;
-                bool inline_now = f->cbs == f->cb_inline;
-                ppx__cb *n = realloc(inline_now ? NULL : f->cbs, ncap * sizeof *n);
-                if (n) {
-                    if (inline_now)
-                        memcpy(n, f->cb_inline, sizeof f->cb_inline);
-                    f->cbs = n;
-                    f->capcbs = ncap;
-                } else {
-                    rc = PPX_ENOMEM;
-                }
-            }
-            if (rc == 0)
-                f->cbs[f->ncbs++] = (ppx__cb){cb, arg};
-            ppx__pool_unlock(p);
-            return rc;
-        }
-        ppx__pool_unlock(p);
-    }
-    cb(f, arg);
-    return 0;
+        rc = PPX_EFORKED; /* pending in the creator: nothing resolves it here */
+    else if (p)
+        rc = append_callback(p, f, cb, arg);
+    if (p)
+        ppx__future_unpin(f);
+    if (rc == 0)
+        cb(f, arg);
+    return rc < 0 ? rc : 0;
 }

@@ -17,7 +17,12 @@ struct ppx_future {
     uint32_t magic;
     _Atomic int refs;
     _Atomic int state;            /* PENDING until resolved */
-    _Atomic(ppx_pool *) pool;     /* while unresolved */
+    /* Set at creation, never changed; used only while pinned. */
+    ppx_pool *pool;
+    /* Bit 0: f holds a reference on pool, from creation until its
+     * callbacks have run (ppx__notify_run), so that a call on f never
+     * meets a freed pool. Above it: how many calls have pool pinned. */
+    _Atomic unsigned pin;
     struct ppx__task *task;       /* while unresolved */
     uint64_t id;
     char *function;
@@ -43,7 +48,8 @@ typedef struct ppx__notify {
     int count;
 } ppx__notify;
 
-/* A new pending future with two references: the caller's and the pool's.
+/* A new pending future with two references: the caller's and the pool's;
+ * it takes a reference on pool (NULL: none), let go once it resolved.
  * stable_name, when given, is fn's registry entry (which lives as long as
  * the process) and is used instead of a copy. NULL on ENOMEM. */
 ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,
@@ -63,7 +69,15 @@ void ppx__future_failf(ppx_future *f, const char *type, long pid, ppx__notify *n
                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void ppx__future_cancelled(ppx_future *f, ppx__notify *n);
 /* Outside any lock: runs the callbacks of every future on n and drops the
- * references n held. */
+ * references n held, and each future's reference on its pool (which may
+ * be the last: a caller that uses the pool after holds one of its own). */
 void ppx__notify_run(ppx__notify *n);
+
+/* f's pool, kept alive (and f with it) until ppx__future_unpin, while f
+ * is pending; NULL once f resolved (its pool may be gone then: do not
+ * touch it). Outside the pool's lock, as is unpin, which may drop the
+ * last reference on the pool, or on f. */
+ppx_pool *ppx__future_pin(ppx_future *f);
+void ppx__future_unpin(ppx_future *f);
 
 #endif

@@ -44,7 +44,6 @@ int ppx__pool_open(ppx_pool **out, const ppx_pool_options *opt, const ppx__backe
         return PPX_ENOMEM;
     p->opt = *opt;
     p->efd = p->kickfd = p->epfd = -1;
-    ppx__graveyard_install();
     p->self = getpid();
     p->gen = ppx__fork_generation();
     p->created_ns = ppx__now_ns();
@@ -142,6 +141,9 @@ void ppx_pool_free(ppx_pool *p)
     p->torn_down = true;
     pthread_cond_broadcast(&p->cv);
     ppx__pool_unlock(p);
+    /* Every future let go of p in notify above; a thread still inside a
+     * call on one of them (pinned) or in shutdown holds p until it
+     * leaves, and then frees it. */
     ppx__pool_unref(p);
 }
 

@@ -2,7 +2,7 @@
  * What futures need from their pool (pool.h), and the driving that
  * resolves them: one round of processing, the blocking waits, a future's
  * cancel and state, the references that keep a pool's memory alive while
- * a thread is still inside it. Creating, shutting down and freeing a pool
+ * a thread is still inside it (an unresolved future holds one). Creating, shutting down and freeing a pool
  * is lifecycle.c; the work itself is the backend's (backend.h).
  *
  * Threads: any thread may submit, cancel or wait. At most one thread at a
@@ -51,40 +51,6 @@ int ppx__pool_watch(ppx_pool *p, int fd, uint64_t tag)
 
 /* ---- the end of a pool's memory ---------------------------------------- */
 
-/* A freed pool's shell is kept (the last GRAVEYARD of them), marked dead,
- * so a call on a freed pool returns PPX_EBADOBJ instead of reading freed
- * memory. Only the struct is kept; everything it owned is released. */
-#define GRAVEYARD 64
-static pthread_mutex_t graveyard_mu = PTHREAD_MUTEX_INITIALIZER;
-static ppx_pool *graveyard[GRAVEYARD];
-static size_t graveyard_next;
-static pthread_once_t graveyard_once = PTHREAD_ONCE_INIT;
-
-/* A fork's copy of a pool is buried too: the lock must not be copied
- * held by a thread that the child does not have. */
-static void graveyard_lock(void) { pthread_mutex_lock(&graveyard_mu); }
-static void graveyard_unlock(void) { pthread_mutex_unlock(&graveyard_mu); }
-static void graveyard_atfork(void)
-{
-    pthread_atfork(graveyard_lock, graveyard_unlock, graveyard_unlock);
-}
-
-void ppx__graveyard_install(void)
-{
-    pthread_once(&graveyard_once, graveyard_atfork);
-}
-
-static void bury(ppx_pool *p)
-{
-    p->magic = POOL_DEAD;
-    pthread_mutex_lock(&graveyard_mu);
-    ppx_pool *oldest = graveyard[graveyard_next];
-    graveyard[graveyard_next] = p;
-    graveyard_next = (graveyard_next + 1) % GRAVEYARD;
-    pthread_mutex_unlock(&graveyard_mu);
-    free(oldest);
-}
-
 void ppx__pool_destroy(ppx_pool *p, bool copy)
 {
     if (copy)
@@ -106,7 +72,15 @@ void ppx__pool_destroy(ppx_pool *p, bool copy)
     if (!copy)
         pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
-    bury(p);
+    /* Only a pointer of the wrong kind is caught by the magic: a freed
+     * pool is undefined behaviour (ppx.h). */
+    p->magic = POOL_DEAD;
+    free(p);
+}
+
+void ppx__pool_ref(ppx_pool *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
 }
 
 void ppx__pool_unref(ppx_pool *p)
@@ -185,14 +159,8 @@ static void drive_once(ppx_pool *p, int ms)
 int ppx__pool_drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *arg,
                           int64_t deadline)
 {
-    /* A reference only while the pool lives: a wait that races the
-     * pool's last unref must not bring it back (the shell stays readable
-     * in the graveyard a while after the free). */
-    int refs = atomic_load(&p->refs);
-    do {
-        if (refs <= 0)
-            return PPX_EBADOBJ;
-    } while (!atomic_compare_exchange_weak(&p->refs, &refs, refs + 1));
+    /* No reference of its own: the caller's (ppx_pool_shutdown's, or
+     * ppx_future_wait's pin) keeps p through a free by a callback below. */
     ppx__pool_lock(p);
     int rc = 0;
     bool looked = false;
@@ -219,7 +187,6 @@ int ppx__pool_drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *a
         drive_once(p, ms);
     }
     ppx__pool_unlock(p);
-    ppx__pool_unref(p);
     return rc;
 }
 

@@ -7,6 +7,10 @@
  * PPX_EFORKED for a copy inherited through fork() (see fork.h). */
 int ppx__pool_check(const ppx_pool *p);
 void ppx__pool_lock(ppx_pool *p);
+/* References on the pool's memory (the owner's, one per unresolved
+ * future, one per blocking shutdown); the last unref destroys it. */
+void ppx__pool_ref(ppx_pool *p);
+void ppx__pool_unref(ppx_pool *p);
 void ppx__pool_unlock(ppx_pool *p);
 /* PENDING or RUNNING for an unresolved future, else its final state. */
 ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f);

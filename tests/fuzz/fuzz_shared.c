@@ -112,18 +112,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fake_ops = ppx__local_ops;
     fake_ops.start = harness_start;
     fake_ops.stop = harness_stop;
-    /* Freed futures are kept a while before their memory is reused (see
-     * future.c): fill that quarantine now, or every input allocates more
-     * than it frees and libFuzzer runs its leak check on each. */
-    for (int k = 0; k < 4200; k++) {
-        ppx_future *f = ppx__future_new(NULL, 0, "warm", 4, NULL);
-        ppx__notify n = {0};
-        if (!f)
-            abort();
-        ppx__future_cancelled(f, &n);
-        ppx__notify_run(&n);
-        ppx_future_unref(f);
-    }
     return 0;
 }
 
