@@ -480,10 +480,18 @@ void ppx_pool_free(ppx_pool *p)
         ppx__pool_kick(p);
     ppx__pool_unlock(p);
     ppx__notify_run(&n);
-    /* Watchers stop polling before the descriptors go away. */
-    for (size_t i = 0; i < p->nhooks; i++)
-        p->hooks[i].fn(p, p->hooks[i].arg);
+    /* Watchers stop polling before the descriptors go away: one on another
+     * thread holds the pool until it has (pool.h). No lock while a hook
+     * runs. From the last down: an entry is removed only once it has run,
+     * so those still to run never move (adds are refused now). */
     ppx__pool_lock(p);
+    for (size_t i = p->nhooks; i-- > 0;) {
+        ppx__hook h = p->hooks[i];
+        ppx__pool_unlock(p);
+        if (h.fn(p, h.arg)) /* the owner's reference keeps p here */
+            ppx__pool_remove_close_hook(p, h.fn, h.arg);
+        ppx__pool_lock(p);
+    }
     stop_workers(p);
     ppx__observe_pool_end(p); /* the trace file is complete from here */
     free_all_tasks(p);
@@ -558,21 +566,28 @@ void ppx_pool_stats_get(ppx_pool *p, ppx_pool_stats *out)
 
 int ppx__pool_add_close_hook(ppx_pool *p, ppx__pool_close_hook fn, void *arg)
 {
-    ppx__hook *h = realloc(p->hooks, (p->nhooks + 1) * sizeof *h);
-    if (!h)
-        return PPX_ENOMEM;
-    p->hooks = h;
-    p->hooks[p->nhooks++] = (ppx__hook){fn, arg};
-    return 0;
+    ppx__pool_lock(p); /* guards the array: bindings on other loop threads */
+    ppx__hook *h = p->freeing ? NULL : realloc(p->hooks, (p->nhooks + 1) * sizeof *h);
+    if (h) {
+        p->hooks = h;
+        p->hooks[p->nhooks++] = (ppx__hook){fn, arg};
+        atomic_fetch_add(&p->refs, 1); /* the hook's hold (pool.h) */
+    }
+    int rc = h ? 0 : p->freeing ? PPX_ECLOSED : PPX_ENOMEM;
+    ppx__pool_unlock(p);
+    return rc;
 }
 
 void ppx__pool_remove_close_hook(ppx_pool *p, ppx__pool_close_hook fn, void *arg)
 {
-    for (size_t i = 0; i < p->nhooks; i++) {
-        if (p->hooks[i].fn == fn && p->hooks[i].arg == arg) {
-            memmove(&p->hooks[i], &p->hooks[i + 1], (p->nhooks - i - 1) * sizeof *p->hooks);
-            p->nhooks--;
-            return;
-        }
-    }
+    size_t i = 0;
+    ppx__pool_lock(p);
+    while (i < p->nhooks && (p->hooks[i].fn != fn || p->hooks[i].arg != arg))
+        i++;
+    bool found = i < p->nhooks;
+    if (found)
+        memmove(&p->hooks[i], &p->hooks[i + 1], (--p->nhooks - i) * sizeof *p->hooks);
+    ppx__pool_unlock(p);
+    if (found) /* the last hold destroys the pool, its lock included */
+        ppx__pool_unref(p);
 }
