@@ -30,8 +30,13 @@ static pthread_mutex_t bindings_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_closed(uv_handle_t *h);
 
+/* The default pool. One thread at a time creates it, without the lock
+ * (ppx_pool_new forks and may wait seconds for its workers); others wait
+ * on default_cv meanwhile, so no thread ever sleeps holding default_mu. */
 static ppx_pool *default_pool;
+static bool default_creating;
 static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t default_cv = PTHREAD_COND_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* A fork's child has one thread, which is now the only one that can run
@@ -43,11 +48,13 @@ static bool in_fork_child;
  * close hook below), so no lock here may stay held by a thread the child
  * does not have. What they guard is one pointer, flag or list link at a
  * time, consistent at any instant, so the child just starts them afresh
- * (it has one thread; taking them in a prepare handler would deadlock the
- * fork that ppx_pool_new makes under default_mu). */
+ * (it has one thread). A creation of the default pool under way in the
+ * parent never finishes in the child: the child may make its own. */
 static void fresh_locks_in_child(void)
 {
     pthread_mutex_init(&default_mu, NULL);
+    pthread_cond_init(&default_cv, NULL);
+    default_creating = false;
     pthread_mutex_init(&bindings_mu, NULL);
     for (ppx__binding *b = bindings; b; b = b->next)
         pthread_mutex_init(&b->mu, NULL);
@@ -274,12 +281,30 @@ ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
 int ppx__default_pool_get(ppx_pool **out)
 {
     pthread_once(&atfork_once, install_atfork);
-    int rc = 0;
     pthread_mutex_lock(&default_mu);
-    if (!default_pool)
-        rc = ppx_pool_new(&default_pool, NULL);
-    *out = default_pool;
+    /* The wait releases default_mu while another thread creates it. */
+    while (!default_pool && default_creating)
+        pthread_cond_wait(&default_cv, &default_mu);
+    ppx_pool *p = default_pool;
+    if (p) {
+        pthread_mutex_unlock(&default_mu);
+        *out = p;
+        return 0;
+    }
+    default_creating = true;
     pthread_mutex_unlock(&default_mu);
+    /* No lock held across the fork and the wait for the workers. Only the
+     * thread that set default_creating installs, so no two threads ever
+     * see different default pools. On failure a waiter tries again (and
+     * so gets its own error details). */
+    int rc = ppx_pool_new(&p, NULL);
+    pthread_mutex_lock(&default_mu);
+    default_creating = false;
+    if (rc == 0)
+        default_pool = p;
+    pthread_cond_broadcast(&default_cv);
+    pthread_mutex_unlock(&default_mu);
+    *out = rc == 0 ? p : NULL;
     return rc;
 }
 
@@ -293,6 +318,8 @@ ppx_pool *ppx_default_pool(void)
 
 void ppx_default_pool_free(void)
 {
+    /* Frees the pool installed now. A creation under way is not waited
+     * for: it installs its pool afterwards, as if it began after this. */
     pthread_mutex_lock(&default_mu);
     ppx_pool *p = default_pool;
     default_pool = NULL;
