@@ -39,26 +39,25 @@ static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t default_cv = PTHREAD_COND_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-/* A fork's child has one thread, which is now the only one that can run
- * any loop it inherited: a close hook there closes every binding at once
- * (a fork's copy goes whatever the hooks do). */
-static bool in_fork_child;
-
 /* A fork's child may free its copy of a pool (ppx_default_pool_free, the
  * close hook below), so no lock here may stay held by a thread the child
  * does not have. What they guard is one pointer, flag or list link at a
  * time, consistent at any instant, so the child just starts them afresh
  * (it has one thread). A creation of the default pool under way in the
- * parent never finishes in the child: the child may make its own. */
+ * parent never finishes in the child: the child may make its own. The
+ * child's one thread is the only one left to run the loops it inherited,
+ * so their bindings are its own now: freeing a pool's copy (which goes
+ * whatever its hooks do) closes them at once. */
 static void fresh_locks_in_child(void)
 {
     pthread_mutex_init(&default_mu, NULL);
     pthread_cond_init(&default_cv, NULL);
     default_creating = false;
     pthread_mutex_init(&bindings_mu, NULL);
-    for (ppx__binding *b = bindings; b; b = b->next)
+    for (ppx__binding *b = bindings; b; b = b->next) {
         pthread_mutex_init(&b->mu, NULL);
-    in_fork_child = true;
+        b->thread = uv_thread_self();
+    }
 }
 
 static void install_atfork(void)
@@ -207,7 +206,7 @@ static bool on_pool_close(ppx_pool *pool, void *arg)
     (void)pool;
     ppx__binding *b = arg;
     uv_thread_t self = uv_thread_self();
-    if (in_fork_child || uv_thread_equal(&b->thread, &self)) {
+    if (uv_thread_equal(&b->thread, &self)) {
         detach(b);
         return true;
     }
