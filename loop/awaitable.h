@@ -18,7 +18,7 @@ typedef struct ppx__binding {
     uv_async_t async;
     uv_idle_t spin;      /* low-latency mode: polls while results are due */
     int spin_us;
-    uv_thread_t thread;  /* the loop's thread */
+    uv_thread_t thread;  /* the loop's thread (in a fork's child, its one thread) */
     size_t pending;      /* awaitables waiting on this pool */
     int open_handles;    /* poll, async and spin: 3 when all are open */
     /* Once the pool is gone, async stays open (and referenced) until the
