@@ -450,11 +450,16 @@ int ppx_pool_shutdown(ppx_pool *pool, int how, int timeout_ms);
  * the pool's memory until it leaves. It may be called from any callback,
  * an awaitable's on the loop thread included; other threads must not
  * start new calls on the pool once it has begun (calls on its futures
- * are fine). A pool behind awaitables must be freed on their loop's
- * thread, and the loop run again so that its handles close. The pool
- * handle is dead on return: using it after is undefined behaviour (a
- * callback run by this very free may still use it: submissions there
- * fail with PPX_ECLOSED). In a fork of the pool's
+ * are fine). A pool behind awaitables (on one loop or several, each run
+ * by its own thread) may be freed on any thread; it never waits for a
+ * loop. A loop on the freeing thread closes its handles now, each other
+ * loop on its own thread the next time it runs its callbacks: keep such
+ * a loop running (with work or a handle of its own) until its ppx handles
+ * have closed, and run a loop after the free so that they finish closing
+ * before uv_loop_close. The pool's descriptors and memory go once the
+ * last loop has closed its handles. The pool handle is dead on return:
+ * using it after is undefined behaviour (a callback run by this very free
+ * may still use it: submissions there fail with PPX_ECLOSED). In a fork of the pool's
  * creator it frees that process's copy only, without blocking (see
  * above); a copy taken while another thread held the pool's lock may be
  * half updated and is left allocated. */
@@ -681,11 +686,13 @@ typedef void (*ppx_awaitable_cb)(ppx_awaitable *aw, void *arg);
  * Wraps process future f (a reference is taken; the caller keeps its own)
  * in an awaitable whose callbacks run on loop's thread, even when another
  * thread resolves f. Watches the pool's fd with a uv_poll handle on loop;
- * no thread is created. A pool that backs awaitables must be freed on
- * their loop's thread. If f is already resolved, so is the awaitable on
- * return. Errors: PPX_EINVAL (loop or out NULL), PPX_EBADOBJ (f is NULL
- * or not a future), PPX_EFORKED (f is unresolved in a fork's copy of its
- * pool), PPX_ENOMEM, a libuv code (-errno) if the fd cannot be watched.
+ * no thread is created. One pool may back awaitables on several loops,
+ * each run by its own thread; see ppx_pool_free for freeing it. If f is
+ * already resolved, so is the awaitable on return. Errors: PPX_EINVAL
+ * (loop or out NULL), PPX_EBADOBJ (f is NULL or not a future),
+ * PPX_EFORKED (f is unresolved in a fork's copy of its pool), PPX_ECLOSED
+ * (its pool is being freed), PPX_ENOMEM, a libuv code (-errno) if the fd
+ * cannot be watched.
  */
 int ppx_wrap_future(struct uv_loop_s *loop, ppx_future *f, ppx_awaitable **out);
 
@@ -724,11 +731,15 @@ int ppx_run_in_executor_map(struct uv_loop_s *loop, ppx_pool *pool, const char *
                             ppx_awaitable **out);
 
 /* The default pool, or NULL until a call with pool NULL has created it.
- * Borrowed: free it only with ppx_default_pool_free. Any thread. */
+ * Borrowed: free it only with ppx_default_pool_free. Any thread; it never
+ * waits for a creation under way. Threads whose first calls with pool
+ * NULL race all get the one pool: one of them creates it, without holding
+ * a lock through the fork, and the others wait for it. */
 ppx_pool *ppx_default_pool(void);
-/* Frees the default pool, if there is one, as ppx_pool_free does: call it
- * on the loop's thread once the loop no longer needs it, then run the loop
- * so that its handles close. A later call with pool NULL makes a new one.
+/* Frees the default pool, if there is one, as ppx_pool_free does (any
+ * thread, loops as said there): call it once no loop needs it any more.
+ * A later call with pool NULL makes a new one; a creation under way on
+ * another thread is not waited for: its pool becomes the default after.
  * In a fork of the process that made it, calls with pool NULL are refused
  * (PPX_EFORKED) until the fork frees its copy with this; the next such
  * call then makes the fork a pool of its own. */

@@ -9,7 +9,8 @@
 #include <uv.h>
 
 /* One per (loop, pool): watches the pool's fd and hands back futures that
- * other threads resolved. */
+ * other threads resolved. A pool may have one on each of several loops,
+ * each loop run by its own thread. */
 typedef struct ppx__binding {
     uv_loop_t *loop;
     ppx_pool *pool;
@@ -17,15 +18,19 @@ typedef struct ppx__binding {
     uv_async_t async;
     uv_idle_t spin;      /* low-latency mode: polls while results are due */
     int spin_us;
-    uv_thread_t thread;  /* the loop's thread */
+    uv_thread_t thread;  /* the loop's thread (in a fork's child, its one thread) */
     size_t pending;      /* awaitables waiting on this pool */
     int open_handles;    /* poll, async and spin: 3 when all are open */
     /* Once the pool is gone, async stays open (and referenced) until the
      * last awaitable bound here has settled: another thread may still be
      * handing one over. */
     bool async_closing;
-    pthread_mutex_t mu;  /* guards cross, which other threads push to */
+    /* Guards what other threads write: cross, which they push to, and
+     * gone, set when the pool is freed on another thread (the loop's
+     * thread then closes the handles and lets the pool go, binding.c). */
+    pthread_mutex_t mu;
     struct ppx_awaitable *cross;
+    bool gone;
     struct ppx__binding *next;
 } ppx__binding;
 
@@ -88,8 +93,9 @@ struct ppx_awaitable {
     ppx__acb cb_inline[2];
 };
 
-/* The binding of pool to loop, created on first use. NULL on ENOMEM or
- * when libuv refuses the fd (*rc says which). */
+/* The binding of pool to loop, created on first use. NULL on ENOMEM,
+ * PPX_ECLOSED (the pool is being freed) or when libuv refuses the fd (*rc
+ * says which). */
 ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc);
 /* Re-evaluates whether the binding keeps the loop alive. */
 void ppx__binding_update(ppx__binding *b);

@@ -8,6 +8,16 @@
  * The poll handle is referenced only while awaitables wait or the pool
  * has work, so uv_run returns when everything is done; unreferenced, it
  * still notices workers that die while the pool is idle.
+ *
+ * Several loops, each run by its own thread, may watch one pool: each has
+ * its binding (the pool's fd is an epoll set, so each loop polls it, and
+ * ppx_pool_process takes the pool's lock). A binding's handles are only
+ * ever touched on its loop's thread. When the pool is freed, its close
+ * hook (on_pool_close, on the freeing thread) closes them at once if that
+ * is the loop's thread; otherwise it only marks the binding gone and
+ * wakes the loop, whose thread closes them (let_go). The binding holds the
+ * pool until then (procpool/pool.h), so the pool's descriptor closes only
+ * once no loop polls it, and no thread waits for another.
  */
 #include "awaitable.h"
 #include "../procpool/pool.h"
@@ -20,22 +30,34 @@ static pthread_mutex_t bindings_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_closed(uv_handle_t *h);
 
+/* The default pool. One thread at a time creates it, without the lock
+ * (ppx_pool_new forks and may wait seconds for its workers); others wait
+ * on default_cv meanwhile, so no thread ever sleeps holding default_mu. */
 static ppx_pool *default_pool;
+static bool default_creating;
 static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t default_cv = PTHREAD_COND_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* A fork's child may free its copy of a pool (ppx_default_pool_free, the
  * close hook below), so no lock here may stay held by a thread the child
- * does not have. What they guard is one pointer or a list link at a time,
- * consistent at any instant, so the child just starts them afresh (it has
- * one thread; taking them in a prepare handler would deadlock the fork
- * that ppx_pool_new makes under default_mu). */
+ * does not have. What they guard is one pointer, flag or list link at a
+ * time, consistent at any instant, so the child just starts them afresh
+ * (it has one thread). A creation of the default pool under way in the
+ * parent never finishes in the child: the child may make its own. The
+ * child's one thread is the only one left to run the loops it inherited,
+ * so their bindings are its own now: freeing a pool's copy (which goes
+ * whatever its hooks do) closes them at once. */
 static void fresh_locks_in_child(void)
 {
     pthread_mutex_init(&default_mu, NULL);
+    pthread_cond_init(&default_cv, NULL);
+    default_creating = false;
     pthread_mutex_init(&bindings_mu, NULL);
-    for (ppx__binding *b = bindings; b; b = b->next)
+    for (ppx__binding *b = bindings; b; b = b->next) {
         pthread_mutex_init(&b->mu, NULL);
+        b->thread = uv_thread_self();
+    }
 }
 
 static void install_atfork(void)
@@ -74,6 +96,16 @@ static void on_spin(uv_idle_t *h)
         ppx__binding_update(b);
 }
 
+static void let_go(ppx__binding *b);
+
+static bool is_gone(ppx__binding *b)
+{
+    pthread_mutex_lock(&b->mu); /* the freeing thread sets it under mu */
+    bool gone = b->gone;
+    pthread_mutex_unlock(&b->mu);
+    return gone;
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     (void)status;
@@ -81,15 +113,21 @@ static void on_poll(uv_poll_t *h, int status, int events)
     ppx__binding *b = h->data;
     if (!b->pool)
         return;
+    /* Freed on another thread: the fd may stay readable, and nothing is
+     * left to process. */
+    if (is_gone(b)) {
+        let_go(b);
+        return;
+    }
     /* A callback run by process may free the pool (and so clear b->pool);
      * b itself lives until its handles' close callbacks. */
     ppx_pool_process(b->pool);
     ppx__binding_update(b);
 }
 
-static void on_async(uv_async_t *h)
+/* Settles the awaitables other threads handed over. */
+static void hand_over(ppx__binding *b)
 {
-    ppx__binding *b = h->data;
     pthread_mutex_lock(&b->mu);
     ppx_awaitable *list = b->cross;
     b->cross = NULL;
@@ -101,6 +139,16 @@ static void on_async(uv_async_t *h)
     }
 }
 
+static void on_async(uv_async_t *h)
+{
+    ppx__binding *b = h->data;
+    hand_over(b);
+    /* A callback of hand_over may have freed the pool on this thread, and
+     * the binding with it (b->pool is NULL then). */
+    if (b->pool && is_gone(b))
+        let_go(b);
+}
+
 static void on_closed(uv_handle_t *h)
 {
     ppx__binding *b = h->data;
@@ -110,11 +158,10 @@ static void on_closed(uv_handle_t *h)
     }
 }
 
-/* Runs from ppx_pool_free, before the pool's fd closes. */
-static void on_pool_close(ppx_pool *pool, void *arg)
+/* On the loop's thread, once the pool is being freed: stops watching it
+ * and closes the handles (async last, once every awaitable has settled). */
+static void detach(ppx__binding *b)
 {
-    (void)pool;
-    ppx__binding *b = arg;
     pthread_mutex_lock(&bindings_mu);
     for (ppx__binding **pp = &bindings; *pp; pp = &(*pp)->next) {
         if (*pp == b) {
@@ -124,8 +171,10 @@ static void on_pool_close(ppx_pool *pool, void *arg)
     }
     pthread_mutex_unlock(&bindings_mu);
     /* Futures resolved on other threads before the pool went away. */
-    on_async(&b->async);
+    hand_over(b);
     b->pool = NULL;
+    /* uv_close of a poll handle forgets its fd at once (libuv takes it out
+     * of the loop's epoll set): the fd may close from here on. */
     uv_poll_stop(&b->poll);
     uv_close((uv_handle_t *)&b->poll, on_closed);
     uv_close((uv_handle_t *)&b->spin, on_closed);
@@ -135,6 +184,39 @@ static void on_pool_close(ppx_pool *pool, void *arg)
     if (b->pending > 0)
         uv_ref((uv_handle_t *)&b->async);
     ppx__binding_update(b);
+}
+
+/* A close hook that returned false: the loop's thread detaches, then lets
+ * the pool go, which may close its descriptors and free it, here. */
+static bool on_pool_close(ppx_pool *pool, void *arg);
+static void let_go(ppx__binding *b)
+{
+    ppx_pool *pool = b->pool;
+    detach(b);
+    ppx__pool_remove_close_hook(pool, on_pool_close, b);
+}
+
+/* Runs from ppx_pool_free, on the freeing thread, before the pool's fd
+ * closes. Only the loop's thread may touch its handles: on another one,
+ * mark the binding and wake the loop, and keep the pool until let_go. It
+ * never waits for the loop: that loop may be idle, or its thread blocked
+ * on this one. */
+static bool on_pool_close(ppx_pool *pool, void *arg)
+{
+    (void)pool;
+    ppx__binding *b = arg;
+    uv_thread_t self = uv_thread_self();
+    if (uv_thread_equal(&b->thread, &self)) {
+        detach(b);
+        return true;
+    }
+    /* The send is under mu: once the loop has seen gone it may close async
+     * and free b, and it reads gone under mu. */
+    pthread_mutex_lock(&b->mu);
+    b->gone = true;
+    uv_async_send(&b->async);
+    pthread_mutex_unlock(&b->mu);
+    return false;
 }
 
 ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
@@ -198,12 +280,30 @@ ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
 int ppx__default_pool_get(ppx_pool **out)
 {
     pthread_once(&atfork_once, install_atfork);
-    int rc = 0;
     pthread_mutex_lock(&default_mu);
-    if (!default_pool)
-        rc = ppx_pool_new(&default_pool, NULL);
-    *out = default_pool;
+    /* The wait releases default_mu while another thread creates it. */
+    while (!default_pool && default_creating)
+        pthread_cond_wait(&default_cv, &default_mu);
+    ppx_pool *p = default_pool;
+    if (p) {
+        pthread_mutex_unlock(&default_mu);
+        *out = p;
+        return 0;
+    }
+    default_creating = true;
     pthread_mutex_unlock(&default_mu);
+    /* No lock held across the fork and the wait for the workers. Only the
+     * thread that set default_creating installs, so no two threads ever
+     * see different default pools. On failure a waiter tries again (and
+     * so gets its own error details). */
+    int rc = ppx_pool_new(&p, NULL);
+    pthread_mutex_lock(&default_mu);
+    default_creating = false;
+    if (rc == 0)
+        default_pool = p;
+    pthread_cond_broadcast(&default_cv);
+    pthread_mutex_unlock(&default_mu);
+    *out = rc == 0 ? p : NULL;
     return rc;
 }
 
@@ -217,6 +317,8 @@ ppx_pool *ppx_default_pool(void)
 
 void ppx_default_pool_free(void)
 {
+    /* Frees the pool installed now. A creation under way is not waited
+     * for: it installs its pool afterwards, as if it began after this. */
     pthread_mutex_lock(&default_mu);
     ppx_pool *p = default_pool;
     default_pool = NULL;

@@ -12,8 +12,8 @@
  * finishes it or dies.
  *
  * Locks (every mutex in the library, what it guards, how they nest):
- * - ppx_pool.mu: everything in the pool, its backend's state and every
- *   unresolved future's fields. Callbacks never run under it: resolving
+ * - ppx_pool.mu: everything in the pool, its backend's state, its close
+ *   hooks and every unresolved future's fields. Callbacks never run under it: resolving
  *   code collects futures on a ppx__notify and runs them after unlocking.
  *   Taken first; the others below may be taken inside it, never around.
  * - local arena mu (local/arena.h): the call arena's free list, alone or
@@ -100,7 +100,8 @@ struct ppx_pool {
     uint32_t magic;
     /* The owner's reference, plus one per unresolved future (let go
      * after its callbacks ran, or when the last call pinning it leaves:
-     * future.h) and one per blocking ppx_pool_shutdown, so ppx_pool_free
+     * future.h), one per close hook (a loop's binding, until it stopped
+     * polling: pool.h) and one per blocking ppx_pool_shutdown, so ppx_pool_free
      * can tear the pool down (workers stopped, futures resolved) while
      * such a thread is still leaving; the last reference closes the
      * descriptors and frees the memory. */

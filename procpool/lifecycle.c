@@ -104,10 +104,22 @@ int ppx_pool_shutdown(ppx_pool *p, int how, int timeout_ms)
     return rc;
 }
 
-static void run_close_hooks(ppx_pool *p)
+/* Watchers stop polling before the descriptors go away: one on another
+ * thread holds the pool until it has (pool.h). No lock while a hook runs.
+ * From the last down: an entry is removed only once it has run, so those
+ * still to run never move (adds are refused by now). In a fork's copy
+ * (copy) every hook stops at once and the copy goes whatever they say. */
+static void run_close_hooks(ppx_pool *p, bool copy)
 {
-    for (size_t i = 0; i < p->nhooks; i++)
-        p->hooks[i].fn(p, p->hooks[i].arg);
+    ppx__pool_lock(p);
+    for (size_t i = p->nhooks; i-- > 0;) {
+        ppx__hook h = p->hooks[i];
+        ppx__pool_unlock(p);
+        if (h.fn(p, h.arg) && !copy) /* the owner's reference keeps p here */
+            ppx__pool_remove_close_hook(p, h.fn, h.arg);
+        ppx__pool_lock(p);
+    }
+    ppx__pool_unlock(p);
 }
 
 void ppx_pool_free(ppx_pool *p)
@@ -133,8 +145,7 @@ void ppx_pool_free(ppx_pool *p)
         ppx__pool_kick(p);
     ppx__pool_unlock(p);
     ppx__notify_run(&n);
-    /* Watchers stop polling before the descriptors go away. */
-    run_close_hooks(p);
+    run_close_hooks(p, false);
     ppx__pool_lock(p);
     p->ops->stop(p);
     p->ops->free_tasks(p);
@@ -173,7 +184,7 @@ void ppx__pool_free_copy(ppx_pool *p)
     p->torn_down = true;
     pthread_mutex_unlock(&p->mu);
     ppx__notify_run(&n);
-    run_close_hooks(p);
+    run_close_hooks(p, true);
     ppx__pool_destroy(p, true);
 }
 
@@ -181,23 +192,30 @@ void ppx__pool_free_copy(ppx_pool *p)
 
 int ppx__pool_add_close_hook(ppx_pool *p, ppx__pool_close_hook fn, void *arg)
 {
-    ppx__hook *h = realloc(p->hooks, (p->nhooks + 1) * sizeof *h);
-    if (!h)
-        return PPX_ENOMEM;
-    p->hooks = h;
-    p->hooks[p->nhooks++] = (ppx__hook){fn, arg};
-    return 0;
+    ppx__pool_lock(p); /* guards the array: bindings on other loop threads */
+    ppx__hook *h = p->freeing ? NULL : realloc(p->hooks, (p->nhooks + 1) * sizeof *h);
+    if (h) {
+        p->hooks = h;
+        p->hooks[p->nhooks++] = (ppx__hook){fn, arg};
+        atomic_fetch_add(&p->refs, 1); /* the hook's hold (pool.h) */
+    }
+    int rc = h ? 0 : p->freeing ? PPX_ECLOSED : PPX_ENOMEM;
+    ppx__pool_unlock(p);
+    return rc;
 }
 
 void ppx__pool_remove_close_hook(ppx_pool *p, ppx__pool_close_hook fn, void *arg)
 {
-    for (size_t i = 0; i < p->nhooks; i++) {
-        if (p->hooks[i].fn == fn && p->hooks[i].arg == arg) {
-            memmove(&p->hooks[i], &p->hooks[i + 1], (p->nhooks - i - 1) * sizeof *p->hooks);
-            p->nhooks--;
-            return;
-        }
-    }
+    size_t i = 0;
+    ppx__pool_lock(p);
+    while (i < p->nhooks && (p->hooks[i].fn != fn || p->hooks[i].arg != arg))
+        i++;
+    bool found = i < p->nhooks;
+    if (found)
+        memmove(&p->hooks[i], &p->hooks[i + 1], (--p->nhooks - i) * sizeof *p->hooks);
+    ppx__pool_unlock(p);
+    if (found) /* the last hold destroys the pool, its lock included */
+        ppx__pool_unref(p);
 }
 
 /* ---- small accessors --------------------------------------------------- */

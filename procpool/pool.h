@@ -23,9 +23,26 @@ int ppx__pool_cancel(ppx_pool *p, ppx_future *f);
 int ppx__pool_spin_us(const ppx_pool *p);
 int ppx__pool_spin(ppx_pool *p, int us);
 
-/* Hooks run (in order added) when the pool is freed, before its
- * descriptor closes, so a watcher (loop/) can stop polling it first. */
-typedef void (*ppx__pool_close_hook)(ppx_pool *p, void *arg);
+/* Close hooks: a watcher of the pool's descriptor (loop/) learns that the
+ * pool is being freed. ppx_pool_free runs each hook once, after every
+ * future is resolved and before its descriptors close, on the freeing
+ * thread, with no lock held (the last added runs first).
+ *
+ * Each hook added holds the pool (its memory and descriptors) until it
+ * lets go: a hook that returns true has stopped watching and lets go as it
+ * returns; one that returns false (its watcher lives on another thread,
+ * which must stop polling on that thread) keeps the pool until it calls
+ * ppx__pool_remove_close_hook, from any thread, once it no longer polls.
+ * The pool's descriptors close, and its memory goes, only then: a watcher
+ * never polls a closed, perhaps reused, descriptor, and no hook waits for
+ * another thread. In a fork's copy every hook must stop at once (the copy
+ * goes whatever they return).
+ *
+ * add fails with PPX_ECLOSED once ppx_pool_free has begun, and PPX_ENOMEM.
+ * remove drops the hold of a hook still added (else does nothing) and may
+ * free the pool: call it before the hook ran (unwatching a live pool) or
+ * after it returned false, never while it runs. */
+typedef bool (*ppx__pool_close_hook)(ppx_pool *p, void *arg);
 int ppx__pool_add_close_hook(ppx_pool *p, ppx__pool_close_hook fn, void *arg);
 void ppx__pool_remove_close_hook(ppx_pool *p, ppx__pool_close_hook fn, void *arg);
 
