@@ -97,8 +97,11 @@ struct ppx_awaitable {
  * PPX_ECLOSED (the pool is being freed) or when libuv refuses the fd (*rc
  * says which). */
 ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc);
-/* Re-evaluates whether the binding keeps the loop alive. */
+/* watch.c: re-evaluates whether the binding keeps the loop alive (and
+ * closes its async handle once the pool is gone and nothing waits); the
+ * close callback of a binding's handles, which frees it after the last. */
 void ppx__binding_update(ppx__binding *b);
+void ppx__binding_closed(uv_handle_t *h);
 
 #define AW_MAGIC 0x70707841u /* "ppxA" */
 #define AW_DEAD 0xdeadaaaau
@@ -122,8 +125,6 @@ static inline void ppx__progress(ppx_awaitable *aw, size_t done, size_t total)
 void ppx__awaitable_settle_uint(ppx_awaitable *aw, uint64_t v);
 /* The default pool, created on first use (binding.c). */
 int ppx__default_pool_get(ppx_pool **out);
-/* Cancels a gather and its children (gather.c). */
-void ppx__gather_cancel(ppx_awaitable *g);
 
 /* Wraps a future just submitted and drops the caller's reference to it;
  * if wrapping fails the call is cancelled. */

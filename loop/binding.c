@@ -25,10 +25,7 @@
 #include <stdlib.h>
 
 static ppx__binding *bindings;
-static void on_spin(uv_idle_t *h);
 static pthread_mutex_t bindings_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void on_closed(uv_handle_t *h);
 
 /* The default pool. One thread at a time creates it, without the lock
  * (ppx_pool_new forks and may wait seconds for its workers); others wait
@@ -63,37 +60,6 @@ static void fresh_locks_in_child(void)
 static void install_atfork(void)
 {
     pthread_atfork(NULL, NULL, fresh_locks_in_child);
-}
-
-void ppx__binding_update(ppx__binding *b)
-{
-    if (!b->pool) {
-        if (b->pending == 0 && !b->async_closing) {
-            b->async_closing = true;
-            uv_close((uv_handle_t *)&b->async, on_closed);
-        }
-        return;
-    }
-    if (b->open_handles < 3)
-        return; /* ppx__bind failed: the handles are closing */
-    if (b->pending > 0 || ppx_pool_busy(b->pool))
-        uv_ref((uv_handle_t *)&b->poll);
-    else
-        uv_unref((uv_handle_t *)&b->poll);
-    if (b->spin_us > 0 && b->pending > 0 && !uv_is_active((uv_handle_t *)&b->spin))
-        uv_idle_start(&b->spin, on_spin);
-}
-
-/* Low-latency mode. An active idle handle makes the loop poll for I/O
- * without blocking; each turn we watch the rings for spin_us, and when
- * nothing came in that long we stop, and the eventfd wakes us as usual. */
-static void on_spin(uv_idle_t *h)
-{
-    ppx__binding *b = h->data;
-    if (!b->pool || b->pending == 0 || ppx__pool_spin(b->pool, b->spin_us) == 0)
-        uv_idle_stop(h);
-    if (b->pool)
-        ppx__binding_update(b);
 }
 
 static void let_go(ppx__binding *b);
@@ -149,15 +115,6 @@ static void on_async(uv_async_t *h)
         let_go(b);
 }
 
-static void on_closed(uv_handle_t *h)
-{
-    ppx__binding *b = h->data;
-    if (--b->open_handles == 0) {
-        pthread_mutex_destroy(&b->mu);
-        free(b);
-    }
-}
-
 /* On the loop's thread, once the pool is being freed: stops watching it
  * and closes the handles (async last, once every awaitable has settled). */
 static void detach(ppx__binding *b)
@@ -176,8 +133,8 @@ static void detach(ppx__binding *b)
     /* uv_close of a poll handle forgets its fd at once (libuv takes it out
      * of the loop's epoll set): the fd may close from here on. */
     uv_poll_stop(&b->poll);
-    uv_close((uv_handle_t *)&b->poll, on_closed);
-    uv_close((uv_handle_t *)&b->spin, on_closed);
+    uv_close((uv_handle_t *)&b->poll, ppx__binding_closed);
+    uv_close((uv_handle_t *)&b->spin, ppx__binding_closed);
     /* Every future is resolved now, but a thread that resolved one (a
      * blocking waiter) may still be running its callbacks: keep the loop
      * alive until it has handed its awaitables over. */
@@ -262,9 +219,9 @@ ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
         *rc = ppx__pool_add_close_hook(pool, on_pool_close, b);
     if (*rc) {
         if (b->open_handles == 3)
-            uv_close((uv_handle_t *)&b->async, on_closed);
-        uv_close((uv_handle_t *)&b->spin, on_closed);
-        uv_close((uv_handle_t *)&b->poll, on_closed);
+            uv_close((uv_handle_t *)&b->async, ppx__binding_closed);
+        uv_close((uv_handle_t *)&b->spin, ppx__binding_closed);
+        uv_close((uv_handle_t *)&b->poll, ppx__binding_closed);
         return NULL;
     }
     pthread_mutex_lock(&bindings_mu);

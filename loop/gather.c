@@ -95,13 +95,16 @@ static void on_child(ppx_awaitable *child, void *arg)
     ppx_awaitable_unref(g); /* this child's callback reference */
 }
 
-void ppx__gather_cancel(ppx_awaitable *g)
+/* ppx_awaitable_cancel of a pending gather (which holds a reference
+ * meanwhile): it settles CANCELLED, then its children are cancelled. */
+static void gather_cancel(ppx_awaitable *g)
 {
-    ppx_awaitable_ref(g);
     ppx__awaitable_settle(g, PPX_CANCELLED, &gather_cancelled);
     cancel_children(g);
-    ppx_awaitable_unref(g);
 }
+
+/* Its value is aw->value; its children go with the awaitable itself. */
+static const ppx__aw_ops gather_ops = {.cancel = gather_cancel, .has_parts = true};
 
 int ppx_gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flags,
                ppx_awaitable **out)
@@ -123,6 +126,7 @@ int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flag
     if (!g)
         return PPX_ENOMEM;
     g->is_gather = true;
+    g->ops = &gather_ops;
     g->flatten = flatten;
     g->flags = flags;
     g->children = calloc(n ? n : 1, sizeof *g->children);

@@ -1,0 +1,123 @@
+/*
+ * Awaitables that wrap process futures: ppx_wrap_future,
+ * ppx_run_in_executor (on a process pool, the default pool or the thread
+ * executor). A future resolved on the loop's thread settles its awaitable
+ * there; one resolved on another thread is handed to the loop through
+ * its binding (binding.c).
+ */
+#include "awaitable.h"
+#include "../procpool/future.h"
+#include "../procpool/pool.h"
+
+#include <stdlib.h>
+
+/* Runs on whichever thread resolved the future. */
+static void on_future_done(ppx_future *f, void *arg)
+{
+    ppx_awaitable *aw = arg;
+    ppx__binding *b = aw->b;
+    if (!b || uv_thread_equal(&b->thread, &(uv_thread_t){uv_thread_self()})) {
+        ppx__awaitable_settle(aw, ppx_future_state(f), ppx_future_error(f));
+        return;
+    }
+    /* Sent under the lock: the loop takes aw from cross under it, and
+     * closes the handle (and frees b) only once aw has settled. */
+    pthread_mutex_lock(&b->mu);
+    aw->cross_next = b->cross;
+    b->cross = aw;
+    uv_async_send(&b->async);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* ppx_wrap_future while f is pinned to pool (NULL: f is resolved). */
+static int wrap_pinned(uv_loop_t *loop, ppx_future *f, ppx_pool *pool, ppx_awaitable **out)
+{
+    /* Pending in a pool this process did not make (a fork's copy):
+     * nothing here could ever resolve it. */
+    if (pool && ppx__pool_check(pool) == PPX_EFORKED)
+        return PPX_EFORKED;
+    ppx_awaitable *aw = ppx__awaitable_alloc(loop);
+    if (!aw)
+        return PPX_ENOMEM;
+    int rc = 0;
+    if (pool) {
+        aw->b = ppx__bind(loop, pool, &rc);
+        if (!aw->b) {
+            free(aw);
+            return rc;
+        }
+    }
+    ppx_future_ref(f);
+    aw->fut = f;
+    aw->refs = 2; /* the caller's and the pending state's */
+    if (aw->b)
+        aw->b->pending++;
+    rc = ppx_future_add_done_callback(f, on_future_done, aw);
+    if (rc) {
+        if (aw->b)
+            aw->b->pending--;
+        aw->refs = 1;
+        ppx_awaitable_unref(aw);
+        return rc;
+    }
+    if (aw->b)
+        ppx__binding_update(aw->b);
+    *out = aw;
+    return 0;
+}
+
+int ppx_wrap_future(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)
+{
+    if (!loop || !out)
+        return PPX_EINVAL;
+    if (!ppx_future_id(f))
+        return PPX_EBADOBJ;
+    /* Pinned, the pool cannot go while it is bound; a resolved f needs
+     * no pool (which may be gone). */
+    ppx_pool *pool = ppx__future_pin(f);
+    int rc = wrap_pinned(loop, f, pool, out);
+    if (pool)
+        ppx__future_unpin(f);
+    return rc;
+}
+
+int ppx_run_in_executor(uv_loop_t *loop, ppx_pool *pool, const char *fn,
+                        const void *args, size_t args_len, ppx_awaitable **out)
+{
+    if (!loop || !out)
+        return PPX_EINVAL;
+    if (pool == ppx_thread_pool())
+        return ppx_run_in_thread(loop, fn, args, args_len, out);
+    int rc = pool ? 0 : ppx__default_pool_get(&pool);
+    if (rc)
+        return rc;
+    ppx_future *f;
+    rc = ppx_pool_submit(pool, fn, args, args_len, &f);
+    return rc ? rc : ppx__wrap_submitted(loop, f, out);
+}
+
+int ppx__wrap_submitted(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)
+{
+    int rc = ppx_wrap_future(loop, f, out);
+    if (rc)
+        ppx_future_cancel(f);
+    ppx_future_unref(f);
+    return rc;
+}
+
+int ppx_run_in_executorf(uv_loop_t *loop, ppx_pool *pool, ppx_awaitable **out,
+                         const char *fn, const char *fmt, ...)
+{
+    void *args;
+    size_t len;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = ppx_vpack(&args, &len, fmt, ap);
+    va_end(ap);
+    if (rc)
+        return rc;
+    rc = ppx_run_in_executor(loop, pool, fn, args, len, out);
+    free(args);
+    return rc;
+}
+
