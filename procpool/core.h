@@ -105,6 +105,9 @@ struct ppx_pool {
     _Atomic int refs;
     bool freeing;   /* ppx_pool_free has begun */
     bool torn_down; /* workers are gone; nothing left to process */
+    /* The backend has work for after the lock is released (its unlocked
+     * op, run by ppx__pool_unlock). */
+    bool deferred;
     pthread_mutex_t mu;
     pthread_cond_t cv;   /* broadcast whenever futures resolve */
     bool driving;        /* a thread is blocked in epoll_wait for us */

@@ -243,8 +243,10 @@ static int local_start(ppx_pool *pool)
     if (rc)
         return rc;
     ppx__want_wakeups(p, 1);
-    if (pool->trace) /* the header and track names are on disk, whatever happens */
+    if (pool->trace) { /* the header and track names are on disk, whatever happens */
         ppx__trace_flush(pool->trace);
+        ppx__trace_write(pool->trace); /* no lock: the pool is not shared yet */
+    }
     return 0;
 }
 
