@@ -37,6 +37,14 @@ typedef struct ppx__backend_ops {
     /* One round of everything the backend has to do: replies, deaths,
      * deadlines, placement. Lock. */
     void (*process)(ppx_pool *p, ppx__notify *n);
+    /* Work the backend deferred until the pool's lock is released (a
+     * fork, a wait for a process): asked for by setting p->deferred
+     * under the lock; ppx__pool_unlock clears it and calls this right
+     * after unlocking, on one thread per request. No lock: it may take
+     * the lock itself, and must check again under it whether the work
+     * is still wanted (another thread may have done it, or the pool may
+     * be freeing). Optional (NULL: never asked for). */
+    void (*unlocked)(ppx_pool *p);
     /* Low-latency mode: polls for replies up to us microseconds, then
      * processes; the number of futures resolved. No lock. */
     int (*spin)(ppx_pool *p, int us);

@@ -16,6 +16,11 @@
  *   hooks and every unresolved future's fields. Callbacks never run under it: resolving
  *   code collects futures on a ppx__notify and runs them after unlocking.
  *   Taken first; the others below may be taken inside it, never around.
+ * - trace.c's wmu: orders the trace file's write(2)s. Taken with no
+ *   other lock held (ppx__pool_unlock, after releasing the pool's), but
+ *   under the pool's lock when the trace is finished at the pool's free
+ *   or failed creation, which no thread then needs long; never held
+ *   while waiting for the pool's lock. fork.c's table lock may nest in it.
  * - local arena mu (local/arena.h): the call arena's free list, alone or
  *   inside the pool's lock (submission allocates frames without the pool
  *   lock).
@@ -28,6 +33,13 @@
  *   calling into the pool (see loop/binding.c).
  * Waits: the pool's condition variable and an MPI pool's progress thread
  * wait on the pool's lock; epoll_wait runs with no lock held.
+ * Nothing forks under the pool's lock, and the trace file is written
+ * under it only when it is finished (see wmu): such work is deferred to
+ * ppx__pool_unlock, which does it right after releasing the lock
+ * (pool.c): the trace's writes, and the backend's unlocked op when it
+ * set p->deferred (a lost fork server's replacement, local/exits.c).
+ * Only stopping the workers (ppx_pool_free, a failed creation) waits for
+ * processes under it (backend.h, stop).
  */
 #ifndef PPX_PROCPOOL_CORE_H
 #define PPX_PROCPOOL_CORE_H
@@ -108,6 +120,9 @@ struct ppx_pool {
     _Atomic int refs;
     bool freeing;   /* ppx_pool_free has begun */
     bool torn_down; /* workers are gone; nothing left to process */
+    /* The backend has work for after the lock is released (its unlocked
+     * op, run by ppx__pool_unlock). */
+    bool deferred;
     pthread_mutex_t mu;
     pthread_cond_t cv;   /* broadcast whenever futures resolve */
     bool driving;        /* a thread is blocked in epoll_wait for us */

@@ -41,7 +41,30 @@ int ppx__pool_check(const ppx_pool *p)
 }
 
 void ppx__pool_lock(ppx_pool *p) { pthread_mutex_lock(&p->mu); }
-void ppx__pool_unlock(ppx_pool *p) { pthread_mutex_unlock(&p->mu); }
+
+/* Work that must not run under the lock (core.h, Locks) is done here,
+ * once it is released: what the backend deferred (p->deferred, its
+ * unlocked op) and the trace's writes. The flag is cleared under the
+ * lock, so one thread takes each request. */
+void ppx__pool_unlock(ppx_pool *p)
+{
+    bool backend = p->deferred && !p->torn_down;
+    bool trace = !p->torn_down && ppx__trace_pending(p->trace);
+    if (!backend && !trace) {
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    p->deferred = false;
+    /* Until it is torn down the owner's reference is there to add to;
+     * ours keeps the backend and the trace alive through a free that
+     * another thread runs meanwhile. */
+    atomic_fetch_add(&p->refs, 1);
+    pthread_mutex_unlock(&p->mu);
+    if (backend && p->ops->unlocked)
+        p->ops->unlocked(p);
+    ppx__trace_write(p->trace); /* set before the pool was shared, freed last */
+    ppx__pool_unref(p);
+}
 
 int ppx__pool_watch(ppx_pool *p, int fd, uint64_t tag)
 {
@@ -53,10 +76,11 @@ int ppx__pool_watch(ppx_pool *p, int fd, uint64_t tag)
 
 void ppx__pool_destroy(ppx_pool *p, bool copy)
 {
+    /* The backend's stop finished the file (ppx__trace_finish). */
     if (copy)
         ppx__trace_discard(p->trace);
     else
-        ppx__trace_close(p->trace); /* only when ppx_pool_new failed */
+        ppx__trace_close(p->trace);
     if (p->ops)
         p->ops->destroy(p, copy);
     /* In a copy, epfd is the stand-in (fork.h). */

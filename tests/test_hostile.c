@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -461,10 +463,105 @@ static void test_function_cannot_stall_its_worker_through_the_outbox(void **stat
     ppx_pool_free(p);
 }
 
+/* ---- the fork server, lost under a busy thread ------------------------- */
+
+static int fn_ppid(ppx_call *c, void *u)
+{
+    (void)u;
+    return ppx_return_int(c, getppid());
+}
+
+typedef struct submitter {
+    ppx_pool *p;
+    _Atomic bool stop;
+    _Atomic int ok, crashed, wrong;
+} submitter;
+
+/* Calls add again and again, each waited for, until told to stop: each
+ * is its sum, or a WorkerCrashed error (a call a worker held when it
+ * died with the fork server); anything else counts as wrong. */
+static void *submit_loop(void *arg)
+{
+    submitter *s = arg;
+    for (int i = 0; !atomic_load(&s->stop); i++) {
+        ppx_future *f;
+        int64_t v = 0;
+        if (ppx_pool_submitf(s->p, &f, "add", "ii", i, 1000) != 0) {
+            atomic_fetch_add(&s->wrong, 1);
+            break;
+        }
+        const ppx_error *e = NULL;
+        if (ppx_future_wait(f, -1) == 0 && ppx_future_int(f, &v) == 0 && v == i + 1000)
+            atomic_fetch_add(&s->ok, 1);
+        else if ((e = ppx_future_error(f)) && strcmp(e->type, "WorkerCrashed") == 0)
+            atomic_fetch_add(&s->crashed, 1);
+        else
+            atomic_fetch_add(&s->wrong, 1);
+        ppx_future_unref(f);
+    }
+    return NULL;
+}
+
+/* The parent of the worker that answers: retried past the calls that
+ * fail because their worker died with the old fork server. */
+static long answering_parent(ppx_pool *p)
+{
+    for (;;) {
+        ppx_future *f;
+        assert_int_equal(ppx_pool_submitf(p, &f, "ppid", ""), 0);
+        assert_int_equal(ppx_future_wait(f, 30000), 0);
+        int64_t v;
+        int rc = ppx_future_int(f, &v);
+        if (rc != 0)
+            assert_string_equal(ppx_future_error(f)->type, "WorkerCrashed");
+        ppx_future_unref(f);
+        if (rc == 0)
+            return (long)v;
+    }
+}
+
+/* Progress of another thread, waited for by its count (no clock). */
+static void await_count(_Atomic int *count, int at_least)
+{
+    while (atomic_load(count) < at_least)
+        support_sleep_ms(1);
+}
+
+static void test_killed_fork_server_is_replaced_while_another_thread_submits(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(2);
+    long old = answering_parent(p);
+    assert_int_equal(support_parent_of(old), (long)getpid());
+    submitter s = {.p = p};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, submit_loop, &s), 0);
+    await_count(&s.ok, 20);
+    assert_int_equal(kill((pid_t)old, SIGKILL), 0);
+    /* Workers of the old fork server may answer until they die with it:
+     * an answer counts once its worker's parent is a new child of ours. */
+    long now;
+    do
+        now = answering_parent(p);
+    while (now == old || support_parent_of(now) != (long)getpid());
+    int healed = atomic_load(&s.ok);
+    await_count(&s.ok, healed + 50); /* the busy thread's calls answer again */
+    atomic_store(&s.stop, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(atomic_load(&s.wrong), 0);
+    serves(p, 20);
+    assert_int_equal(answering_parent(p), now); /* one fork server, and it stays */
+    ppx_pool_stats st;
+    ppx_pool_stats_get(p, &st);
+    assert_true(st.respawns >= 2);
+    ppx_pool_free(p);
+}
+
 int main(void)
 {
     ppx_register("add", fn_add, NULL);
     ppx_register("pid", fn_pid, NULL);
+    ppx_register("ppid", fn_ppid, NULL);
     ppx_register("scribble", fn_scribble, NULL);
     ppx_register("exit_with", fn_exit_with, NULL);
     ppx_register("close_all", fn_close_all, NULL);
@@ -479,6 +576,7 @@ int main(void)
         cmocka_unit_test_teardown(test_function_closing_every_descriptor_still_answers_and_its_worker_is_replaced, teardown),
         cmocka_unit_test_teardown(test_function_forking_gets_the_originals_answer_and_the_copy_writes_nothing, teardown),
         cmocka_unit_test_teardown(test_function_cannot_stall_its_worker_through_the_outbox, teardown),
+        cmocka_unit_test_teardown(test_killed_fork_server_is_replaced_while_another_thread_submits, teardown),
     };
     int failed = cmocka_run_group_tests_name("hostile_worker", tests, NULL, NULL);
     failed += hostile_app_run();

@@ -2,7 +2,8 @@
  * Workers that start and end, as the parent sees them: why one exited
  * (trusting its status only with its exit note), what becomes of the calls
  * it held, its replacement, and the fork server's reports. Every function
- * here runs under the pool's lock.
+ * here runs under the pool's lock but ppx__zygote_replace, which forks a
+ * lost fork server's replacement without it.
  */
 #include "local.h"
 #include "procpool/worker/worker.h"
@@ -182,6 +183,13 @@ void ppx__reap(ppx__local *p, ppx__worker *w, int code, int status, ppx__notify 
 
 int ppx__spawn(ppx__local *p, int i)
 {
+    if (p->z.sock < 0) {
+        /* No fork server (zygote_lost). If the last fork of one failed,
+         * this asks for another try once the lock is released. */
+        if (p->zygote_owed)
+            p->pool->deferred = true;
+        return -EPIPE;
+    }
     ppx__worker *w = &p->w[i];
     ppx__restamp_layout(p);
     /* Its predecessor's reply and last words are gone. */
@@ -219,12 +227,24 @@ static void spawned(ppx__local *p, ppx__worker *w, pid_t pid)
         ppx__trace_worker(p->pool->trace, (int)(w - p->w), (long)pid, ppx__now_ns());
 }
 
-/* The zygote died (killed from outside?): its workers died with it. Start
- * another from the parent, the one fork this design cannot avoid. */
-static void zygote_lost(ppx__local *p, ppx__notify *n)
+/* Closes the parent's ends of the fork server, which kills it if it
+ * still runs (the lifeline); z.pid stays, for whoever reaps it. */
+static void detach_zygote(ppx__local *p)
 {
     epoll_ctl(p->pool->epfd, EPOLL_CTL_DEL, p->z.sock, NULL);
-    ppx__zygote_stop(&p->z);
+    ppx__fork_close(p->z.sock);
+    ppx__fork_close(p->z.lifeline);
+    p->z.sock = p->z.lifeline = -1;
+}
+
+/* The zygote died (killed from outside?): its workers died with it.
+ * Another is forked from the parent, the one fork this design cannot
+ * avoid, but not here: a fork, or a wait for the old one, under the lock
+ * would stall every thread that needs the pool. It is owed instead, to
+ * ppx__zygote_replace once the lock is released. */
+static void zygote_lost(ppx__local *p, ppx__notify *n)
+{
+    detach_zygote(p);
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
         w->spawning = false;
@@ -232,16 +252,71 @@ static void zygote_lost(ppx__local *p, ppx__notify *n)
             ppx__reap(p, w, 0, 0, n); /* its respawn request fails: no zygote */
     }
     if (atomic_load(&p->sh->shutdown))
+        return; /* the final stop reaps the old one */
+    p->zygote_owed = true;
+    p->pool->deferred = true;
+    /* Should that fork fail, a respawn coming due asks again (ppx__spawn). */
+    int64_t retry = ppx__now_ns() + RESPAWN_RETRY_NS;
+    for (int i = 0; i < p->nworkers; i++)
+        if (!p->w[i].alive && !p->w[i].respawn_at)
+            p->w[i].respawn_at = retry;
+    ppx__arm_timer(p);
+}
+
+/* A new fork server (z) takes the lost one's place; then every missing
+ * worker is asked for. */
+static void install_zygote(ppx__local *p, const ppx__zygote *z)
+{
+    p->z = *z;
+    if (ppx__pool_watch(p->pool, p->z.sock, PPX__EV_ZYGOTE) != 0) {
+        /* Unwatched, its reports would go unread: lost as well. */
+        detach_zygote(p);
+        p->zygote_owed = true;
         return;
-    ppx__worker_init init = {p->pool->opt.initializer, p->pool->opt.initializer_arg};
-    if (ppx__zygote_start(&p->z, p->sh, p->pool->efd, init, p->pool->opt.keep_descendants) == 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = PPX__EV_ZYGOTE};
-        epoll_ctl(p->pool->epfd, EPOLL_CTL_ADD, p->z.sock, &ev);
     }
     for (int i = 0; i < p->nworkers; i++)
         if (!p->w[i].alive && !p->w[i].spawning && ppx__spawn(p, i) != 0)
             p->w[i].respawn_at = ppx__now_ns() + RESPAWN_RETRY_NS;
     ppx__arm_timer(p);
+}
+
+/* No lock held on entry or exit. Two threads may both get here (the
+ * request is raised again by respawns coming due): the claim under the
+ * lock lets one fork. A free that begins meanwhile finds no zygote to
+ * stop (z.pid is 0 while forking), so the new one is stopped here. */
+void ppx__zygote_replace(ppx__local *p)
+{
+    ppx_pool *pool = p->pool;
+    ppx__pool_lock(pool);
+    bool go = p->zygote_owed && !p->zygote_forking && !pool->freeing &&
+              !atomic_load(&p->sh->shutdown);
+    pid_t lost = 0;
+    if (go) {
+        p->zygote_owed = false;
+        p->zygote_forking = true;
+        lost = p->z.pid;
+        p->z.pid = 0; /* reaped below: the final stop must not wait for it too */
+    }
+    ppx__worker_init init = {pool->opt.initializer, pool->opt.initializer_arg};
+    bool keep = pool->opt.keep_descendants;
+    ppx__pool_unlock(pool);
+    if (!go)
+        return;
+    /* Its ends are closed (detach_zygote): it is dead or being killed. */
+    while (lost > 0 && waitpid(lost, NULL, 0) < 0 && errno == EINTR)
+        ;
+    ppx__zygote z;
+    int rc = ppx__zygote_start(&z, p->sh, pool->efd, init, keep);
+    ppx__pool_lock(pool);
+    p->zygote_forking = false;
+    bool wanted = !pool->freeing && !atomic_load(&p->sh->shutdown);
+    if (rc == 0 && wanted)
+        install_zygote(p, &z);
+    else if (wanted)
+        p->zygote_owed = true; /* a respawn coming due asks again */
+    ppx__pool_unlock(pool);
+    if (rc == 0 && !wanted)
+        ppx__zygote_stop(&z);
 }
 
 void ppx__zygote_events(ppx__local *p, ppx__notify *n)

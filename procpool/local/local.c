@@ -67,6 +67,8 @@ static ppx_state local_task_state(ppx_pool *pool, ppx__task *t)
 static bool local_busy(ppx_pool *pool)
 {
     ppx__local *p = ppx__local_of(pool);
+    if (p->zygote_owed || p->zygote_forking)
+        return true;
     for (int i = 0; i < p->nworkers; i++)
         if (p->w[i].spawning || (!p->w[i].alive && p->w[i].respawn_at))
             return true;
@@ -193,6 +195,11 @@ static void local_destroy(ppx_pool *pool, bool copy)
     pool->be = NULL;
 }
 
+static void local_unlocked(ppx_pool *pool)
+{
+    ppx__zygote_replace(ppx__local_of(pool));
+}
+
 static int local_start(ppx_pool *pool);
 static void local_stop(ppx_pool *pool);
 static void local_process(ppx_pool *pool, ppx__notify *n);
@@ -204,6 +211,7 @@ const ppx__backend_ops ppx__local_ops = {
     .cancel = local_cancel,
     .cancel_all = local_cancel_all,
     .process = local_process,
+    .unlocked = local_unlocked,
     .spin = local_spin,
     .task_state = local_task_state,
     .busy = local_busy,
@@ -243,8 +251,10 @@ static int local_start(ppx_pool *pool)
     if (rc)
         return rc;
     ppx__want_wakeups(p, 1);
-    if (pool->trace) /* the header and track names are on disk, whatever happens */
+    if (pool->trace) { /* the header and track names are on disk, whatever happens */
         ppx__trace_flush(pool->trace);
+        ppx__trace_write(pool->trace); /* no lock: the pool is not shared yet */
+    }
     return 0;
 }
 

@@ -105,6 +105,11 @@ typedef struct ppx__local {
     ppx__list queue; /* not yet in any ring */
     int tfd;         /* timerfd: deadlines, respawn retries, the sweep */
     ppx__zygote z;
+    /* The fork server was lost and another is owed: forked with no lock
+     * held (ppx__zygote_replace), by the one thread that claims it
+     * (forking). Meanwhile z has no socket (-1) and z.pid is the lost
+     * one until that thread reaps it. */
+    bool zygote_owed, zygote_forking;
     int64_t timer_at;
     int64_t sweep_at;  /* next look at the rings without a wake-up, 0: none */
     int64_t polled_at; /* last epoll_wait for timer and zygote events */
@@ -171,7 +176,12 @@ void ppx__reap(ppx__local *p, ppx__worker *w, int code, int status, ppx__notify 
 int ppx__exit_reason(ppx__local *p, ppx__worker *w, int code, int status);
 /* Handles every message the zygote has sent. */
 void ppx__zygote_events(ppx__local *p, ppx__notify *n);
+/* Asks the zygote for worker i; without one, asks for a new zygote to
+ * be forked once the lock is released. 0 or -errno. */
 int ppx__spawn(ppx__local *p, int i);
+/* The backend's unlocked op (backend.h): forks the fork server owed
+ * since the last was lost, and installs it. No lock held. */
+void ppx__zygote_replace(ppx__local *p);
 
 /* timers.c */
 void ppx__run_timers(ppx__local *p, ppx__notify *n);

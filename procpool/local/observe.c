@@ -107,8 +107,10 @@ void ppx__observe_pool_end(ppx__local *p)
                 ppx__observe_call_end(p, t, NULL, NULL, 0, true);
         }
     }
-    ppx__trace_close(p->pool->trace);
-    p->pool->trace = NULL;
+    /* Under the pool's lock, as ppx__trace_finish allows: the pool is
+     * being freed or failed to start. The trace itself is freed with the
+     * pool's last reference: a thread may still be writing it out. */
+    ppx__trace_finish(p->pool->trace);
 }
 
 int ppx__observe_worker_stats(ppx__local *p, int i, ppx_worker_stats *out)

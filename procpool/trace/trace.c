@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,47 +32,137 @@
 #define EVENT_MAX 8192
 #define FLUSH_NS 1000000000LL
 
+/* A buffer of events: filled under the pool's lock, then handed over
+ * whole to the writer. */
+typedef struct tbuf {
+    struct tbuf *next;
+    size_t len;
+    char data[BUF_BYTES];
+} tbuf;
+
 struct ppx__trace {
+    /* The writer's side, under wmu: the file, and whether it failed.
+     * broken is also read (to drop events) on the filling side. */
+    pthread_mutex_t wmu;
     int fd;
-    bool broken;    /* a write failed: events are dropped from then on */
+    _Atomic bool broken; /* a write failed: events are dropped from then on */
+    /* Buffers handed over and not written yet, newest first: pushed on
+     * the filling side, taken all at once by the writer under wmu, so
+     * the file gets them in the order they were filled. spare: one
+     * written buffer kept for reuse. */
+    tbuf *_Atomic full;
+    tbuf *_Atomic spare;
+    /* The filling side, under the pool's lock. */
+    tbuf *cur;      /* NULL after a handover, until the next event */
+    bool finished;  /* ppx__trace_finish ran */
     long pid;       /* the parent's, the trace's one process */
     int nworkers;
     bool *named;    /* per worker: its track has a name */
     int64_t t0;
     int64_t flushed_at;
-    size_t len;
-    char buf[BUF_BYTES];
 };
 
 static _Atomic unsigned traces_opened;
 
-/* ---- the buffer ---------------------------------------------------- */
+/* ---- the buffers --------------------------------------------------- */
+
+static tbuf *fresh(ppx__trace *t)
+{
+    tbuf *b = atomic_exchange(&t->spare, NULL);
+    if (!b)
+        b = malloc(sizeof *b);
+    if (b) {
+        b->next = NULL;
+        b->len = 0;
+    }
+    return b;
+}
 
 void ppx__trace_flush(ppx__trace *t)
 {
+    tbuf *b = t->cur;
+    t->flushed_at = ppx__now_ns();
+    if (!b || !b->len)
+        return;
+    if (atomic_load(&t->broken)) {
+        b->len = 0;
+        return;
+    }
+    t->cur = NULL;
+    b->next = atomic_load(&t->full);
+    while (!atomic_compare_exchange_weak(&t->full, &b->next, b))
+        ;
+}
+
+bool ppx__trace_pending(const ppx__trace *t)
+{
+    return t && atomic_load_explicit(&t->full, memory_order_relaxed) != NULL;
+}
+
+/* Under wmu. */
+static void write_out(ppx__trace *t, const char *data, size_t len)
+{
     size_t off = 0;
-    while (off < t->len && !t->broken) {
-        ssize_t n = write(t->fd, t->buf + off, t->len - off);
+    while (off < len && !atomic_load(&t->broken)) {
+        ssize_t n = write(t->fd, data + off, len - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            t->broken = true;
+            atomic_store(&t->broken, true);
         else
             off += (size_t)n;
     }
-    t->len = 0;
-    t->flushed_at = ppx__now_ns();
+}
+
+void ppx__trace_write(ppx__trace *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->wmu);
+    /* Oldest first: the stack is newest first. */
+    tbuf *b = atomic_exchange(&t->full, NULL), *order = NULL;
+    while (b) {
+        tbuf *next = b->next;
+        b->next = order;
+        order = b;
+        b = next;
+    }
+    while (order) {
+        b = order;
+        order = b->next;
+        if (t->fd >= 0)
+            write_out(t, b->data, b->len);
+        b->len = 0;
+        free(atomic_exchange(&t->spare, b));
+    }
+    pthread_mutex_unlock(&t->wmu);
+}
+
+/* Frees t and its buffers, writing nothing. NULL is fine. */
+static void free_memory(ppx__trace *t)
+{
+    if (!t)
+        return;
+    for (tbuf *b = atomic_load(&t->full), *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    free(atomic_load(&t->spare));
+    free(t->cur);
+    free(t->named);
+    free(t);
 }
 
 static void put(ppx__trace *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void put(ppx__trace *t, const char *fmt, ...)
 {
+    tbuf *b = t->cur;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(t->buf + t->len, sizeof t->buf - t->len, fmt, ap);
+    int n = vsnprintf(b->data + b->len, sizeof b->data - b->len, fmt, ap);
     va_end(ap);
     if (n > 0)
-        t->len += (size_t)n < sizeof t->buf - t->len ? (size_t)n : sizeof t->buf - t->len - 1;
+        b->len += (size_t)n < sizeof b->data - b->len ? (size_t)n : sizeof b->data - b->len - 1;
 }
 
 /* s (len bytes, or up to its NUL when len is SIZE_MAX) as a JSON string. */
@@ -82,7 +173,7 @@ static void put_str(ppx__trace *t, const char *s, size_t len)
         len = strlen(s);
     if (len > PPX__NAME_MAX)
         len = PPX__NAME_MAX;
-    char *o = t->buf + t->len;
+    char *o = t->cur->data + t->cur->len;
     *o++ = '"';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -99,15 +190,23 @@ static void put_str(ppx__trace *t, const char *s, size_t len)
         }
     }
     *o++ = '"';
-    t->len = (size_t)(o - t->buf);
+    t->cur->len = (size_t)(o - t->cur->data);
 }
 
-/* Opens an event: the separator, and room for it. */
-static void begin(ppx__trace *t)
+/* Opens an event: the separator, and room for it. false: no memory for
+ * a buffer, and the event is left out whole (the file stays JSON). */
+static bool begin(ppx__trace *t)
 {
-    if (sizeof t->buf - t->len < EVENT_MAX)
+    if (t->finished)
+        return false;
+    if (t->cur && sizeof t->cur->data - t->cur->len < EVENT_MAX)
         ppx__trace_flush(t);
+    if (!t->cur)
+        t->cur = fresh(t);
+    if (!t->cur)
+        return false;
     put(t, ",\n");
+    return true;
 }
 
 static void end(ppx__trace *t)
@@ -135,7 +234,8 @@ static void put_head(ppx__trace *t, const char *ph, int tid, int64_t ts)
 static void put_meta(ppx__trace *t, const char *name, int tid, const char *key,
                      const char *value, int number)
 {
-    begin(t);
+    if (!begin(t))
+        return;
     put(t, "{\"ph\":\"M\",\"name\":\"%s\",\"pid\":%ld,\"tid\":%d,\"args\":{\"%s\":", name,
         t->pid, tid, key);
     if (value)
@@ -192,10 +292,12 @@ int ppx__trace_open(ppx__trace **out, const char *path, long pid, int nworkers, 
         return rc;
     }
     ppx__trace *t = calloc(1, sizeof *t);
-    bool *named = calloc((size_t)nworkers, sizeof *named);
-    if (!t || !named) {
-        free(t);
-        free(named);
+    if (!t)
+        return PPX_ENOMEM;
+    t->named = calloc((size_t)nworkers, sizeof *t->named);
+    t->cur = fresh(t);
+    if (!t->named || !t->cur) {
+        free_memory(t);
         return PPX_ENOMEM;
     }
     /* Tracked (fork.h): a fork's copy must never write the creator's file. */
@@ -207,13 +309,12 @@ int ppx__trace_open(ppx__trace **out, const char *path, long pid, int nworkers, 
         if (t->fd >= 0)
             close(t->fd);
         ppx__set_last_error("cannot open the trace file %s: %s", name, ppx_strerror(rc));
-        free(t);
-        free(named);
+        free_memory(t);
         return rc;
     }
+    pthread_mutex_init(&t->wmu, NULL);
     t->pid = pid;
     t->nworkers = nworkers;
-    t->named = named;
     t->t0 = t0;
     t->flushed_at = t0;
     char labels[96];
@@ -228,23 +329,40 @@ int ppx__trace_open(ppx__trace **out, const char *path, long pid, int nworkers, 
     return 0;
 }
 
+void ppx__trace_finish(ppx__trace *t)
+{
+    if (!t || t->finished)
+        return;
+    if (!t->cur)
+        t->cur = fresh(t);
+    if (t->cur)
+        put(t, "\n]\n");
+    ppx__trace_flush(t);
+    t->finished = true;
+    /* The caller may hold the pool's lock (see trace.h): wmu is only ever
+     * held for a write, never while waiting for that lock. */
+    ppx__trace_write(t);
+    pthread_mutex_lock(&t->wmu);
+    ppx__fork_close(t->fd);
+    t->fd = -1;
+    atomic_store(&t->broken, true);
+    pthread_mutex_unlock(&t->wmu);
+}
+
 void ppx__trace_close(ppx__trace *t)
 {
     if (!t)
         return;
-    put(t, "\n]\n");
-    ppx__trace_flush(t);
-    ppx__fork_close(t->fd);
-    free(t->named);
-    free(t);
+    ppx__trace_finish(t);
+    pthread_mutex_destroy(&t->wmu);
+    free_memory(t);
 }
 
 void ppx__trace_discard(ppx__trace *t)
 {
-    if (!t)
-        return;
-    free(t->named);
-    free(t);
+    /* A fork's copy: wmu may have been copied held by a thread the child
+     * does not have, so it is left alone (nothing to release in glibc). */
+    free_memory(t);
 }
 
 /* ---- events ---------------------------------------------------------- */
@@ -259,8 +377,7 @@ void ppx__trace_worker(ppx__trace *t, int i, long pid, int64_t now)
         put_meta(t, "thread_name", i + 1, "name", name, 0);
         put_meta(t, "thread_sort_index", i + 1, "sort_index", NULL, i + 1);
         t->named[i] = true;
-    } else {
-        begin(t);
+    } else if (begin(t)) {
         put_head(t, "I", i + 1, now);
         put(t, ",\"s\":\"t\",\"name\":\"worker restarted\",\"args\":{\"worker_pid\":%ld}}", pid);
     }
@@ -270,14 +387,16 @@ void ppx__trace_worker(ppx__trace *t, int i, long pid, int64_t now)
 void ppx__trace_submit(ppx__trace *t, uint64_t task, const char *fn, int64_t begin_ns,
                        int64_t end_ns)
 {
-    begin(t);
+    if (!begin(t))
+        return;
     put_head(t, "X", 0, begin_ns);
     put_ts(t, "dur", end_ns - begin_ns, false);
     put(t, ",\"name\":\"submit\",\"args\":{\"task\":%" PRIu64 ",\"fn\":", task);
     put_str(t, fn, SIZE_MAX);
     put(t, "}}");
     /* The flow starts on the submit slice (same cat, tid and ts). */
-    begin(t);
+    if (!begin(t))
+        return;
     put_head(t, "s", 0, begin_ns);
     put(t, ",\"name\":\"task\",\"id\":%" PRIu64 "}", task);
     end(t);
@@ -286,7 +405,8 @@ void ppx__trace_submit(ppx__trace *t, uint64_t task, const char *fn, int64_t beg
 void ppx__trace_call_done(ppx__trace *t, const ppx__trace_call *c)
 {
     int tid = c->worker + 1;
-    begin(t);
+    if (!begin(t))
+        return;
     put_head(t, "X", tid, c->started);
     put_ts(t, "dur", c->ended - c->started, false);
     put(t, ",\"name\":");
@@ -307,7 +427,8 @@ void ppx__trace_call_done(ppx__trace *t, const ppx__trace_call *c)
     put(t, "}}");
     if (c->submitted) {
         /* The flow ends on this slice ("bp":"e": the enclosing one). */
-        begin(t);
+        if (!begin(t))
+            return;
         put_head(t, "f", tid, c->started);
         put(t, ",\"bp\":\"e\",\"name\":\"task\",\"id\":%" PRIu64 "}", c->task);
     }
@@ -316,7 +437,8 @@ void ppx__trace_call_done(ppx__trace *t, const ppx__trace_call *c)
 
 void ppx__trace_mark_add(ppx__trace *t, const ppx__trace_mark *m)
 {
-    begin(t);
+    if (!begin(t))
+        return;
     put_head(t, "I", 0, m->at);
     put(t, ",\"s\":\"t\",\"name\":\"%s\",\"args\":{\"task\":%" PRIu64 ",\"fn\":", m->what,
         m->task);

@@ -7,14 +7,18 @@
  * (tid = worker index + 1) and the pool's own track (tid 0) for
  * submissions and for what happens to calls that never ran.
  *
- * The parent is the only writer: every function here runs under the
- * pool's lock. Events are formatted into a 64 KiB buffer and written
- * with write(2) when it fills, at least once a second while events come,
- * and at close, so memory stays bounded and a forked child that exits
- * never flushes a copy of the buffer. Timestamps are monotonic ns; the
- * file shows microseconds since the trace was opened. The writer knows
- * nothing of tasks and workers beyond the numbers it is given:
- * procpool/observe.c feeds it.
+ * The parent is the only writer. Events are formatted under the pool's
+ * lock into a 64 KiB buffer, which is handed over (ppx__trace_flush) when
+ * it fills and at least once a second while events come; the handed-over
+ * buffers reach the file with write(2) in ppx__trace_write, which the
+ * pool calls once its lock is released (ppx__pool_unlock), so no thread
+ * waits on the file while holding the lock others need. The trace's own
+ * writer lock orders those writes; the file gets the bytes in the order
+ * they were formatted. Memory stays bounded by what a lock holder
+ * formats, and a forked child that exits never writes a copy of a
+ * buffer. Timestamps are monotonic ns; the file shows microseconds since
+ * the trace was opened. The writer knows nothing of tasks and workers
+ * beyond the numbers it is given: local/observe.c feeds it.
  */
 #ifndef PPX_PROCPOOL_TRACE_H
 #define PPX_PROCPOOL_TRACE_H
@@ -35,10 +39,21 @@ typedef struct ppx__trace ppx__trace;
  * time that becomes ts 0.
  */
 int ppx__trace_open(ppx__trace **out, const char *path, long pid, int nworkers, int64_t t0);
-/* Writes what is buffered now. */
+/* Hands what is buffered to the writer; under the pool's lock (or
+ * before the pool is shared). */
 void ppx__trace_flush(ppx__trace *t);
-/* Ends the JSON array, writes what is buffered, closes the file and
- * frees t. NULL is fine. */
+/* Whether buffers wait for ppx__trace_write; cheap, under the pool's
+ * lock. NULL is fine. */
+bool ppx__trace_pending(const ppx__trace *t);
+/* Writes the buffers handed over, oldest first. Without the pool's lock:
+ * it waits for another thread's write to the file. NULL is fine. */
+void ppx__trace_write(ppx__trace *t);
+/* Ends the JSON array, writes everything and closes the file; later
+ * events are dropped. Under the pool's lock only where no other thread
+ * can need that lock for long: the pool is being freed (its waiters are
+ * leaving) or failed to start. NULL is fine. */
+void ppx__trace_finish(ppx__trace *t);
+/* Finishes t if that was not done, and frees it. NULL is fine. */
 void ppx__trace_close(ppx__trace *t);
 /* Frees t without writing: t is a fork's copy (fork.h), whose descriptor
  * the fork closed. NULL is fine. */
