@@ -119,22 +119,15 @@ int ppx_awaitable_value(const ppx_awaitable *aw, ppx_value *out)
         return PPX_EBADOBJ;
     if (!out)
         return PPX_EINVAL;
-    switch (aw->state) {
-    case PPX_DONE:
-        if (aw->ops && aw->ops->value)
-            return aw->ops->value(aw, out);
-        if (aw->fut)
-            return ppx_future_value(aw->fut, out);
-        out->data = aw->value;
-        out->len = aw->value_len;
-        return 0;
-    case PPX_FAILED:
-        return PPX_ETASK;
-    case PPX_CANCELLED:
-        return PPX_ECANCELED;
-    default:
-        return PPX_EPENDING;
-    }
+    if (aw->state != PPX_DONE)
+        return ppx__not_done_rc(aw->state);
+    if (aw->ops && aw->ops->value)
+        return aw->ops->value(aw, out);
+    if (aw->fut)
+        return ppx_future_value(aw->fut, out);
+    out->data = aw->value;
+    out->len = aw->value_len;
+    return 0;
 }
 
 const ppx_error *ppx_awaitable_error(const ppx_awaitable *aw)

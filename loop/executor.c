@@ -8,6 +8,7 @@
 #include "awaitable.h"
 #include "../procpool/future.h"
 #include "../procpool/pool.h"
+#include "../serialize/pack.h"
 
 #include <stdlib.h>
 
@@ -105,19 +106,27 @@ int ppx__wrap_submitted(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)
     return rc;
 }
 
+typedef struct executor_args {
+    uv_loop_t *loop;
+    ppx_pool *pool;
+    const char *fn;
+    ppx_awaitable **out;
+} executor_args;
+
+static int run_packed(void *ctx, const void *args, size_t len)
+{
+    executor_args *a = ctx;
+    return ppx_run_in_executor(a->loop, a->pool, a->fn, args, len, a->out);
+}
+
 int ppx_run_in_executorf(uv_loop_t *loop, ppx_pool *pool, ppx_awaitable **out,
                          const char *fn, const char *fmt, ...)
 {
-    void *args;
-    size_t len;
+    executor_args a = {loop, pool, fn, out};
     va_list ap;
     va_start(ap, fmt);
-    int rc = ppx_vpack(&args, &len, fmt, ap);
+    int rc = ppx__with_packed(run_packed, &a, fmt, ap);
     va_end(ap);
-    if (rc)
-        return rc;
-    rc = ppx_run_in_executor(loop, pool, fn, args, len, out);
-    free(args);
     return rc;
 }
 

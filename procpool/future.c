@@ -283,18 +283,12 @@ int ppx_future_value(const ppx_future *f, ppx_value *out)
 {
     if (!live(f) || !out)
         return live(f) ? PPX_EINVAL : PPX_EBADOBJ;
-    switch (atomic_load_explicit(&f->state, memory_order_acquire)) {
-    case PPX_DONE:
-        out->data = f->value;
-        out->len = f->value_len;
-        return 0;
-    case PPX_FAILED:
-        return PPX_ETASK;
-    case PPX_CANCELLED:
-        return PPX_ECANCELED;
-    default:
-        return PPX_EPENDING;
-    }
+    int st = atomic_load_explicit(&f->state, memory_order_acquire);
+    if (st != PPX_DONE)
+        return ppx__not_done_rc(st);
+    out->data = f->value;
+    out->len = f->value_len;
+    return 0;
 }
 
 int ppx_future_int(const ppx_future *f, int64_t *out)

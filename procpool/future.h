@@ -42,6 +42,13 @@ struct ppx_future {
     ppx_future *notify_next;      /* on a notify list once resolved */
 };
 
+/* What asking for the value of something in state st (not DONE) returns:
+ * PPX_ETASK, PPX_ECANCELED or PPX_EPENDING. Awaitables answer the same. */
+static inline int ppx__not_done_rc(int st)
+{
+    return st == PPX_FAILED ? PPX_ETASK : st == PPX_CANCELLED ? PPX_ECANCELED : PPX_EPENDING;
+}
+
 /* Futures resolved under the lock, whose callbacks run after it. */
 typedef struct ppx__notify {
     ppx_future *head, *tail;

@@ -204,17 +204,24 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     return 0;
 }
 
+typedef struct submit_args {
+    ppx_pool *p;
+    const char *fn;
+    ppx_future **out;
+} submit_args;
+
+static int submit_packed(void *ctx, const void *args, size_t len)
+{
+    submit_args *a = ctx;
+    return ppx_pool_submit(a->p, a->fn, args, len, a->out);
+}
+
 int ppx_pool_submitf(ppx_pool *p, ppx_future **out, const char *fn, const char *fmt, ...)
 {
-    void *args;
-    size_t len;
+    submit_args a = {p, fn, out};
     va_list ap;
     va_start(ap, fmt);
-    int rc = ppx_vpack(&args, &len, fmt, ap);
+    int rc = ppx__with_packed(submit_packed, &a, fmt, ap);
     va_end(ap);
-    if (rc)
-        return rc;
-    rc = ppx_pool_submit(p, fn, args, len, out);
-    free(args);
     return rc;
 }

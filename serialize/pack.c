@@ -91,3 +91,16 @@ int ppx_pack(void **out, size_t *out_len, const char *fmt, ...)
     va_end(ap);
     return rc;
 }
+
+int ppx__with_packed(int (*use)(void *ctx, const void *args, size_t len), void *ctx,
+                     const char *fmt, va_list ap)
+{
+    void *args;
+    size_t len;
+    int rc = ppx_vpack(&args, &len, fmt, ap);
+    if (rc)
+        return rc;
+    rc = use(ctx, args, len);
+    free(args);
+    return rc;
+}

@@ -15,4 +15,10 @@
  * or bytes over PPX__MP_LEN_MAX) or PPX_ENOMEM. */
 int ppx__vpack(msgpack_packer *pk, bool as_array, const char *fmt, va_list ap);
 
+/* The *f entry points (ppx_pool_submitf, ppx_run_in_executorf): packs
+ * fmt's values as an argument array, hands them to use(ctx, args, len)
+ * and frees them after. use's result, or ppx_vpack's error. */
+int ppx__with_packed(int (*use)(void *ctx, const void *args, size_t len), void *ctx,
+                     const char *fmt, va_list ap);
+
 #endif
