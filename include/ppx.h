@@ -385,6 +385,13 @@ typedef struct ppx_pool_options {
      * parent ends) and workers stay in the application's process group,
      * as before 0.2.0. */
     bool keep_descendants;
+    /* Each worker's outbox, in the shared mapping: a reply frame (the
+     * result and its envelope) of ring_bytes / 4 up to this size is
+     * built there and read in place by the parent; a bigger one travels
+     * in ring chunks. Pages are touched only when used. 0, or more than
+     * max_payload with its envelope: max_payload with its envelope.
+     * With arena_bytes PPX_ARENA_NONE there are no outboxes. */
+    size_t outbox_bytes;
 } ppx_pool_options;
 #define PPX_ARENA_NONE ((size_t)-1)
 enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };

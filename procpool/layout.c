@@ -65,6 +65,9 @@ int ppx__options_resolve(ppx_pool_options *o, const ppx_pool_options *in)
         if (ppx__under_valgrind() && o->arena_bytes > VALGRIND_DEFAULT_MAX)
             o->arena_bytes = VALGRIND_DEFAULT_MAX;
     }
+    /* An outbox beyond the largest reply would never be used. */
+    if (o->outbox_bytes == 0 || o->outbox_bytes > o->max_payload + PPX__FRAME_SLACK)
+        o->outbox_bytes = o->max_payload + PPX__FRAME_SLACK;
     if (o->cancel_grace_ms == 0)
         o->cancel_grace_ms = 100;
     if (o->max_queued_per_worker == 0)
@@ -137,9 +140,10 @@ int ppx__layout_map(ppx_pool *p)
     p->region_off = ppx__page_round(live_off + (p->nslots + nw) * sizeof(uint32_t));
     p->block_bytes = ppx__page_round(sizeof(ppx__wshared) + p->per * sizeof(ppx__slot));
     p->ring_stride = ppx__page_round(ppx__ring_footprint(p->opt.ring_bytes));
-    /* An outbox holds the largest reply a worker may send. */
+    /* An outbox holds the largest reply a worker may send through it;
+     * bigger ones travel in ring chunks. */
     bool none = p->opt.arena_bytes == PPX_ARENA_NONE;
-    size_t outbox = none ? 0 : ppx__page_round(p->opt.max_payload + PPX__FRAME_SLACK);
+    size_t outbox = none ? 0 : ppx__page_round(p->opt.outbox_bytes);
     if (outbox > VALGRIND_DEFAULT_MAX && ppx__under_valgrind())
         outbox = VALGRIND_DEFAULT_MAX; /* bigger replies go in chunks there */
     size_t arena = none ? 0 : ppx__page_round(p->opt.arena_bytes);
