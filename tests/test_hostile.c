@@ -215,6 +215,7 @@ static ppx_pool *new_pool(int workers)
 {
     ppx_pool *p = NULL;
     ppx_pool_options o = {.workers = workers, .ring_bytes = 64 << 10, .max_payload = 4 << 20};
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     return p;
 }

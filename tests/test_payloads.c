@@ -168,6 +168,7 @@ static ppx_pool *new_pool(int workers, size_t arena_bytes)
 {
     ppx_pool_options o = {.workers = workers, .ring_bytes = RING, .arena_bytes = arena_bytes};
     ppx_pool *p = NULL;
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     return p;
 }
@@ -352,6 +353,7 @@ static void test_results_written_into_the_outbox_arrive_whole_or_are_refused(voi
      * refused as too large. */
     ppx_pool_options o = {.workers = 1, .ring_bytes = RING, .max_payload = 1u << 20};
     ppx_pool *p = NULL;
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     size_t ok = (1u << 20) - 4096, too_big = (1u << 20) + 8192;
     ppx_future *f;
@@ -612,6 +614,7 @@ static ppx_pool *limit_pool(size_t ring_bytes, size_t arena_bytes, size_t max)
     ppx_pool_options o = {.workers = 1, .ring_bytes = ring_bytes, .arena_bytes = arena_bytes,
                           .max_payload = max};
     ppx_pool *p = NULL;
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     arguments_at_the_limit(p, max);
     results_at_the_limit(p, max);
@@ -668,6 +671,7 @@ static void test_the_longest_error_arrives_from_a_pool_with_a_tiny_max_payload(v
         ppx_pool_options o = {.workers = 1, .ring_bytes = 4096, .arena_bytes = arenas[k],
                               .max_payload = 64};
         ppx_pool *p = NULL;
+        support_valgrind_sizes(&o);
         assert_int_equal(ppx_pool_new(&p, &o), 0);
         ppx_future *f;
         assert_int_equal(ppx_pool_submit(p, raise_long, NULL, 0, &f), 0);
@@ -713,6 +717,7 @@ static void test_a_max_payload_of_1_tib_makes_a_pool(void **state)
     (void)state;
     ppx_pool_options o = {.workers = 1, .max_payload = (size_t)1 << 40};
     ppx_pool *p = NULL;
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     unsigned char *b = pattern(RING, 9);
     ppx_future *f;
@@ -722,6 +727,7 @@ static void test_a_max_payload_of_1_tib_makes_a_pool(void **state)
     free(b);
     ppx_pool_free(p);
     o.max_payload++;
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), PPX_EINVAL);
 }
 
