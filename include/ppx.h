@@ -334,16 +334,18 @@ typedef struct ppx_pool_options {
      * on the loop thread, saves the wake-up). 0: off. */
     int parent_spin_us;
     /* Shared memory for big calls (frames of ring_bytes / 4 and more):
-     * they are written there once and read in place by the worker, and
-     * each worker has an outbox of max_payload bytes (and their envelope)
-     * for its big replies. Pages are touched only when used and stay
-     * mapped while the pool lives, so repeated big calls reuse warm
-     * memory. A call that finds the arena full travels in ring chunks
-     * instead. 0: room for two calls of max_payload bytes with their
-     * envelopes (under valgrind, whose leak check reads every mapped
-     * page, the default arena and the outboxes stay at 16 MiB);
-     * PPX_ARENA_NONE: no arena and no outboxes, big frames always travel
-     * in ring chunks (no shared memory kept beyond the rings). */
+     * they are written there once and read in place by the worker, which
+     * maps the arena read-only, and each worker has an outbox (see
+     * outbox_bytes) for its big replies. Pages are touched only when used
+     * and stay mapped while the pool lives, so repeated big calls reuse
+     * warm memory. A call that finds the arena full travels in ring
+     * chunks instead. 0: room for two calls of max_payload bytes with
+     * their envelopes; PPX_ARENA_NONE: no arena and no outboxes, big
+     * frames always travel in ring chunks (no shared memory kept beyond
+     * the rings). Under valgrind, each new worker's mprotect of the
+     * arena takes time in proportion to its size (about 1 s per 64 MiB)
+     * and the leak check reads mapped pages at every process exit: there,
+     * pass a few MiB here and in outbox_bytes. */
     size_t arena_bytes;
     /* Writes a trace of every call (submission; start, end and outcome
      * on the worker that ran it) to this file as Chrome Trace Event
