@@ -249,6 +249,32 @@ static void test_without_an_arena_big_frames_travel_in_ring_chunks(void **state)
     ppx_pool_free(p);
 }
 
+static void test_replies_bigger_than_outbox_bytes_travel_in_ring_chunks(void **state)
+{
+    (void)state;
+    /* A 256 KiB outbox: a 64 KiB reply is built there, a 1 MiB one goes
+     * in ring chunks and arrives whole all the same. */
+    ppx_pool_options o = {.workers = 1, .ring_bytes = RING, .outbox_bytes = 256u << 10};
+    support_valgrind_sizes(&o);
+    ppx_pool *p = NULL;
+    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    static const size_t replies[] = {64u << 10, 1u << 20};
+    uint64_t want[] = {1, 1};
+    for (int i = 0; i < 2; i++) {
+        unsigned char *b = pattern(replies[i], (unsigned)i + 5);
+        ppx_future *f;
+        assert_int_equal(ppx_pool_submitf(p, &f, "echo", "B", b, replies[i]), 0);
+        assert_echoed(f, b, replies[i]);
+        ppx_future_unref(f);
+        free(b);
+        ppx_pool_stats st;
+        ppx_pool_stats_get(p, &st);
+        assert_int_equal(st.outbox_replies, want[i]);
+    }
+    assert_nothing_held(p);
+    ppx_pool_free(p);
+}
+
 static void test_calls_that_find_the_arena_full_still_run(void **state)
 {
     (void)state;
@@ -757,6 +783,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_every_size_round_trips_through_arena_and_outboxes, teardown),
         cmocka_unit_test_teardown(test_without_an_arena_big_frames_travel_in_ring_chunks, teardown),
+        cmocka_unit_test_teardown(test_replies_bigger_than_outbox_bytes_travel_in_ring_chunks,
+                                  teardown),
         cmocka_unit_test_teardown(test_calls_that_find_the_arena_full_still_run, teardown),
         cmocka_unit_test_teardown(test_stolen_arena_calls_run_once_and_stale_records_are_skipped,
                                   teardown),
