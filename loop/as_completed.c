@@ -10,11 +10,13 @@
  */
 #include "awaitable.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 
 typedef struct ac_link {
     struct ppx_as_completed *it;
     size_t i;
+    bool late; /* finished before _new: reported at once */
 } ac_link;
 
 struct ppx_as_completed {
@@ -92,12 +94,15 @@ int ppx_as_completed_new(uv_loop_t *loop, ppx_awaitable *const *items, size_t n,
     for (size_t i = 0; i < n; i++) {
         it->children[i] = items[i];
         ppx_awaitable_ref(items[i]);
-        it->links[i] = (ac_link){it, i};
+        it->links[i] = (ac_link){it, i, false};
+    }
+    if (ppx__add_done_callbacks(items, n, on_child, it->links, sizeof *it->links,
+                                offsetof(ac_link, late))) {
+        it->refs = 2; /* no callback is due: the caller's and the timer's */
+        ppx_as_completed_free(it);
+        return PPX_ENOMEM;
     }
     *out = it;
-    for (size_t i = 0; i < n; i++)
-        if (ppx_awaitable_add_done_callback(items[i], on_child, &it->links[i]))
-            on_child(items[i], &it->links[i]);
     return 0;
 }
 

@@ -296,6 +296,44 @@ int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb, void
     return 0;
 }
 
+void ppx__awaitable_remove_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb, void *arg)
+{
+    for (size_t i = aw->ncbs; i-- > 0;) {
+        if (aw->cbs[i].cb == cb && aw->cbs[i].arg == arg) {
+            memmove(&aw->cbs[i], &aw->cbs[i + 1], (aw->ncbs - i - 1) * sizeof aw->cbs[i]);
+            aw->ncbs--;
+            return;
+        }
+    }
+}
+
+/* Counting a child whose callback could not be added as "reported" would
+ * let a gather or wait settle while it still runs (and hand as_completed
+ * a pending one): so either every pending child gets its callback, or
+ * none keeps one. Settled children are reported only after that, since
+ * reporting has effects (a failed child fails a gather, which cancels
+ * the others) that could not be taken back. */
+int ppx__add_done_callbacks(ppx_awaitable *const *items, size_t n, ppx_awaitable_cb cb,
+                            void *args, size_t stride, size_t late_off)
+{
+    char *a = args;
+#define LATE(i) (*(bool *)(a + (i) * stride + late_off))
+    for (size_t i = 0; i < n; i++) {
+        LATE(i) = ppx_awaitable_done(items[i]);
+        if (LATE(i) || ppx_awaitable_add_done_callback(items[i], cb, a + i * stride) == 0)
+            continue;
+        while (i-- > 0)
+            if (!LATE(i))
+                ppx__awaitable_remove_done_callback(items[i], cb, a + i * stride);
+        return PPX_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (LATE(i))
+            cb(items[i], a + i * stride);
+#undef LATE
+    return 0;
+}
+
 int ppx_awaitable_on_progress(ppx_awaitable *aw, ppx_progress_cb cb, void *arg)
 {
     if (!live(aw))

@@ -6,6 +6,7 @@
 #include "awaitable.h"
 
 #include <msgpack.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,20 +139,23 @@ int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flag
     for (size_t i = 0; i < n; i++) {
         g->children[i] = items[i];
         ppx_awaitable_ref(items[i]);
-        g->links[i] = (ppx__glink){g, i};
+        g->links[i] = (ppx__glink){g, i, false};
     }
-    *out = g;
     if (n == 0) {
+        *out = g;
         g->own_err = (ppx_error){"MemoryError", "no memory for the gathered values", "", "", 0, 0, ""};
         ppx__awaitable_settle(g, build_value(g) == 0 ? PPX_DONE : PPX_FAILED, &g->own_err);
         return 0;
     }
-    /* Children already settled report at once, which may settle g. Adding
-     * a callback only fails on ENOMEM; treat that child as reported. */
+    /* Children already settled report at once, which may settle g. */
     ppx_awaitable_ref(g);
-    for (size_t i = 0; i < n; i++)
-        if (ppx_awaitable_add_done_callback(items[i], on_child, &g->links[i]))
-            on_child(items[i], &g->links[i]);
+    if (ppx__add_done_callbacks(items, n, on_child, g->links, sizeof *g->links,
+                                offsetof(ppx__glink, late))) {
+        g->refs = 1; /* no callback is due: only the caller's was real */
+        ppx_awaitable_unref(g);
+        return PPX_ENOMEM;
+    }
+    *out = g;
     ppx_awaitable_unref(g);
     return 0;
 }

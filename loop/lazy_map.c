@@ -109,8 +109,14 @@ static void pump(lazy_map *m)
         }
         m->slots[m->tail++ % m->window] = c;
         ppx_awaitable_ref(aw); /* this call's callback */
-        if (ppx_awaitable_add_done_callback(c, on_call, m))
-            on_call(c, m);
+        rc = ppx_awaitable_add_done_callback(c, on_call, m);
+        if (rc) {
+            /* Nothing would pump when c ends: the map would stall. */
+            ppx_awaitable_unref(aw);
+            fail(m, "SubmitError", "watching a call failed with %d (%s)", rc);
+            cancel_window(m);
+            break;
+        }
     }
     if (aw->state == PPX_PENDING && !m->stopping && m->exhausted && m->head == m->tail)
         ppx__awaitable_settle_uint(aw, m->tail);

@@ -151,8 +151,16 @@ int ppx_task_group_add(ppx_awaitable *aw, ppx_awaitable *task)
     g->added++;
     ppx_awaitable_ref(task);
     ppx_awaitable_ref(aw);
-    if (ppx_awaitable_add_done_callback(task, on_task, m))
-        on_task(task, m); /* ENOMEM: it counts as ended */
+    if (ppx_awaitable_add_done_callback(task, on_task, m)) {
+        /* Counting it as ended would let the group settle while it runs:
+         * it is not added (nothing ran, so m is still the last one). */
+        g->nrunning--;
+        g->added--;
+        free(m);
+        ppx_awaitable_unref(task);
+        ppx_awaitable_unref(aw);
+        return PPX_ENOMEM;
+    }
     return 0;
 }
 

@@ -10,8 +10,8 @@
  * cancelled while it runs.
  */
 #include "awaitable.h"
-#include "../procpool/call.h"
-#include "../procpool/registry.h"
+#include "procpool/worker/call.h"
+#include "procpool/registry.h"
 #include "../serialize/mpread.h"
 
 #include <stdatomic.h>
@@ -80,6 +80,12 @@ static void after_work(uv_work_t *req, int status)
             aw->own_err.type = tc->type;
             aw->own_err.message = tc->message ? tc->message : "";
             aw->own_err.where = tc->where;
+            ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+        } else if (tc->rc == PPX_ENOMEM) {
+            /* A function handing on its ppx_return_*'s ENOMEM: the result
+             * could not be built; say so rather than blame the function. */
+            aw->own_err.type = "MemoryError";
+            aw->own_err.message = "no memory for the result (the function returned PPX_ENOMEM)";
             ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
         } else if (tc->rc != 0) {
             aw->own_err.type = tc->rc == PPX_EMALFORMED ? "ProtocolError" : "RuntimeError";

@@ -11,6 +11,7 @@
  */
 #include "awaitable.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 
 typedef struct waiter {
@@ -172,13 +173,16 @@ static int start(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int whe
     for (size_t i = 0; i < n; i++) {
         w->children[i] = items[i];
         ppx_awaitable_ref(items[i]);
-        w->links[i] = (ppx__glink){aw, i};
+        w->links[i] = (ppx__glink){aw, i, false};
+    }
+    ppx_awaitable_ref(aw);
+    if (ppx__add_done_callbacks(items, n, on_child, w->links, sizeof *w->links,
+                                offsetof(ppx__glink, late))) {
+        aw->refs = 1; /* no callback is due: release closes the timer */
+        ppx_awaitable_unref(aw);
+        return PPX_ENOMEM;
     }
     *out = aw;
-    ppx_awaitable_ref(aw);
-    for (size_t i = 0; i < n; i++)
-        if (ppx_awaitable_add_done_callback(items[i], on_child, &w->links[i]))
-            on_child(items[i], &w->links[i]); /* ENOMEM: count it as reported */
     if (aw->state == PPX_PENDING && (condition_holds(w) && when >= 0))
         settle_wait(w);
     if (aw->state == PPX_PENDING && timeout_ms == 0)

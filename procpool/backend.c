@@ -1,13 +1,19 @@
 /*
- * Which backend ppx_pool_new builds. mpirun tells each process its rank
- * and the job's size through the environment before MPI_Init, which is
- * what lets a node start its local pool (and fork its workers) before
- * MPI is up; see mpi_node.c.
+ * ppx_pool_new: which backend runs the pool's calls. mpirun tells each
+ * process its rank and the job's size through the environment before
+ * MPI_Init, which is what lets a node start its local pool (and fork its
+ * workers) before MPI is up; see mpi/mpi_node.c.
  */
-#include "remote.h"
+#include "core.h"
+#include "local/local.h"
+#include "mpi/remote.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* What this process is for a new pool: a local pool, rank 0 of an MPI
+ * pool, or a node serving rank 0 (another rank of the job). */
+enum { PPX__BE_LOCAL, PPX__BE_ROOT, PPX__BE_NODE };
 
 static long env_long(const char *a, const char *b)
 {
@@ -17,7 +23,7 @@ static long env_long(const char *a, const char *b)
     return v && *v ? strtol(v, NULL, 10) : -1;
 }
 
-int ppx__backend_choose(const ppx_pool_options *o, int *be)
+static int choose(const ppx_pool_options *o, int *be)
 {
     int want = o->backend;
     if (want < PPX_BACKEND_AUTO || want > PPX_BACKEND_MPI)
@@ -56,4 +62,27 @@ int ppx__backend_choose(const ppx_pool_options *o, int *be)
     *be = rank == 0 ? PPX__BE_ROOT : PPX__BE_NODE;
     return 0;
 #endif
+}
+
+int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
+{
+    if (!out)
+        return PPX_EINVAL;
+    ppx__set_last_error("%s", ""); /* no stale details on a later failure */
+    ppx_pool_options o;
+    int be = PPX__BE_LOCAL;
+    int rc = ppx__options_resolve(&o, opts);
+    if (rc == 0)
+        rc = choose(&o, &be);
+    if (rc)
+        return rc;
+    /* This rank lends itself to rank 0's pool and exits when rank 0
+     * does: ppx__node_serve returns only if it could not start. */
+    if (be == PPX__BE_NODE)
+        return ppx__node_serve(&o);
+#ifdef PPX_HAVE_MPI
+    if (be == PPX__BE_ROOT)
+        return ppx__pool_open(out, &o, &ppx__mpi_ops);
+#endif
+    return ppx__pool_open(out, &o, &ppx__local_ops);
 }

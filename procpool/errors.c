@@ -1,5 +1,5 @@
 #include "ppx.h"
-#include "pool_impl.h"
+#include "errors.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
 /*
  * The process generation and the descriptors a child of fork must not
- * keep (see fork.h), and the freeing of a pool's copy in such a child.
+ * keep (see fork.h); freeing a pool's copy in such a child is
+ * ppx__pool_free_copy (lifecycle.c).
  *
  * Lock: mu guards the table. It is taken by ppx__fork_hold and by the
  * prepare handler, so a fork happens either before a descriptor is opened
@@ -10,7 +11,6 @@
  * forever).
  */
 #include "fork.h"
-#include "pool_impl.h"
 #include "ppx.h"
 
 #include <fcntl.h>
@@ -112,59 +112,4 @@ void ppx__fork_close(int fd)
     }
     close(fd);
     ppx__fork_release();
-}
-
-/* ---- a pool's copy ------------------------------------------------------ */
-
-/* Drops the copy's tasks, resolving their futures CANCELLED in this
- * process only: no live table, slot, ring or arena word is written. */
-static void drop_tasks(ppx_pool *p, ppx__list *l, ppx__notify *n)
-{
-    while (l->head) {
-        ppx__task *t = l->head;
-        ppx__list_remove(l, t);
-        if (t->fut) {
-            ppx__future_cancelled(t->fut, n);
-            p->unresolved--;
-        }
-        /* An arena frame is a block of the shared mapping: it goes with
-         * the arena's bookkeeping, whose lock may be held by a thread the
-         * copy does not have. */
-        if (t->frame != t->inline_frame && !ppx__arena_owns(&p->arena, t->frame))
-            ppx__bigbuf_free(t->frame, t->frame_cap);
-        free(t);
-        p->ntasks--;
-    }
-}
-
-/*
- * ppx_pool_free in a fork of the pool's creator. The copy's memory goes;
- * nothing shared is touched: no shutdown flag, no ring or slot, no signal,
- * no wait on the fork server. The atfork handler has closed its
- * descriptors already. Its unresolved futures resolve CANCELLED here (the
- * creator's go on), their callbacks on this thread, then the close hooks
- * run (a loop binding stops watching the stand-in descriptor).
- *
- * A copy whose lock was held at the fork (by a thread the child does not
- * have) may be half updated, and an MPI pool's copy lacks its progress
- * thread: both are left as they are, allocated.
- */
-void ppx__pool_free_copy(ppx_pool *p)
-{
-    if (p->freeing || p->remote || pthread_mutex_trylock(&p->mu) != 0)
-        return;
-    p->freeing = true;
-    p->closed = true;
-    ppx__notify n = {0};
-    drop_tasks(p, &p->queue, &n);
-    for (int i = 0; i < p->nworkers; i++) {
-        drop_tasks(p, &p->w[i].tasks, &n);
-        ppx__rx_reset(&p->w[i].rx);
-    }
-    p->torn_down = true;
-    pthread_mutex_unlock(&p->mu);
-    ppx__notify_run(&n);
-    for (size_t i = 0; i < p->nhooks; i++)
-        p->hooks[i].fn(p, p->hooks[i].arg);
-    ppx__pool_destroy(p, true);
 }

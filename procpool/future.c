@@ -1,5 +1,5 @@
 #include "future.h"
-#include "frame.h"
+#include "procpool/wire/frame.h"
 #include "pool.h"
 
 #include <pthread.h>

@@ -1,15 +1,16 @@
 /*
  * Submission: checks a call, packs its envelope once into the memory it
  * will be read from (the task itself, the call arena or a big buffer) and
- * queues it; ppx__pump places it on a worker before the call returns, so
- * submission is eager. Any thread may submit.
+ * hands it to the backend, which places it on a worker before the call
+ * returns when one has room, so submission is eager. Any thread may
+ * submit.
  */
-#include "pool_impl.h"
+#include "core.h"
 #include "registry.h"
-#include "remote.h"
-#include "../serialize/envelope.h"
-#include "../serialize/mpread.h"
-#include "../serialize/pack.h"
+#include "serialize/envelope.h"
+#include "serialize/mpread.h"
+#include "serialize/pack.h"
+#include "wire/frame.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,137 +53,153 @@ int ppx_pool_map(ppx_pool *p, const char *fn, const void *items, size_t len,
     return submit(p, PPX__ENV_MAP, fn, items, len, opts, out);
 }
 
-static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
-                  const ppx_call_options *opts, ppx_future **out)
+/* What can be refused before any work: 0, or the code to return. */
+static int check_call(ppx_pool *p, const char *fn, size_t *fn_len, const void **args,
+                      size_t *args_len, ppx_future **out)
 {
     int rc = ppx__pool_check(p);
     if (rc)
         return rc;
     if (!fn || !out)
         return PPX_EINVAL;
-    size_t fn_len = strnlen(fn, PPX__NAME_MAX + 1);
-    if (fn_len == 0 || fn_len > PPX__NAME_MAX)
+    *fn_len = strnlen(fn, PPX__NAME_MAX + 1);
+    if (*fn_len == 0 || *fn_len > PPX__NAME_MAX)
         return PPX_EINVAL;
-    int arc = ppx__mp_call_args(&args, &args_len);
-    if (arc)
-        return arc;
+    rc = ppx__mp_call_args(args, args_len);
+    if (rc)
+        return rc;
     /* The limit is on the caller's bytes: the envelope around them is
      * room every frame buffer adds (PPX__FRAME_SLACK). */
-    if (args_len > p->opt.max_payload)
+    if (*args_len > p->opt.max_payload)
         return PPX_ETOOBIG;
     if (p->closed) /* checked again under the lock; this avoids the work */
         return PPX_ECLOSED;
+    return 0;
+}
 
+/* A call of a name nobody registered fails at once: every worker shares
+ * this registry, so there is no need to ask one. */
+static void fail_unknown(ppx_pool *p, ppx_future *f, uint64_t id)
+{
+    ppx__notify n = {0};
+    ppx__pool_lock(p);
+    p->stats.submitted++;
+    p->stats.failed++;
+    if (p->trace) {
+        ppx__trace_mark m = {"failed", id, f->function, -1, -1, "NameError", ppx__now_ns()};
+        ppx__trace_mark_add(p->trace, &m);
+    }
+    ppx__future_failf(f, "NameError", 0, &n, "no function named '%s' is registered", f->function);
+    ppx__pool_unlock(p);
+    ppx__notify_run(&n);
+}
+
+/* The task with its call frame packed, or NULL without memory. Frames
+ * are sized exactly (the header is at most 26 bytes plus the name), so
+ * the sbuffer never reallocates them: msgpack's would start every frame
+ * at 8 KiB. A small frame lives in the task's own allocation; a big one
+ * goes where the backend reads it in place (the call arena), or failing
+ * that into a pre-faulted ppx__bigbuf. */
+static ppx__task *make_task(ppx_pool *p, int kind, uint64_t id, const char *fn, size_t fn_len,
+                            const void *args, size_t args_len, bool *in_backend)
+{
+    size_t cap = 32 + fn_len + args_len;
+    bool small = cap <= PPX__INLINE_FRAME;
+    ppx__task *t = calloc(1, sizeof *t + (small ? cap : 0));
+    if (!t)
+        return NULL;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (small) {
+        sb.data = (char *)t->inline_frame;
+    } else {
+        *in_backend = (sb.data = p->ops->frame_alloc(p, cap)) != NULL;
+        if (!sb.data)
+            sb.data = ppx__bigbuf_alloc(cap, &cap);
+    }
+    /* Without its buffer msgpack would realloc one of its own, which
+     * ppx__frame_free could not tell from a bigbuf. */
+    sb.alloc = sb.data ? cap : 0;
+    int rc = !sb.data ? PPX_ENOMEM
+           : kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
+                                  : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
+    if (rc) {
+        if (!small && sb.data)
+            ppx__frame_free(p, (unsigned char *)sb.data, sb.alloc);
+        free(t);
+        return NULL;
+    }
+    t->id = id;
+    t->frame_len = sb.size;
+    t->frame_cap = sb.alloc;
+    t->frame = (unsigned char *)sb.data;
+    t->kind = (uint8_t)kind;
+    return t;
+}
+
+/* A future and task that never reached the backend. */
+static void discard(ppx_pool *p, ppx__task *t, ppx_future *f)
+{
+    if (t) {
+        if (t->frame != t->inline_frame)
+            ppx__frame_free(p, t->frame, t->frame_cap);
+        free(t);
+    }
+    atomic_store(&f->refs, 1); /* the pool's reference was never used */
+    ppx_future_unref(f);
+}
+
+static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
+                  const ppx_call_options *opts, ppx_future **out)
+{
+    size_t fn_len;
+    int rc = check_call(p, fn, &fn_len, &args, &args_len, out);
+    if (rc)
+        return rc;
     uint64_t id = atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed);
     const ppx__entry *entry = ppx__registry_find(fn, fn_len);
     ppx_future *f = ppx__future_new(p, id, fn, fn_len, entry ? entry->name : NULL);
     if (!f)
         return PPX_ENOMEM;
-    ppx__notify n = {0};
     if (!entry) {
-        /* Every worker shares this registry: no need to ask one. */
-        ppx__pool_lock(p);
-        p->stats.submitted++;
-        p->stats.failed++;
-        if (p->trace) {
-            ppx__trace_mark m = {"failed", id, f->function, -1, -1, "NameError", ppx__now_ns()};
-            ppx__trace_mark_add(p->trace, &m);
-        }
-        ppx__future_failf(f, "NameError", 0, &n, "no function named '%s' is registered", f->function);
-        ppx__pool_unlock(p);
-        ppx__notify_run(&n);
+        fail_unknown(p, f, id);
         *out = f;
         return 0;
     }
-    /* Frames are sized exactly (the header is at most 26 bytes plus the
-     * name), so the sbuffer never reallocates them: msgpack's would start
-     * every frame at 8 KiB. A small frame lives in the task's own
-     * allocation; a big one is written straight into the call arena,
-     * where the worker reads it, or failing that into a pre-faulted
-     * ppx__bigbuf. */
-    size_t cap = 32 + fn_len + args_len;
-    bool small = cap <= PPX__INLINE_FRAME;
-    ppx__task *t = calloc(1, sizeof *t + (small ? cap : 0));
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    bool in_arena = false;
+    bool in_backend = false;
+    ppx__task *t = make_task(p, kind, id, fn, fn_len, args, args_len, &in_backend);
     if (!t) {
-        sb.data = NULL;
-    } else if (small) {
-        sb.data = (char *)t->inline_frame;
-    } else {
-        if (cap >= ppx__big_frame(p->opt.ring_bytes))
-            in_arena = (sb.data = ppx__arena_alloc(&p->arena, cap)) != NULL;
-        if (!sb.data)
-            sb.data = ppx__bigbuf_alloc(cap, &cap);
-    }
-    sb.alloc = sb.data ? cap : 0;
-    /* Without its buffer msgpack would realloc one of its own, which
-     * ppx__frame_free could not tell from a bigbuf. */
-    int prc = !t || !sb.data ? PPX_ENOMEM
-          : kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
-                                 : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
-    if (prc) {
-        if (t && !small)
-            ppx__frame_free(p, (unsigned char *)sb.data, sb.alloc);
-        free(t);
-        atomic_store(&f->refs, 1);
-        ppx_future_unref(f);
+        discard(p, NULL, f);
         return PPX_ENOMEM;
     }
-    t->id = id;
     t->fut = f;
-    t->frame_len = sb.size;
-    t->frame_cap = sb.alloc;
-    t->frame = (unsigned char *)sb.data;
-    t->slot = PPX__NO_SLOT;
-    t->worker = -1;
-    t->heap_idx = SIZE_MAX;
     t->fn = entry->name;
-    t->kind = (uint8_t)kind;
     t->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : p->opt.task_timeout_ms;
     if (t->timeout_ms > 0)
         t->timeout_at = ppx__now_ns() + (int64_t)t->timeout_ms * 1000000LL;
     f->task = t;
 
+    ppx__notify n = {0};
     ppx__pool_lock(p);
-    rc = p->closed ? PPX_ECLOSED
-           : p->remote ? 0
-                       : ppx__heap_reserve(&p->deadlines, p->ntasks + 1);
-    if (rc) {
-        ppx__pool_unlock(p);
-        if (t->frame != t->inline_frame)
-            ppx__frame_free(p, t->frame, t->frame_cap);
-        free(t);
-        atomic_store(&f->refs, 1);
-        ppx_future_unref(f);
-        return rc;
-    }
     p->ntasks++;
     p->unresolved++;
-    p->stats.submitted++;
-    p->stats.arena_calls += in_arena;
     int64_t traced_at = p->trace ? ppx__now_ns() : 0;
     t->submitted_ns = traced_at;
-    if (p->remote) {
-        /* Deadlines: rank 0 keeps them while the call is queued, its
-         * node's pool once placed (remote.c). */
-        ppx__remote_submit(p, t, &n);
+    /* t may be gone once the backend has it (resolved and freed at once). */
+    rc = p->closed ? PPX_ECLOSED : p->ops->submit(p, t, &n);
+    if (rc) {
+        p->ntasks--;
+        p->unresolved--;
         ppx__pool_unlock(p);
-        ppx__notify_run(&n);
-        *out = f;
-        return 0;
+        discard(p, t, f);
+        return rc;
     }
-    ppx__list_push_back(&p->queue, t);
-    if (t->timeout_at) {
-        ppx__task_reschedule(p, t);
-        if (!p->timer_at || t->timeout_at < p->timer_at)
-            ppx__arm_timer(p);
-    }
-    ppx__pump(p);
+    p->stats.submitted++;
+    p->stats.arena_calls += in_backend;
     if (p->trace)
         ppx__trace_submit(p->trace, id, entry->name, traced_at, ppx__now_ns());
     ppx__pool_unlock(p);
+    ppx__notify_run(&n);
     *out = f;
     return 0;
 }

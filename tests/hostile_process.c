@@ -8,7 +8,7 @@
 #include "hostile.h"
 #include "support.h"
 #include "ppx.h"
-#include "procpool/fds.h"
+#include "procpool/worker/fds.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -8,7 +8,7 @@
 #include "hostile.h"
 #include "support.h"
 #include "ppx.h"
-#include "procpool/shared.h"
+#include "procpool/wire/shared.h"
 
 #include <errno.h>
 #include <fcntl.h>

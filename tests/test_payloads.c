@@ -3,7 +3,7 @@
  * takes over when there is no arena or it is full. */
 #include "support.h"
 #include "ppx.h"
-#include "procpool/shared.h"
+#include "procpool/wire/shared.h"
 
 #include <signal.h>
 #include <stdatomic.h>

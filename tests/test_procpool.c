@@ -38,6 +38,14 @@ static int fn_fail_silently(ppx_call *c, void *u)
     return 5;
 }
 
+/* What a function does when its ppx_return_* ran out of memory. */
+static int fn_no_memory(ppx_call *c, void *u)
+{
+    (void)c;
+    (void)u;
+    return PPX_ENOMEM;
+}
+
 static int fn_wait_cancel(ppx_call *c, void *u)
 {
     while (!ppx_call_cancelled(c)) {
@@ -217,6 +225,18 @@ static void test_function_failing_without_raising_is_a_runtime_error(void **stat
     assert_int_equal(ppx_future_wait(f, 10000), 0);
     assert_string_equal(ppx_future_error(f)->type, "RuntimeError");
     assert_non_null(strstr(ppx_future_error(f)->message, "returned 5"));
+    ppx_future_unref(f);
+    ppx_pool_free(p);
+}
+
+static void test_function_passing_on_enomem_is_a_memory_error(void **state)
+{
+    ppx_pool *p = new_pool(1, NULL);
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(p, &f, "no_memory", ""), 0);
+    assert_int_equal(ppx_future_wait(f, 10000), 0);
+    assert_string_equal(ppx_future_error(f)->type, "MemoryError");
+    assert_non_null(strstr(ppx_future_error(f)->message, "no memory for the result"));
     ppx_future_unref(f);
     ppx_pool_free(p);
 }
@@ -786,6 +806,7 @@ int main(void)
     ppx_register("add", fn_add, NULL);
     ppx_register("raise", fn_raise, NULL);
     ppx_register("fail_silently", fn_fail_silently, NULL);
+    ppx_register("no_memory", fn_no_memory, NULL);
     ppx_register("wait_cancel", fn_wait_cancel, NULL);
     ppx_register("spin_forever", fn_spin_forever, NULL);
     ppx_register("crash", fn_crash, NULL);
@@ -803,6 +824,7 @@ int main(void)
         cmocka_unit_test_teardown(test_raised_error_carries_type_message_function_pid_and_where, teardown),
         cmocka_unit_test_teardown(test_unknown_function_fails_with_name_error, teardown),
         cmocka_unit_test_teardown(test_function_failing_without_raising_is_a_runtime_error, teardown),
+        cmocka_unit_test_teardown(test_function_passing_on_enomem_is_a_memory_error, teardown),
         cmocka_unit_test_teardown(test_done_callbacks_run_exactly_once, teardown),
         cmocka_unit_test_teardown(test_cancelled_pending_task_never_runs, teardown),
         cmocka_unit_test_teardown(test_cancelled_running_task_sees_the_flag_and_worker_survives, teardown),

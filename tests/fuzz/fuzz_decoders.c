@@ -5,8 +5,8 @@
  * copied into a buffer of exactly that size so ASan sees any overread.
  */
 #include "ppx.h"
-#include "procpool/call.h"
-#include "procpool/frame.h"
+#include "procpool/worker/call.h"
+#include "procpool/wire/frame.h"
 #include "serialize/envelope.h"
 #include "serialize/mpread.h"
 #include "shm/ring.h"

@@ -7,8 +7,8 @@
  * returns its arguments (a map: its items).
  */
 #include "fuzz_shared.h"
-#include "procpool/worker.h"
-#include "procpool/zygote.h"
+#include "procpool/worker/worker.h"
+#include "procpool/worker/zygote.h"
 #include "serialize/envelope.h"
 #include "shm/wake.h"
 
@@ -63,7 +63,7 @@ static void fake_reset(fake *f)
 
 static void fake_start(harness *h, uint32_t i)
 {
-    ppx__shared *sh = h->p->sh;
+    ppx__shared *sh = h->l->sh;
     fake *f = &h->w[i];
     if (f->alive)
         abort(); /* two workers for one region */
@@ -83,7 +83,7 @@ void fake_zygote_step(harness *h)
 {
     ppx__zmsg m;
     while (recv(h->zsock, &m, sizeof m, MSG_DONTWAIT) == (ssize_t)sizeof m)
-        if (m.type != PPX__Z_SPAWN || m.index >= (uint32_t)h->p->nworkers)
+        if (m.type != PPX__Z_SPAWN || m.index >= (uint32_t)h->l->nworkers)
             continue;
         else if (h->spawn_fails && h->spawn_fails--)
             zsend(h, PPX__Z_SPAWN_FAILED, m.index, 0, EAGAIN, 0);
@@ -94,7 +94,7 @@ void fake_zygote_step(harness *h)
 /* _exit(status), announced by a note when deliberate. */
 static void leave(harness *h, fake *f, int status, bool note)
 {
-    ppx__wshared *ws = ppx__shared_worker(h->p->sh, f->index);
+    ppx__wshared *ws = ppx__shared_worker(h->l->sh, f->index);
     if (note)
         atomic_store(&ws->exit_note, ppx__exit_note((uint32_t)status));
     if (status == PPX__EXIT_INIT)
@@ -123,7 +123,7 @@ int fake_die(harness *h, int i, int kind)
 
 void fake_reap_killed(harness *h)
 {
-    for (int i = 0; i < h->p->nworkers; i++) {
+    for (int i = 0; i < h->l->nworkers; i++) {
         fake *f = &h->w[i];
         if (f->alive && f->killed) {
             fake_reset(f);
@@ -141,7 +141,7 @@ void fake_destroy(fake *f)
 
 static void wake(harness *h, fake *f)
 {
-    ppx__shared_wake_parent(ppx__shared_worker(h->p->sh, f->index), h->p->efd);
+    ppx__shared_wake_parent(ppx__shared_worker(h->l->sh, f->index), h->p->efd);
 }
 
 /* Puts what fits of the pending reply, as send_frame does: true once it
@@ -157,7 +157,7 @@ static bool flush(harness *h, fake *f)
         atomic_store(&f->finish_slot->state, f->finish_word);
         f->finish_slot = NULL;
     }
-    ppx__shared *sh = h->p->sh;
+    ppx__shared *sh = h->l->sh;
     size_t len = f->out.size;
     if (!f->out_in_outbox && sh->outbox_bytes && len >= ppx__big_frame(f->resp.cap) &&
         len <= sh->outbox_bytes) {
@@ -197,7 +197,7 @@ static void reply(fake *f, ppx__slot *slot, uint32_t seq)
  * the fake left when the slot was written over). */
 static bool claim(harness *h, fake *f, uint64_t id, uint32_t i, uint32_t seq, ppx__slot **out)
 {
-    ppx__shared *sh = h->p->sh;
+    ppx__shared *sh = h->l->sh;
     ppx__slot *slot = &ppx__shared_slots(sh, f->index)[i - f->first];
     uint64_t expect = ppx__slot_word(seq, 0, PPX__SLOT_QUEUED);
     if (atomic_compare_exchange_strong(&slot->state, &expect,
@@ -253,7 +253,7 @@ static void handle_frame(harness *h, fake *f, const void *frame, size_t len)
 
 static void handle_arena(harness *h, fake *f, const void *rec, size_t len)
 {
-    ppx__shared *sh = h->p->sh;
+    ppx__shared *sh = h->l->sh;
     ppx__arena_rec r;
     if (len != sizeof r || !sh->arena_bytes) {
         leave(h, f, PPX__EXIT_PROTOCOL, true);
@@ -286,7 +286,7 @@ static bool take_request(harness *h, fake *f)
     uint32_t flags;
     int rc = ppx__ring_peek(&f->req, &rec, &len, &flags);
     if (rc == 0) {
-        if (atomic_load(&h->p->sh->shutdown))
+        if (atomic_load(&h->l->sh->shutdown))
             leave(h, f, PPX__EXIT_SHUTDOWN, true);
         return false;
     }

@@ -27,7 +27,7 @@
  */
 #include "fuzz_shared.h"
 #include "procpool/registry.h"
-#include "procpool/worker.h"
+#include "procpool/worker/worker.h"
 #include "shm/wake.h"
 
 #include <fcntl.h>
@@ -36,16 +36,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-#define POOL_MAGIC 0x7070784cu /* pool.c's: what makes the pool live */
 #define MAX_SUBS 48
 
 typedef struct in {
@@ -92,6 +89,12 @@ static bool content_written[FAKE_MAX_WORKERS];
  * land at any time, as from a thread a function left running. */
 static bool fn_only;
 
+/* The local backend's table, but for start and stop (see fuzz_shared.h). */
+static ppx__backend_ops fake_ops;
+static uint8_t pool_cfg; /* the input's configuration byte, for harness_start */
+static int harness_start(ppx_pool *pool);
+static void harness_stop(ppx_pool *pool);
+
 static int never_runs(ppx_call *call, void *udata)
 {
     (void)call;
@@ -106,6 +109,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     ppx_register("echo", never_runs, NULL);
     ppx_register("fail", never_runs, NULL);
     ppx__registry_freeze();
+    fake_ops = ppx__local_ops;
+    fake_ops.start = harness_start;
+    fake_ops.stop = harness_stop;
     /* Freed futures are kept a while before their memory is reused (see
      * future.c): fill that quarantine now, or every input allocates more
      * than it frees and libFuzzer runs its leak check on each. */
@@ -123,102 +129,120 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- the pool, without fork -------------------------------------------- */
 
-static void add_fd(ppx_pool *p, int fd, uint64_t tag)
+/* local_start's steps (local.c), with a socketpair for the zygote's
+ * socket and the fake zygote answering the first spawn requests in place
+ * of ppx__local_start_workers. */
+static int harness_start(ppx_pool *pool)
 {
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
-    if (fd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev))
+    harness *h = &fuzz_h;
+    ppx__local *p = calloc(1, sizeof *p);
+    if (!p)
         abort();
-}
-
-/* ppx_pool_new's steps with a socketpair for the zygote's socket. */
-static ppx_pool *pool_new(harness *h, uint8_t cfg)
-{
-    ppx_pool *p = calloc(1, sizeof *p);
-    ppx_pool_options o = {.workers = 1 + (cfg & 1), .ring_bytes = 4096,
-                          .max_payload = 16384, .max_queued_per_worker = 2 + (cfg >> 1) % 3};
-    if (cfg & 8)
-        o.arena_bytes = PPX_ARENA_NONE; /* big frames travel in chunks */
-    if (!p || ppx__options_resolve(&p->opt, &o))
-        abort();
-    p->nworkers = p->opt.workers;
-    p->self = getpid();
-    p->gen = ppx__fork_generation(); /* the pool is this process's own */
-    p->created_ns = ppx__now_ns();
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    p->magic = POOL_MAGIC;
-    atomic_init(&p->refs, 1);
-    atomic_init(&p->next_id, 1);
+    p->pool = pool;
+    p->tfd = -1;
+    p->z.sock = p->z.lifeline = -1;
+    p->nworkers = pool->opt.workers;
+    pool->be = p;
+    h->p = pool;
+    h->l = p;
     p->w = calloc((size_t)p->nworkers, sizeof *p->w);
-    if (!p->w || ppx__layout_map(p))
+    if (!p->w || ppx__layout_map(p) || ppx__local_open_timer(p))
         abort();
     /* The trace reads the slots' start and end stamps a worker writes. */
-    if ((cfg & 16) && ppx__trace_open(&p->trace, "/dev/null", (long)p->self, p->nworkers,
-                                      p->created_ns))
+    if ((pool_cfg & 16) && ppx__trace_open(&pool->trace, "/dev/null", (long)pool->self,
+                                           p->nworkers, pool->created_ns))
         abort();
-    p->epfd = epoll_create1(EPOLL_CLOEXEC);
-    p->efd = ppx__eventfd_new();
-    p->kickfd = ppx__eventfd_new();
-    p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    pool->opt.trace_path = NULL;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
         abort();
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     p->z.sock = sv[0];
-    p->z.lifeline = -1;
     h->zsock = sv[1];
-    add_fd(p, p->efd, PPX__EV_EFD);
-    add_fd(p, p->kickfd, PPX__EV_KICK);
-    add_fd(p, p->tfd, PPX__EV_TIMER);
-    add_fd(p, p->z.sock, PPX__EV_ZYGOTE);
-    h->p = p;
+    if (ppx__pool_watch(pool, p->z.sock, PPX__EV_ZYGOTE))
+        abort();
     for (int i = 0; i < p->nworkers; i++)
         if (ppx__spawn(p, i))
             abort();
     fake_zygote_step(h);
     ppx__notify n = {0};
-    ppx__zygote_events(p, &n);
+    ppx__zygote_events(p, &n); /* no calls yet: nothing to notify */
+    for (int i = 0; i < p->nworkers; i++)
+        if (!p->w[i].alive)
+            abort();
     p->started_all = true;
     ppx__want_wakeups(p, 1);
-    return p;
+    if (pool->trace)
+        ppx__trace_flush(pool->trace);
+    return 0;
 }
 
-/* The fake workers all die (the parent stops respawning), then what
- * ppx_pool_free's destroy() releases. */
-static void pool_free(harness *h)
+/* local_stop's place in ppx_pool_free (the pool's lock held): the fake
+ * workers all die (the parent stops respawning), nothing may outlive
+ * them, then the trace ends and the fake zygote's socket closes. */
+static void harness_stop(ppx_pool *pool)
 {
-    ppx_pool *p = h->p;
+    harness *h = &fuzz_h;
+    ppx__local *p = ppx__local_of(pool);
+    if (!p)
+        return;
     ppx__notify n = {0};
-    pthread_mutex_lock(&p->mu);
     atomic_store(&p->sh->shutdown, 1);
     for (int i = 0; i < p->nworkers; i++)
         if (p->w[i].alive)
             ppx__reap(p, &p->w[i], CLD_KILLED, SIGKILL, &n);
-    if (p->ntasks || p->unresolved || p->queue.n)
+    if (pool->ntasks || pool->unresolved || p->queue.n)
         abort(); /* a task outlived every worker and every future */
-    ppx__observe_pool_end(p);
-    pthread_mutex_unlock(&p->mu);
-    ppx__notify_run(&n);
-    close(p->epfd);
-    close(p->efd);
-    close(p->kickfd);
-    close(p->tfd);
-    close(p->z.sock);
+    /* As ppx__local_stop_workers leaves them; a respawn asked for and not
+     * answered yet is dropped with the fake zygote. */
+    for (int i = 0; i < p->nworkers; i++) {
+        if (p->w[i].alive)
+            abort();
+        ppx__fork_close(p->w[i].pidfd);
+        p->w[i].pidfd = -1;
+        p->w[i].spawning = false;
+    }
+    if (!pool->torn_down)
+        ppx__observe_pool_end(p);
+    if (p->z.sock >= 0)
+        close(p->z.sock);
+    p->z.sock = -1;
     close(h->zsock);
-    ppx__layout_unmap(p);
-    ppx__bigbuf_trim();
-    free(p->slot_task);
-    free(p->slot_seq);
-    for (int i = 0; i < p->nworkers; i++)
-        free(p->w[i].free_slots);
-    free(p->w);
-    ppx__heap_free(&p->deadlines);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
-    free(p);
+    h->zsock = -1;
+    /* The stop may let go of the lock (backend.h): callbacks never run
+     * under it. */
+    ppx__pool_unlock(pool);
+    ppx__notify_run(&n);
+    ppx__pool_lock(pool);
+}
+
+static void pool_new(harness *h, uint8_t cfg)
+{
+    ppx_pool_options o = {.workers = 1 + (cfg & 1), .ring_bytes = 4096,
+                          .max_payload = 16384, .max_queued_per_worker = 2 + (cfg >> 1) % 3};
+    if (cfg & 8)
+        o.arena_bytes = PPX_ARENA_NONE; /* big frames travel in chunks */
+    ppx_pool_options resolved;
+    ppx_pool *p = NULL;
+    pool_cfg = cfg;
+    if (ppx__options_resolve(&resolved, &o) || ppx__pool_open(&p, &resolved, &fake_ops) ||
+        p != h->p)
+        abort();
+}
+
+/* ppx_pool_free, through harness_stop and the local backend's destroy. */
+static void pool_free(harness *h)
+{
+    /* Checked before ppx_pool_free's cancel_all could resolve anything. */
+    ppx__pool_lock(h->p);
+    if (h->p->unresolved)
+        abort();
+    ppx__pool_unlock(h->p);
+    ppx_pool_free(h->p);
+    h->p = NULL;
+    h->l = NULL;
     for (int i = 0; i < FAKE_MAX_WORKERS; i++)
         fake_destroy(&h->w[i]);
-    h->p = NULL;
 }
 
 /* ---- parent steps -------------------------------------------------------- */
@@ -240,18 +264,22 @@ static void process(harness *h)
  * script's, not the clock's. */
 static void timers_due(harness *h)
 {
-    ppx_pool *p = h->p;
+    ppx_pool *pool = h->p;
+    ppx__local *p = h->l;
     ppx__notify n = {0};
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&pool->mu);
     size_t k = p->deadlines.n;
-    ppx__task **due = malloc((k ? k : 1) * sizeof *due);
+    ppx__hnode **due = malloc((k ? k : 1) * sizeof *due);
+    if (!due)
+        abort();
     if (k)
         memcpy(due, p->deadlines.v, k * sizeof *due);
     for (size_t j = 0; j < k; j++) {
-        if (due[j]->timeout_at)
-            due[j]->timeout_at = 1;
-        if (due[j]->kill_at)
-            due[j]->kill_at = 1;
+        ppx__task *t = ppx__task_of_deadline(due[j]);
+        if (t->timeout_at)
+            t->timeout_at = 1;
+        if (ppx__lt(t)->kill_at)
+            ppx__lt(t)->kill_at = 1;
         ppx__heap_set(&p->deadlines, due[j], 1);
     }
     free(due);
@@ -261,14 +289,14 @@ static void timers_due(harness *h)
         if (p->w[i].respawn_at)
             p->w[i].respawn_at = 1;
     ppx__run_timers(p, &n);
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&pool->mu);
     ppx__notify_run(&n);
     fake_reap_killed(h);
     /* A real expiry is the timerfd turning readable, and the loop then
      * processes the pool: every worker's replies are drained in that same
      * round, whether or not its wake-up came (a function may have cleared
      * parent_waiting; the sweep is what makes up for it). */
-    ppx_pool_process(p);
+    ppx_pool_process(pool);
     fake_reap_killed(h);
 }
 
@@ -320,14 +348,14 @@ static void submit(harness *h, in *s, int kind)
 /* Writes value into worker w's region at a place the script picks. */
 static void scribble(harness *h, in *s)
 {
-    ppx_pool *p = h->p;
+    ppx__local *p = h->l;
     int wi = rd(s) % p->nworkers;
     uint8_t area = rd(s), mode = rd(s);
     uint32_t off = (uint32_t)rdn(s, 2);
     uint64_t v = rdn(s, 8);
     if (!h->w[wi].alive || (fn_only && !h->w[wi].finish_slot))
         return; /* only a live worker writes, in a function if fn_only */
-    size_t cap = p->opt.ring_bytes, hdr = sizeof(ppx__ring), at;
+    size_t cap = h->p->opt.ring_bytes, hdr = sizeof(ppx__ring), at;
     size_t req = p->block_bytes, resp = req + p->ring_stride, ob = req + 2 * p->ring_stride;
     bool data = false;
     switch (area % 8) {
@@ -373,9 +401,9 @@ static void observe(harness *h)
 {
     ppx_pool_stats ps;
     ppx_pool_stats_get(h->p, &ps);
-    for (int i = 0; i < h->p->nworkers; i++) {
+    for (int i = 0; i < h->l->nworkers; i++) {
         ppx_worker_stats ws;
-        if (ppx_pool_worker_stats(h->p, i, &ws) || ws.queued > h->p->per ||
+        if (ppx_pool_worker_stats(h->p, i, &ws) || ws.queued > h->l->per ||
             ws.request_ring_bytes > ws.ring_bytes || ws.response_ring_bytes > ws.ring_bytes)
             abort();
     }
@@ -402,7 +430,7 @@ static void step(harness *h, in *s)
     case 5: process(h); break;
     case 6: case 7: {
         uint8_t b = rd(s);
-        int wi = b % h->p->nworkers;
+        int wi = b % h->l->nworkers;
         bool rogue = (b & 0x1c) == 0x1c; /* one step in eight */
         if (rogue && h->w[wi].alive)
             any_written = region_written[wi] = true; /* explains its ProtocolError */
@@ -412,7 +440,7 @@ static void step(harness *h, in *s)
     case 8: {
         uint8_t b = rd(s);
         crashed = true;
-        init_exit |= fake_die(h, b % h->p->nworkers, (b >> 1) % 13) == PPX__EXIT_INIT;
+        init_exit |= fake_die(h, b % h->l->nworkers, (b >> 1) % 13) == PPX__EXIT_INIT;
         break;
     }
     case 9: timers_due(h); break;
@@ -440,7 +468,7 @@ static void settle(harness *h)
     h->spawn_fails = 0; /* the fork server is honest too */
     for (int round = 0; round < 4000 && left; round++) {
         process(h);
-        for (int i = 0; i < h->p->nworkers; i++)
+        for (int i = 0; i < h->l->nworkers; i++)
             for (int k = 0; k < 64 && fake_serve(h, i, false, false); k++)
                 ;
         process(h);
@@ -454,7 +482,7 @@ static void settle(harness *h)
              * its own hand (inside functions: only by writing over ring
              * contents or its outbox); honest ones must never need this. */
             bool any = false;
-            for (int i = 0; i < h->p->nworkers; i++)
+            for (int i = 0; i < h->l->nworkers; i++)
                 if (region_written[i] && (!fn_only || content_written[i]))
                     any |= fake_die(h, i, 0) == -1;
             if (!any) {

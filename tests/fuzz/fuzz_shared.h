@@ -4,10 +4,16 @@
  * the worker's side of the protocol on the real shared mapping, and a fake
  * zygote on the pool's own socket. Nothing forks, so one input runs in
  * well under a millisecond and replays the same way every time.
+ *
+ * The pool is made and freed by the core (ppx__pool_open, ppx_pool_free)
+ * with the local backend's ops table (backend.h), but for start and stop:
+ * the harness's own start sets up the local state as local.c's does and
+ * hands the zygote's socket to the fake zygote instead of forking one;
+ * its stop ends the fake workers instead of real ones.
  */
 #ifndef PPX_FUZZ_SHARED_H
 #define PPX_FUZZ_SHARED_H
-#include "procpool/pool_impl.h"
+#include "procpool/local/local.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -38,6 +44,7 @@ typedef struct fake {
 
 typedef struct harness {
     ppx_pool *p;
+    ppx__local *l; /* p's local backend state (p->be) */
     int zsock; /* the fake zygote's end of the pool's socket */
     fake w[FAKE_MAX_WORKERS];
     pid_t next_pid;

@@ -1,0 +1,187 @@
+/*
+ * The pool's core, shared by pool.c (lifecycle, refs, driving and
+ * blocking waits), submit.c and cancel.c, and handed to a backend
+ * (backend.h) that runs the calls. The core never looks inside the
+ * backend's state (p->be) or a task's backend part (t->be).
+ *
+ * Who owns what: the pool owns each ppx__task from submission until its
+ * backend frees it; a task owns its encoded call frame (kept until the
+ * task ends, so a call can be moved or re-sent after a crash) and one
+ * reference to its future until that resolves. A cancelled task may
+ * outlive its future ("lingering") until its worker acknowledges it,
+ * finishes it or dies.
+ *
+ * Locks (every mutex in the library, what it guards, how they nest):
+ * - ppx_pool.mu: everything in the pool, its backend's state and every
+ *   unresolved future's fields. Callbacks never run under it: resolving
+ *   code collects futures on a ppx__notify and runs them after unlocking.
+ *   Taken first; the others below may be taken inside it, never around.
+ * - local arena mu (local/arena.h): the call arena's free list, alone or
+ *   inside the pool's lock (submission allocates frames without the pool
+ *   lock).
+ * - fork.c's table lock: the tracked descriptors; inside the pool's lock
+ *   (a worker's pidfd is tracked as it is opened) or alone; nothing forks
+ *   while it is held.
+ * - registry.c's lock: ppx_register against the freeze; alone.
+ * - mpi_link.c's cl.mu: which MPI pool is open in this process; alone.
+ * - loop/: bindings_mu, a binding's mu and default_mu, never held while
+ *   calling into the pool (see loop/binding.c).
+ * Waits: the pool's condition variable and an MPI pool's progress thread
+ * wait on the pool's lock; epoll_wait runs with no lock held.
+ */
+#ifndef PPX_PROCPOOL_CORE_H
+#define PPX_PROCPOOL_CORE_H
+#include "backend.h"
+#include "errors.h"
+#include "fork.h"
+#include "future.h"
+#include "pool.h"
+#include "trace/trace.h"
+#include "util/clock.h"
+#include "util/list.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* Words of a task's backend-private state (ppx__task.be). */
+#define PPX__TASK_BE_WORDS 6
+
+typedef struct ppx__task {
+    ppx__link link;  /* in one list of its backend's at a time */
+    uint64_t id;
+    ppx_future *fut; /* NULL once resolved (lingering) */
+    /* inline_frame, a ppx__bigbuf of frame_cap bytes, or memory the
+     * backend gave (frame_alloc), never rewritten once placed. */
+    unsigned char *frame;
+    size_t frame_len, frame_cap;
+    int64_t timeout_at;   /* monotonic ns: fail with TimeoutError; 0: none */
+    int timeout_ms;
+    uint8_t kind;         /* PPX__ENV_CALL or PPX__ENV_MAP */
+    uint8_t ended;        /* PPX__ENDED_*: why fut resolved before a reply */
+    const char *fn;       /* the registry's copy of the name: outlives fut */
+    int64_t submitted_ns; /* when traced, else 0 */
+    uint64_t be[PPX__TASK_BE_WORDS]; /* the backend's (backend.h) */
+    unsigned char inline_frame[];    /* frame, when it is small */
+} ppx__task;
+/* Frames up to this size share the task's allocation. */
+#define PPX__INLINE_FRAME 512u
+/* Why the core resolved a task's future before its worker answered. */
+enum { PPX__ENDED_NOT = 0, PPX__ENDED_CANCELLED, PPX__ENDED_TIMED_OUT };
+
+static inline ppx__task *ppx__task_of(ppx__link *l)
+{
+    return l ? PPX__CONTAINER_OF(l, ppx__task, link) : NULL;
+}
+static inline ppx__task *ppx__list_first(const ppx__list *l)
+{
+    return ppx__task_of(l->head);
+}
+static inline ppx__task *ppx__list_last(const ppx__list *l)
+{
+    return ppx__task_of(l->tail);
+}
+static inline ppx__task *ppx__task_next(const ppx__task *t)
+{
+    return ppx__task_of(t->link.next);
+}
+static inline ppx__task *ppx__task_prev(const ppx__task *t)
+{
+    return ppx__task_of(t->link.prev);
+}
+
+typedef struct ppx__hook {
+    ppx__pool_close_hook fn;
+    void *arg;
+} ppx__hook;
+
+struct ppx_pool {
+    uint32_t magic;
+    /* The owner's reference, plus one per thread inside a blocking wait,
+     * so ppx_pool_free can tear the pool down (workers stopped, futures
+     * resolved) while such a thread is still leaving; the last reference
+     * closes the descriptors and frees the memory. */
+    _Atomic int refs;
+    bool freeing;   /* ppx_pool_free has begun */
+    bool torn_down; /* workers are gone; nothing left to process */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;   /* broadcast whenever futures resolve */
+    bool driving;        /* a thread is blocked in epoll_wait for us */
+    pthread_t driver;
+    bool closed;
+    ppx_pool_options opt;
+    pid_t self;
+    /* The process generation that made the pool (fork.h): in any other
+     * process, a fork of this one, the pool is a copy to refuse and free. */
+    uint32_t gen;
+
+    size_t ntasks;   /* every task alive, lingering ones included */
+    size_t unresolved;
+    _Atomic uint64_t next_id;
+
+    int efd;    /* the backend -> the thread processing the pool */
+    int kickfd; /* other threads -> the thread driving a blocking wait */
+    int epfd;   /* both, and whatever the backend watches (ppx__pool_watch) */
+    bool kicked; /* kickfd was signalled and not drained yet */
+
+    ppx__hook *hooks;
+    size_t nhooks;
+    ppx_pool_stats stats;
+    int64_t created_ns; /* monotonic: no honest worker stamp is older */
+    ppx__trace *trace;  /* NULL unless tracing (trace/trace.h) */
+    const ppx__backend_ops *ops;
+    void *be;           /* the backend's state */
+};
+
+/* epoll tags: the core's; a backend's own start at PPX__EV_BACKEND. */
+enum { PPX__EV_EFD = 0, PPX__EV_KICK = 1, PPX__EV_BACKEND = 2 };
+
+/* pool.c */
+/* Makes a pool run by ops from resolved options (the backend is chosen
+ * by ppx_pool_new, backend.c). 0 or a PPX_E* code. */
+int ppx__pool_open(ppx_pool **out, const ppx_pool_options *opt, const ppx__backend_ops *ops);
+/* Adds fd to the pool's epoll set with tag. 0 or -errno. */
+int ppx__pool_watch(ppx_pool *p, int fd, uint64_t tag);
+bool ppx__pool_live(const ppx_pool *p);
+void ppx__pool_mark_live(ppx_pool *p);
+/* Freed pools' shells are kept a while (see pool.c). */
+void ppx__graveyard_install(void);
+/* The last step of freeing p: its backend, descriptors, memory. copy: p
+ * is a fork's copy (ppx__pool_free_copy): nothing but this process's
+ * memory is touched. */
+void ppx__pool_destroy(ppx_pool *p, bool copy);
+/* Drops a reference; the last one destroys the pool. */
+void ppx__pool_unref(ppx_pool *p);
+/* Wake a sleeping driver; after futures resolved (n), wake blocked
+ * waiters and, if kick_driver, the driver. */
+void ppx__pool_kick(ppx_pool *p);
+void ppx__pool_after_resolve(ppx_pool *p, ppx__notify *n, bool kick_driver);
+/* Whether another thread than this one drives the pool right now. */
+bool ppx__pool_other_driver(const ppx_pool *p);
+/* Clears a pending kick, unless another thread drives (it will). */
+void ppx__pool_take_kick(ppx_pool *p);
+/* Blocks until done(p, arg) holds (checked under the lock) or deadline
+ * (ppx__now_ns() clock; -1: none) passes, driving the pool meanwhile
+ * unless another thread does. 0, PPX_ETIMEDOUT or PPX_EBADOBJ (the pool
+ * was being freed). */
+int ppx__pool_drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *arg,
+                          int64_t deadline);
+/* fork.c's part of ppx_pool_free: the copy inherited through fork(). */
+void ppx__pool_free_copy(ppx_pool *p);
+/* Whether p was made by this process, not inherited through fork(). */
+static inline bool ppx__pool_owned(const ppx_pool *p)
+{
+    return p->gen == ppx__fork_generation();
+}
+
+/* cancel.c, under the lock */
+/* Frees a task's frame, wherever it lives. */
+void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap);
+/* Frees a task that is in no list and holds nothing of its backend's. */
+void ppx__task_free(ppx_pool *p, ppx__task *t);
+/* Resolves t's future, if it has one still pending: CANCELLED, or FAILED
+ * with a TimeoutError when timed_out. false when there was none. */
+bool ppx__task_stop_future(ppx_pool *p, ppx__task *t, bool timed_out, ppx__notify *n);
+
+#endif

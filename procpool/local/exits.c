@@ -1,0 +1,266 @@
+/*
+ * Workers that start and end, as the parent sees them: why one exited
+ * (trusting its status only with its exit note), what becomes of the calls
+ * it held, its replacement, and the fork server's reports. Every function
+ * here runs under the pool's lock.
+ */
+#include "local.h"
+#include "procpool/worker/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/pidfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int ppx__exit_reason(ppx__local *p, ppx__worker *w, int code, int status)
+{
+    ppx__wshared *ws = w->ws;
+    uint64_t note = atomic_exchange_explicit(&ws->exit_note, 0, memory_order_relaxed);
+    if (code != CLD_EXITED || status < 0 || note != ppx__exit_note((uint32_t)status))
+        return -1;
+    if (status == PPX__EXIT_INIT) {
+        size_t len = strnlen(ws->init_error, sizeof ws->init_error - 1);
+        memcpy(p->init_error, ws->init_error, len);
+        p->init_error[len] = '\0';
+        memset(ws->init_error, 0, sizeof ws->init_error);
+    }
+    return status;
+}
+
+static void describe_exit(int code, int status, int why, char *buf, size_t n)
+{
+    if (why == PPX__EXIT_NOMEM)
+        snprintf(buf, n, "ran out of memory");
+    else if (code == CLD_EXITED)
+        snprintf(buf, n, "exited with status %d", status);
+    else if (code == CLD_KILLED || code == CLD_DUMPED)
+        snprintf(buf, n, "was killed by signal %d (SIG%s)", status,
+                 sigabbrev_np(status) ? sigabbrev_np(status) : "?");
+    else
+        snprintf(buf, n, "was lost with the pool's fork server");
+}
+
+/* The worker's initializer failed (its message is in p->init_error). If
+ * no worker has managed to start, no queued call ever will: fail them
+ * with it. */
+static void initializer_failed(ppx__local *p, ppx__worker *w, ppx__notify *n)
+{
+    w->init_failed = true;
+    p->pool->stats.init_failures++;
+    for (int i = 0; i < p->nworkers; i++)
+        if (!p->w[i].init_failed)
+            return;
+    while (p->queue.head) {
+        ppx__task *t = ppx__list_first(&p->queue);
+        p->pool->unresolved--;
+        p->pool->stats.failed++;
+        ppx__observe_mark(p, "failed", t, -1, -1, "InitializerError");
+        ppx__future_failf(t->fut, "InitializerError", 0, n,
+                          "no worker could start: the initializer failed: %s", p->init_error);
+        t->fut = NULL;
+        ppx__list_remove(&p->queue, &t->link);
+        ppx__local_task_free(p, t);
+    }
+}
+
+/* Whether the oldest unanswered call of w, t, may have started. A worker
+ * runs its calls one at a time in ring order and answers each before it
+ * claims the next, so no other call of w can have; t has unless its
+ * frame is incomplete or its slot still reads exactly as placed, which
+ * no accidental write produces. */
+static bool may_have_started(ppx__local *p, ppx__worker *w, ppx__task *t)
+{
+    return t != w->partial &&
+           atomic_load(&ppx__task_slot(p, t)->state) != ppx__slot_word(ppx__lt(t)->seq, 0, PPX__SLOT_QUEUED);
+}
+
+/* Fails t, which w was running when it ended. */
+static void fail_lost(ppx__local *p, ppx__worker *w, ppx__task *t, bool protocol, const char *how,
+                      const char *backoff, ppx__notify *n)
+{
+    const char *type = protocol ? "ProtocolError" : "WorkerCrashed";
+    ppx__observe_lost(p, w, t, t->fut ? "crashed" : NULL, t->fut ? type : NULL);
+    if (!t->fut)
+        return;
+    w->crashed++;
+    p->pool->unresolved--;
+    p->pool->stats.failed++;
+    ppx__future_failf(t->fut, type, (long)w->pid, n, "worker %ld %s while running %s (task %llu)%s",
+                      (long)w->pid, how, t->fut->function, (unsigned long long)t->id, backoff);
+}
+
+/* Requeues w's calls that cannot have started, in their order, and fails
+ * the one that may have (none when the worker said it left between
+ * calls). true if a future failed. */
+static bool settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, bool protocol,
+                         const char *how, const char *backoff, ppx__notify *n)
+{
+    bool crashed = false, oldest = !between_calls;
+    ppx__list requeue = {0};
+    while (w->tasks.head) {
+        ppx__task *t = ppx__list_first(&w->tasks);
+        bool started = oldest && may_have_started(p, w, t);
+        oldest = false;
+        if (started || !t->fut) {
+            if (started) {
+                crashed |= t->fut != NULL;
+                fail_lost(p, w, t, protocol, how, backoff, n);
+            }
+            ppx__task_finish(p, t);
+        } else {
+            if (p->pool->trace)
+                ppx__observe_mark(p, "requeue", t, (int)(w - p->w), -1, NULL);
+            ppx__list_remove(&w->tasks, &t->link);
+            ppx__release_slot(p, t);
+            ppx__lt(t)->worker = -1;
+            ppx__list_push_back(&requeue, &t->link);
+        }
+    }
+    while (requeue.tail) {
+        ppx__task *t = ppx__list_last(&requeue);
+        ppx__list_remove(&requeue, &t->link);
+        ppx__list_push_front(&p->queue, &t->link);
+    }
+    return crashed;
+}
+
+void ppx__reap(ppx__local *p, ppx__worker *w, int code, int status, ppx__notify *n)
+{
+    int wi = (int)(w - p->w);
+    /* Replies it wrote before dying count: collect them first. */
+    w->alive = false;
+    ppx__drain_replies(p, w, n);
+    ppx__observe_exit(p, w);
+
+    int why = ppx__exit_reason(p, w, code, status);
+    char how[96];
+    describe_exit(code, status, why, how, sizeof how);
+    bool protocol = w->protocol_error || why == PPX__EXIT_PROTOCOL;
+    bool recycled = why == PPX__EXIT_RECYCLE || why == PPX__EXIT_WAKE_LOST;
+    bool expected = recycled || w->killed_by_us || atomic_load(&p->sh->shutdown);
+    /* Count this death before naming the delay in the error it causes. */
+    if (!expected)
+        p->crash_streak++;
+    int64_t delay = expected ? 0 : ppx__backoff_ns(p);
+    char backoff[128] = "";
+    if (delay)
+        snprintf(backoff, sizeof backoff,
+                 "; %u workers crashed in a row, the pool waits %lld ms before the next",
+                 p->crash_streak, (long long)(delay / 1000000));
+    bool between_calls = why == PPX__EXIT_PROTOCOL || why == PPX__EXIT_RECYCLE ||
+                         why == PPX__EXIT_WAKE_LOST || why == PPX__EXIT_SHUTDOWN;
+    bool crashed = settle_tasks(p, w, between_calls, protocol, how, backoff, n);
+    if (crashed || !expected)
+        p->pool->stats.crashed++;
+    if (recycled)
+        p->pool->stats.recycled++;
+    if (why == PPX__EXIT_INIT)
+        initializer_failed(p, w, n);
+
+    ppx__fork_close(w->pidfd);
+    w->pidfd = -1;
+    w->pid = 0;
+    w->partial = NULL;
+    ppx__rx_reset(&w->rx);
+    ppx__port_reset(&w->req);
+    ppx__port_reset(&w->resp);
+    /* A closed pool still owes its queued calls a worker (shutdown WAIT);
+     * only the final stop ends respawning. */
+    if (atomic_load(&p->sh->shutdown))
+        return;
+    if (delay || ppx__spawn(p, wi) != 0) {
+        w->respawn_at = ppx__now_ns() + (delay ? delay : RESPAWN_RETRY_NS);
+        ppx__arm_timer(p);
+    }
+}
+
+int ppx__spawn(ppx__local *p, int i)
+{
+    ppx__worker *w = &p->w[i];
+    ppx__restamp_layout(p);
+    /* Its predecessor's reply and last words are gone. */
+    atomic_store(&p->live[p->nslots + (size_t)i], 0);
+    atomic_store(&w->ws->exit_note, 0);
+    int rc = ppx__zygote_request(&p->z, (uint32_t)i);
+    if (rc == 0) {
+        w->spawning = true;
+        w->respawn_at = 0;
+    }
+    return rc;
+}
+
+static void spawned(ppx__local *p, ppx__worker *w, pid_t pid)
+{
+    w->spawning = false;
+    w->pid = pid;
+    /* The zygote reaps; the pidfd lets us signal without racing pid reuse.
+     * If the worker is already gone, its EXITED message follows. */
+    ppx__fork_hold(); /* no fork of the application gets it untracked */
+    w->pidfd = pidfd_open(pid, 0);
+    if (w->pidfd >= 0 && ppx__fork_track(w->pidfd, PPX__FORK_CLOSE)) {
+        close(w->pidfd); /* signalled with kill() instead */
+        w->pidfd = -1;
+    }
+    ppx__fork_release();
+    w->alive = true;
+    w->killed_by_us = false;
+    w->protocol_error = false;
+    if (p->started_all) {
+        p->pool->stats.respawns++;
+        w->restarts++;
+    }
+    if (p->pool->trace)
+        ppx__trace_worker(p->pool->trace, (int)(w - p->w), (long)pid, ppx__now_ns());
+}
+
+/* The zygote died (killed from outside?): its workers died with it. Start
+ * another from the parent, the one fork this design cannot avoid. */
+static void zygote_lost(ppx__local *p, ppx__notify *n)
+{
+    epoll_ctl(p->pool->epfd, EPOLL_CTL_DEL, p->z.sock, NULL);
+    ppx__zygote_stop(&p->z);
+    for (int i = 0; i < p->nworkers; i++) {
+        ppx__worker *w = &p->w[i];
+        w->spawning = false;
+        if (w->alive)
+            ppx__reap(p, w, 0, 0, n); /* its respawn request fails: no zygote */
+    }
+    if (atomic_load(&p->sh->shutdown))
+        return;
+    ppx__worker_init init = {p->pool->opt.initializer, p->pool->opt.initializer_arg};
+    if (ppx__zygote_start(&p->z, p->sh, p->pool->efd, init, p->pool->opt.keep_descendants) == 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = PPX__EV_ZYGOTE};
+        epoll_ctl(p->pool->epfd, EPOLL_CTL_ADD, p->z.sock, &ev);
+    }
+    for (int i = 0; i < p->nworkers; i++)
+        if (!p->w[i].alive && !p->w[i].spawning && ppx__spawn(p, i) != 0)
+            p->w[i].respawn_at = ppx__now_ns() + RESPAWN_RETRY_NS;
+    ppx__arm_timer(p);
+}
+
+void ppx__zygote_events(ppx__local *p, ppx__notify *n)
+{
+    ppx__zmsg m;
+    int rc;
+    while ((rc = ppx__zygote_read(&p->z, &m)) == 1) {
+        if (m.type == PPX__Z_SPAWNED && m.index < (uint32_t)p->nworkers) {
+            spawned(p, &p->w[m.index], m.pid);
+        } else if (m.type == PPX__Z_SPAWN_FAILED && m.index < (uint32_t)p->nworkers) {
+            p->w[m.index].spawning = false;
+            p->w[m.index].respawn_at = ppx__now_ns() + RESPAWN_RETRY_NS;
+            ppx__arm_timer(p);
+        } else if (m.type == PPX__Z_EXITED) {
+            for (int i = 0; i < p->nworkers; i++)
+                if (p->w[i].alive && p->w[i].pid == m.pid)
+                    ppx__reap(p, &p->w[i], m.code, m.status, n);
+        }
+    }
+    if (rc < 0 && !atomic_load(&p->sh->shutdown))
+        zygote_lost(p, n);
+}

@@ -1,0 +1,437 @@
+/*
+ * Rank 0's bookkeeping for an MPI pool: where each call goes, what its
+ * node answered, what a lost node takes with it. Everything here runs
+ * under the pool lock and makes no MPI call (see remote.h for the
+ * threads); mpi_link.c moves the bytes.
+ */
+#include "remote.h"
+#include "serialize/envelope.h"
+#include "serialize/mpread.h"
+#include "shm/wake.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ppx__remote *rm(ppx_pool *p)
+{
+    return ppx__remote_of(p);
+}
+
+void ppx__remote_wake(ppx_pool *p)
+{
+    ppx__remote *r = rm(p);
+    r->has_work = true;
+    pthread_cond_signal(&r->wake);
+}
+
+/* The node with the fewest calls per worker and room for one more; ties
+ * go to the node chosen last, which is still polling MPI hot (see
+ * ppx__mpi_backoff_ns) while the others back off. -1 when all are full. */
+static int pick(ppx__remote *r)
+{
+    int best = -1;
+    for (int k = 0; k < r->nnodes; k++) {
+        int i = (int)((r->rr + (unsigned)k) % (unsigned)r->nnodes);
+        ppx__node *nd = &r->nodes[i];
+        if (nd->lost || nd->nfree == 0)
+            continue;
+        if (best < 0 || (uint64_t)nd->inflight * (uint64_t)r->nodes[best].workers <
+                            (uint64_t)r->nodes[best].inflight * (uint64_t)nd->workers)
+            best = i;
+    }
+    if (best >= 0)
+        r->rr = (unsigned)best;
+    return best;
+}
+
+static bool all_lost(ppx__remote *r)
+{
+    for (int i = 0; i < r->nnodes; i++)
+        if (!r->nodes[i].lost)
+            return false;
+    return true;
+}
+
+static void fail_lost(ppx_pool *p, ppx__task *t, const char *node, const char *why,
+                      ppx__notify *n)
+{
+    ppx_future *f = t->fut;
+    if (!f)
+        return;
+    t->fut = NULL;
+    p->unresolved--;
+    p->stats.failed++;
+    p->stats.crashed++;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s (task %llu) was lost with its node: %s", f->function,
+             (unsigned long long)t->id, why);
+    ppx__future_fail_at(f, "NodeLost", msg, "", 0, node, n);
+}
+
+/* Places queued calls on nodes while there is room. */
+static void pump(ppx_pool *p, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    bool placed = false;
+    while (r->queue.head) {
+        int i = pick(r);
+        if (i < 0)
+            break;
+        ppx__node *nd = &r->nodes[i];
+        ppx__task *t = ppx__list_first(&r->queue);
+        ppx__list_remove(&r->queue, &t->link);
+        uint32_t s = nd->free_slots[--nd->nfree];
+        nd->slot[s] = t;
+        nd->inflight++;
+        if (nd->inflight == 1)
+            nd->heard_ns = ppx__now_ns(); /* its silence counts from now */
+        ppx__rt(t)->slot = s;
+        ppx__rt(t)->node = i;
+        ppx__rt(t)->at = PPX__AT_OUT;
+        /* Over MPI the header's seq carries what is left of the call's
+         * deadline (it counts from submission, time queued here too): the
+         * node's pool enforces it, as a local pool would. */
+        uint32_t ms = 0;
+        if (t->timeout_at) {
+            int64_t left = (t->timeout_at - ppx__now_ns() + 999999) / 1000000;
+            ms = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (uint32_t)left;
+        }
+        ppx__env_restamp(t->frame, s, ms);
+        ppx__list_push_back(&nd->out, &t->link);
+        placed = true;
+    }
+    if (r->queue.head && all_lost(r)) {
+        while (r->queue.head) {
+            ppx__task *t = ppx__list_first(&r->queue);
+            ppx__list_remove(&r->queue, &t->link);
+            fail_lost(p, t, "", "every node of the MPI pool is lost", n);
+            ppx__task_free(p, t);
+        }
+    }
+    if (placed)
+        ppx__remote_wake(p);
+}
+
+int ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    if (t->frame_len > PPX__MPI_MAX_MSG) {
+        /* MPI counts a message's bytes in an int: a bigger frame would go
+         * out truncated (or not at all) and never be answered. */
+        ppx_future *f = t->fut;
+        t->fut = NULL;
+        p->unresolved--;
+        p->stats.failed++;
+        ppx__future_failf(f, "ValueError", 0, n,
+                          "%s (task %llu): a call of %zu bytes is too big for MPI "
+                          "(at most %zu bytes in one message)",
+                          f->function, (unsigned long long)t->id, t->frame_len,
+                          PPX__MPI_MAX_MSG);
+        ppx__task_free(p, t);
+        return 0;
+    }
+    ppx__rt(t)->at = PPX__AT_QUEUE;
+    ppx__rt(t)->node = -1;
+    ppx__list_push_back(&r->queue, &t->link);
+    if (t->timeout_at && (!r->queue_due_ns || t->timeout_at < r->queue_due_ns))
+        r->queue_due_ns = t->timeout_at;
+    pump(p, n); /* resolves only when every node is lost */
+    return 0;
+}
+
+/* Times out the queued calls whose deadline passed before a node had room
+ * for them (a placed call's deadline is its node's to keep). */
+static void expire_queued(ppx_pool *p, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    int64_t now = ppx__now_ns();
+    if (!r->queue_due_ns || now < r->queue_due_ns)
+        return;
+    int64_t due = 0;
+    for (ppx__task *t = ppx__list_first(&r->queue), *next; t; t = next) {
+        next = ppx__task_next(t);
+        if (!t->timeout_at)
+            continue;
+        if (t->timeout_at > now) {
+            if (!due || t->timeout_at < due)
+                due = t->timeout_at;
+            continue;
+        }
+        ppx__list_remove(&r->queue, &t->link);
+        ppx__task_stop_future(p, t, true, n);
+        ppx__task_free(p, t);
+    }
+    r->queue_due_ns = due;
+}
+
+static void release(ppx_pool *p, ppx__node *nd, ppx__task *t)
+{
+    nd->slot[ppx__rt(t)->slot] = NULL;
+    nd->free_slots[nd->nfree++] = ppx__rt(t)->slot;
+    nd->inflight--;
+    if (ppx__rt(t)->at == PPX__AT_OUT)
+        ppx__list_remove(&nd->out, &t->link);
+    ppx__task_free(p, t);
+}
+
+static int append_cancel(ppx__node *nd, ppx__task *t)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (ppx__env_pack_skip(&sb, t->id, ppx__rt(t)->slot, 0))
+        return PPX_ENOMEM;
+    if (nd->cancels_len + sb.size > nd->cancels_cap) {
+        size_t cap = nd->cancels_cap ? nd->cancels_cap * 2 : 256;
+        unsigned char *c = realloc(nd->cancels, cap);
+        if (!c) {
+            msgpack_sbuffer_destroy(&sb);
+            return PPX_ENOMEM;
+        }
+        nd->cancels = c;
+        nd->cancels_cap = cap;
+    }
+    memcpy(nd->cancels + nd->cancels_len, sb.data, sb.size);
+    nd->cancels_len += sb.size;
+    msgpack_sbuffer_destroy(&sb);
+    return 0;
+}
+
+void ppx__remote_cancel(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out,
+                        ppx__notify *n)
+{
+    (void)kill_later;
+    ppx__remote *r = rm(p);
+    ppx__task_stop_future(p, t, timed_out, n);
+    if (ppx__rt(t)->node < 0) {
+        ppx__list_remove(&r->queue, &t->link);
+        ppx__task_free(p, t);
+        return;
+    }
+    ppx__node *nd = &r->nodes[ppx__rt(t)->node];
+    if (ppx__rt(t)->at == PPX__AT_OUT) { /* never sent: the node will not hear of it */
+        release(p, nd, t);
+        pump(p, n);
+        return;
+    }
+    /* Sent: the node stops it (flag, then kill after the grace period)
+     * and answers, which frees the slot. Without memory for the request
+     * the call runs to its end, answered and dropped like any other. */
+    if (append_cancel(nd, t) == 0)
+        ppx__remote_wake(p);
+}
+
+void ppx__remote_cancel_all(ppx_pool *p, bool kill_later, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    while (r->queue.head)
+        ppx__remote_cancel(p, ppx__list_first(&r->queue), kill_later, false, n);
+    for (int i = 0; i < r->nnodes; i++) {
+        ppx__node *nd = &r->nodes[i];
+        for (uint32_t s = 0; s < nd->cap; s++)
+            if (nd->slot[s] && nd->slot[s]->fut)
+                ppx__remote_cancel(p, nd->slot[s], kill_later, false, n);
+    }
+}
+
+void ppx__remote_node_lost(ppx_pool *p, int i, const char *why, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    ppx__node *nd = &r->nodes[i];
+    if (nd->lost)
+        return;
+    nd->lost = true;
+    r->workers -= nd->workers;
+    for (uint32_t s = 0; s < nd->cap; s++) {
+        ppx__task *t = nd->slot[s];
+        if (!t)
+            continue;
+        fail_lost(p, t, nd->name, why, n);
+        release(p, nd, t);
+    }
+    pump(p, n); /* fails the queue if no node is left */
+}
+
+/* One envelope from node nd: resolves its call's future, frees its slot.
+ * adopt, when set, is the message's buffer, which a big value may keep. */
+static void answer(ppx_pool *p, ppx__node *nd, const ppx__env *env, ppx__msg *adopt,
+                   ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    ppx__task *t = env->slot < nd->cap ? nd->slot[env->slot] : NULL;
+    if (!t || t->id != env->task_id || ppx__rt(t)->at != PPX__AT_NODE ||
+        (env->kind != PPX__ENV_RESULT && env->kind != PPX__ENV_ERROR &&
+         env->kind != PPX__ENV_SKIP)) {
+        r->protocol_errors++;
+        return;
+    }
+    ppx_future *f = t->fut;
+    if (f) {
+        t->fut = NULL;
+        p->unresolved--;
+        if (env->kind == PPX__ENV_RESULT) {
+            p->stats.completed++;
+            if (adopt) {
+                ppx__future_done_adopt(f, adopt->buf, adopt->cap, env->payload.data,
+                                       env->payload.len, n);
+                adopt->buf = NULL;
+            } else {
+                ppx__future_done(f, env->payload.data, env->payload.len, n);
+            }
+        } else if (env->kind == PPX__ENV_ERROR) {
+            char type[PPX__NAME_MAX + 1], where[PPX__NAME_MAX + 1], node[PPX__NAME_MAX + 1];
+            char msg[PPX__MESSAGE_MAX + 1];
+            snprintf(type, sizeof type, "%.*s", (int)env->type.len, env->type.p);
+            snprintf(msg, sizeof msg, "%.*s", (int)env->message.len, env->message.p);
+            snprintf(where, sizeof where, "%.*s", (int)env->where.len, env->where.p);
+            if (env->node.len)
+                snprintf(node, sizeof node, "%.*s", (int)env->node.len, env->node.p);
+            else
+                snprintf(node, sizeof node, "%s", nd->name);
+            p->stats.failed++;
+            p->stats.crashed += strcmp(type, "WorkerCrashed") == 0;
+            p->stats.timed_out += strcmp(type, "TimeoutError") == 0;
+            ppx__future_fail_at(f, type, msg, where, (long)env->pid, node, n);
+        } else {
+            /* The node dropped it unasked: its pool was closing. */
+            p->stats.cancelled++;
+            ppx__future_cancelled(f, n);
+        }
+    }
+    release(p, nd, t);
+}
+
+static void read_replies(ppx_pool *p, ppx__msg *m, ppx__notify *n)
+{
+    ppx__node *nd = &rm(p)->nodes[m->node];
+    const unsigned char *b = m->buf;
+    size_t left = m->len;
+    while (left) {
+        size_t len;
+        ppx__env env;
+        if (ppx__env_next(b, left, &len) || ppx__env_decode(b, len, &env)) {
+            rm(p)->protocol_errors++;
+            return; /* the rest cannot be framed; a lost call times out */
+        }
+        /* A message that is one big result gives its buffer away. */
+        bool alone = len == m->len && env.kind == PPX__ENV_RESULT &&
+                     env.payload.len >= PPX__MPI_ALONE;
+        answer(p, nd, &env, alone ? m : NULL, n);
+        b += len;
+        left -= len;
+    }
+}
+
+void ppx__remote_post(ppx_pool *p, ppx__msg *m)
+{
+    ppx__remote *r = rm(p);
+    m->next = NULL;
+    if (r->inbox_tail)
+        r->inbox_tail->next = m;
+    else
+        r->inbox = m;
+    r->inbox_tail = m;
+}
+
+void ppx__remote_drain(ppx_pool *p, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    ppx__msg *m = r->inbox;
+    r->inbox = r->inbox_tail = NULL;
+    while (m) {
+        ppx__msg *next = m->next;
+        if (m->tag == PPX__TAG_REPLIES)
+            read_replies(p, m, n);
+        else if (m->tag < 0)
+            ppx__remote_node_lost(p, m->node, (const char *)m->buf, n);
+        if (m->buf)
+            ppx__bigbuf_free(m->buf, m->cap);
+        free(m);
+        m = next;
+    }
+    expire_queued(p, n);
+    pump(p, n);
+}
+
+int64_t ppx__mpi_backoff_ns(int64_t quiet, bool holding)
+{
+    if (quiet < 200000)
+        return 0;
+    int64_t cap = !holding && quiet > 1000000000LL ? 4000000 : 1000000;
+    int64_t wait = quiet / 4;
+    return wait < 20000 ? 20000 : wait > cap ? cap : wait;
+}
+
+ppx_state ppx__remote_state(ppx_pool *p, ppx__task *t)
+{
+    (void)p;
+    /* Handed to a node: it is running there or next in line for a
+     * worker; rank 0 is not told which, to keep one message per call. */
+    return ppx__rt(t)->node >= 0 ? PPX_RUNNING : PPX_PENDING;
+}
+
+void ppx__remote_stats(ppx_pool *p, ppx_pool_stats *out)
+{
+    out->queued = rm(p)->queue.n;
+}
+
+void ppx__remote_process(ppx_pool *p, ppx__notify *n)
+{
+    ppx__pool_take_kick(p);
+    ppx__eventfd_drain(p->efd);
+    ppx__remote_drain(p, n);
+}
+
+void ppx__remote_free_tasks(ppx_pool *p)
+{
+    ppx__remote *r = rm(p);
+    while (r->queue.head) {
+        ppx__task *t = ppx__list_first(&r->queue);
+        ppx__list_remove(&r->queue, &t->link);
+        ppx__task_free(p, t);
+    }
+    for (int i = 0; i < r->nnodes; i++) {
+        ppx__node *nd = &r->nodes[i];
+        for (uint32_t s = 0; nd->slot && s < nd->cap; s++)
+            if (nd->slot[s])
+                release(p, nd, nd->slot[s]);
+    }
+}
+
+void ppx__remote_destroy(ppx_pool *p, bool copy)
+{
+    ppx__remote *r = rm(p);
+    if (!r || copy) /* a copy is never freed (see ppx__pool_free_copy) */
+        return;
+    ppx__notify n = {0};
+    ppx__remote_drain(p, &n); /* frees what is left in the inbox */
+    ppx__remote_free_tasks(p);
+    for (int i = 0; i < r->nnodes; i++) {
+        free(r->nodes[i].slot);
+        free(r->nodes[i].free_slots);
+        free(r->nodes[i].cancels);
+    }
+    free(r->nodes);
+    pthread_cond_destroy(&r->wake);
+    free(r);
+    p->be = NULL;
+}
+
+/* [workers, capacity, host, pid] from a node's HELLO. */
+int ppx__remote_read_hello(const unsigned char *b, size_t len, ppx__node *nd)
+{
+    ppx__mp c = ppx__mp_of(b, len);
+    uint32_t n, hl;
+    uint64_t workers, cap;
+    int64_t pid;
+    const char *host;
+    if (ppx__mp_array(&c, &n) || n != 4 || ppx__mp_uint(&c, &workers) ||
+        ppx__mp_uint(&c, &cap) || ppx__mp_str(&c, &host, &hl) || ppx__mp_int(&c, &pid) ||
+        workers == 0 || workers > 4096 || cap < workers || cap > 65536 || hl > 63)
+        return PPX_EMALFORMED;
+    nd->workers = (int)workers;
+    nd->cap = (uint32_t)cap;
+    nd->pid = (long)pid;
+    snprintf(nd->name, sizeof nd->name, "%.*s rank %d", (int)hl, host, nd->rank);
+    return 0;
+}

@@ -1,0 +1,584 @@
+#include "worker.h"
+#include "call.h"
+#include "procpool/wire/frame.h"
+#include "procpool/registry.h"
+#include "procpool/util/clock.h"
+#include "serialize/envelope.h"
+#include "serialize/mpread.h"
+#include "shm/wake.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Polls this many times before sleeping: a call that follows within tens
+ * of microseconds is picked up without a futex round trip. */
+#define IDLE_SPIN 2000
+/* Idle sleeps wake this often to check that the parent still exists. */
+#define ORPHAN_CHECK_MS 1000
+
+typedef struct wctx {
+    ppx__shared *sh;
+    uint32_t index;
+    int efd;
+    pid_t parent;
+    long pid;
+    ppx__wshared *ws; /* this worker's block */
+    /* Layout read once at start (the header is read-only here, but the
+     * loop should not depend on that): this worker's slots are the global
+     * slots first_slot .. first_slot + nslots - 1. */
+    ppx__slot *slots;
+    uint32_t first_slot, nslots;
+    const _Atomic uint32_t *live; /* read-only: see ppx__shared_live */
+    /* The eventfd could not be written: a function closed (or replaced)
+     * the descriptor. The worker leaves after its reply (see serve). */
+    bool wake_lost;
+    uint64_t max_payload;
+    uint64_t max_tasks, max_rss, calls;
+    ppx__port req, resp;
+    const unsigned char *arena; /* read-only here; NULL when there is none */
+    uint64_t arena_bytes;
+    unsigned char *outbox;      /* NULL when there is none */
+    uint64_t outbox_bytes;
+    /* The parent's count of OUTBOX replies copied out (read-only here),
+     * and ours of those sent: the outbox is free when they are equal. */
+    const _Atomic uint32_t *outbox_copied;
+    uint32_t outbox_sends;
+    /* Time spent in functions: this process's running sum, published in
+     * its worker block after each call (see ppx__wshared.busy_ns). */
+    _Atomic uint64_t *busy_ns;
+    uint64_t busy;
+    int64_t call_t0; /* when the running call's function started, or 0 */
+    size_t head_len;  /* a result frame's header, fixed-width */
+    msgpack_sbuffer out; /* the reply frame */
+    msgpack_sbuffer ret; /* the function's result value */
+} wctx;
+
+/* A function that forks (libc's fork, which runs atfork handlers): its
+ * copy of this worker may go on running the function, reading its
+ * arguments, but must never write a ring, a slot or the outbox, and ends
+ * as soon as the function returns (see call_function). */
+static wctx *forked_ctx;
+static ppx_call *running_call;
+static volatile sig_atomic_t forked_copy;
+
+/* Runs the function, then puts back the ring words this worker owns:
+ * whatever the function wrote over them, the parent reads the counters
+ * this loop keeps privately (the parent does the same for its words on
+ * its sweep). */
+static int call_function(wctx *w, const ppx__entry *e, ppx_call *call)
+{
+    running_call = call;
+    int rc = e->fn(call, e->udata);
+    running_call = NULL;
+    if (forked_copy)
+        _exit(0); /* the copy of a function that forked: its original answers */
+    atomic_store_explicit(&w->req.r->tail, w->req.tail, memory_order_release);
+    atomic_store_explicit(&w->resp.r->head, w->resp.head, memory_order_release);
+    return rc;
+}
+
+int ppx__shared_wake_parent(ppx__wshared *ws, int efd)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&ws->parent_waiting, memory_order_relaxed) &&
+        atomic_exchange_explicit(&ws->parent_waiting, 0, memory_order_relaxed))
+        return ppx__eventfd_signal(efd);
+    return 0;
+}
+
+/* Exits on purpose with status, saying so in the block first: the parent
+ * believes a status only together with its note (see ppx__exit_note). */
+_Noreturn static void leave(const wctx *w, uint32_t status)
+{
+    atomic_store_explicit(&w->ws->exit_note, ppx__exit_note(status), memory_order_relaxed);
+    _exit((int)status);
+}
+
+static void wake_parent(wctx *w)
+{
+    if (ppx__shared_wake_parent(w->ws, w->efd) < 0)
+        w->wake_lost = true;
+}
+
+static void check_parent(const wctx *w)
+{
+    if (getppid() != w->parent)
+        leave(w, PPX__EXIT_ORPHAN);
+}
+
+/* One small record of the given kind, waiting for room. */
+static void send_record(wctx *w, const void *rec, size_t len, uint32_t flags)
+{
+    void *dst;
+    while (!(dst = ppx__ring_reserve(&w->resp, len))) {
+        wake_parent(w);
+        if (ppx__ring_wait_space(&w->resp, len, IDLE_SPIN, ORPHAN_CHECK_MS) == -ETIMEDOUT)
+            check_parent(w);
+    }
+    memcpy(dst, rec, len);
+    ppx__ring_commit(&w->resp, len, flags);
+    wake_parent(w);
+}
+
+/* The outbox is ours once the parent has copied the previous reply out
+ * (it does so as soon as it sees it). */
+static bool outbox_free(wctx *w, uint32_t *copied)
+{
+    *copied = atomic_load_explicit(w->outbox_copied, memory_order_acquire);
+    return *copied == w->outbox_sends;
+}
+
+static void wait_outbox(wctx *w)
+{
+    uint32_t copied;
+    for (unsigned i = 0; !outbox_free(w, &copied); i++) {
+        if (i < IDLE_SPIN)
+            ppx__spin_step(i);
+        /* FUTEX_WAIT only reads the word: a read-only page will do. */
+        else if (ppx__futex_wait((_Atomic uint32_t *)w->outbox_copied, copied, ORPHAN_CHECK_MS) ==
+                 -ETIMEDOUT)
+            check_parent(w);
+    }
+}
+
+/* Hands the parent the len-byte frame at the start of the outbox. */
+static void publish_outbox(wctx *w, size_t len)
+{
+    w->outbox_sends++;
+    ppx__outbox_rec r = {len};
+    send_record(w, &r, sizeof r, PPX__REC_OUTBOX); /* publishes the bytes */
+}
+
+static void send_outbox(wctx *w, const void *frame, size_t len)
+{
+    wait_outbox(w);
+    memcpy(w->outbox, frame, len);
+    publish_outbox(w, len);
+}
+
+static void send_frame(wctx *w, const void *frame, size_t len)
+{
+    if (w->outbox && len >= ppx__big_frame(w->resp.cap) && len <= w->outbox_bytes) {
+        send_outbox(w, frame, len);
+        return;
+    }
+    size_t off = 0;
+    while (!ppx__frame_put(&w->resp, frame, len, &off)) {
+        wake_parent(w);
+        size_t need = ppx__frame_next_need(&w->resp, len, off);
+        if (ppx__ring_wait_space(&w->resp, need, IDLE_SPIN, ORPHAN_CHECK_MS) == -ETIMEDOUT)
+            check_parent(w);
+    }
+    wake_parent(w);
+}
+
+static void send_error(wctx *w, const ppx__env *env, const char *type,
+                       const char *message, const char *function, const char *where)
+{
+    if (ppx__env_pack_error(&w->out, env->task_id, env->slot, env->seq, type,
+                            message, function, where, w->pid))
+        leave(w, PPX__EXIT_NOMEM);
+    send_frame(w, w->out.data, w->out.size);
+}
+
+static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot);
+
+/* Stamps the start of the function in the call's slot; mark_finished
+ * stamps its end and adds the time to busy_ns. These two clock reads
+ * are all that statistics and the trace cost a worker. */
+static void begin_call(wctx *w, ppx__slot *slot)
+{
+    w->call_t0 = ppx__now_ns();
+    atomic_store_explicit(&slot->started_ns, w->call_t0, memory_order_relaxed);
+}
+
+/* The call's function, its name copied into fname; or NULL after
+ * replying with a NameError. */
+static const ppx__entry *lookup(wctx *w, const ppx__env *env, ppx__slot *slot,
+                                char fname[PPX__NAME_MAX + 1])
+{
+    memcpy(fname, env->function.p, env->function.len);
+    fname[env->function.len] = '\0';
+    const ppx__entry *e = ppx__registry_find(env->function.p, env->function.len);
+    if (!e) {
+        char msg[PPX__NAME_MAX + 64];
+        snprintf(msg, sizeof msg, "no function named '%s' is registered", fname);
+        mark_finished(w, env, slot);
+        send_error(w, env, "NameError", msg, fname, "");
+    }
+    return e;
+}
+
+static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
+{
+    char fname[PPX__NAME_MAX + 1];
+    const ppx__entry *e = lookup(w, env, slot, fname);
+    if (!e)
+        return;
+    ppx_call call;
+    if (ppx__call_init(&call, env->task_id, env->function.p, env->function.len,
+                       env->payload, slot, &w->ret)) {
+        send_error(w, env, "ProtocolError", "call arguments are not an array", fname, "");
+        return;
+    }
+    /* A free outbox takes the result as the function writes it, behind
+     * room for the reply's header: a big result is then never copied
+     * again on this side. */
+    uint32_t copied;
+    if (w->outbox && outbox_free(w, &copied))
+        ppx__call_lend(&call, w->outbox + w->head_len, w->outbox_bytes - w->head_len);
+    begin_call(w, slot);
+    int rc = call_function(w, e, &call);
+    mark_finished(w, env, slot);
+    if (call.raised) {
+        send_error(w, env, call.type, call.message ? call.message : "", fname, call.where);
+    } else if (rc == PPX_ENOMEM) {
+        /* A function handing on its ppx_return_*'s ENOMEM: the result
+         * could not be built; say so rather than blame the function (as
+         * the thread executor does). */
+        send_error(w, env, "MemoryError",
+                   "no memory for the result (the function returned PPX_ENOMEM)", fname, "");
+    } else if (rc != 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "function returned %d without raising an error", rc);
+        send_error(w, env, "RuntimeError", msg, fname, "");
+    } else {
+        static const unsigned char nil = 0xc0;
+        const void *v = call.has_ret ? (const void *)call.ret->data : &nil;
+        size_t vlen = call.has_ret ? call.ret->size : 1;
+        if (vlen > w->max_payload) { /* the value alone: the header has room */
+            char msg[128];
+            snprintf(msg, sizeof msg, "result of %zu bytes exceeds the pool's limit of %llu",
+                     vlen, (unsigned long long)w->max_payload);
+            send_error(w, env, "ResultTooLarge", msg, fname, "");
+        } else if (call.has_ret && call.ret == &call.fixed &&
+                   w->head_len + vlen >= ppx__big_frame(w->resp.cap)) {
+            if (ppx__env_pack_result_head(&w->out, env->task_id, env->slot, env->seq) ||
+                w->out.size != w->head_len)
+                leave(w, PPX__EXIT_NOMEM); /* the header is fixed-width: cannot happen */
+            memcpy(w->outbox, w->out.data, w->head_len);
+            publish_outbox(w, w->head_len + vlen);
+        } else {
+            if (ppx__env_pack_result(&w->out, env->task_id, env->slot, env->seq, v, vlen))
+                leave(w, PPX__EXIT_NOMEM);
+            send_frame(w, w->out.data, w->out.size);
+        }
+    }
+    ppx__call_destroy(&call);
+}
+
+/* A batch: fn once per argument array, results gathered into one array.
+ * The first failure fails the batch, naming the item. */
+static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
+{
+    char fname[PPX__NAME_MAX + 1];
+    const ppx__entry *e = lookup(w, env, slot, fname);
+    if (!e)
+        return;
+    ppx__mp items = ppx__mp_of(env->payload.data, env->payload.len);
+    uint32_t n = 0;
+    ppx__mp_array(&items, &n); /* the decoder checked it is one array */
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &w->out, msgpack_sbuffer_write);
+    if (ppx__env_pack_result_head(&w->out, env->task_id, env->slot, env->seq) ||
+        msgpack_pack_array(&pk, n))
+        leave(w, PPX__EXIT_NOMEM);
+    begin_call(w, slot); /* one span for the whole batch */
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *start = items.p;
+        ppx__mp_skip(&items);
+        ppx_value args = {start, (size_t)(items.p - start)};
+        ppx_call call;
+        char msg[PPX__MESSAGE_MAX];
+        const char *type = NULL, *where = "";
+        if (atomic_load_explicit(&slot->cancel, memory_order_relaxed)) {
+            type = "CancelledError";
+            snprintf(msg, sizeof msg, "stopped before item %u", i);
+        } else if (ppx__call_init(&call, env->task_id, env->function.p, env->function.len,
+                                  args, slot, &w->ret)) {
+            type = "ProtocolError";
+            snprintf(msg, sizeof msg, "item %u: arguments are not an array", i);
+        } else {
+            int rc = call_function(w, e, &call);
+            w->calls++;
+            if (call.raised) {
+                type = call.type; /* call lives until this function returns */
+                snprintf(msg, sizeof msg, "item %u: %s", i, call.message ? call.message : "");
+                where = call.where;
+            } else if (rc != 0) {
+                type = "RuntimeError";
+                snprintf(msg, sizeof msg, "item %u: function returned %d without raising", i, rc);
+            } else if (call.has_ret ? msgpack_sbuffer_write(&w->out, w->ret.data, w->ret.size)
+                                    : msgpack_pack_nil(&pk)) {
+                leave(w, PPX__EXIT_NOMEM);
+            }
+            ppx__call_destroy(&call); /* frees only the message, copied into msg */
+        }
+        if (type) {
+            mark_finished(w, env, slot);
+            send_error(w, env, type, msg, fname, where);
+            return;
+        }
+    }
+    mark_finished(w, env, slot);
+    size_t vlen = w->out.size - w->head_len; /* the array of results */
+    if (vlen > w->max_payload) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "results of %zu bytes exceed the pool's limit of %llu",
+                 vlen, (unsigned long long)w->max_payload);
+        send_error(w, env, "ResultTooLarge", msg, fname, "");
+        return;
+    }
+    send_frame(w, w->out.data, w->out.size);
+}
+
+/* Claims the call in slot i for this worker: false if it is not ours to
+ * run (cancelled before we got to it, which the parent is told, or moved
+ * to another worker). */
+static bool claim(wctx *w, uint64_t task_id, uint32_t i, uint32_t seq, ppx__slot **out)
+{
+    ppx__slot *slot = &w->slots[i - w->first_slot]; /* i was checked */
+    uint64_t expect = ppx__slot_word(seq, 0, PPX__SLOT_QUEUED);
+    uint64_t mine = ppx__slot_word(seq, w->index, PPX__SLOT_RUNNING);
+    if (!atomic_compare_exchange_strong_explicit(&slot->state, &expect, mine,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        if (expect == ppx__slot_word(seq, 0, PPX__SLOT_CANCELLED)) {
+            if (ppx__env_pack_skip(&w->out, task_id, i, seq))
+                leave(w, PPX__EXIT_NOMEM);
+            send_frame(w, w->out.data, w->out.size);
+        } else if (atomic_load_explicit(&w->live[i], memory_order_acquire) == seq) {
+            /* Neither moved nor cancelled: a function wrote over the slot.
+             * Leaving between calls hands every call back to the parent. */
+            leave(w, PPX__EXIT_PROTOCOL);
+        }
+        return false;
+    }
+    *out = slot;
+    return true;
+}
+
+static void run_claimed(wctx *w, const ppx__env *env, int decode_rc, ppx__slot *slot)
+{
+    if (decode_rc != 0 || (env->kind != PPX__ENV_CALL && env->kind != PPX__ENV_MAP)) {
+        mark_finished(w, env, slot);
+        send_error(w, env, "ProtocolError", "malformed call frame", "", "");
+        return;
+    }
+    if (env->kind == PPX__ENV_MAP)
+        run_map(w, env, slot);
+    else
+        run_call(w, env, slot);
+    w->calls++;
+}
+
+static void handle_frame(wctx *w, const void *frame, size_t len)
+{
+    ppx__env env;
+    int rc = ppx__env_decode(frame, len, &env);
+    /* Without a readable header nobody can be told which call it was:
+     * exiting makes the parent fail whatever we held, as it does on a
+     * crash, so nothing hangs. */
+    if (!env.head_ok || env.slot - w->first_slot >= w->nslots)
+        leave(w, PPX__EXIT_PROTOCOL);
+    ppx__slot *slot;
+    if (claim(w, env.task_id, env.slot, env.seq, &slot))
+        run_claimed(w, &env, rc, slot);
+}
+
+/* A call whose frame lies in the arena: claimed on the record's word
+ * before the frame is read (see ppx__arena_rec), then run in place. */
+static void handle_arena(wctx *w, const void *rec, size_t len)
+{
+    ppx__arena_rec r;
+    if (len != sizeof r || !w->arena)
+        leave(w, PPX__EXIT_PROTOCOL);
+    memcpy(&r, rec, sizeof r);
+    if (r.off > w->arena_bytes || r.len > w->arena_bytes - r.off || r.slot - w->first_slot >= w->nslots)
+        leave(w, PPX__EXIT_PROTOCOL);
+    ppx__slot *slot;
+    if (!claim(w, r.task_id, r.slot, r.seq, &slot))
+        return;
+    ppx__env env;
+    int rc = ppx__env_decode(w->arena + r.off, r.len, &env);
+    if (!env.head_ok || env.task_id != r.task_id)
+        rc = PPX_EMALFORMED;
+    env.task_id = r.task_id;
+    env.slot = r.slot;
+    env.seq = r.seq;
+    run_claimed(w, &env, rc, slot);
+}
+
+/* Called between the function's return and the reply. The stores
+ * before the release store of FINISHED (and the reply's commit) are
+ * what the parent reads once it has the reply. */
+static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot)
+{
+    if (w->call_t0) {
+        int64_t t1 = ppx__now_ns();
+        atomic_store_explicit(&slot->ended_ns, t1, memory_order_relaxed);
+        w->busy += (uint64_t)(t1 - w->call_t0);
+        atomic_store_explicit(w->busy_ns, w->busy, memory_order_relaxed);
+        w->call_t0 = 0;
+    }
+    atomic_store_explicit(&slot->state,
+                          ppx__slot_word(env->seq, w->index, PPX__SLOT_FINISHED),
+                          memory_order_release);
+}
+
+static uint64_t resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Between calls: has this worker done its share? The calls still in its
+ * ring were not started, so the parent hands them to the next worker. */
+static bool time_to_retire(const wctx *w)
+{
+    return (w->max_tasks && w->calls >= w->max_tasks) ||
+           (w->max_rss && w->calls && resident_bytes() > w->max_rss);
+}
+
+static void run_initializer(wctx *w, ppx__worker_init init)
+{
+    ppx__wshared *ws = w->ws;
+    if (init.fn) {
+        char err[PPX__INIT_ERROR_MAX];
+        memset(err, 0, sizeof err);
+        if (init.fn(init.arg, err, sizeof err) != 0) {
+            err[sizeof err - 1] = '\0';
+            if (!err[0])
+                snprintf(err, sizeof err, "the initializer returned an error");
+            memcpy(ws->init_error, err, sizeof err);
+            leave(w, PPX__EXIT_INIT);
+        }
+    }
+    atomic_store(&ws->ready, 1);
+    ppx__eventfd_signal(w->efd); /* a pool waiting for ready workers looks */
+}
+
+static void forked_in_function(void)
+{
+    if (!forked_ctx)
+        return;
+    forked_copy = 1;
+    if (running_call)
+        ppx__call_unlend(running_call); /* its result goes to the heap */
+    ppx__shared *sh = forked_ctx->sh;
+    mprotect(sh, (size_t)(ppx__shared_region(sh, sh->nworkers) - (char *)sh), PROT_READ);
+}
+
+static void start(wctx *w, ppx__shared *sh, uint32_t index)
+{
+    w->ws = ppx__shared_worker(sh, index);
+    w->slots = ppx__shared_slots(sh, index);
+    w->live = ppx__shared_live(sh);
+    w->first_slot = index * sh->slots_per_worker;
+    w->nslots = sh->slots_per_worker;
+    w->max_payload = sh->max_payload;
+    w->max_tasks = sh->max_tasks_per_child;
+    w->max_rss = sh->max_rss_bytes;
+    w->req = ppx__port_of(ppx__shared_req(sh, index), sh->ring_bytes);
+    w->resp = ppx__port_of(ppx__shared_resp(sh, index), sh->ring_bytes);
+    if (sh->arena_bytes) {
+        w->arena = (unsigned char *)sh + sh->arena_off;
+        w->arena_bytes = sh->arena_bytes;
+    }
+    if (sh->outbox_bytes) {
+        w->outbox = ppx__shared_outbox(sh, index);
+        w->outbox_bytes = sh->outbox_bytes;
+    }
+    w->outbox_copied = ppx__shared_outbox_copied(sh, index);
+    w->busy_ns = &w->ws->busy_ns;
+    if (ppx__layout_protect(sh, index))
+        leave(w, PPX__EXIT_NOMEM); /* cannot split the mapping: no memory */
+    forked_ctx = w;
+    pthread_atfork(NULL, NULL, forked_in_function);
+}
+
+_Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
+                                ppx__worker_init init)
+{
+    /* Signals are as the zygote left them (reset_signals in zygote.c): the
+     * application's dispositions and mask, without its handlers.
+     * The zygote is single-threaded, so this fires exactly when it dies,
+     * and it dies with the pool's parent (see zygote.h). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    wctx w = {.sh = sh, .index = index, .efd = efd, .parent = parent, .pid = (long)getpid()};
+    start(&w, sh, index);
+    check_parent(&w); /* the parent may have died before prctl */
+    msgpack_sbuffer_init(&w.out);
+    msgpack_sbuffer_init(&w.ret);
+    if (ppx__env_pack_result_head(&w.out, 0, 0, 0))
+        leave(&w, PPX__EXIT_NOMEM);
+    w.head_len = w.out.size;
+    run_initializer(&w, init);
+    ppx__rx rx = {.max = w.max_payload + PPX__FRAME_SLACK};
+
+    for (;;) {
+        const void *rec;
+        size_t len;
+        uint32_t flags;
+        int rc = ppx__ring_peek(&w.req, &rec, &len, &flags);
+        if (rc == 0) {
+            if (atomic_load(&sh->shutdown))
+                leave(&w, PPX__EXIT_SHUTDOWN);
+            if (ppx__ring_wait_data(&w.req, IDLE_SPIN, ORPHAN_CHECK_MS, &sh->shutdown) == -ETIMEDOUT) {
+                check_parent(&w);
+                /* Idle a while: is the eventfd still there? A function that
+                 * closed it while the parent was not waiting has not been
+                 * caught by a failed write yet. */
+                if (fcntl(efd, F_GETFD) < 0)
+                    leave(&w, PPX__EXIT_WAKE_LOST);
+            }
+            continue;
+        }
+        if (rc < 0)
+            leave(&w, PPX__EXIT_PROTOCOL);
+        if (flags == PPX__REC_ARENA) {
+            handle_arena(&w, rec, len);
+            ppx__ring_release(&w.req, len);
+            rc = 1;
+        } else {
+            const void *frame;
+            size_t flen;
+            rc = ppx__rx_feed(&rx, rec, len, flags, &frame, &flen);
+            if (rc < 0)
+                leave(&w, rc == PPX_ENOMEM ? PPX__EXIT_NOMEM : PPX__EXIT_PROTOCOL);
+            if (rc == 1 && flags == PPX__REC_WHOLE) {
+                handle_frame(&w, frame, flen); /* decoded in place, then released */
+                ppx__ring_release(&w.req, len);
+            } else {
+                ppx__ring_release(&w.req, len); /* chunks are copied into rx */
+                if (rc == 1) {
+                    handle_frame(&w, frame, flen);
+                    ppx__rx_done(&rx); /* keep the buffer: the next big call reuses it */
+                }
+            }
+        }
+        if (ppx__ring_notify_space(&w.req) && ppx__eventfd_signal(efd) < 0)
+            w.wake_lost = true;
+        /* Without its eventfd the parent hears of this worker only through
+         * its sweep: leave now that the reply is out, and be replaced. */
+        if (w.wake_lost)
+            leave(&w, PPX__EXIT_WAKE_LOST);
+        if (rc == 1 && time_to_retire(&w))
+            leave(&w, PPX__EXIT_RECYCLE);
+    }
+}
