@@ -339,16 +339,18 @@ typedef struct ppx_pool_options {
      * on the loop thread, saves the wake-up). 0: off. */
     int parent_spin_us;
     /* Shared memory for big calls (frames of ring_bytes / 4 and more):
-     * they are written there once and read in place by the worker, and
-     * each worker has an outbox of max_payload bytes (and their envelope)
-     * for its big replies. Pages are touched only when used and stay
-     * mapped while the pool lives, so repeated big calls reuse warm
-     * memory. A call that finds the arena full travels in ring chunks
-     * instead. 0: room for two calls of max_payload bytes with their
-     * envelopes (under valgrind, whose leak check reads every mapped
-     * page, the default arena and the outboxes stay at 16 MiB);
-     * PPX_ARENA_NONE: no arena and no outboxes, big frames always travel
-     * in ring chunks (no shared memory kept beyond the rings). */
+     * they are written there once and read in place by the worker, which
+     * maps the arena read-only, and each worker has an outbox (see
+     * outbox_bytes) for its big replies. Pages are touched only when used
+     * and stay mapped while the pool lives, so repeated big calls reuse
+     * warm memory. A call that finds the arena full travels in ring
+     * chunks instead. 0: room for two calls of max_payload bytes with
+     * their envelopes; PPX_ARENA_NONE: no arena and no outboxes, big
+     * frames always travel in ring chunks (no shared memory kept beyond
+     * the rings). Under valgrind, each new worker's mprotect of the
+     * arena takes time in proportion to its size (0.66 s for the default
+     * 528 MiB with valgrind 3.19), and big outboxes slow every worker
+     * too: there, pass a few MiB here and in outbox_bytes. */
     size_t arena_bytes;
     /* Writes a trace of every call (submission; start, end and outcome
      * on the worker that ran it) to this file as Chrome Trace Event
@@ -390,6 +392,13 @@ typedef struct ppx_pool_options {
      * parent ends) and workers stay in the application's process group,
      * as before 0.2.0. */
     bool keep_descendants;
+    /* Each worker's outbox, in the shared mapping: a reply frame (the
+     * result and its envelope) of ring_bytes / 4 up to this size is
+     * built there and read in place by the parent; a bigger one travels
+     * in ring chunks. Pages are touched only when used. 0, or more than
+     * max_payload with its envelope: max_payload with its envelope.
+     * With arena_bytes PPX_ARENA_NONE there are no outboxes. */
+    size_t outbox_bytes;
 } ppx_pool_options;
 #define PPX_ARENA_NONE ((size_t)-1)
 enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };

@@ -59,6 +59,7 @@ static ppx_pool *new_pool(int workers)
 {
     ppx_pool *p = NULL;
     ppx_pool_options o = {.workers = workers, .ring_bytes = 64 << 10, .max_payload = 1 << 20};
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     return p;
 }
@@ -437,6 +438,7 @@ static int child_makes_its_own_pool(void *arg)
     ppx_pool_free(s->p);
     ppx_pool *mine = NULL;
     ppx_pool_options o = {.workers = 1};
+    support_valgrind_sizes(&o);
     CHILD_CHECK(ppx_pool_new(&mine, &o) == 0);
     ppx_future *f;
     int64_t v = 0;

@@ -40,6 +40,7 @@ static ppx_pool *make_pool(int workers, bool keep_descendants)
     ppx_pool *p = NULL;
     ppx_pool_options o = {.workers = workers, .ring_bytes = 64 << 10,
                           .keep_descendants = keep_descendants};
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     return p;
 }
@@ -402,6 +403,7 @@ static void test_a_workers_descendants_go_with_it_when_it_is_replaced(void **sta
     ppx_pool_free(p);
     /* Recycled after each call: the daemon of the call goes too. */
     ppx_pool_options o = {.workers = 1, .max_tasks_per_child = 1};
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     long g = (long)call_int(p, "spawn_sleeper", 1);
     support_wait_gone(g, GONE_MS);
@@ -451,6 +453,7 @@ _Noreturn static void be_creator(int out)
 {
     ppx_pool *p = NULL;
     ppx_pool_options o = {.workers = 2};
+    support_valgrind_sizes(&o);
     if (ppx_pool_new(&p, &o) != 0)
         _exit(1);
     long pids[4] = {0, ppx_pool_worker_pid(p, 0), ppx_pool_worker_pid(p, 1), 0};

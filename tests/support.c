@@ -210,3 +210,14 @@ int64_t support_future_int(ppx_future *f)
                  ppx_future_error(f)->message);
     return v;
 }
+
+void support_valgrind_sizes(ppx_pool_options *o)
+{
+    const size_t cap = (size_t)16 << 20;
+    if (!getenv("PPX_UNDER_VALGRIND"))
+        return;
+    if (o->arena_bytes == 0 && (o->max_payload == 0 || o->max_payload > cap / 2))
+        o->arena_bytes = cap;
+    if (o->outbox_bytes == 0)
+        o->outbox_bytes = cap;
+}

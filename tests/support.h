@@ -53,6 +53,15 @@ bool support_process_gone(long pid);
 /* Polls (up to timeout_ms, or fails the test) until pid is gone. */
 void support_wait_gone(long pid, int timeout_ms);
 
+/* Under the valgrind test setup (PPX_UNDER_VALGRIND set), shrinks the
+ * shared memory o leaves at its defaults to 16 MiB: the arena (when two
+ * calls of max_payload would need more) and each worker's outbox.
+ * Valgrind's mprotect of the arena, read-only in each new worker, and
+ * its leak check at each exit take time in proportion to their size.
+ * Elsewhere it leaves o alone. Every suite's pools go through it. */
+struct ppx_pool_options;
+void support_valgrind_sizes(struct ppx_pool_options *o);
+
 /* Waits (up to 30 s) for f and returns its integer value; fails the test
  * naming the error's type and message if it has none. */
 struct ppx_future;

@@ -73,8 +73,9 @@ static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
     uv_loop_init(&fx->loop);
-    assert_int_equal(ppx_pool_new(&fx->pool, &(ppx_pool_options){.workers = 3,
-                                                                  .cancel_grace_ms = 2000}), 0);
+    ppx_pool_options o = {.workers = 3, .cancel_grace_ms = 2000};
+    support_valgrind_sizes(&o);
+    assert_int_equal(ppx_pool_new(&fx->pool, &o), 0);
     atomic_store(turn, 0);
     *state = fx;
     return 0;

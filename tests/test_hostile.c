@@ -24,10 +24,20 @@
 
 enum { MODE_RANDOM, MODE_ONES, MODE_ZEROS, MODES };
 /* What a scribble hits: parts of the worker's own region (writable), or
- * parts it must not be able to write at all. */
-enum { PART_BLOCK, PART_REQ, PART_RESP, PART_OUTBOX, PART_OWN, PART_HEADER, PART_OTHER, PARTS };
-static const char *const part_names[PARTS] = {"block", "req", "resp", "outbox",
-                                              "own", "header", "other"};
+ * parts it must not be able to write at all (from PART_HEADER on). */
+enum {
+    PART_BLOCK,
+    PART_REQ,
+    PART_RESP,
+    PART_OUTBOX,
+    PART_OWN,
+    PART_HEADER,
+    PART_OTHER,
+    PART_ARENA,
+    PARTS
+};
+static const char *const part_names[PARTS] = {"block", "req",   "resp",  "outbox",
+                                              "own",   "header", "other", "arena"};
 
 static int teardown(void **state)
 {
@@ -130,6 +140,11 @@ static int fn_scribble(ppx_call *c, void *u)
         fill(ppx__shared_region(sh, (uint32_t)(me + 1) % sh->nworkers), 4096, (int)mode,
              (uint64_t)seed);
         break;
+    case PART_ARENA: /* where other calls' big arguments lie */
+        if (!sh->arena_bytes)
+            return ppx_raise(c, "LookupError", "no arena");
+        fill((char *)sh + sh->arena_off, 4096, (int)mode, (uint64_t)seed);
+        break;
     }
     return ppx_return_int(c, getpid());
 }
@@ -217,6 +232,7 @@ static ppx_pool *new_pool(int workers)
 {
     ppx_pool *p = NULL;
     ppx_pool_options o = {.workers = workers, .ring_bytes = 64 << 10, .max_payload = 4 << 20};
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     return p;
 }
@@ -277,12 +293,12 @@ static void scribble_once(int workers, int mode, int part, int seed)
     int64_t pid = 0;
     if (ppx_future_int(s, &pid) == 0) {
         culprit = (long)pid;
-        if (part == PART_HEADER || part == PART_OTHER)
+        if (part >= PART_HEADER)
             fail_msg("a %s scribble did not fault", part_names[part]);
     } else {
         assert_blames(s, 0);
         culprit = ppx_future_error(s)->pid;
-        if (part == PART_HEADER || part == PART_OTHER)
+        if (part >= PART_HEADER)
             assert_non_null(strstr(ppx_future_error(s)->message, "SIGSEGV"));
     }
     int lost = 0;

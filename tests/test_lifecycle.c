@@ -150,6 +150,7 @@ static int init_fails_later(void *arg, char *err, size_t errlen)
 static ppx_pool *new_pool(ppx_pool_options o)
 {
     ppx_pool *p = NULL;
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     return p;
 }
@@ -286,9 +287,9 @@ static void test_failing_initializer_fails_pool_creation_with_its_message(void *
 {
     ppx_pool *p = NULL;
     int fds = support_open_fds();
-    assert_int_equal(ppx_pool_new(&p, &(ppx_pool_options){.workers = 2, .initializer = init_fails,
-                                                          .initializer_arg = "ppx"}),
-                     PPX_EINIT);
+    ppx_pool_options o = {.workers = 2, .initializer = init_fails, .initializer_arg = "ppx"};
+    support_valgrind_sizes(&o);
+    assert_int_equal(ppx_pool_new(&p, &o), PPX_EINIT);
     assert_null(p);
     assert_non_null(strstr(ppx_last_error(), "no license for ppx"));
     assert_int_equal(support_open_fds(), fds);
@@ -419,7 +420,9 @@ static void test_parent_killed_takes_fork_server_and_busy_workers_with_it(void *
     if (app == 0) {
         close(ready[0]);
         ppx_pool *p;
-        if (ppx_pool_new(&p, &(ppx_pool_options){.workers = 2}))
+        ppx_pool_options o = {.workers = 2};
+        support_valgrind_sizes(&o);
+        if (ppx_pool_new(&p, &o))
             _exit(1);
         ppx_future *f[2];
         for (int i = 0; i < 2; i++)

@@ -70,8 +70,9 @@ static int setup_n(void **state, int workers)
     uv_loop_init(&fx->loop);
     /* The grace is long enough for cooperative tasks to notice the flag on
      * a loaded machine; the one test that needs a kill waits for it. */
-    assert_int_equal(ppx_pool_new(&fx->pool, &(ppx_pool_options){.workers = workers,
-                                                                  .cancel_grace_ms = 300}), 0);
+    ppx_pool_options o = {.workers = workers, .cancel_grace_ms = 300};
+    support_valgrind_sizes(&o);
+    assert_int_equal(ppx_pool_new(&fx->pool, &o), 0);
     atomic_store(marks, 0);
     *state = fx;
     return 0;
@@ -524,7 +525,9 @@ static void test_low_latency_mode_gives_the_same_results(void **state)
 {
     fixture *fx = *state;
     ppx_pool *p;
-    assert_int_equal(ppx_pool_new(&p, &(ppx_pool_options){.workers = 2, .parent_spin_us = 50}), 0);
+    ppx_pool_options o = {.workers = 2, .parent_spin_us = 50};
+    support_valgrind_sizes(&o);
+    assert_int_equal(ppx_pool_new(&p, &o), 0);
     for (int i = 0; i < 200; i++) {
         ppx_awaitable *aw;
         assert_int_equal(ppx_run_in_executorf(&fx->loop, p, &aw, "add", "ii", i, 1), 0);

@@ -64,6 +64,7 @@ static ppx_pool *new_pool(int workers, const char *trace_path)
 {
     ppx_pool_options o = {.workers = workers, .cancel_grace_ms = 5000, .trace_path = trace_path};
     ppx_pool *p = NULL;
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     return p;
 }
@@ -450,6 +451,7 @@ static void test_trace_path_option_wins_and_an_unwritable_one_fails_pool_creatio
     snprintf(bad, sizeof bad, "%s/missing/trace.json", dir);
     ppx_pool_options o = {.workers = 1, .trace_path = bad};
     ppx_pool *q = NULL;
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&q, &o), -ENOENT);
     assert_null(q);
     assert_non_null(strstr(ppx_last_error(), bad));
@@ -470,6 +472,7 @@ static void test_trace_cut_short_by_exit_is_whole_events_without_the_bracket(voi
         ppx_pool *p = NULL;
         ppx_pool_options o = {.workers = 2, .trace_path = path};
         ppx_future *f;
+        support_valgrind_sizes(&o);
         if (ppx_pool_new(&p, &o) || ppx_pool_submitf(p, &f, "add", "ii", 1, 2) ||
             ppx_future_wait(f, 10000))
             _exit(2);

@@ -135,6 +135,7 @@ static ppx_pool *new_pool(int workers, const ppx_pool_options *extra)
     ppx_pool_options o = extra ? *extra : (ppx_pool_options){0};
     o.workers = workers;
     ppx_pool *p = NULL;
+    support_valgrind_sizes(&o);
     assert_int_equal(ppx_pool_new(&p, &o), 0);
     return p;
 }

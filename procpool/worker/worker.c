@@ -506,7 +506,7 @@ static void start(wctx *w, ppx__shared *sh, uint32_t index)
     }
     w->outbox_copied = ppx__shared_outbox_copied(sh, index);
     w->busy_ns = &w->ws->busy_ns;
-    if (ppx__layout_protect(sh, index, w->arena != NULL && !ppx__under_valgrind()))
+    if (ppx__layout_protect(sh, index))
         leave(w, PPX__EXIT_NOMEM); /* cannot split the mapping: no memory */
     forked_ctx = w;
     pthread_atfork(NULL, NULL, forked_in_function);
