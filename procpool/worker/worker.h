@@ -29,7 +29,7 @@ typedef struct ppx__worker_init {
 _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
                                 ppx__worker_init init);
 
-/* layout.c, in a worker after fork: the header, the live table and the
+/* protect.c, in a worker after fork: the header, the live table and the
  * call arena read-only, other workers' regions PROT_NONE. 0 or -errno
  * (the mapping could not be split). */
 int ppx__layout_protect(ppx__shared *sh, uint32_t index);

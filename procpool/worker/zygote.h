@@ -47,7 +47,11 @@ typedef struct ppx__zygote {
     int lifeline; /* parent's write end */
 } ppx__zygote;
 
-/* Forks the zygote. efd is the pool's eventfd, which workers keep. Every
+/* worker/zygote.c, in the child: the fork server's loop; never returns. */
+_Noreturn void ppx__zygote_serve(ppx__shared *sh, int efd, int sock, int lifeline, pid_t parent,
+                                 bool keep_descendants, ppx__worker_init init);
+
+/* local/fork_server.c, in the parent. Forks the zygote. efd is the pool's eventfd, which workers keep. Every
  * other descriptor is closed in the zygote. Workers run init first. Unless
  * keep_descendants, each worker leads its own process group, killed when
  * the worker ends, and the zygote kills whatever descendants it adopts as
