@@ -48,8 +48,10 @@ void ppx__pool_lock(ppx_pool *p) { pthread_mutex_lock(&p->mu); }
  * lock, so one thread takes each request. */
 void ppx__pool_unlock(ppx_pool *p)
 {
+    /* Cheap when there is nothing to do: two plain loads on the hot path
+     * (most pools trace nothing). */
     bool backend = p->deferred && !p->torn_down;
-    bool trace = !p->torn_down && ppx__trace_pending(p->trace);
+    bool trace = p->trace && !p->torn_down && ppx__trace_pending(p->trace);
     if (!backend && !trace) {
         pthread_mutex_unlock(&p->mu);
         return;
