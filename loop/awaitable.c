@@ -3,6 +3,7 @@
  * executor.c; the other kinds are in their own files. */
 #include "awaitable.h"
 #include "../procpool/future.h"
+#include "../procpool/util/grow.h"
 #include "../procpool/pool.h"
 
 #include <stdlib.h>
@@ -172,17 +173,9 @@ int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb, void
         aw->cbs = aw->cb_inline;
         aw->capcbs = sizeof aw->cb_inline / sizeof aw->cb_inline[0];
     }
-    if (aw->ncbs == aw->capcbs) {
-        size_t ncap = aw->capcbs * 2;
-        bool inline_now = aw->cbs == aw->cb_inline;
-        ppx__acb *n = realloc(inline_now ? NULL : aw->cbs, ncap * sizeof *n);
-        if (!n)
-            return PPX_ENOMEM;
-        if (inline_now)
-            memcpy(n, aw->cb_inline, sizeof aw->cb_inline);
-        aw->cbs = n;
-        aw->capcbs = ncap;
-    }
+    if (aw->ncbs == aw->capcbs &&
+        ppx__grow_inline((void **)&aw->cbs, &aw->capcbs, aw->cb_inline, sizeof *aw->cbs))
+        return PPX_ENOMEM;
     aw->cbs[aw->ncbs++] = (ppx__acb){cb, arg};
     return 0;
 }

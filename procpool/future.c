@@ -1,4 +1,5 @@
 #include "future.h"
+#include "util/grow.h"
 #include "procpool/wire/frame.h"
 #include "pool.h"
 
@@ -331,19 +332,9 @@ static int append_callback(ppx_pool *p, ppx_future *f, ppx_future_cb cb, void *a
         return 0;
     }
     int rc = 1;
-    if (f->ncbs == f->capcbs) {
-        size_t ncap = f->capcbs * 2;
-        bool inline_now = f->cbs == f->cb_inline;
-        ppx__cb *n = realloc(inline_now ? NULL : f->cbs, ncap * sizeof *n);
-        if (n) {
-            if (inline_now)
-                memcpy(n, f->cb_inline, sizeof f->cb_inline);
-            f->cbs = n;
-            f->capcbs = ncap;
-        } else {
-            rc = PPX_ENOMEM;
-        }
-    }
+    if (f->ncbs == f->capcbs &&
+        ppx__grow_inline((void **)&f->cbs, &f->capcbs, f->cb_inline, sizeof *f->cbs))
+        rc = PPX_ENOMEM;
     if (rc == 1)
         f->cbs[f->ncbs++] = (ppx__cb){cb, arg};
     ppx__pool_unlock(p);
