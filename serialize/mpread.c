@@ -115,31 +115,29 @@ static int expect(ppx__mp *c, ppx_type t, head *h)
     return h->type == t ? 0 : PPX_ETYPE;
 }
 
-int ppx__mp_array(ppx__mp *c, uint32_t *n)
+/* An array's or map's count; each of its objects takes at least one
+ * byte (per objects an entry), so a count past the end is a lie. */
+static int read_count(ppx__mp *c, ppx_type type, uint64_t per, uint32_t *n)
 {
     head h;
-    int rc = expect(c, PPX_TYPE_ARRAY, &h);
+    int rc = expect(c, type, &h);
     if (rc)
         return rc;
-    /* Each element takes at least one byte: a count past the end is a lie. */
-    if (h.word > ppx__mp_left(c) - h.hlen)
+    if (h.word * per > ppx__mp_left(c) - h.hlen)
         return PPX_EMALFORMED;
     c->p += h.hlen;
     *n = (uint32_t)h.word;
     return 0;
 }
 
+int ppx__mp_array(ppx__mp *c, uint32_t *n)
+{
+    return read_count(c, PPX_TYPE_ARRAY, 1, n);
+}
+
 int ppx__mp_map(ppx__mp *c, uint32_t *n)
 {
-    head h;
-    int rc = expect(c, PPX_TYPE_MAP, &h);
-    if (rc)
-        return rc;
-    if (h.word * 2 > ppx__mp_left(c) - h.hlen)
-        return PPX_EMALFORMED;
-    c->p += h.hlen;
-    *n = (uint32_t)h.word;
-    return 0;
+    return read_count(c, PPX_TYPE_MAP, 2, n);
 }
 
 int ppx__mp_nil(ppx__mp *c)
@@ -214,28 +212,35 @@ int ppx__mp_double(ppx__mp *c, double *v)
     return 0;
 }
 
-int ppx__mp_str(ppx__mp *c, const char **s, uint32_t *len)
+/* A string's or bytes' body in place, of the type expected. */
+static int read_body(ppx__mp *c, ppx_type type, const unsigned char **body, uint32_t *len)
 {
     head h;
-    int rc = expect(c, PPX_TYPE_STR, &h);
+    int rc = expect(c, type, &h);
     if (rc)
         return rc;
-    *s = (const char *)c->p + h.hlen;
+    *body = c->p + h.hlen;
     *len = (uint32_t)h.word;
     c->p += h.hlen + h.word;
     return 0;
 }
 
+int ppx__mp_str(ppx__mp *c, const char **s, uint32_t *len)
+{
+    const unsigned char *b;
+    int rc = read_body(c, PPX_TYPE_STR, &b, len);
+    if (rc == 0)
+        *s = (const char *)b;
+    return rc;
+}
+
 int ppx__mp_bin(ppx__mp *c, const void **p, uint32_t *len)
 {
-    head h;
-    int rc = expect(c, PPX_TYPE_BIN, &h);
-    if (rc)
-        return rc;
-    *p = c->p + h.hlen;
-    *len = (uint32_t)h.word;
-    c->p += h.hlen + h.word;
-    return 0;
+    const unsigned char *b;
+    int rc = read_body(c, PPX_TYPE_BIN, &b, len);
+    if (rc == 0)
+        *p = b;
+    return rc;
 }
 
 int ppx__mp_skip(ppx__mp *c)
