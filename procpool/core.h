@@ -13,8 +13,9 @@
  *
  * Locks (every mutex in the library, what it guards, how they nest):
  * - ppx_pool.mu: everything in the pool, its backend's state, its close
- *   hooks and every unresolved future's fields. Callbacks never run under it: resolving
- *   code collects futures on a ppx__notify and runs them after unlocking.
+ *   hooks and every unresolved future's fields. Callbacks never run under
+ *   it: resolving code collects futures on a ppx__notify and runs them
+ *   after unlocking.
  *   Taken first; the others below may be taken inside it, never around.
  * - trace.c's wmu: orders the trace file's write(2)s. Taken with no
  *   other lock held (ppx__pool_unlock, after releasing the pool's), but
@@ -28,7 +29,8 @@
  *   (a worker's pidfd is tracked as it is opened) or alone; nothing forks
  *   while it is held.
  * - registry.c's lock: ppx_register against the freeze; alone.
- * - mpi_link.c's cl.mu: which MPI pool is open in this process; alone.
+ * - mpi/link.h's ppx__cl.mu: which MPI pool is open in this process, the
+ *   nodes lost; alone, or by the progress thread inside the pool's lock.
  * - loop/: bindings_mu, a binding's mu and default_mu, never held while
  *   calling into the pool (see loop/binding.c).
  * Waits: the pool's condition variable and an MPI pool's progress thread
