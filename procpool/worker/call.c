@@ -54,7 +54,10 @@ static int ret_write(void *data, const char *buf, size_t len)
     ppx_call *call = data;
     if (call->ret == &call->fixed && call->fixed.alloc - call->fixed.size < len) {
         msgpack_sbuffer_clear(call->heap);
-        if (msgpack_sbuffer_write(call->heap, call->fixed.data, call->fixed.size))
+        /* Nothing written yet (a first value bigger than the outbox): no
+         * copy, which msgpack would make as a memcpy into NULL. */
+        if (call->fixed.size &&
+            msgpack_sbuffer_write(call->heap, call->fixed.data, call->fixed.size))
             return -1;
         call->ret = call->heap;
     }
