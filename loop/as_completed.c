@@ -172,7 +172,9 @@ int ppx_as_completed_next(ppx_as_completed *it, int timeout_ms, ppx_awaitable **
             uv_run(it->loop, UV_RUN_NOWAIT);
             break;
         }
-        if (!uv_run(it->loop, UV_RUN_ONCE) && it->nreturned == it->nfinished) {
+        /* The timer, once fired, leaves the loop with nothing to run:
+         * that is a timeout, not a lack of work. */
+        if (!uv_run(it->loop, UV_RUN_ONCE) && it->nreturned == it->nfinished && !it->fired) {
             rc = PPX_ENOWORK; /* nothing left that could finish a child */
             break;
         }
