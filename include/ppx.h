@@ -939,7 +939,8 @@ int ppx_task_group_add(ppx_awaitable *group, ppx_awaitable *task);
 int ppx_task_group_close(ppx_awaitable *group);
 /* Every error of a group, as asyncio's ExceptionGroup holds them: the
  * errors of its tasks that FAILED while it was pending, in the order
- * they failed (the group's own error is the first of them, or
+ * the group learned of them, as their done callbacks ran (the group's
+ * own error is the first of them, or
  * "CancelledError" if the group was cancelled). Tasks cancelled, by the
  * group or from outside, add none. _count gives how many so far (0 for
  * an invalid handle or another kind); _at gives error i, borrowed (valid
