@@ -15,7 +15,15 @@
  *    statements): its memory may be gone. PPX_EBADOBJ answers only a
  *    handle that can be told safely: NULL, or a live object of another
  *    kind (a pool passed as a future, ppx_thread_pool() to a pool call).
- *  - Timeouts are in milliseconds: -1 waits forever, 0 polls.
+ *  - Timeouts follow one rule, "Timeouts" below.
+ *
+ * Timeouts. Every function that waits (ppx_future_wait,
+ * ppx_pool_shutdown, ppx_wait, ppx_wait_for, ppx_as_completed_next)
+ * takes timeout_ms in milliseconds: any negative value waits forever (-1
+ * is the usual spelling, -5 means the same), 0 polls (looks once and
+ * never blocks), a positive value waits at most that long. A deadline is
+ * not a wait: ppx_call_options.timeout_ms and the pool's task_timeout_ms
+ * stop the call itself, and there 0 means "the default" (see them).
  */
 #ifndef PPX_H
 #define PPX_H
@@ -85,10 +93,12 @@ const char *ppx_strerror(int code);
 /* The symbolic name, e.g. "PPX_ETIMEDOUT" or "ENOMEM"; "OK" for 0,
  * "EUNKNOWN" for a code it does not know. Never NULL, static. Any thread. */
 const char *ppx_err_name(int code);
-/* Details of a failure, when there are more than its code says. Only
- * ppx_pool_new leaves any: a failed initializer's message (PPX_EINIT), a
- * worker that exited while starting (PPX_ESPAWN), a trace file it could
- * not create. Read it right after the failed call: the text is this
+/* Details of a failure, when there are more than its code says. Left by
+ * ppx_pool_new (a failed initializer's message, PPX_EINIT; a worker that
+ * exited while starting, PPX_ESPAWN; a trace file it could not create),
+ * by the loop functions that refuse an awaitable of another loop
+ * (PPX_EINVAL, naming the function and the child's index) and by
+ * ppx_run_in_executor_ex refusing a deadline. Read it right after the failed call: the text is this
  * thread's own and the next such failure on this thread replaces it. ""
  * until a call on this thread has left details. Never NULL. */
 const char *ppx_last_error(void);
@@ -716,6 +726,15 @@ int ppx_wrap_future(struct uv_loop_s *loop, ppx_future *f, ppx_awaitable **out);
 int ppx_run_in_executor(struct uv_loop_s *loop, ppx_pool *pool,
                         const char *fn, const void *args, size_t args_len,
                         ppx_awaitable **out);
+/* ppx_run_in_executor with per-call options, as ppx_pool_submit_ex (NULL:
+ * the pool's defaults; read during the call only): a deadline stops the
+ * call and fails the awaitable with "TimeoutError". On the thread
+ * executor a running thread cannot be stopped, so a positive timeout_ms
+ * is refused (PPX_EINVAL, ppx_last_error() says why; ppx_wait_for gives
+ * up waiting instead); 0 and negative mean none there. Same errors. */
+int ppx_run_in_executor_ex(struct uv_loop_s *loop, ppx_pool *pool,
+                           const char *fn, const void *args, size_t args_len,
+                           const ppx_call_options *opts, ppx_awaitable **out);
 /* Same, packing the arguments from fmt (see ppx_pack; its errors too). */
 int ppx_run_in_executorf(struct uv_loop_s *loop, ppx_pool *pool,
                          ppx_awaitable **out, const char *fn,
@@ -762,9 +781,10 @@ void ppx_default_pool_free(void);
  * too). With PPX_GATHER_RETURN_ERRORS it waits for all and resolves DONE;
  * a failed child's element is nil and ppx_gather_child() shows its error.
  * n == 0 resolves DONE with [] at once. Cancelling the gather cancels
- * every child. Errors: PPX_EINVAL (loop or out NULL, items NULL with
- * n > 0, unknown flags), PPX_EBADOBJ (a NULL or wrong-kind child),
- * PPX_ENOMEM.
+ * every child. The same awaitable may be listed twice: its value is in
+ * both places. Errors: PPX_EINVAL (loop or out NULL, items NULL with
+ * n > 0, unknown flags, a child bound to another loop: see
+ * ppx_last_error), PPX_EBADOBJ (a NULL or wrong-kind child), PPX_ENOMEM.
  */
 enum { PPX_GATHER_RETURN_ERRORS = 1 };
 int ppx_gather(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
@@ -836,42 +856,59 @@ int ppx_run_until_complete(struct uv_loop_s *loop, ppx_awaitable *aw);
  * asyncio.wait: the returned awaitable resolves DONE once return_when
  * holds (PPX_FIRST_COMPLETED: one finished; PPX_FIRST_EXCEPTION: one
  * FAILED, or all finished; PPX_ALL_COMPLETED: all finished) or timeout_ms
- * passes (-1: no timeout; 0: look once). Its value is the number of
- * children finished by then; ppx_awaitable_done() on each tells which.
- * Cancelling it leaves the children running. Errors: PPX_EINVAL (loop or
- * out NULL, items NULL with n > 0, unknown return_when), PPX_EBADOBJ (a
- * NULL or wrong-kind child), PPX_ENOMEM.
+ * passes (see "Timeouts": negative never, 0 resolves it before this
+ * returns). Its value is the number of children finished by then, each
+ * position counted; ppx_wait_done tells which (asyncio's done and pending
+ * sets). With n == 0 it resolves DONE at once with 0, whatever
+ * return_when (asyncio raises ValueError). Cancelling it leaves the
+ * children running. Errors: PPX_EINVAL (loop or out NULL, items NULL with
+ * n > 0, unknown return_when, a child bound to another loop: see
+ * ppx_last_error), PPX_EBADOBJ (a NULL or wrong-kind child), PPX_ENOMEM.
  */
 enum { PPX_FIRST_COMPLETED = 1, PPX_FIRST_EXCEPTION = 2, PPX_ALL_COMPLETED = 3 };
 int ppx_wait(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
              int return_when, int timeout_ms, ppx_awaitable **out);
+/* Whether child i (its position in items) of wait w had finished when w
+ * resolved: true puts it in asyncio.wait's done set, false in its pending
+ * set. The answer is fixed when w resolves; a child that finishes later
+ * stays pending here. 0, PPX_EPENDING (w has not resolved), PPX_ECANCELED
+ * (w was cancelled: there are no sets), PPX_EINDEX (i >= n), PPX_EINVAL
+ * (done NULL), PPX_EBADOBJ (w is not a ppx_wait). */
+int ppx_wait_done(const ppx_awaitable *w, size_t i, bool *done);
 
 /*
  * aw with a deadline, like asyncio.wait_for: the returned awaitable
  * resolves as aw does (same value or error; a reference to aw is taken)
- * if it finishes within timeout_ms (-1: never times out; 0: at once,
- * unless aw has finished); otherwise it fails with "TimeoutError" and aw
- * is cancelled (a running call is stopped). Cancelling the returned
- * awaitable cancels aw. For a deadline that the pool enforces without a
- * loop, see ppx_call_options.timeout_ms. Errors: PPX_EINVAL (loop or out
- * NULL), PPX_EBADOBJ (aw NULL or not an awaitable), PPX_ENOMEM.
+ * if it finishes within timeout_ms (see "Timeouts": negative never times
+ * out; 0 times out before this returns, unless aw has finished);
+ * otherwise it fails with "TimeoutError" and aw is cancelled (a running
+ * call is stopped). Cancelling the returned awaitable cancels aw. For a
+ * deadline that the pool enforces without a loop, see
+ * ppx_call_options.timeout_ms and ppx_run_in_executor_ex. Errors:
+ * PPX_EINVAL (loop or out NULL, aw bound to another loop: see
+ * ppx_last_error), PPX_EBADOBJ (aw NULL or not an awaitable), PPX_ENOMEM.
  */
 int ppx_wait_for(struct uv_loop_s *loop, ppx_awaitable *aw, int timeout_ms,
                  ppx_awaitable **out);
 
 /*
- * as_completed: the awaitables in the order they finish. _next runs the
- * loop (as ppx_run_until_complete does) until one more has finished and
- * hands it back, borrowed (valid while the iterator lives). Returns 0,
- * PPX_EDONE when all were handed back, PPX_ETIMEDOUT after timeout_ms
- * (-1: none; 0: poll), PPX_ENOWORK if nothing left could finish one,
- * PPX_EINVAL (it or out NULL, or a callback freed it meanwhile: nothing
- * is handed back). Like ppx_run_until_complete, _next blocks and must not
- * be called from a callback of the loop. _new takes a reference to each
- * child, dropped by _free; its errors: PPX_EINVAL (loop or out NULL, items
- * NULL with n > 0), PPX_EBADOBJ (a NULL or wrong-kind child), PPX_ENOMEM.
- * _free may be called at any time, from a callback too; unfinished children keep
- * running.
+ * as_completed: the awaitables in the order they finish, each once: an
+ * awaitable listed several times is handed back once (asyncio takes a
+ * set), and those already finished come first, in the order given. _next
+ * runs the loop (as ppx_run_until_complete does) until one more has
+ * finished and hands it back, borrowed (valid while the iterator lives).
+ * Returns 0, PPX_EDONE when all were handed back, PPX_ETIMEDOUT after
+ * timeout_ms (see "Timeouts": negative never, 0 polls), PPX_ENOWORK if
+ * nothing left could finish one, PPX_EINVAL (it or out NULL, or a
+ * callback freed it meanwhile: nothing is handed back). After
+ * PPX_ETIMEDOUT or PPX_ENOWORK the iterator is intact: call _next again
+ * and it resumes (asyncio's iterator ends at its timeout). Like
+ * ppx_run_until_complete, _next blocks and must not be called from a
+ * callback of the loop. _new takes a reference to each child, dropped by
+ * _free; its errors: PPX_EINVAL (loop or out NULL, items NULL with n > 0,
+ * a child bound to another loop: see ppx_last_error), PPX_EBADOBJ (a NULL
+ * or wrong-kind child), PPX_ENOMEM. _free may be called at any time, from
+ * a callback too; unfinished children keep running.
  */
 typedef struct ppx_as_completed ppx_as_completed;
 int ppx_as_completed_new(struct uv_loop_s *loop, ppx_awaitable *const *items, size_t n,
@@ -885,17 +922,31 @@ void ppx_as_completed_free(ppx_as_completed *it);
  * The first task that FAILS cancels every other task, and any added
  * after (_add then returns PPX_ECANCELED); a task cancelled from outside
  * ends without failing the group. A task that has already ended counts
- * at once. After _close no task can be added (PPX_ECLOSED), and the group
- * awaitable resolves once every task has ended: DONE with the number of
- * tasks added, or FAILED with the first error. _close returns 0 (also
- * when already closed), or PPX_EDONE once the group has resolved.
- * Cancelling the group cancels its tasks and closes it. Errors:
- * PPX_EINVAL (loop or out NULL), PPX_EBADOBJ (not a group, or a NULL
- * or wrong-kind task), PPX_ENOMEM.
+ * at once. _close says no more tasks will come from the group's owner
+ * (the end of asyncio's async-with body): the group awaitable resolves
+ * once every task has ended, DONE with the number of tasks added, or
+ * FAILED with the first error. Until it has resolved, _add still takes
+ * tasks (from a task's done callback, say, as asyncio's create_task
+ * does); after, _add returns PPX_ECLOSED. _close returns 0 (also when
+ * already closed), or PPX_EDONE once the group has resolved. Cancelling
+ * the group resolves it CANCELLED and cancels its tasks. Errors:
+ * PPX_EINVAL (loop or out NULL, a task bound to another loop: see
+ * ppx_last_error), PPX_EBADOBJ (not a group, or a NULL or wrong-kind
+ * task), PPX_ENOMEM.
  */
 int ppx_task_group(struct uv_loop_s *loop, ppx_awaitable **out);
 int ppx_task_group_add(ppx_awaitable *group, ppx_awaitable *task);
 int ppx_task_group_close(ppx_awaitable *group);
+/* Every error of a group, as asyncio's ExceptionGroup holds them: the
+ * errors of its tasks that FAILED while it was pending, in the order
+ * the group learned of them, as their done callbacks ran (the group's
+ * own error is the first of them, or
+ * "CancelledError" if the group was cancelled). Tasks cancelled, by the
+ * group or from outside, add none. _count gives how many so far (0 for
+ * an invalid handle or another kind); _at gives error i, borrowed (valid
+ * while the group lives), or NULL when i >= _count. */
+size_t ppx_task_group_error_count(const ppx_awaitable *group);
+const ppx_error *ppx_task_group_error_at(const ppx_awaitable *group, size_t i);
 
 /*
  * A lazy, bounded map: fn over inputs pulled one at a time from next(),

@@ -9,9 +9,12 @@
  * iterator early is always safe, from a callback too.
  */
 #include "awaitable.h"
+#include "children.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct ac_link {
     struct ppx_as_completed *it;
@@ -62,27 +65,72 @@ static void on_timer(uv_timer_t *t)
     it->fired = true;
 }
 
+typedef struct ac_key {
+    uintptr_t p;
+    size_t i;
+} ac_key;
+
+static int by_address(const void *a, const void *b)
+{
+    const ac_key *x = a, *y = b;
+    if (x->p != y->p)
+        return x->p < y->p ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Copies items into children once each, in the order first given, and
+ * returns how many (SIZE_MAX on ENOMEM): asyncio.as_completed takes a set
+ * of them, and one awaitable finishes once. Sorting keeps a long list
+ * O(n log n). */
+static size_t distinct(ppx_awaitable *const *items, size_t n, ppx_awaitable **children)
+{
+    memcpy(children, items, n * sizeof *children);
+    if (n < 2)
+        return n;
+    ac_key *k = malloc(n * sizeof *k);
+    if (!k)
+        return SIZE_MAX;
+    for (size_t i = 0; i < n; i++)
+        k[i] = (ac_key){(uintptr_t)items[i], i};
+    qsort(k, n, sizeof *k, by_address);
+    for (size_t j = 1; j < n; j++)
+        if (k[j].p == k[j - 1].p)
+            children[k[j].i] = NULL; /* items are live, never NULL */
+    free(k);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (children[i])
+            children[m++] = children[i];
+    return m;
+}
+
+static void free_unstarted(ppx_as_completed *it)
+{
+    if (it) {
+        free(it->children);
+        free(it->order);
+        free(it->links);
+    }
+    free(it);
+}
+
 int ppx_as_completed_new(uv_loop_t *loop, ppx_awaitable *const *items, size_t n,
                          ppx_as_completed **out)
 {
     if (!loop || !out || (n && !items))
         return PPX_EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (!ppx__awaitable_live(items[i]))
-            return PPX_EBADOBJ;
+    int rc = ppx__check_children(loop, items, n, "ppx_as_completed_new");
+    if (rc)
+        return rc;
     ppx_as_completed *it = calloc(1, sizeof *it);
     if (it) {
         it->children = calloc(n ? n : 1, sizeof *it->children);
         it->order = calloc(n ? n : 1, sizeof *it->order);
         it->links = calloc(n ? n : 1, sizeof *it->links);
     }
-    if (!it || !it->children || !it->order || !it->links) {
-        if (it) {
-            free(it->children);
-            free(it->order);
-            free(it->links);
-        }
-        free(it);
+    if (!it || !it->children || !it->order || !it->links ||
+        (n = distinct(items, n, it->children)) == SIZE_MAX) {
+        free_unstarted(it);
         return PPX_ENOMEM;
     }
     it->loop = loop;
@@ -92,11 +140,10 @@ int ppx_as_completed_new(uv_loop_t *loop, ppx_awaitable *const *items, size_t n,
     it->timer.data = it;
     uv_unref((uv_handle_t *)&it->timer); /* only next() waits on it */
     for (size_t i = 0; i < n; i++) {
-        it->children[i] = items[i];
-        ppx_awaitable_ref(items[i]);
+        ppx_awaitable_ref(it->children[i]);
         it->links[i] = (ac_link){it, i, false};
     }
-    if (ppx__add_done_callbacks(items, n, on_child, it->links, sizeof *it->links,
+    if (ppx__add_done_callbacks(it->children, n, on_child, it->links, sizeof *it->links,
                                 offsetof(ac_link, late))) {
         it->refs = 2; /* no callback is due: the caller's and the timer's */
         ppx_as_completed_free(it);
@@ -125,7 +172,9 @@ int ppx_as_completed_next(ppx_as_completed *it, int timeout_ms, ppx_awaitable **
             uv_run(it->loop, UV_RUN_NOWAIT);
             break;
         }
-        if (!uv_run(it->loop, UV_RUN_ONCE) && it->nreturned == it->nfinished) {
+        /* The timer, once fired, leaves the loop with nothing to run:
+         * that is a timeout, not a lack of work. */
+        if (!uv_run(it->loop, UV_RUN_ONCE) && it->nreturned == it->nfinished && !it->fired) {
             rc = PPX_ENOWORK; /* nothing left that could finish a child */
             break;
         }

@@ -6,6 +6,7 @@
  * its binding (binding.c).
  */
 #include "awaitable.h"
+#include "../procpool/errors.h"
 #include "../procpool/future.h"
 #include "../procpool/pool.h"
 #include "../serialize/pack.h"
@@ -94,6 +95,31 @@ int ppx_run_in_executor(uv_loop_t *loop, ppx_pool *pool, const char *fn,
         return rc;
     ppx_future *f;
     rc = ppx_pool_submit(pool, fn, args, args_len, &f);
+    return rc ? rc : ppx__wrap_submitted(loop, f, out);
+}
+
+int ppx_run_in_executor_ex(uv_loop_t *loop, ppx_pool *pool, const char *fn,
+                           const void *args, size_t args_len, const ppx_call_options *opts,
+                           ppx_awaitable **out)
+{
+    if (!loop || !out)
+        return PPX_EINVAL;
+    if (pool == ppx_thread_pool()) {
+        /* A thread cannot be stopped as a worker is killed: a deadline
+         * could only give up waiting, which ppx_wait_for already does. */
+        if (opts && opts->timeout_ms > 0) {
+            ppx__set_last_error("ppx_run_in_executor_ex: the thread executor cannot enforce "
+                                "a deadline (timeout_ms %d): use ppx_wait_for",
+                                opts->timeout_ms);
+            return PPX_EINVAL;
+        }
+        return ppx_run_in_thread(loop, fn, args, args_len, out);
+    }
+    int rc = pool ? 0 : ppx__default_pool_get(&pool);
+    if (rc)
+        return rc;
+    ppx_future *f;
+    rc = ppx_pool_submit_ex(pool, fn, args, args_len, opts, &f);
     return rc ? rc : ppx__wrap_submitted(loop, f, out);
 }
 

@@ -4,6 +4,7 @@
  * lives until every child has reported, even after it has settled.
  */
 #include "awaitable.h"
+#include "children.h"
 
 #include <msgpack.h>
 #include <stddef.h>
@@ -119,9 +120,9 @@ int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flag
 {
     if (!loop || !out || (n && !items))
         return PPX_EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (!ppx__awaitable_live(items[i]))
-            return PPX_EBADOBJ;
+    int rc = ppx__check_children(loop, items, n, flatten ? "ppx_run_in_executor_map" : "ppx_gather");
+    if (rc)
+        return rc;
     ppx_awaitable *g = ppx__awaitable_alloc(loop);
     if (!g)
         return PPX_ENOMEM;

@@ -4,12 +4,15 @@
  * (and any added later); once closed, the group settles when every task
  * has ended: DONE with the number of tasks, or FAILED with the first error.
  * A task cancelled from outside the group ends without failing it.
+ * Every task that fails while the group is pending is kept, in the order
+ * they failed, like the exceptions of asyncio's ExceptionGroup.
  *
  * The group keeps a reference to each task only while it runs: a task
  * that ends leaves the set (swap-remove through its link), so a
  * long-lived group holds memory for what is running, not what ran.
  */
 #include "awaitable.h"
+#include "children.h"
 
 #include <stdlib.h>
 
@@ -25,7 +28,11 @@ typedef struct group {
     uint64_t added;
     bool closed;
     bool failed;    /* a task failed or the group was cancelled */
-    ppx_awaitable *first_failed; /* holds the strings own_err points at */
+    /* The tasks that failed, each held for its error's strings (the
+     * first's are also own_err's). capfailed stays at least nfailed +
+     * nrunning, so a failure never needs memory it may not get. */
+    ppx_awaitable **failed_tasks;
+    size_t nfailed, capfailed;
 } group;
 
 static void cancel_running(group *g)
@@ -71,13 +78,16 @@ static void on_task(ppx_awaitable *task, void *arg)
     group *g = aw->impl;
     g->running[m->idx] = g->running[--g->nrunning];
     g->running[m->idx]->idx = m->idx;
-    /* As in asyncio: a task cancelled from outside does not fail the group. */
-    if (ppx_awaitable_state(task) == PPX_FAILED && !g->failed && aw->state == PPX_PENDING) {
-        g->failed = true;
-        aw->own_err = *ppx_awaitable_error(task);
+    /* As in asyncio: a task cancelled from outside, or by the group, does
+     * not fail the group. */
+    if (ppx_awaitable_state(task) == PPX_FAILED && aw->state == PPX_PENDING) {
         ppx_awaitable_ref(task);
-        g->first_failed = task;
-        cancel_running(g);
+        g->failed_tasks[g->nfailed++] = task;
+        if (!g->failed) {
+            g->failed = true;
+            aw->own_err = *ppx_awaitable_error(task);
+            cancel_running(g);
+        }
     }
     ppx__progress(aw, (size_t)(g->added - g->nrunning), (size_t)g->added);
     maybe_settle(aw);
@@ -98,14 +108,16 @@ static void cancel(ppx_awaitable *aw)
 static void release(ppx_awaitable *aw)
 {
     group *g = aw->impl;
-    ppx_awaitable_unref(g->first_failed);
+    for (size_t i = 0; i < g->nfailed; i++)
+        ppx_awaitable_unref(g->failed_tasks[i]);
+    free(g->failed_tasks);
     free(g->running); /* empty: every task's callback held a reference */
     free(g);
 }
 
 static const ppx__aw_ops group_ops = {cancel, NULL, release, true};
 
-static group *group_of(ppx_awaitable *aw)
+static group *group_of(const ppx_awaitable *aw)
 {
     return ppx__awaitable_live(aw) && aw->ops == &group_ops ? aw->impl : NULL;
 }
@@ -124,17 +136,9 @@ int ppx_task_group(uv_loop_t *loop, ppx_awaitable **out)
     return 0;
 }
 
-int ppx_task_group_add(ppx_awaitable *aw, ppx_awaitable *task)
+/* Room for one more running task, and for its failure. */
+static int make_room(group *g)
 {
-    group *g = group_of(aw);
-    if (!g || !ppx__awaitable_live(task))
-        return PPX_EBADOBJ;
-    if (g->closed)
-        return PPX_ECLOSED;
-    if (g->failed) {
-        ppx_awaitable_cancel(task); /* the group is going down: so is it */
-        return PPX_ECANCELED;
-    }
     if (g->nrunning == g->cap) {
         size_t cap = g->cap ? 2 * g->cap : 8;
         member **r = realloc(g->running, cap * sizeof *r);
@@ -143,6 +147,35 @@ int ppx_task_group_add(ppx_awaitable *aw, ppx_awaitable *task)
         g->running = r;
         g->cap = cap;
     }
+    if (g->nfailed + g->nrunning == g->capfailed) {
+        size_t cap = g->capfailed ? 2 * g->capfailed : 8;
+        ppx_awaitable **f = realloc(g->failed_tasks, cap * sizeof *f);
+        if (!f)
+            return PPX_ENOMEM;
+        g->failed_tasks = f;
+        g->capfailed = cap;
+    }
+    return 0;
+}
+
+int ppx_task_group_add(ppx_awaitable *aw, ppx_awaitable *task)
+{
+    group *g = group_of(aw);
+    if (!g || !ppx__awaitable_live(task))
+        return PPX_EBADOBJ;
+    int rc = ppx__check_children(aw->loop, &task, 1, "ppx_task_group_add");
+    if (rc)
+        return rc;
+    /* As asyncio's create_task: closed (the body has ended) still takes
+     * tasks, from a done callback say, until the group has settled. */
+    if (aw->state != PPX_PENDING)
+        return PPX_ECLOSED;
+    if (g->failed) {
+        ppx_awaitable_cancel(task); /* the group is going down: so is it */
+        return PPX_ECANCELED;
+    }
+    if (make_room(g))
+        return PPX_ENOMEM;
     member *m = malloc(sizeof *m);
     if (!m)
         return PPX_ENOMEM;
@@ -162,6 +195,18 @@ int ppx_task_group_add(ppx_awaitable *aw, ppx_awaitable *task)
         return PPX_ENOMEM;
     }
     return 0;
+}
+
+size_t ppx_task_group_error_count(const ppx_awaitable *aw)
+{
+    const group *g = group_of(aw);
+    return g ? g->nfailed : 0;
+}
+
+const ppx_error *ppx_task_group_error_at(const ppx_awaitable *aw, size_t i)
+{
+    const group *g = group_of(aw);
+    return g && i < g->nfailed ? ppx_awaitable_error(g->failed_tasks[i]) : NULL;
 }
 
 int ppx_task_group_close(ppx_awaitable *aw)

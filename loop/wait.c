@@ -10,6 +10,7 @@
  * in impl, which outlives the awaitable until the timer's close callback.
  */
 #include "awaitable.h"
+#include "children.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -23,6 +24,10 @@ typedef struct waiter {
     ppx__glink *links;
     size_t n, ndone;
     bool failed_child;
+    /* asyncio.wait's done set, as it stood when the wait settled: a child
+     * that finishes later stays out of it (ppx_wait_done). */
+    bool *done_at;
+    bool has_sets;
 } waiter;
 
 static const ppx_error timed_out = {
@@ -37,6 +42,7 @@ static void free_waiter(uv_handle_t *h)
     waiter *w = h->data;
     free(w->children);
     free(w->links);
+    free(w->done_at);
     free(w);
 }
 
@@ -65,8 +71,11 @@ static void settle_wait(waiter *w)
 {
     stop_timer(w);
     size_t finished = 0;
-    for (size_t i = 0; i < w->n; i++)
-        finished += ppx_awaitable_done(w->children[i]);
+    for (size_t i = 0; i < w->n; i++) {
+        w->done_at[i] = ppx_awaitable_done(w->children[i]);
+        finished += w->done_at[i];
+    }
+    w->has_sets = true;
     ppx__awaitable_settle_uint(w->aw, finished);
 }
 
@@ -136,34 +145,39 @@ static int forward_value(const ppx_awaitable *aw, ppx_value *out)
 static const ppx__aw_ops wait_ops = {cancel, NULL, release, false};
 static const ppx__aw_ops wait_for_ops = {cancel, forward_value, release, false};
 
+/* A waiter for n children and its awaitable; NULL on ENOMEM. */
+static ppx_awaitable *new_waiter(uv_loop_t *loop, size_t n, int when)
+{
+    waiter *w = calloc(1, sizeof *w);
+    ppx_awaitable *aw = NULL;
+    if (w) {
+        w->timer.data = w; /* what free_waiter reads */
+        w->children = calloc(n ? n : 1, sizeof *w->children);
+        w->links = calloc(n ? n : 1, sizeof *w->links);
+        w->done_at = calloc(n ? n : 1, sizeof *w->done_at);
+    }
+    if (w && w->children && w->links && w->done_at)
+        aw = ppx__awaitable_new(loop, when < 0 ? &wait_for_ops : &wait_ops, w);
+    if (!aw && w)
+        free_waiter((uv_handle_t *)&w->timer);
+    return aw;
+}
+
 static int start(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int when,
                  int timeout_ms, ppx_awaitable **out)
 {
     if (!loop || !out || (n && !items))
         return PPX_EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (!ppx__awaitable_live(items[i]))
-            return PPX_EBADOBJ;
-    waiter *w = calloc(1, sizeof *w);
-    ppx_awaitable *aw = NULL;
-    if (w) {
-        w->children = calloc(n ? n : 1, sizeof *w->children);
-        w->links = calloc(n ? n : 1, sizeof *w->links);
-    }
-    if (w && w->children && w->links)
-        aw = ppx__awaitable_new(loop, when < 0 ? &wait_for_ops : &wait_ops, w);
-    if (!aw) {
-        if (w) {
-            free(w->children);
-            free(w->links);
-        }
-        free(w);
+    int rc = ppx__check_children(loop, items, n, when < 0 ? "ppx_wait_for" : "ppx_wait");
+    if (rc)
+        return rc;
+    ppx_awaitable *aw = new_waiter(loop, n, when);
+    if (!aw)
         return PPX_ENOMEM;
-    }
+    waiter *w = aw->impl;
     w->aw = aw;
     w->when = when;
     w->n = n;
-    w->timer.data = w;
     if (timeout_ms > 0) {
         uv_timer_init(loop, &w->timer); /* cannot fail */
         w->timer_open = true;
@@ -198,6 +212,21 @@ int ppx_wait(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int return_
         return_when != PPX_ALL_COMPLETED)
         return PPX_EINVAL;
     return start(loop, items, n, return_when, timeout_ms, out);
+}
+
+int ppx_wait_done(const ppx_awaitable *aw, size_t i, bool *done)
+{
+    if (!ppx__awaitable_live(aw) || aw->ops != &wait_ops)
+        return PPX_EBADOBJ;
+    if (!done)
+        return PPX_EINVAL;
+    const waiter *w = aw->impl;
+    if (!w->has_sets) /* pending, or cancelled: asyncio.wait then has no sets */
+        return aw->state == PPX_PENDING ? PPX_EPENDING : PPX_ECANCELED;
+    if (i >= w->n)
+        return PPX_EINDEX;
+    *done = w->done_at[i];
+    return 0;
 }
 
 int ppx_wait_for(uv_loop_t *loop, ppx_awaitable *aw, int timeout_ms, ppx_awaitable **out)
