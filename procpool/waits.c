@@ -382,16 +382,16 @@ int ppx_futures_wait(ppx_future *const *fs, size_t n, int how, int timeout_ms, b
         if (ppx_future_id(fs[i]) == 0)
             return PPX_EBADOBJ;
     wait_args a = {fs, n, how};
-    int rc = 0;
     if (n > 0 && !wait_holds(&a)) { /* else nothing to arm */
         ppx__waitset *ws;
-        rc = ws_new(fs, n, &ws);
+        int rc = ws_new(fs, n, &ws);
         if (rc)
             return rc;
         rc = ws_block(ws, wait_ready, &a, timeout_ms);
         ws_free(ws);
-        if (rc == PPX_ETIMEDOUT) /* as Python: what finished by then */
-            rc = 0;
+        /* A timeout is no error, as in Python: what finished by then. */
+        if (rc && rc != PPX_ETIMEDOUT)
+            return rc;
     }
     int count = 0;
     for (size_t i = 0; i < n; i++) {
@@ -400,7 +400,7 @@ int ppx_futures_wait(ppx_future *const *fs, size_t n, int how, int timeout_ms, b
             done[i] = d;
         count += d;
     }
-    return rc ? rc : count;
+    return count;
 }
 
 /* ---- as_completed ------------------------------------------------------ */
