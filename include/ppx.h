@@ -451,13 +451,41 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts);
  * until every submitted task has resolved or timeout_ms passes
  * (PPX_ETIMEDOUT; the tasks keep running). With PPX_SHUTDOWN_CANCEL it
  * cancels every unresolved task first (as ppx_future_cancel: their
- * callbacks run on this thread) and returns once all are resolved. It
- * does not free the pool. Returns 0, PPX_ETIMEDOUT, PPX_EINVAL (how),
- * PPX_EBADOBJ, PPX_EFORKED (a fork's copy). Call it from the thread that
- * drives the pool.
+ * callbacks run on this thread) and returns once all are resolved. With
+ * PPX_SHUTDOWN_CANCEL_QUEUED (Python's shutdown(wait=True,
+ * cancel_futures=True)) it cancels only the tasks no worker has started
+ * (in the pool's queue, or placed in a worker's ring and not claimed
+ * yet: they resolve CANCELLED, their callbacks on this thread), lets the
+ * running ones finish normally, and then waits as PPX_SHUTDOWN_WAIT
+ * does; the workers stay as they are. On an MPI pool a task already
+ * sent to a node counts as started (rank 0 is not told when a node's
+ * worker takes it) and runs to its end. It does not free the pool.
+ * Returns 0, PPX_ETIMEDOUT, PPX_EINVAL (how), PPX_EBADOBJ, PPX_EFORKED
+ * (a fork's copy). Call it from the thread that drives the pool.
  */
-enum { PPX_SHUTDOWN_WAIT = 0, PPX_SHUTDOWN_CANCEL = 1 };
+enum { PPX_SHUTDOWN_WAIT = 0, PPX_SHUTDOWN_CANCEL = 1, PPX_SHUTDOWN_CANCEL_QUEUED = 2 };
 int ppx_pool_shutdown(ppx_pool *pool, int how, int timeout_ms);
+
+/*
+ * Ends the workers, like Python's ProcessPoolExecutor.terminate_workers
+ * (SIGTERM) and kill_workers (SIGKILL): the pool closes (submissions
+ * fail with PPX_ECLOSED), the tasks no worker has started resolve
+ * CANCELLED (as with PPX_SHUTDOWN_CANCEL_QUEUED; their callbacks run on
+ * this thread), every worker gets the signal, and no worker is started
+ * again. It does not wait: a running task fails with "WorkerCrashed",
+ * whose message names the signal ("killed by signal 15 (SIGTERM)"), once
+ * the pool sees its worker's death (ppx_future_wait, ppx_futures_wait,
+ * ppx_pool_process, ppx_pool_shutdown with PPX_SHUTDOWN_WAIT). A worker
+ * function that catches or ignores SIGTERM may finish its task instead;
+ * ppx_pool_kill_workers cannot be caught. Processes a function started
+ * go with their worker unless options.keep_descendants. The pool must
+ * still be freed with ppx_pool_free. Returns 0, PPX_EBADOBJ, PPX_EFORKED,
+ * -ENOSYS for an MPI pool (its workers are the nodes' own: nothing is
+ * changed; ppx_pool_shutdown with PPX_SHUTDOWN_CANCEL stops its tasks).
+ * Any thread.
+ */
+int ppx_pool_terminate_workers(ppx_pool *pool);
+int ppx_pool_kill_workers(ppx_pool *pool);
 
 /* Cancels whatever is unresolved (their callbacks run on this thread),
  * stops and reaps every worker, releases all memory and descriptors. It
@@ -683,6 +711,50 @@ int ppx_future_cancel(ppx_future *f);
  * NULL), PPX_EBADOBJ, PPX_EFORKED (f is unresolved in a fork's copy of
  * its pool) or PPX_ENOMEM (then cb is never called). */
 int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg);
+
+/*
+ * Waits on n futures at once, like concurrent.futures.wait: blocks until
+ * how holds (PPX_FIRST_COMPLETED: one has resolved; PPX_FIRST_EXCEPTION:
+ * one has FAILED, or all have resolved; PPX_ALL_COMPLETED: all have
+ * resolved; the constants are those of ppx_wait, below) or timeout_ms
+ * passes (-1: no timeout; 0: look once). The futures may belong to
+ * different pools: this thread drives each pool that no other thread
+ * drives (their done callbacks run here), sleeping in one poll(2) over
+ * their descriptors, and is woken by futures that other threads resolve;
+ * a pool another thread drives is looked at again every 20 ms in case
+ * that thread leaves. done, if not NULL, is an array of n flags filled
+ * with which futures have resolved (Python's done set; the others are
+ * its not_done set). Returns the number of entries of fs resolved on
+ * return (a future listed twice counts twice, as its flags do), also
+ * after a timeout, which is not an error: check the count or the flags.
+ * Errors: PPX_EINVAL (fs NULL with n > 0, unknown how), PPX_EBADOBJ (a
+ * NULL or wrong-kind future), PPX_EFORKED (one is unresolved in a fork's
+ * copy of its pool), PPX_ENOMEM; done is then untouched. Never on a loop
+ * thread that watches one of the pools.
+ */
+int ppx_futures_wait(ppx_future *const *fs, size_t n, int how, int timeout_ms, bool *done);
+
+/*
+ * as_completed for process futures, like concurrent.futures.as_completed:
+ * hands back each future of fs once, in the order they resolve (those
+ * already resolved first, in the order given); a future listed twice is
+ * handed back once. _new takes a reference to each future (dropped by
+ * _free) and arms a done callback on each; its errors: PPX_EINVAL (out
+ * NULL, fs NULL with n > 0), PPX_EBADOBJ (a NULL or wrong-kind future),
+ * PPX_EFORKED, PPX_ENOMEM. _next blocks, driving the pools as
+ * ppx_futures_wait does, until one more has resolved, and puts it in *f,
+ * borrowed (valid while the iterator lives; ref it to keep it longer).
+ * Returns 0, PPX_EDONE once every future was handed back (the end, as
+ * for ppx_as_completed_next), PPX_ETIMEDOUT after timeout_ms (-1: none;
+ * 0: poll; the iterator stays usable), PPX_EINVAL (it or f NULL),
+ * PPX_EFORKED. One thread at a time per iterator, and not from a done
+ * callback that its own _next runs. _free may be called at any time
+ * (NULL is fine); futures not handed back keep running.
+ */
+typedef struct ppx_futures_iter ppx_futures_iter;
+int ppx_futures_as_completed_new(ppx_future *const *fs, size_t n, ppx_futures_iter **out);
+int ppx_futures_as_completed_next(ppx_futures_iter *it, int timeout_ms, ppx_future **f);
+void ppx_futures_as_completed_free(ppx_futures_iter *it);
 
 /* ------------------------------------------------------------------ */
 /* Loop integration (libuv). Call these on the loop's thread.         */

@@ -34,6 +34,16 @@ typedef struct ppx__backend_ops {
     void (*cancel)(ppx_pool *p, struct ppx__task *t, bool kill_later, bool timed_out,
                    ppx__notify *n);
     void (*cancel_all)(ppx_pool *p, bool kill_later, ppx__notify *n);
+    /* Resolves CANCELLED every call no worker can have started yet (its
+     * own queue; placed but not claimed) and leaves the others to finish
+     * (ppx_pool_shutdown's PPX_SHUTDOWN_CANCEL_QUEUED). Lock. */
+    void (*cancel_queued)(ppx_pool *p, ppx__notify *n);
+    /* Ends the workers for good (ppx_pool_terminate_workers): cancels as
+     * cancel_queued, sends sig to every worker and never replaces one;
+     * the calls they ran fail once their deaths are processed. Lock.
+     * 0, or a negative code before anything changed when the backend
+     * cannot signal its workers. */
+    int (*signal_workers)(ppx_pool *p, int sig, ppx__notify *n);
     /* One round of everything the backend has to do: replies, deaths,
      * deadlines, placement. Lock. */
     void (*process)(ppx_pool *p, ppx__notify *n);

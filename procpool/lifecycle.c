@@ -9,6 +9,7 @@
 #include "shm/wake.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -88,7 +89,8 @@ int ppx_pool_shutdown(ppx_pool *p, int how, int timeout_ms)
     int rc = ppx__pool_check(p);
     if (rc)
         return rc;
-    if (how != PPX_SHUTDOWN_WAIT && how != PPX_SHUTDOWN_CANCEL)
+    if (how != PPX_SHUTDOWN_WAIT && how != PPX_SHUTDOWN_CANCEL &&
+        how != PPX_SHUTDOWN_CANCEL_QUEUED)
         return PPX_EINVAL;
     ppx__notify n = {0};
     atomic_fetch_add(&p->refs, 1); /* a callback below may free the pool */
@@ -96,12 +98,45 @@ int ppx_pool_shutdown(ppx_pool *p, int how, int timeout_ms)
     p->closed = true;
     if (how == PPX_SHUTDOWN_CANCEL)
         p->ops->cancel_all(p, true, &n);
+    else if (how == PPX_SHUTDOWN_CANCEL_QUEUED && !p->torn_down)
+        p->ops->cancel_queued(p, &n);
     ppx__pool_after_resolve(p, &n, ppx__pool_other_driver(p));
     ppx__pool_unlock(p);
     ppx__notify_run(&n);
     rc = ppx__pool_drive_until(p, nothing_unresolved, NULL, ppx__deadline_of(timeout_ms));
     ppx__pool_unref(p);
     return rc;
+}
+
+/* Python's terminate_workers / kill_workers: shutdown(wait=False,
+ * cancel_futures=True), then a signal to every worker. Nothing waits
+ * here: the running calls fail as the deaths are processed, by whichever
+ * thread drives the pool next. */
+static int signal_workers(ppx_pool *p, int sig)
+{
+    int rc = ppx__pool_check(p);
+    if (rc)
+        return rc;
+    ppx__notify n = {0};
+    ppx__pool_lock(p);
+    if (!p->torn_down)
+        rc = p->ops->signal_workers(p, sig, &n);
+    if (rc == 0)
+        p->closed = true;
+    ppx__pool_after_resolve(p, &n, ppx__pool_other_driver(p));
+    ppx__pool_unlock(p);
+    ppx__notify_run(&n); /* p is not touched after: a callback may free it */
+    return rc;
+}
+
+int ppx_pool_terminate_workers(ppx_pool *p)
+{
+    return signal_workers(p, SIGTERM);
+}
+
+int ppx_pool_kill_workers(ppx_pool *p)
+{
+    return signal_workers(p, SIGKILL);
 }
 
 /* Watchers stop polling before the descriptors go away: one on another

@@ -385,6 +385,60 @@ static void deadline_counts_while_queued_on_rank_0(void **state)
     }
 }
 
+/* ppx_futures_wait and as_completed drive an MPI pool too; terminating
+ * or killing its workers is refused and changes nothing. */
+static void waits_and_refusals_over_mpi(void **state)
+{
+    (void)state;
+    ppx_future *f[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ppx_pool_submitf(pool, &f[i], "echo", "i", i), 0);
+    ppx_futures_iter *it = NULL;
+    assert_int_equal(ppx_futures_as_completed_new(f, 3, &it), 0);
+    ppx_future *got;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ppx_futures_as_completed_next(it, 30000, &got), 0);
+    assert_int_equal(ppx_futures_as_completed_next(it, 0, &got), PPX_EDONE);
+    ppx_futures_as_completed_free(it);
+    bool done[3];
+    assert_int_equal(ppx_futures_wait(f, 3, PPX_ALL_COMPLETED, 30000, done), 3);
+    for (int i = 0; i < 3; i++)
+        ppx_future_unref(f[i]);
+    assert_int_equal(ppx_pool_terminate_workers(pool), -ENOSYS);
+    assert_int_equal(ppx_pool_kill_workers(pool), -ENOSYS);
+    ppx_future *g;
+    assert_int_equal(ppx_pool_submitf(pool, &g, "echo", "i", 7), 0);
+    assert_int_equal(ppx_futures_wait(&g, 1, PPX_FIRST_COMPLETED, 30000, NULL), 1);
+    ppx_future_unref(g);
+}
+
+/* Last of all (it closes the pool): more calls than the nodes hold, so
+ * the last ones wait on rank 0 and are cancelled, while one already
+ * running on a node goes on; SHUTDOWN_CANCEL then stops the rest. */
+static void shutdown_cancel_queued_over_mpi(void **state)
+{
+    (void)state;
+    enum { N = 24 };
+    ppx_future *f[N];
+    char name[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "cq%d", i);
+        assert_int_equal(ppx_pool_submitf(pool, &f[i], "spin", "sb", name, 1), 0);
+    }
+    wait_for("cq0.run");
+    ppx_pool_stats st;
+    ppx_pool_stats_get(pool, &st);
+    assert_true(st.queued > 0);
+    assert_int_equal(ppx_pool_shutdown(pool, PPX_SHUTDOWN_CANCEL_QUEUED, 0), PPX_ETIMEDOUT);
+    assert_int_equal(ppx_future_state(f[N - 1]), PPX_CANCELLED);
+    assert_false(ppx_future_done(f[0]));
+    assert_int_equal(ppx_pool_shutdown(pool, PPX_SHUTDOWN_CANCEL, 30000), 0);
+    for (int i = 0; i < N; i++) {
+        assert_true(ppx_future_done(f[i]));
+        ppx_future_unref(f[i]);
+    }
+}
+
 static void one_mpi_pool_at_a_time(void **state)
 {
     (void)state;
@@ -464,8 +518,10 @@ int main(void)
         cmocka_unit_test(big_payload_round_trip),
         cmocka_unit_test(gather_cancels_remote_siblings),
         cmocka_unit_test(deadline_counts_while_queued_on_rank_0),
+        cmocka_unit_test(waits_and_refusals_over_mpi),
         cmocka_unit_test(one_mpi_pool_at_a_time),
         cmocka_unit_test(free_with_calls_out_then_reopen),
+        cmocka_unit_test(shutdown_cancel_queued_over_mpi),
     };
     uv_loop_init(&loop);
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -51,6 +51,37 @@ static void local_cancel_all(ppx_pool *pool, bool kill_later, ppx__notify *n)
                 ppx__cancel_task(p, t, kill_later, false, n);
 }
 
+static void local_cancel_queued(ppx_pool *pool, ppx__notify *n)
+{
+    ppx__local *p = ppx__local_of(pool);
+    while (p->queue.head)
+        ppx__cancel_unclaimed(p, ppx__list_first(&p->queue), n);
+    /* Calls placed in a ring: the ones behind the running call are still
+     * QUEUED; a CAS that fails means the worker has claimed it. */
+    for (int i = 0; i < p->nworkers; i++)
+        for (ppx__task *t = ppx__list_first(&p->w[i].tasks); t; t = ppx__task_next(t))
+            if (t->fut)
+                ppx__cancel_unclaimed(p, t, n);
+}
+
+/* The shutdown flag first: it is what stops respawns (exits.c, timers.c)
+ * and makes a reaped worker's death expected, not a crash streak's; a
+ * worker that sees it between calls exits on its own. Running calls fail
+ * when the fork server reports their worker's death (ppx__reap). */
+static int local_signal_workers(ppx_pool *pool, int sig, ppx__notify *n)
+{
+    ppx__local *p = ppx__local_of(pool);
+    atomic_store(&p->sh->shutdown, 1);
+    local_cancel_queued(pool, n);
+    for (int i = 0; i < p->nworkers; i++) {
+        ppx__worker *w = &p->w[i];
+        w->respawn_at = 0;
+        if (w->alive)
+            ppx__signal_worker(w, sig);
+    }
+    return 0;
+}
+
 static ppx_state local_task_state(ppx_pool *pool, ppx__task *t)
 {
     ppx__local *p = ppx__local_of(pool);
@@ -210,6 +241,8 @@ const ppx__backend_ops ppx__local_ops = {
     .submit = local_submit,
     .cancel = local_cancel,
     .cancel_all = local_cancel_all,
+    .cancel_queued = local_cancel_queued,
+    .signal_workers = local_signal_workers,
     .process = local_process,
     .unlocked = local_unlocked,
     .spin = local_spin,

@@ -189,6 +189,10 @@ void ppx__run_timers(ppx__local *p, ppx__notify *n);
  * CANCELLED, or FAILED with a TimeoutError when timed_out. */
 void ppx__cancel_task(ppx__local *p, ppx__task *t, bool kill_later, bool timed_out,
                       ppx__notify *n);
+/* Cancels t only if no worker can have started it: in the pool's queue
+ * (removed and freed), or in a ring with its slot still QUEUED (CAS to
+ * CANCELLED; it lingers until the worker skips it). false: claimed. */
+bool ppx__cancel_unclaimed(ppx__local *p, ppx__task *t, ppx__notify *n);
 
 /* start.c: the timerfd, starting and stopping the workers. */
 int ppx__local_open_timer(ppx__local *p);

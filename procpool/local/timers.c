@@ -17,6 +17,26 @@
 
 /* ---- tasks' deadlines -------------------------------------------------- */
 
+bool ppx__cancel_unclaimed(ppx__local *p, ppx__task *t, ppx__notify *n)
+{
+    ppx__ltask *lt = ppx__lt(t);
+    if (lt->worker < 0) {
+        ppx__cancel_task(p, t, false, false, n);
+        return true;
+    }
+    /* The slot's CAS is the one test the worker agrees with: once it
+     * reads CANCELLED it skips the call, once it claimed it the CAS fails. */
+    ppx__slot *s = ppx__task_slot(p, t);
+    uint64_t expect = ppx__slot_word(lt->seq, 0, PPX__SLOT_QUEUED);
+    if (!atomic_compare_exchange_strong(&s->state, &expect,
+                                        ppx__slot_word(lt->seq, 0, PPX__SLOT_CANCELLED)))
+        return false;
+    if (ppx__task_stop_future(p->pool, t, false, n) && p->pool->trace)
+        ppx__observe_mark(p, "cancelled", t, lt->worker, -1, NULL);
+    ppx__task_reschedule(p, t); /* only a lingering ack is left */
+    return true;
+}
+
 void ppx__cancel_task(ppx__local *p, ppx__task *t, bool kill_later, bool timed_out,
                       ppx__notify *n)
 {

@@ -6,6 +6,8 @@
  */
 #include "remote.h"
 
+#include <errno.h>
+
 static int mpi_start(ppx_pool *p)
 {
     p->opt.trace_path = NULL; /* traces are of local workers only */
@@ -60,6 +62,17 @@ static bool mpi_frame_free(ppx_pool *p, void *frame, size_t cap)
     return false;
 }
 
+/* A node's workers are its own local pool's, out of rank 0's reach
+ * (no message asks a node to signal them, and it would replace them):
+ * refused before anything changes. */
+static int mpi_signal_workers(ppx_pool *p, int sig, ppx__notify *n)
+{
+    (void)p;
+    (void)sig;
+    (void)n;
+    return -ENOSYS;
+}
+
 /* The progress thread needs the pool's lock to leave. */
 static void mpi_stop(ppx_pool *p)
 {
@@ -81,6 +94,8 @@ const ppx__backend_ops ppx__mpi_ops = {
     .submit = ppx__remote_submit,
     .cancel = ppx__remote_cancel,
     .cancel_all = ppx__remote_cancel_all,
+    .cancel_queued = ppx__remote_cancel_queued,
+    .signal_workers = mpi_signal_workers,
     .process = ppx__remote_process,
     .spin = mpi_spin,
     .task_state = ppx__remote_state,

@@ -234,6 +234,22 @@ void ppx__remote_cancel_all(ppx_pool *p, bool kill_later, ppx__notify *n)
     }
 }
 
+void ppx__remote_cancel_queued(ppx_pool *p, ppx__notify *n)
+{
+    ppx__remote *r = rm(p);
+    while (r->queue.head)
+        ppx__remote_cancel(p, ppx__list_first(&r->queue), false, false, n);
+    /* Placed but not taken by the progress thread: the node never hears
+     * of it. One already sent may have started there (rank 0 is not told
+     * when): it runs to its end. */
+    for (int i = 0; i < r->nnodes; i++) {
+        ppx__node *nd = &r->nodes[i];
+        for (uint32_t s = 0; s < nd->cap; s++)
+            if (nd->slot[s] && nd->slot[s]->fut && ppx__rt(nd->slot[s])->at == PPX__AT_OUT)
+                ppx__remote_cancel(p, nd->slot[s], false, false, n);
+    }
+}
+
 void ppx__remote_node_lost(ppx_pool *p, int i, const char *why, ppx__notify *n)
 {
     ppx__remote *r = rm(p);

@@ -138,6 +138,8 @@ void ppx__remote_cancel(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_o
                         ppx__notify *n);
 /* Cancels every call (pool free or shutdown CANCEL). */
 void ppx__remote_cancel_all(ppx_pool *p, bool kill_later, ppx__notify *n);
+/* Cancels the calls no node has been sent (shutdown CANCEL_QUEUED). */
+void ppx__remote_cancel_queued(ppx_pool *p, ppx__notify *n);
 /* One round: the inbox, queued deadlines, placement. */
 void ppx__remote_process(ppx_pool *p, ppx__notify *n);
 /* Resolves the futures answered by the messages in the inbox. */
