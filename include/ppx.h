@@ -120,6 +120,10 @@ typedef enum ppx_state {
     PPX_CANCELLED    /* resolved by cancellation */
 } ppx_state;
 
+/* The state's name: "PENDING", "RUNNING", "DONE", "FAILED",
+ * "CANCELLED"; "UNKNOWN" for any other value. Static. Any thread. */
+const char *ppx_state_name(ppx_state s);
+
 /*
  * What a failed (or cancelled) future or awaitable carries. All strings
  * are owned by it, NUL-terminated, never NULL, and live as long as it does.
@@ -148,6 +152,15 @@ typedef struct ppx_error {
      * An error built by the caller may leave it NULL. */
     const char *node;
 } ppx_error;
+
+/* A copy of e that lives on its own, past the last unref of the future
+ * or awaitable it came from: one allocation holds the struct and its
+ * strings (a NULL string stays NULL); free it with ppx_error_free. 0,
+ * PPX_EINVAL (e or out NULL), PPX_ENOMEM. Any thread. */
+int ppx_error_copy(const ppx_error *e, ppx_error **out);
+/* Frees a copy made by ppx_error_copy (NULL: nothing); never an error a
+ * future or awaitable lends. */
+void ppx_error_free(ppx_error *e);
 
 /* ------------------------------------------------------------------ */
 /* Values: a borrowed view of one msgpack object                      */
@@ -711,6 +724,12 @@ int ppx_future_cancel(ppx_future *f);
  * NULL), PPX_EBADOBJ, PPX_EFORKED (f is unresolved in a fork's copy of
  * its pool) or PPX_ENOMEM (then cb is never called). */
 int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg);
+/* Removes every callback added as (cb, arg) that has not been called, as
+ * asyncio's remove_done_callback: returns how many (0 once f resolved:
+ * its callbacks have run or are running), PPX_EINVAL (cb NULL),
+ * PPX_EBADOBJ, PPX_EFORKED (f is unresolved in a fork's copy of its
+ * pool). Takes the pool's lock while f is unresolved. */
+int ppx_future_remove_done_callback(ppx_future *f, ppx_future_cb cb, void *arg);
 
 /*
  * Waits on n futures at once, like concurrent.futures.wait: blocks until
@@ -895,7 +914,9 @@ ppx_future *ppx_awaitable_future(const ppx_awaitable *aw);
 /* Cancels the awaitable and what it runs: a call (process or thread), a
  * gather's children, ppx_wait_for's child, a task group's tasks, a lazy
  * map's calls in flight; ppx_wait leaves its children alone. Its
- * callbacks run before this returns. 0, PPX_EDONE if it already resolved,
+ * callbacks run before this returns. 0, PPX_EDONE if it already resolved
+ * (or, for one of ppx_awaitable_create's, another thread has set its
+ * outcome, which resolves it on a coming turn of the loop),
  * PPX_EBADOBJ. */
 int ppx_awaitable_cancel(ppx_awaitable *aw);
 /* Callback on the loop thread, exactly once; if already resolved it is
@@ -903,6 +924,58 @@ int ppx_awaitable_cancel(ppx_awaitable *aw);
  * PPX_ENOMEM (then cb is never called). */
 int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb,
                                     void *arg);
+/* Removes every callback added as (cb, arg) that has not been called, as
+ * asyncio's remove_done_callback: returns how many (0 once aw resolved:
+ * its callbacks have run, or are running), PPX_EINVAL (cb NULL),
+ * PPX_EBADOBJ. */
+int ppx_awaitable_remove_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb,
+                                       void *arg);
+
+/*
+ * A future the application resolves, like asyncio's loop.create_future():
+ * the bridge from a callback- or thread-based source to awaitables.
+ * _create (on the loop's thread) gives a pending awaitable of loop;
+ * _set_result resolves it DONE with a copy of msgpack, one encoded object
+ * (len 0: nil; msgpack may then be NULL); _set_error resolves it FAILED
+ * with copies of type (NULL or "": "Error") and message (NULL: ""), its
+ * other fields "" and 0. ppx_awaitable_cancel resolves it CANCELLED.
+ *
+ * _set_result and _set_error may be called on any thread. On the loop's
+ * thread the awaitable resolves, and its callbacks run, before the call
+ * returns; on another thread the outcome is handed to the loop's thread
+ * (through a uv_async), where the awaitable resolves on a coming turn of
+ * the loop. The first of them, or of a cancel, decides: later ones get
+ * PPX_EDONE (asyncio's InvalidStateError), and so does a cancel on the
+ * loop's thread that comes after another thread's set, whose outcome
+ * wins. From another thread, aw must be live throughout the call: keep a
+ * reference on the loop's thread until that thread is done with aw
+ * (references are not thread-safe: it cannot take one itself).
+ *
+ * While one is pending it keeps loop alive (uv_run does not return, as
+ * when a handle is active): resolve or cancel each, or the loop runs
+ * forever. Once none is pending the loop holds nothing of them (run it
+ * once more before uv_loop_close, as for any closing handle).
+ *
+ * Errors: _create: PPX_EINVAL (loop or out NULL), PPX_ENOMEM, a libuv
+ * code (uv_async_init). _set_*: PPX_EDONE (already resolved or
+ * cancelled), PPX_EINVAL (aw is not one of these awaitables; msgpack
+ * NULL with len > 0), PPX_EMALFORMED (msgpack is not exactly one
+ * well-formed object), PPX_ENOMEM, PPX_EBADOBJ.
+ */
+int ppx_awaitable_create(struct uv_loop_s *loop, ppx_awaitable **out);
+int ppx_awaitable_set_result(ppx_awaitable *aw, const void *msgpack, size_t len);
+int ppx_awaitable_set_error(ppx_awaitable *aw, const char *type, const char *message);
+
+/*
+ * Shields aw from cancellation, like asyncio.shield: the returned outer
+ * awaitable resolves as aw does (same state, value and error; a
+ * reference to aw is taken), but cancelling the outer cancels only the
+ * outer: aw goes on, and its callbacks run when it ends. Cancelling aw
+ * itself cancels the outer too. If aw has resolved, so has the outer on
+ * return. Errors: PPX_EINVAL (loop or out NULL), PPX_EBADOBJ (aw NULL
+ * or not an awaitable), PPX_ENOMEM.
+ */
+int ppx_shield(struct uv_loop_s *loop, ppx_awaitable *aw, ppx_awaitable **out);
 
 /*
  * Progress of a gather (and so of ppx_run_in_executor_map, in chunks), a

@@ -152,8 +152,10 @@ int ppx_awaitable_cancel(ppx_awaitable *aw)
     if (aw->ops) {
         ppx_awaitable_ref(aw);
         aw->ops->cancel(aw);
+        /* Still pending: its outcome was decided first, elsewhere. */
+        int rc = aw->state == PPX_PENDING ? PPX_EDONE : 0;
         ppx_awaitable_unref(aw);
-        return 0;
+        return rc;
     }
     /* Resolves the future on this thread, which settles aw at once. */
     return ppx_future_cancel(aw->fut);
@@ -189,6 +191,23 @@ void ppx__awaitable_remove_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb,
             return;
         }
     }
+}
+
+int ppx_awaitable_remove_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb, void *arg)
+{
+    if (!live(aw))
+        return PPX_EBADOBJ;
+    if (!cb)
+        return PPX_EINVAL;
+    /* Settling detaches the list before running it: callbacks already
+     * due are not found here. */
+    size_t kept = 0;
+    for (size_t i = 0; i < aw->ncbs; i++)
+        if (aw->cbs[i].cb != cb || aw->cbs[i].arg != arg)
+            aw->cbs[kept++] = aw->cbs[i];
+    int removed = (int)(aw->ncbs - kept);
+    aw->ncbs = kept;
+    return removed;
 }
 
 /* Counting a child whose callback could not be added as "reported" would

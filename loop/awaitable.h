@@ -48,7 +48,9 @@ typedef struct ppx__glink {
 /* What an awaitable that is neither a wrapped future nor a gather does
  * differently (wait, wait_for, task group, lazy map, thread call). */
 typedef struct ppx__aw_ops {
-    /* ppx_awaitable_cancel on a pending one; must settle it. */
+    /* ppx_awaitable_cancel on a pending one; must settle it, unless its
+     * outcome was already decided on another thread and is on its way
+     * (user.c): the cancel then gives PPX_EDONE. */
     void (*cancel)(struct ppx_awaitable *aw);
     /* The value of a DONE one; NULL: aw->value. */
     int (*value)(const struct ppx_awaitable *aw, ppx_value *out);

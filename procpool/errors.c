@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static _Thread_local char last_error[512];
@@ -61,4 +62,53 @@ const char *ppx_err_name(int code)
         return n ? n : "EUNKNOWN";
     }
     return "EUNKNOWN";
+}
+
+const char *ppx_state_name(ppx_state s)
+{
+    switch (s) {
+    case PPX_PENDING:
+        return "PENDING";
+    case PPX_RUNNING:
+        return "RUNNING";
+    case PPX_DONE:
+        return "DONE";
+    case PPX_FAILED:
+        return "FAILED";
+    case PPX_CANCELLED:
+        return "CANCELLED";
+    }
+    return "UNKNOWN";
+}
+
+int ppx_error_copy(const ppx_error *e, ppx_error **out)
+{
+    if (!e || !out)
+        return PPX_EINVAL;
+    /* The strings follow the struct in one block, so ppx_error_free is
+     * one free and a copy has one allocation to fail. A NULL string (a
+     * caller-built error's node) stays NULL. */
+    const char *src[5] = {e->type, e->message, e->function, e->where, e->node};
+    size_t len[5], total = sizeof(ppx_error);
+    for (int i = 0; i < 5; i++) {
+        len[i] = src[i] ? strlen(src[i]) + 1 : 0;
+        total += len[i];
+    }
+    ppx_error *c = malloc(total);
+    if (!c)
+        return PPX_ENOMEM;
+    *c = *e;
+    const char **dst[5] = {&c->type, &c->message, &c->function, &c->where, &c->node};
+    char *p = (char *)(c + 1);
+    for (int i = 0; i < 5; i++) {
+        *dst[i] = src[i] ? memcpy(p, src[i], len[i]) : NULL;
+        p += len[i];
+    }
+    *out = c;
+    return 0;
+}
+
+void ppx_error_free(ppx_error *e)
+{
+    free(e);
 }

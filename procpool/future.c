@@ -359,3 +359,36 @@ int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg)
         cb(f, arg);
     return rc < 0 ? rc : 0;
 }
+
+/* Drops every (cb, arg) from f's list under p's lock if f is still
+ * pending: how many. Once f has resolved, its list belongs to the thread
+ * running it (ppx__notify_run): 0, those callbacks are due. */
+static int remove_callbacks(ppx_pool *p, ppx_future *f, ppx_future_cb cb, void *arg)
+{
+    int removed = 0;
+    ppx__pool_lock(p);
+    if (atomic_load(&f->state) == PPX_PENDING) {
+        size_t kept = 0;
+        for (size_t i = 0; i < f->ncbs; i++)
+            if (f->cbs[i].cb != cb || f->cbs[i].arg != arg)
+                f->cbs[kept++] = f->cbs[i];
+        removed = (int)(f->ncbs - kept);
+        f->ncbs = kept;
+    }
+    ppx__pool_unlock(p);
+    return removed;
+}
+
+int ppx_future_remove_done_callback(ppx_future *f, ppx_future_cb cb, void *arg)
+{
+    if (!live(f))
+        return PPX_EBADOBJ;
+    if (!cb)
+        return PPX_EINVAL;
+    ppx_pool *p = ppx__future_pin(f);
+    if (!p)
+        return 0; /* resolved: its callbacks have run or are running */
+    int rc = ppx__pool_check(p) == PPX_EFORKED ? PPX_EFORKED : remove_callbacks(p, f, cb, arg);
+    ppx__future_unpin(f);
+    return rc;
+}

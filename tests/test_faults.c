@@ -1,12 +1,13 @@
 /* Allocation failure, one allocation at a time (fault.h): for submit,
- * wrapping, gather, wait, wait_for, as_completed, task groups and the
- * lazy map, iteration N fails the Nth allocation the library makes while
- * the operation runs (the call and the loop turns until it resolves),
- * until an iteration makes fewer than N. At every N the call either
- * returns PPX_ENOMEM and nothing of it survives (no callback later, every
- * reference given back), or it resolves: with the right values, or with
- * a MemoryError (only when an allocation was failed), never DONE while a
- * child still runs, never stuck (the loop must not run dry or hang). */
+ * wrapping, gather, wait, wait_for, as_completed, task groups, the lazy
+ * map, user awaitables and shield, iteration N fails the Nth allocation
+ * the library makes while the operation runs (the call and the loop
+ * turns until it resolves), until an iteration makes fewer than N. At
+ * every N the call either returns PPX_ENOMEM and nothing of it survives
+ * (no callback later, every reference given back), or it resolves: with
+ * the right values, or with a MemoryError (only when an allocation was
+ * failed), never DONE while a child still runs, never stuck (the loop
+ * must not run dry or hang). */
 #include "fault_loop.h"
 #include "fault.h"
 #include "ppx.h"
@@ -90,6 +91,40 @@ static void test_wrap_future(void **state)
         assert_int_equal(atomic_load(&f->refs), 1);
         ppx_future_unref(f);
         drain(fx);
+        if (!fired)
+            break;
+    }
+}
+
+/* A user awaitable resolved through a shield: each call returns
+ * PPX_ENOMEM (only when an allocation failed, and then leaves nothing
+ * behind: the loop closes at teardown) or does its work in full. */
+static void test_user_future_and_shield(void **state)
+{
+    fixture *fx = *state;
+    for (unsigned long n = 1;; n++) {
+        ppx_awaitable *aw = NULL, *outer = NULL;
+        ppx_error *copy = NULL;
+        const unsigned char five = 5;
+        fault_arm(n);
+        int rc = ppx_awaitable_create(&fx->loop, &aw);
+        int src = rc ? 0 : ppx_shield(&fx->loop, aw, &outer);
+        int vrc = rc ? 0 : ppx_awaitable_set_result(aw, &five, 1);
+        int erc = ppx_error_copy(&(ppx_error){"T", "M", "", "", 0, 0, ""}, &copy);
+        bool fired = fault_fired();
+        fault_disarm();
+        for (int i = 0, *r[] = {&rc, &src, &vrc, &erc}; i < 4; i++)
+            assert_true(*r[i] == 0 || (*r[i] == PPX_ENOMEM && fired));
+        if (aw && vrc) /* still pending: it would keep the loop */
+            assert_int_equal(ppx_awaitable_cancel(aw), 0);
+        if (aw && vrc == 0)
+            assert_int_equal(aw_int(aw), 5);
+        if (outer)
+            assert_int_equal(ppx_awaitable_state(outer), ppx_awaitable_state(aw));
+        assert_true(erc != 0 || strcmp(copy->message, "M") == 0);
+        ppx_error_free(copy);
+        ppx_awaitable_unref(outer);
+        ppx_awaitable_unref(aw);
         if (!fired)
             break;
     }
@@ -494,6 +529,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_submit_and_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrap_future, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_future_and_shield, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_in_executor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_in_executor_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gather, setup, teardown),
