@@ -185,6 +185,11 @@ void ppx__pool_take_kick(ppx_pool *p);
  * future's): a callback run here may free the pool. */
 int ppx__pool_drive_until(ppx_pool *p, bool (*done)(ppx_pool *, void *), void *arg,
                           int64_t deadline);
+/* A driver's round after its sleep in epoll_wait: one round of
+ * processing, the driver's role given up, blocked waiters told, then the
+ * callbacks. Entered and left without the lock, p->driving set by this
+ * thread (pool.c's blocking waits, waits.c's wait over several pools). */
+void ppx__pool_after_sleep(ppx_pool *p);
 /* fork.c's part of ppx_pool_free: the copy inherited through fork(). */
 void ppx__pool_free_copy(ppx_pool *p);
 /* Whether p was made by this process, not inherited through fork(). */

@@ -162,13 +162,8 @@ int ppx_pool_process(ppx_pool *p)
     return count;
 }
 
-/* One sleep in epoll_wait for the pool, then one round of processing;
- * entered and left with the lock held, p->driving set by the caller. */
-static void drive_once(ppx_pool *p, int ms)
+void ppx__pool_after_sleep(ppx_pool *p)
 {
-    ppx__pool_unlock(p);
-    struct epoll_event ev;
-    epoll_wait(p->epfd, &ev, 1, ms);
     ppx__notify n = {0};
     ppx__pool_lock(p);
     if (!p->torn_down)
@@ -179,6 +174,16 @@ static void drive_once(ppx_pool *p, int ms)
     pthread_cond_broadcast(&p->cv);
     ppx__pool_unlock(p);
     ppx__notify_run(&n);
+}
+
+/* One sleep in epoll_wait for the pool, then one round of processing;
+ * entered and left with the lock held, p->driving set by the caller. */
+static void drive_once(ppx_pool *p, int ms)
+{
+    ppx__pool_unlock(p);
+    struct epoll_event ev;
+    epoll_wait(p->epfd, &ev, 1, ms);
+    ppx__pool_after_sleep(p);
     ppx__pool_lock(p);
 }
 

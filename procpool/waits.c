@@ -21,10 +21,9 @@
  * slices of SLICE_MS, after each of which the waiter tries again to drive
  * it. Otherwise nothing runs until something is ready: no busy waiting.
  *
- * Callbacks cannot be removed through the public API; a wait that ends
- * before its futures do takes its own callbacks back (under the pool's
- * lock, while the future is still pending), so repeated timed waits on a
- * long call leave nothing behind. The waiter's memory is counted: one
+ * A wait that ends before its futures do takes its own callbacks back
+ * (ppx_future_remove_done_callback, while the future is still pending),
+ * so repeated timed waits on a long call leave nothing behind. The waiter's memory is counted: one
  * reference per callback still on a future, dropped as it runs.
  */
 #include "core.h"
@@ -108,26 +107,7 @@ static void on_done(ppx_future *f, void *arg)
  * pool, whose lock belongs to the creator (its free runs it). */
 static bool take_back(ppx_future *f, void *arg)
 {
-    ppx_pool *p = ppx__future_pin(f);
-    if (!p)
-        return false;
-    bool found = false;
-    if (ppx__pool_check(p) == 0) {
-        ppx__pool_lock(p);
-        /* The callbacks are read without the lock only once f resolved,
-         * which happens under it (future.c's enqueue). */
-        for (size_t i = 0; atomic_load(&f->state) == PPX_PENDING && i < f->ncbs; i++) {
-            if (f->cbs[i].cb != on_done || f->cbs[i].arg != arg)
-                continue;
-            memmove(&f->cbs[i], &f->cbs[i + 1], (f->ncbs - i - 1) * sizeof *f->cbs);
-            f->ncbs--;
-            found = true;
-            break;
-        }
-        ppx__pool_unlock(p);
-    }
-    ppx__future_unpin(f);
-    return found;
+    return ppx_future_remove_done_callback(f, on_done, arg) > 0;
 }
 
 static void ws_free(ppx__waitset *ws)
@@ -283,22 +263,6 @@ static long gather_pools(ppx__waitset *ws, bool *others)
     return (long)np;
 }
 
-/* pool.c's drive_once after its sleep: one round of processing, then the
- * driver's role is given up and blocked waiters are told. */
-static void process_driven(ppx_pool *p)
-{
-    ppx__notify n = {0};
-    ppx__pool_lock(p);
-    if (!p->torn_down)
-        p->ops->process(p, &n);
-    p->driving = false;
-    ppx__eventfd_drain(p->kickfd);
-    p->kicked = false;
-    pthread_cond_broadcast(&p->cv);
-    ppx__pool_unlock(p);
-    ppx__notify_run(&n);
-}
-
 /* One sleep of at most ms (-1: no limit) over the pools this thread can
  * drive and ws's eventfd, then one round of processing in each. */
 static int drive_round(ppx__waitset *ws, int ms)
@@ -318,7 +282,7 @@ static int drive_round(ppx__waitset *ws, int ms)
     ppx__eventfd_drain(ws->efd);
     for (long i = 0; i < np; i++)
         if (ws->ps[i].mine)
-            process_driven(ws->ps[i].p);
+            ppx__pool_after_sleep(ws->ps[i].p);
     /* The pins go last: a callback run above may have freed a pool that
      * only they still hold. */
     for (long i = 0; i < np; i++)
