@@ -12,6 +12,7 @@
  * long-lived group holds memory for what is running, not what ran.
  */
 #include "awaitable.h"
+#include "../procpool/util/grow.h"
 #include "children.h"
 
 #include <stdlib.h>
@@ -139,22 +140,12 @@ int ppx_task_group(uv_loop_t *loop, ppx_awaitable **out)
 /* Room for one more running task, and for its failure. */
 static int make_room(group *g)
 {
-    if (g->nrunning == g->cap) {
-        size_t cap = g->cap ? 2 * g->cap : 8;
-        member **r = realloc(g->running, cap * sizeof *r);
-        if (!r)
-            return PPX_ENOMEM;
-        g->running = r;
-        g->cap = cap;
-    }
-    if (g->nfailed + g->nrunning == g->capfailed) {
-        size_t cap = g->capfailed ? 2 * g->capfailed : 8;
-        ppx_awaitable **f = realloc(g->failed_tasks, cap * sizeof *f);
-        if (!f)
-            return PPX_ENOMEM;
-        g->failed_tasks = f;
-        g->capfailed = cap;
-    }
+    if (g->nrunning == g->cap &&
+        ppx__grow((void **)&g->running, &g->cap, 8, sizeof *g->running))
+        return PPX_ENOMEM;
+    if (g->nfailed + g->nrunning == g->capfailed &&
+        ppx__grow((void **)&g->failed_tasks, &g->capfailed, 8, sizeof *g->failed_tasks))
+        return PPX_ENOMEM;
     return 0;
 }
 
