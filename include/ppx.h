@@ -41,7 +41,7 @@ extern "C" {
 /* Version                                                             */
 
 #define PPX_VERSION_MAJOR 0
-#define PPX_VERSION_MINOR 2
+#define PPX_VERSION_MINOR 3
 #define PPX_VERSION_PATCH 0
 
 /* The version of the linked library, "MAJOR.MINOR.PATCH": a static

@@ -247,6 +247,11 @@ static void test_function_passing_on_enomem_is_a_memory_error(void **state)
     ppx_pool_free(p);
 }
 
+static void test_version_is_the_projects(void **state)
+{
+    assert_string_equal(ppx_version(), PPX_PROJECT_VERSION);
+}
+
 static void test_done_callbacks_run_exactly_once(void **state)
 {
     ppx_pool *p = new_pool(2, NULL);
@@ -1009,6 +1014,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unknown_function_fails_with_name_error, teardown),
         cmocka_unit_test_teardown(test_function_failing_without_raising_is_a_runtime_error, teardown),
         cmocka_unit_test_teardown(test_function_passing_on_enomem_is_a_memory_error, teardown),
+        cmocka_unit_test(test_version_is_the_projects),
         cmocka_unit_test_teardown(test_done_callbacks_run_exactly_once, teardown),
         cmocka_unit_test_teardown(test_cancelled_pending_task_never_runs, teardown),
         cmocka_unit_test_teardown(test_cancelled_running_task_sees_the_flag_and_worker_survives, teardown),
