@@ -248,9 +248,10 @@ uint64_t ppx_call_task_id(const ppx_call *call);
 bool ppx_call_cancelled(const ppx_call *call);
 /*
  * Reports the call's progress: done steps of total (0: total unknown).
- * The latest values win: cheap enough for a tight loop (a few stores in
- * the call's slot and a clock read; the parent is woken at most every 20
- * ms and reads the values at the latest on its next sweep, 20 ms later).
+ * The latest values win: cheap enough for a tight loop (four stores in
+ * the call's slot, a clock read every 16th time; the parent is woken at
+ * most every 20 ms and reads the values at the latest on its next sweep,
+ * 20 ms later).
  * They reach ppx_future_progress and the future's progress callbacks
  * (ppx_future_on_progress), and the progress callback of an awaitable
  * wrapping the call (ppx_awaitable_on_progress); on the thread executor
