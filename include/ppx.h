@@ -269,6 +269,22 @@ uint64_t ppx_call_task_id(const ppx_call *call);
  * gather, map or task group that failed). Costs one atomic load: check it
  * in long loops and return. */
 bool ppx_call_cancelled(const ppx_call *call);
+/*
+ * Reports the call's progress: done steps of total (0: total unknown).
+ * The latest values win: cheap enough for a tight loop (four stores in
+ * the call's slot, a clock read every 16th time; the parent is woken at
+ * most every 20 ms and reads the values at the latest on its next sweep,
+ * 20 ms later).
+ * They reach ppx_future_progress and the future's progress callbacks
+ * (ppx_future_on_progress), and the progress callback of an awaitable
+ * wrapping the call (ppx_awaitable_on_progress); on the thread executor
+ * the awaitable's callback (looked at every 20 ms and once at the end).
+ * What a worker reports is not trusted: the parent hands on done clamped
+ * to total (when total is not 0), nothing else. A batch's items
+ * (ppx_pool_map) report for the batch. Not carried across MPI yet: an
+ * MPI pool's futures report no progress. 0, or PPX_EINVAL (call NULL).
+ */
+int ppx_call_progress(ppx_call *call, uint64_t done, uint64_t total);
 
 /* Set the call's result: the last one set wins, and a ppx_raise() wins
  * over any. Strings and bytes are copied. 0, PPX_EINVAL (s or p NULL with
@@ -775,6 +791,30 @@ int ppx_futures_as_completed_new(ppx_future *const *fs, size_t n, ppx_futures_it
 int ppx_futures_as_completed_next(ppx_futures_iter *it, int timeout_ms, ppx_future **f);
 void ppx_futures_as_completed_free(ppx_futures_iter *it);
 
+/*
+ * Progress of a call that reports it (ppx_call_progress). cb(f, done,
+ * total, arg) runs, outside the pool's lock, on a thread that processes
+ * the pool (as a done callback does) each time it takes in newer values
+ * while f is pending; updates are coalesced: the latest values win, and
+ * a callback may see the same pair twice but never an older one after a
+ * newer. The values are clamped: done <= total unless total is 0
+ * (unknown). The last values a call reported are taken in with its
+ * result, before f's done callbacks, and no progress callback runs once
+ * they have begun: one running on another thread is waited for, so a
+ * progress callback must not block on a thread that may resolve f.
+ * Callbacks run in the order added and stay until f resolves. 0,
+ * PPX_EINVAL (cb NULL), PPX_EBADOBJ, PPX_EDONE (f has resolved: its
+ * last values are in ppx_future_progress), PPX_EFORKED, PPX_ENOMEM.
+ */
+typedef void (*ppx_progress_future_cb)(ppx_future *f, uint64_t done, uint64_t total,
+                                       void *arg);
+int ppx_future_on_progress(ppx_future *f, ppx_progress_future_cb cb, void *arg);
+/* The latest progress the call reported (clamped as above), for a
+ * blocking user: 0, 0 until it reported any; after f resolved, the last
+ * values it reported. Never blocks. 0, PPX_EINVAL (done or total NULL),
+ * PPX_EBADOBJ. */
+int ppx_future_progress(const ppx_future *f, uint64_t *done, uint64_t *total);
+
 /* ------------------------------------------------------------------ */
 /* Loop integration (libuv). Call these on the loop's thread.         */
 
@@ -982,9 +1022,15 @@ int ppx_shield(struct uv_loop_s *loop, ppx_awaitable *aw, ppx_awaitable **out);
  * lazy map or a task group: cb(aw, done, total, arg) runs on the loop
  * thread each time one more of its parts ends while aw is pending. total
  * is the number of parts (a task group: added so far), 0 when unknown (a
- * lazy map). One callback per awaitable; NULL removes it. Other kinds
- * have no parts: PPX_EINVAL for a single call (process or thread),
- * ppx_wait and ppx_wait_for. PPX_EBADOBJ.
+ * lazy map). A single call (ppx_run_in_executor, ppx_wrap_future, the
+ * thread executor) reports what its function reports with
+ * ppx_call_progress, coalesced (see ppx_future_on_progress), the last
+ * values before aw settles; values taken in by another thread (one
+ * blocked in ppx_future_wait on the same pool) are handed to the loop
+ * thread, the latest winning. One callback per awaitable; NULL removes
+ * it. PPX_EINVAL for ppx_wait and ppx_wait_for (they have no parts),
+ * PPX_EBADOBJ, PPX_ENOMEM or PPX_EFORKED (a wrapped future, whose
+ * progress could not be watched).
  */
 typedef void (*ppx_progress_cb)(ppx_awaitable *aw, size_t done, size_t total, void *arg);
 int ppx_awaitable_on_progress(ppx_awaitable *aw, ppx_progress_cb cb, void *arg);

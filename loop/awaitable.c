@@ -241,11 +241,24 @@ int ppx_awaitable_on_progress(ppx_awaitable *aw, ppx_progress_cb cb, void *arg)
 {
     if (!live(aw))
         return PPX_EBADOBJ;
-    if (!aw->is_gather && !(aw->ops && aw->ops->has_parts))
-        return PPX_EINVAL; /* a call or a wait has no steps to report */
+    bool wrapped = aw->fut && !aw->ops && !aw->is_gather;
+    bool own = aw->ops == &ppx__thread_ops;
+    if (!aw->is_gather && !(aw->ops && aw->ops->has_parts) && !wrapped && !own)
+        return PPX_EINVAL; /* a wait has no steps to report */
+    ppx_progress_cb was = aw->progress;
+    void *was_arg = aw->progress_arg;
     aw->progress = cb;
     aw->progress_arg = arg;
-    return 0;
+    /* A single call's progress comes from its function: watch it. */
+    int rc = !cb || aw->state != PPX_PENDING ? 0
+             : wrapped                       ? ppx__wrapped_watch_progress(aw)
+             : own                           ? ppx__thread_watch_progress(aw)
+                                             : 0;
+    if (rc) {
+        aw->progress = was;
+        aw->progress_arg = was_arg;
+    }
+    return rc;
 }
 
 int ppx_run_until_complete(uv_loop_t *loop, ppx_awaitable *aw)

@@ -30,6 +30,9 @@ typedef struct ppx__binding {
      * thread then closes the handles and lets the pool go, binding.c). */
     pthread_mutex_t mu;
     struct ppx_awaitable *cross;
+    /* Wrapped futures whose progress another thread took in (executor.c):
+     * told on the loop's thread, before cross is settled. */
+    struct ppx_awaitable *pcross;
     bool gone;
     struct ppx__binding *next;
 } ppx__binding;
@@ -72,6 +75,11 @@ struct ppx_awaitable {
     ppx_future *fut;
     ppx__binding *b;
     struct ppx_awaitable *cross_next;
+    /* Progress (executor.c): hooked on fut once a progress callback is
+     * set; on b->pcross while pcross_queued (both under b->mu). */
+    bool progress_hooked;
+    bool pcross_queued;
+    struct ppx_awaitable *pcross_next;
 
     /* a gather */
     bool is_gather;
@@ -127,6 +135,16 @@ static inline void ppx__progress(ppx_awaitable *aw, size_t done, size_t total)
 void ppx__awaitable_settle_uint(ppx_awaitable *aw, uint64_t v);
 /* The default pool, created on first use (binding.c). */
 int ppx__default_pool_get(ppx_pool **out);
+
+/* executor.c: a wrapped future's progress. Hooks aw's future for
+ * ppx_awaitable_on_progress (0 or a PPX_E* code); tells aw's callback the
+ * future's latest values (the loop's side of a hand-over). */
+int ppx__wrapped_watch_progress(ppx_awaitable *aw);
+void ppx__wrapped_tell_progress(ppx_awaitable *aw);
+/* threads.c: the thread executor's calls (ops), and the start of the
+ * look at a running one's progress when a progress callback is set. */
+extern const ppx__aw_ops ppx__thread_ops;
+int ppx__thread_watch_progress(ppx_awaitable *aw);
 
 /* Wraps a future just submitted and drops the caller's reference to it;
  * if wrapping fails the call is cancelled. */

@@ -91,13 +91,28 @@ static void on_poll(uv_poll_t *h, int status, int events)
     ppx__binding_update(b);
 }
 
-/* Settles the awaitables other threads handed over. */
+/* Settles the awaitables other threads handed over; first tells those
+ * whose progress they took in (executor.c), each held meanwhile: a
+ * progress callback may settle and drop another. */
 static void hand_over(ppx__binding *b)
 {
     pthread_mutex_lock(&b->mu);
     ppx_awaitable *list = b->cross;
     b->cross = NULL;
+    ppx_awaitable *plist = b->pcross;
+    b->pcross = NULL;
+    for (ppx_awaitable *aw = plist; aw; aw = aw->pcross_next)
+        ppx_awaitable_ref(aw);
     pthread_mutex_unlock(&b->mu);
+    while (plist) {
+        ppx_awaitable *aw = plist;
+        pthread_mutex_lock(&b->mu);
+        plist = aw->pcross_next;
+        aw->pcross_queued = false;
+        pthread_mutex_unlock(&b->mu);
+        ppx__wrapped_tell_progress(aw);
+        ppx_awaitable_unref(aw);
+    }
     while (list) {
         ppx_awaitable *aw = list;
         list = aw->cross_next;

@@ -3,7 +3,10 @@
  * ppx_run_in_executor (on a process pool, the default pool or the thread
  * executor). A future resolved on the loop's thread settles its awaitable
  * there; one resolved on another thread is handed to the loop through
- * its binding (binding.c).
+ * its binding (binding.c), and so is its progress (ppx_call_progress):
+ * taken in by another thread, it is queued on the binding's pcross and
+ * the loop's thread tells the awaitable's callback the future's latest
+ * values, before it settles anything handed over with it.
  */
 #include "awaitable.h"
 #include "../procpool/errors.h"
@@ -13,12 +16,32 @@
 
 #include <stdlib.h>
 
+/* On the loop's thread, as aw settles: it leaves the progress hand-over
+ * list, where it may wait since a thread took its last values in. */
+static void leave_pcross(ppx_awaitable *aw, ppx__binding *b)
+{
+    if (!aw->progress_hooked)
+        return;
+    pthread_mutex_lock(&b->mu);
+    if (aw->pcross_queued) {
+        for (ppx_awaitable **pp = &b->pcross; *pp; pp = &(*pp)->pcross_next)
+            if (*pp == aw) {
+                *pp = aw->pcross_next;
+                break;
+            }
+        aw->pcross_queued = false;
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
 /* Runs on whichever thread resolved the future. */
 static void on_future_done(ppx_future *f, void *arg)
 {
     ppx_awaitable *aw = arg;
     ppx__binding *b = aw->b;
     if (!b || uv_thread_equal(&b->thread, &(uv_thread_t){uv_thread_self()})) {
+        if (b)
+            leave_pcross(aw, b);
         ppx__awaitable_settle(aw, ppx_future_state(f), ppx_future_error(f));
         return;
     }
@@ -29,6 +52,49 @@ static void on_future_done(ppx_future *f, void *arg)
     b->cross = aw;
     uv_async_send(&b->async);
     pthread_mutex_unlock(&b->mu);
+}
+
+/* Runs on whichever thread took the future's new progress in. aw is
+ * alive: it settles only through on_future_done, which starts only once
+ * every progress callback of f has returned (future.c). */
+static void on_future_progress(ppx_future *f, uint64_t done, uint64_t total, void *arg)
+{
+    (void)f;
+    ppx_awaitable *aw = arg;
+    ppx__binding *b = aw->b;
+    if (uv_thread_equal(&b->thread, &(uv_thread_t){uv_thread_self()})) {
+        ppx__progress(aw, (size_t)done, (size_t)total);
+        return;
+    }
+    /* Queued once: the loop reads the latest values when it gets there. */
+    pthread_mutex_lock(&b->mu);
+    if (!aw->pcross_queued) {
+        aw->pcross_queued = true;
+        aw->pcross_next = b->pcross;
+        b->pcross = aw;
+    }
+    uv_async_send(&b->async);
+    pthread_mutex_unlock(&b->mu);
+}
+
+int ppx__wrapped_watch_progress(ppx_awaitable *aw)
+{
+    if (aw->progress_hooked || !aw->b)
+        return 0; /* hooked already, or resolved when wrapped */
+    int rc = ppx_future_on_progress(aw->fut, on_future_progress, aw);
+    if (rc == PPX_EDONE)
+        return 0; /* resolved: aw settles with the last values told */
+    if (rc == 0)
+        aw->progress_hooked = true;
+    return rc;
+}
+
+void ppx__wrapped_tell_progress(ppx_awaitable *aw)
+{
+    uint64_t done, total;
+    if (aw->state == PPX_PENDING && aw->progress &&
+        ppx_future_progress(aw->fut, &done, &total) == 0)
+        ppx__progress(aw, (size_t)done, (size_t)total);
 }
 
 /* ppx_wrap_future while f is pinned to pool (NULL: f is resolved). */

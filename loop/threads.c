@@ -7,7 +7,11 @@
  *
  * The function reads its arguments and reports through the same ppx_call
  * as in a worker; ppx_call_cancelled() turns true when the awaitable is
- * cancelled while it runs.
+ * cancelled while it runs. Its ppx_call_progress writes the call's own
+ * slot, which the loop's thread reads every PROGRESS_TICK_MS while a
+ * progress callback is set (a timer, not a wake-up per report: the
+ * function pays four stores), and once more before the awaitable
+ * settles.
  */
 #include "awaitable.h"
 #include "procpool/worker/call.h"
@@ -20,6 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define PROGRESS_TICK_MS 20
+
 typedef struct thread_call {
     uv_work_t req;
     ppx_awaitable *aw;
@@ -28,7 +34,10 @@ typedef struct thread_call {
     ppx__entry e;
     unsigned char *args;
     size_t args_len;
-    ppx__slot slot;          /* only its cancel flag is used */
+    ppx__slot slot;          /* its cancel flag and progress words */
+    uv_timer_t tick;         /* the look at progress, once a callback is set */
+    bool ticking, finished;
+    uint32_t told_seq;       /* the progress seq last told */
     msgpack_sbuffer ret;
     bool has_ret, raised;
     int rc;
@@ -66,10 +75,61 @@ static void work(uv_work_t *req)
     ppx__call_destroy(&call);
 }
 
+/* On the loop's thread: tells aw's progress callback what the function
+ * last reported, if that changed (the function's own seqlock, shared.h). */
+static void tell_progress(thread_call *tc)
+{
+    uint32_t seq = atomic_load_explicit(&tc->slot.progress_seq, memory_order_acquire);
+    if (seq == tc->told_seq || (seq & 1))
+        return;
+    uint64_t done = atomic_load_explicit(&tc->slot.progress_done, memory_order_relaxed);
+    uint64_t total = atomic_load_explicit(&tc->slot.progress_total, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&tc->slot.progress_seq, memory_order_relaxed) != seq)
+        return;
+    tc->told_seq = seq;
+    if (total && done > total)
+        done = total;
+    ppx__progress(tc->aw, (size_t)done, (size_t)total);
+}
+
+static void on_tick(uv_timer_t *h)
+{
+    tell_progress(h->data);
+}
+
+static void tick_closed(uv_handle_t *h)
+{
+    thread_call *tc = h->data;
+    ppx_awaitable_unref(tc->aw); /* the timer's */
+}
+
+int ppx__thread_watch_progress(ppx_awaitable *aw)
+{
+    thread_call *tc = aw->impl;
+    if (!tc->aw || tc->ticking || tc->finished)
+        return 0; /* not running, or watched already */
+    if (uv_timer_init(aw->loop, &tc->tick))
+        return PPX_ENOMEM; /* it cannot fail otherwise */
+    tc->tick.data = tc;
+    tc->ticking = true;
+    ppx_awaitable_ref(aw); /* the timer's, until it is closed */
+    uv_timer_start(&tc->tick, on_tick, PROGRESS_TICK_MS, PROGRESS_TICK_MS);
+    uv_unref((uv_handle_t *)&tc->tick); /* the work keeps the loop alive */
+    return 0;
+}
+
 static void after_work(uv_work_t *req, int status)
 {
     thread_call *tc = req->data;
     ppx_awaitable *aw = tc->aw;
+    tc->finished = true;
+    if (tc->ticking) {
+        tc->ticking = false;
+        uv_close((uv_handle_t *)&tc->tick, tick_closed);
+    }
+    if (aw->state == PPX_PENDING && status == 0)
+        tell_progress(tc); /* the last values, before it settles */
     if (aw->state == PPX_PENDING) {
         aw->own_err = (ppx_error){"", "", tc->e.name, "", (long)getpid(), 0, ""};
         if (status != 0) {
@@ -131,7 +191,7 @@ static void release(ppx_awaitable *aw)
     free(tc);
 }
 
-static const ppx__aw_ops thread_ops = {cancel, NULL, release, false};
+const ppx__aw_ops ppx__thread_ops = {cancel, NULL, release, false};
 
 int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t args_len,
                       ppx_awaitable **out)
@@ -145,7 +205,7 @@ int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t 
     thread_call *tc = calloc(1, sizeof *tc);
     if (!tc)
         return PPX_ENOMEM;
-    ppx_awaitable *aw = ppx__awaitable_new(loop, &thread_ops, tc);
+    ppx_awaitable *aw = ppx__awaitable_new(loop, &ppx__thread_ops, tc);
     tc->args = malloc(args_len);
     if (!aw || !tc->args) {
         free(tc->args);

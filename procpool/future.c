@@ -3,6 +3,7 @@
 #include "procpool/wire/frame.h"
 #include "pool.h"
 
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,12 +193,147 @@ void ppx__future_cancelled(ppx_future *f, ppx__notify *n)
     enqueue(f, PPX_CANCELLED, n);
 }
 
+/* ---- progress ----------------------------------------------------------
+ *
+ * Progress callbacks run outside the pool's lock, like done callbacks,
+ * on the thread that took the new values in; several threads may do so
+ * at once (each driving the pool for a while). pdisp keeps them in line:
+ * one thread at a time runs f's progress callbacks (RUN), another that
+ * has newer values asks it to look again (AGAIN) rather than run them
+ * alongside; and once f's done callbacks begin (DONE) no progress
+ * callback starts, and the done callbacks wait for one that is running
+ * on another thread (a callback that resolves f itself, on the running
+ * thread, is not waited for: the progress loop stops after it). So an
+ * awaitable's hook, or a user's, never meets an argument its done
+ * callback has let go of. */
+#define PD_RUN 1u
+#define PD_AGAIN 2u
+#define PD_DONE 4u
+
+/* The futures whose progress callbacks this thread is running (nested
+ * when a callback drives the pool). */
+typedef struct pframe {
+    const ppx_future *f;
+    struct pframe *up;
+} pframe;
+static _Thread_local pframe *dispatching;
+
+static bool dispatching_here(const ppx_future *f)
+{
+    for (const pframe *fr = dispatching; fr; fr = fr->up)
+        if (fr->f == f)
+            return true;
+    return false;
+}
+
+/* The latest pair, whole (the writer holds the pool's lock for four
+ * stores; a fork's copy whose writer was mid-way gives up after a
+ * while and takes what it reads). */
+static uint32_t read_progress(const ppx_future *f, uint64_t *done, uint64_t *total)
+{
+    for (int tries = 0;; tries++) {
+        uint32_t s1 = atomic_load_explicit(&f->pseq, memory_order_acquire);
+        *done = atomic_load_explicit(&f->pdone, memory_order_relaxed);
+        *total = atomic_load_explicit(&f->ptotal, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        uint32_t s2 = atomic_load_explicit(&f->pseq, memory_order_relaxed);
+        if ((!(s1 & 1) && s1 == s2) || tries > 1000)
+            return s2;
+        sched_yield();
+    }
+}
+
+void ppx__future_progress(ppx_future *f, uint64_t done, uint64_t total, ppx__notify *n)
+{
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) != PPX_PENDING)
+        return;
+    uint32_t s = atomic_load_explicit(&f->pseq, memory_order_relaxed);
+    atomic_store_explicit(&f->pseq, s + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&f->pdone, done, memory_order_relaxed);
+    atomic_store_explicit(&f->ptotal, total, memory_order_relaxed);
+    atomic_store_explicit(&f->pseq, s + 2, memory_order_release);
+    if (!atomic_load_explicit(&f->pcbs, memory_order_relaxed) ||
+        atomic_exchange_explicit(&f->pqueued, true, memory_order_acq_rel))
+        return; /* nobody to tell, or queued already: the latest wins */
+    ppx_future_ref(f);
+    f->pnext = NULL;
+    if (n->ptail)
+        n->ptail->pnext = f;
+    else
+        n->phead = f;
+    n->ptail = f;
+}
+
+static void run_progress(ppx_future *f)
+{
+    unsigned v = atomic_load_explicit(&f->pdisp, memory_order_acquire);
+    for (;;) {
+        if (v & PD_DONE)
+            return;
+        unsigned want = v & PD_RUN ? v | PD_AGAIN : v | PD_RUN;
+        if (atomic_compare_exchange_weak_explicit(&f->pdisp, &v, want, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            if (v & PD_RUN)
+                return; /* the thread running them looks again */
+            break;
+        }
+    }
+    pframe fr = {f, dispatching};
+    dispatching = &fr;
+    for (;;) {
+        uint64_t done, total;
+        uint32_t seq = read_progress(f, &done, &total);
+        if (seq != f->pdelivered) {
+            f->pdelivered = seq;
+            for (ppx__pcb *c = atomic_load_explicit(&f->pcbs, memory_order_acquire); c;
+                 c = atomic_load_explicit(&c->next, memory_order_acquire)) {
+                if (atomic_load_explicit(&f->pdisp, memory_order_acquire) & PD_DONE)
+                    break;
+                c->cb(f, done, total, c->arg);
+            }
+        }
+        v = atomic_load_explicit(&f->pdisp, memory_order_acquire);
+        unsigned want;
+        do {
+            want = (v & PD_AGAIN) && !(v & PD_DONE) ? v & ~PD_AGAIN : v & ~(PD_RUN | PD_AGAIN);
+        } while (!atomic_compare_exchange_weak_explicit(&f->pdisp, &v, want, memory_order_acq_rel,
+                                                        memory_order_acquire));
+        if (want & PD_RUN)
+            continue; /* newer values came meanwhile */
+        break;
+    }
+    dispatching = fr.up;
+}
+
+/* Before f's done callbacks: no progress callback of f starts from here
+ * on, and one running on another thread is waited for. */
+static void end_progress(ppx_future *f)
+{
+    if (!atomic_load_explicit(&f->pcbs, memory_order_acquire))
+        return; /* none was ever added: nothing can be running */
+    unsigned v = atomic_fetch_or_explicit(&f->pdisp, PD_DONE, memory_order_acq_rel);
+    if ((v & PD_RUN) && !dispatching_here(f))
+        while (atomic_load_explicit(&f->pdisp, memory_order_acquire) & PD_RUN)
+            sched_yield();
+}
+
 void ppx__notify_run(ppx__notify *n)
 {
+    ppx_future *pf = n->phead;
+    n->phead = n->ptail = NULL;
+    while (pf) {
+        ppx_future *next = pf->pnext;
+        atomic_store_explicit(&pf->pqueued, false, memory_order_release);
+        run_progress(pf);
+        ppx_future_unref(pf);
+        pf = next;
+    }
     ppx_future *f = n->head;
     n->head = n->tail = NULL;
     while (f) {
         ppx_future *next = f->notify_next;
+        end_progress(f);
         /* Resolved: nobody appends to cbs any more (see add_done_callback). */
         for (size_t i = 0; i < f->ncbs; i++)
             f->cbs[i].cb(f, f->cbs[i].arg);
@@ -236,6 +372,13 @@ void ppx_future_unref(ppx_future *f)
     free(f->err_mem);
     if (f->cbs != f->cb_inline)
         free(f->cbs);
+    /* Kept until here: a progress callback that resolved f on its own
+     * thread is still walking the list when the done callbacks end. */
+    for (ppx__pcb *c = atomic_load_explicit(&f->pcbs, memory_order_acquire); c;) {
+        ppx__pcb *next = atomic_load_explicit(&c->next, memory_order_relaxed);
+        free(c);
+        c = next;
+    }
     f->magic = FUTURE_DEAD;
     free(f);
 }
@@ -391,4 +534,51 @@ int ppx_future_remove_done_callback(ppx_future *f, ppx_future_cb cb, void *arg)
     int rc = ppx__pool_check(p) == PPX_EFORKED ? PPX_EFORKED : remove_callbacks(p, f, cb, arg);
     ppx__future_unpin(f);
     return rc;
+}
+
+int ppx_future_on_progress(ppx_future *f, ppx_progress_future_cb cb, void *arg)
+{
+    if (!live(f))
+        return PPX_EBADOBJ;
+    if (!cb)
+        return PPX_EINVAL;
+    ppx_pool *p = ppx__future_pin(f);
+    if (!p)
+        return PPX_EDONE;
+    int rc = ppx__pool_check(p) == PPX_EFORKED ? PPX_EFORKED : 0;
+    ppx__pcb *c = rc ? NULL : malloc(sizeof *c);
+    if (!rc && !c)
+        rc = PPX_ENOMEM;
+    if (c) {
+        c->cb = cb;
+        c->arg = arg;
+        atomic_init(&c->next, NULL);
+        ppx__pool_lock(p);
+        if (atomic_load(&f->state) != PPX_PENDING) {
+            rc = PPX_EDONE;
+        } else {
+            /* Appended (callbacks run in the order added), published
+             * with a release store: dispatchers walk it without the lock. */
+            ppx__pcb *_Atomic *at = &f->pcbs;
+            ppx__pcb *cur;
+            while ((cur = atomic_load_explicit(at, memory_order_relaxed)))
+                at = &cur->next;
+            atomic_store_explicit(at, c, memory_order_release);
+            c = NULL;
+        }
+        ppx__pool_unlock(p);
+        free(c);
+    }
+    ppx__future_unpin(f);
+    return rc;
+}
+
+int ppx_future_progress(const ppx_future *f, uint64_t *done, uint64_t *total)
+{
+    if (!live(f))
+        return PPX_EBADOBJ;
+    if (!done || !total)
+        return PPX_EINVAL;
+    read_progress(f, done, total);
+    return 0;
 }

@@ -13,6 +13,15 @@ typedef struct ppx__cb {
     void *arg;
 } ppx__cb;
 
+/* A progress callback: appended under the pool's lock while the future
+ * is pending, read without it by whoever dispatches progress (next is
+ * published with a release store), freed once the done callbacks ran. */
+typedef struct ppx__pcb {
+    ppx_progress_future_cb cb;
+    void *arg;
+    struct ppx__pcb *_Atomic next;
+} ppx__pcb;
+
 struct ppx_future {
     uint32_t magic;
     _Atomic int refs;
@@ -40,6 +49,22 @@ struct ppx_future {
     ppx__cb cb_inline[2];
     bool owns_function;   /* else it points at the registry's copy */
     ppx_future *notify_next;      /* on a notify list once resolved */
+
+    /* Progress (ppx_call_progress). The latest values, a seqlock written
+     * under the pool's lock by ppx__future_progress (pseq odd meanwhile)
+     * and read anywhere by ppx_future_progress. */
+    _Atomic uint32_t pseq;
+    _Atomic uint64_t pdone, ptotal;
+    /* The backend's: the worker's progress seq it last took, under the
+     * pool's lock. */
+    uint32_t src_seq;
+    ppx__pcb *_Atomic pcbs; /* NULL until ppx_future_on_progress */
+    /* Dispatching progress callbacks (future.c): who runs them, whether
+     * to run them again, whether the done callbacks have begun. */
+    _Atomic unsigned pdisp;
+    uint32_t pdelivered;       /* pseq last given to the callbacks */
+    _Atomic bool pqueued;      /* on some notify's progress list */
+    ppx_future *pnext;         /* there */
 };
 
 /* What asking for the value of something in state st (not DONE) returns:
@@ -49,10 +74,13 @@ static inline int ppx__not_done_rc(int st)
     return st == PPX_FAILED ? PPX_ETASK : st == PPX_CANCELLED ? PPX_ECANCELED : PPX_EPENDING;
 }
 
-/* Futures resolved under the lock, whose callbacks run after it. */
+/* Futures resolved under the lock, whose callbacks run after it; and
+ * futures whose progress changed (each holding a reference), whose
+ * progress callbacks run first. */
 typedef struct ppx__notify {
     ppx_future *head, *tail;
     int count;
+    ppx_future *phead, *ptail;
 } ppx__notify;
 
 /* A new pending future with two references: the caller's and the pool's;
@@ -75,7 +103,13 @@ void ppx__future_fail_at(ppx_future *f, const char *type, const char *message,
 void ppx__future_failf(ppx_future *f, const char *type, long pid, ppx__notify *n,
                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void ppx__future_cancelled(ppx_future *f, ppx__notify *n);
-/* Outside any lock: runs the callbacks of every future on n and drops the
+/* Under the pool's lock, while f is pending: its latest progress (done
+ * already clamped by the caller); queues its progress callbacks on n if
+ * it has any. */
+void ppx__future_progress(ppx_future *f, uint64_t done, uint64_t total, ppx__notify *n);
+
+/* Outside any lock: runs the progress callbacks of every future on n's
+ * progress list, then the callbacks of every future on n and drops the
  * references n held, and each future's reference on its pool (which may
  * be the last: a caller that uses the pool after holds one of its own). */
 void ppx__notify_run(ppx__notify *n);

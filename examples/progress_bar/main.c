@@ -4,7 +4,12 @@
  * callback on the loop thread. On a terminal the bar updates in place;
  * otherwise a line is printed every 10%.
  *
- *   ./build/examples/progress_bar [--jobs N] [--iterations M]
+ * With --one-job, one long job of N * M iterations instead: the function
+ * reports its own steps with ppx_call_progress (cheap enough for every
+ * 1024th iteration: the parent hears of the latest within about 20 ms),
+ * and the awaitable of ppx_run_in_executor hands them to the same bar.
+ *
+ *   ./build/examples/progress_bar [--jobs N] [--iterations M] [--one-job]
  */
 #include <ppx.h>
 
@@ -23,7 +28,10 @@ static int spin(ppx_call *c, void *u)
     for (uint64_t i = 0; i < n; i++) {
         x += i * 2654435761u;
         __asm__("" : "+r"(x)); /* a real loop, not its closed form */
+        if ((i & 1023) == 1023)
+            ppx_call_progress(c, i + 1, n); /* the latest wins: call it often */
     }
+    ppx_call_progress(c, n, n);
     return ppx_return_uint(c, x);
 }
 
@@ -33,6 +41,7 @@ typedef struct job {
     unsigned char args[16];
     bool tty;
     size_t last_tenth;
+    const char *unit; /* "jobs", or "%" for one job's steps */
 } job;
 
 static int next_input(void *arg, size_t i, const void **args, size_t *len)
@@ -50,33 +59,56 @@ static int next_input(void *arg, size_t i, const void **args, size_t *len)
     return 1;
 }
 
+/* Redraws the bar at done of total. */
+static void show(job *j, size_t done, size_t total)
+{
+    if (j->tty) {
+        char bar[41];
+        size_t fill = (size_t)((double)done * 40 / (double)total);
+        memset(bar, '#', fill);
+        memset(bar + fill, '.', 40 - fill);
+        bar[40] = '\0';
+        if (j->unit[0] == '%')
+            printf("\r[%s] %3zu%%", bar, (size_t)((double)done * 100 / (double)total));
+        else
+            printf("\r[%s] %zu/%zu", bar, done, total);
+        fflush(stdout);
+    } else if ((size_t)((double)done * 10 / (double)total) > j->last_tenth) {
+        j->last_tenth = (size_t)((double)done * 10 / (double)total);
+        if (j->unit[0] == '%')
+            printf("%zu%% done\n", j->last_tenth * 10);
+        else
+            printf("%zu/%zu done\n", done, total);
+    }
+}
+
 static void draw(ppx_awaitable *aw, size_t done, size_t total, void *arg)
 {
     (void)aw;
     (void)total; /* a lazy map does not know its length; we do */
     job *j = arg;
-    if (j->tty) {
-        char bar[41];
-        size_t fill = done * 40 / j->jobs;
-        memset(bar, '#', fill);
-        memset(bar + fill, '.', 40 - fill);
-        bar[40] = '\0';
-        printf("\r[%s] %zu/%zu", bar, done, j->jobs);
-        fflush(stdout);
-    } else if (done * 10 / j->jobs > j->last_tenth) {
-        j->last_tenth = done * 10 / j->jobs;
-        printf("%zu/%zu done\n", done, j->jobs);
-    }
+    show(j, done, j->jobs);
+}
+
+/* One job's own steps (ppx_call_progress), as its function counts them. */
+static void draw_steps(ppx_awaitable *aw, size_t done, size_t total, void *arg)
+{
+    (void)aw;
+    if (total)
+        show(arg, done, total);
 }
 
 int main(int argc, char **argv)
 {
-    job j = {.jobs = 200, .iterations = 20000000, .tty = isatty(STDOUT_FILENO)};
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--jobs") == 0)
-            j.jobs = strtoul(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--iterations") == 0)
-            j.iterations = strtoull(argv[i + 1], NULL, 10);
+    job j = {.jobs = 200, .iterations = 20000000, .tty = isatty(STDOUT_FILENO), .unit = "jobs"};
+    bool one_job = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--one-job") == 0)
+            one_job = true;
+        else if (i + 1 < argc && strcmp(argv[i], "--jobs") == 0)
+            j.jobs = strtoul(argv[++i], NULL, 10);
+        else if (i + 1 < argc && strcmp(argv[i], "--iterations") == 0)
+            j.iterations = strtoull(argv[++i], NULL, 10);
     }
     if (j.jobs == 0)
         return fprintf(stderr, "--jobs must be at least 1\n"), 2;
@@ -87,6 +119,26 @@ int main(int argc, char **argv)
         return fprintf(stderr, "ppx_pool_new: %s\n", ppx_strerror(rc)), 1;
     uv_loop_t loop;
     uv_loop_init(&loop);
+    if (one_job) {
+        j.unit = "%";
+        ppx_awaitable *aw;
+        uint64_t n = (uint64_t)j.jobs * j.iterations;
+        rc = ppx_run_in_executorf(&loop, pool, &aw, "spin", "U", (unsigned long long)n);
+        if (rc == 0) {
+            ppx_awaitable_on_progress(aw, draw_steps, &j);
+            ppx_run_until_complete(&loop, aw);
+            if (ppx_awaitable_state(aw) == PPX_DONE)
+                printf("%sone job of %llu iterations done\n", j.tty ? "\n" : "",
+                       (unsigned long long)n);
+            else
+                printf("\nfailed: %s\n", ppx_awaitable_error(aw)->message);
+            ppx_awaitable_unref(aw);
+        }
+        ppx_pool_free(pool);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return rc ? 1 : 0;
+    }
     ppx_awaitable *map;
     rc = ppx_map_lazy(&loop, pool, "spin", 2 * (size_t)ppx_pool_workers(pool), next_input, NULL,
                       &j, &map);

@@ -82,6 +82,11 @@ static void place(ppx__local *p, int wi, ppx__task *t)
     atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
     atomic_store_explicit(&s->started_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&s->ended_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->progress_seq, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->progress_done, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->progress_total, 0, memory_order_relaxed);
+    if (t->fut)
+        t->fut->src_seq = 0;
     atomic_store_explicit(&s->state, ppx__slot_word(ppx__lt(t)->seq, 0, PPX__SLOT_QUEUED),
                           memory_order_release);
     if (!ppx__arena_owns(&p->arena, t->frame))
@@ -214,6 +219,40 @@ void ppx__sweep(ppx__local *p)
     }
 }
 
+/* ---- progress --------------------------------------------------------- */
+
+void ppx__task_progress(ppx__local *p, ppx__task *t, ppx__notify *n)
+{
+    ppx_future *f = t->fut;
+    if (!f || ppx__lt(t)->worker < 0)
+        return;
+    /* The worker's seqlock (shared.h), read as untrusted input: an odd
+     * or moving seq is skipped until the next look, and whatever the
+     * words say, done never exceeds a known total. */
+    ppx__slot *s = ppx__task_slot(p, t);
+    uint32_t seq = atomic_load_explicit(&s->progress_seq, memory_order_acquire);
+    if (seq == f->src_seq || (seq & 1))
+        return;
+    uint64_t done = atomic_load_explicit(&s->progress_done, memory_order_relaxed);
+    uint64_t total = atomic_load_explicit(&s->progress_total, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&s->progress_seq, memory_order_relaxed) != seq)
+        return;
+    f->src_seq = seq;
+    if (total && done > total)
+        done = total;
+    ppx__future_progress(f, done, total, n);
+}
+
+void ppx__scan_progress(ppx__local *p, ppx__notify *n)
+{
+    /* A worker runs its oldest call (the others wait in its ring): one
+     * load per busy worker when nothing changed. */
+    for (int i = 0; i < p->nworkers; i++)
+        if (p->w[i].alive && p->w[i].tasks.head)
+            ppx__task_progress(p, ppx__list_first(&p->w[i].tasks), n);
+}
+
 /* ---- replies ---------------------------------------------------------- */
 
 /* A worker that breaks the protocol cannot be trusted with more work:
@@ -274,6 +313,8 @@ static void handle_reply(ppx__local *p, ppx__worker *w, const void *frame, size_
     }
     if (p->pool->trace && !(rc == 0 && env.kind == PPX__ENV_SKIP))
         trace_reply(p, t, rc, &env);
+    if (f && rc == 0 && (env.kind == PPX__ENV_RESULT || env.kind == PPX__ENV_ERROR))
+        ppx__task_progress(p, t, n); /* the last values, before the result */
     if (f) {
         p->pool->unresolved--;
         if (rc != 0) {

@@ -332,6 +332,7 @@ static void local_process(ppx_pool *pool, ppx__notify *n)
         for (int i = 0; i < p->nworkers; i++)
             if (p->w[i].alive)
                 ppx__drain_replies(p, &p->w[i], n);
+        ppx__scan_progress(p, n); /* ppx_call_progress of the calls running */
         for (int k = 0; k < nev; k++) {
             uint64_t tag = ev[k].data.u64;
             if (tag == PPX__EV_TIMER)

@@ -164,6 +164,11 @@ void ppx__pump(ppx__local *p);
 void ppx__drain_replies(ppx__local *p, ppx__worker *w, ppx__notify *n);
 /* The periodic look at busy workers without a wake-up (see PPX__SWEEP_NS). */
 void ppx__sweep(ppx__local *p);
+/* Takes in the progress t's worker wrote in its slot, if it changed
+ * (ppx_call_progress; clamped), for t's future; and so for the call each
+ * busy worker runs (its oldest). */
+void ppx__task_progress(ppx__local *p, ppx__task *t, ppx__notify *n);
+void ppx__scan_progress(ppx__local *p, ppx__notify *n);
 
 /* exits.c */
 /* A worker ended: code/status as in siginfo (CLD_*), or code 0 when the

@@ -49,7 +49,7 @@
 #include <stdint.h>
 
 #define PPX__SHARED_MAGIC 0x70707850u /* "ppxP" */
-#define PPX__SHARED_VERSION 5u
+#define PPX__SHARED_VERSION 6u
 
 enum {
     PPX__SLOT_FREE = 0,
@@ -62,7 +62,14 @@ enum {
 typedef struct ppx__slot {
     _Atomic uint64_t state;  /* seq | worker | state, see above */
     _Atomic uint32_t cancel; /* 1: the running call should stop */
-    uint32_t reserved;
+    /* The call's progress (ppx_call_progress), a seqlock written by the
+     * worker alone: progress_seq odd while progress_done and
+     * progress_total are rewritten, even (and grown by 2) once they are
+     * whole. The parent zeroes all three when it places the call and
+     * reads them only as a hint of what to tell the future: a torn or
+     * odd read is skipped, done is clamped to total (see ppx__task_progress
+     * in local/dispatch.c). */
+    _Atomic uint32_t progress_seq;
     /* Monotonic ns (CLOCK_MONOTONIC, the same clock in every process)
      * just before the worker called the function and just after it
      * returned; the parent zeroes both when it places the call. Written
@@ -71,8 +78,11 @@ typedef struct ppx__slot {
      * statistics and the trace only and are clamped, never trusted. */
     _Atomic int64_t started_ns;
     _Atomic int64_t ended_ns;
+    _Atomic uint64_t progress_done;
+    _Atomic uint64_t progress_total; /* 0: unknown */
+    uint64_t reserved[2];
 } ppx__slot;
-_Static_assert(sizeof(ppx__slot) == 32, "slot layout is shared ABI");
+_Static_assert(sizeof(ppx__slot) == 64, "slot layout is shared ABI");
 
 static inline uint64_t ppx__slot_word(uint32_t seq, uint32_t worker, uint32_t st)
 {

@@ -24,6 +24,9 @@ int ppx__call_init(ppx_call *call, uint64_t task_id, const char *fn, size_t fn_l
     call->args = args;
     call->next_p = c.p;
     call->slot = slot;
+    if (slot) /* even: nothing of ours is half written */
+        call->progress_seq =
+            atomic_load_explicit(&slot->progress_seq, memory_order_relaxed) & ~1u;
     call->ret = call->heap = ret;
     msgpack_sbuffer_clear(ret);
     return 0;
@@ -146,6 +149,27 @@ bool ppx_call_cancelled(const ppx_call *call)
 {
     return call && call->slot &&
            atomic_load_explicit(&((ppx__slot *)call->slot)->cancel, memory_order_relaxed);
+}
+
+int ppx_call_progress(ppx_call *call, uint64_t done, uint64_t total)
+{
+    if (!call)
+        return PPX_EINVAL;
+    if (!call->slot || call->no_progress)
+        return 0;
+    /* A seqlock with one writer (shared.h): odd while the pair is
+     * rewritten, so the reader never takes half of an update. */
+    ppx__slot *s = (ppx__slot *)call->slot;
+    uint32_t seq = call->progress_seq;
+    atomic_store_explicit(&s->progress_seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&s->progress_done, done, memory_order_relaxed);
+    atomic_store_explicit(&s->progress_total, total, memory_order_relaxed);
+    atomic_store_explicit(&s->progress_seq, seq + 2, memory_order_release);
+    call->progress_seq = seq + 2;
+    if (call->progress_wake)
+        call->progress_wake(call->progress_ctx);
+    return 0;
 }
 
 /* Starts a fresh result: the last ppx_return_* wins. */

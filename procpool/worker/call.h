@@ -19,6 +19,15 @@ struct ppx_call {
     msgpack_sbuffer fixed; /* memory lent by ppx__call_lend, never grown */
     bool has_ret;
     bool raised;
+    /* ppx_call_progress: the slot's progress seq this side last wrote
+     * (from the slot at init, so a batch's items go on counting), and
+     * whether writing it is forbidden (a forked copy of the worker). */
+    bool no_progress;
+    uint32_t progress_seq;
+    /* Told after each progress store, when set (the worker: a throttled
+     * wake-up of the parent; the thread executor polls instead). */
+    void (*progress_wake)(void *ctx);
+    void *progress_ctx;
     char type[256];
     char where[256];
     char *message; /* heap, when raised */

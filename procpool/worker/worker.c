@@ -24,6 +24,10 @@
 #define IDLE_SPIN 2000
 /* Idle sleeps wake this often to check that the parent still exists. */
 #define ORPHAN_CHECK_MS 1000
+/* The least time between two wake-ups for progress, and how many reports
+ * pass between two clock reads (see progress_wake). */
+#define PROGRESS_WAKE_NS (20 * 1000000LL)
+#define PROGRESS_CLOCK_EVERY 16
 
 typedef struct wctx {
     ppx__shared *sh;
@@ -57,6 +61,11 @@ typedef struct wctx {
     _Atomic uint64_t *busy_ns;
     uint64_t busy;
     int64_t call_t0; /* when the running call's function started, or 0 */
+    /* ppx_call_progress wakes the parent at most once per
+     * PROGRESS_WAKE_NS (and only when it asked, see parent_waiting); the
+     * parent's sweep reads what comes between. */
+    int64_t progress_wake_at;
+    unsigned progress_skip; /* reports left before the clock is read again */
     size_t head_len;  /* a result frame's header, fixed-width */
     msgpack_sbuffer out; /* the reply frame */
     msgpack_sbuffer ret; /* the function's result value */
@@ -107,6 +116,27 @@ static void wake_parent(wctx *w)
 {
     if (ppx__shared_wake_parent(w->ws, w->efd) < 0)
         w->wake_lost = true;
+}
+
+/* After a progress store: now and then a clock read (a clock read costs
+ * more than the stores on some machines), and at most every 20 ms the
+ * parent's eventfd, if it is waiting. The latest values win; the parent
+ * reads what the wake-ups leave out on its next look (a reply, or its
+ * sweep every 20 ms while calls are out), so the wake-up only makes it
+ * sooner. */
+static void progress_wake(void *ctx)
+{
+    wctx *w = ctx;
+    if (w->progress_skip) {
+        w->progress_skip--;
+        return;
+    }
+    w->progress_skip = PROGRESS_CLOCK_EVERY - 1;
+    int64_t now = ppx__now_ns();
+    if (now < w->progress_wake_at)
+        return;
+    w->progress_wake_at = now + PROGRESS_WAKE_NS;
+    wake_parent(w);
 }
 
 static void check_parent(const wctx *w)
@@ -230,6 +260,8 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
         send_error(w, env, "ProtocolError", "call arguments are not an array", fname, "");
         return;
     }
+    call.progress_wake = progress_wake;
+    call.progress_ctx = w;
     /* A free outbox takes the result as the function writes it, behind
      * room for the reply's header: a big result is then never copied
      * again on this side. */
@@ -308,6 +340,8 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
             type = "ProtocolError";
             snprintf(msg, sizeof msg, "item %u: arguments are not an array", i);
         } else {
+            call.progress_wake = progress_wake;
+            call.progress_ctx = w;
             int rc = call_function(w, e, &call);
             w->calls++;
             if (call.raised) {
@@ -478,8 +512,10 @@ static void forked_in_function(void)
     if (!forked_ctx)
         return;
     forked_copy = 1;
-    if (running_call)
+    if (running_call) {
         ppx__call_unlend(running_call); /* its result goes to the heap */
+        running_call->no_progress = true; /* the slot is read-only here */
+    }
     ppx__shared *sh = forked_ctx->sh;
     mprotect(sh, (size_t)(ppx__shared_region(sh, sh->nworkers) - (char *)sh), PROT_READ);
 }
