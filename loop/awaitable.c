@@ -237,23 +237,26 @@ int ppx__add_done_callbacks(ppx_awaitable *const *items, size_t n, ppx_awaitable
     return 0;
 }
 
+void ppx__wrapped_tell_progress(ppx_awaitable *aw)
+{
+    uint64_t done, total;
+    if (aw->state == PPX_PENDING && aw->progress &&
+        ppx_future_progress(aw->fut, &done, &total) == 0)
+        ppx__progress(aw, (size_t)done, (size_t)total);
+}
+
 int ppx_awaitable_on_progress(ppx_awaitable *aw, ppx_progress_cb cb, void *arg)
 {
     if (!live(aw))
         return PPX_EBADOBJ;
-    bool wrapped = aw->fut && !aw->ops && !aw->is_gather;
-    bool own = aw->ops == &ppx__thread_ops;
-    if (!aw->is_gather && !(aw->ops && aw->ops->has_parts) && !wrapped && !own)
+    if (!aw->is_gather && !(aw->ops && aw->ops->has_parts) && !aw->watch_progress)
         return PPX_EINVAL; /* a wait has no steps to report */
     ppx_progress_cb was = aw->progress;
     void *was_arg = aw->progress_arg;
     aw->progress = cb;
     aw->progress_arg = arg;
     /* A single call's progress comes from its function: watch it. */
-    int rc = !cb || aw->state != PPX_PENDING ? 0
-             : wrapped                       ? ppx__wrapped_watch_progress(aw)
-             : own                           ? ppx__thread_watch_progress(aw)
-                                             : 0;
+    int rc = cb && aw->state == PPX_PENDING && aw->watch_progress ? aw->watch_progress(aw) : 0;
     if (rc) {
         aw->progress = was;
         aw->progress_arg = was_arg;

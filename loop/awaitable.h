@@ -97,6 +97,10 @@ struct ppx_awaitable {
 
     ppx_progress_cb progress; /* gathers, maps, task groups */
     void *progress_arg;
+    /* A single call's: starts watching its function's progress once a
+     * progress callback is set (set by executor.c for a wrapped future,
+     * threads.c for a thread call); NULL for the other kinds. */
+    int (*watch_progress)(struct ppx_awaitable *aw);
 
     ppx__acb *cbs; /* NULL, then cb_inline, then the heap past two */
     size_t ncbs, capcbs;
@@ -136,15 +140,9 @@ void ppx__awaitable_settle_uint(ppx_awaitable *aw, uint64_t v);
 /* The default pool, created on first use (binding.c). */
 int ppx__default_pool_get(ppx_pool **out);
 
-/* executor.c: a wrapped future's progress. Hooks aw's future for
- * ppx_awaitable_on_progress (0 or a PPX_E* code); tells aw's callback the
- * future's latest values (the loop's side of a hand-over). */
-int ppx__wrapped_watch_progress(ppx_awaitable *aw);
+/* awaitable.c: tells aw's callback its future's latest progress (the
+ * loop's side of a hand-over, binding.c). */
 void ppx__wrapped_tell_progress(ppx_awaitable *aw);
-/* threads.c: the thread executor's calls (ops), and the start of the
- * look at a running one's progress when a progress callback is set. */
-extern const ppx__aw_ops ppx__thread_ops;
-int ppx__thread_watch_progress(ppx_awaitable *aw);
 
 /* Wraps a future just submitted and drops the caller's reference to it;
  * if wrapping fails the call is cancelled. */

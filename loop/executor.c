@@ -77,7 +77,8 @@ static void on_future_progress(ppx_future *f, uint64_t done, uint64_t total, voi
     pthread_mutex_unlock(&b->mu);
 }
 
-int ppx__wrapped_watch_progress(ppx_awaitable *aw)
+/* Hooks aw's future for ppx_awaitable_on_progress: 0 or a PPX_E* code. */
+static int watch_progress(ppx_awaitable *aw)
 {
     if (aw->progress_hooked || !aw->b)
         return 0; /* hooked already, or resolved when wrapped */
@@ -87,14 +88,6 @@ int ppx__wrapped_watch_progress(ppx_awaitable *aw)
     if (rc == 0)
         aw->progress_hooked = true;
     return rc;
-}
-
-void ppx__wrapped_tell_progress(ppx_awaitable *aw)
-{
-    uint64_t done, total;
-    if (aw->state == PPX_PENDING && aw->progress &&
-        ppx_future_progress(aw->fut, &done, &total) == 0)
-        ppx__progress(aw, (size_t)done, (size_t)total);
 }
 
 /* ppx_wrap_future while f is pinned to pool (NULL: f is resolved). */
@@ -117,6 +110,7 @@ static int wrap_pinned(uv_loop_t *loop, ppx_future *f, ppx_pool *pool, ppx_await
     }
     ppx_future_ref(f);
     aw->fut = f;
+    aw->watch_progress = watch_progress;
     aw->refs = 2; /* the caller's and the pending state's */
     if (aw->b)
         aw->b->pending++;

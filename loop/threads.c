@@ -104,7 +104,9 @@ static void tick_closed(uv_handle_t *h)
     ppx_awaitable_unref(tc->aw); /* the timer's */
 }
 
-int ppx__thread_watch_progress(ppx_awaitable *aw)
+/* Starts the look at a running call's progress once a progress
+ * callback is set. */
+static int watch_progress(ppx_awaitable *aw)
 {
     thread_call *tc = aw->impl;
     if (!tc->aw || tc->ticking || tc->finished)
@@ -191,7 +193,7 @@ static void release(ppx_awaitable *aw)
     free(tc);
 }
 
-const ppx__aw_ops ppx__thread_ops = {cancel, NULL, release, false};
+static const ppx__aw_ops thread_ops = {cancel, NULL, release, false};
 
 int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t args_len,
                       ppx_awaitable **out)
@@ -205,7 +207,7 @@ int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t 
     thread_call *tc = calloc(1, sizeof *tc);
     if (!tc)
         return PPX_ENOMEM;
-    ppx_awaitable *aw = ppx__awaitable_new(loop, &ppx__thread_ops, tc);
+    ppx_awaitable *aw = ppx__awaitable_new(loop, &thread_ops, tc);
     tc->args = malloc(args_len);
     if (!aw || !tc->args) {
         free(tc->args);
@@ -213,6 +215,7 @@ int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t 
         free(aw);
         return PPX_ENOMEM;
     }
+    aw->watch_progress = watch_progress;
     *out = aw;
     if (!e) {
         /* As a worker would report it, without a trip to a thread. */

@@ -1,5 +1,4 @@
-#include "worker.h"
-#include "call.h"
+#include "wctx.h"
 #include "procpool/wire/frame.h"
 #include "procpool/registry.h"
 #include "procpool/util/clock.h"
@@ -19,57 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Polls this many times before sleeping: a call that follows within tens
- * of microseconds is picked up without a futex round trip. */
-#define IDLE_SPIN 2000
-/* Idle sleeps wake this often to check that the parent still exists. */
-#define ORPHAN_CHECK_MS 1000
-/* The least time between two wake-ups for progress, and how many reports
- * pass between two clock reads (see progress_wake). */
-#define PROGRESS_WAKE_NS (20 * 1000000LL)
-#define PROGRESS_CLOCK_EVERY 16
-
-typedef struct wctx {
-    ppx__shared *sh;
-    uint32_t index;
-    int efd;
-    pid_t parent;
-    long pid;
-    ppx__wshared *ws; /* this worker's block */
-    /* Layout read once at start (the header is read-only here, but the
-     * loop should not depend on that): this worker's slots are the global
-     * slots first_slot .. first_slot + nslots - 1. */
-    ppx__slot *slots;
-    uint32_t first_slot, nslots;
-    const _Atomic uint32_t *live; /* read-only: see ppx__shared_live */
-    /* The eventfd could not be written: a function closed (or replaced)
-     * the descriptor. The worker leaves after its reply (see serve). */
-    bool wake_lost;
-    uint64_t max_payload;
-    uint64_t max_tasks, max_rss, calls;
-    ppx__port req, resp;
-    const unsigned char *arena; /* read-only here; NULL when there is none */
-    uint64_t arena_bytes;
-    unsigned char *outbox;      /* NULL when there is none */
-    uint64_t outbox_bytes;
-    /* The parent's count of OUTBOX replies copied out (read-only here),
-     * and ours of those sent: the outbox is free when they are equal. */
-    const _Atomic uint32_t *outbox_copied;
-    uint32_t outbox_sends;
-    /* Time spent in functions: this process's running sum, published in
-     * its worker block after each call (see ppx__wshared.busy_ns). */
-    _Atomic uint64_t *busy_ns;
-    uint64_t busy;
-    int64_t call_t0; /* when the running call's function started, or 0 */
-    /* ppx_call_progress wakes the parent at most once per
-     * PROGRESS_WAKE_NS (and only when it asked, see parent_waiting); the
-     * parent's sweep reads what comes between. */
-    int64_t progress_wake_at;
-    unsigned progress_skip; /* reports left before the clock is read again */
-    size_t head_len;  /* a result frame's header, fixed-width */
-    msgpack_sbuffer out; /* the reply frame */
-    msgpack_sbuffer ret; /* the function's result value */
-} wctx;
 
 /* A function that forks (libc's fork, which runs atfork handlers): its
  * copy of this worker may go on running the function, reading its
@@ -95,131 +43,6 @@ static int call_function(wctx *w, const ppx__entry *e, ppx_call *call)
     return rc;
 }
 
-int ppx__shared_wake_parent(ppx__wshared *ws, int efd)
-{
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&ws->parent_waiting, memory_order_relaxed) &&
-        atomic_exchange_explicit(&ws->parent_waiting, 0, memory_order_relaxed))
-        return ppx__eventfd_signal(efd);
-    return 0;
-}
-
-/* Exits on purpose with status, saying so in the block first: the parent
- * believes a status only together with its note (see ppx__exit_note). */
-_Noreturn static void leave(const wctx *w, uint32_t status)
-{
-    atomic_store_explicit(&w->ws->exit_note, ppx__exit_note(status), memory_order_relaxed);
-    _exit((int)status);
-}
-
-static void wake_parent(wctx *w)
-{
-    if (ppx__shared_wake_parent(w->ws, w->efd) < 0)
-        w->wake_lost = true;
-}
-
-/* After a progress store: now and then a clock read (a clock read costs
- * more than the stores on some machines), and at most every 20 ms the
- * parent's eventfd, if it is waiting. The latest values win; the parent
- * reads what the wake-ups leave out on its next look (a reply, or its
- * sweep every 20 ms while calls are out), so the wake-up only makes it
- * sooner. */
-static void progress_wake(void *ctx)
-{
-    wctx *w = ctx;
-    if (w->progress_skip) {
-        w->progress_skip--;
-        return;
-    }
-    w->progress_skip = PROGRESS_CLOCK_EVERY - 1;
-    int64_t now = ppx__now_ns();
-    if (now < w->progress_wake_at)
-        return;
-    w->progress_wake_at = now + PROGRESS_WAKE_NS;
-    wake_parent(w);
-}
-
-static void check_parent(const wctx *w)
-{
-    if (getppid() != w->parent)
-        leave(w, PPX__EXIT_ORPHAN);
-}
-
-/* One small record of the given kind, waiting for room. */
-static void send_record(wctx *w, const void *rec, size_t len, uint32_t flags)
-{
-    void *dst;
-    while (!(dst = ppx__ring_reserve(&w->resp, len))) {
-        wake_parent(w);
-        if (ppx__ring_wait_space(&w->resp, len, IDLE_SPIN, ORPHAN_CHECK_MS) == -ETIMEDOUT)
-            check_parent(w);
-    }
-    memcpy(dst, rec, len);
-    ppx__ring_commit(&w->resp, len, flags);
-    wake_parent(w);
-}
-
-/* The outbox is ours once the parent has copied the previous reply out
- * (it does so as soon as it sees it). */
-static bool outbox_free(wctx *w, uint32_t *copied)
-{
-    *copied = atomic_load_explicit(w->outbox_copied, memory_order_acquire);
-    return *copied == w->outbox_sends;
-}
-
-static void wait_outbox(wctx *w)
-{
-    uint32_t copied;
-    for (unsigned i = 0; !outbox_free(w, &copied); i++) {
-        if (i < IDLE_SPIN)
-            ppx__spin_step(i);
-        /* FUTEX_WAIT only reads the word: a read-only page will do. */
-        else if (ppx__futex_wait((_Atomic uint32_t *)w->outbox_copied, copied, ORPHAN_CHECK_MS) ==
-                 -ETIMEDOUT)
-            check_parent(w);
-    }
-}
-
-/* Hands the parent the len-byte frame at the start of the outbox. */
-static void publish_outbox(wctx *w, size_t len)
-{
-    w->outbox_sends++;
-    ppx__outbox_rec r = {len};
-    send_record(w, &r, sizeof r, PPX__REC_OUTBOX); /* publishes the bytes */
-}
-
-static void send_outbox(wctx *w, const void *frame, size_t len)
-{
-    wait_outbox(w);
-    memcpy(w->outbox, frame, len);
-    publish_outbox(w, len);
-}
-
-static void send_frame(wctx *w, const void *frame, size_t len)
-{
-    if (w->outbox && len >= ppx__big_frame(w->resp.cap) && len <= w->outbox_bytes) {
-        send_outbox(w, frame, len);
-        return;
-    }
-    size_t off = 0;
-    while (!ppx__frame_put(&w->resp, frame, len, &off)) {
-        wake_parent(w);
-        size_t need = ppx__frame_next_need(&w->resp, len, off);
-        if (ppx__ring_wait_space(&w->resp, need, IDLE_SPIN, ORPHAN_CHECK_MS) == -ETIMEDOUT)
-            check_parent(w);
-    }
-    wake_parent(w);
-}
-
-static void send_error(wctx *w, const ppx__env *env, const char *type,
-                       const char *message, const char *function, const char *where)
-{
-    if (ppx__env_pack_error(&w->out, env->task_id, env->slot, env->seq, type,
-                            message, function, where, w->pid))
-        leave(w, PPX__EXIT_NOMEM);
-    send_frame(w, w->out.data, w->out.size);
-}
-
 static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot);
 
 /* Stamps the start of the function in the call's slot; mark_finished
@@ -243,7 +66,7 @@ static const ppx__entry *lookup(wctx *w, const ppx__env *env, ppx__slot *slot,
         char msg[PPX__NAME_MAX + 64];
         snprintf(msg, sizeof msg, "no function named '%s' is registered", fname);
         mark_finished(w, env, slot);
-        send_error(w, env, "NameError", msg, fname, "");
+        ppx__wsend_error(w, env, "NameError", msg, fname, "");
     }
     return e;
 }
@@ -257,32 +80,32 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
     ppx_call call;
     if (ppx__call_init(&call, env->task_id, env->function.p, env->function.len,
                        env->payload, slot, &w->ret)) {
-        send_error(w, env, "ProtocolError", "call arguments are not an array", fname, "");
+        ppx__wsend_error(w, env, "ProtocolError", "call arguments are not an array", fname, "");
         return;
     }
-    call.progress_wake = progress_wake;
+    call.progress_wake = ppx__wprogress_wake;
     call.progress_ctx = w;
     /* A free outbox takes the result as the function writes it, behind
      * room for the reply's header: a big result is then never copied
      * again on this side. */
     uint32_t copied;
-    if (w->outbox && outbox_free(w, &copied))
+    if (w->outbox && ppx__woutbox_free(w, &copied))
         ppx__call_lend(&call, w->outbox + w->head_len, w->outbox_bytes - w->head_len);
     begin_call(w, slot);
     int rc = call_function(w, e, &call);
     mark_finished(w, env, slot);
     if (call.raised) {
-        send_error(w, env, call.type, call.message ? call.message : "", fname, call.where);
+        ppx__wsend_error(w, env, call.type, call.message ? call.message : "", fname, call.where);
     } else if (rc == PPX_ENOMEM) {
         /* A function handing on its ppx_return_*'s ENOMEM: the result
          * could not be built; say so rather than blame the function (as
          * the thread executor does). */
-        send_error(w, env, "MemoryError",
+        ppx__wsend_error(w, env, "MemoryError",
                    "no memory for the result (the function returned PPX_ENOMEM)", fname, "");
     } else if (rc != 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "function returned %d without raising an error", rc);
-        send_error(w, env, "RuntimeError", msg, fname, "");
+        ppx__wsend_error(w, env, "RuntimeError", msg, fname, "");
     } else {
         static const unsigned char nil = 0xc0;
         const void *v = call.has_ret ? (const void *)call.ret->data : &nil;
@@ -291,18 +114,18 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
             char msg[128];
             snprintf(msg, sizeof msg, "result of %zu bytes exceeds the pool's limit of %llu",
                      vlen, (unsigned long long)w->max_payload);
-            send_error(w, env, "ResultTooLarge", msg, fname, "");
+            ppx__wsend_error(w, env, "ResultTooLarge", msg, fname, "");
         } else if (call.has_ret && call.ret == &call.fixed &&
                    w->head_len + vlen >= ppx__big_frame(w->resp.cap)) {
             if (ppx__env_pack_result_head(&w->out, env->task_id, env->slot, env->seq) ||
                 w->out.size != w->head_len)
-                leave(w, PPX__EXIT_NOMEM); /* the header is fixed-width: cannot happen */
+                ppx__wleave(w, PPX__EXIT_NOMEM); /* the header is fixed-width: cannot happen */
             memcpy(w->outbox, w->out.data, w->head_len);
-            publish_outbox(w, w->head_len + vlen);
+            ppx__wpublish_outbox(w, w->head_len + vlen);
         } else {
             if (ppx__env_pack_result(&w->out, env->task_id, env->slot, env->seq, v, vlen))
-                leave(w, PPX__EXIT_NOMEM);
-            send_frame(w, w->out.data, w->out.size);
+                ppx__wleave(w, PPX__EXIT_NOMEM);
+            ppx__wsend_frame(w, w->out.data, w->out.size);
         }
     }
     ppx__call_destroy(&call);
@@ -323,7 +146,7 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
     msgpack_packer_init(&pk, &w->out, msgpack_sbuffer_write);
     if (ppx__env_pack_result_head(&w->out, env->task_id, env->slot, env->seq) ||
         msgpack_pack_array(&pk, n))
-        leave(w, PPX__EXIT_NOMEM);
+        ppx__wleave(w, PPX__EXIT_NOMEM);
     begin_call(w, slot); /* one span for the whole batch */
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *start = items.p;
@@ -340,7 +163,7 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
             type = "ProtocolError";
             snprintf(msg, sizeof msg, "item %u: arguments are not an array", i);
         } else {
-            call.progress_wake = progress_wake;
+            call.progress_wake = ppx__wprogress_wake;
             call.progress_ctx = w;
             int rc = call_function(w, e, &call);
             w->calls++;
@@ -353,13 +176,13 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
                 snprintf(msg, sizeof msg, "item %u: function returned %d without raising", i, rc);
             } else if (call.has_ret ? msgpack_sbuffer_write(&w->out, w->ret.data, w->ret.size)
                                     : msgpack_pack_nil(&pk)) {
-                leave(w, PPX__EXIT_NOMEM);
+                ppx__wleave(w, PPX__EXIT_NOMEM);
             }
             ppx__call_destroy(&call); /* frees only the message, copied into msg */
         }
         if (type) {
             mark_finished(w, env, slot);
-            send_error(w, env, type, msg, fname, where);
+            ppx__wsend_error(w, env, type, msg, fname, where);
             return;
         }
     }
@@ -369,10 +192,10 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
         char msg[128];
         snprintf(msg, sizeof msg, "results of %zu bytes exceed the pool's limit of %llu",
                  vlen, (unsigned long long)w->max_payload);
-        send_error(w, env, "ResultTooLarge", msg, fname, "");
+        ppx__wsend_error(w, env, "ResultTooLarge", msg, fname, "");
         return;
     }
-    send_frame(w, w->out.data, w->out.size);
+    ppx__wsend_frame(w, w->out.data, w->out.size);
 }
 
 /* Claims the call in slot i for this worker: false if it is not ours to
@@ -388,12 +211,12 @@ static bool claim(wctx *w, uint64_t task_id, uint32_t i, uint32_t seq, ppx__slot
                                                  memory_order_acquire)) {
         if (expect == ppx__slot_word(seq, 0, PPX__SLOT_CANCELLED)) {
             if (ppx__env_pack_skip(&w->out, task_id, i, seq))
-                leave(w, PPX__EXIT_NOMEM);
-            send_frame(w, w->out.data, w->out.size);
+                ppx__wleave(w, PPX__EXIT_NOMEM);
+            ppx__wsend_frame(w, w->out.data, w->out.size);
         } else if (atomic_load_explicit(&w->live[i], memory_order_acquire) == seq) {
             /* Neither moved nor cancelled: a function wrote over the slot.
              * Leaving between calls hands every call back to the parent. */
-            leave(w, PPX__EXIT_PROTOCOL);
+            ppx__wleave(w, PPX__EXIT_PROTOCOL);
         }
         return false;
     }
@@ -405,7 +228,7 @@ static void run_claimed(wctx *w, const ppx__env *env, int decode_rc, ppx__slot *
 {
     if (decode_rc != 0 || (env->kind != PPX__ENV_CALL && env->kind != PPX__ENV_MAP)) {
         mark_finished(w, env, slot);
-        send_error(w, env, "ProtocolError", "malformed call frame", "", "");
+        ppx__wsend_error(w, env, "ProtocolError", "malformed call frame", "", "");
         return;
     }
     if (env->kind == PPX__ENV_MAP)
@@ -423,7 +246,7 @@ static void handle_frame(wctx *w, const void *frame, size_t len)
      * exiting makes the parent fail whatever we held, as it does on a
      * crash, so nothing hangs. */
     if (!env.head_ok || env.slot - w->first_slot >= w->nslots)
-        leave(w, PPX__EXIT_PROTOCOL);
+        ppx__wleave(w, PPX__EXIT_PROTOCOL);
     ppx__slot *slot;
     if (claim(w, env.task_id, env.slot, env.seq, &slot))
         run_claimed(w, &env, rc, slot);
@@ -435,10 +258,10 @@ static void handle_arena(wctx *w, const void *rec, size_t len)
 {
     ppx__arena_rec r;
     if (len != sizeof r || !w->arena)
-        leave(w, PPX__EXIT_PROTOCOL);
+        ppx__wleave(w, PPX__EXIT_PROTOCOL);
     memcpy(&r, rec, sizeof r);
     if (r.off > w->arena_bytes || r.len > w->arena_bytes - r.off || r.slot - w->first_slot >= w->nslots)
-        leave(w, PPX__EXIT_PROTOCOL);
+        ppx__wleave(w, PPX__EXIT_PROTOCOL);
     ppx__slot *slot;
     if (!claim(w, r.task_id, r.slot, r.seq, &slot))
         return;
@@ -500,7 +323,7 @@ static void run_initializer(wctx *w, ppx__worker_init init)
             if (!err[0])
                 snprintf(err, sizeof err, "the initializer returned an error");
             memcpy(ws->init_error, err, sizeof err);
-            leave(w, PPX__EXIT_INIT);
+            ppx__wleave(w, PPX__EXIT_INIT);
         }
     }
     atomic_store(&ws->ready, 1);
@@ -543,7 +366,7 @@ static void start(wctx *w, ppx__shared *sh, uint32_t index)
     w->outbox_copied = ppx__shared_outbox_copied(sh, index);
     w->busy_ns = &w->ws->busy_ns;
     if (ppx__layout_protect(sh, index))
-        leave(w, PPX__EXIT_NOMEM); /* cannot split the mapping: no memory */
+        ppx__wleave(w, PPX__EXIT_NOMEM); /* cannot split the mapping: no memory */
     forked_ctx = w;
     pthread_atfork(NULL, NULL, forked_in_function);
 }
@@ -558,11 +381,11 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     wctx w = {.sh = sh, .index = index, .efd = efd, .parent = parent, .pid = (long)getpid()};
     start(&w, sh, index);
-    check_parent(&w); /* the parent may have died before prctl */
+    ppx__wcheck_parent(&w); /* the parent may have died before prctl */
     msgpack_sbuffer_init(&w.out);
     msgpack_sbuffer_init(&w.ret);
     if (ppx__env_pack_result_head(&w.out, 0, 0, 0))
-        leave(&w, PPX__EXIT_NOMEM);
+        ppx__wleave(&w, PPX__EXIT_NOMEM);
     w.head_len = w.out.size;
     run_initializer(&w, init);
     ppx__rx rx = {.max = w.max_payload + PPX__FRAME_SLACK};
@@ -574,19 +397,19 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         int rc = ppx__ring_peek(&w.req, &rec, &len, &flags);
         if (rc == 0) {
             if (atomic_load(&sh->shutdown))
-                leave(&w, PPX__EXIT_SHUTDOWN);
+                ppx__wleave(&w, PPX__EXIT_SHUTDOWN);
             if (ppx__ring_wait_data(&w.req, IDLE_SPIN, ORPHAN_CHECK_MS, &sh->shutdown) == -ETIMEDOUT) {
-                check_parent(&w);
+                ppx__wcheck_parent(&w);
                 /* Idle a while: is the eventfd still there? A function that
                  * closed it while the parent was not waiting has not been
                  * caught by a failed write yet. */
                 if (fcntl(efd, F_GETFD) < 0)
-                    leave(&w, PPX__EXIT_WAKE_LOST);
+                    ppx__wleave(&w, PPX__EXIT_WAKE_LOST);
             }
             continue;
         }
         if (rc < 0)
-            leave(&w, PPX__EXIT_PROTOCOL);
+            ppx__wleave(&w, PPX__EXIT_PROTOCOL);
         if (flags == PPX__REC_ARENA) {
             handle_arena(&w, rec, len);
             ppx__ring_release(&w.req, len);
@@ -596,7 +419,7 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
             size_t flen;
             rc = ppx__rx_feed(&rx, rec, len, flags, &frame, &flen);
             if (rc < 0)
-                leave(&w, rc == PPX_ENOMEM ? PPX__EXIT_NOMEM : PPX__EXIT_PROTOCOL);
+                ppx__wleave(&w, rc == PPX_ENOMEM ? PPX__EXIT_NOMEM : PPX__EXIT_PROTOCOL);
             if (rc == 1 && flags == PPX__REC_WHOLE) {
                 handle_frame(&w, frame, flen); /* decoded in place, then released */
                 ppx__ring_release(&w.req, len);
@@ -611,10 +434,10 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         if (ppx__ring_notify_space(&w.req) && ppx__eventfd_signal(efd) < 0)
             w.wake_lost = true;
         /* Without its eventfd the parent hears of this worker only through
-         * its sweep: leave now that the reply is out, and be replaced. */
+         * its sweep: ppx__wleave now that the reply is out, and be replaced. */
         if (w.wake_lost)
-            leave(&w, PPX__EXIT_WAKE_LOST);
+            ppx__wleave(&w, PPX__EXIT_WAKE_LOST);
         if (rc == 1 && time_to_retire(&w))
-            leave(&w, PPX__EXIT_RECYCLE);
+            ppx__wleave(&w, PPX__EXIT_RECYCLE);
     }
 }
