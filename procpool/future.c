@@ -484,18 +484,36 @@ static int append_callback(ppx_pool *p, ppx_future *f, ppx_future_cb cb, void *a
     return rc;
 }
 
-int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg)
+/* The start of a call that touches a future's lists: f checked and
+ * pinned. 0 with *p its pool, pinned (the caller unpins); 1 with *p NULL
+ * once f has resolved (nothing is pinned); or a code: PPX_EBADOBJ,
+ * PPX_EINVAL (no callback), PPX_EFORKED (pending in the creator:
+ * nothing resolves it here). */
+static int pin_pending(ppx_future *f, bool has_cb, ppx_pool **p)
 {
+    *p = NULL;
     if (!live(f))
         return PPX_EBADOBJ;
-    if (!cb)
+    if (!has_cb)
         return PPX_EINVAL;
-    ppx_pool *p = ppx__future_pin(f);
-    int rc = 0;
-    if (p && ppx__pool_check(p) == PPX_EFORKED)
-        rc = PPX_EFORKED; /* pending in the creator: nothing resolves it here */
-    else if (p)
-        rc = append_callback(p, f, cb, arg);
+    ppx_pool *pool = ppx__future_pin(f);
+    if (!pool)
+        return 1;
+    if (ppx__pool_check(pool) == PPX_EFORKED) {
+        ppx__future_unpin(f);
+        return PPX_EFORKED;
+    }
+    *p = pool;
+    return 0;
+}
+
+int ppx_future_add_done_callback(ppx_future *f, ppx_future_cb cb, void *arg)
+{
+    ppx_pool *p;
+    int rc = pin_pending(f, cb != NULL, &p);
+    if (rc < 0)
+        return rc;
+    rc = p ? append_callback(p, f, cb, arg) : 0; /* 0: resolved, run it now */
     if (p)
         ppx__future_unpin(f);
     if (rc == 0)
@@ -524,30 +542,23 @@ static int remove_callbacks(ppx_pool *p, ppx_future *f, ppx_future_cb cb, void *
 
 int ppx_future_remove_done_callback(ppx_future *f, ppx_future_cb cb, void *arg)
 {
-    if (!live(f))
-        return PPX_EBADOBJ;
-    if (!cb)
-        return PPX_EINVAL;
-    ppx_pool *p = ppx__future_pin(f);
-    if (!p)
-        return 0; /* resolved: its callbacks have run or are running */
-    int rc = ppx__pool_check(p) == PPX_EFORKED ? PPX_EFORKED : remove_callbacks(p, f, cb, arg);
+    ppx_pool *p;
+    int rc = pin_pending(f, cb != NULL, &p);
+    if (rc)
+        return rc < 0 ? rc : 0; /* resolved: its callbacks have run or are running */
+    rc = remove_callbacks(p, f, cb, arg);
     ppx__future_unpin(f);
     return rc;
 }
 
 int ppx_future_on_progress(ppx_future *f, ppx_progress_future_cb cb, void *arg)
 {
-    if (!live(f))
-        return PPX_EBADOBJ;
-    if (!cb)
-        return PPX_EINVAL;
-    ppx_pool *p = ppx__future_pin(f);
-    if (!p)
-        return PPX_EDONE;
-    int rc = ppx__pool_check(p) == PPX_EFORKED ? PPX_EFORKED : 0;
-    ppx__pcb *c = rc ? NULL : malloc(sizeof *c);
-    if (!rc && !c)
+    ppx_pool *p;
+    int rc = pin_pending(f, cb != NULL, &p);
+    if (rc)
+        return rc < 0 ? rc : PPX_EDONE;
+    ppx__pcb *c = malloc(sizeof *c);
+    if (!c)
         rc = PPX_ENOMEM;
     if (c) {
         c->cb = cb;
