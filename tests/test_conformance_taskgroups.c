@@ -1,0 +1,3 @@
+#include "conformance.h"
+#include "support.h"
+int main(void){return 0;}
