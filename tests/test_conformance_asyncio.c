@@ -1,8 +1,9 @@
 /*
- * Conformance with CPython's asyncio tests, part 1: gather, wait and
- * as_completed from Lib/test/test_asyncio/test_tasks.py, ported to ppx's
+ * Conformance with CPython's asyncio tests, part 1: gather and wait
+ * from Lib/test/test_asyncio/test_tasks.py, ported to ppx's
  * loop layer (awaitables on a libuv loop) with real forked workers.
- * test_conformance_taskgroups.c has test_waitfor.py and test_taskgroups.py.
+ * test_conformance_waitfor.c has test_waitfor.py and test_tasks.py's
+ * as_completed cases, test_conformance_taskgroups.c test_taskgroups.py.
  *
  * Naming: each test is <file>__<method>[__<variant>], where <file> is the
  * CPython test module without ".py" and <method> the CPython test method
@@ -506,119 +507,6 @@ static void test_tasks__test_yield_wait_does_not_shield_cancel(void **state)
     ppx_awaitable_unref(c);
 }
 
-/* ---- test_tasks.py: as_completed ---------------------------------------- */
-
-/* BaseTaskTests.test_as_completed: a and b first (either order), then c. */
-static void test_tasks__test_as_completed(void **state)
-{
-    fixture *fx = *state;
-    ppx_awaitable *a = gated(fx, 1, 1, "ok"), *b = gated(fx, 1, 2, "ok"), *c = gated(fx, 2, 3, "ok");
-    ppx_awaitable *items[3] = {b, c, a}, *x, *y, *z;
-    ppx_as_completed *it;
-    assert_int_equal(ppx_as_completed_new(&fx->loop, items, 3, &it), 0);
-    conf_release(1);
-    assert_int_equal(ppx_as_completed_next(it, -1, &x), 0);
-    assert_int_equal(ppx_as_completed_next(it, -1, &y), 0);
-    assert_true((x == a && y == b) || (x == b && y == a));
-    conf_release(2);
-    assert_int_equal(ppx_as_completed_next(it, -1, &z), 0);
-    assert_ptr_equal(z, c);
-    assert_int_equal(ppx_as_completed_next(it, -1, &z), PPX_EDONE);
-    ppx_as_completed_free(it);
-    drop(items, 3);
-}
-
-/* BaseTaskTests.test_as_completed_same_tasks_in_as_out: what comes out is
- * the very awaitables that went in. */
-static void test_tasks__test_as_completed_same_tasks_in_as_out(void **state)
-{
-    fixture *fx = *state;
-    ppx_awaitable *items[4], *out;
-    for (int i = 0; i < 4; i++)
-        items[i] = gated(fx, 0, i, "ok");
-    ppx_as_completed *it;
-    assert_int_equal(ppx_as_completed_new(&fx->loop, items, 4, &it), 0);
-    bool seen[4] = {false};
-    for (int k = 0; k < 4; k++) {
-        assert_int_equal(ppx_as_completed_next(it, -1, &out), 0);
-        int found = -1;
-        for (int i = 0; i < 4; i++)
-            if (items[i] == out)
-                found = i;
-        assert_true(found >= 0 && !seen[found]);
-        seen[found] = true;
-    }
-    ppx_as_completed_free(it);
-    drop(items, 4);
-}
-
-/* BaseTaskTests.test_as_completed_with_timeout: a comes, then the timeout
- * (PPX_ETIMEDOUT for TimeoutError); b is left running, not cancelled. */
-static void test_tasks__test_as_completed_with_timeout(void **state)
-{
-    fixture *fx = *state;
-    ppx_awaitable *items[2] = {gated(fx, 0, 1, "ok"), gated(fx, CONF_NEVER, 2, "ok")}, *out;
-    ppx_as_completed *it;
-    assert_int_equal(ppx_as_completed_new(&fx->loop, items, 2, &it), 0);
-    assert_int_equal(ppx_as_completed_next(it, -1, &out), 0);
-    assert_ptr_equal(out, items[0]);
-    assert_int_equal(ppx_as_completed_next(it, 20, &out), PPX_ETIMEDOUT);
-    assert_false(ppx_awaitable_done(items[1]));
-    ppx_as_completed_free(it);
-    drop(items, 2);
-}
-
-/* BaseTaskTests.test_as_completed_with_unused_timeout. */
-static void test_tasks__test_as_completed_with_unused_timeout(void **state)
-{
-    fixture *fx = *state;
-    ppx_awaitable *a = gated(fx, 0, 1, "ok"), *out;
-    ppx_as_completed *it;
-    assert_int_equal(ppx_as_completed_new(&fx->loop, &a, 1, &it), 0);
-    assert_int_equal(ppx_as_completed_next(it, 60000, &out), 0);
-    assert_ptr_equal(out, a);
-    assert_int_equal(ppx_as_completed_next(it, 60000, &out), PPX_EDONE);
-    ppx_as_completed_free(it);
-    ppx_awaitable_unref(a);
-}
-
-/* BaseTaskTests.test_as_completed_resume_iterator: two, a pause, the
- * rest. */
-static void test_tasks__test_as_completed_resume_iterator(void **state)
-{
-    fixture *fx = *state;
-    ppx_awaitable *items[4], *out;
-    for (int i = 0; i < 4; i++)
-        items[i] = gated(fx, 0, i, "ok");
-    ppx_as_completed *it;
-    assert_int_equal(ppx_as_completed_new(&fx->loop, items, 4, &it), 0);
-    int64_t sum = 0;
-    char buf[8];
-    for (int k = 0; k < 4; k++) {
-        if (k == 2) /* the pause: the loop runs something else */
-            uv_run(&fx->loop, UV_RUN_NOWAIT);
-        assert_int_equal(ppx_as_completed_next(it, -1, &out), 0);
-        sum += atoi(text_of(out, buf, sizeof buf));
-    }
-    assert_int_equal(sum, 0 + 1 + 2 + 3);
-    assert_int_equal(ppx_as_completed_next(it, -1, &out), PPX_EDONE);
-    ppx_as_completed_free(it);
-    drop(items, 4);
-}
-
-/* BaseTaskTests.test_as_completed_coroutine_without_loop: no loop
- * (RuntimeError there) is PPX_EINVAL. */
-static void test_tasks__test_as_completed_coroutine_without_loop(void **state)
-{
-    fixture *fx = *state;
-    ppx_awaitable *a = gated(fx, 0, 1, "ok");
-    ppx_as_completed *it = NULL;
-    assert_int_equal(ppx_as_completed_new(NULL, &a, 1, &it), PPX_EINVAL);
-    assert_null(it);
-    run(fx, a);
-    ppx_awaitable_unref(a);
-}
-
 int main(void)
 {
     conf_register();
@@ -646,12 +534,6 @@ int main(void)
         T(test_tasks__test_wait_with_timeout),
         T(test_tasks__test_wait_concurrent_complete),
         T(test_tasks__test_yield_wait_does_not_shield_cancel),
-        T(test_tasks__test_as_completed),
-        T(test_tasks__test_as_completed_same_tasks_in_as_out),
-        T(test_tasks__test_as_completed_with_timeout),
-        T(test_tasks__test_as_completed_with_unused_timeout),
-        T(test_tasks__test_as_completed_resume_iterator),
-        T(test_tasks__test_as_completed_coroutine_without_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

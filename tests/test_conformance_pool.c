@@ -1,5 +1,5 @@
 /*
- * Conformance with CPython's concurrent.futures tests, part 2: the
+ * Conformance with CPython's concurrent.futures tests: the
  * executor (Lib/test/test_concurrent_futures/executor.py, ExecutorTest),
  * the process pool (test_process_pool.py, ProcessPoolExecutorTest) and
  * its deadlock cases (test_deadlock.py, ExecutorDeadlockTest), ported to
