@@ -69,6 +69,14 @@ static void expect_error(ppx_future *f, const char *type)
     assert_string_equal(ppx_future_error(f)->type, type);
 }
 
+/* The error's message holds part. */
+static void expect_message(ppx_future *f, const char *part)
+{
+    const char *m = ppx_future_error(f)->message;
+    if (!strstr(m, part))
+        fail_msg("message \"%s\" lacks \"%s\"", m, part);
+}
+
 /* Packs [[a0, b0], [a1, b1], ...] for pow/divmod maps: n pairs. */
 static void *pairs(const int *a, const int *b, size_t n, size_t *len)
 {
@@ -148,7 +156,7 @@ static void executor__test_map_exception(void **state)
     ppx_future *f;
     assert_int_equal(ppx_pool_map(fx->pool, "divmod", items, len, NULL, &f), 0);
     expect_error(f, "ZeroDivisionError");
-    assert_non_null(strstr(ppx_future_error(f)->message, "item 2"));
+    expect_message(f, "item 2");
     ppx_future_unref(f);
     free(items);
 }
@@ -170,7 +178,10 @@ static void executor__test_map_timeout(void **state)
     ppx_future *f;
     assert_int_equal(ppx_pool_map(fx->pool, "gated", items, sizeof items - 1, &o, &f), 0);
     expect_error(f, "TimeoutError");
-    conf_wait_noticed(1);
+    /* Stopped: if the third item had begun by the deadline, it sees its
+     * flag; a batch not begun by then never runs at all. */
+    if (atomic_load(&conf->started) == 3)
+        conf_wait_noticed(1);
     ppx_future_unref(f);
 }
 
@@ -213,7 +224,7 @@ static void test_process_pool__test_killed_child(void **state)
     support_wait_running(f);
     kill((pid_t)ppx_pool_worker_pid(p, 0), SIGTERM);
     expect_error(f, "WorkerCrashed");
-    assert_non_null(strstr(ppx_future_error(f)->message, "SIGTERM"));
+    expect_message(f, "SIGTERM");
     ppx_future *g;
     assert_int_equal(ppx_pool_submitf(p, &g, "pow", "ii", 2, 8), 0);
     assert_int_equal(support_future_int(g), 256);
@@ -318,7 +329,7 @@ static void test_process_pool__test_traceback_when_child_process_terminates_abru
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "crash", "si", "exit", 99), 0);
     expect_error(f, "WorkerCrashed");
-    assert_non_null(strstr(ppx_future_error(f)->message, "exited with status 99"));
+    expect_message(f, "exited with status 99");
     ppx_future_unref(f);
     ppx_pool_free(p);
 }
@@ -461,7 +472,7 @@ static void test_deadlock__test_crash_during_func_exec_on_worker(void **state)
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(fx->pool, &f, "crash", "si", "segv", 0), 0);
     expect_error(f, "WorkerCrashed");
-    assert_non_null(strstr(ppx_future_error(f)->message, "SIGSEGV"));
+    expect_message(f, "SIGSEGV");
     check_pool_goes_on(fx->pool);
     ppx_future_unref(f);
 }
@@ -476,7 +487,7 @@ static void test_deadlock__test_exit_during_func_exec_on_worker(void **state)
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(fx->pool, &f, "crash", "si", "exit", 1), 0);
     expect_error(f, "WorkerCrashed");
-    assert_non_null(strstr(ppx_future_error(f)->message, "exited with status 1"));
+    expect_message(f, "exited with status 1");
     check_pool_goes_on(fx->pool);
     ppx_future_unref(f);
 }
@@ -516,7 +527,7 @@ static void test_deadlock__test_crash_big_data(void **state)
 {
     fixture *fx = *state;
     enum { N = 10, SZ = 256 << 10 };
-    size_t len = 1 + N * (1 + 5 + SZ + 1);
+    size_t len = 1 + N * (1 + 5 + 1 + 4 + SZ);
     char *items = malloc(len), *q = items;
     *q++ = (char)(0x90 | N);
     for (int i = 0; i < N; i++) {
@@ -534,8 +545,8 @@ static void test_deadlock__test_crash_big_data(void **state)
     expect_error(f, "WorkerCrashed");
     check_pool_goes_on(fx->pool);
     ppx_future_unref(f);
+    assert_int_equal((size_t)(q - items), len);
     free(items);
-    (void)len;
 }
 
 /* ExecutorDeadlockTest.test_gh105829_should_not_deadlock_if_wakeup_pipe_
