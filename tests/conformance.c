@@ -1,0 +1,239 @@
+#include "conformance.h"
+#include "support.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+conf_shared *conf;
+static const char *init_status = "uninitialized";
+
+static int fn_mul(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t x, y;
+    if (ppx_call_arg_int(c, 0, &x) || ppx_call_arg_int(c, 1, &y))
+        return ppx_raise(c, "TypeError", "mul takes two integers");
+    return ppx_return_int(c, x * y);
+}
+
+static int fn_pow(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t a, b;
+    uint64_t r = 1;
+    if (ppx_call_arg_int(c, 0, &a) || ppx_call_arg_int(c, 1, &b) || b < 0)
+        return ppx_raise(c, "TypeError", "pow takes two integers");
+    while (b-- > 0)
+        r *= (uint64_t)a; /* wraps modulo 2^64, as the test's reference does */
+    return ppx_return_int(c, (int64_t)r);
+}
+
+static int fn_abs(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t x;
+    if (ppx_call_arg_int(c, 0, &x))
+        return ppx_raise(c, "TypeError", "abs takes an integer");
+    return ppx_return_int(c, x < 0 ? -x : x);
+}
+
+static int fn_divmod(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t a, b;
+    if (ppx_call_arg_int(c, 0, &a) || ppx_call_arg_int(c, 1, &b))
+        return ppx_raise(c, "TypeError", "divmod takes two integers");
+    if (b == 0)
+        return ppx_raise(c, "ZeroDivisionError", "integer division or modulo by zero");
+    return ppx_returnf(c, "ll", (long long)(a / b), (long long)(a % b));
+}
+
+/* kind "ok": return v; else raise kind(str(v)). */
+static int finish(ppx_call *c, int64_t v, const char *kind, size_t klen)
+{
+    if (klen == 2 && memcmp(kind, "ok", 2) == 0)
+        return ppx_return_int(c, v);
+    char type[64];
+    snprintf(type, sizeof type, "%.*s", (int)klen, kind);
+    return ppx_raise(c, type, "%lld", (long long)v);
+}
+
+static int fn_gated(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t k, v;
+    const char *kind;
+    size_t klen;
+    if (ppx_call_arg_int(c, 0, &k) || ppx_call_arg_int(c, 1, &v) ||
+        ppx_call_arg_str(c, 2, &kind, &klen))
+        return ppx_raise(c, "TypeError", "gated(k, v, kind)");
+    atomic_fetch_add(&conf->started, 1);
+    while (atomic_load(&conf->turn) < k) {
+        if (ppx_call_cancelled(c)) {
+            atomic_fetch_add(&conf->noticed, 1);
+            return ppx_return_nil(c);
+        }
+        support_sleep_ms(1);
+    }
+    return finish(c, v, kind, klen);
+}
+
+static int fn_on_cancel(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t v;
+    const char *kind;
+    size_t klen;
+    if (ppx_call_arg_int(c, 0, &v) || ppx_call_arg_str(c, 1, &kind, &klen))
+        return ppx_raise(c, "TypeError", "on_cancel(v, kind)");
+    atomic_fetch_add(&conf->started, 1);
+    while (!ppx_call_cancelled(c))
+        support_sleep_ms(1);
+    atomic_fetch_add(&conf->noticed, 1);
+    return finish(c, v, kind, klen);
+}
+
+static int fn_getpid(ppx_call *c, void *u)
+{
+    (void)u;
+    return ppx_return_int(c, getpid());
+}
+
+static int fn_crash(ppx_call *c, void *u)
+{
+    (void)u;
+    const char *how;
+    size_t len;
+    int64_t code = 1;
+    ppx_call_arg_str(c, 0, &how, &len);
+    ppx_call_arg_int(c, 1, &code);
+    if (len == 4 && memcmp(how, "segv", 4) == 0)
+        raise(SIGSEGV);
+    _exit((int)code);
+}
+
+static int fn_gated_crash(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t k;
+    ppx_call_arg_int(c, 0, &k);
+    while (atomic_load(&conf->turn) < k)
+        support_sleep_ms(1);
+    raise(SIGSEGV);
+    return 0;
+}
+
+static int fn_raise(ppx_call *c, void *u)
+{
+    (void)u;
+    const char *type, *msg;
+    size_t tl, ml;
+    if (ppx_call_arg_str(c, 0, &type, &tl) || ppx_call_arg_str(c, 1, &msg, &ml))
+        return ppx_raise(c, "TypeError", "raise(type, msg)");
+    char t[64];
+    snprintf(t, sizeof t, "%.*s", (int)tl, type);
+    return ppx_raise(c, t, "%.*s", (int)ml, msg);
+}
+
+static int fn_init_status(ppx_call *c, void *u)
+{
+    (void)u;
+    return ppx_return_str(c, init_status, strlen(init_status));
+}
+
+static int fn_first_arg(ppx_call *c, void *u)
+{
+    (void)u;
+    ppx_value v;
+    int rc = ppx_call_arg(c, 0, &v);
+    return rc ? rc : ppx_return_raw(c, v.data, v.len);
+}
+
+/* The pool's initializer (test_init.py's init): arg is the status. */
+int conf_init_status(void *arg, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    init_status = arg;
+    return 0;
+}
+
+void conf_register(void)
+{
+    conf = mmap(NULL, sizeof *conf, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(conf != MAP_FAILED);
+    static const struct {
+        const char *name;
+        ppx_fn fn;
+    } fns[] = {
+        {"mul", fn_mul},       {"pow", fn_pow},         {"abs", fn_abs},
+        {"divmod", fn_divmod}, {"gated", fn_gated},     {"on_cancel", fn_on_cancel},
+        {"getpid", fn_getpid}, {"crash", fn_crash},     {"gated_crash", fn_gated_crash},
+        {"raise", fn_raise},   {"init_status", fn_init_status}, {"first_arg", fn_first_arg},
+    };
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
+        assert_int_equal(ppx_register(fns[i].name, fns[i].fn, NULL), 0);
+}
+
+ppx_pool *conf_pool(int workers, const ppx_pool_options *o)
+{
+    ppx_pool_options opts = {0};
+    if (o)
+        opts = *o;
+    opts.workers = workers;
+    if (opts.cancel_grace_ms == 0)
+        opts.cancel_grace_ms = 2000;
+    support_valgrind_sizes(&opts);
+    ppx_pool *p = NULL;
+    assert_int_equal(ppx_pool_new(&p, &opts), 0);
+    return p;
+}
+
+void conf_release(int turn)
+{
+    atomic_store(&conf->turn, turn);
+}
+
+void conf_reset(void)
+{
+    atomic_store(&conf->turn, 0);
+    atomic_store(&conf->started, 0);
+    atomic_store(&conf->noticed, 0);
+}
+
+static void wait_count(_Atomic int *c, int n, const char *what)
+{
+    int64_t end = support_now_ms() + 20000;
+    while (atomic_load(c) < n) {
+        if (support_now_ms() > end)
+            fail_msg("%s: %d, expected %d", what, atomic_load(c), n);
+        support_sleep_ms(1);
+    }
+}
+
+void conf_wait_started(int n)
+{
+    wait_count(&conf->started, n, "calls started");
+}
+
+void conf_wait_noticed(int n)
+{
+    wait_count(&conf->noticed, n, "calls that noticed their cancellation");
+}
+
+ppx_future *conf_gated(ppx_pool *p, int k, int64_t v, const char *kind)
+{
+    ppx_future *f = NULL;
+    assert_int_equal(ppx_pool_submitf(p, &f, "gated", "lls", (long long)k, (long long)v, kind), 0);
+    return f;
+}
+
+ppx_future *conf_on_cancel(ppx_pool *p, int64_t v, const char *kind)
+{
+    ppx_future *f = NULL;
+    assert_int_equal(ppx_pool_submitf(p, &f, "on_cancel", "ls", (long long)v, kind), 0);
+    return f;
+}

@@ -1,0 +1,62 @@
+/* Shared by the conformance suites (tests/test_conformance_*.c): the worker
+ * functions that stand in for the Python callables of CPython's
+ * concurrent.futures and asyncio test suites, and a few counters in shared
+ * memory through which a test steers them deterministically (no sleeps
+ * that a result depends on). */
+#ifndef PPX_TESTS_CONFORMANCE_H
+#define PPX_TESTS_CONFORMANCE_H
+#include "ppx.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* In MAP_SHARED memory: the workers see what the test writes. */
+typedef struct conf_shared {
+    _Atomic int turn;    /* "gated" calls with k <= turn may finish */
+    _Atomic int started; /* calls of gated/on_cancel_* that have begun */
+    _Atomic int noticed; /* calls that saw ppx_call_cancelled() */
+} conf_shared;
+extern conf_shared *conf;
+
+/*
+ * Registers (once, before any pool) the worker functions:
+ *   mul(x, y)          x * y                  (CPython's mul)
+ *   pow(a, b)          a ** b                 (pow)
+ *   abs(x)             |x|                    (abs)
+ *   divmod(a, b)       [a // b, a % b]; b == 0 raises ZeroDivisionError
+ *   gated(k, v, kind)  counts in started, waits until turn >= k, then
+ *                      returns v (kind "ok") or raises an error of type
+ *                      kind with message str(v); if cancelled first it
+ *                      counts in noticed and returns (event.wait, sleep)
+ *   on_cancel(v, kind) counts in started, waits for its cancel flag,
+ *                      counts in noticed, then returns v (kind "ok") or
+ *                      raises kind: a call that catches its cancellation
+ *   getpid()           the worker's pid       (os.getpid)
+ *   crash(how, code)   "segv": SIGSEGV; "exit": _exit(code)
+ *   gated_crash(k)     waits until turn >= k, then SIGSEGV
+ *   raise(type, msg)   raises type with msg   (_raise_error)
+ *   init_status()      what the pool's initializer left ("uninitialized")
+ *   first_arg(x, ...)  its first argument, as is (id())
+ */
+void conf_register(void);
+/* An initializer (test_init.py's init): sets what init_status returns to
+ * arg, a static string. */
+int conf_init_status(void *arg, char *err, size_t errlen);
+/* A pool of `workers` processes, cancel grace 2 s (a cooperative call is
+ * never killed), valgrind-sized; o (may be NULL) gives further options. */
+ppx_pool *conf_pool(int workers, const ppx_pool_options *o);
+/* Lets gated calls with k <= turn finish. */
+void conf_release(int turn);
+/* Resets the counters (turn 0). */
+void conf_reset(void);
+/* Waits (up to 20 s, else fails the test) until started / noticed >= n. */
+void conf_wait_started(int n);
+void conf_wait_noticed(int n);
+/* Submits gated(k, v, kind) / on_cancel(v, kind). */
+ppx_future *conf_gated(ppx_pool *p, int k, int64_t v, const char *kind);
+ppx_future *conf_on_cancel(ppx_pool *p, int64_t v, const char *kind);
+/* A call that runs until cancelled: gated with an unreachable k. */
+#define CONF_NEVER (1 << 30)
+
+#endif
