@@ -3,12 +3,23 @@
  * work, driven from a libuv event loop.
  *
  * Conventions used by every function in this header:
- *  - A call returns 0 (or a non-negative count) on success and a negative
- *    code on failure: one of the PPX_E* codes below or a negated errno.
- *    ppx_strerror() and ppx_err_name() turn either into text.
+ *  - Errors, one rule: a function that returns int returns 0 (or, where
+ *    its doc says so, a non-negative count or descriptor) on success and
+ *    one of the PPX_E* codes below on failure. A negated errno appears
+ *    only where a function's doc names it: ppx_pool_new (a descriptor,
+ *    the shared mapping or the trace file the kernel refuses), and the
+ *    loop functions that hand back libuv's code when libuv refuses a
+ *    handle (ppx_wrap_future and those built on it, ppx_awaitable_create;
+ *    libuv's UV_E* codes are negated errno values on Linux). Functions
+ *    of other types say what they give for an invalid argument.
+ *    ppx_strerror() and ppx_err_name() turn any of these into text.
  *  - A function that hands an object back does so through an OUT parameter
  *    and leaves it untouched on failure. On failure the caller keeps
- *    everything it passed.
+ *    everything it passed. OUT parameters come last, except before a
+ *    format's variadic arguments, which must end the list: ppx_pack and
+ *    ppx_vpack (out, out_len, fmt, ...), ppx_pool_submitf and
+ *    ppx_run_in_executorf (..., out, fn, fmt, ...). One more exception,
+ *    kept from 0.1: ppx_pool_new(&pool, opts).
  *  - Destructors (_free, _unref) accept NULL and cannot fail.
  *  - Using a handle after its last unref, or a pool after ppx_pool_free,
  *    is undefined behaviour (as with libuv's handles and SQLite's
@@ -53,7 +64,8 @@ const char *ppx_version(void);
 
 /*
  * ppx's own codes live in a block around -29000 so they cannot collide
- * with negated errno values (> -4096) nor with libuv's UV_E* codes.
+ * with negated errno values (> -4096) nor with libuv's UV_E* codes. New
+ * codes are appended: a code's value never changes.
  */
 #define PPX_ERRNO_MAP(XX)                                                     \
     XX(EINVAL, "invalid argument")                                            \
@@ -76,7 +88,8 @@ const char *ppx_version(void);
     XX(ENOWORK, "the loop has nothing left to run")                           \
     XX(EINIT, "a worker's initializer failed: see ppx_last_error()")         \
     XX(EBACKEND, "the pool's backend is unavailable: see ppx_last_error()")   \
-    XX(EFORKED, "the pool belongs to another process (this is a fork of its creator)")
+    XX(EFORKED, "the pool belongs to another process (this is a fork of its creator)") \
+    XX(ENOTSUP, "the pool's backend cannot do this")
 
 typedef enum ppx_errno {
     PPX__ERRNO_FIRST = -29000,
@@ -358,9 +371,13 @@ typedef struct ppx_pool_options {
      * max_payload bytes pass; the envelope around them is the pool's
      * business. 0: 256 MiB */
     size_t max_payload;
-    int cancel_grace_ms;       /* a cancelled running task gets this long
-                                  to notice before its worker is killed;
-                                  0: 100 ms, negative: never kill */
+    /* A cancelled running call (or one whose deadline passed) gets this
+     * long to notice before its worker is killed and replaced. 0: 100 ms.
+     * Negative: such a call is never killed; it runs to its end, its
+     * result discarded. ppx_pool_free is not a cancellation: the pool
+     * must end, so there every worker still running a call gets
+     * cancel_grace_ms, or 100 ms when it is negative, before SIGKILL. */
+    int cancel_grace_ms;
     unsigned max_queued_per_worker; /* calls placed in one worker's ring
                                        ahead of it; 0: 64 */
     /* Runs once in each worker before its first call. Return 0, or write
@@ -397,8 +414,9 @@ typedef struct ppx_pool_options {
      * chrome://tracing (see docs/TRACING.md). "%p" in the name becomes
      * the process id, "%n" the number of the trace in this process. The
      * file is complete once ppx_pool_free returns. Read only during
-     * ppx_pool_new, which fails with -errno if the file cannot be
-     * created (ppx_last_error() names it). NULL: the file named by the
+     * ppx_pool_new, which fails with the kernel's -errno (e.g. -ENOENT,
+     * -EACCES) if the file cannot be created (ppx_last_error() names
+     * it). NULL: the file named by the
      * PPX_TRACE environment variable, if set; else no trace, at no cost. */
     const char *trace_path;
     /* Where the workers are (see "MPI" in README.md):
@@ -447,9 +465,9 @@ enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };
  * (a server forking a helper, a test runner), the inherited copy refuses
  * every call that would use the pool with PPX_EFORKED: submissions and
  * batches, ppx_pool_process, _shutdown, _fd, _workers, _worker_stats,
- * and on its unresolved futures ppx_future_wait, _cancel and
+ * _stats_get, and on its unresolved futures ppx_future_wait, _cancel and
  * _add_done_callback (ppx_pool_busy gives false, ppx_pool_worker_pid 0,
- * ppx_pool_stats_get zeros, ppx_future_state PENDING; what resolved
+ * ppx_future_state PENDING; what resolved
  * before the fork stays readable). ppx_pool_free of the copy, and the
  * last unref of its futures, release that process's memory only: the
  * copy's unresolved futures resolve CANCELLED there, while the creator's
@@ -468,8 +486,11 @@ enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };
  * over 4096), PPX_ENOMEM, PPX_ESPAWN (the fork server or a worker could
  * not start), PPX_EINIT (an initializer failed), PPX_EBACKEND (the MPI
  * backend was asked for or mpirun started this process, and MPI is
- * missing, cannot start, or an MPI pool is already open), -errno (shared
- * memory, descriptors, the trace file). On failure no process is left
+ * missing, cannot start, or an MPI pool is already open); PPX_ENOMEM also
+ * when the kernel has no memory for the shared mapping or a descriptor.
+ * Another negated errno from the kernel when a descriptor (epoll,
+ * eventfd, timerfd: e.g. -EMFILE), the shared mapping or the trace file
+ * (options.trace_path) cannot be made. On failure no process is left
  * behind and ppx_last_error() says more where it can. Under mpirun, on a
  * rank other than 0, it does not return (see options.backend). */
 int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts);
@@ -509,7 +530,7 @@ int ppx_pool_shutdown(ppx_pool *pool, int how, int timeout_ms);
  * ppx_pool_kill_workers cannot be caught. Processes a function started
  * go with their worker unless options.keep_descendants. The pool must
  * still be freed with ppx_pool_free. Returns 0, PPX_EBADOBJ, PPX_EFORKED,
- * -ENOSYS for an MPI pool (its workers are the nodes' own: nothing is
+ * PPX_ENOTSUP for an MPI pool (its workers are the nodes' own: nothing is
  * changed; ppx_pool_shutdown with PPX_SHUTDOWN_CANCEL stops its tasks).
  * Any thread.
  */
@@ -519,7 +540,8 @@ int ppx_pool_kill_workers(ppx_pool *pool);
 /* Cancels whatever is unresolved (their callbacks run on this thread),
  * stops and reaps every worker, releases all memory and descriptors. It
  * blocks while workers exit: a running call gets cancel_grace_ms (100 ms
- * if negative) before its worker is killed. Futures stay valid (resolved)
+ * if negative: the pool must end, see the option) before its worker is
+ * killed. Futures stay valid (resolved)
  * until their last unref, and never touch the pool again. Threads blocked
  * in ppx_future_wait or ppx_pool_shutdown return (their futures resolve
  * CANCELLED); a thread still inside a call on one of its futures keeps
@@ -629,10 +651,11 @@ typedef struct ppx_pool_stats {
     uint64_t arena_calls; /* calls whose frame went through the arena */
     uint64_t outbox_replies; /* replies that came through an outbox */
 } ppx_pool_stats;
-/* Fills *out with a snapshot of the pool's counters (all zero for an
- * invalid pool); nothing if out is NULL. Thread-safe (takes the pool's
- * lock; no system call). */
-void ppx_pool_stats_get(ppx_pool *pool, ppx_pool_stats *out);
+/* Fills *out with a snapshot of the pool's counters. Thread-safe (takes
+ * the pool's lock; no system call). Returns 0, PPX_EBADOBJ (pool is NULL
+ * or not a pool), PPX_EINVAL (out is NULL), PPX_EFORKED (a fork's copy).
+ * *out is untouched on failure. */
+int ppx_pool_stats_get(ppx_pool *pool, ppx_pool_stats *out);
 
 /*
  * One worker's counters. Worker i is a slot the pool keeps filled: when
@@ -690,9 +713,14 @@ void ppx_future_ref(ppx_future *f);
  * discarded. */
 void ppx_future_unref(ppx_future *f);
 
-/* f's state: PPX_RUNNING once a worker has claimed the call. PPX_PENDING
- * for an invalid handle. */
+/* f's state: PPX_RUNNING once a worker has claimed the call. A NULL or
+ * wrong-kind handle also gives PPX_PENDING, which cannot be told from a
+ * call not started yet: check ppx_future_valid when f may be invalid. */
 ppx_state ppx_future_state(const ppx_future *f);
+/* True if f is a future (not NULL, not an object of another kind): what
+ * PPX_EBADOBJ stands for in this section. It cannot tell a future used
+ * after its last unref (undefined behaviour, see the conventions). */
+bool ppx_future_valid(const ppx_future *f);
 /* True once f has resolved (DONE, FAILED or CANCELLED); false for an
  * invalid handle. */
 bool ppx_future_done(const ppx_future *f);
@@ -841,8 +869,9 @@ typedef void (*ppx_awaitable_cb)(ppx_awaitable *aw, void *arg);
  * already resolved, so is the awaitable on return. Errors: PPX_EINVAL
  * (loop or out NULL), PPX_EBADOBJ (f is NULL or not a future),
  * PPX_EFORKED (f is unresolved in a fork's copy of its pool), PPX_ECLOSED
- * (its pool is being freed), PPX_ENOMEM, a libuv code (-errno) if the fd
- * cannot be watched.
+ * (its pool is being freed), PPX_ENOMEM, or libuv's code, a negated
+ * errno (UV_E* codes are -errno on Linux), if libuv cannot watch the
+ * pool's fd (uv_poll_init) or set up the loop's wake-up (uv_async_init).
  */
 int ppx_wrap_future(struct uv_loop_s *loop, ppx_future *f, ppx_awaitable **out);
 
@@ -881,8 +910,9 @@ int ppx_run_in_executorf(struct uv_loop_s *loop, ppx_pool *pool,
  * ppx_run_in_executor, but only a process pool (ppx_thread_pool():
  * PPX_EBADOBJ). Errors: PPX_EINVAL (loop, out, fn or items NULL),
  * PPX_EMALFORMED (items not one array of arrays), those of creating the
- * default pool and of ppx_pool_map (PPX_ETOOBIG: a chunk is too big;
- * PPX_EFORKED: a fork's copy of the pool, before anything is sized); on
+ * default pool, of ppx_pool_map (PPX_ETOOBIG: a chunk is too big;
+ * PPX_EFORKED: a fork's copy of the pool, before anything is sized) and
+ * of ppx_wrap_future; on
  * failure the chunks already submitted are cancelled.
  */
 int ppx_run_in_executor_map(struct uv_loop_s *loop, ppx_pool *pool, const char *fn,
@@ -934,9 +964,14 @@ void ppx_awaitable_ref(ppx_awaitable *aw);
  * until it resolves. */
 void ppx_awaitable_unref(ppx_awaitable *aw);
 /* aw's state. Only a wrapped process call reports PPX_RUNNING (a worker
- * has started it); other kinds go from PENDING to their outcome.
- * PPX_PENDING for an invalid handle. */
+ * has started it); other kinds go from PENDING to their outcome. A NULL
+ * or wrong-kind handle also gives PPX_PENDING, which cannot be told from
+ * a pending awaitable: check ppx_awaitable_valid when aw may be invalid. */
 ppx_state ppx_awaitable_state(const ppx_awaitable *aw);
+/* True if aw is an awaitable (not NULL, not an object of another kind):
+ * what PPX_EBADOBJ stands for in this section. It cannot tell an
+ * awaitable used after its last unref (undefined behaviour). */
+bool ppx_awaitable_valid(const ppx_awaitable *aw);
 /* True once aw has resolved; false for an invalid handle. */
 bool ppx_awaitable_done(const ppx_awaitable *aw);
 /* The value of a DONE awaitable, borrowed from aw (valid until its last
@@ -996,8 +1031,8 @@ int ppx_awaitable_remove_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb,
  * forever. Once none is pending the loop holds nothing of them (run it
  * once more before uv_loop_close, as for any closing handle).
  *
- * Errors: _create: PPX_EINVAL (loop or out NULL), PPX_ENOMEM, a libuv
- * code (uv_async_init). _set_*: PPX_EDONE (already resolved or
+ * Errors: _create: PPX_EINVAL (loop or out NULL), PPX_ENOMEM, libuv's
+ * code, a negated errno, if uv_async_init fails. _set_*: PPX_EDONE (already resolved or
  * cancelled), PPX_EINVAL (aw is not one of these awaitables; msgpack
  * NULL with len > 0), PPX_EMALFORMED (msgpack is not exactly one
  * well-formed object), PPX_ENOMEM, PPX_EBADOBJ.

@@ -114,6 +114,11 @@ bool ppx_awaitable_done(const ppx_awaitable *aw)
     return live(aw) && aw->state != PPX_PENDING;
 }
 
+bool ppx_awaitable_valid(const ppx_awaitable *aw)
+{
+    return live(aw);
+}
+
 int ppx_awaitable_value(const ppx_awaitable *aw, ppx_value *out)
 {
     if (!live(aw))

@@ -8,6 +8,7 @@
 #include "local/local.h"
 #include "mpi/remote.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +65,14 @@ static int choose(const ppx_pool_options *o, int *be)
 #endif
 }
 
+/* The kernel's "no memory" (mmap, epoll_create1, eventfd, timerfd) is
+ * ppx's PPX_ENOMEM at the API; other negated errno values pass as
+ * ppx_pool_new's doc says. */
+static int api_code(int rc)
+{
+    return rc == -ENOMEM ? PPX_ENOMEM : rc;
+}
+
 int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
 {
     if (!out)
@@ -79,10 +88,10 @@ int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
     /* This rank lends itself to rank 0's pool and exits when rank 0
      * does: ppx__node_serve returns only if it could not start. */
     if (be == PPX__BE_NODE)
-        return ppx__node_serve(&o);
+        return api_code(ppx__node_serve(&o));
 #ifdef PPX_HAVE_MPI
     if (be == PPX__BE_ROOT)
-        return ppx__pool_open(out, &o, &ppx__mpi_ops);
+        return api_code(ppx__pool_open(out, &o, &ppx__mpi_ops));
 #endif
-    return ppx__pool_open(out, &o, &ppx__local_ops);
+    return api_code(ppx__pool_open(out, &o, &ppx__local_ops));
 }

@@ -404,6 +404,11 @@ bool ppx_future_done(const ppx_future *f)
     return live(f) && atomic_load_explicit(&f->state, memory_order_acquire) != PPX_PENDING;
 }
 
+bool ppx_future_valid(const ppx_future *f)
+{
+    return live(f);
+}
+
 uint64_t ppx_future_id(const ppx_future *f)
 {
     return live(f) ? f->id : 0;

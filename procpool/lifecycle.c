@@ -306,16 +306,17 @@ int ppx_pool_worker_stats(ppx_pool *p, int i, ppx_worker_stats *out)
     return rc;
 }
 
-void ppx_pool_stats_get(ppx_pool *p, ppx_pool_stats *out)
+int ppx_pool_stats_get(ppx_pool *p, ppx_pool_stats *out)
 {
+    int rc = ppx__pool_check(p);
+    if (rc)
+        return rc;
     if (!out)
-        return;
-    memset(out, 0, sizeof *out);
-    if (ppx__pool_check(p))
-        return;
+        return PPX_EINVAL;
     ppx__pool_lock(p);
     *out = p->stats;
     p->ops->stats(p, out);
     out->running = p->unresolved - out->queued;
     ppx__pool_unlock(p);
+    return 0;
 }

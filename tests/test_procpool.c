@@ -792,6 +792,7 @@ static void test_null_and_wrong_kind_handles_give_ebadobj(void **state)
         assert_int_equal(ppx_future_cancel(bad), PPX_EBADOBJ);
         assert_int_equal(ppx_future_add_done_callback(bad, count_cb, &counted), PPX_EBADOBJ);
         assert_int_equal(ppx_future_state(bad), PPX_PENDING);
+        assert_false(ppx_future_valid(bad)); /* what tells it from pending */
         assert_int_equal(ppx_future_id(bad), 0);
         ppx_future_ref(bad);
         ppx_future_unref(bad); /* ignored */
@@ -802,8 +803,17 @@ static void test_null_and_wrong_kind_handles_give_ebadobj(void **state)
         assert_int_equal(ppx_pool_shutdown(bad, PPX_SHUTDOWN_WAIT, 0), PPX_EBADOBJ);
         assert_int_equal(ppx_pool_process(bad), PPX_EBADOBJ);
         assert_int_equal(ppx_pool_workers(bad), PPX_EBADOBJ);
+        ppx_pool_stats st = {.submitted = 42};
+        assert_int_equal(ppx_pool_stats_get(bad, &st), PPX_EBADOBJ);
+        assert_int_equal(st.submitted, 42); /* untouched on failure */
         ppx_pool_free(bad); /* ignored */
     }
+    assert_true(ppx_future_valid(f));
+    assert_int_equal(ppx_pool_stats_get(p, NULL), PPX_EINVAL);
+    assert_int_equal(ppx_pool_stats_get(ppx_thread_pool(), &(ppx_pool_stats){0}), PPX_EBADOBJ);
+    ppx_pool_stats st;
+    assert_int_equal(ppx_pool_stats_get(p, &st), 0);
+    assert_int_equal(st.submitted, 1);
     assert_int_equal(support_future_int(f), 3);
     ppx_future_unref(f);
     ppx_pool_free(p);

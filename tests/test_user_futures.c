@@ -182,6 +182,10 @@ static void test_set_refuses_other_awaitables(void **state)
     assert_int_equal(ppx_awaitable_set_error(g, "E", "m"), PPX_EINVAL);
     assert_int_equal(ppx_awaitable_set_result(NULL, NULL, 0), PPX_EBADOBJ);
     assert_int_equal(ppx_awaitable_set_error(NULL, "E", "m"), PPX_EBADOBJ);
+    /* An invalid handle reads as PENDING: ppx_awaitable_valid tells. */
+    assert_int_equal(ppx_awaitable_state(NULL), PPX_PENDING);
+    assert_false(ppx_awaitable_valid(NULL));
+    assert_true(ppx_awaitable_valid(g));
     assert_int_equal(ppx_awaitable_create(NULL, &g), PPX_EINVAL);
     assert_int_equal(ppx_awaitable_create(loop, NULL), PPX_EINVAL);
     ppx_awaitable_unref(g);

@@ -6,8 +6,6 @@
  */
 #include "remote.h"
 
-#include <errno.h>
-
 static int mpi_start(ppx_pool *p)
 {
     p->opt.trace_path = NULL; /* traces are of local workers only */
@@ -70,7 +68,7 @@ static int mpi_signal_workers(ppx_pool *p, int sig, ppx__notify *n)
     (void)p;
     (void)sig;
     (void)n;
-    return -ENOSYS;
+    return PPX_ENOTSUP;
 }
 
 /* The progress thread needs the pool's lock to leave. */
