@@ -18,7 +18,6 @@
 #include "conformance.h"
 #include "support.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -56,13 +55,6 @@ static ppx_awaitable *future(fixture *fx)
     return aw;
 }
 
-/* set_result(v) for 0 <= v < 128 (a positive fixint). */
-static int set_int(ppx_awaitable *aw, int v)
-{
-    unsigned char b = (unsigned char)v;
-    return ppx_awaitable_set_result(aw, &b, 1);
-}
-
 static ppx_awaitable *shield(fixture *fx, ppx_awaitable *aw)
 {
     ppx_awaitable *out;
@@ -75,36 +67,6 @@ static void run_briefly(fixture *fx)
     uv_run(&fx->loop, UV_RUN_NOWAIT);
 }
 
-static int64_t int_of(ppx_awaitable *aw)
-{
-    ppx_value v;
-    int64_t i;
-    assert_int_equal(ppx_awaitable_value(aw, &v), 0);
-    assert_int_equal(ppx_value_int(v, &i), 0);
-    return i;
-}
-
-static const char *text_of(ppx_awaitable *aw, char *buf, size_t n)
-{
-    ppx_value v;
-    if (ppx_awaitable_value(aw, &v) != 0)
-        fail_msg("no value: %s", ppx_awaitable_error(aw) ? ppx_awaitable_error(aw)->type : "?");
-    ppx_value_format(v, buf, n);
-    return buf;
-}
-
-static const char *etype(const ppx_awaitable *aw)
-{
-    const ppx_error *e = ppx_awaitable_error(aw);
-    return e ? e->type : "(none)";
-}
-
-static void unref_all(ppx_awaitable **a, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        ppx_awaitable_unref(a[i]);
-}
-
 /* ---- test_tasks.py: BaseTaskTests, shield ------------------------------- */
 
 /* BaseTaskTests.test_shield_result. */
@@ -112,11 +74,11 @@ static void test_tasks__test_shield_result(void **state)
 {
     fixture *fx = *state;
     ppx_awaitable *inner = future(fx), *outer = shield(fx, inner);
-    assert_int_equal(set_int(inner, 42), 0);
+    assert_int_equal(conf_set_int(inner, 42), 0);
     assert_int_equal(ppx_run_until_complete(&fx->loop, outer), 0);
-    assert_int_equal(int_of(outer), 42);
+    assert_int_equal(conf_aw_int(outer), 42);
     ppx_awaitable *a[] = {inner, outer};
-    unref_all(a, 2);
+    conf_unref_all(a, 2);
 }
 
 /* BaseTaskTests.test_shield_exception: the outer fails with the inner's
@@ -128,10 +90,10 @@ static void test_tasks__test_shield_exception(void **state)
     assert_int_equal(ppx_awaitable_set_error(inner, "Exception", "boom"), 0);
     run_briefly(fx);
     assert_int_equal(ppx_awaitable_state(outer), PPX_FAILED);
-    assert_string_equal(etype(outer), "Exception");
+    assert_string_equal(conf_aw_etype(outer), "Exception");
     assert_string_equal(ppx_awaitable_error(outer)->message, "boom");
     ppx_awaitable *a[] = {inner, outer};
-    unref_all(a, 2);
+    conf_unref_all(a, 2);
 }
 
 /* BaseTaskTests.test_shield_cancel_inner. */
@@ -143,7 +105,7 @@ static void test_tasks__test_shield_cancel_inner(void **state)
     run_briefly(fx);
     assert_int_equal(ppx_awaitable_state(outer), PPX_CANCELLED);
     ppx_awaitable *a[] = {inner, outer};
-    unref_all(a, 2);
+    conf_unref_all(a, 2);
 }
 
 /* BaseTaskTests.test_shield_cancel_outer: the inner is not cancelled. */
@@ -157,7 +119,7 @@ static void test_tasks__test_shield_cancel_outer(void **state)
     assert_false(ppx_awaitable_done(inner));
     assert_int_equal(ppx_awaitable_cancel(inner), 0);
     ppx_awaitable *a[] = {inner, outer};
-    unref_all(a, 2);
+    conf_unref_all(a, 2);
 }
 
 /* BaseTaskTests.test_shield_cancel_outer_result: the inner then resolves
@@ -167,12 +129,12 @@ static void test_tasks__test_shield_cancel_outer_result(void **state)
     fixture *fx = *state;
     ppx_awaitable *inner = future(fx), *outer = shield(fx, inner);
     assert_int_equal(ppx_awaitable_cancel(outer), 0);
-    assert_int_equal(set_int(inner, 1), 0);
+    assert_int_equal(conf_set_int(inner, 1), 0);
     run_briefly(fx);
-    assert_int_equal(int_of(inner), 1);
+    assert_int_equal(conf_aw_int(inner), 1);
     assert_int_equal(ppx_awaitable_state(outer), PPX_CANCELLED);
     ppx_awaitable *a[] = {inner, outer};
-    unref_all(a, 2);
+    conf_unref_all(a, 2);
 }
 
 /* BaseTaskTests.test_shield_cancel_outer_exception (and
@@ -191,7 +153,7 @@ static void test_tasks__test_shield_cancel_outer_exception(void **state)
     assert_string_equal(ppx_awaitable_error(inner)->message, "foo");
     assert_int_equal(ppx_awaitable_state(outer), PPX_CANCELLED);
     ppx_awaitable *a[] = {inner, outer};
-    unref_all(a, 2);
+    conf_unref_all(a, 2);
 }
 
 /* BaseTaskTests.test_shield_shortcut: shielding a finished future gives
@@ -200,12 +162,12 @@ static void test_tasks__test_shield_shortcut(void **state)
 {
     fixture *fx = *state;
     ppx_awaitable *fut = future(fx);
-    assert_int_equal(set_int(fut, 42), 0);
+    assert_int_equal(conf_set_int(fut, 42), 0);
     ppx_awaitable *outer = shield(fx, fut);
     assert_true(ppx_awaitable_done(outer));
-    assert_int_equal(int_of(outer), 42);
+    assert_int_equal(conf_aw_int(outer), 42);
     ppx_awaitable *a[] = {fut, outer};
-    unref_all(a, 2);
+    conf_unref_all(a, 2);
 }
 
 /* BaseTaskTests.test_shield_effect: cancelling the outer leaves the
@@ -222,10 +184,10 @@ static void test_tasks__test_shield_effect(void **state)
     assert_false(ppx_awaitable_done(inner));
     conf_release(1);
     assert_int_equal(ppx_run_until_complete(&fx->loop, inner), 0);
-    assert_int_equal(int_of(inner), 7);
+    assert_int_equal(conf_aw_int(inner), 7);
     assert_int_equal(atomic_load(&conf->noticed), 0);
     ppx_awaitable *a[] = {inner, outer};
-    unref_all(a, 2);
+    conf_unref_all(a, 2);
 }
 
 /* BaseTaskTests.test_shield_gather: a shielded gather goes on. */
@@ -239,13 +201,13 @@ static void test_tasks__test_shield_gather(void **state)
     assert_int_equal(ppx_awaitable_cancel(outer), 0);
     run_briefly(fx);
     assert_int_equal(ppx_awaitable_state(outer), PPX_CANCELLED);
-    assert_int_equal(set_int(c[0], 1), 0);
-    assert_int_equal(set_int(c[1], 2), 0);
+    assert_int_equal(conf_set_int(c[0], 1), 0);
+    assert_int_equal(conf_set_int(c[1], 2), 0);
     run_briefly(fx);
     char buf[32];
-    assert_string_equal(text_of(parent, buf, sizeof buf), "[1, 2]");
+    assert_string_equal(conf_aw_text(parent, buf, sizeof buf), "[1, 2]");
     ppx_awaitable *a[] = {c[0], c[1], parent, outer};
-    unref_all(a, 4);
+    conf_unref_all(a, 4);
 }
 
 /* BaseTaskTests.test_gather_shield: cancelling a gather of shields
@@ -259,16 +221,16 @@ static void test_tasks__test_gather_shield(void **state)
     run_briefly(fx);
     assert_int_equal(ppx_awaitable_cancel(parent), 0);
     run_briefly(fx);
-    assert_string_equal(etype(parent), "CancelledError");
+    assert_string_equal(conf_aw_etype(parent), "CancelledError");
     assert_int_equal(ppx_awaitable_state(inner[0]), PPX_CANCELLED);
     assert_int_equal(ppx_awaitable_state(inner[1]), PPX_CANCELLED);
-    assert_int_equal(set_int(child[0], 1), 0);
-    assert_int_equal(set_int(child[1], 2), 0);
+    assert_int_equal(conf_set_int(child[0], 1), 0);
+    assert_int_equal(conf_set_int(child[1], 2), 0);
     run_briefly(fx);
-    assert_int_equal(int_of(child[0]), 1);
-    assert_int_equal(int_of(child[1]), 2);
+    assert_int_equal(conf_aw_int(child[0]), 1);
+    assert_int_equal(conf_aw_int(child[1]), 2);
     ppx_awaitable *a[] = {child[0], child[1], inner[0], inner[1], parent};
-    unref_all(a, 5);
+    conf_unref_all(a, 5);
 }
 
 /* ---- test_future.py (concurrent.futures): FutureTests ------------------- */
@@ -279,11 +241,11 @@ static void test_future__test_multiple_set_result(void **state)
 {
     fixture *fx = *state;
     ppx_awaitable *f = future(fx);
-    assert_int_equal(set_int(f, 1), 0);
-    assert_int_equal(set_int(f, 2), PPX_EDONE);
+    assert_int_equal(conf_set_int(f, 1), 0);
+    assert_int_equal(conf_set_int(f, 2), PPX_EDONE);
     assert_int_equal(ppx_awaitable_set_error(f, "ValueError", ""), PPX_EDONE);
     assert_true(ppx_awaitable_done(f));
-    assert_int_equal(int_of(f), 1);
+    assert_int_equal(conf_aw_int(f), 1);
     ppx_awaitable_unref(f);
 }
 
@@ -294,32 +256,10 @@ static void test_future__test_multiple_set_exception(void **state)
     ppx_awaitable *f = future(fx);
     assert_int_equal(ppx_awaitable_set_error(f, "ValueError", "first"), 0);
     assert_int_equal(ppx_awaitable_set_error(f, "Exception", "second"), PPX_EDONE);
-    assert_int_equal(set_int(f, 1), PPX_EDONE);
-    assert_string_equal(etype(f), "ValueError");
+    assert_int_equal(conf_set_int(f, 1), PPX_EDONE);
+    assert_string_equal(conf_aw_etype(f), "ValueError");
     assert_string_equal(ppx_awaitable_error(f)->message, "first");
     ppx_awaitable_unref(f);
-}
-
-typedef struct setter {
-    ppx_awaitable *aw;
-    int v;
-    const char *type; /* NULL: set_result(v) */
-    int rc;
-} setter;
-
-static void *set_on_thread(void *arg)
-{
-    setter *s = arg;
-    s->rc = s->type ? ppx_awaitable_set_error(s->aw, s->type, "from a thread") : set_int(s->aw, s->v);
-    return NULL;
-}
-
-static void set_from_thread(setter *s)
-{
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, set_on_thread, s), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
-    assert_int_equal(s->rc, 0);
 }
 
 /* test_multiple_set_result with the first set on another thread: it
@@ -329,12 +269,12 @@ static void test_future__test_multiple_set_result__other_thread(void **state)
 {
     fixture *fx = *state;
     ppx_awaitable *f = future(fx);
-    setter s = {f, 1, NULL, -1};
-    set_from_thread(&s);
-    assert_int_equal(set_int(f, 2), PPX_EDONE);
+    conf_setter s = {f, 1, NULL, -1};
+    conf_set_from_thread(&s);
+    assert_int_equal(conf_set_int(f, 2), PPX_EDONE);
     assert_int_equal(ppx_awaitable_cancel(f), PPX_EDONE);
     assert_int_equal(ppx_run_until_complete(&fx->loop, f), 0);
-    assert_int_equal(int_of(f), 1);
+    assert_int_equal(conf_aw_int(f), 1);
     ppx_awaitable_unref(f);
 }
 
@@ -349,17 +289,17 @@ static void test_tasks__test_wait_duplicate_coroutines(void **state)
     ppx_awaitable *c = future(fx), *d = future(fx), *w;
     ppx_awaitable *items[] = {c, c, d};
     assert_int_equal(ppx_wait(&fx->loop, items, 3, PPX_ALL_COMPLETED, -1, &w), 0);
-    assert_int_equal(set_int(c, 1), 0);
-    assert_int_equal(set_int(d, 2), 0);
+    assert_int_equal(conf_set_int(c, 1), 0);
+    assert_int_equal(conf_set_int(d, 2), 0);
     assert_int_equal(ppx_run_until_complete(&fx->loop, w), 0);
-    assert_int_equal(int_of(w), 3);
+    assert_int_equal(conf_aw_int(w), 3);
     for (size_t i = 0; i < 3; i++) {
         bool done;
         assert_int_equal(ppx_wait_done(w, i, &done), 0);
         assert_true(done);
     }
     ppx_awaitable *a[] = {c, d, w};
-    unref_all(a, 3);
+    conf_unref_all(a, 3);
 }
 
 /* BaseTaskTests.test_as_completed_duplicate_coroutines: each once. */
@@ -370,18 +310,18 @@ static void test_tasks__test_as_completed_duplicate_coroutines(void **state)
     ppx_awaitable *items[] = {c, c, d};
     ppx_as_completed *it;
     assert_int_equal(ppx_as_completed_new(&fx->loop, items, 3, &it), 0);
-    assert_int_equal(set_int(d, 2), 0);
-    assert_int_equal(set_int(c, 1), 0);
+    assert_int_equal(conf_set_int(d, 2), 0);
+    assert_int_equal(conf_set_int(c, 1), 0);
     int sum = 0, n = 0;
     while (ppx_as_completed_next(it, -1, &got) == 0) {
-        sum += (int)int_of(got);
+        sum += (int)conf_aw_int(got);
         n++;
     }
     assert_int_equal(n, 2);
     assert_int_equal(sum, 3);
     ppx_as_completed_free(it);
     ppx_awaitable *a[] = {c, d};
-    unref_all(a, 2);
+    conf_unref_all(a, 2);
 }
 
 /* GatherTestsBase.test_constructor_heterogenous_futures: ValueError is
@@ -408,11 +348,11 @@ static void test_tasks__test_constructor_heterogenous_futures(void **state)
     assert_int_equal(ppx_task_group_add(g, f2), PPX_EINVAL);
     assert_int_equal(ppx_task_group_close(g), 0);
     run_briefly(fx);
-    assert_int_equal(int_of(g), 0);
+    assert_int_equal(conf_aw_int(g), 0);
     assert_int_equal(ppx_awaitable_cancel(f1), 0);
     assert_int_equal(ppx_awaitable_cancel(f2), 0);
     ppx_awaitable *a[] = {f1, f2, g};
-    unref_all(a, 3);
+    conf_unref_all(a, 3);
     uv_run(&other, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&other), 0);
 }
@@ -430,15 +370,15 @@ static void test_tasks__test_success__futures(void **state)
     fixture *fx = *state;
     ppx_awaitable *c[3] = {future(fx), future(fx), future(fx)};
     ppx_awaitable *g = gather(fx, c, 3, 0);
-    assert_int_equal(set_int(c[1], 1), 0);
-    assert_int_equal(set_int(c[0], 2), 0);
+    assert_int_equal(conf_set_int(c[1], 1), 0);
+    assert_int_equal(conf_set_int(c[0], 2), 0);
     run_briefly(fx);
     assert_false(ppx_awaitable_done(g));
-    assert_int_equal(set_int(c[2], 3), 0);
+    assert_int_equal(conf_set_int(c[2], 3), 0);
     run_briefly(fx);
     char buf[32];
-    assert_string_equal(text_of(g, buf, sizeof buf), "[2, 1, 3]");
-    unref_all(c, 3);
+    assert_string_equal(conf_aw_text(g, buf, sizeof buf), "[2, 1, 3]");
+    conf_unref_all(c, 3);
     ppx_awaitable_unref(g);
 }
 
@@ -451,16 +391,16 @@ static void test_tasks__test_one_exception__futures(void **state)
     fixture *fx = *state;
     ppx_awaitable *c[5] = {future(fx), future(fx), future(fx), future(fx), future(fx)};
     ppx_awaitable *g = gather(fx, c, 5, 0);
-    assert_int_equal(set_int(c[0], 1), 0);
+    assert_int_equal(conf_set_int(c[0], 1), 0);
     assert_int_equal(ppx_awaitable_set_error(c[1], "ZeroDivisionError", "b"), 0);
     run_briefly(fx);
     assert_int_equal(ppx_awaitable_state(g), PPX_FAILED);
-    assert_string_equal(etype(g), "ZeroDivisionError");
+    assert_string_equal(conf_aw_etype(g), "ZeroDivisionError");
     assert_string_equal(ppx_awaitable_error(g)->message, "b");
     for (size_t i = 2; i < 5; i++)
         assert_int_equal(ppx_awaitable_state(c[i]), PPX_CANCELLED);
-    assert_int_equal(set_int(c[2], 3), PPX_EDONE);
-    unref_all(c, 5);
+    assert_int_equal(conf_set_int(c[2], 3), PPX_EDONE);
+    conf_unref_all(c, 5);
     ppx_awaitable_unref(g);
 }
 
@@ -472,18 +412,18 @@ static void test_tasks__test_return_exceptions__futures(void **state)
     fixture *fx = *state;
     ppx_awaitable *c[4] = {future(fx), future(fx), future(fx), future(fx)};
     ppx_awaitable *g = gather(fx, c, 4, PPX_GATHER_RETURN_ERRORS);
-    assert_int_equal(set_int(c[1], 3), 0);
-    assert_int_equal(set_int(c[0], 1), 0);
+    assert_int_equal(conf_set_int(c[1], 3), 0);
+    assert_int_equal(conf_set_int(c[0], 1), 0);
     assert_int_equal(ppx_awaitable_set_error(c[2], "ZeroDivisionError", "exc1"), 0);
     run_briefly(fx);
     assert_false(ppx_awaitable_done(g));
     assert_int_equal(ppx_awaitable_set_error(c[3], "RuntimeError", "exc2"), 0);
     run_briefly(fx);
     char buf[32];
-    assert_string_equal(text_of(g, buf, sizeof buf), "[1, 3, None, None]");
+    assert_string_equal(conf_aw_text(g, buf, sizeof buf), "[1, 3, None, None]");
     assert_string_equal(ppx_awaitable_error(ppx_gather_child(g, 2))->message, "exc1");
     assert_string_equal(ppx_awaitable_error(ppx_gather_child(g, 3))->message, "exc2");
-    unref_all(c, 4);
+    conf_unref_all(c, 4);
     ppx_awaitable_unref(g);
 }
 
@@ -504,18 +444,18 @@ static void taskgroup_two_errors(fixture *fx, const char *nested_type)
     assert_int_equal(ppx_task_group_add(g, crash), 0);
     assert_int_equal(ppx_task_group_add(g, nested), 0);
     assert_int_equal(ppx_task_group_close(g), 0);
-    setter s = {nested, 0, nested_type, -1};
-    set_from_thread(&s);
+    conf_setter s = {nested, 0, nested_type, -1};
+    conf_set_from_thread(&s);
     assert_int_equal(ppx_awaitable_set_error(crash, "ZeroDivisionError", "division by zero"), 0);
     assert_int_equal(ppx_run_until_complete(&fx->loop, g), 0);
     assert_int_equal(ppx_awaitable_state(g), PPX_FAILED);
-    assert_string_equal(etype(g), "ZeroDivisionError");
+    assert_string_equal(conf_aw_etype(g), "ZeroDivisionError");
     assert_int_equal(ppx_task_group_error_count(g), 2);
     assert_string_equal(ppx_task_group_error_at(g, 0)->type, "ZeroDivisionError");
     assert_string_equal(ppx_task_group_error_at(g, 1)->type, nested_type);
     assert_null(ppx_task_group_error_at(g, 2));
     ppx_awaitable *a[] = {crash, nested, g};
-    unref_all(a, 3);
+    conf_unref_all(a, 3);
 }
 
 static void test_taskgroups__test_taskgroup_19(void **state)
@@ -576,7 +516,7 @@ static void test_taskgroups__test_taskgroup_24(void **state)
     assert_int_equal(ppx_task_group_add(c.g, root), 0);
     assert_int_equal(ppx_task_group_close(c.g), 0);
     assert_int_equal(ppx_run_until_complete(&fx->loop, c.g), 0);
-    assert_int_equal(int_of(c.g), 3);
+    assert_int_equal(conf_aw_int(c.g), 3);
     assert_int_equal(c.refused, 0);
     ppx_awaitable_unref(root);
     ppx_awaitable_unref(c.g);
