@@ -1,6 +1,7 @@
 #include "conformance.h"
 #include "support.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -236,4 +237,56 @@ ppx_future *conf_on_cancel(ppx_pool *p, int64_t v, const char *kind)
     ppx_future *f = NULL;
     assert_int_equal(ppx_pool_submitf(p, &f, "on_cancel", "ls", (long long)v, kind), 0);
     return f;
+}
+
+int conf_set_int(ppx_awaitable *aw, int v)
+{
+    unsigned char b = (unsigned char)v;
+    return ppx_awaitable_set_result(aw, &b, 1);
+}
+
+int64_t conf_aw_int(ppx_awaitable *aw)
+{
+    ppx_value v;
+    int64_t i;
+    assert_int_equal(ppx_awaitable_value(aw, &v), 0);
+    assert_int_equal(ppx_value_int(v, &i), 0);
+    return i;
+}
+
+const char *conf_aw_text(ppx_awaitable *aw, char *buf, size_t n)
+{
+    ppx_value v;
+    if (ppx_awaitable_value(aw, &v) != 0)
+        fail_msg("no value: %s", conf_aw_etype(aw));
+    ppx_value_format(v, buf, n);
+    return buf;
+}
+
+const char *conf_aw_etype(const ppx_awaitable *aw)
+{
+    const ppx_error *e = ppx_awaitable_error(aw);
+    return e ? e->type : "(none)";
+}
+
+void conf_unref_all(ppx_awaitable **a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ppx_awaitable_unref(a[i]);
+}
+
+static void *set_on_thread(void *arg)
+{
+    conf_setter *s = arg;
+    s->rc = s->type ? ppx_awaitable_set_error(s->aw, s->type, "from a thread")
+                    : conf_set_int(s->aw, s->v);
+    return NULL;
+}
+
+void conf_set_from_thread(conf_setter *s)
+{
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, set_on_thread, s), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(s->rc, 0);
 }

@@ -56,6 +56,23 @@ void conf_wait_noticed(int n);
 /* Submits gated(k, v, kind) / on_cancel(v, kind). */
 ppx_future *conf_gated(ppx_pool *p, int k, int64_t v, const char *kind);
 ppx_future *conf_on_cancel(ppx_pool *p, int64_t v, const char *kind);
+/* Loop-side helpers (test_conformance_shield.c). set_result(v) for
+ * 0 <= v < 128; an awaitable's integer value, formatted value, error type
+ * ("(none)"); n unrefs. */
+int conf_set_int(ppx_awaitable *aw, int v);
+int64_t conf_aw_int(ppx_awaitable *aw);
+const char *conf_aw_text(ppx_awaitable *aw, char *buf, size_t n);
+const char *conf_aw_etype(const ppx_awaitable *aw);
+void conf_unref_all(ppx_awaitable **a, size_t n);
+/* Sets aw's outcome on another thread (result v, or error type with
+ * message "from a thread" if type is not NULL) and joins it. */
+typedef struct conf_setter {
+    ppx_awaitable *aw;
+    int v;
+    const char *type;
+    int rc;
+} conf_setter;
+void conf_set_from_thread(conf_setter *s);
 /* A call that runs until cancelled: gated with an unreachable k. */
 #define CONF_NEVER (1 << 30)
 
