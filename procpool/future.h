@@ -121,4 +121,12 @@ void ppx__notify_run(ppx__notify *n);
 ppx_pool *ppx__future_pin(ppx_future *f);
 void ppx__future_unpin(ppx_future *f);
 
+/* progress.c: a call's progress on its future. The latest pair, whole
+ * (its sequence number returned); the progress callbacks of f run on this
+ * thread (one thread at a time); before f's done callbacks, none starts
+ * again and one running elsewhere is waited for. */
+uint32_t ppx__progress_read(const ppx_future *f, uint64_t *done, uint64_t *total);
+void ppx__progress_run(ppx_future *f);
+void ppx__progress_end(ppx_future *f);
+
 #endif
