@@ -329,10 +329,15 @@ static void local_process(ppx_pool *pool, ppx__notify *n)
             p->polled_at = now;
         }
         bool timers = false;
+        int resolved = n->count;
         for (int i = 0; i < p->nworkers; i++)
             if (p->w[i].alive)
                 ppx__drain_replies(p, &p->w[i], n);
-        ppx__scan_progress(p, n); /* ppx_call_progress of the calls running */
+        /* A wake-up that brought no reply may be a ppx_call_progress one:
+         * look at the running calls then, not on every round (each call
+         * would pay for the look; the 20 ms sweep catches the rest). */
+        if (n->count == resolved)
+            ppx__scan_progress(p, n);
         for (int k = 0; k < nev; k++) {
             uint64_t tag = ev[k].data.u64;
             if (tag == PPX__EV_TIMER)

@@ -110,6 +110,11 @@ void ppx__run_timers(ppx__local *p, ppx__notify *n)
     int64_t now = ppx__now_ns();
     if (p->sweep_at && p->sweep_at <= now) { /* the rings were just drained */
         ppx__sweep(p);
+        /* ppx_call_progress of the running calls: read here, every
+         * PPX__SWEEP_NS while calls are out, not on every round, which
+         * would cost each call the look (and once more before a result,
+         * handle_reply). */
+        ppx__scan_progress(p, n);
         p->sweep_at = p->pool->ntasks ? now + PPX__SWEEP_NS : 0;
     }
     ppx__hnode *h;
