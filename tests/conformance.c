@@ -2,6 +2,7 @@
 #include "support.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -289,4 +290,49 @@ void conf_set_from_thread(conf_setter *s)
     assert_int_equal(pthread_create(&t, NULL, set_on_thread, s), 0);
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_int_equal(s->rc, 0);
+}
+
+static int setup_fixture(void **state, int workers, int has_loop)
+{
+    conf_fixture *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    conf_reset();
+    fx->has_loop = has_loop;
+    if (has_loop)
+        uv_loop_init(&fx->loop);
+    fx->pool = conf_pool(workers, NULL);
+    *state = fx;
+    return 0;
+}
+
+int conf_setup_loop(void **state, int workers)
+{
+    return setup_fixture(state, workers, 1);
+}
+
+int conf_setup_pool(void **state, int workers)
+{
+    return setup_fixture(state, workers, 0);
+}
+
+int conf_teardown(void **state)
+{
+    conf_fixture *fx = *state;
+    ppx_pool_free(fx->pool);
+    if (fx->has_loop) {
+        uv_run(&fx->loop, UV_RUN_DEFAULT);
+        assert_int_equal(uv_loop_close(&fx->loop), 0);
+    }
+    free(fx);
+    assert_true(support_no_children());
+    return 0;
+}
+
+ppx_awaitable *conf_aw_gated(conf_fixture *fx, int k, int64_t v, const char *kind)
+{
+    ppx_awaitable *aw;
+    assert_int_equal(ppx_run_in_executorf(&fx->loop, fx->pool, &aw, "gated", "lls", (long long)k,
+                                          (long long)v, kind),
+                     0);
+    return aw;
 }

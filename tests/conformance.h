@@ -7,6 +7,8 @@
 #define PPX_TESTS_CONFORMANCE_H
 #include "ppx.h"
 
+#include <uv.h>
+
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -75,5 +77,20 @@ typedef struct conf_setter {
 void conf_set_from_thread(conf_setter *s);
 /* A call that runs until cancelled: gated with an unreachable k. */
 #define CONF_NEVER (1 << 30)
+
+/* A test's loop and pool (cmocka state): made by conf_setup_loop (a loop
+ * and a pool of workers) or conf_setup_pool (the pool alone); the
+ * teardowns free the pool, run the loop dry and close it, and check that
+ * no child process is left. */
+typedef struct conf_fixture {
+    uv_loop_t loop;
+    ppx_pool *pool;
+    int has_loop;
+} conf_fixture;
+int conf_setup_loop(void **state, int workers);
+int conf_setup_pool(void **state, int workers);
+int conf_teardown(void **state);
+/* A gated call as an awaitable on fx's loop (see conf_gated). */
+ppx_awaitable *conf_aw_gated(conf_fixture *fx, int k, int64_t v, const char *kind);
 
 #endif

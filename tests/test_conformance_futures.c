@@ -30,26 +30,16 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef struct fixture {
-    ppx_pool *pool;
-} fixture;
+typedef conf_fixture fixture;
 
 static int setup(void **state)
 {
-    fixture *fx = calloc(1, sizeof *fx);
-    conf_reset();
-    fx->pool = conf_pool(2, NULL);
-    *state = fx;
-    return 0;
+    return conf_setup_pool(state, 2);
 }
 
 static int teardown(void **state)
 {
-    fixture *fx = *state;
-    ppx_pool_free(fx->pool);
-    free(fx);
-    assert_true(support_no_children());
-    return 0;
+    return conf_teardown(state);
 }
 
 /* One future in each state, as util.py's PENDING_FUTURE, RUNNING_FUTURE,

@@ -29,26 +29,16 @@
 #include <string.h>
 #include <uv.h>
 
-typedef struct fixture {
-    ppx_pool *pool;
-} fixture;
+typedef conf_fixture fixture;
 
 static int setup(void **state)
 {
-    fixture *fx = calloc(1, sizeof *fx);
-    conf_reset();
-    fx->pool = conf_pool(2, NULL);
-    *state = fx;
-    return 0;
+    return conf_setup_pool(state, 2);
 }
 
 static int teardown(void **state)
 {
-    fixture *fx = *state;
-    ppx_pool_free(fx->pool);
-    free(fx);
-    assert_true(support_no_children());
-    return 0;
+    return conf_teardown(state);
 }
 
 static void expect_text(ppx_future *f, const char *want)

@@ -22,30 +22,16 @@
 #include <string.h>
 #include <uv.h>
 
-typedef struct fixture {
-    uv_loop_t loop;
-    ppx_pool *pool;
-} fixture;
+typedef conf_fixture fixture;
 
 static int setup(void **state)
 {
-    fixture *fx = calloc(1, sizeof *fx);
-    conf_reset();
-    uv_loop_init(&fx->loop);
-    fx->pool = conf_pool(2, NULL);
-    *state = fx;
-    return 0;
+    return conf_setup_loop(state, 2);
 }
 
 static int teardown(void **state)
 {
-    fixture *fx = *state;
-    ppx_pool_free(fx->pool);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
-    free(fx);
-    assert_true(support_no_children());
-    return 0;
+    return conf_teardown(state);
 }
 
 static ppx_awaitable *future(fixture *fx)

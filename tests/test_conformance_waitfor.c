@@ -31,39 +31,21 @@
 #include <string.h>
 #include <uv.h>
 
-typedef struct fixture {
-    uv_loop_t loop;
-    ppx_pool *pool;
-} fixture;
+typedef conf_fixture fixture;
 
 static int setup(void **state)
 {
-    fixture *fx = calloc(1, sizeof *fx);
-    conf_reset();
-    uv_loop_init(&fx->loop);
-    fx->pool = conf_pool(4, NULL);
-    *state = fx;
-    return 0;
+    return conf_setup_loop(state, 4);
 }
 
 static int teardown(void **state)
 {
-    fixture *fx = *state;
-    ppx_pool_free(fx->pool);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
-    free(fx);
-    assert_true(support_no_children());
-    return 0;
+    return conf_teardown(state);
 }
 
 static ppx_awaitable *gated(fixture *fx, int k, int64_t v, const char *kind)
 {
-    ppx_awaitable *aw;
-    assert_int_equal(ppx_run_in_executorf(&fx->loop, fx->pool, &aw, "gated", "lls", (long long)k,
-                                          (long long)v, kind),
-                     0);
-    return aw;
+    return conf_aw_gated(fx, k, v, kind);
 }
 
 static ppx_awaitable *on_cancel(fixture *fx, int64_t v, const char *kind)
