@@ -246,11 +246,17 @@ int conf_set_int(ppx_awaitable *aw, int v)
     return ppx_awaitable_set_result(aw, &b, 1);
 }
 
+void conf_run(conf_fixture *fx, ppx_awaitable *aw)
+{
+    assert_int_equal(ppx_run_until_complete(&fx->loop, aw), 0);
+}
+
 int64_t conf_aw_int(ppx_awaitable *aw)
 {
     ppx_value v;
     int64_t i;
-    assert_int_equal(ppx_awaitable_value(aw, &v), 0);
+    if (ppx_awaitable_value(aw, &v) != 0)
+        fail_msg("no value: %s", conf_aw_etype(aw));
     assert_int_equal(ppx_value_int(v, &i), 0);
     return i;
 }

@@ -90,6 +90,8 @@ typedef struct conf_fixture {
 int conf_setup_loop(void **state, int workers);
 int conf_setup_pool(void **state, int workers);
 int conf_teardown(void **state);
+/* Runs fx's loop until aw resolves (it must). */
+void conf_run(conf_fixture *fx, ppx_awaitable *aw);
 /* A gated call as an awaitable on fx's loop (see conf_gated). */
 ppx_awaitable *conf_aw_gated(conf_fixture *fx, int k, int64_t v, const char *kind);
 

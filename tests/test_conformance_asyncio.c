@@ -45,20 +45,6 @@ static ppx_awaitable *gated(fixture *fx, int k, int64_t v, const char *kind)
     return conf_aw_gated(fx, k, v, kind);
 }
 
-static void run(fixture *fx, ppx_awaitable *aw)
-{
-    assert_int_equal(ppx_run_until_complete(&fx->loop, aw), 0);
-}
-
-static const char *text_of(ppx_awaitable *aw, char *buf, size_t n)
-{
-    ppx_value v;
-    if (ppx_awaitable_value(aw, &v) != 0)
-        fail_msg("no value: %s", ppx_awaitable_error(aw) ? ppx_awaitable_error(aw)->type : "?");
-    ppx_value_format(v, buf, n);
-    return buf;
-}
-
 static uint64_t count_of(ppx_awaitable *aw)
 {
     ppx_value v;
@@ -66,12 +52,6 @@ static uint64_t count_of(ppx_awaitable *aw)
     assert_int_equal(ppx_awaitable_value(aw, &v), 0);
     assert_int_equal(ppx_value_uint(v, &u), 0);
     return u;
-}
-
-static const char *etype(const ppx_awaitable *aw)
-{
-    const ppx_error *e = ppx_awaitable_error(aw);
-    return e ? e->type : "(none)";
 }
 
 static void drop(ppx_awaitable **aw, size_t n)
@@ -100,15 +80,15 @@ static void check_success(fixture *fx, int flags)
     assert_int_equal(ppx_gather(&fx->loop, c, 3, flags, &g), 0);
     assert_int_equal(ppx_awaitable_add_done_callback(g, count_cb, &calls), 0);
     conf_release(1);
-    run(fx, c[1]);
+    conf_run(fx, c[1]);
     conf_release(2);
-    run(fx, c[0]);
+    conf_run(fx, c[0]);
     assert_int_equal(calls, 0);
     assert_false(ppx_awaitable_done(g));
     conf_release(3);
-    run(fx, g);
+    conf_run(fx, g);
     assert_int_equal(calls, 1);
-    assert_string_equal(text_of(g, buf, sizeof buf), "[2, 1, 3]");
+    assert_string_equal(conf_aw_text(g, buf, sizeof buf), "[2, 1, 3]");
     drop(c, 3);
     ppx_awaitable_unref(g);
 }
@@ -139,10 +119,10 @@ static void test_tasks__test_one_exception(void **state)
     assert_int_equal(ppx_gather(&fx->loop, c, 5, 0, &g), 0);
     assert_int_equal(ppx_awaitable_add_done_callback(g, count_cb, &calls), 0);
     conf_release(1);
-    run(fx, g);
+    conf_run(fx, g);
     assert_int_equal(calls, 1);
     assert_int_equal(ppx_awaitable_state(g), PPX_FAILED);
-    assert_string_equal(etype(g), "ZeroDivisionError");
+    assert_string_equal(conf_aw_etype(g), "ZeroDivisionError");
     for (int i = 2; i < 5; i++)
         assert_int_equal(ppx_awaitable_state(c[i]), PPX_CANCELLED);
     drop(c, 5);
@@ -165,14 +145,14 @@ static void test_tasks__test_return_exceptions(void **state)
     assert_int_equal(ppx_awaitable_add_done_callback(g, count_cb, &calls), 0);
     conf_release(1);
     for (int i = 0; i < 3; i++)
-        run(fx, c[i]);
+        conf_run(fx, c[i]);
     assert_false(ppx_awaitable_done(g));
     conf_release(2);
-    run(fx, g);
+    conf_run(fx, g);
     assert_int_equal(calls, 1);
-    assert_string_equal(text_of(g, buf, sizeof buf), "[3, 1, None, None]");
-    assert_string_equal(etype(ppx_gather_child(g, 2)), "ZeroDivisionError");
-    assert_string_equal(etype(ppx_gather_child(g, 3)), "RuntimeError");
+    assert_string_equal(conf_aw_text(g, buf, sizeof buf), "[3, 1, None, None]");
+    assert_string_equal(conf_aw_etype(ppx_gather_child(g, 2)), "ZeroDivisionError");
+    assert_string_equal(conf_aw_etype(ppx_gather_child(g, 3)), "RuntimeError");
     drop(c, 4);
     ppx_awaitable_unref(g);
 }
@@ -186,7 +166,7 @@ static void test_tasks__test_constructor_empty_sequence_use_running_loop(void **
     char buf[16];
     assert_int_equal(ppx_gather(&fx->loop, NULL, 0, 0, &g), 0);
     assert_true(ppx_awaitable_done(g));
-    assert_string_equal(text_of(g, buf, sizeof buf), "[]");
+    assert_string_equal(conf_aw_text(g, buf, sizeof buf), "[]");
     ppx_awaitable_unref(g);
 }
 
@@ -215,12 +195,12 @@ static void test_tasks__test_one_cancellation(void **state)
     assert_int_equal(ppx_gather(&fx->loop, c, 5, 0, &g), 0);
     assert_int_equal(ppx_awaitable_add_done_callback(g, count_cb, &calls), 0);
     conf_release(1);
-    run(fx, c[0]);
+    conf_run(fx, c[0]);
     assert_int_equal(ppx_awaitable_cancel(c[1]), 0);
     assert_true(ppx_awaitable_done(g)); /* its callbacks ran in the cancel */
     assert_int_equal(calls, 1);
     assert_int_equal(ppx_awaitable_state(g), PPX_FAILED);
-    assert_string_equal(etype(g), "CancelledError");
+    assert_string_equal(conf_aw_etype(g), "CancelledError");
     for (int i = 2; i < 5; i++)
         assert_int_equal(ppx_awaitable_state(c[i]), PPX_CANCELLED);
     drop(c, 5);
@@ -243,19 +223,19 @@ static void test_tasks__test_result_exception_one_cancellation(void **state)
     assert_int_equal(ppx_gather(&fx->loop, c, 6, PPX_GATHER_RETURN_ERRORS, &g), 0);
     assert_int_equal(ppx_awaitable_add_done_callback(g, count_cb, &calls), 0);
     conf_release(1);
-    run(fx, c[0]);
-    run(fx, c[1]);
+    conf_run(fx, c[0]);
+    conf_run(fx, c[1]);
     assert_int_equal(ppx_awaitable_cancel(c[2]), 0);
     assert_false(ppx_awaitable_done(g));
     conf_release(2);
     assert_int_equal(ppx_awaitable_cancel(c[4]), 0);
-    run(fx, g);
+    conf_run(fx, g);
     assert_int_equal(calls, 1);
-    assert_string_equal(text_of(g, buf, sizeof buf), "[1, None, None, 3, None, None]");
+    assert_string_equal(conf_aw_text(g, buf, sizeof buf), "[1, None, None, 3, None, None]");
     const char *want[6] = {"(none)", "ZeroDivisionError", "CancelledError",
                            "(none)", "CancelledError",    "RuntimeError"};
     for (int i = 0; i < 6; i++)
-        assert_string_equal(etype(ppx_gather_child(g, (size_t)i)), want[i]);
+        assert_string_equal(conf_aw_etype(ppx_gather_child(g, (size_t)i)), want[i]);
     drop(c, 6);
     ppx_awaitable_unref(g);
 }
@@ -269,8 +249,8 @@ static void test_tasks__test_duplicate_coroutines(void **state)
     ppx_awaitable *items[4] = {c, c, d, c};
     char buf[64];
     assert_int_equal(ppx_gather(&fx->loop, items, 4, 0, &g), 0);
-    run(fx, g);
-    assert_string_equal(text_of(g, buf, sizeof buf), "[7, 7, 8, 7]");
+    conf_run(fx, g);
+    assert_string_equal(conf_aw_text(g, buf, sizeof buf), "[7, 7, 8, 7]");
     ppx_awaitable_unref(g);
     ppx_awaitable_unref(c);
     ppx_awaitable_unref(d);
@@ -305,10 +285,10 @@ static void test_tasks__test_exception_marking(void **state)
     ppx_awaitable *c[2] = {gated(fx, 1, 0, "RuntimeError"), gated(fx, 2, 0, "RuntimeError")}, *g;
     assert_int_equal(ppx_gather(&fx->loop, c, 2, 0, &g), 0);
     conf_release(1);
-    run(fx, c[0]);
+    conf_run(fx, c[0]);
     conf_release(2);
-    run(fx, g);
-    assert_string_equal(etype(g), "RuntimeError");
+    conf_run(fx, g);
+    assert_string_equal(conf_aw_etype(g), "RuntimeError");
     drop(c, 2);
     ppx_awaitable_unref(g);
 }
@@ -325,7 +305,7 @@ static void test_tasks__test_issue46672(void **state)
     items[1] = (ppx_awaitable *)fx->pool; /* a live object of another kind */
     assert_int_equal(ppx_gather(&fx->loop, items, 2, 0, &g), PPX_EBADOBJ);
     assert_null(g);
-    run(fx, c);
+    conf_run(fx, c);
     ppx_awaitable_unref(c);
 }
 
@@ -340,7 +320,7 @@ static void test_tasks__test_wait(void **state)
     ppx_awaitable *c[2] = {gated(fx, 1, 0, "ok"), gated(fx, 1, 0, "ok")}, *w;
     assert_int_equal(ppx_wait(&fx->loop, c, 2, PPX_ALL_COMPLETED, -1, &w), 0);
     conf_release(1);
-    run(fx, w);
+    conf_run(fx, w);
     assert_int_equal(count_of(w), 2);
     assert_true(ppx_awaitable_done(c[0]) && ppx_awaitable_done(c[1]));
     ppx_awaitable_unref(w);
@@ -364,7 +344,7 @@ static void test_tasks__test_wait_errors(void **state)
     assert_true(ppx_awaitable_done(w));
     assert_int_equal(count_of(w), 0);
     ppx_awaitable_unref(w);
-    run(fx, c);
+    conf_run(fx, c);
     ppx_awaitable_unref(c);
 }
 
@@ -375,7 +355,7 @@ static void test_tasks__test_wait_first_completed(void **state)
     ppx_awaitable *c[2] = {gated(fx, 1, 0, "ok"), gated(fx, CONF_NEVER, 0, "ok")}, *w;
     assert_int_equal(ppx_wait(&fx->loop, c, 2, PPX_FIRST_COMPLETED, -1, &w), 0);
     conf_release(1);
-    run(fx, w);
+    conf_run(fx, w);
     assert_int_equal(count_of(w), 1);
     assert_true(ppx_awaitable_done(c[0]));
     assert_false(ppx_awaitable_done(c[1]));
@@ -389,10 +369,10 @@ static void test_tasks__test_wait_really_done(void **state)
 {
     fixture *fx = *state;
     ppx_awaitable *c[2] = {gated(fx, 0, 0, "ok"), gated(fx, 0, 0, "ok")}, *w;
-    run(fx, c[0]);
-    run(fx, c[1]);
+    conf_run(fx, c[0]);
+    conf_run(fx, c[1]);
     assert_int_equal(ppx_wait(&fx->loop, c, 2, PPX_FIRST_COMPLETED, -1, &w), 0);
-    run(fx, w);
+    conf_run(fx, w);
     assert_int_equal(count_of(w), 2);
     ppx_awaitable_unref(w);
     drop(c, 2);
@@ -403,7 +383,7 @@ static void test_tasks__test_wait_first_exception(void **state)
 {
     fixture *fx = *state;
     ppx_awaitable *c[2] = {gated(fx, 0, 0, "ZeroDivisionError"), gated(fx, CONF_NEVER, 0, "ok")}, *w;
-    run(fx, c[0]);
+    conf_run(fx, c[0]);
     assert_int_equal(ppx_wait(&fx->loop, c, 2, PPX_FIRST_EXCEPTION, -1, &w), 0);
     assert_true(ppx_awaitable_done(w));
     assert_int_equal(count_of(w), 1);
@@ -420,9 +400,9 @@ static void test_tasks__test_wait_first_exception_in_wait(void **state)
     assert_int_equal(ppx_wait(&fx->loop, c, 2, PPX_FIRST_EXCEPTION, -1, &w), 0);
     assert_false(ppx_awaitable_done(w));
     conf_release(1);
-    run(fx, w);
+    conf_run(fx, w);
     assert_int_equal(count_of(w), 1);
-    assert_string_equal(etype(c[0]), "ZeroDivisionError");
+    assert_string_equal(conf_aw_etype(c[0]), "ZeroDivisionError");
     assert_false(ppx_awaitable_done(c[1]));
     ppx_awaitable_unref(w);
     drop(c, 2);
@@ -435,10 +415,10 @@ static void test_tasks__test_wait_with_exception(void **state)
     ppx_awaitable *c[2] = {gated(fx, 1, 0, "ok"), gated(fx, 2, 0, "ZeroDivisionError")}, *w;
     assert_int_equal(ppx_wait(&fx->loop, c, 2, PPX_ALL_COMPLETED, -1, &w), 0);
     conf_release(1);
-    run(fx, c[0]);
+    conf_run(fx, c[0]);
     assert_false(ppx_awaitable_done(w));
     conf_release(2);
-    run(fx, w);
+    conf_run(fx, w);
     assert_int_equal(count_of(w), 2);
     assert_int_equal((ppx_awaitable_error(c[0]) != NULL) + (ppx_awaitable_error(c[1]) != NULL), 1);
     ppx_awaitable_unref(w);
@@ -452,9 +432,9 @@ static void test_tasks__test_wait_with_exception(void **state)
 static void wait_with_timeout(fixture *fx, int timeout_ms)
 {
     ppx_awaitable *c[2] = {gated(fx, 0, 0, "ok"), gated(fx, CONF_NEVER, 0, "ok")}, *w;
-    run(fx, c[0]);
+    conf_run(fx, c[0]);
     assert_int_equal(ppx_wait(&fx->loop, c, 2, PPX_ALL_COMPLETED, timeout_ms, &w), 0);
-    run(fx, w);
+    conf_run(fx, w);
     assert_int_equal(ppx_awaitable_state(w), PPX_DONE);
     assert_int_equal(count_of(w), 1);
     assert_false(ppx_awaitable_done(c[1]));
@@ -483,7 +463,7 @@ static void test_tasks__test_yield_wait_does_not_shield_cancel(void **state)
     assert_int_equal(ppx_awaitable_state(w), PPX_CANCELLED);
     assert_false(ppx_awaitable_done(c));
     conf_release(1);
-    run(fx, c);
+    conf_run(fx, c);
     assert_int_equal(ppx_awaitable_state(c), PPX_DONE);
     ppx_awaitable_unref(w);
     ppx_awaitable_unref(c);

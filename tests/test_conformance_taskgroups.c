@@ -56,27 +56,6 @@ static ppx_awaitable *running(fixture *fx)
     return aw;
 }
 
-static void run(fixture *fx, ppx_awaitable *aw)
-{
-    assert_int_equal(ppx_run_until_complete(&fx->loop, aw), 0);
-}
-
-static int64_t int_of(ppx_awaitable *aw)
-{
-    ppx_value v;
-    int64_t i;
-    if (ppx_awaitable_value(aw, &v) != 0)
-        fail_msg("no value: %s", ppx_awaitable_error(aw) ? ppx_awaitable_error(aw)->type : "?");
-    assert_int_equal(ppx_value_int(v, &i), 0);
-    return i;
-}
-
-static const char *etype(const ppx_awaitable *aw)
-{
-    const ppx_error *e = ppx_awaitable_error(aw);
-    return e ? e->type : "(none)";
-}
-
 /* ---- test_taskgroups.py: TestTaskGroup --------------------------------- */
 
 static ppx_awaitable *group(fixture *fx)
@@ -101,10 +80,10 @@ static void test_taskgroups__test_taskgroup_01(void **state)
     add(g, t2);
     assert_int_equal(ppx_task_group_close(g), 0);
     conf_release(2);
-    run(fx, g);
-    assert_int_equal(int_of(g), 2);
-    assert_int_equal(int_of(t1), 42);
-    assert_int_equal(int_of(t2), 11);
+    conf_run(fx, g);
+    assert_int_equal(conf_aw_int(g), 2);
+    assert_int_equal(conf_aw_int(t1), 42);
+    assert_int_equal(conf_aw_int(t2), 11);
     ppx_awaitable_unref(t1);
     ppx_awaitable_unref(t2);
     ppx_awaitable_unref(g);
@@ -117,15 +96,15 @@ static void test_taskgroups__test_taskgroup_02(void **state)
     fixture *fx = *state;
     ppx_awaitable *g = group(fx), *t1 = gated(fx, 0, 42, "ok");
     add(g, t1);
-    run(fx, t1);
+    conf_run(fx, t1);
     assert_false(ppx_awaitable_done(g));
     ppx_awaitable *t2 = gated(fx, 0, 11, "ok");
     add(g, t2);
     assert_int_equal(ppx_task_group_close(g), 0);
-    run(fx, g);
-    assert_int_equal(int_of(g), 2);
-    assert_int_equal(int_of(t1), 42);
-    assert_int_equal(int_of(t2), 11);
+    conf_run(fx, g);
+    assert_int_equal(conf_aw_int(g), 2);
+    assert_int_equal(conf_aw_int(t1), 42);
+    assert_int_equal(conf_aw_int(t2), 11);
     ppx_awaitable_unref(t1);
     ppx_awaitable_unref(t2);
     ppx_awaitable_unref(g);
@@ -142,10 +121,10 @@ static void test_taskgroups__test_taskgroup_03(void **state)
     ppx_awaitable *t2 = gated(fx, 0, 11, "ok");
     add(g, t2);
     assert_int_equal(ppx_task_group_close(g), 0);
-    run(fx, g);
+    conf_run(fx, g);
     assert_int_equal(ppx_awaitable_state(g), PPX_DONE);
     assert_int_equal(ppx_awaitable_state(t1), PPX_CANCELLED);
-    assert_int_equal(int_of(t2), 11);
+    assert_int_equal(conf_aw_int(t2), 11);
     ppx_awaitable_unref(t1);
     ppx_awaitable_unref(t2);
     ppx_awaitable_unref(g);
@@ -165,9 +144,9 @@ static void failing_child(fixture *fx, int nfailing)
     }
     assert_int_equal(ppx_task_group_close(g), 0);
     conf_release(1);
-    run(fx, g);
+    conf_run(fx, g);
     assert_int_equal(ppx_awaitable_state(g), PPX_FAILED);
-    assert_string_equal(etype(g), "ZeroDivisionError");
+    assert_string_equal(conf_aw_etype(g), "ZeroDivisionError");
     assert_int_equal(ppx_awaitable_state(t2), PPX_CANCELLED);
     conf_wait_noticed(1);
     for (int i = 0; i < nfailing; i++)
@@ -207,7 +186,7 @@ static void test_taskgroups__test_cancellation(void **state)
         assert_int_equal(ppx_awaitable_state(t[i]), PPX_CANCELLED);
     conf_wait_noticed(4);
     ppx_awaitable *after = gated(fx, 0, 0, "ok");
-    run(fx, after);
+    conf_run(fx, after);
     assert_int_equal(atomic_load(&conf->started), 5); /* the 4, then after */
     ppx_awaitable_unref(after);
     for (int i = 0; i < 5; i++)
@@ -252,8 +231,8 @@ static void test_taskgroups__test_taskgroup_13(void **state)
     assert_int_equal(ppx_task_group_close(g2), 0);
     assert_int_equal(ppx_task_group_close(g1), 0);
     conf_release(1);
-    run(fx, g1);
-    assert_string_equal(etype(g1), "ValueError");
+    conf_run(fx, g1);
+    assert_string_equal(conf_aw_etype(g1), "ValueError");
     assert_int_equal(ppx_awaitable_state(g2), PPX_CANCELLED);
     assert_int_equal(ppx_awaitable_state(b), PPX_CANCELLED);
     ppx_awaitable_unref(a);
@@ -277,9 +256,9 @@ static void test_taskgroups__test_taskgroup_14(void **state)
     assert_int_equal(ppx_task_group_close(g2), 0);
     assert_int_equal(ppx_task_group_close(g1), 0);
     conf_release(1);
-    run(fx, g1);
-    assert_string_equal(etype(g1), "ValueError");
-    assert_string_equal(etype(g2), "ValueError");
+    conf_run(fx, g1);
+    assert_string_equal(conf_aw_etype(g1), "ValueError");
+    assert_string_equal(conf_aw_etype(g2), "ValueError");
     assert_int_equal(ppx_awaitable_state(a), PPX_CANCELLED);
     ppx_awaitable_unref(a);
     ppx_awaitable_unref(b);
@@ -298,7 +277,7 @@ static void test_taskgroups__test_taskgroup_22(void **state)
     uv_run(&fx->loop, UV_RUN_NOWAIT);
     assert_int_equal(ppx_awaitable_cancel(g), 0);
     assert_int_equal(ppx_awaitable_state(g), PPX_CANCELLED);
-    assert_string_equal(etype(g), "CancelledError");
+    assert_string_equal(conf_aw_etype(g), "CancelledError");
     assert_int_equal(ppx_awaitable_state(t1), PPX_CANCELLED);
     assert_int_equal(ppx_awaitable_state(t2), PPX_CANCELLED);
     ppx_awaitable_unref(t1);

@@ -63,27 +63,6 @@ static ppx_awaitable *running(fixture *fx)
     return aw;
 }
 
-static void run(fixture *fx, ppx_awaitable *aw)
-{
-    assert_int_equal(ppx_run_until_complete(&fx->loop, aw), 0);
-}
-
-static int64_t int_of(ppx_awaitable *aw)
-{
-    ppx_value v;
-    int64_t i;
-    if (ppx_awaitable_value(aw, &v) != 0)
-        fail_msg("no value: %s", ppx_awaitable_error(aw) ? ppx_awaitable_error(aw)->type : "?");
-    assert_int_equal(ppx_value_int(v, &i), 0);
-    return i;
-}
-
-static const char *etype(const ppx_awaitable *aw)
-{
-    const ppx_error *e = ppx_awaitable_error(aw);
-    return e ? e->type : "(none)";
-}
-
 static ppx_awaitable *wait_for(fixture *fx, ppx_awaitable *aw, int timeout_ms)
 {
     ppx_awaitable *wf;
@@ -96,21 +75,12 @@ static ppx_awaitable *wait_for(fixture *fx, ppx_awaitable *aw, int timeout_ms)
 static void expect_timeout(fixture *fx, ppx_awaitable *aw, int timeout_ms, int noticed)
 {
     ppx_awaitable *wf = wait_for(fx, aw, timeout_ms);
-    run(fx, wf);
+    conf_run(fx, wf);
     assert_int_equal(ppx_awaitable_state(wf), PPX_FAILED);
-    assert_string_equal(etype(wf), "TimeoutError");
+    assert_string_equal(conf_aw_etype(wf), "TimeoutError");
     assert_int_equal(ppx_awaitable_state(aw), PPX_CANCELLED);
     conf_wait_noticed(noticed);
     ppx_awaitable_unref(wf);
-}
-
-static const char *text_of(ppx_awaitable *aw, char *buf, size_t n)
-{
-    ppx_value v;
-    if (ppx_awaitable_value(aw, &v) != 0)
-        fail_msg("no value: %s", ppx_awaitable_error(aw) ? ppx_awaitable_error(aw)->type : "?");
-    ppx_value_format(v, buf, n);
-    return buf;
 }
 
 static void drop(ppx_awaitable **aw, size_t n)
@@ -155,10 +125,10 @@ static void test_waitfor__test_wait_for_timeout_less_then_0_or_0_future_done(voi
 {
     fixture *fx = *state;
     ppx_awaitable *t = gated(fx, 0, 5, "ok");
-    run(fx, t);
+    conf_run(fx, t);
     ppx_awaitable *wf = wait_for(fx, t, 0);
-    run(fx, wf);
-    assert_int_equal(int_of(wf), 5);
+    conf_run(fx, wf);
+    assert_int_equal(conf_aw_int(wf), 5);
     assert_true(ppx_awaitable_done(t));
     ppx_awaitable_unref(wf);
     ppx_awaitable_unref(t);
@@ -182,7 +152,7 @@ static void test_waitfor__test_wait_for_timeout_less_then_0_or_0_coroutine_do_no
         ppx_awaitable_unref(busy[i]);
     }
     ppx_awaitable *after = gated(fx, 0, 2, "ok"); /* runs after t's place */
-    run(fx, after);
+    conf_run(fx, after);
     assert_int_equal(atomic_load(&conf->started), 5); /* 4 busy + after */
     ppx_awaitable_unref(after);
     ppx_awaitable_unref(t);
@@ -216,8 +186,8 @@ static void test_waitfor__test_wait_for_blocking(void **state)
     fixture *fx = *state;
     ppx_awaitable *t = gated(fx, 1, 7, "ok"), *wf = wait_for(fx, t, -1);
     conf_release(1);
-    run(fx, wf);
-    assert_int_equal(int_of(wf), 7);
+    conf_run(fx, wf);
+    assert_int_equal(conf_aw_int(wf), 7);
     ppx_awaitable_unref(wf);
     ppx_awaitable_unref(t);
 }
@@ -229,8 +199,8 @@ static void test_waitfor__test_wait_for_race_condition(void **state)
     fixture *fx = *state;
     ppx_awaitable *t = gated(fx, 1, 1, "ok"), *wf = wait_for(fx, t, 60000);
     conf_release(1);
-    run(fx, wf);
-    assert_int_equal(int_of(wf), 1);
+    conf_run(fx, wf);
+    assert_int_equal(conf_aw_int(wf), 1);
     ppx_awaitable_unref(wf);
     ppx_awaitable_unref(t);
 }
@@ -291,7 +261,7 @@ static void test_waitfor__test_wait_for_reraises_exception_during_cancellation(v
     ppx_awaitable *t = on_cancel(fx, 0, "FooException");
     conf_wait_started(1);
     expect_timeout(fx, t, 1, 1);
-    assert_string_equal(etype(t), "CancelledError");
+    assert_string_equal(conf_aw_etype(t), "CancelledError");
     ppx_awaitable_unref(t);
 }
 
@@ -428,7 +398,7 @@ static void test_tasks__test_as_completed_resume_iterator(void **state)
         if (k == 2) /* the pause: the loop runs something else */
             uv_run(&fx->loop, UV_RUN_NOWAIT);
         assert_int_equal(ppx_as_completed_next(it, -1, &out), 0);
-        sum += atoi(text_of(out, buf, sizeof buf));
+        sum += atoi(conf_aw_text(out, buf, sizeof buf));
     }
     assert_int_equal(sum, 0 + 1 + 2 + 3);
     assert_int_equal(ppx_as_completed_next(it, -1, &out), PPX_EDONE);
@@ -445,7 +415,7 @@ static void test_tasks__test_as_completed_coroutine_without_loop(void **state)
     ppx_as_completed *it = NULL;
     assert_int_equal(ppx_as_completed_new(NULL, &a, 1, &it), PPX_EINVAL);
     assert_null(it);
-    run(fx, a);
+    conf_run(fx, a);
     ppx_awaitable_unref(a);
 }
 int main(void)
