@@ -297,8 +297,9 @@ static void local_stop(ppx_pool *pool)
     if (!p)
         return;
     ppx__local_stop_workers(p);
-    if (!pool->torn_down)
-        ppx__observe_pool_end(p); /* the trace file is complete from here */
+    /* Stop runs once, before the pool is torn down (ppx_pool_free, or a
+     * failed start): the trace file is complete from here. */
+    ppx__observe_pool_end(p);
 }
 
 static bool replies_waiting(ppx__local *p)
