@@ -25,9 +25,9 @@ int main(int argc, char **argv)
     ppx_register("noop", noop, NULL);
     /* A small arena: valgrind's mprotect of the default one in the worker
      * takes most of a second and is no part of a call. */
-    ppx_pool_options o = {.workers = 1, .arena_bytes = 16 << 20};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1, .arena_bytes = 16 << 20);
     ppx_pool *p;
-    int rc = ppx_pool_new(&p, &o);
+    int rc = ppx_pool_new(&o, &p);
     if (rc) {
         fprintf(stderr, "ppx_pool_new: %s\n", ppx_strerror(rc));
         return 1;

@@ -89,7 +89,7 @@ static int fn_fail_after(ppx_call *c, void *u)
 static ppx_pool *pool_new(int workers)
 {
     ppx_pool *p;
-    int rc = ppx_pool_new(&p, &(ppx_pool_options){.workers = workers});
+    int rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = workers), &p);
     if (rc) {
         fprintf(stderr, "ppx_pool_new: %s\n", ppx_strerror(rc));
         exit(1);
@@ -153,7 +153,7 @@ static double uss_kib(long pid)
 static void bench_rtt(const char *impl, int spin_us)
 {
     ppx_pool *p;
-    ppx_pool_new(&p, &(ppx_pool_options){.workers = 2, .parent_spin_us = spin_us});
+    ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 2, .parent_spin_us = spin_us), &p);
     uv_loop_t loop;
     uv_loop_init(&loop);
     int warm = 1000, n = quick ? 2000 : 20000;

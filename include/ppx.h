@@ -18,8 +18,23 @@
  *    everything it passed. OUT parameters come last, except before a
  *    format's variadic arguments, which must end the list: ppx_pack and
  *    ppx_vpack (out, out_len, fmt, ...), ppx_pool_submitf and
- *    ppx_run_in_executorf (..., out, fn, fmt, ...). One more exception,
- *    kept from 0.1: ppx_pool_new(&pool, opts).
+ *    ppx_run_in_executorf (..., out, fn, fmt, ...). A callback's user
+ *    pointer is its last parameter.
+ *  - Structs the caller allocates can grow: ppx_pool_options,
+ *    ppx_call_options, ppx_pool_stats and ppx_worker_stats start with
+ *    `size`, the sizeof the struct the caller was compiled with. Make
+ *    them with their macros, which set it: PPX_POOL_OPTIONS(.workers = 2)
+ *    is a compound literal, PPX_POOL_STATS_INIT an initializer for a
+ *    declaration. The library reads and writes only the caller's `size`
+ *    bytes, so a later 0.x adds fields at the end and keeps the soname
+ *    (libppx.so.0.4 since 0.4.0). A size below the 0.4.0 layout (0: the
+ *    struct was zeroed by hand) or above 4096 (garbage: it was never
+ *    set) is PPX_EINVAL, and so is a struct bigger
+ *    than this library knows with a nonzero byte it does not know (a
+ *    newer header's field this version cannot honour); ppx_last_error()
+ *    says which. ppx_error is only ever allocated by the library (read it
+ *    through the pointers it lends, keep one with ppx_error_copy), so it
+ *    grows without a size; ppx_value is a fixed view that never changes.
  *  - Destructors (_free, _unref) accept NULL and cannot fail.
  *  - Using a handle after its last unref, or a pool after ppx_pool_free,
  *    is undefined behaviour (as with libuv's handles and SQLite's
@@ -52,7 +67,7 @@ extern "C" {
 /* Version                                                             */
 
 #define PPX_VERSION_MAJOR 0
-#define PPX_VERSION_MINOR 3
+#define PPX_VERSION_MINOR 4
 #define PPX_VERSION_PATCH 0
 
 /* The version of the linked library, "MAJOR.MINOR.PATCH": a static
@@ -360,8 +375,11 @@ int ppx_vpack(void **out, size_t *out_len, const char *fmt, va_list ap);
 /* ------------------------------------------------------------------ */
 /* Pool                                                                */
 
-/* A zeroed struct (or NULL) means defaults. */
+/* Made with PPX_POOL_OPTIONS(...) (see "Structs the caller allocates"
+ * at the top); a field left out, or NULL for the whole struct, means its
+ * default. */
 typedef struct ppx_pool_options {
+    size_t size;               /* sizeof(ppx_pool_options); the macros set it */
     int workers;               /* 0: number of online CPUs */
     size_t ring_bytes;         /* per ring, rounded up to a power of two;
                                   0: 1 MiB, minimum 4 KiB */
@@ -383,7 +401,7 @@ typedef struct ppx_pool_options {
     /* Runs once in each worker before its first call. Return 0, or write
      * a message into err (NUL-terminated, errlen bytes) and return nonzero:
      * for the first workers ppx_pool_new then fails with PPX_EINIT. */
-    int (*initializer)(void *arg, char *err, size_t errlen);
+    int (*initializer)(char *err, size_t errlen, void *arg);
     void *initializer_arg;
     unsigned max_tasks_per_child; /* replace a worker after this many
                                      calls; 0: never */
@@ -457,6 +475,12 @@ typedef struct ppx_pool_options {
      * With arena_bytes PPX_ARENA_NONE there are no outboxes. */
     size_t outbox_bytes;
 } ppx_pool_options;
+/* A ppx_pool_options with its size set and the given fields, e.g.
+ * ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 2), &pool). */
+#define PPX_POOL_OPTIONS(...) \
+    ((ppx_pool_options){.size = sizeof(ppx_pool_options), __VA_ARGS__})
+/* For a declaration: ppx_pool_options o = PPX_POOL_OPTIONS_INIT; */
+#define PPX_POOL_OPTIONS_INIT {.size = sizeof(ppx_pool_options)}
 #define PPX_ARENA_NONE ((size_t)-1)
 enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };
 
@@ -478,10 +502,12 @@ enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };
  */
 
 /* Forks the workers (through a fork server it starts) and returns the
- * pool in *out, the caller's to free with ppx_pool_free. opts is copied.
+ * pool in *out, the caller's to free with ppx_pool_free. opts (NULL: all
+ * defaults) is copied.
  * Blocks until every worker has started and run its initializer, at most
  * about 10 s. Freezes the function registry, even if it then fails. Any
- * thread. Errors: PPX_EINVAL (out NULL; workers < 0 or > 1024, ring_bytes
+ * thread. Errors: PPX_EINVAL (out NULL; opts->size wrong, see the top;
+ * workers < 0 or > 1024, ring_bytes
  * over 1 GiB, max_payload or arena_bytes over 1 TiB, max_queued_per_worker
  * over 4096), PPX_ENOMEM, PPX_ESPAWN (the fork server or a worker could
  * not start), PPX_EINIT (an initializer failed), PPX_EBACKEND (the MPI
@@ -493,7 +519,7 @@ enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };
  * (options.trace_path) cannot be made. On failure no process is left
  * behind and ppx_last_error() says more where it can. Under mpirun, on a
  * rank other than 0, it does not return (see options.backend). */
-int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts);
+int ppx_pool_new(const ppx_pool_options *opts, ppx_pool **out);
 
 /*
  * Closes the pool for good: from now on submissions fail with
@@ -600,16 +626,22 @@ typedef struct ppx_call_options ppx_call_options;
 int ppx_pool_map(ppx_pool *pool, const char *fn, const void *items, size_t len,
                  const ppx_call_options *opts, ppx_future **out);
 
-/* Per-call options; a zeroed struct (or NULL) means the pool's defaults. */
+/* Per-call options, made with PPX_CALL_OPTIONS(...); a field left out,
+ * or NULL for the whole struct, means the pool's default. */
 typedef struct ppx_call_options {
+    size_t size; /* sizeof(ppx_call_options); the macros set it */
     /* Deadline from submission: when it passes, the future fails with a
      * "TimeoutError" and the call is stopped like a cancelled one (never
      * started, or flag, grace, kill). 0: the pool's task_timeout_ms;
      * negative: none. Waiting with a timeout never cancels anything. */
     int timeout_ms;
 } ppx_call_options;
+#define PPX_CALL_OPTIONS(...) \
+    ((ppx_call_options){.size = sizeof(ppx_call_options), __VA_ARGS__})
+#define PPX_CALL_OPTIONS_INIT {.size = sizeof(ppx_call_options)}
 /* ppx_pool_submit with per-call options, read during the call only (NULL:
- * the pool's defaults). Same errors. */
+ * the pool's defaults). Same errors, and PPX_EINVAL for a wrong
+ * opts->size (see the top). */
 int ppx_pool_submit_ex(ppx_pool *pool, const char *fn, const void *args,
                        size_t args_len, const ppx_call_options *opts,
                        ppx_future **out);
@@ -639,9 +671,20 @@ int ppx_pool_workers(const ppx_pool *pool);
  * Thread-safe. */
 long ppx_pool_worker_pid(const ppx_pool *pool, int i);
 
-/* Pool counters, for tests and observability. */
+/* Pool counters, for tests and observability. Declare with
+ * PPX_POOL_STATS_INIT, which sets size. */
 typedef struct ppx_pool_stats {
-    uint64_t submitted, completed, failed, cancelled, crashed;
+    size_t size; /* sizeof(ppx_pool_stats); PPX_POOL_STATS_INIT sets it */
+    uint64_t submitted, completed, failed, cancelled;
+    /* Calls lost with the process or node running them: a worker that
+     * died or broke the protocol during the call ("WorkerCrashed",
+     * "ProtocolError"), and under MPI a lost node ("NodeLost"). Calls
+     * the pool stopped itself (cancel, deadline) are not counted. */
+    uint64_t crashed;
+    /* Worker processes that ended without the pool asking them to (a
+     * crash, an _exit, a kill from outside), whether or not a call was
+     * lost. 0 for an MPI pool: each node replaces its own workers. */
+    uint64_t worker_deaths;
     uint64_t respawns, killed, stolen;
     uint64_t timed_out, recycled, init_failures;
     uint64_t crash_streak; /* crashes since the last call that returned */
@@ -651,9 +694,11 @@ typedef struct ppx_pool_stats {
     uint64_t arena_calls; /* calls whose frame went through the arena */
     uint64_t outbox_replies; /* replies that came through an outbox */
 } ppx_pool_stats;
+#define PPX_POOL_STATS_INIT {.size = sizeof(ppx_pool_stats)}
 /* Fills *out with a snapshot of the pool's counters. Thread-safe (takes
  * the pool's lock; no system call). Returns 0, PPX_EBADOBJ (pool is NULL
- * or not a pool), PPX_EINVAL (out is NULL), PPX_EFORKED (a fork's copy).
+ * or not a pool), PPX_EINVAL (out is NULL, or out->size wrong: see the
+ * top), PPX_EFORKED (a fork's copy).
  * *out is untouched on failure. */
 int ppx_pool_stats_get(ppx_pool *pool, ppx_pool_stats *out);
 
@@ -663,6 +708,7 @@ int ppx_pool_stats_get(ppx_pool *pool, ppx_pool_stats *out);
  * counters carry on (restarts says how often that happened).
  */
 typedef struct ppx_worker_stats {
+    size_t size;          /* sizeof(ppx_worker_stats); _INIT sets it */
     long pid;             /* the slot's process, 0 while it is replaced */
     bool alive;           /* a process runs in the slot */
     uint64_t completed;   /* calls that returned a value here; over all
@@ -686,10 +732,11 @@ typedef struct ppx_worker_stats {
     uint64_t request_ring_bytes, response_ring_bytes;
     uint64_t ring_bytes;  /* capacity of each ring */
 } ppx_worker_stats;
+#define PPX_WORKER_STATS_INIT {.size = sizeof(ppx_worker_stats)}
 
 /* Fills *out with worker i's counters, 0 <= i < ppx_pool_workers(pool).
  * Thread-safe (takes the pool's lock; no system call). Returns 0,
- * PPX_EINVAL (out is NULL or i out of range), PPX_EBADOBJ (pool is not a
+ * PPX_EINVAL (out is NULL, out->size wrong, or i out of range), PPX_EBADOBJ (pool is not a
  * live pool), PPX_EFORKED. *out is untouched on failure. */
 int ppx_pool_worker_stats(ppx_pool *pool, int i, ppx_worker_stats *out);
 
@@ -1178,9 +1225,9 @@ const ppx_error *ppx_task_group_error_at(const ppx_awaitable *group, size_t i);
  * A lazy, bounded map: fn over inputs pulled one at a time from next(),
  * with at most max_in_flight calls submitted at once, so memory stays
  * flat however long the input is (Python's Executor.map submits it all
- * first). next(arg, i, &args, &len) returns 1 with input i (a msgpack
+ * first). next(i, &args, &len, arg) returns 1 with input i (a msgpack
  * argument array, borrowed until next returns), 0 at the end, or a
- * negative code (the map fails with "InputError"). on_result(arg, i, aw)
+ * negative code (the map fails with "InputError"). on_result(i, aw, arg)
  * gets each settled call in input order; aw is borrowed for the callback
  * (ref it to keep it). next is first called before ppx_map_lazy returns,
  * then on the loop thread as calls settle; on_result may be NULL. The map
@@ -1192,8 +1239,8 @@ const ppx_error *ppx_task_group_error_at(const ppx_awaitable *group, size_t i);
  * or out NULL; max_in_flight 0 or over 2^24), PPX_EFORKED (a fork's copy
  * of the pool), PPX_ENOMEM, those of creating the default pool.
  */
-typedef int (*ppx_map_next_fn)(void *arg, size_t i, const void **args, size_t *len);
-typedef void (*ppx_map_result_fn)(void *arg, size_t i, ppx_awaitable *result);
+typedef int (*ppx_map_next_fn)(size_t i, const void **args, size_t *len, void *arg);
+typedef void (*ppx_map_result_fn)(size_t i, ppx_awaitable *result, void *arg);
 int ppx_map_lazy(struct uv_loop_s *loop, ppx_pool *pool, const char *fn,
                  size_t max_in_flight, ppx_map_next_fn next,
                  ppx_map_result_fn on_result, void *arg, ppx_awaitable **out);

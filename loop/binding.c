@@ -268,7 +268,7 @@ int ppx__default_pool_get(ppx_pool **out)
      * thread that set default_creating installs, so no two threads ever
      * see different default pools. On failure a waiter tries again (and
      * so gets its own error details). */
-    int rc = ppx_pool_new(&p, NULL);
+    int rc = ppx_pool_new(NULL, &p);
     pthread_mutex_lock(&default_mu);
     default_creating = false;
     if (rc == 0)

@@ -12,6 +12,7 @@
 #include "../procpool/errors.h"
 #include "../procpool/future.h"
 #include "../procpool/pool.h"
+#include "../procpool/sized.h"
 #include "../serialize/pack.h"
 
 #include <stdlib.h>
@@ -165,12 +166,18 @@ int ppx_run_in_executor_ex(uv_loop_t *loop, ppx_pool *pool, const char *fn,
     if (!loop || !out)
         return PPX_EINVAL;
     if (pool == ppx_thread_pool()) {
+        ppx_call_options co;
+        int rc = opts ? ppx__sized_in(&co, sizeof co, opts, PPX__CALL_OPTIONS_MIN,
+                                      "ppx_call_options")
+                      : 0;
+        if (rc)
+            return rc;
         /* A thread cannot be stopped as a worker is killed: a deadline
          * could only give up waiting, which ppx_wait_for already does. */
-        if (opts && opts->timeout_ms > 0) {
+        if (opts && co.timeout_ms > 0) {
             ppx__set_last_error("ppx_run_in_executor_ex: the thread executor cannot enforce "
                                 "a deadline (timeout_ms %d): use ppx_wait_for",
-                                opts->timeout_ms);
+                                co.timeout_ms);
             return PPX_EINVAL;
         }
         return ppx_run_in_thread(loop, fn, args, args_len, out);

@@ -79,7 +79,7 @@ static void pump(lazy_map *m)
                 cancel_window(m);
             } else {
                 if (m->on_result)
-                    m->on_result(m->arg, (size_t)i, c);
+                    m->on_result((size_t)i, c, m->arg);
                 ppx__progress(aw, (size_t)m->head, 0);
             }
             ppx_awaitable_unref(c);
@@ -88,7 +88,7 @@ static void pump(lazy_map *m)
             break;
         const void *args = NULL;
         size_t len = 0;
-        int rc = m->next(m->arg, (size_t)m->tail, &args, &len);
+        int rc = m->next((size_t)m->tail, &args, &len, m->arg);
         if (m->stopping)
             break; /* next() cancelled the map: its input goes nowhere */
         if (rc == 0) {

@@ -73,7 +73,7 @@ static int api_code(int rc)
     return rc == -ENOMEM ? PPX_ENOMEM : rc;
 }
 
-int ppx_pool_new(ppx_pool **out, const ppx_pool_options *opts)
+int ppx_pool_new(const ppx_pool_options *opts, ppx_pool **out)
 {
     if (!out)
         return PPX_EINVAL;

@@ -6,6 +6,7 @@
  */
 #include "core.h"
 #include "registry.h"
+#include "sized.h"
 #include "shm/wake.h"
 
 #include <errno.h>
@@ -296,13 +297,16 @@ int ppx_pool_worker_stats(ppx_pool *p, int i, ppx_worker_stats *out)
         return rc;
     if (!out)
         return PPX_EINVAL;
+    rc = ppx__sized_check(out, PPX__WORKER_STATS_MIN, "ppx_worker_stats");
+    if (rc)
+        return rc;
     ppx_worker_stats ws; /* out stays untouched on an error */
     memset(&ws, 0, sizeof ws);
     ppx__pool_lock(p);
     rc = p->ops->worker_stats(p, i, &ws);
     ppx__pool_unlock(p);
     if (rc == 0)
-        *out = ws;
+        ppx__sized_out(out, &ws, sizeof ws);
     return rc;
 }
 
@@ -313,10 +317,14 @@ int ppx_pool_stats_get(ppx_pool *p, ppx_pool_stats *out)
         return rc;
     if (!out)
         return PPX_EINVAL;
+    rc = ppx__sized_check(out, PPX__POOL_STATS_MIN, "ppx_pool_stats");
+    if (rc)
+        return rc;
     ppx__pool_lock(p);
-    *out = p->stats;
-    p->ops->stats(p, out);
-    out->running = p->unresolved - out->queued;
+    ppx_pool_stats st = p->stats;
+    p->ops->stats(p, &st);
+    st.running = p->unresolved - st.queued;
     ppx__pool_unlock(p);
+    ppx__sized_out(out, &st, sizeof st);
     return 0;
 }

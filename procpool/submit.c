@@ -7,6 +7,7 @@
  */
 #include "core.h"
 #include "registry.h"
+#include "sized.h"
 #include "serialize/envelope.h"
 #include "serialize/mpread.h"
 #include "serialize/pack.h"
@@ -157,6 +158,9 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
 {
     size_t fn_len;
     int rc = check_call(p, fn, &fn_len, &args, &args_len, out);
+    ppx_call_options co = {.timeout_ms = 0};
+    if (rc == 0 && opts)
+        rc = ppx__sized_in(&co, sizeof co, opts, PPX__CALL_OPTIONS_MIN, "ppx_call_options");
     if (rc)
         return rc;
     uint64_t id = atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed);
@@ -177,7 +181,7 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     }
     t->fut = f;
     t->fn = entry->name;
-    t->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : p->opt.task_timeout_ms;
+    t->timeout_ms = co.timeout_ms ? co.timeout_ms : p->opt.task_timeout_ms;
     if (t->timeout_ms > 0)
         t->timeout_at = ppx__now_ns() + (int64_t)t->timeout_ms * 1000000LL;
     f->task = t;

@@ -155,7 +155,7 @@ static int fn_first_arg(ppx_call *c, void *u)
 }
 
 /* The pool's initializer (test_init.py's init): arg is the status. */
-int conf_init_status(void *arg, char *err, size_t errlen)
+int conf_init_status(char *err, size_t errlen, void *arg)
 {
     (void)err;
     (void)errlen;
@@ -182,7 +182,7 @@ void conf_register(void)
 
 ppx_pool *conf_pool(int workers, const ppx_pool_options *o)
 {
-    ppx_pool_options opts = {0};
+    ppx_pool_options opts = PPX_POOL_OPTIONS_INIT;
     if (o)
         opts = *o;
     opts.workers = workers;
@@ -190,7 +190,7 @@ ppx_pool *conf_pool(int workers, const ppx_pool_options *o)
         opts.cancel_grace_ms = 2000;
     support_valgrind_sizes(&opts);
     ppx_pool *p = NULL;
-    assert_int_equal(ppx_pool_new(&p, &opts), 0);
+    assert_int_equal(ppx_pool_new(&opts, &p), 0);
     return p;
 }
 

@@ -44,7 +44,7 @@ extern conf_shared *conf;
 void conf_register(void);
 /* An initializer (test_init.py's init): sets what init_status returns to
  * arg, a static string. */
-int conf_init_status(void *arg, char *err, size_t errlen);
+int conf_init_status(char *err, size_t errlen, void *arg);
 /* A pool of `workers` processes, cancel grace 2 s (a cooperative call is
  * never killed), valgrind-sized; o (may be NULL) gives further options. */
 ppx_pool *conf_pool(int workers, const ppx_pool_options *o);

@@ -26,9 +26,9 @@ int setup(void **state)
     uv_timer_init(&fx->loop, &fx->dog);
     fx->dog.data = fx;
     uv_unref((uv_handle_t *)&fx->dog);
-    ppx_pool_options o = {.workers = 2, .cancel_grace_ms = 300};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 2, .cancel_grace_ms = 300);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&fx->pool, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &fx->pool), 0);
     *state = fx;
     return 0;
 }

@@ -58,9 +58,9 @@ static int teardown(void **state)
 static ppx_pool *new_pool(int workers)
 {
     ppx_pool *p = NULL;
-    ppx_pool_options o = {.workers = workers, .ring_bytes = 64 << 10, .max_payload = 1 << 20};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = workers, .ring_bytes = 64 << 10, .max_payload = 1 << 20);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     return p;
 }
 
@@ -107,7 +107,7 @@ static void scene_finish(scene *s)
         assert_int_equal(support_future_int(f), i + 1000);
         ppx_future_unref(f);
     }
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(s->p, &st);
     assert_int_equal(st.crashed, 0);
     assert_int_equal(st.respawns, 0);
@@ -170,11 +170,11 @@ static int child_pool_calls(ppx_pool *p)
     CHILD_CHECK(ppx_pool_shutdown(p, PPX_SHUTDOWN_CANCEL, -1) == PPX_EFORKED);
     CHILD_CHECK(ppx_pool_fd(p) == PPX_EFORKED);
     CHILD_CHECK(ppx_pool_workers(p) == PPX_EFORKED);
-    ppx_worker_stats ws;
+    ppx_worker_stats ws = PPX_WORKER_STATS_INIT;
     CHILD_CHECK(ppx_pool_worker_stats(p, 0, &ws) == PPX_EFORKED);
     CHILD_CHECK(!ppx_pool_busy(p));
     CHILD_CHECK(ppx_pool_worker_pid(p, 0) == 0);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     memset(&st, 0xff, sizeof st);
     CHILD_CHECK(ppx_pool_stats_get(p, &st) == PPX_EFORKED);
     CHILD_CHECK(st.submitted == UINT64_MAX); /* untouched on failure */
@@ -293,7 +293,7 @@ typedef struct loop_scene {
     ppx_future *fut;        /* 8 + 100, unresolved at the fork */
 } loop_scene;
 
-static int next_none(void *arg, size_t i, const void **args, size_t *len)
+static int next_none(size_t i, const void **args, size_t *len, void *arg)
 {
     (void)arg;
     (void)i;
@@ -302,7 +302,7 @@ static int next_none(void *arg, size_t i, const void **args, size_t *len)
     return 0;
 }
 
-static void on_result_none(void *arg, size_t i, ppx_awaitable *result)
+static void on_result_none(size_t i, ppx_awaitable *result, void *arg)
 {
     (void)arg;
     (void)i;
@@ -423,7 +423,7 @@ static void test_children_forked_while_a_thread_uses_the_pool_free_without_block
         assert_int_equal(status[i], 0);
     assert_int_equal(h.wrong, 0);
     assert_true(h.calls > 0);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(h.p, &st);
     assert_int_equal(st.crashed, 0);
     assert_int_equal(st.respawns, 0);
@@ -437,9 +437,9 @@ static int child_makes_its_own_pool(void *arg)
     scene *s = arg;
     ppx_pool_free(s->p);
     ppx_pool *mine = NULL;
-    ppx_pool_options o = {.workers = 1};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1);
     support_valgrind_sizes(&o);
-    CHILD_CHECK(ppx_pool_new(&mine, &o) == 0);
+    CHILD_CHECK(ppx_pool_new(&o, &mine) == 0);
     ppx_future *f;
     int64_t v = 0;
     CHILD_CHECK(ppx_pool_submitf(mine, &f, "app_sleep_add", "iii", 0, 5, 6) == 0);

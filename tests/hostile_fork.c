@@ -32,11 +32,11 @@ static int teardown(void **state)
 _Noreturn static void creator_main(int report, int hold_r)
 {
     ppx_pool *p = NULL;
-    ppx_pool_options o = {.workers = 2};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 2);
     ppx_future *f = NULL;
     int64_t v = 0;
     support_valgrind_sizes(&o);
-    if (ppx_pool_new(&p, &o) != 0 || ppx_pool_submitf(p, &f, "add", "ii", 1, 2) != 0 ||
+    if (ppx_pool_new(&o, &p) != 0 || ppx_pool_submitf(p, &f, "add", "ii", 1, 2) != 0 ||
         ppx_future_wait(f, 30000) != 0 || ppx_future_int(f, &v) != 0 || v != 3)
         _exit(1);
     long pids[NPIDS];

@@ -38,10 +38,10 @@ static int teardown(void **state)
 static ppx_pool *make_pool(int workers, bool keep_descendants)
 {
     ppx_pool *p = NULL;
-    ppx_pool_options o = {.workers = workers, .ring_bytes = 64 << 10,
-                          .keep_descendants = keep_descendants};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = workers, .ring_bytes = 64 << 10,
+                          .keep_descendants = keep_descendants);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     return p;
 }
 
@@ -235,7 +235,7 @@ static void test_sigpipe_ignored_by_the_application_gives_a_function_epipe_not_a
     for (int i = 0; i < 3; i++)
         assert_int_equal(call_int(p, "write_closed_pipe", 0), EPIPE);
     assert_int_equal(ppx_pool_worker_pid(p, 0), pid);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.crashed, 0);
     serves(p);
@@ -402,9 +402,9 @@ static void test_a_workers_descendants_go_with_it_when_it_is_replaced(void **sta
     }
     ppx_pool_free(p);
     /* Recycled after each call: the daemon of the call goes too. */
-    ppx_pool_options o = {.workers = 1, .max_tasks_per_child = 1};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1, .max_tasks_per_child = 1);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     long g = (long)call_int(p, "spawn_sleeper", 1);
     support_wait_gone(g, GONE_MS);
     serves(p);
@@ -452,9 +452,9 @@ static void test_keep_descendants_leaves_them_running_after_replacement_and_free
 _Noreturn static void be_creator(int out)
 {
     ppx_pool *p = NULL;
-    ppx_pool_options o = {.workers = 2};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 2);
     support_valgrind_sizes(&o);
-    if (ppx_pool_new(&p, &o) != 0)
+    if (ppx_pool_new(&o, &p) != 0)
         _exit(1);
     long pids[4] = {0, ppx_pool_worker_pid(p, 0), ppx_pool_worker_pid(p, 1), 0};
     pids[0] = support_parent_of(pids[1]);

@@ -164,7 +164,7 @@ static void executor__test_map_timeout(void **state)
                                 "\x93\x00\x00\xa2ok"
                                 "\x93\x00\x00\xa2ok"
                                 "\x93\xce\x40\x00\x00\x00\x00\xa2ok";
-    ppx_call_options o = {.timeout_ms = 50};
+    ppx_call_options o = PPX_CALL_OPTIONS(.timeout_ms = 50);
     ppx_future *f;
     assert_int_equal(ppx_pool_map(fx->pool, "gated", items, sizeof items - 1, &o, &f), 0);
     expect_error(f, "TimeoutError");
@@ -193,9 +193,9 @@ static void executor__test_shutdown_race_issue12456(void **state)
 static void executor__test_max_workers_negative(void **state)
 {
     (void)state;
-    ppx_pool_options o = {.workers = -1};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = -1);
     ppx_pool *p = NULL;
-    assert_int_equal(ppx_pool_new(&p, &o), PPX_EINVAL);
+    assert_int_equal(ppx_pool_new(&o, &p), PPX_EINVAL);
     assert_null(p);
 }
 
@@ -352,7 +352,7 @@ static void test_process_pool__test_saturation(void **state)
 static void test_process_pool__test_max_tasks_per_child(void **state)
 {
     (void)state;
-    ppx_pool_options o = {.max_tasks_per_child = 3};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.max_tasks_per_child = 3);
     ppx_pool *p = conf_pool(1, &o);
     int64_t pid[4];
     for (int i = 0; i < 4; i++) {
@@ -375,7 +375,7 @@ static void test_process_pool__test_max_tasks_per_child_pending_tasks_gh115634(v
     (void)state;
     const int cases[2][3] = {{1, 2, 6}, {2, 2, 8}};
     for (int c = 0; c < 2; c++) {
-        ppx_pool_options o = {.max_tasks_per_child = (unsigned)cases[c][1]};
+        ppx_pool_options o = PPX_POOL_OPTIONS(.max_tasks_per_child = (unsigned)cases[c][1]);
         ppx_pool *p = conf_pool(cases[c][0], &o);
         ppx_future *f[8];
         for (int i = 0; i < cases[c][2]; i++)
@@ -397,7 +397,7 @@ static void test_process_pool__test_max_tasks_per_child_pending_tasks_gh115634(v
 static void test_process_pool__test_shutdown_no_wait_max_tasks_gh119592(void **state)
 {
     (void)state;
-    ppx_pool_options o = {.max_tasks_per_child = 1};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.max_tasks_per_child = 1);
     ppx_pool *p = conf_pool(1, &o);
     ppx_future *f[3];
     for (int i = 0; i < 3; i++)
@@ -417,7 +417,7 @@ static void test_process_pool__test_shutdown_no_wait_max_tasks_gh119592(void **s
 static void test_process_pool__test_max_tasks_early_shutdown(void **state)
 {
     (void)state;
-    ppx_pool_options o = {.max_tasks_per_child = 1};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.max_tasks_per_child = 1);
     ppx_pool *p = conf_pool(3, &o);
     ppx_future *f[6];
     for (int i = 0; i < 6; i++)
@@ -545,7 +545,7 @@ static void test_deadlock__test_crash_big_data(void **state)
 static void test_deadlock__test_gh105829_should_not_deadlock_if_wakeup_pipe_full(void **state)
 {
     (void)state;
-    ppx_pool_options o = {.max_queued_per_worker = 1};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.max_queued_per_worker = 1);
     ppx_pool *p = conf_pool(2, &o);
     enum { N = 100 };
     ppx_future *f[N];

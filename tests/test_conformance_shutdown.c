@@ -42,7 +42,7 @@ static int teardown(void **state)
 static void test_init__test_initializer(void **state)
 {
     (void)state;
-    ppx_pool_options o = {.initializer = conf_init_status, .initializer_arg = "initialized"};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.initializer = conf_init_status, .initializer_arg = "initialized");
     ppx_pool *p = conf_pool(2, &o);
     ppx_future *f[2];
     for (int i = 0; i < 2; i++)
@@ -61,7 +61,7 @@ static void test_init__test_initializer(void **state)
     ppx_pool_free(p);
 }
 
-static int init_fail(void *arg, char *err, size_t errlen)
+static int init_fail(char *err, size_t errlen, void *arg)
 {
     (void)arg;
     snprintf(err, errlen, "ValueError: error in initializer");
@@ -77,10 +77,10 @@ static int init_fail(void *arg, char *err, size_t errlen)
 static void test_init__test_initializer__failing(void **state)
 {
     (void)state;
-    ppx_pool_options o = {.workers = 2, .initializer = init_fail};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 2, .initializer = init_fail);
     support_valgrind_sizes(&o);
     ppx_pool *p = NULL;
-    assert_int_equal(ppx_pool_new(&p, &o), PPX_EINIT);
+    assert_int_equal(ppx_pool_new(&o, &p), PPX_EINIT);
     assert_null(p);
     assert_non_null(strstr(ppx_last_error(), "ValueError: error in initializer"));
 }
@@ -93,10 +93,10 @@ static void test_init__test_forkserver(void **state)
 {
     (void)state;
     int fds = support_open_fds();
-    ppx_pool_options o = {.workers = 2, .initializer = init_fail};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 2, .initializer = init_fail);
     support_valgrind_sizes(&o);
     ppx_pool *p = NULL;
-    assert_int_equal(ppx_pool_new(&p, &o), PPX_EINIT);
+    assert_int_equal(ppx_pool_new(&o, &p), PPX_EINIT);
     assert_true(support_no_children());
     assert_int_equal(support_open_fds(), fds);
 }
@@ -229,7 +229,7 @@ static void test_shutdown__test_shutdown_no_wait(void **state)
  * waiting; the sum of results up to the failure is 1 and nothing hangs. */
 static void gh_132969(int workers)
 {
-    ppx_pool_options o = {.max_tasks_per_child = 1};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.max_tasks_per_child = 1);
     ppx_pool *p = conf_pool(workers, &o);
     ppx_future *f[3];
     assert_int_equal(ppx_pool_submitf(p, &f[0], "abs", "i", 1), 0);

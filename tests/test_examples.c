@@ -85,9 +85,9 @@ static void test_bad_options_exit_with_usage(void **state)
 static void test_workers_draw_independent_numbers(void **state)
 {
     ppx_pool *p;
-    ppx_pool_options o = {.workers = 2};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 2);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     enum { N = 60 };
     ppx_future *f[N];
     for (int i = 0; i < N; i++)

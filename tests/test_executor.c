@@ -73,9 +73,9 @@ static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
     uv_loop_init(&fx->loop);
-    ppx_pool_options o = {.workers = 3, .cancel_grace_ms = 2000};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 3, .cancel_grace_ms = 2000);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&fx->pool, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &fx->pool), 0);
     atomic_store(turn, 0);
     *state = fx;
     return 0;
@@ -454,7 +454,7 @@ typedef struct feed {
     unsigned char buf[16];
 } feed;
 
-static int next_input(void *arg, size_t i, const void **args, size_t *len)
+static int next_input(size_t i, const void **args, size_t *len, void *arg)
 {
     feed *f = arg;
     if (i >= f->n)
@@ -473,7 +473,7 @@ static int next_input(void *arg, size_t i, const void **args, size_t *len)
     return 1;
 }
 
-static void on_result(void *arg, size_t i, ppx_awaitable *aw)
+static void on_result(size_t i, ppx_awaitable *aw, void *arg)
 {
     feed *f = arg;
     int64_t want = (int64_t)(i % 1000) * (int64_t)(i % 1000), got;
@@ -522,7 +522,7 @@ typedef struct cancelling_feed {
     int answer; /* what next() returns for it */
 } cancelling_feed;
 
-static int next_cancelling(void *arg, size_t i, const void **args, size_t *len)
+static int next_cancelling(size_t i, const void **args, size_t *len, void *arg)
 {
     cancelling_feed *f = arg;
     if (i == f->at)
@@ -546,7 +546,7 @@ static void test_lazy_map_cancelled_by_its_input_callback_submits_nothing_more(v
                                       &f, &f.map), 0);
         assert_int_equal(ppx_awaitable_state(f.map), PPX_CANCELLED);
         assert_string_equal(ppx_awaitable_error(f.map)->type, "CancelledError");
-        ppx_pool_stats st;
+        ppx_pool_stats st = PPX_POOL_STATS_INIT;
         ppx_pool_stats_get(fx->pool, &st);
         assert_int_equal(st.submitted - submitted, 2);
         submitted = st.submitted;

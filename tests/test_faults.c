@@ -445,7 +445,7 @@ typedef struct feed {
     bool in_order;
 } feed;
 
-static int next_input(void *arg, size_t i, const void **args, size_t *len)
+static int next_input(size_t i, const void **args, size_t *len, void *arg)
 {
     feed *f = arg;
     if (i >= NINPUTS)
@@ -455,7 +455,7 @@ static int next_input(void *arg, size_t i, const void **args, size_t *len)
     return 1;
 }
 
-static void on_result(void *arg, size_t i, ppx_awaitable *aw)
+static void on_result(size_t i, ppx_awaitable *aw, void *arg)
 {
     feed *f = arg;
     ppx_value v;

@@ -231,9 +231,9 @@ static int fn_pid(ppx_call *c, void *u)
 static ppx_pool *new_pool(int workers)
 {
     ppx_pool *p = NULL;
-    ppx_pool_options o = {.workers = workers, .ring_bytes = 64 << 10, .max_payload = 4 << 20};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = workers, .ring_bytes = 64 << 10, .max_payload = 4 << 20);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     return p;
 }
 
@@ -377,7 +377,7 @@ static void test_any_exit_status_is_a_crash_named_by_its_status_and_queued_calls
         }
         ppx_future_unref(e);
     }
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.init_failures, 0);
     ppx_pool_free(p);
@@ -443,7 +443,7 @@ static void test_function_forking_gets_the_originals_answer_and_the_copy_writes_
         }
         ppx_future_unref(f);
     }
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.crashed, 0);
     serves(p, 5);
@@ -471,7 +471,7 @@ static void test_function_cannot_stall_its_worker_through_the_outbox(void **stat
             assert_int_equal(((const unsigned char *)b)[k], 0x5A);
         ppx_future_unref(f);
     }
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.crashed, 0);
     assert_true(st.outbox_replies >= 3);
@@ -567,7 +567,7 @@ static void test_killed_fork_server_is_replaced_while_another_thread_submits(voi
     assert_int_equal(atomic_load(&s.wrong), 0);
     serves(p, 20);
     assert_int_equal(answering_parent(p), now); /* one fork server, and it stays */
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_true(st.respawns >= 2);
     ppx_pool_free(p);

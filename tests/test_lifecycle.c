@@ -125,20 +125,20 @@ static int fn_add_slowly(ppx_call *c, void *u)
     return ppx_return_int(c, a + b);
 }
 
-static int init_ok(void *arg, char *err, size_t errlen)
+static int init_ok(char *err, size_t errlen, void *arg)
 {
     worker_init_value = *(int *)arg;
     atomic_fetch_add(&sc->inits, 1);
     return 0;
 }
 
-static int init_fails(void *arg, char *err, size_t errlen)
+static int init_fails(char *err, size_t errlen, void *arg)
 {
     snprintf(err, errlen, "no license for %s", (const char *)arg);
     return -1;
 }
 
-static int init_fails_later(void *arg, char *err, size_t errlen)
+static int init_fails_later(char *err, size_t errlen, void *arg)
 {
     if (atomic_fetch_add(&sc->inits, 1) >= atomic_load(&sc->init_fail_after)) {
         snprintf(err, errlen, "database unreachable");
@@ -151,7 +151,7 @@ static ppx_pool *new_pool(ppx_pool_options o)
 {
     ppx_pool *p = NULL;
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     return p;
 }
 
@@ -177,7 +177,7 @@ static int teardown(void **state)
 
 static void test_function_crashing_every_worker_backs_off_and_says_so(void **state)
 {
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 2});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 2));
     enum { N = 8 };
     ppx_future *f[N];
     for (int i = 0; i < N; i++)
@@ -192,7 +192,7 @@ static void test_function_crashing_every_worker_backs_off_and_says_so(void **sta
         ppx_future_unref(f[i]);
     }
     assert_true(backed_off >= N - 2);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.crash_streak, N);
     /* The pool is still there, and a call that returns ends the streak. */
@@ -206,21 +206,21 @@ static void test_function_crashing_every_worker_backs_off_and_says_so(void **sta
 
 static void test_task_past_its_deadline_fails_and_its_worker_is_stopped(void **state)
 {
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 1, .cancel_grace_ms = 20});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 1, .cancel_grace_ms = 20));
     long pid = ppx_pool_worker_pid(p, 0);
     ppx_future *f;
     /* Long enough for the call to start first on a loaded machine (or
      * under valgrind): a call still queued at its deadline is dropped,
      * not killed, which is the other test below. */
     assert_int_equal(ppx_pool_submit_ex(p, "spin_forever", NULL, 0,
-                                        &(ppx_call_options){.timeout_ms = 500}, &f), 0);
+                                        &PPX_CALL_OPTIONS(.timeout_ms = 500), &f), 0);
     support_wait_running(f);
     assert_int_equal(ppx_future_wait(f, 20000), 0);
     const ppx_error *e = ppx_future_error(f);
     assert_string_equal(e->type, "TimeoutError");
     assert_non_null(strstr(e->message, "500 ms"));
     support_drain(p, 20000);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.timed_out, 1);
     assert_int_equal(st.killed, 1);
@@ -233,13 +233,13 @@ static void test_task_past_its_deadline_fails_and_its_worker_is_stopped(void **s
 
 static void test_queued_task_past_its_deadline_never_runs(void **state)
 {
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 1});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 1));
     atomic_store(&sc->marks, 0);
     ppx_future *busy, *f;
     assert_int_equal(ppx_pool_submitf(p, &busy, "wait_cancel", ""), 0);
     support_wait_running(busy);
     assert_int_equal(ppx_pool_submit_ex(p, "mark", NULL, 0,
-                                        &(ppx_call_options){.timeout_ms = 30}, &f), 0);
+                                        &PPX_CALL_OPTIONS(.timeout_ms = 30), &f), 0);
     assert_int_equal(ppx_future_wait(f, 20000), 0);
     assert_string_equal(ppx_future_error(f)->type, "TimeoutError");
     ppx_future_cancel(busy);
@@ -252,11 +252,11 @@ static void test_queued_task_past_its_deadline_never_runs(void **state)
 
 static void test_pool_default_deadline_applies_unless_a_call_opts_out(void **state)
 {
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 2, .task_timeout_ms = 40});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 2, .task_timeout_ms = 40));
     ppx_future *timed, *free_running;
     assert_int_equal(ppx_pool_submitf(p, &timed, "wait_cancel", ""), 0);
     assert_int_equal(ppx_pool_submit_ex(p, "wait_cancel", NULL, 0,
-                                        &(ppx_call_options){.timeout_ms = -1}, &free_running), 0);
+                                        &PPX_CALL_OPTIONS(.timeout_ms = -1), &free_running), 0);
     assert_int_equal(ppx_future_wait(timed, 20000), 0);
     assert_string_equal(ppx_future_error(timed)->type, "TimeoutError");
     /* Waiting with a timeout is not a deadline: this one keeps running. */
@@ -274,8 +274,8 @@ static void test_initializer_runs_once_in_each_worker_before_its_calls(void **st
 {
     atomic_store(&sc->inits, 0);
     int value = 77;
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 2, .initializer = init_ok,
-                                              .initializer_arg = &value});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 2, .initializer = init_ok,
+                                              .initializer_arg = &value));
     assert_int_equal(atomic_load(&sc->inits), 2);
     for (int i = 0; i < 10; i++)
         assert_int_equal(call_int(p, "init_value"), 77);
@@ -287,9 +287,9 @@ static void test_failing_initializer_fails_pool_creation_with_its_message(void *
 {
     ppx_pool *p = NULL;
     int fds = support_open_fds();
-    ppx_pool_options o = {.workers = 2, .initializer = init_fails, .initializer_arg = "ppx"};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 2, .initializer = init_fails, .initializer_arg = "ppx");
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), PPX_EINIT);
+    assert_int_equal(ppx_pool_new(&o, &p), PPX_EINIT);
     assert_null(p);
     assert_non_null(strstr(ppx_last_error(), "no license for ppx"));
     assert_int_equal(support_open_fds(), fds);
@@ -299,7 +299,7 @@ static void test_initializer_failing_on_respawn_fails_queued_calls_clearly(void 
 {
     atomic_store(&sc->inits, 0);
     atomic_store(&sc->init_fail_after, 1); /* the first worker starts, no other */
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 1, .initializer = init_fails_later});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 1, .initializer = init_fails_later));
     ppx_future *bad, *queued;
     assert_int_equal(ppx_pool_submitf(p, &bad, "crash", ""), 0);
     assert_int_equal(ppx_pool_submitf(p, &queued, "add", "ii", 1, 2), 0);
@@ -308,7 +308,7 @@ static void test_initializer_failing_on_respawn_fails_queued_calls_clearly(void 
     assert_int_equal(ppx_future_wait(queued, 20000), 0);
     assert_string_equal(ppx_future_error(queued)->type, "InitializerError");
     assert_non_null(strstr(ppx_future_error(queued)->message, "database unreachable"));
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_true(st.init_failures >= 1);
     ppx_future_unref(bad);
@@ -318,7 +318,7 @@ static void test_initializer_failing_on_respawn_fails_queued_calls_clearly(void 
 
 static void test_workers_are_replaced_after_max_tasks_per_child(void **state)
 {
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 1, .max_tasks_per_child = 5});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 1, .max_tasks_per_child = 5));
     long pids[20];
     int distinct = 0;
     for (int i = 0; i < 20; i++) {
@@ -329,7 +329,7 @@ static void test_workers_are_replaced_after_max_tasks_per_child(void **state)
     }
     assert_int_equal(distinct, 4);
     /* The fourth worker retires after its last reply: wait to hear it. */
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     int64_t end = support_now_ms() + 20000;
     do {
         struct pollfd pf = {ppx_pool_fd(p), POLLIN, 0};
@@ -353,13 +353,13 @@ static void test_worker_over_its_memory_limit_is_replaced_between_calls(void **s
 {
     if (under_valgrind())
         skip();
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 1, .max_rss_bytes = 32u << 20});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 1, .max_rss_bytes = 32u << 20));
     long before = (long)call_int(p, "pid");
     assert_int_equal(call_int(p, "grow"), 1);
     long after = (long)call_int(p, "pid");
     assert_true(after != before);
     assert_true(call_int(p, "pid") == after); /* a lean worker stays */
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.recycled, 1);
     ppx_pool_free(p);
@@ -373,7 +373,7 @@ static void test_workers_do_not_keep_the_applications_descriptors(void **state)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(listener, (struct sockaddr *)&a, sizeof a), 0);
     assert_int_equal(listen(listener, 16), 0);
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 1});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 1));
     /* Not the listener, nor the zygote's socket to the parent. */
     assert_int_equal(call_int(p, "sockets_open"), 0);
     /* stdin, stdout, stderr and the pool's eventfd. */
@@ -420,9 +420,9 @@ static void test_parent_killed_takes_fork_server_and_busy_workers_with_it(void *
     if (app == 0) {
         close(ready[0]);
         ppx_pool *p;
-        ppx_pool_options o = {.workers = 2};
+        ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 2);
         support_valgrind_sizes(&o);
-        if (ppx_pool_new(&p, &o))
+        if (ppx_pool_new(&o, &p))
             _exit(1);
         ppx_future *f[2];
         for (int i = 0; i < 2; i++)
@@ -458,7 +458,7 @@ static void test_parent_killed_takes_fork_server_and_busy_workers_with_it(void *
 
 static void test_killed_fork_server_fails_running_calls_and_pool_recovers(void **state)
 {
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 2});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 2));
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "wait_cancel", ""), 0);
     support_wait_running(f);
@@ -497,7 +497,7 @@ static void test_respawns_while_libuv_threads_are_busy_do_not_deadlock(void **st
      * happen there, and the churning threads starve the test for minutes. */
     if (under_valgrind())
         skip();
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 2});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 2));
     uv_loop_t loop;
     uv_loop_init(&loop);
     uv_work_t work[4];
@@ -516,7 +516,7 @@ static void test_respawns_while_libuv_threads_are_busy_do_not_deadlock(void **st
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
     support_drain(p, 20000); /* the last replacement reports in */
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_true(st.respawns >= (uint64_t)rounds);
     ppx_pool_free(p);
@@ -537,7 +537,7 @@ static void test_chaos_every_future_resolves_once_with_its_own_workers_error(voi
 {
     int fds = support_open_fds();
     int shm = support_dev_shm_entries();
-    ppx_pool *p = new_pool((ppx_pool_options){.workers = 2, .ring_bytes = 16384});
+    ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 2, .ring_bytes = 16384));
     /* Every kill costs a respawn, a second or more under valgrind: there
      * the same chaos, on a fifth of the calls. */
     const int N = under_valgrind() ? 600 : 3000;

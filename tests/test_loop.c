@@ -70,9 +70,9 @@ static int setup_n(void **state, int workers)
     uv_loop_init(&fx->loop);
     /* The grace is long enough for cooperative tasks to notice the flag on
      * a loaded machine; the one test that needs a kill waits for it. */
-    ppx_pool_options o = {.workers = workers, .cancel_grace_ms = 300};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = workers, .cancel_grace_ms = 300);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&fx->pool, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &fx->pool), 0);
     atomic_store(marks, 0);
     *state = fx;
     return 0;
@@ -206,7 +206,7 @@ static void test_gather_fails_fast_and_cancels_running_siblings(void **state)
     uv_run(&fx->loop, UV_RUN_DEFAULT);
     assert_false(ppx_pool_busy(fx->pool));
     assert_int_equal(atomic_load(marks), 100);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(fx->pool, &st);
     assert_int_equal(st.killed, 1);
     assert_int_equal(st.cancelled, 5);
@@ -525,9 +525,9 @@ static void test_low_latency_mode_gives_the_same_results(void **state)
 {
     fixture *fx = *state;
     ppx_pool *p;
-    ppx_pool_options o = {.workers = 2, .parent_spin_us = 50};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 2, .parent_spin_us = 50);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     for (int i = 0; i < 200; i++) {
         ppx_awaitable *aw;
         assert_int_equal(ppx_run_in_executorf(&fx->loop, p, &aw, "add", "ii", i, 1), 0);

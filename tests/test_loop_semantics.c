@@ -451,10 +451,10 @@ static void test_run_in_executor_ex_deadline_stops_the_call(void **state)
 {
     fixture *fx = *state;
     ppx_pool *pool;
-    ppx_pool_options o = {.workers = 1};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&pool, &o), 0);
-    ppx_call_options opts = {.timeout_ms = 50};
+    assert_int_equal(ppx_pool_new(&o, &pool), 0);
+    ppx_call_options opts = PPX_CALL_OPTIONS(.timeout_ms = 50);
     ppx_awaitable *slow, *quick;
     assert_int_equal(ppx_run_in_executor_ex(&fx->loop, pool, "forever", NULL, 0, &opts, &slow), 0);
     assert_int_equal(ppx_run_in_executor_ex(&fx->loop, pool, "add", "\x92\x01\x02", 3, NULL, &quick), 0);
@@ -480,7 +480,7 @@ static void test_run_in_executor_ex_deadline_stops_the_call(void **state)
 static void test_run_in_executor_ex_thread_executor_refuses_a_deadline(void **state)
 {
     fixture *fx = *state;
-    ppx_call_options opts = {.timeout_ms = 50};
+    ppx_call_options opts = PPX_CALL_OPTIONS(.timeout_ms = 50);
     ppx_awaitable *aw = NULL;
     assert_int_equal(ppx_run_in_executor_ex(&fx->loop, ppx_thread_pool(), "add", "\x92\x01\x02", 3,
                                             &opts, &aw),

@@ -200,7 +200,7 @@ static void stop_loopers(looper *ls, int n, ppx_state want)
 static ppx_pool *new_pool(void)
 {
     ppx_pool *p;
-    assert_int_equal(ppx_pool_new(&p, &(ppx_pool_options){.workers = 2}), 0);
+    assert_int_equal(ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 2), &p), 0);
     return p;
 }
 

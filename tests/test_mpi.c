@@ -289,7 +289,7 @@ static void deadline_is_kept_by_the_node(void **state)
 {
     (void)state;
     ppx_future *f;
-    ppx_call_options o = {.timeout_ms = 200};
+    ppx_call_options o = PPX_CALL_OPTIONS(.timeout_ms = 200);
     void *args;
     size_t len;
     assert_int_equal(ppx_pack(&args, &len, "sb", "late", 1), 0);
@@ -363,7 +363,7 @@ static void deadline_counts_while_queued_on_rank_0(void **state)
     size_t len;
     assert_int_equal(ppx_pack(&args, &len, "i", 7), 0);
     assert_int_equal(ppx_pool_submit_ex(pool, "echo", args, len,
-                                        &(ppx_call_options){.timeout_ms = 100}, &f),
+                                        &PPX_CALL_OPTIONS(.timeout_ms = 100), &f),
                      0);
     free(args);
     assert_int_equal(ppx_future_wait(f, 30000), 0);
@@ -427,7 +427,7 @@ static void shutdown_cancel_queued_over_mpi(void **state)
         assert_int_equal(ppx_pool_submitf(pool, &f[i], "spin", "sb", name, 1), 0);
     }
     wait_for("cq0.run");
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     assert_int_equal(ppx_pool_stats_get(pool, &st), 0);
     assert_true(st.queued > 0);
     assert_int_equal(ppx_pool_shutdown(pool, PPX_SHUTDOWN_CANCEL_QUEUED, 0), PPX_ETIMEDOUT);
@@ -444,12 +444,12 @@ static void one_mpi_pool_at_a_time(void **state)
 {
     (void)state;
     ppx_pool *other = NULL;
-    assert_int_equal(ppx_pool_new(&other, NULL), PPX_EBACKEND);
+    assert_int_equal(ppx_pool_new(NULL, &other), PPX_EBACKEND);
     assert_null(other);
     assert_non_null(strstr(ppx_last_error(), "already open"));
     /* A local pool beside it is fine. */
-    assert_int_equal(ppx_pool_new(&other, &(ppx_pool_options){.workers = 1,
-                                                               .backend = PPX_BACKEND_LOCAL}),
+    assert_int_equal(ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 1,
+                                                               .backend = PPX_BACKEND_LOCAL), &other),
                      0);
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(other, &f, "rank_of_node", ""), 0);
@@ -480,7 +480,7 @@ static void free_with_calls_out_then_reopen(void **state)
         ppx_future_unref(f[i]);
     wait_for("freed.stop");
 
-    assert_int_equal(ppx_pool_new(&pool, &(ppx_pool_options){.workers = 2}), 0);
+    assert_int_equal(ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 2), &pool), 0);
     assert_int_equal(ppx_pool_workers(pool), 4);
     ppx_future *g;
     assert_int_equal(ppx_pool_submitf(pool, &g, "echo", "i", 42), 0);
@@ -502,7 +502,7 @@ int main(void)
     const char *job = getenv("OMPI_MCA_ess_base_jobid");
     snprintf(dir, sizeof dir, "/tmp/ppx-mpi-test-%s", job ? job : "x");
     mkdir(dir, 0700);
-    int rc = ppx_pool_new(&pool, &(ppx_pool_options){.workers = 2, .cancel_grace_ms = 200});
+    int rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 2, .cancel_grace_ms = 200), &pool);
     /* Only rank 0 gets here. */
     if (rc) {
         fprintf(stderr, "test_mpi: no MPI pool: %s: %s\n", ppx_strerror(rc), ppx_last_error());

@@ -86,7 +86,7 @@ int main(void)
 {
     ppx_register("kill_my_node", kill_my_node, NULL);
     ppx_register("rank_of_node", rank_of_node, NULL);
-    int rc = ppx_pool_new(&pool, &(ppx_pool_options){.workers = 1});
+    int rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 1), &pool);
     if (rc) {
         fprintf(stderr, "test_mpi_lost: %s: %s\n", ppx_strerror(rc), ppx_last_error());
         return 1;

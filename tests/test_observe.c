@@ -62,16 +62,16 @@ static int fn_wait_cancel(ppx_call *c, void *u)
 /* Long enough that a slow run (valgrind) never kills a cancelled call. */
 static ppx_pool *new_pool(int workers, const char *trace_path)
 {
-    ppx_pool_options o = {.workers = workers, .cancel_grace_ms = 5000, .trace_path = trace_path};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = workers, .cancel_grace_ms = 5000, .trace_path = trace_path);
     ppx_pool *p = NULL;
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     return p;
 }
 
 static ppx_worker_stats worker(ppx_pool *p, int i)
 {
-    ppx_worker_stats ws;
+    ppx_worker_stats ws = PPX_WORKER_STATS_INIT;
     assert_int_equal(ppx_pool_worker_stats(p, i, &ws), 0);
     return ws;
 }
@@ -120,7 +120,7 @@ static void test_calls_per_worker_add_up_to_the_pool_counters(void **state)
         assert_int_equal(ws.crashed, 0);
         assert_int_equal(ws.restarts, 0);
     }
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(completed, N);
     assert_int_equal(completed, st.completed);
@@ -140,7 +140,7 @@ static void test_restarts_count_a_crash_and_busy_time_keeps_the_crashed_call(voi
     assert_int_equal(ppx_future_wait(f, 10000), 0);
     assert_string_equal(ppx_future_error(f)->type, "WorkerCrashed");
     int64_t end = support_now_ms() + 10000;
-    ppx_worker_stats ws;
+    ppx_worker_stats ws = PPX_WORKER_STATS_INIT;
     while ((ws = worker(p, 0)).restarts == 0 || !ws.alive) {
         assert_true(support_now_ms() < end);
         struct pollfd pf = {ppx_pool_fd(p), POLLIN, 0};
@@ -152,7 +152,7 @@ static void test_restarts_count_a_crash_and_busy_time_keeps_the_crashed_call(voi
     assert_true(ws.pid > 0 && ws.pid != pid);
     /* The call slept 40 ms before it crashed: that time is the slot's. */
     assert_true(ws.busy_ns >= 40 * 1000000ull);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.respawns, 1);
     ppx_future_unref(f);
@@ -201,6 +201,7 @@ static void test_worker_stats_reject_a_bad_index_and_a_bad_pool(void **state)
     ppx_pool *p = new_pool(2, NULL);
     ppx_worker_stats ws;
     memset(&ws, 0x5a, sizeof ws);
+    ws.size = sizeof ws;
     assert_int_equal(ppx_pool_worker_stats(p, -1, &ws), PPX_EINVAL);
     assert_int_equal(ppx_pool_worker_stats(p, 2, &ws), PPX_EINVAL);
     assert_int_equal(ppx_pool_worker_stats(p, 0, NULL), PPX_EINVAL);
@@ -364,7 +365,7 @@ static void test_trace_records_every_call_with_its_worker_and_outcome(void **sta
     assert_int_equal(ppx_pack(&args, &len, ""), 0);
     /* Its slice needs it running when the deadline passes: wait for that,
      * with a deadline a slow start (valgrind, a busy machine) stays under. */
-    ppx_call_options quick = {.timeout_ms = 500};
+    ppx_call_options quick = PPX_CALL_OPTIONS(.timeout_ms = 500);
     assert_int_equal(ppx_pool_submit_ex(p, "wait_cancel", args, len, &quick, &timed_out), 0);
     free(args);
     support_wait_running(timed_out);
@@ -449,10 +450,10 @@ static void test_trace_path_option_wins_and_an_unwritable_one_fails_pool_creatio
     assert_int_equal(unlink(path), 0);
 
     snprintf(bad, sizeof bad, "%s/missing/trace.json", dir);
-    ppx_pool_options o = {.workers = 1, .trace_path = bad};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1, .trace_path = bad);
     ppx_pool *q = NULL;
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&q, &o), -ENOENT);
+    assert_int_equal(ppx_pool_new(&o, &q), -ENOENT);
     assert_null(q);
     assert_non_null(strstr(ppx_last_error(), bad));
     assert_int_equal(rmdir(dir), 0);
@@ -470,10 +471,10 @@ static void test_trace_cut_short_by_exit_is_whole_events_without_the_bracket(voi
     assert_true(child >= 0);
     if (child == 0) {
         ppx_pool *p = NULL;
-        ppx_pool_options o = {.workers = 2, .trace_path = path};
+        ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 2, .trace_path = path);
         ppx_future *f;
         support_valgrind_sizes(&o);
-        if (ppx_pool_new(&p, &o) || ppx_pool_submitf(p, &f, "add", "ii", 1, 2) ||
+        if (ppx_pool_new(&o, &p) || ppx_pool_submitf(p, &f, "add", "ii", 1, 2) ||
             ppx_future_wait(f, 10000))
             _exit(2);
         _exit(0); /* no ppx_pool_free: its workers follow the process */

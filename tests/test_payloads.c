@@ -166,10 +166,10 @@ static unsigned char *pattern(size_t n, unsigned seed)
 
 static ppx_pool *new_pool(int workers, size_t arena_bytes)
 {
-    ppx_pool_options o = {.workers = workers, .ring_bytes = RING, .arena_bytes = arena_bytes};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = workers, .ring_bytes = RING, .arena_bytes = arena_bytes);
     ppx_pool *p = NULL;
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     return p;
 }
 
@@ -190,7 +190,7 @@ static void assert_echoed(ppx_future *f, const unsigned char *want, size_t n)
 
 static void assert_nothing_held(ppx_pool *p)
 {
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.arena_used, 0);
     assert_int_equal(st.crashed, 0);
@@ -227,7 +227,7 @@ static void test_every_size_round_trips_through_arena_and_outboxes(void **state)
     (void)state;
     ppx_pool *p = new_pool(2, 0);
     round_trip_every_size(p);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     /* The sizes from RING / 4 - 20 on: 7 of them, twice, each way. */
     assert_int_equal(st.arena_calls, 2 * 7);
@@ -241,7 +241,7 @@ static void test_without_an_arena_big_frames_travel_in_ring_chunks(void **state)
     (void)state;
     ppx_pool *p = new_pool(2, PPX_ARENA_NONE);
     round_trip_every_size(p);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.arena_calls, 0);
     assert_int_equal(st.outbox_replies, 0);
@@ -254,10 +254,10 @@ static void test_replies_bigger_than_outbox_bytes_travel_in_ring_chunks(void **s
     (void)state;
     /* A 256 KiB outbox: a 64 KiB reply is built there, a 1 MiB one goes
      * in ring chunks and arrives whole all the same. */
-    ppx_pool_options o = {.workers = 1, .ring_bytes = RING, .outbox_bytes = 256u << 10};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1, .ring_bytes = RING, .outbox_bytes = 256u << 10);
     support_valgrind_sizes(&o);
     ppx_pool *p = NULL;
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     static const size_t replies[] = {64u << 10, 1u << 20};
     uint64_t want[] = {1, 1};
     for (int i = 0; i < 2; i++) {
@@ -267,7 +267,7 @@ static void test_replies_bigger_than_outbox_bytes_travel_in_ring_chunks(void **s
         assert_echoed(f, b, replies[i]);
         ppx_future_unref(f);
         free(b);
-        ppx_pool_stats st;
+        ppx_pool_stats st = PPX_POOL_STATS_INIT;
         ppx_pool_stats_get(p, &st);
         assert_int_equal(st.outbox_replies, want[i]);
     }
@@ -287,7 +287,7 @@ static void test_calls_that_find_the_arena_full_still_run(void **state)
         b[i] = pattern(n - (size_t)i, (unsigned)i);
         assert_int_equal(ppx_pool_submitf(p, &f[i], "slow_echo", "Bi", b[i], n - (size_t)i, 100), 0);
     }
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_true(st.arena_calls >= 1 && st.arena_calls <= 2);
     assert_true(st.arena_used > 0);
@@ -324,7 +324,7 @@ static void test_stolen_arena_calls_run_once_and_stale_records_are_skipped(void 
             free(b[i]);
         }
     }
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_true(st.stolen > 0);
     assert_int_equal(st.arena_calls, 48);
@@ -358,7 +358,7 @@ static void test_a_worker_cannot_write_into_its_arguments(void **state)
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "write_arg", "B", b, n), 0);
     assert_int_equal(ppx_future_wait(f, 10000), 0);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.arena_calls, 1); /* the argument lay in the arena */
     assert_int_equal(ppx_future_state(f), PPX_FAILED);
@@ -379,10 +379,10 @@ static void test_results_written_into_the_outbox_arrive_whole_or_are_refused(voi
     /* The outbox holds max_payload: a result written into it in pieces
      * arrives whole; one that grows beyond moves to the heap, and is then
      * refused as too large. */
-    ppx_pool_options o = {.workers = 1, .ring_bytes = RING, .max_payload = 1u << 20};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1, .ring_bytes = RING, .max_payload = 1u << 20);
     ppx_pool *p = NULL;
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     size_t ok = (1u << 20) - 4096, too_big = (1u << 20) + 8192;
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "pieces", "U", (unsigned long long)ok), 0);
@@ -527,7 +527,7 @@ static void test_a_big_batch_goes_through_the_arena(void **state)
         assert_memory_equal(q, b, n);
     }
     ppx_future_unref(f);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.arena_calls, 1);
     assert_nothing_held(p);
@@ -639,11 +639,11 @@ static void results_at_the_limit(ppx_pool *p, size_t max)
 
 static ppx_pool *limit_pool(size_t ring_bytes, size_t arena_bytes, size_t max)
 {
-    ppx_pool_options o = {.workers = 1, .ring_bytes = ring_bytes, .arena_bytes = arena_bytes,
-                          .max_payload = max};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1, .ring_bytes = ring_bytes, .arena_bytes = arena_bytes,
+                          .max_payload = max);
     ppx_pool *p = NULL;
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     arguments_at_the_limit(p, max);
     results_at_the_limit(p, max);
     return p;
@@ -654,7 +654,7 @@ static void test_max_payload_bytes_pass_whole_in_ring_records(void **state)
     (void)state;
     /* Frames of 64 KiB and their envelopes stay under a quarter of 1 MiB. */
     ppx_pool *p = limit_pool(1u << 20, 0, 64u << 10);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.arena_calls, 0);
     assert_int_equal(st.outbox_replies, 0);
@@ -666,7 +666,7 @@ static void test_max_payload_bytes_pass_in_ring_chunks_without_an_arena(void **s
 {
     (void)state;
     ppx_pool *p = limit_pool(RING, PPX_ARENA_NONE, 1u << 20);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.arena_calls, 0);
     assert_int_equal(st.outbox_replies, 0);
@@ -678,7 +678,7 @@ static void test_max_payload_bytes_pass_through_the_arena_and_the_outbox(void **
 {
     (void)state;
     ppx_pool *p = limit_pool(RING, 0, 1u << 20);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     /* The call and the batch at the limit; the result and the results
      * at the limit (and the echoes of the arguments). */
@@ -696,11 +696,11 @@ static void test_the_longest_error_arrives_from_a_pool_with_a_tiny_max_payload(v
     (void)state;
     static const size_t arenas[] = {PPX_ARENA_NONE, 0};
     for (size_t k = 0; k < 2; k++) {
-        ppx_pool_options o = {.workers = 1, .ring_bytes = 4096, .arena_bytes = arenas[k],
-                              .max_payload = 64};
+        ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1, .ring_bytes = 4096, .arena_bytes = arenas[k],
+                              .max_payload = 64);
         ppx_pool *p = NULL;
         support_valgrind_sizes(&o);
-        assert_int_equal(ppx_pool_new(&p, &o), 0);
+        assert_int_equal(ppx_pool_new(&o, &p), 0);
         ppx_future *f;
         assert_int_equal(ppx_pool_submit(p, raise_long, NULL, 0, &f), 0);
         assert_int_equal(ppx_future_wait(f, 30000), 0);
@@ -714,7 +714,7 @@ static void test_the_longest_error_arrives_from_a_pool_with_a_tiny_max_payload(v
         assert_string_equal(e->function, raise_long);
         assert_true(e->pid > 0);
         ppx_future_unref(f);
-        ppx_pool_stats st;
+        ppx_pool_stats st = PPX_POOL_STATS_INIT;
         ppx_pool_stats_get(p, &st);
         assert_int_equal(st.crashed, 0);
         ppx_pool_free(p);
@@ -743,10 +743,10 @@ static void test_strings_and_bytes_msgpack_cannot_count_are_not_returned(void **
 static void test_a_max_payload_of_1_tib_makes_a_pool(void **state)
 {
     (void)state;
-    ppx_pool_options o = {.workers = 1, .max_payload = (size_t)1 << 40};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1, .max_payload = (size_t)1 << 40);
     ppx_pool *p = NULL;
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     unsigned char *b = pattern(RING, 9);
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "echo", "B", b, (size_t)RING), 0);
@@ -756,7 +756,7 @@ static void test_a_max_payload_of_1_tib_makes_a_pool(void **state)
     ppx_pool_free(p);
     o.max_payload++;
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), PPX_EINVAL);
+    assert_int_equal(ppx_pool_new(&o, &p), PPX_EINVAL);
 }
 
 static int teardown(void **state)

@@ -132,11 +132,11 @@ static int fn_scribble(ppx_call *c, void *u)
 
 static ppx_pool *new_pool(int workers, const ppx_pool_options *extra)
 {
-    ppx_pool_options o = extra ? *extra : (ppx_pool_options){0};
+    ppx_pool_options o = extra ? *extra : PPX_POOL_OPTIONS();
     o.workers = workers;
     ppx_pool *p = NULL;
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     return p;
 }
 
@@ -180,7 +180,7 @@ static void test_submitted_calls_return_their_values(void **state)
         assert_null(ppx_future_error(f[i]));
         ppx_future_unref(f[i]);
     }
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.submitted, N);
     assert_int_equal(st.completed, N);
@@ -278,7 +278,7 @@ static void test_done_callbacks_run_exactly_once(void **state)
 /* ---- cancellation ----------------------------------------------------- */
 
 /* Grace long enough that a task polling the flag never gets killed. */
-static const ppx_pool_options patient = {.cancel_grace_ms = 5000};
+static const ppx_pool_options patient = PPX_POOL_OPTIONS(.cancel_grace_ms = 5000);
 
 static void test_cancelled_pending_task_never_runs(void **state)
 {
@@ -296,7 +296,7 @@ static void test_cancelled_pending_task_never_runs(void **state)
     assert_int_equal(ppx_future_cancel(busy), 0);
     support_drain(p, 10000);
     assert_int_equal(atomic_load(marks), 0);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.cancelled, 2);
     assert_int_equal(st.killed, 0); /* wait_cancel noticed the flag */
@@ -329,14 +329,14 @@ static void test_cancelled_running_task_sees_the_flag_and_worker_survives(void *
 
 static void test_running_task_ignoring_cancel_is_killed_and_worker_respawned(void **state)
 {
-    ppx_pool *p = new_pool(1, &(ppx_pool_options){.cancel_grace_ms = 30});
+    ppx_pool *p = new_pool(1, &PPX_POOL_OPTIONS(.cancel_grace_ms = 30));
     long pid = ppx_pool_worker_pid(p, 0);
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "spin_forever", ""), 0);
     support_wait_running(f);
     assert_int_equal(ppx_future_cancel(f), 0);
     support_drain(p, 10000);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.killed, 1);
     assert_int_equal(st.respawns, 1);
@@ -424,7 +424,7 @@ static void crash_case(const char *how, const char *expect)
         ppx_future_unref(ok[i]);
     }
     support_drain(p, 10000);
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.crashed, 1);
     assert_int_equal(st.respawns, 1);
@@ -470,7 +470,7 @@ static void test_worker_killed_from_outside_fails_its_running_task(void **state)
 
 static void test_big_payloads_travel_both_ways_through_small_rings(void **state)
 {
-    ppx_pool *p = new_pool(2, &(ppx_pool_options){.ring_bytes = 64 * 1024});
+    ppx_pool *p = new_pool(2, &PPX_POOL_OPTIONS(.ring_bytes = 64 * 1024));
     size_t n = 5u << 20;
     unsigned char *buf = malloc(n);
     for (size_t i = 0; i < n; i++)
@@ -495,7 +495,7 @@ static void test_big_payloads_travel_both_ways_through_small_rings(void **state)
 
 static void test_oversized_payloads_give_clear_errors(void **state)
 {
-    ppx_pool *p = new_pool(1, &(ppx_pool_options){.max_payload = 1 << 20});
+    ppx_pool *p = new_pool(1, &PPX_POOL_OPTIONS(.max_payload = 1 << 20));
     size_t n = 2u << 20;
     unsigned char *buf = calloc(1, n);
     ppx_future *f = NULL;
@@ -550,7 +550,7 @@ static void test_idle_worker_takes_calls_queued_behind_a_long_one(void **state)
         ppx_future_unref(f[i]);
     }
     assert_false(ppx_future_done(longf));
-    ppx_pool_stats st;
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_true(st.stolen > 0);
     ppx_future_cancel(longf);
@@ -579,7 +579,7 @@ static void test_shutdown_wait_finishes_work_in_flight(void **state)
 
 static void test_shutdown_cancel_resolves_everything_at_once(void **state)
 {
-    ppx_pool *p = new_pool(2, &(ppx_pool_options){.cancel_grace_ms = 20});
+    ppx_pool *p = new_pool(2, &PPX_POOL_OPTIONS(.cancel_grace_ms = 20));
     enum { N = 50 };
     ppx_future *f[N];
     for (int i = 0; i < N; i++)
@@ -594,7 +594,7 @@ static void test_shutdown_cancel_resolves_everything_at_once(void **state)
 
 static void test_free_with_work_in_flight_resolves_every_future_once(void **state)
 {
-    ppx_pool *p = new_pool(2, &(ppx_pool_options){.cancel_grace_ms = 20});
+    ppx_pool *p = new_pool(2, &PPX_POOL_OPTIONS(.cancel_grace_ms = 20));
     enum { N = 200 };
     ppx_future *f[N];
     int calls[N] = {0};
@@ -725,7 +725,7 @@ static void *wait_forever(void *arg)
 static void test_free_releases_threads_blocked_in_a_wait(void **state)
 {
     int before = support_open_fds();
-    ppx_pool *p = new_pool(1, &(ppx_pool_options){.cancel_grace_ms = 20});
+    ppx_pool *p = new_pool(1, &PPX_POOL_OPTIONS(.cancel_grace_ms = 20));
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "spin_forever", ""), 0);
     pthread_t th;
@@ -746,7 +746,7 @@ static void test_free_releases_threads_blocked_in_a_wait(void **state)
 static void test_futures_kept_past_the_pool_free_stay_readable(void **state)
 {
     int before = support_open_fds();
-    ppx_pool *p = new_pool(1, &(ppx_pool_options){.cancel_grace_ms = 20});
+    ppx_pool *p = new_pool(1, &PPX_POOL_OPTIONS(.cancel_grace_ms = 20));
     ppx_future *done, *running, *queued;
     assert_int_equal(ppx_pool_submitf(p, &done, "add", "ii", 1, 2), 0);
     assert_int_equal(support_future_int(done), 3);
@@ -803,15 +803,15 @@ static void test_null_and_wrong_kind_handles_give_ebadobj(void **state)
         assert_int_equal(ppx_pool_shutdown(bad, PPX_SHUTDOWN_WAIT, 0), PPX_EBADOBJ);
         assert_int_equal(ppx_pool_process(bad), PPX_EBADOBJ);
         assert_int_equal(ppx_pool_workers(bad), PPX_EBADOBJ);
-        ppx_pool_stats st = {.submitted = 42};
+        ppx_pool_stats st = {.size = sizeof st, .submitted = 42};
         assert_int_equal(ppx_pool_stats_get(bad, &st), PPX_EBADOBJ);
         assert_int_equal(st.submitted, 42); /* untouched on failure */
         ppx_pool_free(bad); /* ignored */
     }
     assert_true(ppx_future_valid(f));
     assert_int_equal(ppx_pool_stats_get(p, NULL), PPX_EINVAL);
-    assert_int_equal(ppx_pool_stats_get(ppx_thread_pool(), &(ppx_pool_stats){0}), PPX_EBADOBJ);
-    ppx_pool_stats st;
+    assert_int_equal(ppx_pool_stats_get(ppx_thread_pool(), &(ppx_pool_stats)PPX_POOL_STATS_INIT), PPX_EBADOBJ);
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
     assert_int_equal(ppx_pool_stats_get(p, &st), 0);
     assert_int_equal(st.submitted, 1);
     assert_int_equal(support_future_int(f), 3);
@@ -846,7 +846,7 @@ static void *wait_on_g(void *arg)
 static void test_a_thread_inside_a_call_keeps_the_pool_through_its_free(void **state)
 {
     int before = support_open_fds();
-    ppx_pool *p = new_pool(2, &(ppx_pool_options){.cancel_grace_ms = 20});
+    ppx_pool *p = new_pool(2, &PPX_POOL_OPTIONS(.cancel_grace_ms = 20));
     held h = {0};
     ppx_future *f;
     /* Nobody drives the pool yet: f is pending until the waiter does. */
@@ -909,7 +909,7 @@ static void test_free_races_calls_on_its_futures_from_other_threads(void **state
 {
     int before = support_open_fds();
     for (int round = 0; round < 4; round++) {
-        ppx_pool *p = new_pool(2, &(ppx_pool_options){.cancel_grace_ms = 20});
+        ppx_pool *p = new_pool(2, &PPX_POOL_OPTIONS(.cancel_grace_ms = 20));
         race r[RACE_THREADS];
         for (int i = 0; i < RACE_FUTURES; i++) {
             const char *fn = i % 3 == 0 ? "spin_forever" : i % 3 == 1 ? "wait_cancel" : "add";

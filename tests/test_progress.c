@@ -157,9 +157,9 @@ static int teardown(void **state)
 static ppx_pool *new_pool(int workers)
 {
     ppx_pool *p = NULL;
-    ppx_pool_options o = {.workers = workers};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = workers);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     return p;
 }
 

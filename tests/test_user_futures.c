@@ -455,9 +455,9 @@ static void test_future_remove_done_callback_counts(void **state)
 {
     (void)state;
     ppx_pool *pool;
-    ppx_pool_options o = {.workers = 1};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&pool, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &pool), 0);
     ppx_future *f;
     assert_int_equal(ppx_pool_submit(pool, "forever", NULL, 0, &f), 0);
     future_calls = 0;
@@ -520,9 +520,9 @@ static void test_an_error_copy_outlives_its_future_and_pool(void **state)
 {
     (void)state;
     ppx_pool *pool;
-    ppx_pool_options o = {.workers = 1};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1);
     support_valgrind_sizes(&o);
-    assert_int_equal(ppx_pool_new(&pool, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &pool), 0);
     ppx_future *f;
     assert_int_equal(ppx_pool_submit(pool, "no_such_function", NULL, 0, &f), 0);
     assert_int_equal(ppx_future_wait(f, -1), 0);

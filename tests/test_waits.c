@@ -50,10 +50,10 @@ static int fn_raise(ppx_call *c, void *u)
 
 static ppx_pool *new_pool(int workers, unsigned max_queued)
 {
-    ppx_pool_options o = {.workers = workers, .max_queued_per_worker = max_queued};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = workers, .max_queued_per_worker = max_queued);
     support_valgrind_sizes(&o);
     ppx_pool *p = NULL;
-    assert_int_equal(ppx_pool_new(&p, &o), 0);
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
     return p;
 }
 
@@ -330,7 +330,7 @@ static void end_workers(int (*how)(ppx_pool *), const char *signame)
     ppx_future *queued[3];
     for (int i = 0; i < 3; i++)
         queued[i] = added(p, i, 1);
-    ppx_pool_stats before;
+    ppx_pool_stats before = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &before);
 
     assert_int_equal(how(p), 0);
@@ -351,7 +351,7 @@ static void end_workers(int (*how)(ppx_pool *), const char *signame)
     for (int i = 0; i < 3; i++)
         ppx_pool_process(p);
     assert_int_equal(ppx_pool_worker_pid(p, 0), 0);
-    ppx_pool_stats after;
+    ppx_pool_stats after = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &after);
     assert_int_equal(after.respawns, before.respawns);
     assert_int_equal(how(p), 0); /* again: nothing left to signal */

@@ -547,11 +547,11 @@ int main(int argc, char **argv)
     }
     int rc = 0;
     if (root)
-        rc = ppx_pool_new(&pools[LOCAL], &(ppx_pool_options){.workers = 2 * node_workers,
-                                                               .backend = PPX_BACKEND_LOCAL});
+        rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 2 * node_workers,
+                                                               .backend = PPX_BACKEND_LOCAL), &pools[LOCAL]);
     if (rc == 0)
-        rc = ppx_pool_new(&pools[MPI], &(ppx_pool_options){.workers = node_workers,
-                                                             .backend = PPX_BACKEND_MPI});
+        rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = node_workers,
+                                                             .backend = PPX_BACKEND_MPI), &pools[MPI]);
     /* Only rank 0 gets here. */
     if (rc) {
         fprintf(stderr, "mpi_bench: ppx_pool_new: %s: %s\n", ppx_strerror(rc),

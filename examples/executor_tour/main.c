@@ -104,7 +104,7 @@ static void show_task_group(void)
     ppx_awaitable_unref(g);
 }
 
-static int next_input(void *arg, size_t i, const void **args, size_t *len)
+static int next_input(size_t i, const void **args, size_t *len, void *arg)
 {
     static unsigned char buf[3];
     (void)arg;
@@ -118,7 +118,7 @@ static int next_input(void *arg, size_t i, const void **args, size_t *len)
     return 1;
 }
 
-static void on_result(void *arg, size_t i, ppx_awaitable *aw)
+static void on_result(size_t i, ppx_awaitable *aw, void *arg)
 {
     long long *sum = arg;
     (void)i;
@@ -147,7 +147,7 @@ static void show_threads(void)
 int main(void)
 {
     ppx_register("nap", nap, NULL);
-    if (ppx_pool_new(&pool, &(ppx_pool_options){.workers = 3}) != 0)
+    if (ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 3), &pool) != 0)
         return 1;
     uv_loop_init(&loop);
     show_wait();

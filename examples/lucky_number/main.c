@@ -125,7 +125,7 @@ int main(int argc, char **argv)
     if (rc)
         return fail("register", rc);
     ppx_pool *pool;
-    rc = ppx_pool_new(&pool, &(ppx_pool_options){.workers = o.workers});
+    rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = o.workers), &pool);
     if (rc)
         return fail("starting the pool", rc);
 

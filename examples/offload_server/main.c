@@ -132,7 +132,7 @@ int main(int argc, char **argv)
             return fail("registering the functions", rc);
         /* Before the loop and its signal handlers exist: the pool forks
          * its fork server now. */
-        rc = ppx_pool_new(&s.pool, &(ppx_pool_options){.workers = o.workers});
+        rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = o.workers), &s.pool);
         if (rc)
             return fail("starting the pool", rc);
     }

@@ -275,7 +275,7 @@ static void get_stats(conn *c, const char *query, size_t len)
         respond_buf(c, 200, &b);
         return;
     }
-    ppx_pool_stats st = {0}; /* zeros if the pool cannot be read */
+    ppx_pool_stats st = PPX_POOL_STATS_INIT; /* zeros if the pool cannot be read */
     (void)ppx_pool_stats_get(s->pool, &st);
     int workers = ppx_pool_workers(s->pool);
     jbuf_printf(&b, "\"pool\":{\"workers\":%d,\"worker_pids\":[", workers);

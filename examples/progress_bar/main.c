@@ -44,7 +44,7 @@ typedef struct job {
     const char *unit; /* "jobs", or "%" for one job's steps */
 } job;
 
-static int next_input(void *arg, size_t i, const void **args, size_t *len)
+static int next_input(size_t i, const void **args, size_t *len, void *arg)
 {
     job *j = arg;
     if (i >= j->jobs)
@@ -114,7 +114,7 @@ int main(int argc, char **argv)
         return fprintf(stderr, "--jobs must be at least 1\n"), 2;
     ppx_register("spin", spin, NULL);
     ppx_pool *pool;
-    int rc = ppx_pool_new(&pool, NULL);
+    int rc = ppx_pool_new(NULL, &pool);
     if (rc)
         return fprintf(stderr, "ppx_pool_new: %s\n", ppx_strerror(rc)), 1;
     uv_loop_t loop;

@@ -77,7 +77,7 @@ static ppx_future *submit(ppx_pool *pool, const char *fn, int ms, int timeout_ms
     void *args;
     size_t len;
     ppx_future *f = NULL;
-    ppx_call_options o = {.timeout_ms = timeout_ms};
+    ppx_call_options o = PPX_CALL_OPTIONS(.timeout_ms = timeout_ms);
     if (ppx_pack(&args, &len, "i", ms) == 0) {
         if (ppx_pool_submit_ex(pool, fn, args, len, &o, &f) != 0)
             f = NULL;
@@ -94,8 +94,8 @@ int main(int argc, char **argv)
     ppx_register("crash", fn_crash, NULL);
 
     ppx_pool *pool;
-    ppx_pool_options opts = {.workers = 3, .trace_path = path};
-    int rc = ppx_pool_new(&pool, &opts);
+    ppx_pool_options opts = PPX_POOL_OPTIONS(.workers = 3, .trace_path = path);
+    int rc = ppx_pool_new(&opts, &pool);
     if (rc) {
         fprintf(stderr, "trace_demo: %s: %s\n", ppx_strerror(rc), ppx_last_error());
         return 1;
@@ -141,7 +141,7 @@ int main(int argc, char **argv)
         drive(pool, 2);
     printf("%d done, %d failed, %d cancelled\n", done, failed, other);
     for (int i = 0; i < ppx_pool_workers(pool); i++) {
-        ppx_worker_stats ws;
+        ppx_worker_stats ws = PPX_WORKER_STATS_INIT;
         if (ppx_pool_worker_stats(pool, i, &ws) == 0)
             printf("worker %d: pid %ld, %" PRIu64 " completed, %" PRIu64 " failed, %" PRIu64
                    " crashed, %" PRIu64 " restarts, busy %.1f ms\n",

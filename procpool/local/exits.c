@@ -90,6 +90,7 @@ static void fail_lost(ppx__local *p, ppx__worker *w, ppx__task *t, bool protocol
     if (!t->fut)
         return;
     w->crashed++;
+    p->pool->stats.crashed++;
     p->pool->unresolved--;
     p->pool->stats.failed++;
     ppx__future_failf(t->fut, type, (long)w->pid, n, "worker %ld %s while running %s (task %llu)%s",
@@ -98,21 +99,19 @@ static void fail_lost(ppx__local *p, ppx__worker *w, ppx__task *t, bool protocol
 
 /* Requeues w's calls that cannot have started, in their order, and fails
  * the one that may have (none when the worker said it left between
- * calls). true if a future failed. */
-static bool settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, bool protocol,
+ * calls). */
+static void settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, bool protocol,
                          const char *how, const char *backoff, ppx__notify *n)
 {
-    bool crashed = false, oldest = !between_calls;
+    bool oldest = !between_calls;
     ppx__list requeue = {0};
     while (w->tasks.head) {
         ppx__task *t = ppx__list_first(&w->tasks);
         bool started = oldest && may_have_started(p, w, t);
         oldest = false;
         if (started || !t->fut) {
-            if (started) {
-                crashed |= t->fut != NULL;
+            if (started)
                 fail_lost(p, w, t, protocol, how, backoff, n);
-            }
             ppx__task_finish(p, t);
         } else {
             if (p->pool->trace)
@@ -128,7 +127,6 @@ static bool settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, bool
         ppx__list_remove(&requeue, &t->link);
         ppx__list_push_front(&p->queue, &t->link);
     }
-    return crashed;
 }
 
 void ppx__reap(ppx__local *p, ppx__worker *w, int code, int status, ppx__notify *n)
@@ -156,9 +154,9 @@ void ppx__reap(ppx__local *p, ppx__worker *w, int code, int status, ppx__notify 
                  p->crash_streak, (long long)(delay / 1000000));
     bool between_calls = why == PPX__EXIT_PROTOCOL || why == PPX__EXIT_RECYCLE ||
                          why == PPX__EXIT_WAKE_LOST || why == PPX__EXIT_SHUTDOWN;
-    bool crashed = settle_tasks(p, w, between_calls, protocol, how, backoff, n);
-    if (crashed || !expected)
-        p->pool->stats.crashed++;
+    settle_tasks(p, w, between_calls, protocol, how, backoff, n);
+    if (!expected)
+        p->pool->stats.worker_deaths++;
     if (recycled)
         p->pool->stats.recycled++;
     if (why == PPX__EXIT_INIT)

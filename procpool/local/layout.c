@@ -6,6 +6,7 @@
  */
 #include "local.h"
 #include "procpool/worker/worker.h"
+#include "procpool/sized.h"
 #include "shm/region.h"
 
 #include <errno.h>
@@ -24,10 +25,14 @@ static size_t round_pow2(size_t v)
 
 int ppx__options_resolve(ppx_pool_options *o, const ppx_pool_options *in)
 {
-    if (in)
-        *o = *in;
-    else
+    if (in) {
+        int rc = ppx__sized_in(o, sizeof *o, in, PPX__POOL_OPTIONS_MIN, "ppx_pool_options");
+        if (rc)
+            return rc;
+    } else {
         memset(o, 0, sizeof *o);
+        o->size = sizeof *o;
+    }
     if (o->workers < 0 || o->workers > 1024)
         return PPX_EINVAL;
     if (o->workers == 0) {

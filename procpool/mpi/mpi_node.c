@@ -188,7 +188,8 @@ static void start_call(node *nd, const ppx__env *env)
         refuse(nd, env, fn, "the node still runs an earlier call in this slot");
         return;
     }
-    ppx_call_options o = {.timeout_ms = (int)(env->seq > INT32_MAX ? INT32_MAX : env->seq)};
+    ppx_call_options o =
+        PPX_CALL_OPTIONS(.timeout_ms = (int)(env->seq > INT32_MAX ? INT32_MAX : env->seq));
     ppx_future *f = NULL;
     int rc = env->kind == PPX__ENV_MAP
                  ? ppx_pool_map(nd->pool, fn, env->payload.data, env->payload.len, &o, &f)

@@ -305,7 +305,8 @@ static void answer(ppx_pool *p, ppx__node *nd, const ppx__env *env, ppx__msg *ad
             else
                 snprintf(node, sizeof node, "%s", nd->name);
             p->stats.failed++;
-            p->stats.crashed += strcmp(type, "WorkerCrashed") == 0;
+            p->stats.crashed +=
+                strcmp(type, "WorkerCrashed") == 0 || strcmp(type, "ProtocolError") == 0;
             p->stats.timed_out += strcmp(type, "TimeoutError") == 0;
             ppx__future_fail_at(f, type, msg, where, (long)env->pid, node, n);
         } else {

@@ -318,7 +318,7 @@ static void run_initializer(wctx *w, ppx__worker_init init)
     if (init.fn) {
         char err[PPX__INIT_ERROR_MAX];
         memset(err, 0, sizeof err);
-        if (init.fn(init.arg, err, sizeof err) != 0) {
+        if (init.fn(err, sizeof err, init.arg) != 0) {
             err[sizeof err - 1] = '\0';
             if (!err[0])
                 snprintf(err, sizeof err, "the initializer returned an error");

@@ -20,7 +20,7 @@ enum {
 
 /* What a worker runs once before its first call. */
 typedef struct ppx__worker_init {
-    int (*fn)(void *arg, char *err, size_t errlen);
+    int (*fn)(char *err, size_t errlen, void *arg);
     void *arg;
 } ppx__worker_init;
 

@@ -38,7 +38,7 @@ int main(void)
         return fail("ppx_register", rc);
 
     ppx_pool *pool;
-    rc = ppx_pool_new(&pool, &(ppx_pool_options){.workers = 2});
+    rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 2), &pool);
     if (rc)
         return fail("ppx_pool_new", rc);
 

@@ -206,8 +206,8 @@ static void harness_stop(ppx_pool *pool)
 
 static void pool_new(harness *h, uint8_t cfg)
 {
-    ppx_pool_options o = {.workers = 1 + (cfg & 1), .ring_bytes = 4096,
-                          .max_payload = 16384, .max_queued_per_worker = 2 + (cfg >> 1) % 3};
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 1 + (cfg & 1), .ring_bytes = 4096,
+                          .max_payload = 16384, .max_queued_per_worker = 2 + (cfg >> 1) % 3);
     if (cfg & 8)
         o.arena_bytes = PPX_ARENA_NONE; /* big frames travel in chunks */
     ppx_pool_options resolved;
@@ -324,7 +324,7 @@ static void submit(harness *h, in *s, int kind)
     u->fail = kind == 1;
     u->timeout = opt & 1;
     u->args = make_args(s, kind == 2, &u->len);
-    ppx_call_options co = {.timeout_ms = u->timeout ? 1000 : -1};
+    ppx_call_options co = PPX_CALL_OPTIONS(.timeout_ms = u->timeout ? 1000 : -1);
     int rc = kind == 2 ? ppx_pool_map(h->p, "echo", u->args, u->len, &co, &u->f)
                        : ppx_pool_submit_ex(h->p, u->fail ? "fail" : "echo", u->args, u->len,
                                             &co, &u->f);
@@ -387,10 +387,10 @@ static void scribble(harness *h, in *s)
  * and busy times behind them must stay hints, bounded and harmless. */
 static void observe(harness *h)
 {
-    ppx_pool_stats ps;
+    ppx_pool_stats ps = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(h->p, &ps);
     for (int i = 0; i < h->l->nworkers; i++) {
-        ppx_worker_stats ws;
+        ppx_worker_stats ws = PPX_WORKER_STATS_INIT;
         if (ppx_pool_worker_stats(h->p, i, &ws) || ws.queued > h->l->per ||
             ws.request_ring_bytes > ws.ring_bytes || ws.response_ring_bytes > ws.ring_bytes)
             abort();
