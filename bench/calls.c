@@ -7,6 +7,13 @@
  *
  *   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
  *       build-bench/bench/bench_calls 20000 2>&1 | grep Collected | sort | head -1
+ *
+ * Recorded (release build, gcc 12): 65.28M at 6e40ae7 (0.2), 67.59M
+ * after progress and handles came in, 62.95M at 0.4.0. A jump of ~4M
+ * has been seen once from an allocation alone: malloc + memset of a
+ * future folded back into calloc by the compiler, which skips glibc's
+ * per-thread cache (see ppx__future_new). Check here after touching
+ * the per-call path.
  */
 #include "ppx.h"
 
