@@ -238,6 +238,7 @@ static void bench_echo(void)
     static const struct { const char *metric; size_t size; int calls; } cases[] = {
         {"echo_1KiB_MBps", 1024, 2000},
         {"echo_1MiB_MBps", 1u << 20, 200},
+        {"echo_4MiB_MBps", 4u << 20, 50},
         {"echo_64MiB_MBps", 64u << 20, 5},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {

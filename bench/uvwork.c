@@ -348,6 +348,7 @@ int main(void)
     } sizes[] = {
         {"echo_1KiB_MBps", 1024, 2000},
         {"echo_1MiB_MBps", (size_t)1 << 20, 200},
+        {"echo_4MiB_MBps", (size_t)4 << 20, 50},
         {"echo_64MiB_MBps", (size_t)64 << 20, 5},
     };
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
