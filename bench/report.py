@@ -10,7 +10,8 @@ from collections import OrderedDict
 
 # For these, smaller is better; the "wins" column reads the ratio that way.
 LOWER_IS_BETTER = {"rtt_median_us", "rtt_p99_us", "startup_ms", "idle_uss_kib",
-                   "error_stop_ms", "idle_cpu_ms", "zc_echo_64MiB_ms"}
+                   "error_stop_ms", "idle_cpu_ms", "zc_echo_64MiB_ms",
+                   "pending_call_bytes"}
 PEERS = ["py_ppe_asyncio", "py_mp_pool", "py_loky", "uv_queue_work",
          "floor_epoll_futex", "floor_spin", "floor_stream", "floor_memcpy"]
 
@@ -52,10 +53,13 @@ def main(raw_path, json_path):
                 table.append({"metric": metric, "impl": name, "ppx": val[0], "peer": peer,
                               "peer_value": pv, "unit": unit, "ratio_ppx_over_peer": ratio,
                               "lower_is_better": metric in LOWER_IS_BETTER})
-        if mine and not any(p in impls for p in PEERS):
-            table.append({"metric": metric, "impl": "ppx", "ppx": mine[0], "peer": None,
-                          "peer_value": None, "unit": mine[1], "ratio_ppx_over_peer": None,
-                          "lower_is_better": metric in LOWER_IS_BETTER})
+        if not any(p in impls for p in PEERS):
+            for name, val in impls.items():  # ppx alone, in its variants (ppx_loop, ...)
+                if name.startswith("ppx"):
+                    table.append({"metric": metric, "impl": name, "ppx": val[0], "peer": None,
+                                  "peer_value": None, "unit": val[1],
+                                  "ratio_ppx_over_peer": None,
+                                  "lower_is_better": metric in LOWER_IS_BETTER})
 
     def fmt(v):
         if v is None:
