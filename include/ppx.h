@@ -989,7 +989,10 @@ void ppx_default_pool_free(void);
  * too). With PPX_GATHER_RETURN_ERRORS it waits for all and resolves DONE;
  * a failed child's element is nil and ppx_gather_child() shows its error.
  * n == 0 resolves DONE with [] at once. Cancelling the gather cancels
- * every child. The same awaitable may be listed twice: its value is in
+ * every child; once every child has resolved the cancel is refused
+ * (PPX_EDONE), even from a child's done callback that runs before the
+ * gather's own: its outcome is decided, as asyncio's gather refuses it
+ * then. The same awaitable may be listed twice: its value is in
  * both places. Errors: PPX_EINVAL (loop or out NULL, items NULL with
  * n > 0, unknown flags, a child bound to another loop: see
  * ppx_last_error), PPX_EBADOBJ (a NULL or wrong-kind child), PPX_ENOMEM.
@@ -1038,8 +1041,8 @@ ppx_future *ppx_awaitable_future(const ppx_awaitable *aw);
  * map's calls in flight; ppx_wait leaves its children alone. Its
  * callbacks run before this returns. 0, PPX_EDONE if it already resolved
  * (or, for one of ppx_awaitable_create's, another thread has set its
- * outcome, which resolves it on a coming turn of the loop),
- * PPX_EBADOBJ. */
+ * outcome, which resolves it on a coming turn of the loop; for a gather,
+ * every child has resolved: see ppx_gather), PPX_EBADOBJ. */
 int ppx_awaitable_cancel(ppx_awaitable *aw);
 /* Callback on the loop thread, exactly once; if already resolved it is
  * called before this returns. 0, PPX_EINVAL (cb NULL), PPX_EBADOBJ or
@@ -1200,7 +1203,8 @@ void ppx_as_completed_free(ppx_as_completed *it);
  * once every task has ended, DONE with the number of tasks added, or
  * FAILED with the first error. Until it has resolved, _add still takes
  * tasks (from a task's done callback, say, as asyncio's create_task
- * does); after, _add returns PPX_ECLOSED. _close returns 0 (also when
+ * does); after, _add returns PPX_ECLOSED and leaves the task alone (it
+ * stays the caller's, to cancel or await). _close returns 0 (also when
  * already closed), or PPX_EDONE once the group has resolved. Cancelling
  * the group resolves it CANCELLED and cancels its tasks. Errors:
  * PPX_EINVAL (loop or out NULL, a task bound to another loop: see

@@ -97,9 +97,20 @@ static void on_child(ppx_awaitable *child, void *arg)
 }
 
 /* ppx_awaitable_cancel of a pending gather (which holds a reference
- * meanwhile): it settles CANCELLED, then its children are cancelled. */
+ * meanwhile): it settles CANCELLED, then its children are cancelled.
+ * Unless every child has resolved already: a cancel from one of a
+ * child's done callbacks added before the gather's own runs before the
+ * gather has heard of it, when its outcome is decided and nothing is left
+ * to stop. It is refused then (left pending: PPX_EDONE), and the gather
+ * resolves as its children did, as asyncio's does (Python issue #26923,
+ * test_tasks.py test_cancel_gather_1). */
 static void gather_cancel(ppx_awaitable *g)
 {
+    size_t done = 0;
+    while (done < g->n && ppx_awaitable_done(g->children[done]))
+        done++;
+    if (g->n > 0 && done == g->n)
+        return;
     ppx__awaitable_settle(g, PPX_CANCELLED, &gather_cancelled);
     cancel_children(g);
 }

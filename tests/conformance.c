@@ -154,6 +154,32 @@ static int fn_first_arg(ppx_call *c, void *u)
     return rc ? rc : ppx_return_raw(c, v.data, v.len);
 }
 
+static int fn_str(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t x;
+    if (ppx_call_arg_int(c, 0, &x))
+        return ppx_raise(c, "TypeError", "str takes an integer");
+    char s[24];
+    int n = snprintf(s, sizeof s, "%lld", (long long)x);
+    return ppx_return_str(c, s, (size_t)n);
+}
+
+/* gated(k, v, "ok") that ignores SIGTERM, as a function may (ppx.h,
+ * ppx_pool_terminate_workers): ignored before it counts as started. */
+static int fn_gated_term_ignored(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t k, v;
+    if (ppx_call_arg_int(c, 0, &k) || ppx_call_arg_int(c, 1, &v))
+        return ppx_raise(c, "TypeError", "gated_term_ignored(k, v)");
+    signal(SIGTERM, SIG_IGN);
+    atomic_fetch_add(&conf->started, 1);
+    while (atomic_load(&conf->turn) < k)
+        support_sleep_ms(1);
+    return ppx_return_int(c, v);
+}
+
 /* The pool's initializer (test_init.py's init): arg is the status. */
 int conf_init_status(char *err, size_t errlen, void *arg)
 {
@@ -175,6 +201,7 @@ void conf_register(void)
         {"divmod", fn_divmod}, {"gated", fn_gated},     {"on_cancel", fn_on_cancel},
         {"getpid", fn_getpid}, {"crash", fn_crash},     {"gated_crash", fn_gated_crash},
         {"raise", fn_raise},   {"init_status", fn_init_status}, {"first_arg", fn_first_arg},
+        {"str", fn_str},       {"gated_term_ignored", fn_gated_term_ignored},
     };
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
         assert_int_equal(ppx_register(fns[i].name, fns[i].fn, NULL), 0);
@@ -238,6 +265,64 @@ ppx_future *conf_on_cancel(ppx_pool *p, int64_t v, const char *kind)
     ppx_future *f = NULL;
     assert_int_equal(ppx_pool_submitf(p, &f, "on_cancel", "ls", (long long)v, kind), 0);
     return f;
+}
+
+void conf_expect_text(ppx_future *f, const char *want)
+{
+    char text[512];
+    ppx_value v;
+    assert_int_equal(ppx_future_wait(f, -1), 0);
+    if (ppx_future_value(f, &v) != 0)
+        fail_msg("%s: %s", ppx_future_error(f)->type, ppx_future_error(f)->message);
+    ppx_value_format(v, text, sizeof text);
+    assert_string_equal(text, want);
+}
+
+void conf_expect_error(ppx_future *f, const char *type)
+{
+    assert_int_equal(ppx_future_wait(f, -1), 0);
+    assert_int_equal(ppx_future_state(f), PPX_FAILED);
+    assert_string_equal(ppx_future_error(f)->type, type);
+}
+
+void conf_expect_message(ppx_future *f, const char *part)
+{
+    const char *m = ppx_future_error(f)->message;
+    if (!strstr(m, part))
+        fail_msg("message \"%s\" lacks \"%s\"", m, part);
+}
+
+void *conf_pairs(const int *a, const int *b, size_t n, size_t *len)
+{
+    char *buf = malloc(16 + n * 12);
+    assert_non_null(buf);
+    size_t k = 0;
+    buf[k++] = (char)0xdc; /* array 16 */
+    buf[k++] = (char)(n >> 8);
+    buf[k++] = (char)n;
+    for (size_t i = 0; i < n; i++) {
+        buf[k++] = (char)0x92;
+        for (int j = 0; j < 2; j++) {
+            int x = j ? b[i] : a[i];
+            buf[k++] = (char)0xd2; /* int 32 */
+            for (int s = 24; s >= 0; s -= 8)
+                buf[k++] = (char)((unsigned)x >> s);
+        }
+    }
+    *len = k;
+    return buf;
+}
+
+void conf_pow_text(int n, char *out, size_t cap)
+{
+    size_t k = (size_t)snprintf(out, cap, "[");
+    for (int i = 0; i < n; i++) {
+        uint64_t r = 1;
+        for (int j = 0; j < i; j++)
+            r *= (uint64_t)i;
+        k += (size_t)snprintf(out + k, cap - k, "%s%lld", i ? ", " : "", (long long)r);
+    }
+    snprintf(out + k, cap - k, "]");
 }
 
 int conf_set_int(ppx_awaitable *aw, int v)

@@ -40,6 +40,12 @@ extern conf_shared *conf;
  *   raise(type, msg)   raises type with msg   (_raise_error)
  *   init_status()      what the pool's initializer left ("uninitialized")
  *   first_arg(x, ...)  its first argument, as is (id())
+ *   str(x)             x as a decimal string  (str of an int)
+ *   gated_term_ignored(k, v)
+ *                      ignores SIGTERM from then on, then as
+ *                      gated(k, v, "ok"): a function that outlives
+ *                      ppx_pool_terminate_workers (its worker keeps
+ *                      ignoring SIGTERM: use it where that worker retires)
  */
 void conf_register(void);
 /* An initializer (test_init.py's init): sets what init_status returns to
@@ -75,6 +81,17 @@ typedef struct conf_setter {
     int rc;
 } conf_setter;
 void conf_set_from_thread(conf_setter *s);
+/* Blocking-API checks (test_conformance_pool.c, _executor.c): f resolves
+ * (waits for it) DONE with a value that formats as want; FAILED with an
+ * error of that type; f's error message holds part. */
+void conf_expect_text(ppx_future *f, const char *want);
+void conf_expect_error(ppx_future *f, const char *type);
+void conf_expect_message(ppx_future *f, const char *part);
+/* Packs [[a0, b0], [a1, b1], ...] (n pairs, n < 65536) for pow/divmod
+ * maps; the caller frees it. */
+void *conf_pairs(const int *a, const int *b, size_t n, size_t *len);
+/* The rendering of [pow(i, i) for i in range(n)], 64-bit wrap. */
+void conf_pow_text(int n, char *out, size_t cap);
 /* A call that runs until cancelled: gated with an unreachable k. */
 #define CONF_NEVER (1 << 30)
 

@@ -256,6 +256,90 @@ static void test_tasks__test_duplicate_coroutines(void **state)
     ppx_awaitable_unref(d);
 }
 
+/* FutureGatherTests.test_constructor_homogenous_futures: children all of
+ * another loop make a gather of that loop, which stays pending while
+ * that loop runs. Python takes the loop from the children (first half)
+ * or from its loop argument (second half); ppx always takes it as an
+ * argument (ppx.h, ppx_gather), so both halves make the gather on the
+ * children's loop. That it is bound there (fut._loop) shows in a
+ * ppx_wait on it: refused on the test's loop (PPX_EINVAL, "bound to
+ * another loop"), taken on the children's. */
+static void test_tasks__test_constructor_homogenous_futures(void **state)
+{
+    fixture *fx = *state;
+    uv_loop_t other;
+    uv_loop_init(&other);
+    ppx_awaitable *c[3], *g[2], *w;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ppx_awaitable_create(&other, &c[i]), 0);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(ppx_gather(&other, c, 3, 0, &g[k]), 0);
+        w = NULL;
+        assert_int_equal(ppx_wait(&fx->loop, &g[k], 1, PPX_ALL_COMPLETED, -1, &w), PPX_EINVAL);
+        assert_null(w);
+        assert_int_equal(ppx_wait(&other, &g[k], 1, PPX_ALL_COMPLETED, -1, &w), 0);
+        assert_int_equal(ppx_awaitable_cancel(w), 0); /* leaves g[k] alone */
+        ppx_awaitable_unref(w);
+        uv_run(&other, UV_RUN_NOWAIT); /* _run_loop(other_loop) */
+        assert_false(ppx_awaitable_done(g[k]));
+    }
+    /* A cancelled child fails both gathers, which cancel the others. */
+    assert_int_equal(ppx_awaitable_cancel(c[0]), 0);
+    assert_int_equal(ppx_awaitable_state(c[2]), PPX_CANCELLED);
+    assert_int_equal(ppx_awaitable_state(g[0]), PPX_FAILED);
+    assert_string_equal(conf_aw_etype(g[0]), "CancelledError");
+    assert_string_equal(conf_aw_etype(g[1]), "CancelledError");
+    conf_unref_all(c, 3);
+    conf_unref_all(g, 2);
+    uv_run(&other, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&other), 0);
+}
+
+typedef struct canceller {
+    ppx_awaitable *g;
+    int calls, rc;
+} canceller;
+
+static void cancel_gather(ppx_awaitable *fut, void *arg)
+{
+    (void)fut;
+    canceller *c = arg;
+    c->calls++;
+    c->rc = ppx_awaitable_cancel(c->g);
+}
+
+/* BaseTaskTests.test_cancel_gather_1 (Python issue #26923): a gather
+ * whose children are all done refuses a cancel even before it has heard
+ * of the last one: cancel() is False and the result [42]. Python's cancel
+ * comes from a done callback of the future its child awaits, run after
+ * the child finished and before the gather's own callback. ppx runs an
+ * awaitable's callbacks in the order they were added, so a cancelling
+ * callback added to the child before the gather is made runs in that
+ * very window: PPX_EDONE, the outcome being decided (ppx.h,
+ * ppx_awaitable_cancel), and the gather resolves DONE with [42]. Once it
+ * has, a cancel is PPX_EDONE too and the value stays. */
+static void test_tasks__test_cancel_gather_1(void **state)
+{
+    fixture *fx = *state;
+    ppx_awaitable *fut, *g;
+    canceller cc = {NULL, 0, 1};
+    char text[32];
+    assert_int_equal(ppx_awaitable_create(&fx->loop, &fut), 0);
+    assert_int_equal(ppx_awaitable_add_done_callback(fut, cancel_gather, &cc), 0);
+    assert_int_equal(ppx_gather(&fx->loop, &fut, 1, 0, &g), 0);
+    cc.g = g;
+    assert_int_equal(conf_set_int(fut, 42), 0); /* on the loop's thread: callbacks run now */
+    assert_int_equal(cc.calls, 1);
+    assert_int_equal(cc.rc, PPX_EDONE);
+    conf_run(fx, g);
+    assert_int_equal(ppx_awaitable_state(g), PPX_DONE);
+    assert_string_equal(conf_aw_text(g, text, sizeof text), "[42]");
+    assert_int_equal(ppx_awaitable_cancel(g), PPX_EDONE);
+    assert_string_equal(conf_aw_text(g, text, sizeof text), "[42]");
+    ppx_awaitable_unref(fut);
+    ppx_awaitable_unref(g);
+}
+
 /* CoroutineGatherTests.test_cancellation_broadcast: cancelling the gather
  * cancels its children, and a second cancel is refused (Python: False;
  * ppx: PPX_EDONE). The children's work never completes (proof == 0):
@@ -484,6 +568,8 @@ int main(void)
         T(test_tasks__test_result_exception_one_cancellation),
         T(test_tasks__test_duplicate_coroutines),
         T(test_tasks__test_cancellation_broadcast),
+        T(test_tasks__test_constructor_homogenous_futures),
+        T(test_tasks__test_cancel_gather_1),
         T(test_tasks__test_exception_marking),
         T(test_tasks__test_issue46672),
         T(test_tasks__test_wait),

@@ -3,10 +3,11 @@
  * itself (Lib/test/test_concurrent_futures/test_future.py, FutureTests),
  * ported to ppx's blocking API with real forked workers. The other parts:
  * test_conformance_shutdown.c (test_init.py, test_shutdown.py),
- * test_conformance_pool.c (executor.py, test_process_pool.py,
- * test_deadlock.py), test_conformance_asyncio.c (test_tasks.py: gather,
- * wait), test_conformance_waitfor.c (test_waitfor.py, test_tasks.py:
- * as_completed) and test_conformance_taskgroups.c (test_taskgroups.py).
+ * test_conformance_executor.c (executor.py), test_conformance_pool.c
+ * (test_process_pool.py, test_deadlock.py), test_conformance_asyncio.c
+ * (test_tasks.py: gather, wait), test_conformance_waitfor.c
+ * (test_waitfor.py, test_tasks.py: as_completed, cancel) and
+ * test_conformance_taskgroups.c (test_taskgroups.py).
  *
  * Naming: each test is <file>__<method>[__<variant>], where <file> is the
  * CPython test module without ".py" and <method> the CPython test method

@@ -285,6 +285,80 @@ static void test_taskgroups__test_taskgroup_22(void **state)
     ppx_awaitable_unref(g);
 }
 
+typedef struct late_add {
+    fixture *fx;
+    ppx_awaitable *g, *late;
+    ppx_state seen; /* the task's state when its callback ran */
+    int rc;
+} late_add;
+
+/* coro2's except CancelledError: g.create_task(coro1()), on a task's
+ * done callback. */
+static void add_on_cancel(ppx_awaitable *t, void *arg)
+{
+    late_add *a = arg;
+    a->seen = ppx_awaitable_state(t);
+    a->late = gated(a->fx, 1, 0, "ZeroDivisionError");
+    a->rc = ppx_task_group_add(a->g, a->late);
+}
+
+/* TestTaskGroup.test_taskgroup_no_create_task_after_failure: coro1
+ * raises ZeroDivisionError; coro2, cancelled by the group, then tries
+ * to add another coro1, which raises RuntimeError (the coroutine closed,
+ * never run). ppx: _add after a task failed returns PPX_ECANCELED and
+ * cancels the task (ppx.h, ppx_task_group). The group fails with the
+ * ZeroDivisionError alone ({ZeroDivisionError}; not an ExceptionGroup,
+ * as test_taskgroup_04): the refused task adds no error. */
+static void test_taskgroups__test_taskgroup_no_create_task_after_failure(void **state)
+{
+    fixture *fx = *state;
+    ppx_awaitable *g = group(fx), *t1 = gated(fx, 1, 0, "ZeroDivisionError"), *t2 = running(fx);
+    late_add a = {fx, g, NULL, PPX_PENDING, 1};
+    /* Added before the group's own callback, it runs while the group
+     * still waits for coro2, as coro2's except block does in Python. */
+    assert_int_equal(ppx_awaitable_add_done_callback(t2, add_on_cancel, &a), 0);
+    add(g, t1);
+    add(g, t2);
+    assert_int_equal(ppx_task_group_close(g), 0);
+    conf_release(1);
+    conf_run(fx, g);
+    assert_int_equal(a.seen, PPX_CANCELLED);
+    assert_int_equal(a.rc, PPX_ECANCELED);
+    assert_int_equal(ppx_awaitable_state(a.late), PPX_CANCELLED);
+    assert_int_equal(ppx_awaitable_state(g), PPX_FAILED);
+    assert_string_equal(ppx_awaitable_error(g)->type, "ZeroDivisionError");
+    assert_string_equal(ppx_awaitable_error(g)->message, "0");
+    assert_int_equal(ppx_task_group_error_count(g), 1);
+    assert_string_equal(ppx_task_group_error_at(g, 0)->type, "ZeroDivisionError");
+    conf_wait_noticed(1); /* coro2's call was stopped */
+    ppx_awaitable *all[] = {g, t1, t2, a.late};
+    conf_unref_all(all, 4);
+}
+
+/* TestTaskGroup.test_taskgroup_finished: create_task on a group that has
+ * finished raises RuntimeError ("is finished"); ppx: _add returns
+ * PPX_ECLOSED, and the group keeps its value (0 tasks). Differs on
+ * purpose: Python closes the refused coroutine; ppx leaves the refused
+ * awaitable alone, still the caller's (ppx.h, ppx_task_group), and the
+ * caller cancels it here, so it never runs to its end. */
+static void test_taskgroups__test_taskgroup_finished(void **state)
+{
+    fixture *fx = *state;
+    ppx_awaitable *g = group(fx), *late;
+    assert_int_equal(ppx_task_group_close(g), 0); /* async with tg: pass */
+    conf_run(fx, g);
+    assert_int_equal(conf_aw_int(g), 0);
+    late = gated(fx, 1, 0, "ok"); /* asyncio.sleep(0) */
+    assert_int_equal(ppx_task_group_add(g, late), PPX_ECLOSED);
+    assert_false(ppx_awaitable_done(late));
+    assert_int_equal(ppx_task_group_error_count(g), 0);
+    assert_int_equal(conf_aw_int(g), 0);
+    assert_int_equal(ppx_awaitable_cancel(late), 0);
+    assert_int_equal(ppx_awaitable_state(late), PPX_CANCELLED);
+    ppx_awaitable_unref(late);
+    ppx_awaitable_unref(g);
+}
+
 int main(void)
 {
     conf_register();
@@ -300,6 +374,8 @@ int main(void)
         T(test_taskgroups__test_taskgroup_13),
         T(test_taskgroups__test_taskgroup_14),
         T(test_taskgroups__test_taskgroup_22),
+        T(test_taskgroups__test_taskgroup_no_create_task_after_failure),
+        T(test_taskgroups__test_taskgroup_finished),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

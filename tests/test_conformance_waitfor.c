@@ -1,7 +1,7 @@
 /*
  * Conformance with CPython's asyncio tests, part 2: wait_for
  * (Lib/test/test_asyncio/test_waitfor.py, AsyncioWaitForTest) and
- * as_completed (test_tasks.py, BaseTaskTests), ported to ppx's loop layer
+ * as_completed and cancel (test_tasks.py, BaseTaskTests), ported to ppx's loop layer
  * with real forked workers. test_conformance_asyncio.c has gather and
  * wait, test_conformance_taskgroups.c task groups.
  *
@@ -418,6 +418,41 @@ static void test_tasks__test_as_completed_coroutine_without_loop(void **state)
     conf_run(fx, a);
     ppx_awaitable_unref(a);
 }
+/* ---- test_tasks.py: BaseTaskTests, cancellation ------------------------ */
+
+static void cancel_soon(uv_timer_t *t)
+{
+    assert_int_equal(ppx_awaitable_cancel(t->data), 0);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* BaseTaskTests.test_cancel: a running task (sleep(10), then 12) is
+ * cancelled from a loop callback (loop.call_soon: a 0 ms timer); running
+ * the loop until it completes gives CancelledError, it is done and
+ * cancelled, and a second cancel is refused (False; PPX_EDONE). The call
+ * behind it is stopped: it sees its flag and its 12 never arrives. */
+static void test_tasks__test_cancel(void **state)
+{
+    fixture *fx = *state;
+    ppx_awaitable *t = gated(fx, CONF_NEVER, 12, "ok");
+    ppx_value v;
+    support_wait_awaitable_running(t);
+    uv_timer_t soon;
+    uv_timer_init(&fx->loop, &soon);
+    soon.data = t;
+    uv_timer_start(&soon, cancel_soon, 0, 0);
+    conf_run(fx, t);
+    assert_true(ppx_awaitable_done(t));
+    assert_int_equal(ppx_awaitable_state(t), PPX_CANCELLED);
+    assert_string_equal(conf_aw_etype(t), "CancelledError");
+    assert_int_equal(ppx_awaitable_value(t, &v), PPX_ECANCELED);
+    assert_int_equal(ppx_awaitable_cancel(t), PPX_EDONE);
+    conf_wait_noticed(1);
+    uv_run(&fx->loop, UV_RUN_DEFAULT); /* the timer closes */
+    assert_int_equal(ppx_awaitable_state(t), PPX_CANCELLED);
+    ppx_awaitable_unref(t);
+}
+
 int main(void)
 {
     conf_register();
@@ -445,6 +480,7 @@ int main(void)
         T(test_tasks__test_as_completed_with_unused_timeout),
         T(test_tasks__test_as_completed_resume_iterator),
         T(test_tasks__test_as_completed_coroutine_without_loop),
+        T(test_tasks__test_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
