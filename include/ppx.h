@@ -288,6 +288,12 @@ int ppx_call_arg_uint(const ppx_call *call, size_t i, uint64_t *out);
 int ppx_call_arg_double(const ppx_call *call, size_t i, double *out);
 int ppx_call_arg_str(const ppx_call *call, size_t i, const char **s, size_t *len);
 int ppx_call_arg_bin(const ppx_call *call, size_t i, const void **p, size_t *len);
+/* Argument i, a shared buffer (ppx_buffer, packed with 'M'): its bytes,
+ * read in place in the pool's shared memory (read-only here; no copy was
+ * made), valid until the function returns. PPX_ETYPE (not a buffer),
+ * PPX_ENOTSUP (the thread executor: no shared memory), PPX_ERANGE (the
+ * reference lies outside the pool's memory), and ppx_call_arg's codes. */
+int ppx_call_arg_buffer(const ppx_call *call, size_t i, const void **data, size_t *len);
 /* The name the call was made with, owned by the call. */
 const char *ppx_call_function(const ppx_call *call);
 /* The task's id, the one ppx_future_id gives in the parent; 0 on the
@@ -331,6 +337,10 @@ int ppx_return_bin(ppx_call *call, const void *p, size_t len);
 /* One msgpack object, already encoded (copied); PPX_EINVAL if msgpack is
  * NULL, PPX_EMALFORMED if it is not exactly one well-formed object. */
 int ppx_return_raw(ppx_call *call, const void *msgpack, size_t len);
+/* The result is argument i, a shared buffer, by reference: nothing is
+ * copied; the caller gets the buffer back with ppx_future_buffer.
+ * PPX_ETYPE (argument i is not a buffer), ppx_call_arg's codes. */
+int ppx_return_buffer(ppx_call *call, size_t i);
 /* Like ppx_pack(): one format letter returns that value, several (or
  * none) return an array of them. PPX_EINVAL (fmt NULL, or as ppx_pack),
  * PPX_ETOOBIG (as ppx_pack), PPX_ENOMEM. */
@@ -362,10 +372,13 @@ int ppx_raise_at(ppx_call *call, const char *where, const char *type,
  *   's' const char * (NUL-terminated; NULL packs nil)
  *   'S' const char *, size_t   (string with length)
  *   'B' const void *, size_t   (binary)
+ *   'M' ppx_buffer *           (a shared buffer, by reference: 18 bytes
+ *                               however big the buffer; see ppx_buffer)
  * Spaces in fmt are ignored. ppx_pack() packs an array with one element
  * per letter into a heap buffer (*out, *out_len bytes) the caller frees
  * with free(). Returns 0, PPX_EINVAL (out, out_len or fmt NULL, an
- * unknown letter, 'S' or 'B' with a NULL pointer and a nonzero length),
+ * unknown letter, 'S' or 'B' with a NULL pointer and a nonzero length,
+ * 'M' with no live buffer),
  * PPX_ETOOBIG (a string or bytes over 4 GiB - 1: msgpack counts their
  * length in 32 bits), PPX_ENOMEM. ppx_vpack() consumes ap. Any thread.
  */
@@ -741,6 +754,41 @@ typedef struct ppx_worker_stats {
 int ppx_pool_worker_stats(ppx_pool *pool, int i, ppx_worker_stats *out);
 
 /* ------------------------------------------------------------------ */
+/* Shared buffers: big data without copies                            */
+
+/*
+ * A buffer in the pool's shared memory (its call arena, see
+ * options.arena_bytes): the caller writes its data there once and passes
+ * the buffer as an argument by reference (ppx_pack's 'M', 18 bytes
+ * whatever its size); the worker reads it in place, read-only
+ * (ppx_call_arg_buffer), and may hand it back as its result
+ * (ppx_return_buffer), which the caller takes with ppx_future_buffer.
+ * Nothing is copied on the way. A call holds a reference on each buffer
+ * its arguments name until it ends, and a DONE future on those it may
+ * give back, so unreffing a buffer early is safe. Do not write a buffer
+ * while a call that reads it runs: the worker sees the bytes as they are
+ * (shared memory, no snapshot). Buffers share the arena with big calls
+ * (which fall back to ring chunks when it is full) and keep the pool's
+ * memory, not its workers, after ppx_pool_free until their last unref.
+ * A fork of the creator sees no data (ppx_buffer_data gives NULL) and
+ * its unrefs free only its own copy of the handle.
+ */
+typedef struct ppx_buffer ppx_buffer;
+/* A buffer of size bytes (contents undefined), the caller's to unref.
+ * Any thread. 0, PPX_EINVAL (out NULL, size 0), PPX_EBADOBJ, PPX_EFORKED,
+ * PPX_ENOTSUP (no shared memory: arena_bytes PPX_ARENA_NONE, or an MPI
+ * pool), PPX_ENOMEM (no room left in the arena: ppx_last_error() says
+ * how big it is). */
+int ppx_buffer_new(ppx_pool *pool, size_t size, ppx_buffer **out);
+/* Its bytes, writable, 64-byte aligned; NULL for NULL, a freed buffer
+ * or in a fork of the creator. */
+void *ppx_buffer_data(ppx_buffer *b);
+size_t ppx_buffer_size(const ppx_buffer *b); /* 0 for NULL */
+/* References, any thread; the last unref gives the memory back. */
+void ppx_buffer_ref(ppx_buffer *b);
+void ppx_buffer_unref(ppx_buffer *b);
+
+/* ------------------------------------------------------------------ */
 /* Process futures (usable without libuv)                             */
 
 /* A done callback: f is valid during the call; arg is the caller's. */
@@ -793,6 +841,11 @@ int ppx_future_value(const ppx_future *f, ppx_value *out);
 /* Shortcut for an integer result: ppx_future_value's codes, then
  * ppx_value_int's. */
 int ppx_future_int(const ppx_future *f, int64_t *out);
+/* The result of a DONE future as a shared buffer: the one of its call's
+ * arguments that the function returned (ppx_return_buffer), referenced
+ * for the caller (unref it). ppx_future_value's codes, and PPX_ETYPE when
+ * the result is not one of the call's buffers. */
+int ppx_future_buffer(ppx_future *f, ppx_buffer **out);
 /* The error of a FAILED or CANCELLED future, borrowed (valid until f's
  * last unref); NULL otherwise. */
 const ppx_error *ppx_future_error(const ppx_future *f);
@@ -1030,6 +1083,9 @@ bool ppx_awaitable_done(const ppx_awaitable *aw);
  * PPX_EPENDING, PPX_ETASK (see ppx_awaitable_error), PPX_ECANCELED,
  * PPX_EINVAL (out NULL), PPX_EBADOBJ. */
 int ppx_awaitable_value(const ppx_awaitable *aw, ppx_value *out);
+/* ppx_future_buffer for the call aw wraps (ppx_run_in_executor);
+ * PPX_ETYPE for other awaitables. */
+int ppx_awaitable_buffer(const ppx_awaitable *aw, ppx_buffer **out);
 /* The error of a FAILED or CANCELLED awaitable, borrowed (valid until
  * aw's last unref); NULL otherwise. */
 const ppx_error *ppx_awaitable_error(const ppx_awaitable *aw);

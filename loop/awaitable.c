@@ -282,3 +282,14 @@ int ppx_run_until_complete(uv_loop_t *loop, ppx_awaitable *aw)
     }
     return 0;
 }
+
+int ppx_awaitable_buffer(const ppx_awaitable *aw, ppx_buffer **out)
+{
+    if (!live(aw))
+        return PPX_EBADOBJ;
+    if (!out)
+        return PPX_EINVAL;
+    if (aw->state != PPX_DONE)
+        return ppx__not_done_rc(aw->state);
+    return aw->fut ? ppx_future_buffer(aw->fut, out) : PPX_ETYPE;
+}

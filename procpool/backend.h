@@ -76,6 +76,14 @@ typedef struct ppx__backend_ops {
      * returns false for anything else. */
     void *(*frame_alloc)(ppx_pool *p, size_t cap);
     bool (*frame_free)(ppx_pool *p, void *frame, size_t cap);
+    /* Shared buffers (buffer.h): len bytes workers can read in place,
+     * and their offset as workers see it (off), or NULL when there is no
+     * room or no such memory (MPI). shared_at is the memory at off..
+     * off + len, or NULL when that is not all shared memory. Any thread,
+     * no lock; shared_free takes what shared_alloc gave. */
+    void *(*shared_alloc)(ppx_pool *p, size_t len, uint64_t *off);
+    void (*shared_free)(ppx_pool *p, void *mem, size_t len);
+    void *(*shared_at)(ppx_pool *p, uint64_t off, uint64_t len);
     /* Stops every worker (the grace period, then SIGKILL). Lock held; it
      * may release and retake it. */
     void (*stop)(ppx_pool *p);

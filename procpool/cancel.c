@@ -6,6 +6,7 @@
  * call is actually stopped (a slot CAS, a flag and a kill, a message to
  * a node) is the backend's (local/timers.c, mpi/remote.c).
  */
+#include "buffer.h"
 #include "core.h"
 #include "wire/frame.h"
 
@@ -19,6 +20,7 @@ void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap)
 
 void ppx__task_free(ppx_pool *p, ppx__task *t)
 {
+    ppx__buffers_release(t->bufs);
     if (t->frame != t->inline_frame)
         ppx__frame_free(p, t->frame, t->frame_cap);
     free(t);

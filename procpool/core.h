@@ -77,6 +77,9 @@ typedef struct ppx__task {
     uint8_t ended;        /* PPX__ENDED_*: why fut resolved before a reply */
     const char *fn;       /* the registry's copy of the name: outlives fut */
     int64_t submitted_ns; /* when traced, else 0 */
+    /* The shared buffers its arguments refer to (buffer.h), held until
+     * the task ends, or handed to the future with a DONE result. */
+    struct ppx__buffers *bufs;
     uint64_t be[PPX__TASK_BE_WORDS]; /* the backend's (backend.h) */
     unsigned char inline_frame[];    /* frame, when it is small */
 } ppx__task;
@@ -116,7 +119,8 @@ struct ppx_pool {
     /* The owner's reference, plus one per unresolved future (let go
      * after its callbacks ran, or when the last call pinning it leaves:
      * future.h), one per close hook (a loop's binding, until it stopped
-     * polling: pool.h) and one per blocking ppx_pool_shutdown, so ppx_pool_free
+     * polling: pool.h), one per live ppx_buffer (buffer.h: its memory is
+     * in the arena) and one per blocking ppx_pool_shutdown, so ppx_pool_free
      * can tear the pool down (workers stopped, futures resolved) while
      * such a thread is still leaving; the last reference closes the
      * descriptors and frees the memory. */
@@ -140,6 +144,11 @@ struct ppx_pool {
     size_t ntasks;   /* every task alive, lingering ones included */
     size_t unresolved;
     _Atomic uint64_t next_id;
+    /* Whether a ppx_buffer was ever made here: until then a submission
+     * does not look for buffer references in its arguments (buffer.c).
+     * Not a count of live ones: a stale reference must still be found,
+     * and refused, after the last buffer went. */
+    _Atomic bool buffers_used;
 
     int efd;    /* the backend -> the thread processing the pool */
     int kickfd; /* other threads -> the thread driving a blocking wait */

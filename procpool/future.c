@@ -1,4 +1,6 @@
 #include "future.h"
+#include "buffer.h"
+#include "core.h"
 #include "util/grow.h"
 #include "procpool/wire/frame.h"
 #include "pool.h"
@@ -102,6 +104,11 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
 
 static void enqueue(ppx_future *f, int state, ppx__notify *n)
 {
+    /* The result may be one of them (ppx_future_buffer). */
+    if (state == PPX_DONE && f->task && f->task->bufs) {
+        f->bufs = f->task->bufs;
+        f->task->bufs = NULL;
+    }
     f->task = NULL;
     /* Published before the hold goes (ppx__notify_run): a call that finds
      * no pool to pin sees the final state, never PENDING. */
@@ -256,6 +263,7 @@ void ppx_future_unref(ppx_future *f)
     else if (f->value != f->value_inline)
         free(f->value);
     free(f->err_mem);
+    ppx__buffers_release(f->bufs);
     if (f->cbs != f->cb_inline)
         free(f->cbs);
     /* Kept until here: a progress callback that resolved f on its own
@@ -326,6 +334,23 @@ int ppx_future_value(const ppx_future *f, ppx_value *out)
         return ppx__not_done_rc(st);
     out->data = f->value;
     out->len = f->value_len;
+    return 0;
+}
+
+int ppx_future_buffer(ppx_future *f, ppx_buffer **out)
+{
+    if (!live(f))
+        return PPX_EBADOBJ;
+    if (!out)
+        return PPX_EINVAL;
+    int st = atomic_load_explicit(&f->state, memory_order_acquire);
+    if (st != PPX_DONE)
+        return ppx__not_done_rc(st);
+    ppx_buffer *b = ppx__buffers_find(f->bufs, f->value, f->value_len);
+    if (!b)
+        return PPX_ETYPE;
+    ppx_buffer_ref(b);
+    *out = b;
     return 0;
 }
 

@@ -49,6 +49,8 @@ struct ppx_future {
     ppx__cb cb_inline[2];
     bool owns_function;   /* else it points at the registry's copy */
     ppx_future *notify_next;      /* on a notify list once resolved */
+    /* A DONE call's shared buffers (buffer.h), for ppx_future_buffer. */
+    struct ppx__buffers *bufs;
 
     /* Progress (ppx_call_progress). The latest values, a seqlock written
      * under the pool's lock by ppx__future_progress (pseq odd meanwhile)

@@ -5,6 +5,7 @@
  * returns when one has room, so submission is eager. Any thread may
  * submit.
  */
+#include "buffer.h"
 #include "core.h"
 #include "registry.h"
 #include "sized.h"
@@ -145,6 +146,7 @@ static ppx__task *make_task(ppx_pool *p, int kind, uint64_t id, const char *fn, 
 static void discard(ppx_pool *p, ppx__task *t, ppx_future *f)
 {
     if (t) {
+        ppx__buffers_release(t->bufs);
         if (t->frame != t->inline_frame)
             ppx__frame_free(p, t->frame, t->frame_cap);
         free(t);
@@ -178,6 +180,10 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     if (!t) {
         discard(p, NULL, f);
         return PPX_ENOMEM;
+    }
+    if ((rc = ppx__buffers_take(p, args, args_len, &t->bufs))) {
+        discard(p, t, f);
+        return rc;
     }
     t->fut = f;
     t->fn = entry->name;

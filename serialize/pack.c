@@ -1,4 +1,5 @@
 #include "pack.h"
+#include "bufref.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,16 @@ int ppx__vpack(msgpack_packer *pk, bool as_array, const char *fmt, va_list ap)
                 return PPX_ETOOBIG;
             rc = msgpack_pack_bin_with_body(pk, b ? b : "", len);
             break;
+        case 'M': { /* a shared buffer, by reference (bufref.h) */
+            const ppx__bufref_head *h = va_arg(ap, const void *);
+            if (!h || h->magic != PPX__BUFFER_MAGIC)
+                return PPX_EINVAL;
+            uint8_t ref[PPX__BUFREF_BYTES];
+            ppx__bufref_encode(ref, h->off, h->len);
+            rc = msgpack_pack_ext(pk, 16, PPX__EXT_BUFFER) ||
+                 msgpack_pack_ext_body(pk, ref + 2, 16);
+            break;
+        }
         default:
             return PPX_EINVAL;
         }

@@ -4,6 +4,7 @@
  * start.c, placing calls and reading replies in dispatch.c.
  */
 #include "local.h"
+#include "procpool/buffer.h"
 #include "shm/ring.h"
 #include "shm/wake.h"
 
@@ -153,6 +154,28 @@ static bool local_frame_free(ppx_pool *pool, void *frame, size_t cap)
     return true;
 }
 
+static void *local_shared_alloc(ppx_pool *pool, size_t len, uint64_t *off)
+{
+    ppx__local *p = ppx__local_of(pool);
+    unsigned char *mem = ppx__arena_alloc(&p->arena, len);
+    if (mem)
+        *off = (uint64_t)(mem - p->arena.base);
+    return mem;
+}
+
+static void local_shared_free(ppx_pool *pool, void *mem, size_t len)
+{
+    ppx__arena_free(&ppx__local_of(pool)->arena, mem, len);
+}
+
+static void *local_shared_at(ppx_pool *pool, uint64_t off, uint64_t len)
+{
+    ppx__local *p = ppx__local_of(pool);
+    if (off > p->arena.size || len > p->arena.size - off)
+        return NULL;
+    return p->arena.base + off;
+}
+
 static void free_tasks(ppx__local *p, ppx__list *l)
 {
     while (l->head) {
@@ -188,6 +211,7 @@ static void drop_tasks(ppx__local *p, ppx__list *l, ppx__notify *n)
          * copy does not have. */
         if (t->frame != t->inline_frame && !ppx__arena_owns(&p->arena, t->frame))
             ppx__bigbuf_free(t->frame, t->frame_cap);
+        ppx__buffers_release(t->bufs); /* in a copy: the handles only */
         free(t);
         p->pool->ntasks--;
     }
@@ -254,6 +278,9 @@ const ppx__backend_ops ppx__local_ops = {
     .worker_stats = local_worker_stats,
     .frame_alloc = local_frame_alloc,
     .frame_free = local_frame_free,
+    .shared_alloc = local_shared_alloc,
+    .shared_free = local_shared_free,
+    .shared_at = local_shared_at,
     .stop = local_stop,
     .free_tasks = local_free_tasks,
     .drop_copy = local_drop_copy,

@@ -1,5 +1,6 @@
 /* Worker-side API: reading arguments, returning values, raising errors. */
 #include "call.h"
+#include "serialize/bufref.h"
 #include "serialize/mpread.h"
 #include "serialize/pack.h"
 
@@ -133,6 +134,40 @@ int ppx_call_arg_bin(const ppx_call *call, size_t i, const void **p, size_t *len
     ppx_value v;
     int rc = ppx_call_arg(call, i, &v);
     return rc ? rc : ppx_value_bin(v, p, len);
+}
+
+int ppx_call_arg_buffer(const ppx_call *call, size_t i, const void **data, size_t *len)
+{
+    ppx_value v;
+    int rc = ppx_call_arg(call, i, &v);
+    if (rc)
+        return rc;
+    if (!data || !len)
+        return PPX_EINVAL;
+    uint64_t off, blen;
+    if (!ppx__bufref_decode(v.data, v.len, &off, &blen))
+        return PPX_ETYPE;
+    if (!call->arena)
+        return PPX_ENOTSUP; /* the thread executor: no arena to look in */
+    /* The parent vouched for it at submission; check anyway, as every
+     * read of what came through shared memory is. */
+    if (off > call->arena_bytes || blen > call->arena_bytes - off)
+        return PPX_ERANGE;
+    *data = call->arena + off;
+    *len = (size_t)blen;
+    return 0;
+}
+
+int ppx_return_buffer(ppx_call *call, size_t i)
+{
+    ppx_value v;
+    int rc = ppx_call_arg(call, i, &v);
+    if (rc)
+        return rc;
+    uint64_t off, blen;
+    if (!ppx__bufref_decode(v.data, v.len, &off, &blen))
+        return PPX_ETYPE;
+    return ppx_return_raw(call, v.data, v.len);
 }
 
 const char *ppx_call_function(const ppx_call *call)

@@ -14,6 +14,10 @@ struct ppx_call {
     uint32_t next_i;
     const uint8_t *next_p;
     const ppx__slot *slot;
+    /* The pool's call arena, mapped read-only, where shared buffers
+     * (ppx_buffer) lie; NULL outside a process pool's worker. */
+    const unsigned char *arena;
+    uint64_t arena_bytes;
     msgpack_sbuffer *ret; /* the result value, when has_ret: heap or fixed */
     msgpack_sbuffer *heap; /* the worker's reusable buffer */
     msgpack_sbuffer fixed; /* memory lent by ppx__call_lend, never grown */

@@ -83,6 +83,8 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
         ppx__wsend_error(w, env, "ProtocolError", "call arguments are not an array", fname, "");
         return;
     }
+    call.arena = w->arena;
+    call.arena_bytes = w->arena_bytes;
     call.progress_wake = ppx__wprogress_wake;
     call.progress_ctx = w;
     /* A free outbox takes the result as the function writes it, behind
@@ -165,6 +167,8 @@ static void run_map(wctx *w, const ppx__env *env, ppx__slot *slot)
         } else {
             call.progress_wake = ppx__wprogress_wake;
             call.progress_ctx = w;
+            call.arena = w->arena;
+            call.arena_bytes = w->arena_bytes;
             int rc = call_function(w, e, &call);
             w->calls++;
             if (call.raised) {
