@@ -4,6 +4,7 @@
 
 #include "core.h"
 #include "errors.h"
+#include "future.h"
 #include "pool.h"
 #include "serialize/mpread.h"
 
@@ -117,8 +118,10 @@ static int take_one(ppx_pool *p, const uint8_t *ref, ppx__buffers **bs, size_t *
         ppx__buffers *g = realloc(*bs, sizeof **bs + ncap * sizeof(ppx_buffer *));
         if (!g)
             return PPX_ENOMEM;
-        if (!*bs)
+        if (!*bs) {
+            g->keep.release = ppx__buffers_release;
             g->n = 0;
+        }
         *bs = g;
         *cap = ncap;
     }
@@ -158,24 +161,26 @@ static int walk(ppx_pool *p, ppx__mp *c, int depth, ppx__buffers **bs, size_t *c
     return rc;
 }
 
-int ppx__buffers_take(ppx_pool *p, const void *args, size_t len, ppx__buffers **out)
+int ppx__buffers_take(ppx_pool *p, const void *args, size_t len, ppx__keep **out)
 {
     *out = NULL;
     if (!atomic_load_explicit(&p->buffers_used, memory_order_relaxed))
         return 0;
     ppx__mp c = ppx__mp_of(args, len);
     size_t cap = 0;
-    int rc = walk(p, &c, 0, out, &cap);
+    ppx__buffers *bs = NULL;
+    int rc = walk(p, &c, 0, &bs, &cap);
     if (rc == PPX_EINVAL || rc == PPX_ENOMEM) {
-        ppx__buffers_release(*out);
-        *out = NULL;
+        ppx__buffers_release(bs ? &bs->keep : NULL);
         return rc;
     }
+    *out = bs ? &bs->keep : NULL;
     return 0; /* malformed msgpack: the submission's own checks say so */
 }
 
-void ppx__buffers_release(ppx__buffers *bs)
+void ppx__buffers_release(ppx__keep *k)
 {
+    ppx__buffers *bs = (ppx__buffers *)k;
     if (!bs)
         return;
     for (size_t i = 0; i < bs->n; i++)
@@ -192,4 +197,21 @@ ppx_buffer *ppx__buffers_find(const ppx__buffers *bs, const void *value, size_t 
         if (bs->b[i]->head.off == off && bs->b[i]->head.len == blen)
             return bs->b[i];
     return NULL;
+}
+
+int ppx_future_buffer(ppx_future *f, ppx_buffer **out)
+{
+    if (!f || f->magic != PPX__FUTURE_MAGIC)
+        return PPX_EBADOBJ;
+    if (!out)
+        return PPX_EINVAL;
+    int st = atomic_load_explicit(&f->state, memory_order_acquire);
+    if (st != PPX_DONE)
+        return ppx__not_done_rc(st);
+    ppx_buffer *b = ppx__buffers_find((const ppx__buffers *)f->keep, f->value, f->value_len);
+    if (!b)
+        return PPX_ETYPE;
+    ppx_buffer_ref(b);
+    *out = b;
+    return 0;
 }

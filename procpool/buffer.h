@@ -8,6 +8,7 @@
 #define PPX_PROCPOOL_BUFFER_H
 
 #include "ppx.h"
+#include "future.h"
 #include "serialize/bufref.h"
 
 #include <stdatomic.h>
@@ -34,6 +35,7 @@ struct ppx_buffer {
  * by the future once the call is done so ppx_future_buffer can hand the
  * result back. */
 typedef struct ppx__buffers {
+    ppx__keep keep; /* first: the task and the future hold it as this */
     size_t n;
     ppx_buffer *b[];
 } ppx__buffers;
@@ -42,9 +44,9 @@ typedef struct ppx__buffers {
  * each referenced, in *out (NULL when none: the usual case, and free
  * when the pool never made a buffer). 0, PPX_EINVAL (a reference to no
  * live buffer of p; ppx_last_error() says which), PPX_ENOMEM. */
-int ppx__buffers_take(ppx_pool *p, const void *args, size_t len, ppx__buffers **out);
-/* Drops the references of bs and frees it (NULL: nothing). */
-void ppx__buffers_release(ppx__buffers *bs);
+int ppx__buffers_take(ppx_pool *p, const void *args, size_t len, ppx__keep **out);
+/* Drops the references of a ppx__buffers and frees it (NULL: nothing). */
+void ppx__buffers_release(ppx__keep *k);
 /* The buffer of bs that the value (len bytes) refers to, or NULL. */
 ppx_buffer *ppx__buffers_find(const ppx__buffers *bs, const void *value, size_t len);
 

@@ -79,7 +79,7 @@ typedef struct ppx__task {
     int64_t submitted_ns; /* when traced, else 0 */
     /* The shared buffers its arguments refer to (buffer.h), held until
      * the task ends, or handed to the future with a DONE result. */
-    struct ppx__buffers *bufs;
+    ppx__keep *bufs; /* a ppx__buffers (buffer.h) */
     uint64_t be[PPX__TASK_BE_WORDS]; /* the backend's (backend.h) */
     unsigned char inline_frame[];    /* frame, when it is small */
 } ppx__task;

@@ -1,5 +1,4 @@
 #include "future.h"
-#include "buffer.h"
 #include "core.h"
 #include "util/grow.h"
 #include "procpool/wire/frame.h"
@@ -11,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FUTURE_MAGIC 0x70707846u /* "ppxF" */
 #define FUTURE_DEAD 0xdeadf00du
 
 /* The pin word (future.h): HOLD while f's reference on its pool stands,
@@ -23,7 +21,7 @@
  * behaviour (ppx.h): its memory is gone, nothing is read safely there. */
 static bool live(const ppx_future *f)
 {
-    return f && f->magic == FUTURE_MAGIC;
+    return f && f->magic == PPX__FUTURE_MAGIC;
 }
 
 /* Drops f's hold on its pool, once; the pool goes with its last
@@ -89,7 +87,7 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
     }
     f->cbs = f->cb_inline;
     f->capcbs = sizeof f->cb_inline / sizeof f->cb_inline[0];
-    f->magic = FUTURE_MAGIC;
+    f->magic = PPX__FUTURE_MAGIC;
     atomic_init(&f->refs, 2);
     atomic_init(&f->state, PPX_PENDING);
     /* Taken before f is reachable: a pool's count always covers every
@@ -104,9 +102,9 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
 
 static void enqueue(ppx_future *f, int state, ppx__notify *n)
 {
-    /* The result may be one of them (ppx_future_buffer). */
+    /* The result may be one of the call's buffers (ppx_future_buffer). */
     if (state == PPX_DONE && f->task && f->task->bufs) {
-        f->bufs = f->task->bufs;
+        f->keep = f->task->bufs;
         f->task->bufs = NULL;
     }
     f->task = NULL;
@@ -263,7 +261,8 @@ void ppx_future_unref(ppx_future *f)
     else if (f->value != f->value_inline)
         free(f->value);
     free(f->err_mem);
-    ppx__buffers_release(f->bufs);
+    if (f->keep)
+        f->keep->release(f->keep);
     if (f->cbs != f->cb_inline)
         free(f->cbs);
     /* Kept until here: a progress callback that resolved f on its own
@@ -337,22 +336,6 @@ int ppx_future_value(const ppx_future *f, ppx_value *out)
     return 0;
 }
 
-int ppx_future_buffer(ppx_future *f, ppx_buffer **out)
-{
-    if (!live(f))
-        return PPX_EBADOBJ;
-    if (!out)
-        return PPX_EINVAL;
-    int st = atomic_load_explicit(&f->state, memory_order_acquire);
-    if (st != PPX_DONE)
-        return ppx__not_done_rc(st);
-    ppx_buffer *b = ppx__buffers_find(f->bufs, f->value, f->value_len);
-    if (!b)
-        return PPX_ETYPE;
-    ppx_buffer_ref(b);
-    *out = b;
-    return 0;
-}
 
 int ppx_future_int(const ppx_future *f, int64_t *out)
 {

@@ -22,6 +22,16 @@ typedef struct ppx__pcb {
     struct ppx__pcb *_Atomic next;
 } ppx__pcb;
 
+#define PPX__FUTURE_MAGIC 0x70707846u /* "ppxF" */
+
+/* Memory a future's value depends on, owned by another room (shared
+ * buffers, buffer.h): given to the future with its result and released
+ * through its own function when the future goes, so the future needs to
+ * know nothing of what it is. */
+typedef struct ppx__keep {
+    void (*release)(struct ppx__keep *k);
+} ppx__keep;
+
 struct ppx_future {
     uint32_t magic;
     _Atomic int refs;
@@ -49,8 +59,9 @@ struct ppx_future {
     ppx__cb cb_inline[2];
     bool owns_function;   /* else it points at the registry's copy */
     ppx_future *notify_next;      /* on a notify list once resolved */
-    /* A DONE call's shared buffers (buffer.h), for ppx_future_buffer. */
-    struct ppx__buffers *bufs;
+    /* What the value keeps alive, released with f: a DONE call's shared
+     * buffers (buffer.h), for ppx_future_buffer. */
+    ppx__keep *keep;
 
     /* Progress (ppx_call_progress). The latest values, a seqlock written
      * under the pool's lock by ppx__future_progress (pseq odd meanwhile)
