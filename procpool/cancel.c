@@ -20,7 +20,8 @@ void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap)
 
 void ppx__task_free(ppx_pool *p, ppx__task *t)
 {
-    ppx__buffers_release(t->bufs);
+    if (t->bufs)
+        ppx__buffers_release(t->bufs);
     if (t->frame != t->inline_frame)
         ppx__frame_free(p, t->frame, t->frame_cap);
     free(t);

@@ -181,7 +181,9 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         discard(p, NULL, f);
         return PPX_ENOMEM;
     }
-    if ((rc = ppx__buffers_take(p, args, args_len, &t->bufs))) {
+    /* Only pools that ever made a buffer look for references. */
+    if (atomic_load_explicit(&p->buffers_used, memory_order_relaxed) &&
+        (rc = ppx__buffers_take(p, args, args_len, &t->bufs))) {
         discard(p, t, f);
         return rc;
     }
