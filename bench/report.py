@@ -10,7 +10,9 @@ from collections import OrderedDict
 
 # For these, smaller is better; the "wins" column reads the ratio that way.
 LOWER_IS_BETTER = {"rtt_median_us", "rtt_p99_us", "startup_ms", "idle_uss_kib",
-                   "error_stop_ms", "idle_cpu_ms"}
+                   "error_stop_ms", "idle_cpu_ms", "startup_16w_ms", "startup_64w_ms",
+                   "startup_1GiB_ms", "startup_1GiB_early_ms", "idle_worker_cpu_2w",
+                   "idle_worker_cpu_64w"}
 PEERS = ["py_ppe_asyncio", "py_mp_pool", "py_loky", "uv_queue_work",
          "floor_epoll_futex", "floor_spin"]
 
