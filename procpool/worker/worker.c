@@ -371,6 +371,23 @@ static void start(wctx *w, ppx__shared *sh, uint32_t index)
     pthread_atfork(NULL, NULL, forked_in_function);
 }
 
+/* The request ring is empty: spin a while (a call that follows within
+ * tens of microseconds is taken without a futex round trip), then sleep
+ * until a call or the shutdown flag comes, with no timeout, so an idle
+ * worker costs no CPU at all. Nothing needs a periodic look: the zygote
+ * dies with the creator (lifeline, pidfd) and PR_SET_PDEATHSIG kills this
+ * process with the zygote. The one check left is made once per sleep:
+ * a function that closed the eventfd while the parent was not waiting
+ * has not been caught by a failed write yet. */
+static void wait_for_calls(wctx *w)
+{
+    if (ppx__ring_wait_data(&w->req, IDLE_SPIN, 0, &w->sh->shutdown) == 0)
+        return;
+    if (fcntl(w->efd, F_GETFD) < 0)
+        ppx__wleave(w, PPX__EXIT_WAKE_LOST);
+    ppx__ring_wait_data(&w->req, 0, -1, &w->sh->shutdown);
+}
+
 _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
                                 ppx__worker_init init)
 {
@@ -398,14 +415,7 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         if (rc == 0) {
             if (atomic_load(&sh->shutdown))
                 ppx__wleave(&w, PPX__EXIT_SHUTDOWN);
-            if (ppx__ring_wait_data(&w.req, IDLE_SPIN, ORPHAN_CHECK_MS, &sh->shutdown) == -ETIMEDOUT) {
-                ppx__wcheck_parent(&w);
-                /* Idle a while: is the eventfd still there? A function that
-                 * closed it while the parent was not waiting has not been
-                 * caught by a failed write yet. */
-                if (fcntl(efd, F_GETFD) < 0)
-                    ppx__wleave(&w, PPX__EXIT_WAKE_LOST);
-            }
+            wait_for_calls(&w);
             continue;
         }
         if (rc < 0)
