@@ -212,7 +212,7 @@ static void test_process_pool__test_killed_child(void **state)
     ppx_pool *p = conf_pool(1, NULL);
     ppx_future *f = conf_gated(p, CONF_NEVER, 0, "ok");
     support_wait_running(f);
-    kill((pid_t)ppx_pool_worker_pid(p, 0), SIGTERM);
+    kill((pid_t)support_worker_pid(p, 0), SIGTERM);
     expect_error(f, "WorkerCrashed");
     expect_message(f, "SIGTERM");
     ppx_future *g;
@@ -237,7 +237,7 @@ static void test_process_pool__test_broken_process_pool_traceback(void **state)
         f[i] = conf_gated(p, 1, i, "ok");
     for (int i = 0; i < 3; i++)
         support_wait_running(f[i]);
-    long victim = ppx_pool_worker_pid(p, 0);
+    long victim = support_worker_pid(p, 0);
     kill((pid_t)victim, SIGTERM);
     int crashed = -1;
     while (crashed < 0) {
@@ -335,7 +335,7 @@ static void test_process_pool__test_saturation(void **state)
         f[i] = conf_gated(fx->pool, 1, i, "ok");
     conf_wait_started(2);
     assert_int_equal(ppx_pool_workers(fx->pool), 2);
-    long a = ppx_pool_worker_pid(fx->pool, 0), b = ppx_pool_worker_pid(fx->pool, 1);
+    long a = support_worker_pid(fx->pool, 0), b = support_worker_pid(fx->pool, 1);
     assert_true(a > 0 && b > 0 && a != b);
     conf_release(1);
     for (int i = 0; i < N; i++) {

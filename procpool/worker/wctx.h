@@ -44,6 +44,7 @@ typedef struct wctx {
     bool wake_lost;
     uint64_t max_payload;
     uint64_t max_tasks, max_rss, calls;
+    bool served; /* a record has come in: the idle spin is worth it */
     ppx__port req, resp;
     const unsigned char *arena; /* read-only here; NULL when there is none */
     uint64_t arena_bytes;

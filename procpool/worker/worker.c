@@ -327,7 +327,11 @@ static void run_initializer(wctx *w, ppx__worker_init init)
         }
     }
     atomic_store(&ws->ready, 1);
-    ppx__eventfd_signal(w->efd); /* a pool waiting for ready workers looks */
+    /* Only a pool with an initializer waits for its workers' verdict; a
+     * needless wake-up would cost the parent a round while its first
+     * calls are starting. */
+    if (init.fn)
+        ppx__eventfd_signal(w->efd);
 }
 
 static void forked_in_function(void)
@@ -381,7 +385,12 @@ static void start(wctx *w, ppx__shared *sh, uint32_t index)
  * has not been caught by a failed write yet. */
 static void wait_for_calls(wctx *w)
 {
-    if (ppx__ring_wait_data(&w->req, IDLE_SPIN, 0, &w->sh->shutdown) == 0)
+    /* No spin before the first call: nothing says one is near, and a
+     * pool's workers all start at once, where each spin would take a CPU
+     * from the ones still starting (the first call, when it was already
+     * submitted, is in the ring before the worker runs). */
+    int spin = w->served ? IDLE_SPIN : 0;
+    if (ppx__ring_wait_data(&w->req, spin, 0, &w->sh->shutdown) == 0)
         return;
     if (fcntl(w->efd, F_GETFD) < 0)
         ppx__wleave(w, PPX__EXIT_WAKE_LOST);
@@ -420,6 +429,7 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         }
         if (rc < 0)
             ppx__wleave(&w, PPX__EXIT_PROTOCOL);
+        w.served = true;
         if (flags == PPX__REC_ARENA) {
             handle_arena(&w, rec, len);
             ppx__ring_release(&w.req, len);
