@@ -2,7 +2,7 @@
  * ppx's side of the benchmark suite (see SPEC.md): each metric with the
  * workload the peers use, printed as JSON lines. Run through bench/run.
  */
-#include "ppx.h"
+#include "bench.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -15,16 +15,16 @@
 #include <unistd.h>
 #include <uv.h>
 
-static bool quick;
+bool quick;
 
-static double now_s(void)
+double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void emit(const char *metric, const char *impl, double value, const char *unit)
+void emit(const char *metric, const char *impl, double value, const char *unit)
 {
     printf("{\"metric\": \"%s\", \"impl\": \"%s\", \"value\": %.6g, \"unit\": \"%s\"}\n",
            metric, impl, value, unit);
@@ -98,7 +98,7 @@ static int fn_fail_after(ppx_call *c, void *u)
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static ppx_pool *pool_new(int workers)
+ppx_pool *pool_new(int workers)
 {
     ppx_pool *p;
     int rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = workers), &p);
@@ -109,7 +109,7 @@ static ppx_pool *pool_new(int workers)
     return p;
 }
 
-static void await_one(uv_loop_t *loop, ppx_awaitable *aw)
+void await_one(uv_loop_t *loop, ppx_awaitable *aw)
 {
     ppx_run_until_complete(loop, aw);
     if (ppx_awaitable_state(aw) != PPX_DONE) {
@@ -126,7 +126,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* CPU seconds (user + sys) of process pid, from /proc. */
-static double cpu_of(long pid)
+double cpu_of(long pid)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
@@ -143,7 +143,7 @@ static double cpu_of(long pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static double uss_kib(long pid)
+double uss_kib(long pid)
 {
     char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%ld/smaps_rollup", pid);
@@ -361,47 +361,6 @@ static void bench_speedup(void)
     double t1 = run_cpu_jobs(1), t2 = run_cpu_jobs(2);
     fprintf(stderr, "speedup: 1 worker %.3f s, 2 workers %.3f s\n", t1, t2);
     emit("speedup_2w", "ppx", t1 / t2, "x");
-}
-
-static void bench_startup(void)
-{
-    double best = 1e9;
-    for (int k = 0; k < 5; k++) {
-        uv_loop_t loop;
-        uv_loop_init(&loop);
-        double t = now_s();
-        ppx_pool *p = pool_new(2);
-        ppx_awaitable *aw;
-        ppx_run_in_executor(&loop, p, "noop", NULL, 0, &aw);
-        await_one(&loop, aw);
-        double ms = (now_s() - t) * 1e3;
-        best = ms < best ? ms : best;
-        ppx_pool_free(p);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        uv_loop_close(&loop);
-    }
-    emit("startup_ms", "ppx", best, "ms");
-}
-
-static void bench_idle(void)
-{
-    ppx_pool *p = pool_new(2);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    for (int i = 0; i < 1000; i++) {
-        ppx_awaitable *aw;
-        ppx_run_in_executor(&loop, p, "noop", NULL, 0, &aw);
-        await_one(&loop, aw);
-    }
-    long w0 = ppx_pool_worker_pid(p, 0), w1 = ppx_pool_worker_pid(p, 1);
-    emit("idle_uss_kib", "ppx", uss_kib(w0), "KiB");
-    double before = cpu_of(w0) + cpu_of(w1) + cpu_of(getpid());
-    sleep(1); /* the pool has nothing to do; nothing should run */
-    double after = cpu_of(w0) + cpu_of(w1) + cpu_of(getpid());
-    emit("idle_cpu_ms", "ppx", (after - before) * 1e3, "ms");
-    ppx_pool_free(p);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
 }
 
 static void bench_error_stop(void)

@@ -11,7 +11,9 @@ from collections import OrderedDict
 # For these, smaller is better; the "wins" column reads the ratio that way.
 LOWER_IS_BETTER = {"rtt_median_us", "rtt_p99_us", "startup_ms", "idle_uss_kib",
                    "error_stop_ms", "idle_cpu_ms", "zc_echo_64MiB_ms",
-                   "pending_call_bytes"}
+                   "pending_call_bytes", "startup_16w_ms", "startup_64w_ms",
+                   "startup_1GiB_ms", "startup_1GiB_early_ms", "idle_worker_cpu_2w",
+                   "idle_worker_cpu_64w"}
 PEERS = ["py_ppe_asyncio", "py_mp_pool", "py_loky", "uv_queue_work",
          "floor_epoll_futex", "floor_spin", "floor_stream", "floor_memcpy"]
 

@@ -123,7 +123,8 @@ const char *ppx_strerror(int code);
 const char *ppx_err_name(int code);
 /* Details of a failure, when there are more than its code says. Left by
  * ppx_pool_new (a failed initializer's message, PPX_EINIT; a worker that
- * exited while starting, PPX_ESPAWN; a trace file it could not create),
+ * exited while starting, PPX_ESPAWN, when it waits for them; a trace file
+ * it could not create),
  * by the loop functions that refuse an awaitable of another loop
  * (PPX_EINVAL, naming the function and the child's index) and by
  * ppx_run_in_executor_ex refusing a deadline. Read it right after the failed call: the text is this
@@ -517,13 +518,22 @@ enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };
 /* Forks the workers (through a fork server it starts) and returns the
  * pool in *out, the caller's to free with ppx_pool_free. opts (NULL: all
  * defaults) is copied.
- * Blocks until every worker has started and run its initializer, at most
- * about 10 s. Freezes the function registry, even if it then fails. Any
- * thread. Errors: PPX_EINVAL (out NULL; opts->size wrong, see the top;
- * workers < 0 or > 1024, ring_bytes
- * over 1 GiB, max_payload or arena_bytes over 1 TiB, max_queued_per_worker
- * over 4096), PPX_ENOMEM, PPX_ESPAWN (the fork server or a worker could
- * not start), PPX_EINIT (an initializer failed), PPX_EBACKEND (the MPI
+ * Returns once the fork server is forked and asked for every worker:
+ * calls submitted at once wait in the workers' rings and run as each
+ * worker starts, and the workers report as the pool is driven
+ * (ppx_pool_process, a wait, a loop), ppx_pool_worker_pid saying 0 until
+ * then. With an initializer, or a trace file, it blocks until every
+ * worker has started (and run the initializer), at most about 10 s, so
+ * that a failed initializer fails this call. The fork server is a copy
+ * of the process as it is here, and every worker a copy of it: made
+ * while the process is small (pools created first thing in main), they
+ * start in the same time whatever the process grows to later. Freezes
+ * the function registry, even if it then fails. Any thread. Errors:
+ * PPX_EINVAL (out NULL; opts->size wrong, see the top; workers < 0 or
+ * > 1024, ring_bytes over 1 GiB, max_payload or arena_bytes over 1 TiB,
+ * max_queued_per_worker over 4096), PPX_ENOMEM, PPX_ESPAWN (the fork
+ * server could not start; with an initializer or a trace file, a worker
+ * could not either), PPX_EINIT (an initializer failed), PPX_EBACKEND (the MPI
  * backend was asked for or mpirun started this process, and MPI is
  * missing, cannot start, or an MPI pool is already open); PPX_ENOMEM also
  * when the kernel has no memory for the shared mapping or a descriptor.
@@ -674,13 +684,17 @@ int ppx_pool_fd(const ppx_pool *pool);
  * futures it resolved, or PPX_EBADOBJ, PPX_EFORKED. */
 int ppx_pool_process(ppx_pool *pool);
 /* True while any task is unresolved, a cancelled task still runs, or a
- * worker is being replaced; false for an invalid pool. Thread-safe. */
+ * worker is starting or being replaced; false for an invalid pool.
+ * Thread-safe. */
 bool ppx_pool_busy(const ppx_pool *pool);
 /* The number of workers (the resolved options.workers; for an MPI pool,
  * the workers of every node not lost), or PPX_EBADOBJ, PPX_EFORKED. */
 int ppx_pool_workers(const ppx_pool *pool);
-/* Pid of worker i (0 <= i < workers), 0 if it is being respawned, i is out
- * of range, the pool is invalid, or the pool's workers are on MPI nodes.
+/* Pid of worker i (0 <= i < workers), 0 if it is starting (until the
+ * fork server's report of it is read: ppx_pool_new without an initializer
+ * returns before; any processing of the pool reads it, and so does the
+ * one that reads a reply of worker i) or being respawned, i is out of
+ * range, the pool is invalid, or the pool's workers are on MPI nodes.
  * Thread-safe. */
 long ppx_pool_worker_pid(const ppx_pool *pool, int i);
 
@@ -722,8 +736,10 @@ int ppx_pool_stats_get(ppx_pool *pool, ppx_pool_stats *out);
  */
 typedef struct ppx_worker_stats {
     size_t size;          /* sizeof(ppx_worker_stats); _INIT sets it */
-    long pid;             /* the slot's process, 0 while it is replaced */
-    bool alive;           /* a process runs in the slot */
+    long pid;             /* the slot's process, 0 while it is started
+                             or replaced (see ppx_pool_worker_pid) */
+    bool alive;           /* a process runs in the slot, and its start
+                             has been reported */
     uint64_t completed;   /* calls that returned a value here; over all
                              workers this sums to ppx_pool_stats.completed */
     uint64_t failed;      /* calls that failed here: an error raised (or

@@ -28,6 +28,9 @@
 #define PPX__RING_VERSION 1u
 #define PPX__RING_MIN 64u
 
+/* magic, version and capacity describe the ring for whoever inspects the
+ * memory (ppx__ring_init writes them); neither side reads them, and a
+ * pool's rings, zeroed memory until first used, go without them. */
 typedef struct ppx__ring {
     uint32_t magic;
     uint32_t version;

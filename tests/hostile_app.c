@@ -86,7 +86,7 @@ static void scene_start(scene *s)
     s->done = sleep_add(s->p, 0, 40, 2);
     assert_int_equal(support_future_int(s->done), 42);
     for (int i = 0; i < 2; i++)
-        s->pids[i] = ppx_pool_worker_pid(s->p, i);
+        s->pids[i] = support_worker_pid(s->p, i);
     /* Nothing drives the pool until the parent waits: these are
      * unresolved in the child's copy, whatever the workers do meanwhile. */
     for (int i = 0; i < OUT; i++)

@@ -40,8 +40,8 @@ _Noreturn static void creator_main(int report, int hold_r)
         ppx_future_wait(f, 30000) != 0 || ppx_future_int(f, &v) != 0 || v != 3)
         _exit(1);
     long pids[NPIDS];
-    pids[WORKER0] = ppx_pool_worker_pid(p, 0);
-    pids[WORKER1] = ppx_pool_worker_pid(p, 1);
+    pids[WORKER0] = support_worker_pid(p, 0);
+    pids[WORKER1] = support_worker_pid(p, 1);
     pids[ZYGOTE] = support_parent_of(pids[WORKER0]);
     pid_t copy = fork();
     if (copy == 0) {

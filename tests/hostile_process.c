@@ -230,11 +230,11 @@ static void test_sigpipe_ignored_by_the_application_gives_a_function_epipe_not_a
     sigaction(SIGPIPE, &ign, &old);
     ppx_pool *p = make_pool(1, false);
     sigaction(SIGPIPE, &old, NULL);
-    long pid = ppx_pool_worker_pid(p, 0);
+    long pid = support_worker_pid(p, 0);
     assert_int_equal(call_int(p, "signal_state", SIGPIPE), 10);
     for (int i = 0; i < 3; i++)
         assert_int_equal(call_int(p, "write_closed_pipe", 0), EPIPE);
-    assert_int_equal(ppx_pool_worker_pid(p, 0), pid);
+    assert_int_equal(support_worker_pid(p, 0), pid);
     ppx_pool_stats st = PPX_POOL_STATS_INIT;
     ppx_pool_stats_get(p, &st);
     assert_int_equal(st.crashed, 0);
@@ -456,7 +456,7 @@ _Noreturn static void be_creator(int out)
     support_valgrind_sizes(&o);
     if (ppx_pool_new(&o, &p) != 0)
         _exit(1);
-    long pids[4] = {0, ppx_pool_worker_pid(p, 0), ppx_pool_worker_pid(p, 1), 0};
+    long pids[4] = {0, support_worker_pid(p, 0), support_worker_pid(p, 1), 0};
     pids[0] = support_parent_of(pids[1]);
     long copy = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (copy == 0)

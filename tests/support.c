@@ -75,6 +75,19 @@ void support_drain(ppx_pool *p, int timeout_ms)
     }
 }
 
+long support_worker_pid(ppx_pool *p, int i)
+{
+    int64_t end = support_now_ms() + 30000;
+    long pid;
+    while ((pid = ppx_pool_worker_pid(p, i)) == 0) {
+        assert_true(support_now_ms() < end);
+        struct pollfd pf = {ppx_pool_fd(p), POLLIN, 0};
+        poll(&pf, 1, 20);
+        ppx_pool_process(p);
+    }
+    return pid;
+}
+
 void support_wait_running(ppx_future *f)
 {
     int64_t end = support_now_ms() + 10000;

@@ -20,6 +20,10 @@ int support_dev_shm_entries(void);
  * test after timeout_ms. */
 struct ppx_pool;
 void support_drain(struct ppx_pool *p, int timeout_ms);
+/* The pid of worker i, driving p (poll its fd, process) until the fork
+ * server's report of it has come in: ppx_pool_new without an initializer
+ * returns before that. Fails the test after 30 s. */
+long support_worker_pid(struct ppx_pool *p, int i);
 /* Waits (up to 10 s, or fails the test) until f is RUNNING. */
 struct ppx_future;
 void support_wait_running(struct ppx_future *f);

@@ -55,7 +55,7 @@ static void test_process_pool__test_killed_child(void **state)
     ppx_pool *p = conf_pool(1, NULL);
     ppx_future *f = conf_gated(p, CONF_NEVER, 0, "ok");
     support_wait_running(f);
-    kill((pid_t)ppx_pool_worker_pid(p, 0), SIGTERM);
+    kill((pid_t)support_worker_pid(p, 0), SIGTERM);
     conf_expect_error(f, "WorkerCrashed");
     conf_expect_message(f, "SIGTERM");
     ppx_future *g;
@@ -80,7 +80,7 @@ static void test_process_pool__test_broken_process_pool_traceback(void **state)
         f[i] = conf_gated(p, 1, i, "ok");
     for (int i = 0; i < 3; i++)
         support_wait_running(f[i]);
-    long victim = ppx_pool_worker_pid(p, 0);
+    long victim = support_worker_pid(p, 0);
     kill((pid_t)victim, SIGTERM);
     int crashed = -1;
     while (crashed < 0) {
@@ -178,7 +178,7 @@ static void test_process_pool__test_saturation(void **state)
         f[i] = conf_gated(fx->pool, 1, i, "ok");
     conf_wait_started(2);
     assert_int_equal(ppx_pool_workers(fx->pool), 2);
-    long a = ppx_pool_worker_pid(fx->pool, 0), b = ppx_pool_worker_pid(fx->pool, 1);
+    long a = support_worker_pid(fx->pool, 0), b = support_worker_pid(fx->pool, 1);
     assert_true(a > 0 && b > 0 && a != b);
     conf_release(1);
     for (int i = 0; i < N; i++) {
@@ -295,7 +295,7 @@ static void test_process_pool__test_force_shutdown_during_max_tasks_worker_exit(
     for (int i = 0; i < 3; i++)
         assert_int_equal(ppx_pool_submitf(p, &f[i], "gated_term_ignored", "ii", 1, i), 0);
     conf_wait_started(1); /* started.get() == 0: the first call runs */
-    long pid = ppx_pool_worker_pid(p, 0);
+    long pid = support_worker_pid(p, 0);
     assert_true(pid > 0);
     assert_int_equal(ppx_pool_terminate_workers(p), 0);
     for (int i = 1; i < 3; i++) {

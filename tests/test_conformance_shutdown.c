@@ -160,7 +160,7 @@ static void test_shutdown__test_processes_terminate(void **state)
     for (int i = 0; i < 3; i++)
         f[i] = conf_gated(fx->pool, 1, i, "ok");
     assert_int_equal(ppx_pool_workers(fx->pool), 2);
-    long pid[2] = {ppx_pool_worker_pid(fx->pool, 0), ppx_pool_worker_pid(fx->pool, 1)};
+    long pid[2] = {support_worker_pid(fx->pool, 0), support_worker_pid(fx->pool, 1)};
     conf_release(1);
     assert_int_equal(ppx_pool_shutdown(fx->pool, PPX_SHUTDOWN_WAIT, -1), 0);
     for (int i = 0; i < 3; i++) {

@@ -465,7 +465,7 @@ static void force_shutdown_workers(force_fn fn, const char *sig)
     ppx_future *f = conf_gated(p, CONF_NEVER, 0, "ok");
     conf_wait_started(1);
     ppx_future *queued = conf_gated(p, 1, 0, "ok");
-    long pid = ppx_pool_worker_pid(p, 0);
+    long pid = support_worker_pid(p, 0);
     assert_true(pid > 0);
     assert_int_equal(fn(p), 0);
     assert_int_equal(ppx_future_state(queued), PPX_CANCELLED);
@@ -521,7 +521,7 @@ static void test_process_pool__test_force_shutdown_workers_not_started_yet(void 
     static const force_fn fns[] = {ppx_pool_terminate_workers, ppx_pool_kill_workers};
     for (size_t i = 0; i < 2; i++) {
         ppx_pool *p = conf_pool(1, NULL);
-        long pid = ppx_pool_worker_pid(p, 0);
+        long pid = support_worker_pid(p, 0);
         assert_int_equal(fns[i](p), 0);
         support_wait_gone(pid, 10000);
         ppx_pool_free(p);
@@ -541,7 +541,7 @@ static void test_process_pool__test_force_shutdown_workers_stops_pool(void **sta
         assert_int_equal(ppx_pool_submitf(p, &f, "abs", "i", 0), 0);
         assert_int_equal(support_future_int(f), 0);
         ppx_future_unref(f);
-        long pid = ppx_pool_worker_pid(p, 0);
+        long pid = support_worker_pid(p, 0);
         assert_int_equal(fns[i](p), 0);
         f = NULL;
         assert_int_equal(ppx_pool_submitf(p, &f, "abs", "i", 0), PPX_ECLOSED);

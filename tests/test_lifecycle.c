@@ -207,7 +207,7 @@ static void test_function_crashing_every_worker_backs_off_and_says_so(void **sta
 static void test_task_past_its_deadline_fails_and_its_worker_is_stopped(void **state)
 {
     ppx_pool *p = new_pool(PPX_POOL_OPTIONS(.workers = 1, .cancel_grace_ms = 20));
-    long pid = ppx_pool_worker_pid(p, 0);
+    long pid = support_worker_pid(p, 0);
     ppx_future *f;
     /* Long enough for the call to start first on a loaded machine (or
      * under valgrind): a call still queued at its deadline is dropped,
@@ -553,7 +553,7 @@ static void test_chaos_every_future_resolves_once_with_its_own_workers_error(voi
         if (i % 40 == 39 && nkilled < 512) {
             /* Drive a little, then hit a random worker. */
             ppx_future_wait(f[i - 20], 50);
-            long pid = ppx_pool_worker_pid(p, (int)(rand_r(&seed) % 2));
+            long pid = support_worker_pid(p, (int)(rand_r(&seed) % 2));
             static const int sigs[] = {SIGKILL, SIGSEGV, SIGTERM};
             if (pid > 0 && kill((pid_t)pid, sigs[rand_r(&seed) % 3]) == 0)
                 killed[nkilled++] = pid;

@@ -308,14 +308,14 @@ static void test_cancelled_pending_task_never_runs(void **state)
 static void test_cancelled_running_task_sees_the_flag_and_worker_survives(void **state)
 {
     ppx_pool *p = new_pool(1, &patient);
-    long pid = ppx_pool_worker_pid(p, 0);
+    long pid = support_worker_pid(p, 0);
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "wait_cancel", ""), 0);
     support_wait_running(f);
     assert_int_equal(ppx_future_cancel(f), 0);
     assert_int_equal(ppx_future_state(f), PPX_CANCELLED);
     support_drain(p, 10000);
-    assert_int_equal(ppx_pool_worker_pid(p, 0), pid);
+    assert_int_equal(support_worker_pid(p, 0), pid);
     ppx_future *g;
     assert_int_equal(ppx_pool_submitf(p, &g, "add", "ii", 2, 3), 0);
     assert_int_equal(ppx_future_wait(g, 10000), 0);
@@ -330,7 +330,7 @@ static void test_cancelled_running_task_sees_the_flag_and_worker_survives(void *
 static void test_running_task_ignoring_cancel_is_killed_and_worker_respawned(void **state)
 {
     ppx_pool *p = new_pool(1, &PPX_POOL_OPTIONS(.cancel_grace_ms = 30));
-    long pid = ppx_pool_worker_pid(p, 0);
+    long pid = support_worker_pid(p, 0);
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "spin_forever", ""), 0);
     support_wait_running(f);
@@ -341,7 +341,7 @@ static void test_running_task_ignoring_cancel_is_killed_and_worker_respawned(voi
     assert_int_equal(st.killed, 1);
     assert_int_equal(st.respawns, 1);
     assert_int_equal(st.crashed, 0); /* a kill we asked for is no crash */
-    long npid = ppx_pool_worker_pid(p, 0);
+    long npid = support_worker_pid(p, 0);
     assert_true(npid > 0 && npid != pid);
     ppx_future *g;
     assert_int_equal(ppx_pool_submitf(p, &g, "pid", ""), 0);
@@ -429,7 +429,7 @@ static void crash_case(const char *how, const char *expect)
     assert_int_equal(st.crashed, 1);
     assert_int_equal(st.respawns, 1);
     for (int i = 0; i < 2; i++)
-        assert_true(ppx_pool_worker_pid(p, i) > 0);
+        assert_true(support_worker_pid(p, i) > 0);
     assert_true(ppx_pool_worker_pid(p, 0) != e->pid && ppx_pool_worker_pid(p, 1) != e->pid);
     ppx_future_unref(bad);
     ppx_pool_free(p);
@@ -456,7 +456,7 @@ static void test_worker_killed_from_outside_fails_its_running_task(void **state)
     ppx_future *f;
     assert_int_equal(ppx_pool_submitf(p, &f, "wait_cancel", ""), 0);
     support_wait_running(f);
-    long pid = ppx_pool_worker_pid(p, 0);
+    long pid = support_worker_pid(p, 0);
     assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
     assert_int_equal(ppx_future_wait(f, 10000), 0);
     assert_string_equal(ppx_future_error(f)->type, "WorkerCrashed");
@@ -707,7 +707,7 @@ static void test_worker_scribbling_on_the_shared_header_faults_and_the_pool_goes
             assert_int_equal(v, i + round);
             ppx_future_unref(f);
         }
-        kill((pid_t)ppx_pool_worker_pid(p, 0), SIGKILL);
+        kill((pid_t)support_worker_pid(p, 0), SIGKILL);
         support_drain(p, 10000);
         int64_t end = support_now_ms() + 10000;
         while (ppx_pool_worker_pid(p, 0) == 0 && support_now_ms() < end)

@@ -298,7 +298,7 @@ static void test_shutdown_cancel_queued_lets_the_running_call_finish(void **stat
     int g;
     ppx_future *running = gated(p, &g);
     support_wait_running(running);
-    long pid = ppx_pool_worker_pid(p, 0);
+    long pid = support_worker_pid(p, 0);
     assert_true(pid > 0);
     ppx_future *queued[4];
     for (int i = 0; i < 4; i++)
@@ -313,7 +313,7 @@ static void test_shutdown_cancel_queued_lets_the_running_call_finish(void **stat
     assert_int_equal(ppx_pool_shutdown(p, PPX_SHUTDOWN_CANCEL_QUEUED, -1), 0);
     assert_int_equal(ppx_future_state(running), PPX_DONE);
     assert_int_equal(support_future_int(running), g);
-    assert_int_equal(ppx_pool_worker_pid(p, 0), pid);
+    assert_int_equal(support_worker_pid(p, 0), pid);
     for (int i = 0; i < 4; i++)
         ppx_future_unref(queued[i]);
     ppx_future_unref(running);
@@ -326,7 +326,7 @@ static void end_workers(int (*how)(ppx_pool *), const char *signame)
     int g;
     ppx_future *running = gated(p, &g); /* never opened */
     support_wait_running(running);
-    long pid = ppx_pool_worker_pid(p, 0);
+    long pid = support_worker_pid(p, 0);
     ppx_future *queued[3];
     for (int i = 0; i < 3; i++)
         queued[i] = added(p, i, 1);
@@ -377,7 +377,7 @@ static void test_terminate_an_idle_pool(void **state)
 {
     (void)state;
     ppx_pool *p = new_pool(2, 0);
-    long pids[2] = {ppx_pool_worker_pid(p, 0), ppx_pool_worker_pid(p, 1)};
+    long pids[2] = {support_worker_pid(p, 0), support_worker_pid(p, 1)};
     assert_int_equal(ppx_pool_terminate_workers(p), 0);
     support_wait_gone(pids[0], 10000);
     support_wait_gone(pids[1], 10000);

@@ -104,7 +104,9 @@ static int pick_worker(ppx__local *p)
     for (int k = 0; k < p->nworkers; k++) {
         int i = (int)((p->rr + (unsigned)k) % (unsigned)p->nworkers);
         ppx__worker *w = &p->w[i];
-        if (!w->alive || w->partial || !w->nfree)
+        /* A worker still starting takes calls too: they wait in its
+         * ring, and it finds them the moment it runs. */
+        if (!(w->alive || w->spawning) || w->partial || !w->nfree)
             continue;
         if (w->tasks.n < best_n) {
             best = i;
@@ -172,7 +174,7 @@ static void steal_for(ppx__local *p, int wi)
 void ppx__pump(ppx__local *p)
 {
     for (int i = 0; i < p->nworkers; i++)
-        if (p->w[i].alive && p->w[i].partial)
+        if ((p->w[i].alive || p->w[i].spawning) && p->w[i].partial)
             feed(p, &p->w[i]);
     while (p->queue.head) {
         int wi = pick_worker(p);

@@ -129,6 +129,27 @@ static void settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, bool
     }
 }
 
+/* w's rings back to empty, for the process that fills the slot next. */
+static void reset_rings(ppx__worker *w)
+{
+    w->partial = NULL;
+    ppx__rx_reset(&w->rx);
+    ppx__port_reset(&w->req);
+    ppx__port_reset(&w->resp);
+}
+
+/* w was asked for and never named: its fork failed, or the fork server
+ * was lost first, maybe after the fork (may_have_run; the worker dies
+ * with it). The calls placed in its ring go back to the queue, but the
+ * one it may have started, which fails as on a crash. */
+static void unplace(ppx__local *p, ppx__worker *w, bool may_have_run, ppx__notify *n)
+{
+    w->spawning = false;
+    w->pending_sig = 0;
+    settle_tasks(p, w, !may_have_run, false, "was lost with the pool's fork server", "", n);
+    reset_rings(w);
+}
+
 void ppx__reap(ppx__local *p, ppx__worker *w, int code, int status, ppx__notify *n)
 {
     int wi = (int)(w - p->w);
@@ -165,10 +186,7 @@ void ppx__reap(ppx__local *p, ppx__worker *w, int code, int status, ppx__notify 
     ppx__fork_close(w->pidfd);
     w->pidfd = -1;
     w->pid = 0;
-    w->partial = NULL;
-    ppx__rx_reset(&w->rx);
-    ppx__port_reset(&w->req);
-    ppx__port_reset(&w->resp);
+    reset_rings(w);
     /* A closed pool still owes its queued calls a worker (shutdown WAIT);
      * only the final stop ends respawning. */
     if (atomic_load(&p->sh->shutdown))
@@ -197,6 +215,7 @@ int ppx__spawn(ppx__local *p, int i)
     if (rc == 0) {
         w->spawning = true;
         w->respawn_at = 0;
+        w->pending_sig = 0;
     }
     return rc;
 }
@@ -217,9 +236,15 @@ static void spawned(ppx__local *p, ppx__worker *w, pid_t pid)
     w->alive = true;
     w->killed_by_us = false;
     w->protocol_error = false;
-    if (p->started_all) {
+    if (w->started) {
         p->pool->stats.respawns++;
         w->restarts++;
+    }
+    w->started = true;
+    if (w->pending_sig) { /* asked for before it was named (ppx__signal_worker) */
+        int sig = w->pending_sig;
+        w->pending_sig = 0;
+        ppx__signal_worker(w, sig);
     }
     if (p->pool->trace)
         ppx__trace_worker(p->pool->trace, (int)(w - p->w), (long)pid, ppx__now_ns());
@@ -245,7 +270,8 @@ static void zygote_lost(ppx__local *p, ppx__notify *n)
     detach_zygote(p);
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
-        w->spawning = false;
+        if (w->spawning)
+            unplace(p, w, true, n);
         if (w->alive)
             ppx__reap(p, w, 0, 0, n); /* its respawn request fails: no zygote */
     }
@@ -325,7 +351,7 @@ void ppx__zygote_events(ppx__local *p, ppx__notify *n)
         if (m.type == PPX__Z_SPAWNED && m.index < (uint32_t)p->nworkers) {
             spawned(p, &p->w[m.index], m.pid);
         } else if (m.type == PPX__Z_SPAWN_FAILED && m.index < (uint32_t)p->nworkers) {
-            p->w[m.index].spawning = false;
+            unplace(p, &p->w[m.index], false, n);
             p->w[m.index].respawn_at = ppx__now_ns() + RESPAWN_RETRY_NS;
             ppx__arm_timer(p);
         } else if (m.type == PPX__Z_EXITED) {

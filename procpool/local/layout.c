@@ -92,11 +92,6 @@ void ppx__restamp_layout(ppx__local *p)
     sh->arena_off = p->arena.size ? (uint64_t)(p->arena.base - (unsigned char *)sh) : 0;
     sh->arena_bytes = p->arena.size;
     sh->live_off = (uint64_t)((char *)p->live - (char *)sh);
-    for (uint32_t i = 0; i < nw; i++) {
-        p->w[i].req.r->magic = p->w[i].resp.r->magic = PPX__RING_MAGIC;
-        p->w[i].req.r->version = p->w[i].resp.r->version = PPX__RING_VERSION;
-        p->w[i].req.r->capacity = p->w[i].resp.r->capacity = p->pool->opt.ring_bytes;
-    }
 }
 
 /* The parent's private view of worker i's region (see shared.h). */
@@ -106,12 +101,16 @@ static int map_worker(ppx__local *p, char *base, uint32_t i)
     char *region = base + p->region_off + (size_t)i * p->region_stride;
     ppx__ring *req = (ppx__ring *)(region + p->block_bytes);
     ppx__ring *resp = (ppx__ring *)((char *)req + p->ring_stride);
-    ppx__ring_init(req, p->pool->opt.ring_bytes);
-    ppx__ring_init(resp, p->pool->opt.ring_bytes);
     w->ws = (ppx__wshared *)region;
     w->slots = (ppx__slot *)(region + sizeof(ppx__wshared));
-    w->req = ppx__port_of(req, p->pool->opt.ring_bytes);
-    w->resp = ppx__port_of(resp, p->pool->opt.ring_bytes);
+    /* The mapping is fresh, so zeroed: both rings are empty, and their
+     * pages are first touched by whoever uses them (the parent faulting
+     * in every worker's ring headers here cost 2 page faults per worker
+     * of pool creation). The stamp in a ring header (magic, version,
+     * capacity) is left out: nothing reads it, each side takes the
+     * capacity from the layout (ppx__port). */
+    w->req = (ppx__port){req, p->pool->opt.ring_bytes, 0, 0};
+    w->resp = (ppx__port){resp, p->pool->opt.ring_bytes, 0, 0};
     w->pidfd = -1;
     w->rx.max = p->pool->opt.max_payload + PPX__FRAME_SLACK;
     w->outbox = p->outbox_bytes ? (unsigned char *)region + p->block_bytes + 2 * p->ring_stride

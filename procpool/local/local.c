@@ -77,7 +77,7 @@ static int local_signal_workers(ppx_pool *pool, int sig, ppx__notify *n)
     for (int i = 0; i < p->nworkers; i++) {
         ppx__worker *w = &p->w[i];
         w->respawn_at = 0;
-        if (w->alive)
+        if (w->alive || w->spawning)
             ppx__signal_worker(w, sig);
     }
     return 0;

@@ -62,6 +62,8 @@ typedef struct ppx__worker {
     int pidfd;          /* for signals only: the zygote reaps workers */
     bool alive;
     bool spawning;      /* asked the zygote, no answer yet */
+    bool started;       /* a process has filled this slot: the next is a respawn */
+    int pending_sig;    /* asked for while spawning: sent once it is named */
     bool killed_by_us;   /* killed because a cancelled task overran */
     bool init_failed;    /* its last start failed in the initializer */
     bool protocol_error; /* it sent something unreadable */
@@ -85,7 +87,6 @@ typedef struct ppx__worker {
 
 typedef struct ppx__local {
     ppx_pool *pool;
-    bool started_all; /* the first workers are up: later spawns are respawns */
     ppx__shared *sh;
     size_t sh_len;
     /* Layout kept privately (see shared.h): nothing a worker writes can
@@ -151,7 +152,8 @@ void ppx__release_slot(ppx__local *p, ppx__task *t);
 void ppx__task_finish(ppx__local *p, ppx__task *t);
 void ppx__local_task_free(ppx__local *p, ppx__task *t);
 /* Sends sig to worker w: through its pidfd, so a recycled pid is never
- * hit, or with kill() where pidfds are missing (old kernels, valgrind). */
+ * hit, or with kill() where pidfds are missing (old kernels, valgrind).
+ * A worker the fork server has not named yet gets it once named. */
 void ppx__signal_worker(ppx__worker *w, int sig);
 /* Puts t in the deadline heap at its earliest deadline that matters. */
 void ppx__task_reschedule(ppx__local *p, ppx__task *t);

@@ -47,6 +47,11 @@ void ppx__task_finish(ppx__local *p, ppx__task *t)
 
 void ppx__signal_worker(ppx__worker *w, int sig)
 {
+    if (w->spawning && w->pid <= 0) {
+        if (w->pending_sig != SIGKILL)
+            w->pending_sig = sig;
+        return;
+    }
     if (w->pidfd >= 0 && syscall(SYS_pidfd_send_signal, w->pidfd, sig, NULL, 0) == 0)
         return;
     if (w->pid > 0 && (w->pidfd < 0 || errno == ENOSYS))

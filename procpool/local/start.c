@@ -1,7 +1,7 @@
 /*
  * Starting and stopping a local pool's workers: the fork server, the
- * first workers (and their initializer's verdict), and at the end the
- * grace period, SIGKILL, and the fork server's last reports. Pool
+ * first workers (and, with an initializer, its verdict), and at the end
+ * the grace period, SIGKILL, and the fork server's last reports. Pool
  * creation and ppx_pool_free run these; a short block is fine there.
  */
 #include "local.h"
@@ -57,19 +57,12 @@ static int wait_initialized(ppx__local *p, int64_t deadline)
     }
 }
 
-/* Starts the zygote and asks it for every worker, waiting for the answers. */
-int ppx__local_start_workers(ppx__local *p)
+/* Waits until every worker has been forked and named by the fork
+ * server, and with an initializer until each says it is ready. */
+static int wait_started(ppx__local *p)
 {
-    const ppx_pool_options *o = &p->pool->opt;
-    ppx__worker_init init = {o->initializer, o->initializer_arg};
-    int rc = ppx__zygote_start(&p->z, p->sh, p->pool->efd, init, o->keep_descendants);
-    if (rc)
-        return PPX_ESPAWN;
-    rc = ppx__pool_watch(p->pool, p->z.sock, PPX__EV_ZYGOTE);
-    for (int i = 0; i < p->nworkers && rc == 0; i++)
-        rc = ppx__spawn(p, i);
     int64_t deadline = ppx__now_ns() + 10 * 1000000000LL;
-    for (int i = 0; i < p->nworkers && rc == 0;) {
+    for (int i = 0; i < p->nworkers;) {
         if (p->w[i].alive) {
             i++;
             continue;
@@ -86,10 +79,30 @@ int ppx__local_start_workers(ppx__local *p)
             return PPX_EINIT;
         }
     }
-    p->started_all = true;
+    return p->pool->opt.initializer ? wait_initialized(p, deadline) : 0;
+}
+
+/* Starts the zygote and asks it for every worker. Without an initializer
+ * that is all: nothing a worker does while starting can fail creation,
+ * so the workers report while the pool is driven (ppx__zygote_events)
+ * and calls wait in their rings meanwhile (ppx__pump). The parent's
+ * time is then one fork and a message per worker, whatever the zygote
+ * and the workers take. With an initializer, creation reports its
+ * failure; with a trace, the workers' tracks (named by pid) are on disk
+ * when creation returns: both wait. */
+int ppx__local_start_workers(ppx__local *p)
+{
+    const ppx_pool_options *o = &p->pool->opt;
+    ppx__worker_init init = {o->initializer, o->initializer_arg};
+    int rc = ppx__zygote_start(&p->z, p->sh, p->pool->efd, init, o->keep_descendants);
     if (rc)
         return PPX_ESPAWN;
-    return o->initializer ? wait_initialized(p, deadline) : 0;
+    rc = ppx__pool_watch(p->pool, p->z.sock, PPX__EV_ZYGOTE);
+    for (int i = 0; i < p->nworkers && rc == 0; i++)
+        rc = ppx__spawn(p, i);
+    if (rc)
+        return PPX_ESPAWN;
+    return o->initializer || p->pool->trace ? wait_started(p) : 0;
 }
 
 /* Reads the zygote's reports until deadline or until no worker is left
@@ -106,6 +119,9 @@ static int await_exits(ppx__local *p, int64_t deadline)
                     w->spawning = false;
                     w->alive = true; /* it starts, sees the shutdown flag, exits */
                     w->pid = m.pid;
+                    if (w->pending_sig) /* the SIGKILL below, asked for early */
+                        kill(m.pid, w->pending_sig);
+                    w->pending_sig = 0;
                 } else if (m.type == PPX__Z_SPAWN_FAILED && m.index == (uint32_t)i) {
                     w->spawning = false;
                 } else if (m.type == PPX__Z_EXITED && w->alive && w->pid == m.pid) {
@@ -138,7 +154,7 @@ void ppx__local_stop_workers(ppx__local *p)
     int grace = p->pool->opt.cancel_grace_ms < 0 ? 100 : p->pool->opt.cancel_grace_ms;
     if (await_exits(p, ppx__now_ns() + (int64_t)grace * 1000000LL)) {
         for (int i = 0; i < p->nworkers; i++)
-            if (p->w[i].alive)
+            if (p->w[i].alive || p->w[i].spawning)
                 ppx__signal_worker(&p->w[i], SIGKILL);
         await_exits(p, ppx__now_ns() + 5000 * 1000000LL);
     }

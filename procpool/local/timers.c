@@ -80,11 +80,13 @@ static void expire(ppx__local *p, ppx__task *t, int64_t now, ppx__notify *n)
     if (lt->kill_at && lt->kill_at <= now) {
         lt->kill_at = 0;
         ppx__worker *w = lt->worker >= 0 ? &p->w[lt->worker] : NULL;
-        if (w && w->alive && ppx__list_first(&w->tasks) != t) {
+        if (w && !w->alive && !w->spawning)
+            w = NULL;
+        if (w && ppx__list_first(&w->tasks) != t) {
             /* Calls ahead of it run first (ring order): look again later,
              * in case it starts after all. */
             lt->kill_at = now + (int64_t)p->pool->opt.cancel_grace_ms * 1000000LL;
-        } else if (w && w->alive) {
+        } else if (w) {
             uint64_t word = atomic_load(&ppx__task_slot(p, t)->state);
             /* FINISHED means the call ended on its own: no reason to
              * kill. Anything else (RUNNING, or whatever the worker wrote

@@ -17,7 +17,9 @@
 /* Polls this many times before sleeping: a call that follows within tens
  * of microseconds is picked up without a futex round trip. */
 #define IDLE_SPIN 2000
-/* Idle sleeps wake this often to check that the parent still exists. */
+/* A worker blocked on the parent (a full response ring, a busy outbox)
+ * looks at its parent this often. An idle worker sleeps without a
+ * timeout (see wait_for_calls in worker.c). */
 #define ORPHAN_CHECK_MS 1000
 /* The least time between two wake-ups for progress, and how many reports
  * pass between two clock reads (see progress_wake). */
@@ -42,6 +44,7 @@ typedef struct wctx {
     bool wake_lost;
     uint64_t max_payload;
     uint64_t max_tasks, max_rss, calls;
+    bool served; /* a record has come in: the idle spin is worth it */
     ppx__port req, resp;
     const unsigned char *arena; /* read-only here; NULL when there is none */
     uint64_t arena_bytes;

@@ -331,7 +331,11 @@ static void run_initializer(wctx *w, ppx__worker_init init)
         }
     }
     atomic_store(&ws->ready, 1);
-    ppx__eventfd_signal(w->efd); /* a pool waiting for ready workers looks */
+    /* Only a pool with an initializer waits for its workers' verdict; a
+     * needless wake-up would cost the parent a round while its first
+     * calls are starting. */
+    if (init.fn)
+        ppx__eventfd_signal(w->efd);
 }
 
 static void forked_in_function(void)
@@ -375,6 +379,28 @@ static void start(wctx *w, ppx__shared *sh, uint32_t index)
     pthread_atfork(NULL, NULL, forked_in_function);
 }
 
+/* The request ring is empty: spin a while (a call that follows within
+ * tens of microseconds is taken without a futex round trip), then sleep
+ * until a call or the shutdown flag comes, with no timeout, so an idle
+ * worker costs no CPU at all. Nothing needs a periodic look: the zygote
+ * dies with the creator (lifeline, pidfd) and PR_SET_PDEATHSIG kills this
+ * process with the zygote. The one check left is made once per sleep:
+ * a function that closed the eventfd while the parent was not waiting
+ * has not been caught by a failed write yet. */
+static void wait_for_calls(wctx *w)
+{
+    /* No spin before the first call: nothing says one is near, and a
+     * pool's workers all start at once, where each spin would take a CPU
+     * from the ones still starting (the first call, when it was already
+     * submitted, is in the ring before the worker runs). */
+    int spin = w->served ? IDLE_SPIN : 0;
+    if (ppx__ring_wait_data(&w->req, spin, 0, &w->sh->shutdown) == 0)
+        return;
+    if (fcntl(w->efd, F_GETFD) < 0)
+        ppx__wleave(w, PPX__EXIT_WAKE_LOST);
+    ppx__ring_wait_data(&w->req, 0, -1, &w->sh->shutdown);
+}
+
 _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t parent,
                                 ppx__worker_init init)
 {
@@ -402,18 +428,12 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
         if (rc == 0) {
             if (atomic_load(&sh->shutdown))
                 ppx__wleave(&w, PPX__EXIT_SHUTDOWN);
-            if (ppx__ring_wait_data(&w.req, IDLE_SPIN, ORPHAN_CHECK_MS, &sh->shutdown) == -ETIMEDOUT) {
-                ppx__wcheck_parent(&w);
-                /* Idle a while: is the eventfd still there? A function that
-                 * closed it while the parent was not waiting has not been
-                 * caught by a failed write yet. */
-                if (fcntl(efd, F_GETFD) < 0)
-                    ppx__wleave(&w, PPX__EXIT_WAKE_LOST);
-            }
+            wait_for_calls(&w);
             continue;
         }
         if (rc < 0)
             ppx__wleave(&w, PPX__EXIT_PROTOCOL);
+        w.served = true;
         if (flags == PPX__REC_ARENA) {
             handle_arena(&w, rec, len);
             ppx__ring_release(&w.req, len);

@@ -158,7 +158,6 @@ static int harness_start(ppx_pool *pool)
     for (int i = 0; i < p->nworkers; i++)
         if (!p->w[i].alive)
             abort();
-    p->started_all = true;
     ppx__want_wakeups(p, 1);
     if (pool->trace)
         ppx__trace_flush(pool->trace);
