@@ -22,49 +22,67 @@ typedef struct ppx__pcb {
     struct ppx__pcb *_Atomic next;
 } ppx__pcb;
 
+/* A future's progress (ppx_call_progress), apart: most calls never report
+ * any and nobody asks, so the block is made (under the pool's lock, while
+ * the future is pending) the first time a call reports progress or a
+ * progress callback is added, published with a release store, and freed
+ * with the future. Read anywhere once published. */
+typedef struct ppx__fprog {
+    /* The latest values, a seqlock written under the pool's lock by
+     * ppx__future_progress (pseq odd meanwhile) and read anywhere by
+     * ppx_future_progress. */
+    _Atomic uint32_t pseq;
+    /* Dispatching progress callbacks (progress.c): who runs them, whether
+     * to run them again, whether the done callbacks have begun. */
+    _Atomic unsigned pdisp;
+    _Atomic uint64_t pdone, ptotal;
+    ppx__pcb *_Atomic pcbs;
+    uint32_t pdelivered;       /* pseq last given to the callbacks */
+    _Atomic bool pqueued;      /* on some notify's progress list */
+    ppx_future *pnext;         /* there */
+} ppx__fprog;
+
+/* Values up to this many bytes (ints, short strings: most results) live
+ * in the future rather than in an allocation of their own. */
+#define PPX__VALUE_INLINE 24u
+
+/* Kept small (one 128-byte malloc chunk): every pending call has one.
+ * What few calls need lives apart: an error (a block of its own, made
+ * when the future fails or is cancelled), progress (ppx__fprog), done
+ * callbacks past the first (cbs on the heap). */
 struct ppx_future {
     uint32_t magic;
     _Atomic int refs;
     _Atomic int state;            /* PENDING until resolved */
-    /* Set at creation, never changed; used only while pinned. */
-    ppx_pool *pool;
     /* Bit 0: f holds a reference on pool, from creation until its
      * callbacks have run (ppx__notify_run), so that a call on f never
      * meets a freed pool. Above it: how many calls have pool pinned. */
     _Atomic unsigned pin;
-    struct ppx__task *task;       /* while unresolved */
+    /* Set at creation, never changed; used only while pinned. */
+    ppx_pool *pool;
+    union {
+        struct ppx__task *task;   /* while pending (read after a look at state) */
+        ppx_future *notify_next;  /* once resolved: on a notify list */
+    };
     uint64_t id;
-    char *function;
-    unsigned char *value;
+    /* The registry's copy of the name, or a copy after the struct (a name
+     * nobody registered: the future fails at once). */
+    const char *function;
     size_t value_len;
-    void *value_mem;      /* adopted reply buffer holding value, if any */
-    size_t value_mem_len;
-    /* Small values (ints, short strings: most results) live here rather
-     * than in an allocation of their own. */
-    unsigned char value_inline[24];
-    ppx_error err;
-    char *err_mem;
-    ppx__cb *cbs;         /* cb_inline until more than two are added */
-    size_t ncbs, capcbs;
-    ppx__cb cb_inline[2];
-    bool owns_function;   /* else it points at the registry's copy */
-    ppx_future *notify_next;      /* on a notify list once resolved */
-
-    /* Progress (ppx_call_progress). The latest values, a seqlock written
-     * under the pool's lock by ppx__future_progress (pseq odd meanwhile)
-     * and read anywhere by ppx_future_progress. */
-    _Atomic uint32_t pseq;
-    _Atomic uint64_t pdone, ptotal;
-    /* The backend's: the worker's progress seq it last took, under the
-     * pool's lock. */
-    uint32_t src_seq;
-    ppx__pcb *_Atomic pcbs; /* NULL until ppx_future_on_progress */
-    /* Dispatching progress callbacks (future.c): who runs them, whether
-     * to run them again, whether the done callbacks have begun. */
-    _Atomic unsigned pdisp;
-    uint32_t pdelivered;       /* pseq last given to the callbacks */
-    _Atomic bool pqueued;      /* on some notify's progress list */
-    ppx_future *pnext;         /* there */
+    /* What the future resolved to, by state and size: */
+    union {
+        unsigned char bytes[PPX__VALUE_INLINE]; /* DONE, value_len <= 24 */
+        struct {
+            unsigned char *data; /* malloc'd, or inside mem */
+            void *mem;           /* an adopted reply buffer (a ppx__bigbuf), or NULL */
+            size_t mem_len;
+        } big;                   /* DONE, value_len > 24 */
+        ppx_error *err;          /* FAILED, CANCELLED */
+    } out;
+    ppx__fprog *_Atomic prog;    /* NULL until progress came or was asked for */
+    ppx__cb *cbs;                /* cb_inline until a second one is added */
+    uint32_t ncbs, capcbs;
+    ppx__cb cb_inline[1];
 };
 
 /* What asking for the value of something in state st (not DONE) returns:
@@ -126,6 +144,11 @@ void ppx__future_unpin(ppx_future *f);
  * thread (one thread at a time); before f's done callbacks, none starts
  * again and one running elsewhere is waited for. */
 uint32_t ppx__progress_read(const ppx_future *f, uint64_t *done, uint64_t *total);
+/* Under the pool's lock while f is pending: f's progress block, made if
+ * need be; NULL without memory. */
+ppx__fprog *ppx__progress_block(ppx_future *f);
+/* As f is freed: its progress block and progress callbacks. */
+void ppx__progress_free(ppx_future *f);
 void ppx__progress_run(ppx_future *f);
 void ppx__progress_end(ppx_future *f);
 

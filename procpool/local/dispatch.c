@@ -85,8 +85,7 @@ static void place(ppx__local *p, int wi, ppx__task *t)
     atomic_store_explicit(&s->progress_seq, 0, memory_order_relaxed);
     atomic_store_explicit(&s->progress_done, 0, memory_order_relaxed);
     atomic_store_explicit(&s->progress_total, 0, memory_order_relaxed);
-    if (t->fut)
-        t->fut->src_seq = 0;
+    ppx__lt(t)->src_seq = 0;
     atomic_store_explicit(&s->state, ppx__slot_word(ppx__lt(t)->seq, 0, PPX__SLOT_QUEUED),
                           memory_order_release);
     if (!ppx__arena_owns(&p->arena, t->frame))
@@ -231,14 +230,14 @@ void ppx__task_progress(ppx__local *p, ppx__task *t, ppx__notify *n)
      * words say, done never exceeds a known total. */
     ppx__slot *s = ppx__task_slot(p, t);
     uint32_t seq = atomic_load_explicit(&s->progress_seq, memory_order_acquire);
-    if (seq == f->src_seq || (seq & 1))
+    if (seq == ppx__lt(t)->src_seq || (seq & 1))
         return;
     uint64_t done = atomic_load_explicit(&s->progress_done, memory_order_relaxed);
     uint64_t total = atomic_load_explicit(&s->progress_total, memory_order_relaxed);
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&s->progress_seq, memory_order_relaxed) != seq)
         return;
-    f->src_seq = seq;
+    ppx__lt(t)->src_seq = seq;
     if (total && done > total)
         done = total;
     ppx__future_progress(f, done, total, n);
