@@ -79,7 +79,7 @@ static void on_future_progress(ppx_future *f, uint64_t done, uint64_t total, voi
 }
 
 /* Hooks aw's future for ppx_awaitable_on_progress: 0 or a PPX_E* code. */
-static int watch_progress(ppx_awaitable *aw)
+int ppx__wrapped_watch_progress(ppx_awaitable *aw)
 {
     if (aw->progress_hooked || !aw->b)
         return 0; /* hooked already, or resolved when wrapped */
@@ -101,6 +101,7 @@ static int wrap_pinned(uv_loop_t *loop, ppx_future *f, ppx_pool *pool, ppx_await
     ppx_awaitable *aw = ppx__awaitable_alloc(loop);
     if (!aw)
         return PPX_ENOMEM;
+    aw->wrapped = true;
     int rc = 0;
     if (pool) {
         aw->b = ppx__bind(loop, pool, &rc);
@@ -111,7 +112,6 @@ static int wrap_pinned(uv_loop_t *loop, ppx_future *f, ppx_pool *pool, ppx_await
     }
     ppx_future_ref(f);
     aw->fut = f;
-    aw->watch_progress = watch_progress;
     aw->refs = 2; /* the caller's and the pending state's */
     if (aw->b)
         aw->b->pending++;
