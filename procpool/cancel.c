@@ -21,8 +21,8 @@ void ppx__task_free(ppx_pool *p, ppx__task *t)
 {
     if (t->frame != t->inline_frame)
         ppx__frame_free(p, t->frame, t->frame_cap);
-    free(t);
     p->ntasks--;
+    ppx__future_release(ppx__task_block(t), PPX__HALF_TASK);
 }
 
 bool ppx__task_stop_future(ppx_pool *p, ppx__task *t, bool timed_out, ppx__notify *n)
@@ -38,7 +38,7 @@ bool ppx__task_stop_future(ppx_pool *p, ppx__task *t, bool timed_out, ppx__notif
         p->stats.failed++;
         ppx__future_failf(f, "TimeoutError", 0, n,
                           "%s (task %llu) did not finish within its %d ms deadline",
-                          f->function, (unsigned long long)t->id, t->timeout_ms);
+                          f->function, (unsigned long long)ppx__task_id(t), t->timeout_ms);
     } else {
         p->stats.cancelled++;
         ppx__future_cancelled(f, n);

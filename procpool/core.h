@@ -5,7 +5,8 @@
  * backend's state (p->be) or a task's backend part (t->be).
  *
  * Who owns what: the pool owns each ppx__task from submission until its
- * backend frees it; a task owns its encoded call frame (kept until the
+ * backend frees it (ppx__task_free lets go of its half of the block it
+ * shares with its future, future.h); a task owns its encoded call frame (kept until the
  * task ends, so a call can be moved or re-sent after a crash) and one
  * reference to its future until that resolves. A cancelled task may
  * outlive its future ("lingering") until its worker acknowledges it,
@@ -63,9 +64,12 @@
 /* Words of a task's backend-private state (ppx__task.be). */
 #define PPX__TASK_BE_WORDS 6
 
+/* A call's task lives in one block with its future, right behind it
+ * (future.h: ppx__future_task_mem), and lets go of its half with
+ * ppx__task_free; what both need (the id, the function's name) is read
+ * from the future's half, which stays in place until both let go. */
 typedef struct ppx__task {
     ppx__link link;  /* in one list of its backend's at a time */
-    uint64_t id;
     ppx_future *fut; /* NULL once resolved (lingering) */
     /* inline_frame, a ppx__bigbuf of frame_cap bytes, or memory the
      * backend gave (frame_alloc), never rewritten once placed. */
@@ -75,7 +79,6 @@ typedef struct ppx__task {
     int timeout_ms;
     uint8_t kind;         /* PPX__ENV_CALL or PPX__ENV_MAP */
     uint8_t ended;        /* PPX__ENDED_*: why fut resolved before a reply */
-    const char *fn;       /* the registry's copy of the name: outlives fut */
     int64_t submitted_ns; /* when traced, else 0 */
     uint64_t be[PPX__TASK_BE_WORDS]; /* the backend's (backend.h) */
     unsigned char inline_frame[];    /* frame, when it is small */
@@ -84,6 +87,22 @@ typedef struct ppx__task {
 #define PPX__INLINE_FRAME 512u
 /* Why the core resolved a task's future before its worker answered. */
 enum { PPX__ENDED_NOT = 0, PPX__ENDED_CANCELLED, PPX__ENDED_TIMED_OUT };
+
+/* The future half of t's block, resolved or not, even once its last
+ * reference went: only its fixed fields (id, function) may be read. */
+static inline ppx_future *ppx__task_block(const ppx__task *t)
+{
+    return (ppx_future *)((char *)(uintptr_t)t - sizeof(struct ppx_future));
+}
+static inline uint64_t ppx__task_id(const ppx__task *t)
+{
+    return ppx__task_block(t)->id;
+}
+/* The registry's copy of the name (a call of an unknown one has no task). */
+static inline const char *ppx__task_fn(const ppx__task *t)
+{
+    return ppx__task_block(t)->function;
+}
 
 static inline ppx__task *ppx__task_of(ppx__link *l)
 {

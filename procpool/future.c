@@ -67,15 +67,15 @@ void ppx__future_unpin(ppx_future *f)
 }
 
 ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,
-                            const char *stable_name)
+                            const char *stable_name, size_t task_bytes)
 {
     /* malloc, not calloc: glibc's calloc skips the per-thread cache, and
      * a future is allocated and freed on every call. Zeroed by assigning
      * a compound literal, not memset: GCC and clang fold malloc + memset
      * of the whole block back into calloc (which cost ~150 instructions a
-     * call here, and sent every free down glibc's slow path). A name
-     * nobody registered is copied behind the struct: same block. */
-    ppx_future *f = malloc(sizeof *f + (stable_name ? 0 : fn_len + 1));
+     * call here, and sent every free down glibc's slow path). Behind the
+     * struct: the task, or a copy of a name nobody registered. */
+    ppx_future *f = malloc(sizeof *f + (stable_name ? task_bytes : fn_len + 1));
     if (!f)
         return NULL;
     *f = (ppx_future){.magic = 0};
@@ -88,7 +88,7 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
         f->function = copy;
     }
     f->cbs = f->cb_inline;
-    f->capcbs = sizeof f->cb_inline / sizeof f->cb_inline[0];
+    atomic_init(&f->halves, PPX__HALF_FUTURE | (stable_name && task_bytes ? PPX__HALF_TASK : 0));
     f->magic = FUTURE_MAGIC;
     atomic_init(&f->refs, 2);
     atomic_init(&f->state, PPX_PENDING);
@@ -231,7 +231,7 @@ static __attribute__((noinline)) void run_notified(ppx__notify *n)
         if (f->cbs != f->cb_inline)
             free(f->cbs);
         f->cbs = NULL;
-        f->ncbs = f->capcbs = 0;
+        f->ncbs = 0;
         let_go_of_pool(f); /* after the callbacks: one may free the pool */
         ppx_future_unref(f);
         f = next;
@@ -275,7 +275,15 @@ void ppx_future_unref(ppx_future *f)
         free(f->cbs);
     ppx__progress_free(f);
     f->magic = FUTURE_DEAD;
-    free(f);
+    ppx__future_release(f, PPX__HALF_FUTURE);
+}
+
+void ppx__future_release(ppx_future *f, unsigned half)
+{
+    /* acq_rel: whichever frees the block has seen every write of the
+     * other half. */
+    if (atomic_fetch_and_explicit(&f->halves, (uint8_t)~half, memory_order_acq_rel) == half)
+        free(f);
 }
 
 ppx_state ppx_future_state(const ppx_future *f)
@@ -365,19 +373,22 @@ int ppx_future_cancel(ppx_future *f)
     return rc;
 }
 
-/* Doubles f's callback array (moving it to the heap from cb_inline). 0,
- * or -1 without memory: the array is unchanged. */
+/* Makes room for one more callback: 0, or -1 without memory (the array
+ * is unchanged). The capacity is not stored: a heap array holds at least
+ * 2 and at least the next power of two of the most it held (removals
+ * only shrink ncbs), so it is full only when ncbs is a power of two. */
 static int grow_callbacks(ppx_future *f)
 {
-    uint32_t ncap = f->capcbs * 2;
+    uint32_t n = f->ncbs;
     bool inline_now = f->cbs == f->cb_inline;
-    ppx__cb *to = realloc(inline_now ? NULL : f->cbs, ncap * sizeof *to);
+    if (inline_now ? n < 1 : n < 2 || (n & (n - 1)))
+        return 0;
+    ppx__cb *to = realloc(inline_now ? NULL : f->cbs, 2 * n * sizeof *to);
     if (!to)
         return -1;
     if (inline_now)
         memcpy(to, f->cb_inline, sizeof f->cb_inline);
     f->cbs = to;
-    f->capcbs = ncap;
     return 0;
 }
 
@@ -391,7 +402,7 @@ static int append_callback(ppx_pool *p, ppx_future *f, ppx_future_cb cb, void *a
         return 0;
     }
     int rc = 1;
-    if (f->ncbs == f->capcbs && grow_callbacks(f))
+    if (f->ncbs == UINT32_MAX || grow_callbacks(f))
         rc = PPX_ENOMEM;
     if (rc == 1)
         f->cbs[f->ncbs++] = (ppx__cb){cb, arg};

@@ -81,9 +81,25 @@ struct ppx_future {
     } out;
     ppx__fprog *_Atomic prog;    /* NULL until progress came or was asked for */
     ppx__cb *cbs;                /* cb_inline until a second one is added */
-    uint32_t ncbs, capcbs;
+    uint32_t ncbs;               /* on the heap: room for the next power of two */
+    /* PPX__HALF_*: which of the block's two owners still hold it. */
+    _Atomic uint8_t halves;
     ppx__cb cb_inline[1];
 };
+
+/* A call's future and task share one allocation (one per call): the
+ * task (procpool/core.h) lies right behind the future, and either may
+ * outlive the other (a resolved future the caller holds; a cancelled
+ * call still running). The block goes when both have let go. */
+#define PPX__HALF_FUTURE 1u
+#define PPX__HALF_TASK 2u
+static inline void *ppx__future_task_mem(ppx_future *f)
+{
+    return f + 1;
+}
+/* Lets go of f's block for half (the future's last unref, the task's
+ * free); the second to let go frees it. */
+void ppx__future_release(ppx_future *f, unsigned half);
 
 /* What asking for the value of something in state st (not DONE) returns:
  * PPX_ETASK, PPX_ECANCELED or PPX_EPENDING. Awaitables answer the same. */
@@ -104,9 +120,12 @@ typedef struct ppx__notify {
 /* A new pending future with two references: the caller's and the pool's;
  * it takes a reference on pool (NULL: none), let go once it resolved.
  * stable_name, when given, is fn's registry entry (which lives as long as
- * the process) and is used instead of a copy. NULL on ENOMEM. */
+ * the process) and is used instead of a copy. task_bytes: room for its
+ * task behind it (ppx__future_task_mem), which the task then owns
+ * (released with PPX__HALF_TASK); 0 (and then no stable_name only): no
+ * task. NULL on ENOMEM. */
 ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,
-                            const char *stable_name);
+                            const char *stable_name, size_t task_bytes);
 /* Resolve and queue on n, which takes over the pool's reference. */
 void ppx__future_done(ppx_future *f, const void *value, size_t len, ppx__notify *n);
 /* Resolves with value, which lies inside buf (a ppx__bigbuf of buf_len

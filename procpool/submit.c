@@ -95,23 +95,27 @@ static void fail_unknown(ppx_pool *p, ppx_future *f, uint64_t id)
     ppx__notify_run(&n);
 }
 
-/* The task with its call frame packed, or NULL without memory. Frames
- * are sized exactly (the header is at most 26 bytes plus the name), so
- * the sbuffer never reallocates them: msgpack's would start every frame
- * at 8 KiB. A small frame lives in the task's own allocation; a big one
- * goes where the backend reads it in place (the call arena), or failing
- * that into a pre-faulted ppx__bigbuf. */
-static ppx__task *make_task(ppx_pool *p, int kind, uint64_t id, const char *fn, size_t fn_len,
-                            const void *args, size_t args_len, bool *in_backend)
+/* The exact size of a call's frame (serialize/envelope.h): the fixed
+ * header, the name (a fixstr, or at most a str16 header), the args. Exact,
+ * so the sbuffer never reallocates it (msgpack's would start every frame
+ * at 8 KiB) and a small one takes no more of the call's block than it
+ * uses. */
+static size_t frame_size(size_t fn_len, size_t args_len)
 {
-    size_t cap = 32 + fn_len + args_len;
+    return PPX__ENV_HEAD_LEN + (fn_len < 32 ? 1 : 3) + fn_len + args_len;
+}
+
+/* f's task with its call frame packed, or NULL without memory (the
+ * caller releases the task's half of the block). A small frame (cap
+ * bytes) lives in the block behind the task; a big one goes where the
+ * backend reads it in place (the call arena), or failing that into a
+ * pre-faulted ppx__bigbuf. */
+static ppx__task *make_task(ppx_pool *p, ppx_future *f, int kind, const char *fn, size_t fn_len,
+                            const void *args, size_t args_len, size_t cap, bool *in_backend)
+{
     bool small = cap <= PPX__INLINE_FRAME;
-    /* Not calloc, which skips glibc's per-thread cache: a task is made and
-     * freed on every call. Only the task's own fields need zeroing. */
-    ppx__task *t = malloc(sizeof *t + (small ? cap : 0));
-    if (!t)
-        return NULL;
-    memset(t, 0, sizeof *t);
+    ppx__task *t = ppx__future_task_mem(f);
+    memset(t, 0, sizeof *t); /* the frame is written whole below */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     if (small) {
@@ -125,15 +129,13 @@ static ppx__task *make_task(ppx_pool *p, int kind, uint64_t id, const char *fn, 
      * ppx__frame_free could not tell from a bigbuf. */
     sb.alloc = sb.data ? cap : 0;
     int rc = !sb.data ? PPX_ENOMEM
-           : kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
-                                  : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
+           : kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, f->id, fn, fn_len, args, args_len)
+                                  : ppx__env_pack_call(&sb, f->id, 0, 0, fn, fn_len, args, args_len);
     if (rc) {
         if (!small && sb.data)
             ppx__frame_free(p, (unsigned char *)sb.data, sb.alloc);
-        free(t);
         return NULL;
     }
-    t->id = id;
     t->frame_len = sb.size;
     t->frame_cap = sb.alloc;
     t->frame = (unsigned char *)sb.data;
@@ -147,7 +149,7 @@ static void discard(ppx_pool *p, ppx__task *t, ppx_future *f)
     if (t) {
         if (t->frame != t->inline_frame)
             ppx__frame_free(p, t->frame, t->frame_cap);
-        free(t);
+        ppx__future_release(f, PPX__HALF_TASK);
     }
     atomic_store(&f->refs, 1); /* the pool's reference was never used */
     ppx_future_unref(f);
@@ -165,7 +167,11 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         return rc;
     uint64_t id = atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed);
     const ppx__entry *entry = ppx__registry_find(fn, fn_len);
-    ppx_future *f = ppx__future_new(p, id, fn, fn_len, entry ? entry->name : NULL);
+    /* One block for the future, its task and a small frame. */
+    size_t cap = frame_size(fn_len, args_len);
+    size_t task_bytes = sizeof(ppx__task) + (cap <= PPX__INLINE_FRAME ? cap : 0);
+    ppx_future *f = ppx__future_new(p, id, fn, fn_len, entry ? entry->name : NULL,
+                                    entry ? task_bytes : 0);
     if (!f)
         return PPX_ENOMEM;
     if (!entry) {
@@ -174,13 +180,13 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         return 0;
     }
     bool in_backend = false;
-    ppx__task *t = make_task(p, kind, id, fn, fn_len, args, args_len, &in_backend);
+    ppx__task *t = make_task(p, f, kind, fn, fn_len, args, args_len, cap, &in_backend);
     if (!t) {
+        ppx__future_release(f, PPX__HALF_TASK);
         discard(p, NULL, f);
         return PPX_ENOMEM;
     }
     t->fut = f;
-    t->fn = entry->name;
     t->timeout_ms = co.timeout_ms ? co.timeout_ms : p->opt.task_timeout_ms;
     if (t->timeout_ms > 0)
         t->timeout_at = ppx__now_ns() + (int64_t)t->timeout_ms * 1000000LL;

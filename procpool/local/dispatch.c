@@ -34,7 +34,7 @@ static bool put_frame(ppx__local *p, ppx__worker *w, ppx__task *t)
 {
     if (!ppx__arena_owns(&p->arena, t->frame))
         return ppx__frame_put(&w->req, t->frame, t->frame_len, &w->partial_off);
-    ppx__arena_rec r = {(uint64_t)(t->frame - p->arena.base), t->frame_len, t->id,
+    ppx__arena_rec r = {(uint64_t)(t->frame - p->arena.base), t->frame_len, ppx__task_id(t),
                         ppx__lt(t)->slot, ppx__lt(t)->seq};
     void *dst = ppx__ring_reserve(&w->req, sizeof r);
     if (!dst)
@@ -295,7 +295,7 @@ static void handle_reply(ppx__local *p, ppx__worker *w, const void *frame, size_
     /* A worker answers its calls in the order they were placed, so a reply
      * is for the oldest call it holds or the worker is broken: skipping
      * one would leave that call waiting forever. */
-    if (!t || t != ppx__list_first(&w->tasks) || t->id != env.task_id || ppx__lt(t)->seq != env.seq ||
+    if (!t || t != ppx__list_first(&w->tasks) || ppx__task_id(t) != env.task_id || ppx__lt(t)->seq != env.seq ||
         (rc == 0 && (env.kind == PPX__ENV_CALL || env.kind == PPX__ENV_MAP))) {
         protocol_fail(p, w);
         ppx__bigbuf_free(own, own_cap);
@@ -321,7 +321,7 @@ static void handle_reply(ppx__local *p, ppx__worker *w, const void *frame, size_
             w->failed++;
             ppx__future_failf(f, "ProtocolError", (long)w->pid, n,
                               "worker %ld sent a malformed reply for task %llu",
-                              (long)w->pid, (unsigned long long)t->id);
+                              (long)w->pid, (unsigned long long)ppx__task_id(t));
         } else if (env.kind == PPX__ENV_RESULT) {
             p->pool->stats.completed++;
             w->completed++;

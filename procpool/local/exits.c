@@ -94,7 +94,7 @@ static void fail_lost(ppx__local *p, ppx__worker *w, ppx__task *t, bool protocol
     p->pool->unresolved--;
     p->pool->stats.failed++;
     ppx__future_failf(t->fut, type, (long)w->pid, n, "worker %ld %s while running %s (task %llu)%s",
-                      (long)w->pid, how, t->fut->function, (unsigned long long)t->id, backoff);
+                      (long)w->pid, how, t->fut->function, (unsigned long long)ppx__task_id(t), backoff);
 }
 
 /* Requeues w's calls that cannot have started, in their order, and fails

@@ -188,8 +188,8 @@ static void drop_tasks(ppx__local *p, ppx__list *l, ppx__notify *n)
          * copy does not have. */
         if (t->frame != t->inline_frame && !ppx__arena_owns(&p->arena, t->frame))
             ppx__bigbuf_free(t->frame, t->frame_cap);
-        free(t);
         p->pool->ntasks--;
+        ppx__future_release(ppx__task_block(t), PPX__HALF_TASK);
     }
 }
 

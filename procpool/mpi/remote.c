@@ -65,7 +65,7 @@ static void fail_lost(ppx_pool *p, ppx__task *t, const char *node, const char *w
     p->stats.crashed++;
     char msg[512];
     snprintf(msg, sizeof msg, "%s (task %llu) was lost with its node: %s", f->function,
-             (unsigned long long)t->id, why);
+             (unsigned long long)ppx__task_id(t), why);
     ppx__future_fail_at(f, "NodeLost", msg, "", 0, node, n);
 }
 
@@ -126,7 +126,7 @@ int ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
         ppx__future_failf(f, "ValueError", 0, n,
                           "%s (task %llu): a call of %zu bytes is too big for MPI "
                           "(at most %zu bytes in one message)",
-                          f->function, (unsigned long long)t->id, t->frame_len,
+                          f->function, (unsigned long long)ppx__task_id(t), t->frame_len,
                           PPX__MPI_MAX_MSG);
         ppx__task_free(p, t);
         return 0;
@@ -179,7 +179,7 @@ static int append_cancel(ppx__node *nd, ppx__task *t)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    if (ppx__env_pack_skip(&sb, t->id, ppx__rt(t)->slot, 0))
+    if (ppx__env_pack_skip(&sb, ppx__task_id(t), ppx__rt(t)->slot, 0))
         return PPX_ENOMEM;
     if (nd->cancels_len + sb.size > nd->cancels_cap) {
         size_t cap = nd->cancels_cap ? nd->cancels_cap * 2 : 256;
@@ -275,7 +275,7 @@ static void answer(ppx_pool *p, ppx__node *nd, const ppx__env *env, ppx__msg *ad
 {
     ppx__remote *r = rm(p);
     ppx__task *t = env->slot < nd->cap ? nd->slot[env->slot] : NULL;
-    if (!t || t->id != env->task_id || ppx__rt(t)->at != PPX__AT_NODE ||
+    if (!t || ppx__task_id(t) != env->task_id || ppx__rt(t)->at != PPX__AT_NODE ||
         (env->kind != PPX__ENV_RESULT && env->kind != PPX__ENV_ERROR &&
          env->kind != PPX__ENV_SKIP)) {
         r->protocol_errors++;
