@@ -20,17 +20,17 @@ void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap)
 void ppx__task_free(ppx_pool *p, ppx__task *t)
 {
     if (t->frame != t->inline_frame)
-        ppx__frame_free(p, t->frame, t->frame_cap);
+        ppx__frame_free(p, t->frame, ppx__task_frame_cap(t));
     p->ntasks--;
     ppx__future_release(ppx__task_block(t), PPX__HALF_TASK);
 }
 
 bool ppx__task_stop_future(ppx_pool *p, ppx__task *t, bool timed_out, ppx__notify *n)
 {
-    ppx_future *f = t->fut;
+    ppx_future *f = ppx__task_fut(t);
     if (!f)
         return false;
-    t->fut = NULL;
+    ppx__task_drop_fut(t);
     t->ended = timed_out ? PPX__ENDED_TIMED_OUT : PPX__ENDED_CANCELLED;
     p->unresolved--;
     if (timed_out) {

@@ -59,6 +59,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 #include <sys/types.h>
 
 /* Words of a task's backend-private state (ppx__task.be). */
@@ -70,18 +71,21 @@
  * from the future's half, which stays in place until both let go. */
 typedef struct ppx__task {
     ppx__link link;  /* in one list of its backend's at a time */
-    ppx_future *fut; /* NULL once resolved (lingering) */
-    /* inline_frame, a ppx__bigbuf of frame_cap bytes, or memory the
-     * backend gave (frame_alloc), never rewritten once placed. */
+    /* inline_frame, a ppx__bigbuf of ppx__task_frame_cap bytes, or memory
+     * the backend gave (frame_alloc), never rewritten once placed. */
     unsigned char *frame;
-    size_t frame_len, frame_cap;
-    int64_t timeout_at;   /* monotonic ns: fail with TimeoutError; 0: none */
-    int timeout_ms;
+    size_t frame_len;
+    /* Monotonic ns: when it was submitted, if it has a deadline or the
+     * pool traces; else 0. */
+    int64_t start_ns;
+    int timeout_ms;       /* > 0: it fails with TimeoutError that long after start_ns */
     uint8_t kind;         /* PPX__ENV_CALL or PPX__ENV_MAP */
     uint8_t ended;        /* PPX__ENDED_*: why fut resolved before a reply */
-    int64_t submitted_ns; /* when traced, else 0 */
+    bool pending;         /* its future is unresolved: ppx__task_fut */
     uint64_t be[PPX__TASK_BE_WORDS]; /* the backend's (backend.h) */
-    unsigned char inline_frame[];    /* frame, when it is small */
+    /* The frame, when it is small; else the capacity of the frame's own
+     * memory (one size_t: ppx__task_frame_cap). */
+    unsigned char inline_frame[];
 } ppx__task;
 /* Frames up to this size share the task's allocation. */
 #define PPX__INLINE_FRAME 512u
@@ -102,6 +106,28 @@ static inline uint64_t ppx__task_id(const ppx__task *t)
 static inline const char *ppx__task_fn(const ppx__task *t)
 {
     return ppx__task_block(t)->function;
+}
+/* t's future while it is unresolved; NULL once resolved (lingering). */
+static inline ppx_future *ppx__task_fut(const ppx__task *t)
+{
+    return t->pending ? ppx__task_block(t) : NULL;
+}
+/* Its future resolved before the task ends: the task lingers. */
+static inline void ppx__task_drop_fut(ppx__task *t)
+{
+    t->pending = false;
+}
+/* Monotonic ns at which the call fails with TimeoutError; 0: never. */
+static inline int64_t ppx__task_deadline(const ppx__task *t)
+{
+    return t->timeout_ms > 0 ? t->start_ns + (int64_t)t->timeout_ms * 1000000LL : 0;
+}
+/* The capacity of a frame that is not inline (a bigbuf, the arena's). */
+static inline size_t ppx__task_frame_cap(const ppx__task *t)
+{
+    size_t cap;
+    memcpy(&cap, t->inline_frame, sizeof cap);
+    return cap;
 }
 
 static inline ppx__task *ppx__task_of(ppx__link *l)

@@ -13,6 +13,7 @@
 #include "serialize/pack.h"
 #include "wire/frame.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,6 +96,11 @@ static void fail_unknown(ppx_pool *p, ppx_future *f, uint64_t id)
     ppx__notify_run(&n);
 }
 
+/* A call's block: the future (120 bytes), the task and a small frame;
+ * with these a no-argument call's is 243 bytes, one 256-byte malloc
+ * chunk (issue 15's budget per pending call). */
+static_assert(sizeof(void *) != 8 || sizeof(ppx__task) <= 96, "ppx__task stays at 96 bytes");
+
 /* The exact size of a call's frame (serialize/envelope.h): the fixed
  * header, the name (a fixstr, or at most a str16 header), the args. Exact,
  * so the sbuffer never reallocates it (msgpack's would start every frame
@@ -105,6 +111,12 @@ static size_t frame_size(size_t fn_len, size_t args_len)
     return PPX__ENV_HEAD_LEN + (fn_len < 32 ? 1 : 3) + fn_len + args_len;
 }
 
+/* Whether a frame of cap bytes lives in the call's block. */
+static bool task_frame_inline(size_t cap)
+{
+    return cap <= PPX__INLINE_FRAME;
+}
+
 /* f's task with its call frame packed, or NULL without memory (the
  * caller releases the task's half of the block). A small frame (cap
  * bytes) lives in the block behind the task; a big one goes where the
@@ -113,7 +125,7 @@ static size_t frame_size(size_t fn_len, size_t args_len)
 static ppx__task *make_task(ppx_pool *p, ppx_future *f, int kind, const char *fn, size_t fn_len,
                             const void *args, size_t args_len, size_t cap, bool *in_backend)
 {
-    bool small = cap <= PPX__INLINE_FRAME;
+    bool small = task_frame_inline(cap);
     ppx__task *t = ppx__future_task_mem(f);
     memset(t, 0, sizeof *t); /* the frame is written whole below */
     msgpack_sbuffer sb;
@@ -137,7 +149,8 @@ static ppx__task *make_task(ppx_pool *p, ppx_future *f, int kind, const char *fn
         return NULL;
     }
     t->frame_len = sb.size;
-    t->frame_cap = sb.alloc;
+    if (!small) /* where an inline frame would be */
+        memcpy(t->inline_frame, &sb.alloc, sizeof sb.alloc);
     t->frame = (unsigned char *)sb.data;
     t->kind = (uint8_t)kind;
     return t;
@@ -148,7 +161,7 @@ static void discard(ppx_pool *p, ppx__task *t, ppx_future *f)
 {
     if (t) {
         if (t->frame != t->inline_frame)
-            ppx__frame_free(p, t->frame, t->frame_cap);
+            ppx__frame_free(p, t->frame, ppx__task_frame_cap(t));
         ppx__future_release(f, PPX__HALF_TASK);
     }
     atomic_store(&f->refs, 1); /* the pool's reference was never used */
@@ -169,7 +182,7 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     const ppx__entry *entry = ppx__registry_find(fn, fn_len);
     /* One block for the future, its task and a small frame. */
     size_t cap = frame_size(fn_len, args_len);
-    size_t task_bytes = sizeof(ppx__task) + (cap <= PPX__INLINE_FRAME ? cap : 0);
+    size_t task_bytes = sizeof(ppx__task) + (task_frame_inline(cap) ? cap : sizeof(size_t));
     ppx_future *f = ppx__future_new(p, id, fn, fn_len, entry ? entry->name : NULL,
                                     entry ? task_bytes : 0);
     if (!f)
@@ -186,18 +199,18 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         discard(p, NULL, f);
         return PPX_ENOMEM;
     }
-    t->fut = f;
+    t->pending = true;
     t->timeout_ms = co.timeout_ms ? co.timeout_ms : p->opt.task_timeout_ms;
-    if (t->timeout_ms > 0)
-        t->timeout_at = ppx__now_ns() + (int64_t)t->timeout_ms * 1000000LL;
+    /* The deadline counts from here; the trace's submission too. */
+    if (t->timeout_ms > 0 || p->trace)
+        t->start_ns = ppx__now_ns();
     f->task = t;
 
     ppx__notify n = {0};
     ppx__pool_lock(p);
     p->ntasks++;
     p->unresolved++;
-    int64_t traced_at = p->trace ? ppx__now_ns() : 0;
-    t->submitted_ns = traced_at;
+    int64_t traced_at = t->start_ns;
     /* t may be gone once the backend has it (resolved and freed at once). */
     rc = p->closed ? PPX_ECLOSED : p->ops->submit(p, t, &n);
     if (rc) {

@@ -222,7 +222,7 @@ void ppx__sweep(ppx__local *p)
 
 void ppx__task_progress(ppx__local *p, ppx__task *t, ppx__notify *n)
 {
-    ppx_future *f = t->fut;
+    ppx_future *f = ppx__task_fut(t);
     if (!f || ppx__lt(t)->worker < 0)
         return;
     /* The worker's seqlock (shared.h), read as untrusted input: an odd
@@ -269,7 +269,7 @@ static void protocol_fail(ppx__local *p, ppx__worker *w)
  * call never started). */
 static void trace_reply(ppx__local *p, ppx__task *t, int rc, const ppx__env *env)
 {
-    if (!t->fut) /* resolved already: cancelled or timed out while running */
+    if (!ppx__task_fut(t)) /* resolved already: cancelled or timed out while running */
         ppx__observe_call_end(p, t, NULL, NULL, 0, false);
     else if (rc != 0)
         ppx__observe_call_end(p, t, "failed", "ProtocolError", strlen("ProtocolError"), false);
@@ -301,7 +301,7 @@ static void handle_reply(ppx__local *p, ppx__worker *w, const void *frame, size_
         ppx__bigbuf_free(own, own_cap);
         return;
     }
-    ppx_future *f = t->fut;
+    ppx_future *f = ppx__task_fut(t);
     w->init_failed = false;
     if (rc == 0 && (env.kind == PPX__ENV_RESULT || env.kind == PPX__ENV_ERROR))
         p->crash_streak = 0; /* a call came back: whatever crashed, it is not all */

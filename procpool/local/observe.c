@@ -72,7 +72,7 @@ void ppx__observe_call_end(ppx__local *p, ppx__task *t, const char *outcome, con
         .fn = ppx__task_fn(t),
         .worker = ppx__lt(t)->worker,
         .pid = (long)p->w[ppx__lt(t)->worker].pid,
-        .submitted = t->submitted_ns,
+        .submitted = t->start_ns,
         .outcome = outcome,
         .error = error,
         .error_len = error_len,
