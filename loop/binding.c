@@ -26,6 +26,12 @@
 
 static ppx__binding *bindings;
 static pthread_mutex_t bindings_mu = PTHREAD_MUTEX_INITIALIZER;
+/* The binding this thread found last: every call through a loop looks
+ * its binding up, and the global lock is not for every call. Only the
+ * loop's own thread binds to its loop (loop APIs run there), and a
+ * binding leaves the list (detach) and is freed on that thread too, so
+ * detach clears this before the binding can go. */
+static _Thread_local ppx__binding *last_bound;
 
 /* The default pool. One thread at a time creates it, without the lock
  * (ppx_pool_new forks and may wait seconds for its workers); others wait
@@ -134,6 +140,8 @@ static void on_async(uv_async_t *h)
  * and closes the handles (async last, once every awaitable has settled). */
 static void detach(ppx__binding *b)
 {
+    if (last_bound == b)
+        last_bound = NULL;
     pthread_mutex_lock(&bindings_mu);
     for (ppx__binding **pp = &bindings; *pp; pp = &(*pp)->next) {
         if (*pp == b) {
@@ -193,14 +201,17 @@ static bool on_pool_close(ppx_pool *pool, void *arg)
 
 ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
 {
+    ppx__binding *b = last_bound;
+    if (b && b->loop == loop && b->pool == pool)
+        return b;
     pthread_once(&atfork_once, install_atfork);
     pthread_mutex_lock(&bindings_mu);
-    ppx__binding *b = bindings;
+    b = bindings;
     while (b && (b->loop != loop || b->pool != pool))
         b = b->next;
     pthread_mutex_unlock(&bindings_mu);
     if (b)
-        return b;
+        return last_bound = b;
 
     b = calloc(1, sizeof *b);
     if (!b) {
@@ -244,7 +255,7 @@ ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
     bindings = b;
     pthread_mutex_unlock(&bindings_mu);
     ppx__binding_update(b);
-    return b;
+    return last_bound = b;
 }
 
 /* ---- the default pool --------------------------------------------------- */
