@@ -26,7 +26,12 @@ ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop)
     /* malloc, not calloc, which skips glibc's per-thread cache; zeroed
      * by a compound literal, since a memset would be folded back into
      * calloc (procpool/future.c). */
-    ppx_awaitable *aw = malloc(sizeof *aw);
+    return ppx__awaitable_init(malloc(sizeof(ppx_awaitable)), loop);
+}
+
+ppx_awaitable *ppx__awaitable_init(void *mem, uv_loop_t *loop)
+{
+    ppx_awaitable *aw = mem;
     if (!aw)
         return NULL;
     *aw = (ppx_awaitable){.magic = AW_MAGIC};
@@ -77,15 +82,18 @@ void ppx_awaitable_unref(ppx_awaitable *aw)
     if (!live(aw) || --aw->refs > 0)
         return;
     aw->magic = AW_DEAD;
-    if (aw->wrapped) {
-        ppx_future_unref(aw->fut);
-    } else {
-        if (aw->ops->release)
-            aw->ops->release(aw);
-        free(aw->value);
-    }
     if (aw->cbs != aw->cb_inline)
         free(aw->cbs);
+    if (aw->wrapped) {
+        ppx_future *f = aw->fut;
+        if (!aw->embedded)
+            free(aw);
+        ppx_future_unref(f); /* last: an embedded aw may go with it */
+        return;
+    }
+    if (aw->ops->release)
+        aw->ops->release(aw);
+    free(aw->value);
     free(aw);
 }
 

@@ -77,6 +77,9 @@ struct ppx_awaitable {
     uv_loop_t *loop;
     ppx_state state;          /* PENDING until settled */
     bool wrapped;             /* a process future's (executor.c), else ops */
+    /* Wrapped, in the block of its future (ppx_run_in_executor): its
+     * memory goes with the future, not with its last unref. */
+    bool embedded;
     /* A wrapped future's progress (executor.c): hooked on fut once a
      * progress callback is set; on b->pcross while pcross_queued (both
      * under b->mu). */
@@ -123,6 +126,8 @@ static inline bool ppx__awaitable_live(const struct ppx_awaitable *aw)
 }
 
 ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop);
+/* A fresh awaitable in mem (NULL: returns NULL). */
+ppx_awaitable *ppx__awaitable_init(void *mem, uv_loop_t *loop);
 /* A pending awaitable of another kind, with the caller's reference and the
  * pending state's. NULL on ENOMEM. */
 ppx_awaitable *ppx__awaitable_new(uv_loop_t *loop, const ppx__aw_ops *ops, void *impl);
@@ -146,6 +151,8 @@ int ppx__wrapped_watch_progress(ppx_awaitable *aw);
 /* Wraps a future just submitted and drops the caller's reference to it;
  * if wrapping fails the call is cancelled. */
 int ppx__wrap_submitted(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out);
+/* Room for an awaitable in front of a future (ppx__pool_submit_prefixed). */
+#define PPX__AW_PREFIX ((sizeof(struct ppx_awaitable) + 7) / 8 * 8)
 /* ppx_gather; with flatten, the value is the children's arrays joined. */
 int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flags,
                 bool flatten, ppx_awaitable **out);

@@ -67,7 +67,7 @@ void ppx__future_unpin(ppx_future *f)
 }
 
 ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,
-                            const char *stable_name, size_t task_bytes)
+                            const char *stable_name, size_t task_bytes, size_t prefix)
 {
     /* malloc, not calloc: glibc's calloc skips the per-thread cache, and
      * a future is allocated and freed on every call. Zeroed by assigning
@@ -75,10 +75,11 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
      * of the whole block back into calloc (which cost ~150 instructions a
      * call here, and sent every free down glibc's slow path). Behind the
      * struct: the task, or a copy of a name nobody registered. */
-    ppx_future *f = malloc(sizeof *f + (stable_name ? task_bytes : fn_len + 1));
-    if (!f)
+    char *block = malloc(prefix + sizeof(ppx_future) + (stable_name ? task_bytes : fn_len + 1));
+    if (!block)
         return NULL;
-    *f = (ppx_future){.magic = 0};
+    ppx_future *f = (ppx_future *)(block + prefix);
+    *f = (ppx_future){.prefix_words = (uint8_t)(prefix / 8)};
     if (stable_name) {
         f->function = stable_name;
     } else {
@@ -283,7 +284,7 @@ void ppx__future_release(ppx_future *f, unsigned half)
     /* acq_rel: whichever frees the block has seen every write of the
      * other half. */
     if (atomic_fetch_and_explicit(&f->halves, (uint8_t)~half, memory_order_acq_rel) == half)
-        free(f);
+        free(ppx__future_prefix(f));
 }
 
 ppx_state ppx_future_state(const ppx_future *f)

@@ -84,6 +84,9 @@ struct ppx_future {
     uint32_t ncbs;               /* on the heap: room for the next power of two */
     /* PPX__HALF_*: which of the block's two owners still hold it. */
     _Atomic uint8_t halves;
+    /* 8-byte words in front of the future in its block (the submitter's:
+     * a loop awaitable wrapping it), freed with the block. */
+    uint8_t prefix_words;
     ppx__cb cb_inline[1];
 };
 
@@ -96,6 +99,12 @@ struct ppx_future {
 static inline void *ppx__future_task_mem(ppx_future *f)
 {
     return f + 1;
+}
+/* The room in front of f (ppx__future_new's prefix), valid while f's
+ * block is: while the user of it holds a reference to f. */
+static inline void *ppx__future_prefix(ppx_future *f)
+{
+    return (char *)f - 8u * f->prefix_words;
 }
 /* Lets go of f's block for half (the future's last unref, the task's
  * free); the second to let go frees it. */
@@ -123,9 +132,10 @@ typedef struct ppx__notify {
  * the process) and is used instead of a copy. task_bytes: room for its
  * task behind it (ppx__future_task_mem), which the task then owns
  * (released with PPX__HALF_TASK); 0 (and then no stable_name only): no
- * task. NULL on ENOMEM. */
+ * task. prefix: bytes in front of it (ppx__future_prefix), a multiple of
+ * 8 up to 2040. NULL on ENOMEM. */
 ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,
-                            const char *stable_name, size_t task_bytes);
+                            const char *stable_name, size_t task_bytes, size_t prefix);
 /* Resolve and queue on n, which takes over the pool's reference. */
 void ppx__future_done(ppx_future *f, const void *value, size_t len, ppx__notify *n);
 /* Resolves with value, which lies inside buf (a ppx__bigbuf of buf_len

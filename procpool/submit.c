@@ -26,12 +26,18 @@ int ppx_pool_submit(ppx_pool *p, const char *fn, const void *args, size_t args_l
 }
 
 static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
-                  const ppx_call_options *opts, ppx_future **out);
+                  const ppx_call_options *opts, size_t prefix, ppx_future **out);
 
 int ppx_pool_submit_ex(ppx_pool *p, const char *fn, const void *args, size_t args_len,
                        const ppx_call_options *opts, ppx_future **out)
 {
-    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, out);
+    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, 0, out);
+}
+
+int ppx__pool_submit_prefixed(ppx_pool *p, const char *fn, const void *args, size_t args_len,
+                              const ppx_call_options *opts, size_t prefix, ppx_future **out)
+{
+    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, prefix, out);
 }
 
 /* Every element of a map's items must be an argument array. */
@@ -52,7 +58,7 @@ int ppx_pool_map(ppx_pool *p, const char *fn, const void *items, size_t len,
 {
     if (ppx__pool_check(p) == 0 && items && !all_arrays(items, len))
         return PPX_EMALFORMED;
-    return submit(p, PPX__ENV_MAP, fn, items, len, opts, out);
+    return submit(p, PPX__ENV_MAP, fn, items, len, opts, 0, out);
 }
 
 /* What can be refused before any work: 0, or the code to return. */
@@ -169,7 +175,7 @@ static void discard(ppx_pool *p, ppx__task *t, ppx_future *f)
 }
 
 static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
-                  const ppx_call_options *opts, ppx_future **out)
+                  const ppx_call_options *opts, size_t prefix, ppx_future **out)
 {
     size_t fn_len;
     int rc = check_call(p, fn, &fn_len, &args, &args_len, out);
@@ -184,7 +190,7 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     size_t cap = frame_size(fn_len, args_len);
     size_t task_bytes = sizeof(ppx__task) + (task_frame_inline(cap) ? cap : sizeof(size_t));
     ppx_future *f = ppx__future_new(p, id, fn, fn_len, entry ? entry->name : NULL,
-                                    entry ? task_bytes : 0);
+                                    entry ? task_bytes : 0, prefix);
     if (!f)
         return PPX_ENOMEM;
     if (!entry) {
