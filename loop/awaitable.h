@@ -67,8 +67,8 @@ typedef struct ppx__aw_ops {
     bool has_parts;
 } ppx__aw_ops;
 
-/* Kept small (one 128-byte malloc chunk): every pending call through the
- * loop has one. What a kind needs beyond the common part is in a union:
+/* Kept small (112 bytes): every pending call through the loop has one
+ * (in the call's block, for ppx_run_in_executor: 368 bytes in all). What a kind needs beyond the common part is in a union:
  * a wrapped future's hand-over links, or any other kind's ops and impl
  * (its own state, errors included, lives in impl). */
 struct ppx_awaitable {

@@ -46,8 +46,9 @@ typedef struct ppx__fprog {
  * in the future rather than in an allocation of their own. */
 #define PPX__VALUE_INLINE 24u
 
-/* Kept small (one 128-byte malloc chunk): every pending call has one.
- * What few calls need lives apart: an error (a block of its own, made
+/* Kept small (120 bytes): every pending call has one, in one block with
+ * its task and a small frame (256 bytes for a no-argument call, issue
+ * 15's budget). What few calls need lives apart: an error (a block of its own, made
  * when the future fails or is cancelled), progress (ppx__fprog), done
  * callbacks past the first (cbs on the heap). */
 struct ppx_future {
