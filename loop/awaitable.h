@@ -68,9 +68,10 @@ typedef struct ppx__aw_ops {
 } ppx__aw_ops;
 
 /* Kept small (112 bytes): every pending call through the loop has one
- * (in the call's block, for ppx_run_in_executor: 368 bytes in all). What a kind needs beyond the common part is in a union:
- * a wrapped future's hand-over links, or any other kind's ops and impl
- * (its own state, errors included, lives in impl). */
+ * (in the call's block, for ppx_run_in_executor: 368 bytes in all).
+ * What a kind needs beyond the common part is in a union: a wrapped
+ * future's hand-over links, or any other kind's ops and impl (its own
+ * state, errors included, lives in impl). */
 struct ppx_awaitable {
     uint32_t magic;
     int refs;
