@@ -33,8 +33,9 @@
  * - mpi/link.h's ppx__cl.mu: which MPI pool is open in this process, the
  *   nodes lost; alone, or by the progress thread inside the pool's lock.
  * - loop/: bindings_mu, a binding's mu and default_mu, never held while
- *   calling into the pool (see loop/binding.c); user.c's hubs_mu and a
- *   hub's mu, each alone.
+ *   calling into the pool (see loop/binding.c); a call finds its binding
+ *   (a thread's last one) and the default pool (an atomic pointer)
+ *   without them. user.c's hubs_mu and a hub's mu, each alone.
  * Waits: the pool's condition variable and an MPI pool's progress thread
  * wait on the pool's lock; epoll_wait runs with no lock held.
  * Nothing forks under the pool's lock, and the trace file is written
