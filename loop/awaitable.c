@@ -3,11 +3,16 @@
  * executor.c; the other kinds are in their own files. */
 #include "awaitable.h"
 #include "../procpool/future.h"
-#include "../procpool/util/grow.h"
 #include "../procpool/pool.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Every pending call through the loop has one: 112 bytes on 64-bit
+ * targets (ppx_run_in_executor's sits in front of its call's block). */
+static_assert(sizeof(void *) != 8 || sizeof(struct ppx_awaitable) <= 112,
+              "ppx_awaitable stays at 112 bytes");
 
 /* A wrong-kind or NULL handle is caught by the magic; an awaitable used
  * after its last unref is undefined behaviour (ppx.h). */
@@ -18,10 +23,18 @@ static bool live(const ppx_awaitable *aw)
 
 ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop)
 {
-    ppx_awaitable *aw = calloc(1, sizeof *aw);
+    /* malloc, not calloc, which skips glibc's per-thread cache; zeroed
+     * by a compound literal, since a memset would be folded back into
+     * calloc (procpool/future.c). */
+    return ppx__awaitable_init(malloc(sizeof(ppx_awaitable)), loop);
+}
+
+ppx_awaitable *ppx__awaitable_init(void *mem, uv_loop_t *loop)
+{
+    ppx_awaitable *aw = mem;
     if (!aw)
         return NULL;
-    aw->magic = AW_MAGIC;
+    *aw = (ppx_awaitable){.magic = AW_MAGIC};
     aw->loop = loop;
     aw->state = PPX_PENDING;
     return aw;
@@ -38,12 +51,15 @@ ppx_awaitable *ppx__awaitable_new(uv_loop_t *loop, const ppx__aw_ops *ops, void 
     return aw;
 }
 
+static const ppx_error no_memory_for_value = {
+    "MemoryError", "no memory for the value", "", "", 0, 0, "",
+};
+
 void ppx__awaitable_settle_uint(ppx_awaitable *aw, uint64_t v)
 {
     unsigned char *b = malloc(9);
     if (!b) {
-        aw->own_err = (ppx_error){"MemoryError", "no memory for the value", "", "", 0, 0, ""};
-        ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+        ppx__awaitable_settle(aw, PPX_FAILED, &no_memory_for_value);
         return;
     }
     b[0] = 0xcf; /* uint64, big-endian */
@@ -66,16 +82,18 @@ void ppx_awaitable_unref(ppx_awaitable *aw)
     if (!live(aw) || --aw->refs > 0)
         return;
     aw->magic = AW_DEAD;
-    if (aw->ops && aw->ops->release)
-        aw->ops->release(aw);
-    ppx_future_unref(aw->fut);
-    for (size_t i = 0; i < aw->n; i++)
-        ppx_awaitable_unref(aw->children[i]);
-    free(aw->children);
-    free(aw->links);
-    free(aw->value);
     if (aw->cbs != aw->cb_inline)
         free(aw->cbs);
+    if (aw->wrapped) {
+        ppx_future *f = aw->fut;
+        if (!aw->embedded)
+            free(aw);
+        ppx_future_unref(f); /* last: an embedded aw may go with it */
+        return;
+    }
+    if (aw->ops->release)
+        aw->ops->release(aw);
+    free(aw->value);
     free(aw);
 }
 
@@ -85,7 +103,7 @@ void ppx__awaitable_settle(ppx_awaitable *aw, ppx_state st, const ppx_error *err
         return;
     aw->state = st;
     aw->err = err;
-    if (aw->b) {
+    if (aw->wrapped && aw->b) {
         aw->b->pending--;
         ppx__binding_update(aw->b);
     }
@@ -104,7 +122,7 @@ ppx_state ppx_awaitable_state(const ppx_awaitable *aw)
 {
     if (!live(aw))
         return PPX_PENDING;
-    if (aw->state == PPX_PENDING && aw->fut)
+    if (aw->state == PPX_PENDING && aw->wrapped)
         return ppx_future_state(aw->fut) == PPX_RUNNING ? PPX_RUNNING : PPX_PENDING;
     return aw->state;
 }
@@ -127,10 +145,10 @@ int ppx_awaitable_value(const ppx_awaitable *aw, ppx_value *out)
         return PPX_EINVAL;
     if (aw->state != PPX_DONE)
         return ppx__not_done_rc(aw->state);
-    if (aw->ops && aw->ops->value)
-        return aw->ops->value(aw, out);
-    if (aw->fut)
+    if (aw->wrapped)
         return ppx_future_value(aw->fut, out);
+    if (aw->ops->value)
+        return aw->ops->value(aw, out);
     out->data = aw->value;
     out->len = aw->value_len;
     return 0;
@@ -145,7 +163,7 @@ const ppx_error *ppx_awaitable_error(const ppx_awaitable *aw)
 
 ppx_future *ppx_awaitable_future(const ppx_awaitable *aw)
 {
-    return live(aw) ? aw->fut : NULL;
+    return live(aw) && aw->wrapped ? aw->fut : NULL;
 }
 
 int ppx_awaitable_cancel(ppx_awaitable *aw)
@@ -154,7 +172,7 @@ int ppx_awaitable_cancel(ppx_awaitable *aw)
         return PPX_EBADOBJ;
     if (aw->state != PPX_PENDING)
         return PPX_EDONE;
-    if (aw->ops) {
+    if (!aw->wrapped) {
         ppx_awaitable_ref(aw);
         aw->ops->cancel(aw);
         /* Still pending: its outcome was decided first, elsewhere. */
@@ -164,6 +182,22 @@ int ppx_awaitable_cancel(ppx_awaitable *aw)
     }
     /* Resolves the future on this thread, which settles aw at once. */
     return ppx_future_cancel(aw->fut);
+}
+
+/* Doubles aw's callback array (moving it to the heap from cb_inline). 0,
+ * or -1 without memory: the array is unchanged. */
+static int grow_callbacks(ppx_awaitable *aw)
+{
+    uint32_t ncap = aw->capcbs * 2;
+    bool inline_now = aw->cbs == aw->cb_inline;
+    ppx__acb *to = realloc(inline_now ? NULL : aw->cbs, ncap * sizeof *to);
+    if (!to)
+        return -1;
+    if (inline_now)
+        memcpy(to, aw->cb_inline, sizeof aw->cb_inline);
+    aw->cbs = to;
+    aw->capcbs = ncap;
+    return 0;
 }
 
 int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb, void *arg)
@@ -180,8 +214,7 @@ int ppx_awaitable_add_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb, void
         aw->cbs = aw->cb_inline;
         aw->capcbs = sizeof aw->cb_inline / sizeof aw->cb_inline[0];
     }
-    if (aw->ncbs == aw->capcbs &&
-        ppx__grow_inline((void **)&aw->cbs, &aw->capcbs, aw->cb_inline, sizeof *aw->cbs))
+    if (aw->ncbs == aw->capcbs && grow_callbacks(aw))
         return PPX_ENOMEM;
     aw->cbs[aw->ncbs++] = (ppx__acb){cb, arg};
     return 0;
@@ -245,28 +278,9 @@ int ppx__add_done_callbacks(ppx_awaitable *const *items, size_t n, ppx_awaitable
 void ppx__wrapped_tell_progress(ppx_awaitable *aw)
 {
     uint64_t done, total;
-    if (aw->state == PPX_PENDING && aw->progress &&
+    if (aw->wrapped && aw->state == PPX_PENDING && aw->progress &&
         ppx_future_progress(aw->fut, &done, &total) == 0)
         ppx__progress(aw, (size_t)done, (size_t)total);
-}
-
-int ppx_awaitable_on_progress(ppx_awaitable *aw, ppx_progress_cb cb, void *arg)
-{
-    if (!live(aw))
-        return PPX_EBADOBJ;
-    if (!aw->is_gather && !(aw->ops && aw->ops->has_parts) && !aw->watch_progress)
-        return PPX_EINVAL; /* a wait has no steps to report */
-    ppx_progress_cb was = aw->progress;
-    void *was_arg = aw->progress_arg;
-    aw->progress = cb;
-    aw->progress_arg = arg;
-    /* A single call's progress comes from its function: watch it. */
-    int rc = cb && aw->state == PPX_PENDING && aw->watch_progress ? aw->watch_progress(aw) : 0;
-    if (rc) {
-        aw->progress = was;
-        aw->progress_arg = was_arg;
-    }
-    return rc;
 }
 
 int ppx_run_until_complete(uv_loop_t *loop, ppx_awaitable *aw)
@@ -291,5 +305,5 @@ int ppx_awaitable_buffer(const ppx_awaitable *aw, ppx_buffer **out)
         return PPX_EINVAL;
     if (aw->state != PPX_DONE)
         return ppx__not_done_rc(aw->state);
-    return aw->fut ? ppx_future_buffer(aw->fut, out) : PPX_ETYPE;
+    return aw->wrapped ? ppx_future_buffer(aw->fut, out) : PPX_ETYPE;
 }

@@ -48,8 +48,8 @@ typedef struct ppx__glink {
     bool late; /* settled before the callback was due: reported at once */
 } ppx__glink;
 
-/* What an awaitable that is neither a wrapped future nor a gather does
- * differently (wait, wait_for, task group, lazy map, thread call). */
+/* What an awaitable that is not a wrapped future does differently
+ * (gather, wait, wait_for, task group, lazy map, thread call, user). */
 typedef struct ppx__aw_ops {
     /* ppx_awaitable_cancel on a pending one; must settle it, unless its
      * outcome was already decided on another thread and is on its way
@@ -59,52 +59,53 @@ typedef struct ppx__aw_ops {
     int (*value)(const struct ppx_awaitable *aw, ppx_value *out);
     /* The last reference went: free impl (aw itself is freed after). */
     void (*release)(struct ppx_awaitable *aw);
-    /* It reports progress: it is made of parts (task group, lazy map). */
+    /* A single call's (thread call): starts watching its function's
+     * progress once a progress callback is set. 0 or a PPX_E* code. */
+    int (*watch_progress)(struct ppx_awaitable *aw);
+    /* It reports progress: it is made of parts (gather, task group, lazy
+     * map). */
     bool has_parts;
 } ppx__aw_ops;
 
+/* Kept small (112 bytes): every pending call through the loop has one
+ * (in the call's block, for ppx_run_in_executor: 368 bytes in all).
+ * What a kind needs beyond the common part is in a union: a wrapped
+ * future's hand-over links, or any other kind's ops and impl (its own
+ * state, errors included, lives in impl). */
 struct ppx_awaitable {
     uint32_t magic;
     int refs;
     uv_loop_t *loop;
     ppx_state state;          /* PENDING until settled */
-    const ppx_error *err;     /* borrowed from fut, a child, or own_err */
-    ppx_error own_err;
-
-    /* a wrapped future */
-    ppx_future *fut;
-    ppx__binding *b;
-    struct ppx_awaitable *cross_next;
-    /* Progress (executor.c): hooked on fut once a progress callback is
-     * set; on b->pcross while pcross_queued (both under b->mu). */
+    bool wrapped;             /* a process future's (executor.c), else ops */
+    /* Wrapped, in the block of its future (ppx_run_in_executor): its
+     * memory goes with the future, not with its last unref. */
+    bool embedded;
+    /* A wrapped future's progress (executor.c): hooked on fut once a
+     * progress callback is set; on b->pcross while pcross_queued (both
+     * under b->mu). */
     bool progress_hooked;
     bool pcross_queued;
-    struct ppx_awaitable *pcross_next;
-
-    /* a gather */
-    bool is_gather;
-    bool flatten; /* value: the children's arrays concatenated (a map) */
-    int flags;
-    ppx_awaitable **children;
-    ppx__glink *links;
-    size_t n, ndone;
-    unsigned char *value; /* a gather's, or any other kind's own value */
-    size_t value_len;
-
-    /* any other kind */
-    const ppx__aw_ops *ops;
-    void *impl;
-
-    ppx_progress_cb progress; /* gathers, maps, task groups */
+    const ppx_error *err;     /* borrowed from fut, a child or impl */
+    ppx_progress_cb progress; /* single calls, gathers, maps, task groups */
     void *progress_arg;
-    /* A single call's: starts watching its function's progress once a
-     * progress callback is set (set by executor.c for a wrapped future,
-     * threads.c for a thread call); NULL for the other kinds. */
-    int (*watch_progress)(struct ppx_awaitable *aw);
-
-    ppx__acb *cbs; /* NULL, then cb_inline, then the heap past two */
-    size_t ncbs, capcbs;
-    ppx__acb cb_inline[2];
+    ppx__acb *cbs; /* NULL, then cb_inline, then the heap past one */
+    uint32_t ncbs, capcbs;
+    ppx__acb cb_inline[1];
+    union {
+        struct { /* wrapped */
+            ppx_future *fut;
+            ppx__binding *b;
+            struct ppx_awaitable *cross_next;
+            struct ppx_awaitable *pcross_next;
+        };
+        struct { /* any other kind */
+            const ppx__aw_ops *ops;
+            void *impl;
+            unsigned char *value; /* its own value, unless ops->value */
+            size_t value_len;
+        };
+    };
 };
 
 /* The binding of pool to loop, created on first use. NULL on ENOMEM,
@@ -126,6 +127,8 @@ static inline bool ppx__awaitable_live(const struct ppx_awaitable *aw)
 }
 
 ppx_awaitable *ppx__awaitable_alloc(uv_loop_t *loop);
+/* A fresh awaitable in mem (NULL: returns NULL). */
+ppx_awaitable *ppx__awaitable_init(void *mem, uv_loop_t *loop);
 /* A pending awaitable of another kind, with the caller's reference and the
  * pending state's. NULL on ENOMEM. */
 ppx_awaitable *ppx__awaitable_new(uv_loop_t *loop, const ppx__aw_ops *ops, void *impl);
@@ -147,6 +150,8 @@ void ppx__wrapped_tell_progress(ppx_awaitable *aw);
 /* Wraps a future just submitted and drops the caller's reference to it;
  * if wrapping fails the call is cancelled. */
 int ppx__wrap_submitted(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out);
+/* Room for an awaitable in front of a future (ppx__pool_submit_prefixed). */
+#define PPX__AW_PREFIX ((sizeof(struct ppx_awaitable) + 7) / 8 * 8)
 /* ppx_gather; with flatten, the value is the children's arrays joined. */
 int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flags,
                 bool flatten, ppx_awaitable **out);

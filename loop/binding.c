@@ -22,15 +22,24 @@
 #include "awaitable.h"
 #include "../procpool/pool.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 static ppx__binding *bindings;
 static pthread_mutex_t bindings_mu = PTHREAD_MUTEX_INITIALIZER;
+/* The binding this thread found last: every call through a loop looks
+ * its binding up, and the global lock is not for every call. Only the
+ * loop's own thread binds to its loop (loop APIs run there), and a
+ * binding leaves the list (detach) and is freed on that thread too, so
+ * detach clears this before the binding can go. */
+static _Thread_local ppx__binding *last_bound;
 
 /* The default pool. One thread at a time creates it, without the lock
  * (ppx_pool_new forks and may wait seconds for its workers); others wait
- * on default_cv meanwhile, so no thread ever sleeps holding default_mu. */
-static ppx_pool *default_pool;
+ * on default_cv meanwhile, so no thread ever sleeps holding default_mu.
+ * Written under default_mu, read without it once set (a release store):
+ * a call on the default pool takes no global lock. */
+static ppx_pool *_Atomic default_pool;
 static bool default_creating;
 static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t default_cv = PTHREAD_COND_INITIALIZER;
@@ -134,6 +143,8 @@ static void on_async(uv_async_t *h)
  * and closes the handles (async last, once every awaitable has settled). */
 static void detach(ppx__binding *b)
 {
+    if (last_bound == b)
+        last_bound = NULL;
     pthread_mutex_lock(&bindings_mu);
     for (ppx__binding **pp = &bindings; *pp; pp = &(*pp)->next) {
         if (*pp == b) {
@@ -193,14 +204,17 @@ static bool on_pool_close(ppx_pool *pool, void *arg)
 
 ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
 {
+    ppx__binding *b = last_bound;
+    if (b && b->loop == loop && b->pool == pool)
+        return b;
     pthread_once(&atfork_once, install_atfork);
     pthread_mutex_lock(&bindings_mu);
-    ppx__binding *b = bindings;
+    b = bindings;
     while (b && (b->loop != loop || b->pool != pool))
         b = b->next;
     pthread_mutex_unlock(&bindings_mu);
     if (b)
-        return b;
+        return last_bound = b;
 
     b = calloc(1, sizeof *b);
     if (!b) {
@@ -244,19 +258,24 @@ ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc)
     bindings = b;
     pthread_mutex_unlock(&bindings_mu);
     ppx__binding_update(b);
-    return b;
+    return last_bound = b;
 }
 
 /* ---- the default pool --------------------------------------------------- */
 
 int ppx__default_pool_get(ppx_pool **out)
 {
+    ppx_pool *p = atomic_load_explicit(&default_pool, memory_order_acquire);
+    if (p) {
+        *out = p;
+        return 0;
+    }
     pthread_once(&atfork_once, install_atfork);
     pthread_mutex_lock(&default_mu);
     /* The wait releases default_mu while another thread creates it. */
-    while (!default_pool && default_creating)
+    while (!atomic_load_explicit(&default_pool, memory_order_relaxed) && default_creating)
         pthread_cond_wait(&default_cv, &default_mu);
-    ppx_pool *p = default_pool;
+    p = atomic_load_explicit(&default_pool, memory_order_relaxed);
     if (p) {
         pthread_mutex_unlock(&default_mu);
         *out = p;
@@ -272,7 +291,7 @@ int ppx__default_pool_get(ppx_pool **out)
     pthread_mutex_lock(&default_mu);
     default_creating = false;
     if (rc == 0)
-        default_pool = p;
+        atomic_store_explicit(&default_pool, p, memory_order_release);
     pthread_cond_broadcast(&default_cv);
     pthread_mutex_unlock(&default_mu);
     *out = rc == 0 ? p : NULL;
@@ -281,10 +300,7 @@ int ppx__default_pool_get(ppx_pool **out)
 
 ppx_pool *ppx_default_pool(void)
 {
-    pthread_mutex_lock(&default_mu);
-    ppx_pool *p = default_pool;
-    pthread_mutex_unlock(&default_mu);
-    return p;
+    return atomic_load_explicit(&default_pool, memory_order_acquire);
 }
 
 void ppx_default_pool_free(void)
@@ -292,8 +308,7 @@ void ppx_default_pool_free(void)
     /* Frees the pool installed now. A creation under way is not waited
      * for: it installs its pool afterwards, as if it began after this. */
     pthread_mutex_lock(&default_mu);
-    ppx_pool *p = default_pool;
-    default_pool = NULL;
+    ppx_pool *p = atomic_exchange_explicit(&default_pool, NULL, memory_order_acq_rel);
     pthread_mutex_unlock(&default_mu);
     ppx_pool_free(p);
 }

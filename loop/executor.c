@@ -79,7 +79,7 @@ static void on_future_progress(ppx_future *f, uint64_t done, uint64_t total, voi
 }
 
 /* Hooks aw's future for ppx_awaitable_on_progress: 0 or a PPX_E* code. */
-static int watch_progress(ppx_awaitable *aw)
+static int wrapped_watch_progress(ppx_awaitable *aw)
 {
     if (aw->progress_hooked || !aw->b)
         return 0; /* hooked already, or resolved when wrapped */
@@ -91,27 +91,54 @@ static int watch_progress(ppx_awaitable *aw)
     return rc;
 }
 
-/* ppx_wrap_future while f is pinned to pool (NULL: f is resolved). */
-static int wrap_pinned(uv_loop_t *loop, ppx_future *f, ppx_pool *pool, ppx_awaitable **out)
+/* Here rather than in awaitable.c: a wrapped call's progress is this
+ * file's (the hook above), other kinds answer through their ops. */
+int ppx_awaitable_on_progress(ppx_awaitable *aw, ppx_progress_cb cb, void *arg)
+{
+    if (!ppx__awaitable_live(aw))
+        return PPX_EBADOBJ;
+    int (*watch)(ppx_awaitable *) = aw->wrapped ? wrapped_watch_progress
+                                                : aw->ops->watch_progress;
+    if (!aw->wrapped && !aw->ops->has_parts && !watch)
+        return PPX_EINVAL; /* a wait has no steps to report */
+    ppx_progress_cb was = aw->progress;
+    void *was_arg = aw->progress_arg;
+    aw->progress = cb;
+    aw->progress_arg = arg;
+    /* A single call's progress comes from its function: watch it. */
+    int rc = cb && aw->state == PPX_PENDING && watch ? watch(aw) : 0;
+    if (rc) {
+        aw->progress = was;
+        aw->progress_arg = was_arg;
+    }
+    return rc;
+}
+
+/* ppx_wrap_future while f is pinned to pool (NULL: f is resolved), the
+ * awaitable in mem (room in f's block) or, if NULL, allocated. */
+static int wrap_pinned(uv_loop_t *loop, ppx_future *f, ppx_pool *pool, void *mem,
+                       ppx_awaitable **out)
 {
     /* Pending in a pool this process did not make (a fork's copy):
      * nothing here could ever resolve it. */
     if (pool && ppx__pool_check(pool) == PPX_EFORKED)
         return PPX_EFORKED;
-    ppx_awaitable *aw = ppx__awaitable_alloc(loop);
+    ppx_awaitable *aw = mem ? ppx__awaitable_init(mem, loop) : ppx__awaitable_alloc(loop);
     if (!aw)
         return PPX_ENOMEM;
+    aw->wrapped = true;
+    aw->embedded = mem != NULL;
     int rc = 0;
     if (pool) {
         aw->b = ppx__bind(loop, pool, &rc);
         if (!aw->b) {
-            free(aw);
+            if (!mem)
+                free(aw);
             return rc;
         }
     }
     ppx_future_ref(f);
     aw->fut = f;
-    aw->watch_progress = watch_progress;
     aw->refs = 2; /* the caller's and the pending state's */
     if (aw->b)
         aw->b->pending++;
@@ -129,19 +156,44 @@ static int wrap_pinned(uv_loop_t *loop, ppx_future *f, ppx_pool *pool, ppx_await
     return 0;
 }
 
+static int wrap(uv_loop_t *loop, ppx_future *f, void *mem, ppx_awaitable **out)
+{
+    /* Pinned, the pool cannot go while it is bound; a resolved f needs
+     * no pool (which may be gone). */
+    ppx_pool *pool = ppx__future_pin(f);
+    int rc = wrap_pinned(loop, f, pool, mem, out);
+    if (pool)
+        ppx__future_unpin(f);
+    return rc;
+}
+
 int ppx_wrap_future(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)
 {
     if (!loop || !out)
         return PPX_EINVAL;
     if (!ppx_future_id(f))
         return PPX_EBADOBJ;
-    /* Pinned, the pool cannot go while it is bound; a resolved f needs
-     * no pool (which may be gone). */
-    ppx_pool *pool = ppx__future_pin(f);
-    int rc = wrap_pinned(loop, f, pool, out);
-    if (pool)
-        ppx__future_unpin(f);
+    return wrap(loop, f, NULL, out);
+}
+
+/* ppx__wrap_submitted, the awaitable in mem (NULL: allocated). */
+static int wrap_submitted(uv_loop_t *loop, ppx_future *f, void *mem, ppx_awaitable **out)
+{
+    int rc = wrap(loop, f, mem, out);
+    if (rc)
+        ppx_future_cancel(f);
+    ppx_future_unref(f);
     return rc;
+}
+
+/* A call through the loop: its awaitable shares the call's block
+ * (future, task, small frame), one allocation in all. */
+static int submit_wrapped(uv_loop_t *loop, ppx_pool *pool, const char *fn, const void *args,
+                          size_t args_len, const ppx_call_options *opts, ppx_awaitable **out)
+{
+    ppx_future *f;
+    int rc = ppx__pool_submit_prefixed(pool, fn, args, args_len, opts, PPX__AW_PREFIX, &f);
+    return rc ? rc : wrap_submitted(loop, f, ppx__future_prefix(f), out);
 }
 
 int ppx_run_in_executor(uv_loop_t *loop, ppx_pool *pool, const char *fn,
@@ -152,11 +204,7 @@ int ppx_run_in_executor(uv_loop_t *loop, ppx_pool *pool, const char *fn,
     if (pool == ppx_thread_pool())
         return ppx_run_in_thread(loop, fn, args, args_len, out);
     int rc = pool ? 0 : ppx__default_pool_get(&pool);
-    if (rc)
-        return rc;
-    ppx_future *f;
-    rc = ppx_pool_submit(pool, fn, args, args_len, &f);
-    return rc ? rc : ppx__wrap_submitted(loop, f, out);
+    return rc ? rc : submit_wrapped(loop, pool, fn, args, args_len, NULL, out);
 }
 
 int ppx_run_in_executor_ex(uv_loop_t *loop, ppx_pool *pool, const char *fn,
@@ -183,20 +231,12 @@ int ppx_run_in_executor_ex(uv_loop_t *loop, ppx_pool *pool, const char *fn,
         return ppx_run_in_thread(loop, fn, args, args_len, out);
     }
     int rc = pool ? 0 : ppx__default_pool_get(&pool);
-    if (rc)
-        return rc;
-    ppx_future *f;
-    rc = ppx_pool_submit_ex(pool, fn, args, args_len, opts, &f);
-    return rc ? rc : ppx__wrap_submitted(loop, f, out);
+    return rc ? rc : submit_wrapped(loop, pool, fn, args, args_len, opts, out);
 }
 
 int ppx__wrap_submitted(uv_loop_t *loop, ppx_future *f, ppx_awaitable **out)
 {
-    int rc = ppx_wrap_future(loop, f, out);
-    if (rc)
-        ppx_future_cancel(f);
-    ppx_future_unref(f);
-    return rc;
+    return wrap_submitted(loop, f, NULL, out);
 }
 
 typedef struct executor_args {

@@ -15,8 +15,22 @@ static const ppx_error gather_cancelled = {
     "CancelledError", "the gather was cancelled", "", "", 0, 0, "",
 };
 
+/* A gather's own part (aw->impl). */
+typedef struct gather {
+    ppx_awaitable **children;
+    ppx__glink *links;
+    size_t n, ndone;
+    int flags;
+    bool flatten; /* value: the children's arrays concatenated (a map) */
+    ppx_error err; /* a failed child's (held by the gather), or no memory */
+} gather;
+
+static const ppx_error no_memory = {
+    "MemoryError", "no memory for the gathered values", "", "", 0, 0, "",
+};
+
 /* A map's value: the children's result arrays, concatenated. */
-static int flatten_into(ppx_awaitable *g, msgpack_sbuffer *sb, msgpack_packer *pk)
+static int flatten_into(const gather *g, msgpack_sbuffer *sb, msgpack_packer *pk)
 {
     size_t total = 0;
     for (size_t i = 0; i < g->n; i++) {
@@ -39,8 +53,9 @@ static int flatten_into(ppx_awaitable *g, msgpack_sbuffer *sb, msgpack_packer *p
 }
 
 /* The value: an array of the children's values, nil for failed ones. */
-static int build_value(ppx_awaitable *g)
+static int build_value(ppx_awaitable *aw)
 {
+    const gather *g = aw->impl;
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
@@ -57,12 +72,12 @@ static int build_value(ppx_awaitable *g)
         msgpack_sbuffer_destroy(&sb);
         return PPX_ENOMEM;
     }
-    g->value_len = sb.size;
-    g->value = (unsigned char *)msgpack_sbuffer_release(&sb);
+    aw->value_len = sb.size;
+    aw->value = (unsigned char *)msgpack_sbuffer_release(&sb);
     return 0;
 }
 
-static void cancel_children(ppx_awaitable *g)
+static void cancel_children(const gather *g)
 {
     for (size_t i = 0; i < g->n; i++)
         if (!ppx_awaitable_done(g->children[i]))
@@ -72,28 +87,26 @@ static void cancel_children(ppx_awaitable *g)
 static void on_child(ppx_awaitable *child, void *arg)
 {
     ppx__glink *link = arg;
-    ppx_awaitable *g = link->g;
+    ppx_awaitable *aw = link->g;
+    gather *g = aw->impl;
     g->ndone++;
-    ppx__progress(g, g->ndone, g->n);
-    if (g->state == PPX_PENDING) {
+    ppx__progress(aw, g->ndone, g->n);
+    if (aw->state == PPX_PENDING) {
         ppx_state st = ppx_awaitable_state(child);
         bool failed = st == PPX_FAILED || st == PPX_CANCELLED;
         if (failed && !(g->flags & PPX_GATHER_RETURN_ERRORS)) {
-            g->own_err = *ppx_awaitable_error(child);
-            ppx__awaitable_settle(g, PPX_FAILED, &g->own_err);
+            g->err = *ppx_awaitable_error(child);
+            ppx__awaitable_settle(aw, PPX_FAILED, &g->err);
             /* Fail fast: the siblings' results can no longer matter. */
             cancel_children(g);
         } else if (g->ndone == g->n) {
-            if (build_value(g) == 0) {
-                ppx__awaitable_settle(g, PPX_DONE, NULL);
-            } else {
-                g->own_err = (ppx_error){"MemoryError", "no memory for the gathered values",
-                                         "", "", 0, 0, ""};
-                ppx__awaitable_settle(g, PPX_FAILED, &g->own_err);
-            }
+            if (build_value(aw) == 0)
+                ppx__awaitable_settle(aw, PPX_DONE, NULL);
+            else
+                ppx__awaitable_settle(aw, PPX_FAILED, &no_memory);
         }
     }
-    ppx_awaitable_unref(g); /* this child's callback reference */
+    ppx_awaitable_unref(aw); /* this child's callback reference */
 }
 
 /* ppx_awaitable_cancel of a pending gather (which holds a reference
@@ -104,19 +117,33 @@ static void on_child(ppx_awaitable *child, void *arg)
  * to stop. It is refused then (left pending: PPX_EDONE), and the gather
  * resolves as its children did, as asyncio's does (Python issue #26923,
  * test_tasks.py test_cancel_gather_1). */
-static void gather_cancel(ppx_awaitable *g)
+static void gather_cancel(ppx_awaitable *aw)
 {
+    gather *g = aw->impl;
     size_t done = 0;
     while (done < g->n && ppx_awaitable_done(g->children[done]))
         done++;
     if (g->n > 0 && done == g->n)
         return;
-    ppx__awaitable_settle(g, PPX_CANCELLED, &gather_cancelled);
+    ppx__awaitable_settle(aw, PPX_CANCELLED, &gather_cancelled);
     cancel_children(g);
 }
 
-/* Its value is aw->value; its children go with the awaitable itself. */
-static const ppx__aw_ops gather_ops = {.cancel = gather_cancel, .has_parts = true};
+/* Its children (and the strings of a failed one's error) go with it. */
+static void gather_release(ppx_awaitable *aw)
+{
+    gather *g = aw->impl;
+    for (size_t i = 0; i < g->n; i++)
+        ppx_awaitable_unref(g->children[i]);
+    free(g->children);
+    free(g->links);
+    free(g);
+}
+
+/* Its value is aw->value. */
+static const ppx__aw_ops gather_ops = {
+    .cancel = gather_cancel, .release = gather_release, .has_parts = true,
+};
 
 int ppx_gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flags,
                ppx_awaitable **out)
@@ -134,54 +161,63 @@ int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flag
     int rc = ppx__check_children(loop, items, n, flatten ? "ppx_run_in_executor_map" : "ppx_gather");
     if (rc)
         return rc;
-    ppx_awaitable *g = ppx__awaitable_alloc(loop);
-    if (!g)
-        return PPX_ENOMEM;
-    g->is_gather = true;
-    g->ops = &gather_ops;
-    g->flatten = flatten;
-    g->flags = flags;
-    g->children = calloc(n ? n : 1, sizeof *g->children);
-    g->links = calloc(n ? n : 1, sizeof *g->links);
-    if (!g->children || !g->links) {
-        free(g->children);
-        free(g->links);
+    gather *g = calloc(1, sizeof *g);
+    ppx_awaitable *aw = g ? ppx__awaitable_new(loop, &gather_ops, g) : NULL;
+    if (g) {
+        g->children = calloc(n ? n : 1, sizeof *g->children);
+        g->links = calloc(n ? n : 1, sizeof *g->links);
+    }
+    if (!aw || !g->children || !g->links) {
+        if (g) {
+            free(g->children);
+            free(g->links);
+        }
         free(g);
+        free(aw);
         return PPX_ENOMEM;
     }
-    g->n = n;
+    g->flatten = flatten;
+    g->flags = flags;
     /* The caller's, the pending state's, and one per child callback. */
-    g->refs = 2 + (int)n;
+    aw->refs = 2 + (int)n;
     for (size_t i = 0; i < n; i++) {
         g->children[i] = items[i];
         ppx_awaitable_ref(items[i]);
-        g->links[i] = (ppx__glink){g, i, false};
+        g->links[i] = (ppx__glink){aw, i, false};
     }
+    /* Counted once every child holds its reference: release unrefs n. */
+    g->n = n;
     if (n == 0) {
-        *out = g;
-        g->own_err = (ppx_error){"MemoryError", "no memory for the gathered values", "", "", 0, 0, ""};
-        ppx__awaitable_settle(g, build_value(g) == 0 ? PPX_DONE : PPX_FAILED, &g->own_err);
+        *out = aw;
+        ppx__awaitable_settle(aw, build_value(aw) == 0 ? PPX_DONE : PPX_FAILED, &no_memory);
         return 0;
     }
-    /* Children already settled report at once, which may settle g. */
-    ppx_awaitable_ref(g);
+    /* Children already settled report at once, which may settle aw. */
+    ppx_awaitable_ref(aw);
     if (ppx__add_done_callbacks(items, n, on_child, g->links, sizeof *g->links,
                                 offsetof(ppx__glink, late))) {
-        g->refs = 1; /* no callback is due: only the caller's was real */
-        ppx_awaitable_unref(g);
+        aw->refs = 1; /* no callback is due: only the caller's was real */
+        ppx_awaitable_unref(aw);
         return PPX_ENOMEM;
     }
-    *out = g;
-    ppx_awaitable_unref(g);
+    *out = aw;
+    ppx_awaitable_unref(aw);
     return 0;
 }
 
-size_t ppx_gather_count(const ppx_awaitable *g)
+static const gather *gather_of(const ppx_awaitable *aw)
 {
-    return ppx__awaitable_live(g) && g->is_gather ? g->n : 0;
+    return ppx__awaitable_live(aw) && !aw->wrapped && aw->ops == &gather_ops ? aw->impl : NULL;
 }
 
-ppx_awaitable *ppx_gather_child(const ppx_awaitable *g, size_t i)
+size_t ppx_gather_count(const ppx_awaitable *aw)
 {
-    return ppx__awaitable_live(g) && g->is_gather && i < g->n ? g->children[i] : NULL;
+    const gather *g = gather_of(aw);
+    return g ? g->n : 0;
+}
+
+ppx_awaitable *ppx_gather_child(const ppx_awaitable *aw, size_t i)
+{
+    const gather *g = gather_of(aw);
+    return g && i < g->n ? g->children[i] : NULL;
 }

@@ -30,17 +30,18 @@ typedef struct lazy_map {
     bool exhausted;        /* next() said there is no more */
     bool stopping;         /* failed or cancelled: pull and deliver no more */
     bool pumping;          /* pump() is on the stack */
-    char msg[160];         /* own_err's message */
-    ppx_awaitable *failed; /* holds the strings own_err points at */
+    ppx_error err;         /* the map's, once it failed or was cancelled */
+    char msg[160];         /* err's message */
+    ppx_awaitable *failed; /* holds the strings err points at */
 } lazy_map;
 
 static void fail(lazy_map *m, const char *type, const char *fmt, int code)
 {
     ppx_awaitable *aw = m->aw;
     snprintf(m->msg, sizeof m->msg, fmt, code, ppx_strerror(code));
-    aw->own_err = (ppx_error){type, m->msg, m->fn, "", 0, 0, ""};
+    m->err = (ppx_error){type, m->msg, m->fn, "", 0, 0, ""};
     m->stopping = true;
-    ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+    ppx__awaitable_settle(aw, PPX_FAILED, &m->err);
 }
 
 static void cancel_window(lazy_map *m)
@@ -71,11 +72,11 @@ static void pump(lazy_map *m)
             m->slots[m->head % m->window] = NULL;
             uint64_t i = m->head++;
             if (ppx_awaitable_state(c) == PPX_FAILED || ppx_awaitable_state(c) == PPX_CANCELLED) {
-                aw->own_err = *ppx_awaitable_error(c);
+                m->err = *ppx_awaitable_error(c);
                 ppx_awaitable_ref(c);
                 m->failed = c;
                 m->stopping = true;
-                ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+                ppx__awaitable_settle(aw, PPX_FAILED, &m->err);
                 cancel_window(m);
             } else {
                 if (m->on_result)
@@ -138,8 +139,8 @@ static void cancel(ppx_awaitable *aw)
 {
     lazy_map *m = aw->impl;
     m->stopping = true;
-    aw->own_err = (ppx_error){"CancelledError", "the map was cancelled", "", "", 0, 0, ""};
-    ppx__awaitable_settle(aw, PPX_CANCELLED, &aw->own_err);
+    m->err = (ppx_error){"CancelledError", "the map was cancelled", "", "", 0, 0, ""};
+    ppx__awaitable_settle(aw, PPX_CANCELLED, &m->err);
     cancel_window(m);
 }
 
@@ -154,7 +155,7 @@ static void release(ppx_awaitable *aw)
     free(m);
 }
 
-static const ppx__aw_ops lazy_map_ops = {cancel, NULL, release, true};
+static const ppx__aw_ops lazy_map_ops = {cancel, NULL, release, NULL, true};
 
 int ppx_map_lazy(uv_loop_t *loop, ppx_pool *pool, const char *fn, size_t max_in_flight,
                  ppx_map_next_fn next, ppx_map_result_fn on_result, void *arg,

@@ -39,7 +39,7 @@ static void release(ppx_awaitable *outer)
     ppx_awaitable_unref(outer->impl);
 }
 
-static const ppx__aw_ops shield_ops = {cancel, forward_value, release, false};
+static const ppx__aw_ops shield_ops = {cancel, forward_value, release, NULL, false};
 
 int ppx_shield(uv_loop_t *loop, ppx_awaitable *aw, ppx_awaitable **out)
 {

@@ -30,10 +30,11 @@ typedef struct group {
     bool closed;
     bool failed;    /* a task failed or the group was cancelled */
     /* The tasks that failed, each held for its error's strings (the
-     * first's are also own_err's). capfailed stays at least nfailed +
+     * first's are also err's). capfailed stays at least nfailed +
      * nrunning, so a failure never needs memory it may not get. */
     ppx_awaitable **failed_tasks;
     size_t nfailed, capfailed;
+    ppx_error err; /* the group's, once it failed or was cancelled */
 } group;
 
 static void cancel_running(group *g)
@@ -66,7 +67,7 @@ static void maybe_settle(ppx_awaitable *aw)
     group *g = aw->impl;
     if (aw->state == PPX_PENDING && g->closed && g->nrunning == 0) {
         if (g->failed)
-            ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+            ppx__awaitable_settle(aw, PPX_FAILED, &g->err);
         else
             ppx__awaitable_settle_uint(aw, g->added);
     }
@@ -86,7 +87,7 @@ static void on_task(ppx_awaitable *task, void *arg)
         g->failed_tasks[g->nfailed++] = task;
         if (!g->failed) {
             g->failed = true;
-            aw->own_err = *ppx_awaitable_error(task);
+            g->err = *ppx_awaitable_error(task);
             cancel_running(g);
         }
     }
@@ -101,8 +102,8 @@ static void cancel(ppx_awaitable *aw)
 {
     group *g = aw->impl;
     g->failed = g->closed = true;
-    aw->own_err = (ppx_error){"CancelledError", "the task group was cancelled", "", "", 0, 0, ""};
-    ppx__awaitable_settle(aw, PPX_CANCELLED, &aw->own_err);
+    g->err = (ppx_error){"CancelledError", "the task group was cancelled", "", "", 0, 0, ""};
+    ppx__awaitable_settle(aw, PPX_CANCELLED, &g->err);
     cancel_running(g);
 }
 
@@ -116,7 +117,7 @@ static void release(ppx_awaitable *aw)
     free(g);
 }
 
-static const ppx__aw_ops group_ops = {cancel, NULL, release, true};
+static const ppx__aw_ops group_ops = {cancel, NULL, release, NULL, true};
 
 static group *group_of(const ppx_awaitable *aw)
 {

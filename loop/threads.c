@@ -43,6 +43,7 @@ typedef struct thread_call {
     int rc;
     char type[256], where[256];
     char *message;
+    ppx_error err; /* the call's, once it failed or was cancelled */
 } thread_call;
 
 /* The object behind ppx_thread_pool(): zeros, so the pool functions'
@@ -133,28 +134,28 @@ static void after_work(uv_work_t *req, int status)
     if (aw->state == PPX_PENDING && status == 0)
         tell_progress(tc); /* the last values, before it settles */
     if (aw->state == PPX_PENDING) {
-        aw->own_err = (ppx_error){"", "", tc->e.name, "", (long)getpid(), 0, ""};
+        tc->err = (ppx_error){"", "", tc->e.name, "", (long)getpid(), 0, ""};
         if (status != 0) {
-            aw->own_err.type = "RuntimeError";
-            aw->own_err.message = "the thread pool could not run the call";
-            ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+            tc->err.type = "RuntimeError";
+            tc->err.message = "the thread pool could not run the call";
+            ppx__awaitable_settle(aw, PPX_FAILED, &tc->err);
         } else if (tc->raised) {
-            aw->own_err.type = tc->type;
-            aw->own_err.message = tc->message ? tc->message : "";
-            aw->own_err.where = tc->where;
-            ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+            tc->err.type = tc->type;
+            tc->err.message = tc->message ? tc->message : "";
+            tc->err.where = tc->where;
+            ppx__awaitable_settle(aw, PPX_FAILED, &tc->err);
         } else if (tc->rc == PPX_ENOMEM) {
             /* A function handing on its ppx_return_*'s ENOMEM: the result
              * could not be built; say so rather than blame the function. */
-            aw->own_err.type = "MemoryError";
-            aw->own_err.message = "no memory for the result (the function returned PPX_ENOMEM)";
-            ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+            tc->err.type = "MemoryError";
+            tc->err.message = "no memory for the result (the function returned PPX_ENOMEM)";
+            ppx__awaitable_settle(aw, PPX_FAILED, &tc->err);
         } else if (tc->rc != 0) {
-            aw->own_err.type = tc->rc == PPX_EMALFORMED ? "ProtocolError" : "RuntimeError";
-            aw->own_err.message = tc->rc == PPX_EMALFORMED
+            tc->err.type = tc->rc == PPX_EMALFORMED ? "ProtocolError" : "RuntimeError";
+            tc->err.message = tc->rc == PPX_EMALFORMED
                                       ? "call arguments are not an array"
                                       : "function returned nonzero without raising an error";
-            ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+            ppx__awaitable_settle(aw, PPX_FAILED, &tc->err);
         } else {
             if (tc->has_ret) {
                 aw->value_len = tc->ret.size;
@@ -166,9 +167,9 @@ static void after_work(uv_work_t *req, int status)
             if (aw->value) {
                 ppx__awaitable_settle(aw, PPX_DONE, NULL);
             } else {
-                aw->own_err.type = "MemoryError";
-                aw->own_err.message = "no memory for the result";
-                ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+                tc->err.type = "MemoryError";
+                tc->err.message = "no memory for the result";
+                ppx__awaitable_settle(aw, PPX_FAILED, &tc->err);
             }
         }
     }
@@ -180,8 +181,8 @@ static void cancel(ppx_awaitable *aw)
     thread_call *tc = aw->impl;
     atomic_store_explicit(&tc->slot.cancel, 1, memory_order_relaxed);
     uv_cancel((uv_req_t *)&tc->req); /* only if it has not started */
-    aw->own_err = (ppx_error){"CancelledError", "the call was cancelled", tc->e.name, "", 0, 0, ""};
-    ppx__awaitable_settle(aw, PPX_CANCELLED, &aw->own_err);
+    tc->err = (ppx_error){"CancelledError", "the call was cancelled", tc->e.name, "", 0, 0, ""};
+    ppx__awaitable_settle(aw, PPX_CANCELLED, &tc->err);
 }
 
 static void release(ppx_awaitable *aw)
@@ -193,7 +194,7 @@ static void release(ppx_awaitable *aw)
     free(tc);
 }
 
-static const ppx__aw_ops thread_ops = {cancel, NULL, release, false};
+static const ppx__aw_ops thread_ops = {cancel, NULL, release, watch_progress, false};
 
 int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t args_len,
                       ppx_awaitable **out)
@@ -215,13 +216,12 @@ int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t 
         free(aw);
         return PPX_ENOMEM;
     }
-    aw->watch_progress = watch_progress;
     *out = aw;
     if (!e) {
         /* As a worker would report it, without a trip to a thread. */
         snprintf(tc->type, sizeof tc->type, "no function named '%.200s' is registered", fn);
-        aw->own_err = (ppx_error){"NameError", tc->type, "", "", 0, 0, ""};
-        ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+        tc->err = (ppx_error){"NameError", tc->type, "", "", 0, 0, ""};
+        ppx__awaitable_settle(aw, PPX_FAILED, &tc->err);
         return 0;
     }
     tc->aw = aw;
@@ -234,8 +234,8 @@ int ppx_run_in_thread(uv_loop_t *loop, const char *fn, const void *args, size_t 
     rc = uv_queue_work(loop, &tc->req, work, after_work);
     if (rc) {
         ppx_awaitable_unref(aw);
-        aw->own_err = (ppx_error){"RuntimeError", "uv_queue_work failed", e->name, "", 0, 0, ""};
-        ppx__awaitable_settle(aw, PPX_FAILED, &aw->own_err);
+        tc->err = (ppx_error){"RuntimeError", "uv_queue_work failed", e->name, "", 0, 0, ""};
+        ppx__awaitable_settle(aw, PPX_FAILED, &tc->err);
     }
     return 0;
 }

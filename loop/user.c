@@ -175,8 +175,7 @@ static void settle(user_fut *u)
         u->value = NULL;
         ppx__awaitable_settle(aw, PPX_DONE, NULL);
     } else {
-        aw->own_err = u->err;
-        ppx__awaitable_settle(aw, u->outcome, &aw->own_err);
+        ppx__awaitable_settle(aw, u->outcome, &u->err); /* u goes with aw */
     }
     /* After the callbacks: one that makes another user awaitable on this
      * loop reuses the hub. */
@@ -224,7 +223,7 @@ static void release(ppx_awaitable *aw)
     free(u);
 }
 
-static const ppx__aw_ops user_ops = {cancel, NULL, release, false};
+static const ppx__aw_ops user_ops = {cancel, NULL, release, NULL, false};
 
 int ppx_awaitable_create(uv_loop_t *loop, ppx_awaitable **out)
 {

@@ -142,8 +142,8 @@ static int forward_value(const ppx_awaitable *aw, ppx_value *out)
     return ppx_awaitable_value(w->children[0], out);
 }
 
-static const ppx__aw_ops wait_ops = {cancel, NULL, release, false};
-static const ppx__aw_ops wait_for_ops = {cancel, forward_value, release, false};
+static const ppx__aw_ops wait_ops = {cancel, NULL, release, NULL, false};
+static const ppx__aw_ops wait_for_ops = {cancel, forward_value, release, NULL, false};
 
 /* A waiter for n children and its awaitable; NULL on ENOMEM. */
 static ppx_awaitable *new_waiter(uv_loop_t *loop, size_t n, int when)

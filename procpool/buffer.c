@@ -208,7 +208,12 @@ int ppx_future_buffer(ppx_future *f, ppx_buffer **out)
     int st = atomic_load_explicit(&f->state, memory_order_acquire);
     if (st != PPX_DONE)
         return ppx__not_done_rc(st);
-    ppx_buffer *b = ppx__buffers_find((const ppx__buffers *)f->keep, f->value, f->value_len);
+    /* A DONE call's buffers stay in its block (core.h, ppx__task_bufs). */
+    if (!(atomic_load_explicit(&f->halves, memory_order_relaxed) & PPX__BLOCK_BUFS))
+        return PPX_ETYPE;
+    const ppx__buffers *bs = (const ppx__buffers *)*ppx__task_bufs(ppx__future_task_mem(f));
+    const void *value = f->value_len <= PPX__VALUE_INLINE ? f->out.bytes : f->out.big.data;
+    ppx_buffer *b = ppx__buffers_find(bs, value, f->value_len);
     if (!b)
         return PPX_ETYPE;
     ppx_buffer_ref(b);

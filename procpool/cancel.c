@@ -6,7 +6,6 @@
  * call is actually stopped (a slot CAS, a flag and a kill, a message to
  * a node) is the backend's (local/timers.c, mpi/remote.c).
  */
-#include "buffer.h"
 #include "core.h"
 #include "wire/frame.h"
 
@@ -20,20 +19,19 @@ void ppx__frame_free(ppx_pool *p, unsigned char *frame, size_t cap)
 
 void ppx__task_free(ppx_pool *p, ppx__task *t)
 {
-    if (t->bufs)
-        ppx__buffers_release(t->bufs);
+    ppx__task_drop_bufs(t);
     if (t->frame != t->inline_frame)
-        ppx__frame_free(p, t->frame, t->frame_cap);
-    free(t);
+        ppx__frame_free(p, t->frame, ppx__task_frame_cap(t));
     p->ntasks--;
+    ppx__future_release(ppx__task_block(t), PPX__HALF_TASK);
 }
 
 bool ppx__task_stop_future(ppx_pool *p, ppx__task *t, bool timed_out, ppx__notify *n)
 {
-    ppx_future *f = t->fut;
+    ppx_future *f = ppx__task_fut(t);
     if (!f)
         return false;
-    t->fut = NULL;
+    ppx__task_drop_fut(t);
     t->ended = timed_out ? PPX__ENDED_TIMED_OUT : PPX__ENDED_CANCELLED;
     p->unresolved--;
     if (timed_out) {
@@ -41,7 +39,7 @@ bool ppx__task_stop_future(ppx_pool *p, ppx__task *t, bool timed_out, ppx__notif
         p->stats.failed++;
         ppx__future_failf(f, "TimeoutError", 0, n,
                           "%s (task %llu) did not finish within its %d ms deadline",
-                          f->function, (unsigned long long)t->id, t->timeout_ms);
+                          f->function, (unsigned long long)ppx__task_id(t), t->timeout_ms);
     } else {
         p->stats.cancelled++;
         ppx__future_cancelled(f, n);

@@ -5,7 +5,8 @@
  * backend's state (p->be) or a task's backend part (t->be).
  *
  * Who owns what: the pool owns each ppx__task from submission until its
- * backend frees it; a task owns its encoded call frame (kept until the
+ * backend frees it (ppx__task_free lets go of its half of the block it
+ * shares with its future, future.h); a task owns its encoded call frame (kept until the
  * task ends, so a call can be moved or re-sent after a crash) and one
  * reference to its future until that resolves. A cancelled task may
  * outlive its future ("lingering") until its worker acknowledges it,
@@ -32,8 +33,9 @@
  * - mpi/link.h's ppx__cl.mu: which MPI pool is open in this process, the
  *   nodes lost; alone, or by the progress thread inside the pool's lock.
  * - loop/: bindings_mu, a binding's mu and default_mu, never held while
- *   calling into the pool (see loop/binding.c); user.c's hubs_mu and a
- *   hub's mu, each alone.
+ *   calling into the pool (see loop/binding.c); a call finds its binding
+ *   (a thread's last one) and the default pool (an atomic pointer)
+ *   without them. user.c's hubs_mu and a hub's mu, each alone.
  * Waits: the pool's condition variable and an MPI pool's progress thread
  * wait on the pool's lock; epoll_wait runs with no lock held.
  * Nothing forks under the pool's lock, and the trace file is written
@@ -58,35 +60,102 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 #include <sys/types.h>
 
 /* Words of a task's backend-private state (ppx__task.be). */
 #define PPX__TASK_BE_WORDS 6
 
+/* A call's task lives in one block with its future, right behind it
+ * (future.h: ppx__future_task_mem), and lets go of its half with
+ * ppx__task_free; what both need (the id, the function's name) is read
+ * from the future's half, which stays in place until both let go. */
 typedef struct ppx__task {
     ppx__link link;  /* in one list of its backend's at a time */
-    uint64_t id;
-    ppx_future *fut; /* NULL once resolved (lingering) */
-    /* inline_frame, a ppx__bigbuf of frame_cap bytes, or memory the
-     * backend gave (frame_alloc), never rewritten once placed. */
+    /* inline_frame, a ppx__bigbuf of ppx__task_frame_cap bytes, or memory
+     * the backend gave (frame_alloc), never rewritten once placed. */
     unsigned char *frame;
-    size_t frame_len, frame_cap;
-    int64_t timeout_at;   /* monotonic ns: fail with TimeoutError; 0: none */
-    int timeout_ms;
+    size_t frame_len;
+    /* Monotonic ns: when it was submitted, if it has a deadline or the
+     * pool traces; else 0. */
+    int64_t start_ns;
+    int timeout_ms;       /* > 0: it fails with TimeoutError that long after start_ns */
     uint8_t kind;         /* PPX__ENV_CALL or PPX__ENV_MAP */
     uint8_t ended;        /* PPX__ENDED_*: why fut resolved before a reply */
-    const char *fn;       /* the registry's copy of the name: outlives fut */
-    int64_t submitted_ns; /* when traced, else 0 */
-    /* The shared buffers its arguments refer to (buffer.h), held until
-     * the task ends, or handed to the future with a DONE result. */
-    ppx__keep *bufs; /* a ppx__buffers (buffer.h) */
+    bool pending;         /* its future is unresolved: ppx__task_fut */
+    /* Its arguments name shared buffers: the ppx__buffers holding them
+     * is in the block (ppx__task_bufs). */
+    bool has_bufs;
     uint64_t be[PPX__TASK_BE_WORDS]; /* the backend's (backend.h) */
-    unsigned char inline_frame[];    /* frame, when it is small */
+    /* The frame, when it is small; else the capacity of the frame's own
+     * memory (one size_t: ppx__task_frame_cap). */
+    unsigned char inline_frame[];
 } ppx__task;
 /* Frames up to this size share the task's allocation. */
 #define PPX__INLINE_FRAME 512u
 /* Why the core resolved a task's future before its worker answered. */
 enum { PPX__ENDED_NOT = 0, PPX__ENDED_CANCELLED, PPX__ENDED_TIMED_OUT };
+
+/* The future half of t's block, resolved or not, even once its last
+ * reference went: only its fixed fields (id, function) may be read. */
+static inline ppx_future *ppx__task_block(const ppx__task *t)
+{
+    return (ppx_future *)((char *)(uintptr_t)t - sizeof(struct ppx_future));
+}
+static inline uint64_t ppx__task_id(const ppx__task *t)
+{
+    return ppx__task_block(t)->id;
+}
+/* The registry's copy of the name (a call of an unknown one has no task). */
+static inline const char *ppx__task_fn(const ppx__task *t)
+{
+    return ppx__task_block(t)->function;
+}
+/* t's future while it is unresolved; NULL once resolved (lingering). */
+static inline ppx_future *ppx__task_fut(const ppx__task *t)
+{
+    return t->pending ? ppx__task_block(t) : NULL;
+}
+/* Its future resolved before the task ends: the task lingers. */
+static inline void ppx__task_drop_fut(ppx__task *t)
+{
+    t->pending = false;
+}
+/* Monotonic ns at which the call fails with TimeoutError; 0: never. */
+static inline int64_t ppx__task_deadline(const ppx__task *t)
+{
+    return t->timeout_ms > 0 ? t->start_ns + (int64_t)t->timeout_ms * 1000000LL : 0;
+}
+/* The capacity of a frame that is not inline (a bigbuf, the arena's). */
+static inline size_t ppx__task_frame_cap(const ppx__task *t)
+{
+    size_t cap;
+    memcpy(&cap, t->inline_frame, sizeof cap);
+    return cap;
+}
+
+/* Where a task whose arguments name shared buffers (has_bufs) keeps
+ * their ppx__buffers (buffer.h): the word after its frame in the block,
+ * or after a big frame's capacity. Pools that never made a buffer pay no
+ * byte for it. */
+static inline ppx__keep **ppx__task_bufs(ppx__task *t)
+{
+    size_t used = t->frame == t->inline_frame ? (t->frame_len + 7) & ~(size_t)7 : sizeof(size_t);
+    return (ppx__keep **)(void *)(t->inline_frame + used);
+}
+/* Lets go of t's buffers as the task ends, unless its future is DONE:
+ * its result may be one of them (ppx_future_buffer), so they stay with
+ * the block (PPX__BLOCK_BUFS, ppx__future_release). */
+static inline void ppx__task_drop_bufs(ppx__task *t)
+{
+    if (!t->has_bufs ||
+        atomic_load_explicit(&ppx__task_block(t)->state, memory_order_acquire) == PPX_DONE)
+        return;
+    ppx__keep **k = ppx__task_bufs(t);
+    if (*k)
+        (*k)->release(*k);
+    *k = NULL;
+}
 
 static inline ppx__task *ppx__task_of(ppx__link *l)
 {

@@ -1,14 +1,20 @@
 #include "future.h"
 #include "core.h"
-#include "util/grow.h"
 #include "procpool/wire/frame.h"
 #include "pool.h"
 
+#include <assert.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Every pending call has a future: 120 bytes on 64-bit targets, so that
+ * with its task and a small frame it fits one 256-byte malloc chunk
+ * (procpool/submit.c). */
+static_assert(sizeof(void *) != 8 || sizeof(struct ppx_future) <= 120,
+              "ppx_future stays at 120 bytes");
 
 #define FUTURE_DEAD 0xdeadf00du
 
@@ -62,31 +68,29 @@ void ppx__future_unpin(ppx_future *f)
 }
 
 ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,
-                            const char *stable_name)
+                            const char *stable_name, size_t task_bytes, size_t prefix)
 {
     /* malloc, not calloc: glibc's calloc skips the per-thread cache, and
      * a future is allocated and freed on every call. Zeroed by assigning
      * a compound literal, not memset: GCC and clang fold malloc + memset
      * of the whole block back into calloc (which cost ~150 instructions a
-     * call here, and sent every free down glibc's slow path). */
-    ppx_future *f = malloc(sizeof *f);
-    if (!f)
+     * call here, and sent every free down glibc's slow path). Behind the
+     * struct: the task, or a copy of a name nobody registered. */
+    char *block = malloc(prefix + sizeof(ppx_future) + (stable_name ? task_bytes : fn_len + 1));
+    if (!block)
         return NULL;
-    *f = (ppx_future){.magic = 0};
+    ppx_future *f = (ppx_future *)(block + prefix);
+    *f = (ppx_future){.prefix_words = (uint8_t)(prefix / 8)};
     if (stable_name) {
-        f->function = (char *)stable_name;
+        f->function = stable_name;
     } else {
-        f->function = malloc(fn_len + 1);
-        if (!f->function) {
-            free(f);
-            return NULL;
-        }
-        memcpy(f->function, fn, fn_len);
-        f->function[fn_len] = '\0';
-        f->owns_function = true;
+        char *copy = (char *)(f + 1);
+        memcpy(copy, fn, fn_len);
+        copy[fn_len] = '\0';
+        f->function = copy;
     }
     f->cbs = f->cb_inline;
-    f->capcbs = sizeof f->cb_inline / sizeof f->cb_inline[0];
+    atomic_init(&f->halves, PPX__HALF_FUTURE | (stable_name && task_bytes ? PPX__HALF_TASK : 0));
     f->magic = PPX__FUTURE_MAGIC;
     atomic_init(&f->refs, 2);
     atomic_init(&f->state, PPX_PENDING);
@@ -102,11 +106,6 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
 
 static void enqueue(ppx_future *f, int state, ppx__notify *n)
 {
-    /* The result may be one of the call's buffers (ppx_future_buffer). */
-    if (state == PPX_DONE && f->task && f->task->bufs) {
-        f->keep = f->task->bufs;
-        f->task->bufs = NULL;
-    }
     f->task = NULL;
     /* Published before the hold goes (ppx__notify_run): a call that finds
      * no pool to pin sees the final state, never PENDING. */
@@ -122,12 +121,16 @@ static void enqueue(ppx_future *f, int state, ppx__notify *n)
 
 void ppx__future_done(ppx_future *f, const void *value, size_t len, ppx__notify *n)
 {
-    f->value = len <= sizeof f->value_inline ? f->value_inline : malloc(len);
-    if (!f->value) {
-        ppx__future_fail(f, "MemoryError", "no memory to hold the result", "", 0, n);
-        return;
+    unsigned char *to = f->out.bytes;
+    if (len > PPX__VALUE_INLINE) {
+        if (!(to = malloc(len))) {
+            ppx__future_fail(f, "MemoryError", "no memory to hold the result", "", 0, n);
+            return;
+        }
+        f->out.big.data = to;
+        f->out.big.mem = NULL;
     }
-    memcpy(f->value, value, len);
+    memcpy(to, value, len);
     f->value_len = len;
     enqueue(f, PPX_DONE, n);
 }
@@ -135,11 +138,26 @@ void ppx__future_done(ppx_future *f, const void *value, size_t len, ppx__notify 
 void ppx__future_done_adopt(ppx_future *f, void *buf, size_t buf_len, const void *value,
                             size_t len, ppx__notify *n)
 {
-    f->value_mem = buf;
-    f->value_mem_len = buf_len;
-    f->value = (unsigned char *)value;
+    if (len <= PPX__VALUE_INLINE) { /* the inline bytes say where a small value is */
+        ppx__future_done(f, value, len, n);
+        ppx__bigbuf_free(buf, buf_len);
+        return;
+    }
+    f->out.big.data = (unsigned char *)value;
+    f->out.big.mem = buf;
+    f->out.big.mem_len = buf_len;
     f->value_len = len;
     enqueue(f, PPX_DONE, n);
+}
+
+/* Stand-ins when there is no memory for a future's error: shared and
+ * never written, so they say less (no function, no task id). */
+static ppx_error no_memory_error = {"MemoryError", "no memory to hold the error", "", "", 0, 0, ""};
+static ppx_error cancelled_error = {"CancelledError", "the task was cancelled", "", "", 0, 0, ""};
+
+static bool own_error(const ppx_error *e)
+{
+    return e != &no_memory_error && e != &cancelled_error;
 }
 
 void ppx__future_fail(ppx_future *f, const char *type, const char *message,
@@ -151,30 +169,22 @@ void ppx__future_fail(ppx_future *f, const char *type, const char *message,
 void ppx__future_fail_at(ppx_future *f, const char *type, const char *message,
                          const char *where, long pid, const char *node, ppx__notify *n)
 {
-    /* One block holds every string, so there is one allocation to fail;
-     * if it does, static strings still tell the story. */
+    /* One block holds the error and every string, so there is one
+     * allocation to fail; if it does, a static error still tells it. */
     size_t lt = strlen(type) + 1, lm = strlen(message) + 1, lw = strlen(where) + 1;
     size_t ln = strlen(node) + 1;
-    char *mem = malloc(lt + lm + lw + ln);
-    if (mem) {
+    ppx_error *e = malloc(sizeof *e + lt + lm + lw + ln);
+    if (e) {
+        char *mem = (char *)(e + 1);
         memcpy(mem, type, lt);
         memcpy(mem + lt, message, lm);
         memcpy(mem + lt + lm, where, lw);
         memcpy(mem + lt + lm + lw, node, ln);
-        f->err.type = mem;
-        f->err.message = mem + lt;
-        f->err.where = mem + lt + lm;
-        f->err.node = mem + lt + lm + lw;
-    } else {
-        f->err.type = "MemoryError";
-        f->err.message = "no memory to hold the error";
-        f->err.where = "";
-        f->err.node = "";
+        *e = (ppx_error){.type = mem, .message = mem + lt, .where = mem + lt + lm,
+                         .node = mem + lt + lm + lw, .function = f->function, .pid = pid,
+                         .task_id = f->id};
     }
-    f->err_mem = mem;
-    f->err.function = f->function;
-    f->err.pid = pid;
-    f->err.task_id = f->id;
+    f->out.err = e ? e : &no_memory_error;
     enqueue(f, PPX_FAILED, n);
 }
 
@@ -191,13 +201,12 @@ void ppx__future_failf(ppx_future *f, const char *type, long pid, ppx__notify *n
 
 void ppx__future_cancelled(ppx_future *f, ppx__notify *n)
 {
-    f->err.type = "CancelledError";
-    f->err.node = "";
-    f->err.message = "the task was cancelled";
-    f->err.where = "";
-    f->err.function = f->function;
-    f->err.pid = 0;
-    f->err.task_id = f->id;
+    ppx_error *e = malloc(sizeof *e);
+    if (e)
+        *e = (ppx_error){.type = "CancelledError", .node = "",
+                         .message = "the task was cancelled", .where = "",
+                         .function = f->function, .pid = 0, .task_id = f->id};
+    f->out.err = e ? e : &cancelled_error;
     enqueue(f, PPX_CANCELLED, n);
 }
 
@@ -206,8 +215,9 @@ static __attribute__((noinline)) void run_notified(ppx__notify *n)
     ppx_future *pf = n->phead;
     n->phead = n->ptail = NULL;
     while (pf) {
-        ppx_future *next = pf->pnext;
-        atomic_store_explicit(&pf->pqueued, false, memory_order_release);
+        ppx__fprog *pr = atomic_load_explicit(&pf->prog, memory_order_relaxed);
+        ppx_future *next = pr->pnext; /* queued: it has a block */
+        atomic_store_explicit(&pr->pqueued, false, memory_order_release);
         ppx__progress_run(pf);
         ppx_future_unref(pf);
         pf = next;
@@ -223,7 +233,7 @@ static __attribute__((noinline)) void run_notified(ppx__notify *n)
         if (f->cbs != f->cb_inline)
             free(f->cbs);
         f->cbs = NULL;
-        f->ncbs = f->capcbs = 0;
+        f->ncbs = 0;
         let_go_of_pool(f); /* after the callbacks: one may free the pool */
         ppx_future_unref(f);
         f = next;
@@ -254,26 +264,35 @@ void ppx_future_unref(ppx_future *f)
      * or was never submitted (submit.c's failures): then its hold on the
      * pool goes here. */
     let_go_of_pool(f);
-    if (f->owns_function)
-        free(f->function);
-    if (f->value_mem)
-        ppx__bigbuf_free(f->value_mem, f->value_mem_len);
-    else if (f->value != f->value_inline)
-        free(f->value);
-    free(f->err_mem);
-    if (f->keep)
-        f->keep->release(f->keep);
+    int st = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (st == PPX_DONE && f->value_len > PPX__VALUE_INLINE) {
+        if (f->out.big.mem)
+            ppx__bigbuf_free(f->out.big.mem, f->out.big.mem_len);
+        else
+            free(f->out.big.data);
+    } else if ((st == PPX_FAILED || st == PPX_CANCELLED) && own_error(f->out.err)) {
+        free(f->out.err);
+    }
     if (f->cbs != f->cb_inline)
         free(f->cbs);
-    /* Kept until here: a progress callback that resolved f on its own
-     * thread is still walking the list when the done callbacks end. */
-    for (ppx__pcb *c = atomic_load_explicit(&f->pcbs, memory_order_acquire); c;) {
-        ppx__pcb *next = atomic_load_explicit(&c->next, memory_order_relaxed);
-        free(c);
-        c = next;
-    }
+    ppx__progress_free(f);
     f->magic = FUTURE_DEAD;
-    free(f);
+    ppx__future_release(f, PPX__HALF_FUTURE);
+}
+
+void ppx__future_release(ppx_future *f, unsigned half)
+{
+    /* acq_rel: whichever frees the block has seen every write of the
+     * other half. */
+    unsigned old = atomic_fetch_and_explicit(&f->halves, (uint8_t)~half, memory_order_acq_rel);
+    if ((old & (PPX__HALF_FUTURE | PPX__HALF_TASK)) != half)
+        return;
+    if (old & PPX__BLOCK_BUFS) { /* a DONE call's: its result may have been one */
+        ppx__keep **k = ppx__task_bufs(ppx__future_task_mem(f));
+        if (*k)
+            (*k)->release(*k);
+    }
+    free(ppx__future_prefix(f));
 }
 
 ppx_state ppx_future_state(const ppx_future *f)
@@ -331,7 +350,7 @@ int ppx_future_value(const ppx_future *f, ppx_value *out)
     int st = atomic_load_explicit(&f->state, memory_order_acquire);
     if (st != PPX_DONE)
         return ppx__not_done_rc(st);
-    out->data = f->value;
+    out->data = f->value_len <= PPX__VALUE_INLINE ? f->out.bytes : f->out.big.data;
     out->len = f->value_len;
     return 0;
 }
@@ -349,7 +368,7 @@ const ppx_error *ppx_future_error(const ppx_future *f)
     if (!live(f))
         return NULL;
     int st = atomic_load_explicit(&f->state, memory_order_acquire);
-    return st == PPX_FAILED || st == PPX_CANCELLED ? &f->err : NULL;
+    return st == PPX_FAILED || st == PPX_CANCELLED ? f->out.err : NULL;
 }
 
 int ppx_future_cancel(ppx_future *f)
@@ -364,6 +383,25 @@ int ppx_future_cancel(ppx_future *f)
     return rc;
 }
 
+/* Makes room for one more callback: 0, or -1 without memory (the array
+ * is unchanged). The capacity is not stored: a heap array holds at least
+ * 2 and at least the next power of two of the most it held (removals
+ * only shrink ncbs), so it is full only when ncbs is a power of two. */
+static int grow_callbacks(ppx_future *f)
+{
+    uint32_t n = f->ncbs;
+    bool inline_now = f->cbs == f->cb_inline;
+    if (inline_now ? n < 1 : n < 2 || (n & (n - 1)))
+        return 0;
+    ppx__cb *to = realloc(inline_now ? NULL : f->cbs, 2 * n * sizeof *to);
+    if (!to)
+        return -1;
+    if (inline_now)
+        memcpy(to, f->cb_inline, sizeof f->cb_inline);
+    f->cbs = to;
+    return 0;
+}
+
 /* Appends cb to f's list under p's lock if f is still pending: 1 if
  * added, 0 if f resolved first (the caller runs cb), or PPX_ENOMEM. */
 static int append_callback(ppx_pool *p, ppx_future *f, ppx_future_cb cb, void *arg)
@@ -374,8 +412,7 @@ static int append_callback(ppx_pool *p, ppx_future *f, ppx_future_cb cb, void *a
         return 0;
     }
     int rc = 1;
-    if (f->ncbs == f->capcbs &&
-        ppx__grow_inline((void **)&f->cbs, &f->capcbs, f->cb_inline, sizeof *f->cbs))
+    if (f->ncbs == UINT32_MAX || grow_callbacks(f))
         rc = PPX_ENOMEM;
     if (rc == 1)
         f->cbs[f->ncbs++] = (ppx__cb){cb, arg};
@@ -464,12 +501,15 @@ int ppx_future_on_progress(ppx_future *f, ppx_progress_future_cb cb, void *arg)
         c->arg = arg;
         atomic_init(&c->next, NULL);
         ppx__pool_lock(p);
+        ppx__fprog *pr = NULL;
         if (atomic_load(&f->state) != PPX_PENDING) {
             rc = PPX_EDONE;
+        } else if (!(pr = ppx__progress_block(f))) {
+            rc = PPX_ENOMEM;
         } else {
             /* Appended (callbacks run in the order added), published
              * with a release store: dispatchers walk it without the lock. */
-            ppx__pcb *_Atomic *at = &f->pcbs;
+            ppx__pcb *_Atomic *at = &pr->pcbs;
             ppx__pcb *cur;
             while ((cur = atomic_load_explicit(at, memory_order_relaxed)))
                 at = &cur->next;

@@ -16,6 +16,11 @@ void ppx__pool_unlock(ppx_pool *p);
 ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f);
 int ppx__pool_wait(ppx_pool *p, ppx_future *f, int timeout_ms);
 int ppx__pool_cancel(ppx_pool *p, ppx_future *f);
+/* ppx_pool_submit_ex with prefix bytes (a multiple of 8, at most 2040)
+ * in front of the future, in the call's one block: the caller's
+ * (ppx__future_prefix) while it holds a reference to the future. */
+int ppx__pool_submit_prefixed(ppx_pool *p, const char *fn, const void *args, size_t args_len,
+                              const ppx_call_options *opts, size_t prefix, ppx_future **out);
 
 /* Low-latency mode (ppx_pool_options.parent_spin_us): the setting, and a
  * bounded poll of the response rings that processes what arrives. Returns

@@ -14,6 +14,7 @@
 #include "serialize/pack.h"
 #include "wire/frame.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,12 +27,18 @@ int ppx_pool_submit(ppx_pool *p, const char *fn, const void *args, size_t args_l
 }
 
 static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
-                  const ppx_call_options *opts, ppx_future **out);
+                  const ppx_call_options *opts, size_t prefix, ppx_future **out);
 
 int ppx_pool_submit_ex(ppx_pool *p, const char *fn, const void *args, size_t args_len,
                        const ppx_call_options *opts, ppx_future **out)
 {
-    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, out);
+    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, 0, out);
+}
+
+int ppx__pool_submit_prefixed(ppx_pool *p, const char *fn, const void *args, size_t args_len,
+                              const ppx_call_options *opts, size_t prefix, ppx_future **out)
+{
+    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, prefix, out);
 }
 
 /* Every element of a map's items must be an argument array. */
@@ -52,7 +59,7 @@ int ppx_pool_map(ppx_pool *p, const char *fn, const void *items, size_t len,
 {
     if (ppx__pool_check(p) == 0 && items && !all_arrays(items, len))
         return PPX_EMALFORMED;
-    return submit(p, PPX__ENV_MAP, fn, items, len, opts, out);
+    return submit(p, PPX__ENV_MAP, fn, items, len, opts, 0, out);
 }
 
 /* What can be refused before any work: 0, or the code to return. */
@@ -96,23 +103,38 @@ static void fail_unknown(ppx_pool *p, ppx_future *f, uint64_t id)
     ppx__notify_run(&n);
 }
 
-/* The task with its call frame packed, or NULL without memory. Frames
- * are sized exactly (the header is at most 26 bytes plus the name), so
- * the sbuffer never reallocates them: msgpack's would start every frame
- * at 8 KiB. A small frame lives in the task's own allocation; a big one
- * goes where the backend reads it in place (the call arena), or failing
- * that into a pre-faulted ppx__bigbuf. */
-static ppx__task *make_task(ppx_pool *p, int kind, uint64_t id, const char *fn, size_t fn_len,
-                            const void *args, size_t args_len, bool *in_backend)
+/* A call's block: the future (120 bytes), the task and a small frame;
+ * with these a no-argument call's is 243 bytes, one 256-byte malloc
+ * chunk (issue 15's budget per pending call). */
+static_assert(sizeof(void *) != 8 || sizeof(ppx__task) <= 96, "ppx__task stays at 96 bytes");
+
+/* The exact size of a call's frame (serialize/envelope.h): the fixed
+ * header, the name (a fixstr, or at most a str16 header), the args. Exact,
+ * so the sbuffer never reallocates it (msgpack's would start every frame
+ * at 8 KiB) and a small one takes no more of the call's block than it
+ * uses. */
+static size_t frame_size(size_t fn_len, size_t args_len)
 {
-    size_t cap = 32 + fn_len + args_len;
-    bool small = cap <= PPX__INLINE_FRAME;
-    /* Not calloc, which skips glibc's per-thread cache: a task is made and
-     * freed on every call. Only the task's own fields need zeroing. */
-    ppx__task *t = malloc(sizeof *t + (small ? cap : 0));
-    if (!t)
-        return NULL;
-    memset(t, 0, sizeof *t);
+    return PPX__ENV_HEAD_LEN + (fn_len < 32 ? 1 : 3) + fn_len + args_len;
+}
+
+/* Whether a frame of cap bytes lives in the call's block. */
+static bool task_frame_inline(size_t cap)
+{
+    return cap <= PPX__INLINE_FRAME;
+}
+
+/* f's task with its call frame packed, or NULL without memory (the
+ * caller releases the task's half of the block). A small frame (cap
+ * bytes) lives in the block behind the task; a big one goes where the
+ * backend reads it in place (the call arena), or failing that into a
+ * pre-faulted ppx__bigbuf. */
+static ppx__task *make_task(ppx_pool *p, ppx_future *f, int kind, const char *fn, size_t fn_len,
+                            const void *args, size_t args_len, size_t cap, bool *in_backend)
+{
+    bool small = task_frame_inline(cap);
+    ppx__task *t = ppx__future_task_mem(f);
+    memset(t, 0, sizeof *t); /* the frame is written whole below */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     if (small) {
@@ -126,17 +148,16 @@ static ppx__task *make_task(ppx_pool *p, int kind, uint64_t id, const char *fn, 
      * ppx__frame_free could not tell from a bigbuf. */
     sb.alloc = sb.data ? cap : 0;
     int rc = !sb.data ? PPX_ENOMEM
-           : kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, id, fn, fn_len, args, args_len)
-                                  : ppx__env_pack_call(&sb, id, 0, 0, fn, fn_len, args, args_len);
+           : kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, f->id, fn, fn_len, args, args_len)
+                                  : ppx__env_pack_call(&sb, f->id, 0, 0, fn, fn_len, args, args_len);
     if (rc) {
         if (!small && sb.data)
             ppx__frame_free(p, (unsigned char *)sb.data, sb.alloc);
-        free(t);
         return NULL;
     }
-    t->id = id;
     t->frame_len = sb.size;
-    t->frame_cap = sb.alloc;
+    if (!small) /* where an inline frame would be */
+        memcpy(t->inline_frame, &sb.alloc, sizeof sb.alloc);
     t->frame = (unsigned char *)sb.data;
     t->kind = (uint8_t)kind;
     return t;
@@ -146,17 +167,17 @@ static ppx__task *make_task(ppx_pool *p, int kind, uint64_t id, const char *fn, 
 static void discard(ppx_pool *p, ppx__task *t, ppx_future *f)
 {
     if (t) {
-        ppx__buffers_release(t->bufs);
+        ppx__task_drop_bufs(t);
         if (t->frame != t->inline_frame)
-            ppx__frame_free(p, t->frame, t->frame_cap);
-        free(t);
+            ppx__frame_free(p, t->frame, ppx__task_frame_cap(t));
+        ppx__future_release(f, PPX__HALF_TASK);
     }
     atomic_store(&f->refs, 1); /* the pool's reference was never used */
     ppx_future_unref(f);
 }
 
 static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
-                  const ppx_call_options *opts, ppx_future **out)
+                  const ppx_call_options *opts, size_t prefix, ppx_future **out)
 {
     size_t fn_len;
     int rc = check_call(p, fn, &fn_len, &args, &args_len, out);
@@ -167,39 +188,53 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         return rc;
     uint64_t id = atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed);
     const ppx__entry *entry = ppx__registry_find(fn, fn_len);
-    ppx_future *f = ppx__future_new(p, id, fn, fn_len, entry ? entry->name : NULL);
-    if (!f)
+    /* Only pools that ever made a buffer look for references. */
+    ppx__keep *bufs = NULL;
+    if (entry && atomic_load_explicit(&p->buffers_used, memory_order_relaxed) &&
+        (rc = ppx__buffers_take(p, args, args_len, &bufs)))
+        return rc;
+    /* One block for the future, its task and a small frame (and, with
+     * buffers, the word that holds them: ppx__task_bufs). */
+    size_t cap = frame_size(fn_len, args_len);
+    size_t task_bytes = sizeof(ppx__task) + (task_frame_inline(cap) ? cap : sizeof(size_t));
+    if (bufs)
+        task_bytes = ((task_bytes + 7) & ~(size_t)7) + sizeof bufs;
+    ppx_future *f = ppx__future_new(p, id, fn, fn_len, entry ? entry->name : NULL,
+                                    entry ? task_bytes : 0, prefix);
+    if (!f) {
+        ppx__buffers_release(bufs);
         return PPX_ENOMEM;
+    }
     if (!entry) {
         fail_unknown(p, f, id);
         *out = f;
         return 0;
     }
     bool in_backend = false;
-    ppx__task *t = make_task(p, kind, id, fn, fn_len, args, args_len, &in_backend);
+    ppx__task *t = make_task(p, f, kind, fn, fn_len, args, args_len, cap, &in_backend);
     if (!t) {
+        ppx__buffers_release(bufs);
+        ppx__future_release(f, PPX__HALF_TASK);
         discard(p, NULL, f);
         return PPX_ENOMEM;
     }
-    /* Only pools that ever made a buffer look for references. */
-    if (atomic_load_explicit(&p->buffers_used, memory_order_relaxed) &&
-        (rc = ppx__buffers_take(p, args, args_len, &t->bufs))) {
-        discard(p, t, f);
-        return rc;
+    if (bufs) {
+        t->has_bufs = true;
+        *ppx__task_bufs(t) = bufs;
+        atomic_fetch_or_explicit(&f->halves, PPX__BLOCK_BUFS, memory_order_relaxed);
     }
-    t->fut = f;
-    t->fn = entry->name;
+    t->pending = true;
     t->timeout_ms = co.timeout_ms ? co.timeout_ms : p->opt.task_timeout_ms;
-    if (t->timeout_ms > 0)
-        t->timeout_at = ppx__now_ns() + (int64_t)t->timeout_ms * 1000000LL;
+    /* The deadline counts from here; the trace's submission too. */
+    if (t->timeout_ms > 0 || p->trace)
+        t->start_ns = ppx__now_ns();
     f->task = t;
 
     ppx__notify n = {0};
     ppx__pool_lock(p);
     p->ntasks++;
     p->unresolved++;
-    int64_t traced_at = p->trace ? ppx__now_ns() : 0;
-    t->submitted_ns = traced_at;
+    int64_t traced_at = t->start_ns;
     /* t may be gone once the backend has it (resolved and freed at once). */
     rc = p->closed ? PPX_ECLOSED : p->ops->submit(p, t, &n);
     if (rc) {

@@ -327,6 +327,32 @@ static void test_cancelled_running_task_sees_the_flag_and_worker_survives(void *
     ppx_pool_free(p);
 }
 
+/* A call's future and task share one block (procpool/future.h): a
+ * cancelled call whose future the caller dropped at once still runs, and
+ * its task, alone in the block, reads the call's id from the future's
+ * half when the worker's answer comes (ASan sees any early free). */
+static void test_task_outlives_its_dropped_future(void **state)
+{
+    ppx_pool *p = new_pool(1, &patient);
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(p, &f, "wait_cancel", ""), 0);
+    support_wait_running(f);
+    uint64_t id = ppx_future_id(f);
+    assert_int_equal(ppx_future_cancel(f), 0);
+    ppx_future_unref(f); /* the last reference: the task lingers alone */
+    ppx_future *g;
+    assert_int_equal(ppx_pool_submitf(p, &g, "add", "ii", 2, 3), 0);
+    assert_int_equal(ppx_future_wait(g, 10000), 0); /* after the answer to f */
+    assert_true(ppx_future_id(g) > id);
+    support_drain(p, 10000);
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
+    ppx_pool_stats_get(p, &st);
+    assert_int_equal(st.cancelled, 1);
+    assert_int_equal(st.killed, 0);
+    ppx_future_unref(g);
+    ppx_pool_free(p);
+}
+
 static void test_running_task_ignoring_cancel_is_killed_and_worker_respawned(void **state)
 {
     ppx_pool *p = new_pool(1, &PPX_POOL_OPTIONS(.cancel_grace_ms = 30));
@@ -1028,6 +1054,7 @@ int main(void)
         cmocka_unit_test_teardown(test_done_callbacks_run_exactly_once, teardown),
         cmocka_unit_test_teardown(test_cancelled_pending_task_never_runs, teardown),
         cmocka_unit_test_teardown(test_cancelled_running_task_sees_the_flag_and_worker_survives, teardown),
+        cmocka_unit_test_teardown(test_task_outlives_its_dropped_future, teardown),
         cmocka_unit_test_teardown(test_running_task_ignoring_cancel_is_killed_and_worker_respawned, teardown),
         cmocka_unit_test_teardown(test_wait_timeout_leaves_the_task_running, teardown),
         cmocka_unit_test_teardown(test_segfault_fails_only_its_task_and_pool_heals, teardown),

@@ -34,7 +34,7 @@ static bool put_frame(ppx__local *p, ppx__worker *w, ppx__task *t)
 {
     if (!ppx__arena_owns(&p->arena, t->frame))
         return ppx__frame_put(&w->req, t->frame, t->frame_len, &w->partial_off);
-    ppx__arena_rec r = {(uint64_t)(t->frame - p->arena.base), t->frame_len, t->id,
+    ppx__arena_rec r = {(uint64_t)(t->frame - p->arena.base), t->frame_len, ppx__task_id(t),
                         ppx__lt(t)->slot, ppx__lt(t)->seq};
     void *dst = ppx__ring_reserve(&w->req, sizeof r);
     if (!dst)
@@ -85,8 +85,7 @@ static void place(ppx__local *p, int wi, ppx__task *t)
     atomic_store_explicit(&s->progress_seq, 0, memory_order_relaxed);
     atomic_store_explicit(&s->progress_done, 0, memory_order_relaxed);
     atomic_store_explicit(&s->progress_total, 0, memory_order_relaxed);
-    if (t->fut)
-        t->fut->src_seq = 0;
+    ppx__lt(t)->src_seq = 0;
     atomic_store_explicit(&s->state, ppx__slot_word(ppx__lt(t)->seq, 0, PPX__SLOT_QUEUED),
                           memory_order_release);
     if (!ppx__arena_owns(&p->arena, t->frame))
@@ -225,7 +224,7 @@ void ppx__sweep(ppx__local *p)
 
 void ppx__task_progress(ppx__local *p, ppx__task *t, ppx__notify *n)
 {
-    ppx_future *f = t->fut;
+    ppx_future *f = ppx__task_fut(t);
     if (!f || ppx__lt(t)->worker < 0)
         return;
     /* The worker's seqlock (shared.h), read as untrusted input: an odd
@@ -233,14 +232,14 @@ void ppx__task_progress(ppx__local *p, ppx__task *t, ppx__notify *n)
      * words say, done never exceeds a known total. */
     ppx__slot *s = ppx__task_slot(p, t);
     uint32_t seq = atomic_load_explicit(&s->progress_seq, memory_order_acquire);
-    if (seq == f->src_seq || (seq & 1))
+    if (seq == ppx__lt(t)->src_seq || (seq & 1))
         return;
     uint64_t done = atomic_load_explicit(&s->progress_done, memory_order_relaxed);
     uint64_t total = atomic_load_explicit(&s->progress_total, memory_order_relaxed);
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&s->progress_seq, memory_order_relaxed) != seq)
         return;
-    f->src_seq = seq;
+    ppx__lt(t)->src_seq = seq;
     if (total && done > total)
         done = total;
     ppx__future_progress(f, done, total, n);
@@ -272,7 +271,7 @@ static void protocol_fail(ppx__local *p, ppx__worker *w)
  * call never started). */
 static void trace_reply(ppx__local *p, ppx__task *t, int rc, const ppx__env *env)
 {
-    if (!t->fut) /* resolved already: cancelled or timed out while running */
+    if (!ppx__task_fut(t)) /* resolved already: cancelled or timed out while running */
         ppx__observe_call_end(p, t, NULL, NULL, 0, false);
     else if (rc != 0)
         ppx__observe_call_end(p, t, "failed", "ProtocolError", strlen("ProtocolError"), false);
@@ -298,13 +297,13 @@ static void handle_reply(ppx__local *p, ppx__worker *w, const void *frame, size_
     /* A worker answers its calls in the order they were placed, so a reply
      * is for the oldest call it holds or the worker is broken: skipping
      * one would leave that call waiting forever. */
-    if (!t || t != ppx__list_first(&w->tasks) || t->id != env.task_id || ppx__lt(t)->seq != env.seq ||
+    if (!t || t != ppx__list_first(&w->tasks) || ppx__task_id(t) != env.task_id || ppx__lt(t)->seq != env.seq ||
         (rc == 0 && (env.kind == PPX__ENV_CALL || env.kind == PPX__ENV_MAP))) {
         protocol_fail(p, w);
         ppx__bigbuf_free(own, own_cap);
         return;
     }
-    ppx_future *f = t->fut;
+    ppx_future *f = ppx__task_fut(t);
     w->init_failed = false;
     if (rc == 0 && (env.kind == PPX__ENV_RESULT || env.kind == PPX__ENV_ERROR))
         p->crash_streak = 0; /* a call came back: whatever crashed, it is not all */
@@ -324,7 +323,7 @@ static void handle_reply(ppx__local *p, ppx__worker *w, const void *frame, size_
             w->failed++;
             ppx__future_failf(f, "ProtocolError", (long)w->pid, n,
                               "worker %ld sent a malformed reply for task %llu",
-                              (long)w->pid, (unsigned long long)t->id);
+                              (long)w->pid, (unsigned long long)ppx__task_id(t));
         } else if (env.kind == PPX__ENV_RESULT) {
             p->pool->stats.completed++;
             w->completed++;

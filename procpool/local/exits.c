@@ -62,9 +62,9 @@ static void initializer_failed(ppx__local *p, ppx__worker *w, ppx__notify *n)
         p->pool->unresolved--;
         p->pool->stats.failed++;
         ppx__observe_mark(p, "failed", t, -1, -1, "InitializerError");
-        ppx__future_failf(t->fut, "InitializerError", 0, n,
+        ppx__future_failf(ppx__task_fut(t), "InitializerError", 0, n,
                           "no worker could start: the initializer failed: %s", p->init_error);
-        t->fut = NULL;
+        ppx__task_drop_fut(t);
         ppx__list_remove(&p->queue, &t->link);
         ppx__local_task_free(p, t);
     }
@@ -86,15 +86,15 @@ static void fail_lost(ppx__local *p, ppx__worker *w, ppx__task *t, bool protocol
                       const char *backoff, ppx__notify *n)
 {
     const char *type = protocol ? "ProtocolError" : "WorkerCrashed";
-    ppx__observe_lost(p, w, t, t->fut ? "crashed" : NULL, t->fut ? type : NULL);
-    if (!t->fut)
+    ppx__observe_lost(p, w, t, ppx__task_fut(t) ? "crashed" : NULL, ppx__task_fut(t) ? type : NULL);
+    if (!ppx__task_fut(t))
         return;
     w->crashed++;
     p->pool->stats.crashed++;
     p->pool->unresolved--;
     p->pool->stats.failed++;
-    ppx__future_failf(t->fut, type, (long)w->pid, n, "worker %ld %s while running %s (task %llu)%s",
-                      (long)w->pid, how, t->fut->function, (unsigned long long)t->id, backoff);
+    ppx__future_failf(ppx__task_fut(t), type, (long)w->pid, n, "worker %ld %s while running %s (task %llu)%s",
+                      (long)w->pid, how, ppx__task_fn(t), (unsigned long long)ppx__task_id(t), backoff);
 }
 
 /* Requeues w's calls that cannot have started, in their order, and fails
@@ -109,7 +109,7 @@ static void settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, bool
         ppx__task *t = ppx__list_first(&w->tasks);
         bool started = oldest && may_have_started(p, w, t);
         oldest = false;
-        if (started || !t->fut) {
+        if (started || !ppx__task_fut(t)) {
             if (started)
                 fail_lost(p, w, t, protocol, how, backoff, n);
             ppx__task_finish(p, t);

@@ -26,9 +26,9 @@ static int local_submit(ppx_pool *pool, ppx__task *t, ppx__notify *n)
     lt->worker = -1;
     ppx__hnode_init(&lt->deadline);
     ppx__list_push_back(&p->queue, &t->link);
-    if (t->timeout_at) {
+    if (ppx__task_deadline(t)) {
         ppx__task_reschedule(p, t);
-        if (!p->timer_at || t->timeout_at < p->timer_at)
+        if (!p->timer_at || ppx__task_deadline(t) < p->timer_at)
             ppx__arm_timer(p);
     }
     ppx__pump(p);
@@ -48,7 +48,7 @@ static void local_cancel_all(ppx_pool *pool, bool kill_later, ppx__notify *n)
         ppx__cancel_task(p, ppx__list_first(&p->queue), kill_later, false, n);
     for (int i = 0; i < p->nworkers; i++)
         for (ppx__task *t = ppx__list_first(&p->w[i].tasks); t; t = ppx__task_next(t))
-            if (t->fut)
+            if (ppx__task_fut(t))
                 ppx__cancel_task(p, t, kill_later, false, n);
 }
 
@@ -61,7 +61,7 @@ static void local_cancel_queued(ppx_pool *pool, ppx__notify *n)
      * QUEUED; a CAS that fails means the worker has claimed it. */
     for (int i = 0; i < p->nworkers; i++)
         for (ppx__task *t = ppx__list_first(&p->w[i].tasks); t; t = ppx__task_next(t))
-            if (t->fut)
+            if (ppx__task_fut(t))
                 ppx__cancel_unclaimed(p, t, n);
 }
 
@@ -202,18 +202,18 @@ static void drop_tasks(ppx__local *p, ppx__list *l, ppx__notify *n)
     while (l->head) {
         ppx__task *t = ppx__list_first(l);
         ppx__list_remove(l, &t->link);
-        if (t->fut) {
-            ppx__future_cancelled(t->fut, n);
+        if (ppx__task_fut(t)) {
+            ppx__future_cancelled(ppx__task_fut(t), n);
             p->pool->unresolved--;
         }
         /* An arena frame is a block of the shared mapping: it goes with
          * the arena's bookkeeping, whose lock may be held by a thread the
          * copy does not have. */
         if (t->frame != t->inline_frame && !ppx__arena_owns(&p->arena, t->frame))
-            ppx__bigbuf_free(t->frame, t->frame_cap);
-        ppx__buffers_release(t->bufs); /* in a copy: the handles only */
-        free(t);
+            ppx__bigbuf_free(t->frame, ppx__task_frame_cap(t));
+        ppx__task_drop_bufs(t); /* in a copy: the handles only */
         p->pool->ntasks--;
+        ppx__future_release(ppx__task_block(t), PPX__HALF_TASK);
     }
 }
 

@@ -37,6 +37,7 @@ typedef struct ppx__ltask {
     uint32_t slot;   /* PPX__NO_SLOT while in the pool's queue */
     uint32_t seq;
     int worker;      /* -1 while in the pool's queue */
+    uint32_t src_seq; /* the slot's progress seq last taken in */
     int64_t kill_at; /* kill the worker if the cancelled call still runs */
     /* In the deadline heap at the earlier of timeout_at (while the
      * future is pending) and kill_at. */

@@ -68,11 +68,11 @@ void ppx__observe_call_end(ppx__local *p, ppx__task *t, const char *outcome, con
     if (!outcome)
         outcome = t->ended == PPX__ENDED_TIMED_OUT ? "timed_out" : "cancelled";
     ppx__trace_call c = {
-        .task = t->id,
-        .fn = t->fn,
+        .task = ppx__task_id(t),
+        .fn = ppx__task_fn(t),
         .worker = ppx__lt(t)->worker,
         .pid = (long)p->w[ppx__lt(t)->worker].pid,
-        .submitted = t->submitted_ns,
+        .submitted = t->start_ns,
         .outcome = outcome,
         .error = error,
         .error_len = error_len,
@@ -88,7 +88,7 @@ void ppx__observe_mark(ppx__local *p, const char *what, ppx__task *t, int from, 
 {
     if (!p->pool->trace)
         return;
-    ppx__trace_mark m = {what, t->id, t->fn, from, to, error, ppx__now_ns()};
+    ppx__trace_mark m = {what, ppx__task_id(t), ppx__task_fn(t), from, to, error, ppx__now_ns()};
     ppx__trace_mark_add(p->pool->trace, &m);
 }
 

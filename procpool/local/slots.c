@@ -62,8 +62,8 @@ void ppx__task_reschedule(ppx__local *p, ppx__task *t)
 {
     ppx__ltask *lt = ppx__lt(t);
     int64_t at = lt->kill_at;
-    if (t->fut && t->timeout_at && (!at || t->timeout_at < at))
-        at = t->timeout_at;
+    if (ppx__task_fut(t) && ppx__task_deadline(t) && (!at || ppx__task_deadline(t) < at))
+        at = ppx__task_deadline(t);
     ppx__heap_set(&p->deadlines, &lt->deadline, at);
 }
 

@@ -73,7 +73,7 @@ void ppx__cancel_task(ppx__local *p, ppx__task *t, bool kill_later, bool timed_o
 static void expire(ppx__local *p, ppx__task *t, int64_t now, ppx__notify *n)
 {
     ppx__ltask *lt = ppx__lt(t);
-    if (t->fut && t->timeout_at && t->timeout_at <= now) {
+    if (ppx__task_fut(t) && ppx__task_deadline(t) && ppx__task_deadline(t) <= now) {
         ppx__cancel_task(p, t, true, true, n); /* may free t */
         return;
     }

@@ -139,7 +139,7 @@ static size_t collect(mlink *l, batch **out)
             next = ppx__task_next(t);
             if (t->frame_len >= PPX__MPI_ALONE) {
                 if (full || !push(&b, &n, &cap,
-                                  (batch){i, PPX__TAG_CALLS, t->frame, t->frame_len, t->frame_cap})) {
+                                  (batch){i, PPX__TAG_CALLS, t->frame, t->frame_len, ppx__task_frame_cap(t)})) {
                     full = true;
                     continue;
                 }
@@ -150,7 +150,7 @@ static size_t collect(mlink *l, batch **out)
                 memcpy(sb + used, t->frame, t->frame_len);
                 used += t->frame_len;
                 if (t->frame != t->inline_frame)
-                    ppx__bigbuf_free(t->frame, t->frame_cap);
+                    ppx__bigbuf_free(t->frame, ppx__task_frame_cap(t));
                 t->frame = t->inline_frame;
             }
             t->frame_len = 0;

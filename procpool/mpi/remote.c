@@ -56,16 +56,16 @@ static bool all_lost(ppx__remote *r)
 static void fail_lost(ppx_pool *p, ppx__task *t, const char *node, const char *why,
                       ppx__notify *n)
 {
-    ppx_future *f = t->fut;
+    ppx_future *f = ppx__task_fut(t);
     if (!f)
         return;
-    t->fut = NULL;
+    ppx__task_drop_fut(t);
     p->unresolved--;
     p->stats.failed++;
     p->stats.crashed++;
     char msg[512];
     snprintf(msg, sizeof msg, "%s (task %llu) was lost with its node: %s", f->function,
-             (unsigned long long)t->id, why);
+             (unsigned long long)ppx__task_id(t), why);
     ppx__future_fail_at(f, "NodeLost", msg, "", 0, node, n);
 }
 
@@ -93,8 +93,8 @@ static void pump(ppx_pool *p, ppx__notify *n)
          * deadline (it counts from submission, time queued here too): the
          * node's pool enforces it, as a local pool would. */
         uint32_t ms = 0;
-        if (t->timeout_at) {
-            int64_t left = (t->timeout_at - ppx__now_ns() + 999999) / 1000000;
+        if (ppx__task_deadline(t)) {
+            int64_t left = (ppx__task_deadline(t) - ppx__now_ns() + 999999) / 1000000;
             ms = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (uint32_t)left;
         }
         ppx__env_restamp(t->frame, s, ms);
@@ -119,14 +119,14 @@ int ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
     if (t->frame_len > PPX__MPI_MAX_MSG) {
         /* MPI counts a message's bytes in an int: a bigger frame would go
          * out truncated (or not at all) and never be answered. */
-        ppx_future *f = t->fut;
-        t->fut = NULL;
+        ppx_future *f = ppx__task_fut(t);
+        ppx__task_drop_fut(t);
         p->unresolved--;
         p->stats.failed++;
         ppx__future_failf(f, "ValueError", 0, n,
                           "%s (task %llu): a call of %zu bytes is too big for MPI "
                           "(at most %zu bytes in one message)",
-                          f->function, (unsigned long long)t->id, t->frame_len,
+                          f->function, (unsigned long long)ppx__task_id(t), t->frame_len,
                           PPX__MPI_MAX_MSG);
         ppx__task_free(p, t);
         return 0;
@@ -134,8 +134,8 @@ int ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
     ppx__rt(t)->at = PPX__AT_QUEUE;
     ppx__rt(t)->node = -1;
     ppx__list_push_back(&r->queue, &t->link);
-    if (t->timeout_at && (!r->queue_due_ns || t->timeout_at < r->queue_due_ns))
-        r->queue_due_ns = t->timeout_at;
+    if (ppx__task_deadline(t) && (!r->queue_due_ns || ppx__task_deadline(t) < r->queue_due_ns))
+        r->queue_due_ns = ppx__task_deadline(t);
     pump(p, n); /* resolves only when every node is lost */
     return 0;
 }
@@ -151,11 +151,11 @@ static void expire_queued(ppx_pool *p, ppx__notify *n)
     int64_t due = 0;
     for (ppx__task *t = ppx__list_first(&r->queue), *next; t; t = next) {
         next = ppx__task_next(t);
-        if (!t->timeout_at)
+        if (!ppx__task_deadline(t))
             continue;
-        if (t->timeout_at > now) {
-            if (!due || t->timeout_at < due)
-                due = t->timeout_at;
+        if (ppx__task_deadline(t) > now) {
+            if (!due || ppx__task_deadline(t) < due)
+                due = ppx__task_deadline(t);
             continue;
         }
         ppx__list_remove(&r->queue, &t->link);
@@ -179,7 +179,7 @@ static int append_cancel(ppx__node *nd, ppx__task *t)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    if (ppx__env_pack_skip(&sb, t->id, ppx__rt(t)->slot, 0))
+    if (ppx__env_pack_skip(&sb, ppx__task_id(t), ppx__rt(t)->slot, 0))
         return PPX_ENOMEM;
     if (nd->cancels_len + sb.size > nd->cancels_cap) {
         size_t cap = nd->cancels_cap ? nd->cancels_cap * 2 : 256;
@@ -229,7 +229,7 @@ void ppx__remote_cancel_all(ppx_pool *p, bool kill_later, ppx__notify *n)
     for (int i = 0; i < r->nnodes; i++) {
         ppx__node *nd = &r->nodes[i];
         for (uint32_t s = 0; s < nd->cap; s++)
-            if (nd->slot[s] && nd->slot[s]->fut)
+            if (nd->slot[s] && ppx__task_fut(nd->slot[s]))
                 ppx__remote_cancel(p, nd->slot[s], kill_later, false, n);
     }
 }
@@ -245,7 +245,7 @@ void ppx__remote_cancel_queued(ppx_pool *p, ppx__notify *n)
     for (int i = 0; i < r->nnodes; i++) {
         ppx__node *nd = &r->nodes[i];
         for (uint32_t s = 0; s < nd->cap; s++)
-            if (nd->slot[s] && nd->slot[s]->fut && ppx__rt(nd->slot[s])->at == PPX__AT_OUT)
+            if (nd->slot[s] && ppx__task_fut(nd->slot[s]) && ppx__rt(nd->slot[s])->at == PPX__AT_OUT)
                 ppx__remote_cancel(p, nd->slot[s], false, false, n);
     }
 }
@@ -275,15 +275,15 @@ static void answer(ppx_pool *p, ppx__node *nd, const ppx__env *env, ppx__msg *ad
 {
     ppx__remote *r = rm(p);
     ppx__task *t = env->slot < nd->cap ? nd->slot[env->slot] : NULL;
-    if (!t || t->id != env->task_id || ppx__rt(t)->at != PPX__AT_NODE ||
+    if (!t || ppx__task_id(t) != env->task_id || ppx__rt(t)->at != PPX__AT_NODE ||
         (env->kind != PPX__ENV_RESULT && env->kind != PPX__ENV_ERROR &&
          env->kind != PPX__ENV_SKIP)) {
         r->protocol_errors++;
         return;
     }
-    ppx_future *f = t->fut;
+    ppx_future *f = ppx__task_fut(t);
     if (f) {
-        t->fut = NULL;
+        ppx__task_drop_fut(t);
         p->unresolved--;
         if (env->kind == PPX__ENV_RESULT) {
             p->stats.completed++;

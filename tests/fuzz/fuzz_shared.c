@@ -263,8 +263,8 @@ static void timers_due(harness *h)
         memcpy(due, p->deadlines.v, k * sizeof *due);
     for (size_t j = 0; j < k; j++) {
         ppx__task *t = ppx__task_of_deadline(due[j]);
-        if (t->timeout_at)
-            t->timeout_at = 1;
+        if (ppx__task_deadline(t)) /* due at 1 ns: long past */
+            t->start_ns = 1 - (int64_t)t->timeout_ms * 1000000LL;
         if (ppx__lt(t)->kill_at)
             ppx__lt(t)->kill_at = 1;
         ppx__heap_set(&p->deadlines, due[j], 1);
