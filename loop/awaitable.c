@@ -137,14 +137,22 @@ bool ppx_awaitable_valid(const ppx_awaitable *aw)
     return live(aw);
 }
 
-int ppx_awaitable_value(const ppx_awaitable *aw, ppx_value *out)
+/* What asking a result of aw into out answers before looking at it: 0
+ * when aw is DONE. */
+static int result_check(const ppx_awaitable *aw, const void *out)
 {
     if (!live(aw))
         return PPX_EBADOBJ;
     if (!out)
         return PPX_EINVAL;
-    if (aw->state != PPX_DONE)
-        return ppx__not_done_rc(aw->state);
+    return aw->state == PPX_DONE ? 0 : ppx__not_done_rc(aw->state);
+}
+
+int ppx_awaitable_value(const ppx_awaitable *aw, ppx_value *out)
+{
+    int rc = result_check(aw, out);
+    if (rc)
+        return rc;
     if (aw->wrapped)
         return ppx_future_value(aw->fut, out);
     if (aw->ops->value)
@@ -299,11 +307,8 @@ int ppx_run_until_complete(uv_loop_t *loop, ppx_awaitable *aw)
 
 int ppx_awaitable_buffer(const ppx_awaitable *aw, ppx_buffer **out)
 {
-    if (!live(aw))
-        return PPX_EBADOBJ;
-    if (!out)
-        return PPX_EINVAL;
-    if (aw->state != PPX_DONE)
-        return ppx__not_done_rc(aw->state);
+    int rc = result_check(aw, out);
+    if (rc)
+        return rc;
     return aw->wrapped ? ppx_future_buffer(aw->fut, out) : PPX_ETYPE;
 }
