@@ -234,7 +234,9 @@ static void spawned(ppx__local *p, ppx__worker *w, pid_t pid)
     }
     ppx__fork_release();
     w->alive = true;
-    w->killed_by_us = false;
+    /* A kill asked for while it was starting (a call past its grace,
+     * timers.c) is sent below, and is ours: its death is no crash. */
+    w->killed_by_us = w->killed_by_us && w->pending_sig == SIGKILL;
     w->protocol_error = false;
     if (w->started) {
         p->pool->stats.respawns++;
