@@ -271,16 +271,12 @@ static void on_idle_timer(uv_timer_t *t)
     (void)t;
 }
 
-int main(void)
+/* speedup_2w: t(1 thread) / t(2 threads). Each setting twice, the faster
+ * kept (as every impl does, SPEC.md): one slow run on this shared VM
+ * would skew the ratio. */
+static double bench_speedup(void)
 {
-    /* Before any libuv call: the pool reads it once, when it starts. */
-    setenv("UV_THREADPOOL_SIZE", "2", 1);
-
-    /* speedup_2w first, so the children fork from a process without the
-     * pool's threads. */
     busy_iters = calibrate();
-    /* Each setting twice, the faster kept (as every impl does, SPEC.md):
-     * one slow run on this shared VM would skew the ratio. */
     double t1 = speedup_run(1), t2 = speedup_run(2), r;
     if ((r = speedup_run(1)) < t1)
         t1 = r;
@@ -288,30 +284,31 @@ int main(void)
         t2 = r;
     fprintf(stderr, "speedup_2w: %d jobs of %.2f s: %.3f s on 1 thread, %.3f s on 2\n", JOBS,
             JOB_SECONDS, t1, t2);
+    return t1 / t2;
+}
 
-    /* startup_ms: from uv_loop_init to the first no-op result. */
-    uv_loop_t loop;
-    uint64_t t0 = now_ns();
-    check("uv_loop_init", uv_loop_init(&loop));
-    seq_run(&loop, 1, 1, NULL);
-    double startup = (double)(now_ns() - t0) / 1e6;
-
-    /* idle_cpu_ms: 1 s with nothing to do, after 1000 calls. */
-    seq_run(&loop, WARMUP - 1, WARMUP, NULL);
+/* idle_cpu_ms: 1 s with nothing to do, after 1000 calls. */
+static double bench_idle(uv_loop_t *loop)
+{
+    seq_run(loop, WARMUP - 1, WARMUP, NULL);
     uv_timer_t timer;
-    check("uv_timer_init", uv_timer_init(&loop, &timer));
+    check("uv_timer_init", uv_timer_init(loop, &timer));
     double c0 = cpu_ms();
     check("uv_timer_start", uv_timer_start(&timer, on_idle_timer, 1000, 0));
-    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_run(loop, UV_RUN_DEFAULT);
     double idle_cpu = cpu_ms() - c0;
     uv_close((uv_handle_t *)&timer, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_run(loop, UV_RUN_DEFAULT);
+    return idle_cpu;
+}
 
-    /* rtt: 1000 warm-up calls, then 20000 measured. */
+/* rtt: 1000 warm-up calls, then 20000 measured. */
+static void bench_rtt(uv_loop_t *loop)
+{
     double *us = malloc(MEASURED * sizeof *us);
     if (!us)
         die("malloc", ENOMEM);
-    seq_run(&loop, WARMUP + MEASURED, WARMUP, us);
+    seq_run(loop, WARMUP + MEASURED, WARMUP, us);
     double mean = 0;
     for (int i = 0; i < MEASURED; i++)
         mean += us[i] / MEASURED;
@@ -321,26 +318,32 @@ int main(void)
     fprintf(stderr, "rtt: mean %.2f us, min %.2f us, p90 %.2f us, p99.9 %.2f us, max %.2f us\n",
             mean, us[0], us[(size_t)(MEASURED * 0.9)], us[(size_t)(MEASURED * 0.999)], us[MEASURED - 1]);
     free(us);
+}
 
-    /* tput_one_by_one: queue them all, then run the loop until done. */
+/* tput_one_by_one: queue them all, then run the loop until done. */
+static void bench_tput(uv_loop_t *loop)
+{
     uv_work_t *works = calloc(TPUT_CALLS, sizeof *works);
     int done = 0;
     if (!works)
         die("calloc", ENOMEM);
-    loop.data = &done;
-    t0 = now_ns();
+    loop->data = &done;
+    uint64_t t0 = now_ns();
     for (int i = 0; i < TPUT_CALLS; i++)
-        check("uv_queue_work", uv_queue_work(&loop, &works[i], noop_work, count_after));
-    uv_run(&loop, UV_RUN_DEFAULT);
+        check("uv_queue_work", uv_queue_work(loop, &works[i], noop_work, count_after));
+    uv_run(loop, UV_RUN_DEFAULT);
     double secs = (double)(now_ns() - t0) / 1e9;
     if (done != TPUT_CALLS)
         die("throughput calls", EPROTO);
     emit("tput_one_by_one", TPUT_CALLS / secs, "tasks/s");
     free(works);
+}
 
-    /* echo: the work copies its argument into a result it allocates (and
-     * the callback frees); stderr also has the rate into a buffer
-     * allocated and faulted once, i.e. the bare memcpy. */
+/* echo: the work copies its argument into a result it allocates (and
+ * the callback frees); stderr also has the rate into a buffer allocated
+ * and faulted once, i.e. the bare memcpy. */
+static void bench_echo(uv_loop_t *loop)
+{
     static const struct {
         const char *metric;
         size_t n;
@@ -359,14 +362,35 @@ int main(void)
         for (size_t i = 0; i < n; i++)
             arg[i] = (unsigned char)(i * 131u + 7u);
         memset(pre, 0, n);
-        emit(sizes[k].metric, echo_run(&loop, arg, n, sizes[k].calls, NULL), "MB/s");
+        emit(sizes[k].metric, echo_run(loop, arg, n, sizes[k].calls, NULL), "MB/s");
         fprintf(stderr, "%s with a preallocated result buffer: %.1f MB/s\n", sizes[k].metric,
-                echo_run(&loop, arg, n, sizes[k].calls, pre));
+                echo_run(loop, arg, n, sizes[k].calls, pre));
         free(arg);
         free(pre);
     }
+}
 
-    emit("speedup_2w", t1 / t2, "x");
+int main(void)
+{
+    /* Before any libuv call: the pool reads it once, when it starts. */
+    setenv("UV_THREADPOOL_SIZE", "2", 1);
+    /* speedup_2w first, so the children fork from a process without the
+     * pool's threads. */
+    double speedup = bench_speedup();
+
+    /* startup_ms: from uv_loop_init to the first no-op result. */
+    uv_loop_t loop;
+    uint64_t t0 = now_ns();
+    check("uv_loop_init", uv_loop_init(&loop));
+    seq_run(&loop, 1, 1, NULL);
+    double startup = (double)(now_ns() - t0) / 1e6;
+
+    double idle_cpu = bench_idle(&loop);
+    bench_rtt(&loop);
+    bench_tput(&loop);
+    bench_echo(&loop);
+
+    emit("speedup_2w", speedup, "x");
     emit("startup_ms", startup, "ms");
     emit("idle_cpu_ms", idle_cpu, "ms");
 
