@@ -214,7 +214,7 @@ int ppx_run_in_executor_ex(uv_loop_t *loop, ppx_pool *pool, const char *fn,
     if (!loop || !out)
         return PPX_EINVAL;
     if (pool == ppx_thread_pool()) {
-        ppx_call_options co;
+        ppx_call_options co = {.timeout_ms = 0};
         int rc = opts ? ppx__sized_in(&co, sizeof co, opts, PPX__CALL_OPTIONS_MIN,
                                       "ppx_call_options")
                       : 0;
@@ -222,7 +222,7 @@ int ppx_run_in_executor_ex(uv_loop_t *loop, ppx_pool *pool, const char *fn,
             return rc;
         /* A thread cannot be stopped as a worker is killed: a deadline
          * could only give up waiting, which ppx_wait_for already does. */
-        if (opts && co.timeout_ms > 0) {
+        if (co.timeout_ms > 0) {
             ppx__set_last_error("ppx_run_in_executor_ex: the thread executor cannot enforce "
                                 "a deadline (timeout_ms %d): use ppx_wait_for",
                                 co.timeout_ms);

@@ -101,11 +101,9 @@ static ppx_buffer *buffer_at(ppx_pool *p, uint64_t off, uint64_t len)
     return tag.owner;
 }
 
-/* Appends the buffer the reference at c->p names to *bs. */
-static int take_one(ppx_pool *p, const uint8_t *ref, ppx__buffers **bs, size_t *cap)
+/* Appends the buffer a reference (off, len) names to *bs. */
+static int take_one(ppx_pool *p, uint64_t off, uint64_t len, ppx__buffers **bs, size_t *cap)
 {
-    uint64_t off = 0, len = 0; /* the caller checked it is a reference */
-    ppx__bufref_decode(ref, PPX__BUFREF_BYTES, &off, &len);
     ppx_buffer *b = buffer_at(p, off, len);
     if (!b) {
         ppx__set_last_error("the arguments refer to a shared buffer (offset %llu, %llu bytes) "
@@ -155,9 +153,9 @@ static int walk(ppx_pool *p, ppx__mp *c, int depth, ppx__buffers **bs, size_t *c
     const uint8_t *at = c->p;
     if ((rc = ppx__mp_skip(c)))
         return rc;
-    if (t == PPX_TYPE_EXT && c->p - at == PPX__BUFREF_BYTES && at[1] == PPX__EXT_BUFFER &&
-        at[0] == 0xd8)
-        rc = take_one(p, at, bs, cap);
+    uint64_t off, len;
+    if (t == PPX_TYPE_EXT && ppx__bufref_decode(at, (size_t)(c->p - at), &off, &len))
+        rc = take_one(p, off, len, bs, cap);
     return rc;
 }
 

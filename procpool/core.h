@@ -134,14 +134,20 @@ static inline size_t ppx__task_frame_cap(const ppx__task *t)
     return cap;
 }
 
+/* What a frame takes of the block past the task struct, up to the word
+ * ppx__task_bufs holds: a small frame's bytes rounded to a word, or a big
+ * frame's capacity. */
+static inline size_t ppx__task_frame_room(size_t frame_len, bool small)
+{
+    return small ? (frame_len + 7) & ~(size_t)7 : sizeof(size_t);
+}
 /* Where a task whose arguments name shared buffers (has_bufs) keeps
- * their ppx__buffers (buffer.h): the word after its frame in the block,
- * or after a big frame's capacity. Pools that never made a buffer pay no
- * byte for it. */
+ * their ppx__buffers (buffer.h): the word after its frame's room. Pools
+ * that never made a buffer pay no byte for it. */
 static inline ppx__keep **ppx__task_bufs(ppx__task *t)
 {
-    size_t used = t->frame == t->inline_frame ? (t->frame_len + 7) & ~(size_t)7 : sizeof(size_t);
-    return (ppx__keep **)(void *)(t->inline_frame + used);
+    size_t room = ppx__task_frame_room(t->frame_len, t->frame == t->inline_frame);
+    return (ppx__keep **)(void *)(t->inline_frame + room);
 }
 /* Lets go of t's buffers as the task ends, unless its future is DONE:
  * its result may be one of them (ppx_future_buffer), so they stay with

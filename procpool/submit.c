@@ -198,7 +198,8 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
     size_t cap = frame_size(fn_len, args_len);
     size_t task_bytes = sizeof(ppx__task) + (task_frame_inline(cap) ? cap : sizeof(size_t));
     if (bufs)
-        task_bytes = ((task_bytes + 7) & ~(size_t)7) + sizeof bufs;
+        task_bytes = sizeof(ppx__task) + ppx__task_frame_room(cap, task_frame_inline(cap)) +
+                     sizeof bufs;
     ppx_future *f = ppx__future_new(p, id, fn, fn_len, entry ? entry->name : NULL,
                                     entry ? task_bytes : 0, prefix);
     if (!f) {
