@@ -168,6 +168,11 @@ const char *ppx_state_name(ppx_state s);
  *   "TimeoutError"   the task's deadline passed (it was stopped)
  *   "InitializerError" no worker could start: the initializer fails
  *   "NodeLost"       (MPI pools) the node holding the task went silent
+ *   "SandboxViolation" the function made a system call the pool's sandbox
+ *                    forbids (message names it; see ppx_pool_options)
+ *   "MemoryError"    no memory for the result, or the function returned
+ *                    PPX_ENOMEM (names memory_limit_bytes when one is set)
+ *   "CpuLimitExceeded" the call reached the pool's cpu_limit_s
  * Every other type is the one a worker function passed to ppx_raise().
  */
 typedef struct ppx_error {
@@ -488,6 +493,85 @@ typedef struct ppx_pool_options {
      * max_payload with its envelope: max_payload with its envelope.
      * With arena_bytes PPX_ARENA_NONE there are no outboxes. */
     size_t outbox_bytes;
+    /* ---- 0.5.0: sandbox, limits and scheduling (docs/SECURITY.md) ----
+     * All of these are applied in each worker process and each is off at
+     * 0. A value out of range is PPX_EINVAL, and ppx_last_error() names
+     * the field. They apply to the local backend's workers only (an MPI
+     * pool refuses them: PPX_ENOTSUP), and the thread executor
+     * (ppx_thread_pool()) has no pool options: its functions run in the
+     * application, never sandboxed.
+     *
+     * sandbox: a seccomp-bpf filter (with PR_SET_NO_NEW_PRIVS) that each
+     * worker installs after its initializer ran (the initializer may still
+     * open files, load a model, connect) and before its first call.
+     *   PPX_SANDBOX_NONE (0): no filter.
+     *   PPX_SANDBOX_COMPUTE: the worker can compute and talk to ppx:
+     *     memory management (mmap, munmap, mprotect, madvise, brk,
+     *     mremap), futex, time and sleep, read/write/poll on the
+     *     descriptors it holds (no filtering by descriptor), signals to
+     *     itself, exit. No open, socket, connect, execve, fork, clone
+     *     (threads included), ptrace, kill of another process, mount,
+     *     setrlimit, and every other system call not listed in
+     *     docs/SECURITY.md.
+     *   PPX_SANDBOX_READ_FILES: COMPUTE plus open/openat for reading only
+     *     (flags with O_WRONLY, O_RDWR, O_CREAT, O_TRUNC or O_TMPFILE are
+     *     forbidden), stat, lseek, getdents64, readlink, access.
+     * A function that makes a forbidden system call fails with error type
+     * "SandboxViolation", its message naming the system call, the
+     * function, the worker's pid and the task; that worker exits and is
+     * replaced, other calls are untouched. ppx_pool_new fails with
+     * PPX_ENOTSUP when ppx was built without libseccomp or the kernel has
+     * no seccomp filters, with PPX_EINIT when a worker could not install
+     * the filter (ppx_last_error() says why in both cases). A sandboxed
+     * pool waits for its workers' verdict in ppx_pool_new, as one with an
+     * initializer does. No core dumps under a sandbox (see no_core_dumps).
+     * sandbox_allow: NULL, or a NULL-terminated list of further system
+     * call names the profile allows (e.g. {"socket", "connect", NULL}),
+     * read during ppx_pool_new only; a name this machine does not know
+     * is PPX_EINVAL. Without sandbox it is PPX_EINVAL too. */
+    int sandbox;
+    const char *const *sandbox_allow;
+    /* Resource limits (setrlimit in each worker, after its initializer).
+     * Beside them: max_rss_bytes recycles a worker between calls, after
+     * the fact; task_timeout_ms and cancel_grace_ms bound wall time.
+     * memory_limit_bytes: RLIMIT_AS set to the worker's address space
+     * after its initializer plus this many bytes, so ppx's shared mapping
+     * (rings, arena, outboxes: mapped in every worker, reserved, not
+     * resident) and what the initializer loaded do not count against it.
+     * An allocation beyond it fails (malloc returns NULL, mmap ENOMEM)
+     * instead of the OOM killer choosing a process; a function that
+     * returns PPX_ENOMEM then fails with "MemoryError" naming the limit,
+     * and a worker that dies of it names it too. It caps address space,
+     * not resident memory: thread stacks and mappings count whole. */
+    size_t memory_limit_bytes;
+    /* cpu_limit_s: seconds of CPU time (RLIMIT_CPU). A call that runs
+     * longer than this on the CPU fails with "CpuLimitExceeded" naming
+     * the limit; its worker is replaced. The count is the process's, so a
+     * worker that has used half of it retires between calls (a fresh one
+     * takes its place): a call is stopped after between cpu_limit_s / 2
+     * and cpu_limit_s + 1 seconds of CPU. Time asleep does not count
+     * (task_timeout_ms does). */
+    unsigned cpu_limit_s;
+    /* max_open_files: RLIMIT_NOFILE set to the worker's highest
+     * descriptor after its initializer, plus one, plus this many: the
+     * function may open this many more (its open fails with EMFILE
+     * beyond). 0: unchanged. */
+    unsigned max_open_files;
+    /* no_core_dumps: RLIMIT_CORE 0 in each worker (a crashing function
+     * leaves no core file). Always so under a sandbox. */
+    bool no_core_dumps;
+    /* Scheduling, applied when each worker starts (before the
+     * initializer). nice: 0 unchanged, 1 to 19 added to the worker's nice
+     * value (lower priority; an increase only, which needs no privilege).
+     * sched_policy: PPX_SCHED_INHERIT (0), PPX_SCHED_OTHER,
+     * PPX_SCHED_BATCH or PPX_SCHED_IDLE (sched_setscheduler).
+     * cpus: NULL, or ncpus CPU numbers the workers may run on
+     * (sched_setaffinity), read during ppx_pool_new only; a number below
+     * 0 or beyond the machine's CPUs is PPX_EINVAL. */
+    int nice;
+    int sched_policy;
+    const int *cpus;
+    int ncpus;
 } ppx_pool_options;
 /* A ppx_pool_options with its size set and the given fields, e.g.
  * ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 2), &pool). */
@@ -497,6 +581,8 @@ typedef struct ppx_pool_options {
 #define PPX_POOL_OPTIONS_INIT {.size = sizeof(ppx_pool_options)}
 #define PPX_ARENA_NONE ((size_t)-1)
 enum { PPX_BACKEND_AUTO = 0, PPX_BACKEND_LOCAL = 1, PPX_BACKEND_MPI = 2 };
+enum { PPX_SANDBOX_NONE = 0, PPX_SANDBOX_COMPUTE = 1, PPX_SANDBOX_READ_FILES = 2 };
+enum { PPX_SCHED_INHERIT = 0, PPX_SCHED_OTHER = 1, PPX_SCHED_BATCH = 2, PPX_SCHED_IDLE = 3 };
 
 /*
  * A pool belongs to the process that made it. In a fork of that process

@@ -6,6 +6,7 @@
  */
 #include "core.h"
 #include "local/local.h"
+#include "worker/sandbox.h"
 #include "mpi/remote.h"
 
 #include <errno.h>
@@ -83,6 +84,13 @@ int ppx_pool_new(const ppx_pool_options *opts, ppx_pool **out)
     int rc = ppx__options_resolve(&o, opts);
     if (rc == 0)
         rc = choose(&o, &be);
+    if (rc == 0 && be != PPX__BE_LOCAL && ppx__sandbox_wanted(&o)) {
+        /* Their pointers do not travel to other ranks, nor would a rank's
+         * refusal reach rank 0 in time. */
+        ppx__set_last_error("the sandbox, limit and scheduling options are the local "
+                            "backend's: an MPI pool does not take them");
+        rc = PPX_ENOTSUP;
+    }
     if (rc)
         return rc;
     /* This rank lends itself to rank 0's pool and exits when rank 0

@@ -163,7 +163,7 @@ static int fn_big_after_flag(ppx_call *c, void *u)
         return ppx_raise(c, "LookupError", "no pool mapping found");
     if (set) {
         ppx__wshared *ws = ppx__shared_worker(sh, (uint32_t)me);
-        memset(&ws->reserved0, 0xFF, sizeof ws->reserved0);
+        memset((void *)&ws->violation, 0xFF, sizeof ws->violation);
     }
     size_t n = 1 << 20;
     unsigned char *b = malloc(n);

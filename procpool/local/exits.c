@@ -6,6 +6,7 @@
  * lost fork server's replacement without it.
  */
 #include "local.h"
+#include "procpool/worker/sandbox.h"
 #include "procpool/worker/worker.h"
 
 #include <errno.h>
@@ -32,6 +33,40 @@ int ppx__exit_reason(ppx__local *p, ppx__worker *w, int code, int status)
         memset(ws->init_error, 0, sizeof ws->init_error);
     }
     return status;
+}
+
+/* An end the pool's sandbox or limits caused (sandbox.h): its error type
+ * and what the worker did, naming the system call or the limit; NULL
+ * when it is none of those. A worker that blocked or took over SIGSYS or
+ * SIGXCPU dies of the signal itself, and is judged by it. */
+static const char *limit_exit(const ppx__local *p, const ppx__worker *w, int code, int status,
+                              int why, char *buf, size_t n)
+{
+    const ppx__sandbox *sb = p->sandbox;
+    bool signal = code == CLD_KILLED || code == CLD_DUMPED;
+    if (!sb)
+        return NULL;
+    if (why == PPX__EXIT_SANDBOX || (sb->profile && signal && status == SIGSYS)) {
+        uint32_t nr = atomic_load_explicit(&w->ws->violation, memory_order_relaxed);
+        char name[64];
+        if (why != PPX__EXIT_SANDBOX || nr > 4095)
+            snprintf(buf, n, "was killed by SIGSYS (a system call the pool's sandbox forbids)");
+        else
+            snprintf(buf, n, "made a system call the pool's sandbox forbids, %s,",
+                     ppx__sandbox_syscall_name((int)nr, name, sizeof name));
+        return "SandboxViolation";
+    }
+    if (why == PPX__EXIT_CPU || (sb->cpu_limit_s && signal && status == SIGXCPU)) {
+        snprintf(buf, n, "reached the pool's CPU-time limit (cpu_limit_s %u s, RLIMIT_CPU)",
+                 sb->cpu_limit_s);
+        return "CpuLimitExceeded";
+    }
+    if (why == PPX__EXIT_NOMEM && sb->memory_limit) {
+        snprintf(buf, n, "ran out of memory under the pool's memory_limit_bytes (%zu, RLIMIT_AS)",
+                 sb->memory_limit);
+        return "MemoryError";
+    }
+    return NULL;
 }
 
 static void describe_exit(int code, int status, int why, char *buf, size_t n)
@@ -81,11 +116,10 @@ static bool may_have_started(ppx__local *p, ppx__worker *w, ppx__task *t)
            atomic_load(&ppx__task_slot(p, t)->state) != ppx__slot_word(ppx__lt(t)->seq, 0, PPX__SLOT_QUEUED);
 }
 
-/* Fails t, which w was running when it ended. */
-static void fail_lost(ppx__local *p, ppx__worker *w, ppx__task *t, bool protocol, const char *how,
-                      const char *backoff, ppx__notify *n)
+/* Fails t, which w was running when it ended, with an error of type. */
+static void fail_lost(ppx__local *p, ppx__worker *w, ppx__task *t, const char *type,
+                      const char *how, const char *backoff, ppx__notify *n)
 {
-    const char *type = protocol ? "ProtocolError" : "WorkerCrashed";
     ppx__observe_lost(p, w, t, ppx__task_fut(t) ? "crashed" : NULL, ppx__task_fut(t) ? type : NULL);
     if (!ppx__task_fut(t))
         return;
@@ -100,7 +134,7 @@ static void fail_lost(ppx__local *p, ppx__worker *w, ppx__task *t, bool protocol
 /* Requeues w's calls that cannot have started, in their order, and fails
  * the one that may have (none when the worker said it left between
  * calls). */
-static void settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, bool protocol,
+static void settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, const char *type,
                          const char *how, const char *backoff, ppx__notify *n)
 {
     bool oldest = !between_calls;
@@ -111,7 +145,7 @@ static void settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, bool
         oldest = false;
         if (started || !ppx__task_fut(t)) {
             if (started)
-                fail_lost(p, w, t, protocol, how, backoff, n);
+                fail_lost(p, w, t, type, how, backoff, n);
             ppx__task_finish(p, t);
         } else {
             if (p->pool->trace)
@@ -146,7 +180,8 @@ static void unplace(ppx__local *p, ppx__worker *w, bool may_have_run, ppx__notif
 {
     w->spawning = false;
     w->pending_sig = 0;
-    settle_tasks(p, w, !may_have_run, false, "was lost with the pool's fork server", "", n);
+    settle_tasks(p, w, !may_have_run, "WorkerCrashed", "was lost with the pool's fork server", "",
+                 n);
     reset_rings(w);
 }
 
@@ -159,9 +194,13 @@ void ppx__reap(ppx__local *p, ppx__worker *w, int code, int status, ppx__notify 
     ppx__observe_exit(p, w);
 
     int why = ppx__exit_reason(p, w, code, status);
-    char how[96];
-    describe_exit(code, status, why, how, sizeof how);
-    bool protocol = w->protocol_error || why == PPX__EXIT_PROTOCOL;
+    char how[160];
+    const char *type = limit_exit(p, w, code, status, why, how, sizeof how);
+    if (!type) {
+        describe_exit(code, status, why, how, sizeof how);
+        bool protocol = w->protocol_error || why == PPX__EXIT_PROTOCOL;
+        type = protocol ? "ProtocolError" : "WorkerCrashed";
+    }
     bool recycled = why == PPX__EXIT_RECYCLE || why == PPX__EXIT_WAKE_LOST;
     bool expected = recycled || w->killed_by_us || atomic_load(&p->sh->shutdown);
     /* Count this death before naming the delay in the error it causes. */
@@ -175,7 +214,7 @@ void ppx__reap(ppx__local *p, ppx__worker *w, int code, int status, ppx__notify 
                  p->crash_streak, (long long)(delay / 1000000));
     bool between_calls = why == PPX__EXIT_PROTOCOL || why == PPX__EXIT_RECYCLE ||
                          why == PPX__EXIT_WAKE_LOST || why == PPX__EXIT_SHUTDOWN;
-    settle_tasks(p, w, between_calls, protocol, how, backoff, n);
+    settle_tasks(p, w, between_calls, type, how, backoff, n);
     if (!expected)
         p->pool->stats.worker_deaths++;
     if (recycled)
@@ -211,6 +250,7 @@ int ppx__spawn(ppx__local *p, int i)
     /* Its predecessor's reply and last words are gone. */
     atomic_store(&p->live[p->nslots + (size_t)i], 0);
     atomic_store(&w->ws->exit_note, 0);
+    atomic_store(&w->ws->violation, 0);
     int rc = ppx__zygote_request(&p->z, (uint32_t)i);
     if (rc == 0) {
         w->spawning = true;
@@ -323,7 +363,7 @@ void ppx__zygote_replace(ppx__local *p)
         lost = p->z.pid;
         p->z.pid = 0; /* reaped below: the final stop must not wait for it too */
     }
-    ppx__worker_init init = {pool->opt.initializer, pool->opt.initializer_arg};
+    ppx__worker_init init = {pool->opt.initializer, pool->opt.initializer_arg, p->sandbox};
     bool keep = pool->opt.keep_descendants;
     ppx__pool_unlock(pool);
     if (!go)

@@ -4,6 +4,7 @@
  * start.c, placing calls and reading replies in dispatch.c.
  */
 #include "local.h"
+#include "procpool/worker/sandbox.h"
 #include "procpool/buffer.h"
 #include "shm/ring.h"
 #include "shm/wake.h"
@@ -246,6 +247,7 @@ static void local_destroy(ppx_pool *pool, bool copy)
         free(p->w[i].free_slots);
     free(p->w);
     ppx__heap_free(&p->deadlines);
+    ppx__sandbox_free(p->sandbox);
     free(p);
     pool->be = NULL;
 }
@@ -299,7 +301,11 @@ static int local_start(ppx_pool *pool)
     p->nworkers = pool->opt.workers;
     pool->be = p;
     p->w = calloc((size_t)p->nworkers, sizeof *p->w);
-    int rc = p->w ? ppx__layout_map(p) : PPX_ENOMEM;
+    int rc = p->w ? ppx__sandbox_new(&pool->opt, &p->sandbox) : PPX_ENOMEM;
+    pool->opt.sandbox_allow = NULL; /* borrowed for this call only */
+    pool->opt.cpus = NULL;
+    if (rc == 0)
+        rc = ppx__layout_map(p);
     if (rc == 0)
         rc = ppx__local_open_timer(p);
     if (rc == 0) /* before the workers start: their tracks get named */

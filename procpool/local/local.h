@@ -118,6 +118,9 @@ typedef struct ppx__local {
     ppx__heap deadlines;
     unsigned crash_streak; /* crashes since a call last returned */
     char init_error[PPX__INIT_ERROR_MAX];
+    /* The pool's sandbox, limits and scheduling, or NULL (worker/sandbox.h):
+     * the fork servers and workers read it through their copy of memory. */
+    struct ppx__sandbox *sandbox;
 } ppx__local;
 
 /* The local backend's epoll tags (core.h). */

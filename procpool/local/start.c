@@ -79,7 +79,7 @@ static int wait_started(ppx__local *p)
             return PPX_EINIT;
         }
     }
-    return p->pool->opt.initializer ? wait_initialized(p, deadline) : 0;
+    return p->pool->opt.initializer || p->sandbox ? wait_initialized(p, deadline) : 0;
 }
 
 /* Starts the zygote and asks it for every worker. Without an initializer
@@ -93,7 +93,7 @@ static int wait_started(ppx__local *p)
 int ppx__local_start_workers(ppx__local *p)
 {
     const ppx_pool_options *o = &p->pool->opt;
-    ppx__worker_init init = {o->initializer, o->initializer_arg};
+    ppx__worker_init init = {o->initializer, o->initializer_arg, p->sandbox};
     int rc = ppx__zygote_start(&p->z, p->sh, p->pool->efd, init, o->keep_descendants);
     if (rc)
         return PPX_ESPAWN;
@@ -102,7 +102,7 @@ int ppx__local_start_workers(ppx__local *p)
         rc = ppx__spawn(p, i);
     if (rc)
         return PPX_ESPAWN;
-    return o->initializer || p->pool->trace ? wait_started(p) : 0;
+    return o->initializer || p->sandbox || p->pool->trace ? wait_started(p) : 0;
 }
 
 /* Reads the zygote's reports until deadline or until no worker is left

@@ -107,11 +107,13 @@ static inline uint64_t ppx__exit_note(uint32_t status)
 #define PPX__INIT_ERROR_MAX 240
 typedef struct ppx__wshared {
     _Atomic uint32_t ready; /* 1 once the initializer has run */
-    /* Unused. It held an "outbox busy" flag, which a function could set
-     * and so stall its worker for good; the parent's count of outbox
-     * replies copied out now lives where workers cannot write
+    /* The system call a sandboxed worker was stopped at (UINT32_MAX:
+     * unknown), read by the parent only with the exit note of
+     * PPX__EXIT_SANDBOX and zeroed before each start (see sandbox.c).
+     * Until 0.5 this word was unused; before that it held an "outbox
+     * busy" flag, now where workers cannot write
      * (ppx__shared_outbox_copied). */
-    uint32_t reserved0;
+    _Atomic uint32_t violation;
     /* ppx__exit_note(status) when the worker exits on purpose; zeroed by
      * the parent before each start. */
     _Atomic uint64_t exit_note;

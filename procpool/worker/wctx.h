@@ -44,6 +44,13 @@ typedef struct wctx {
     bool wake_lost;
     uint64_t max_payload;
     uint64_t max_tasks, max_rss, calls;
+    /* max_rss_bytes reads /proc/self/statm through this descriptor,
+     * opened at start (a sandbox forbids opening it later); -1: none. */
+    int statm_fd;
+    /* cpu_limit_s: retire between calls past this process CPU time
+     * (sandbox.h), 0: never. */
+    int64_t cpu_retire_ns;
+    size_t memory_limit; /* the pool's memory_limit_bytes, for MemoryError */
     bool served; /* a record has come in: the idle spin is worth it */
     ppx__port req, resp;
     const unsigned char *arena; /* read-only here; NULL when there is none */

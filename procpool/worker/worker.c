@@ -1,4 +1,5 @@
 #include "wctx.h"
+#include "sandbox.h"
 #include "procpool/wire/frame.h"
 #include "procpool/registry.h"
 #include "procpool/util/clock.h"
@@ -102,8 +103,14 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
         /* A function handing on its ppx_return_*'s ENOMEM: the result
          * could not be built; say so rather than blame the function (as
          * the thread executor does). */
-        ppx__wsend_error(w, env, "MemoryError",
-                   "no memory for the result (the function returned PPX_ENOMEM)", fname, "");
+        char msg[160];
+        if (w->memory_limit)
+            snprintf(msg, sizeof msg, "out of memory under the pool's memory_limit_bytes (%zu "
+                     "bytes beyond the worker's start, RLIMIT_AS): the function returned "
+                     "PPX_ENOMEM", w->memory_limit);
+        else
+            snprintf(msg, sizeof msg, "no memory for the result (the function returned PPX_ENOMEM)");
+        ppx__wsend_error(w, env, "MemoryError", msg, fname, "");
     } else if (rc != 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "function returned %d without raising an error", rc);
@@ -296,15 +303,19 @@ static void mark_finished(wctx *w, const ppx__env *env, ppx__slot *slot)
                           memory_order_release);
 }
 
-static uint64_t resident_bytes(void)
+/* Resident bytes from statm's second field; 0 when it cannot be read (a
+ * function closed the descriptor: the worker then never retires by
+ * size). */
+static uint64_t resident_bytes(const wctx *w)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
+    char buf[128];
+    ssize_t n = w->statm_fd >= 0 ? pread(w->statm_fd, buf, sizeof buf - 1, 0) : -1;
     unsigned long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    if (sscanf(buf, "%lu %lu", &size, &resident) != 2)
+        return 0;
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
@@ -313,28 +324,37 @@ static uint64_t resident_bytes(void)
 static bool time_to_retire(const wctx *w)
 {
     return (w->max_tasks && w->calls >= w->max_tasks) ||
-           (w->max_rss && w->calls && resident_bytes() > w->max_rss);
+           (w->max_rss && w->calls && resident_bytes(w) > w->max_rss) ||
+           (w->cpu_retire_ns && ppx__sandbox_cpu_ns() >= w->cpu_retire_ns);
 }
 
+_Noreturn static void init_failed(wctx *w, char *err, size_t errlen, const char *fallback)
+{
+    err[errlen - 1] = '\0';
+    if (!err[0])
+        snprintf(err, errlen, "%s", fallback);
+    memcpy(w->ws->init_error, err, errlen);
+    ppx__wleave(w, PPX__EXIT_INIT);
+}
+
+/* The initializer, then the pool's limits and sandbox (which must not
+ * stop the initializer from opening files or loading what it needs). A
+ * failure of either is reported as the initializer's. */
 static void run_initializer(wctx *w, ppx__worker_init init)
 {
     ppx__wshared *ws = w->ws;
-    if (init.fn) {
-        char err[PPX__INIT_ERROR_MAX];
-        memset(err, 0, sizeof err);
-        if (init.fn(err, sizeof err, init.arg) != 0) {
-            err[sizeof err - 1] = '\0';
-            if (!err[0])
-                snprintf(err, sizeof err, "the initializer returned an error");
-            memcpy(ws->init_error, err, sizeof err);
-            ppx__wleave(w, PPX__EXIT_INIT);
-        }
-    }
+    char err[PPX__INIT_ERROR_MAX];
+    memset(err, 0, sizeof err);
+    if (init.fn && init.fn(err, sizeof err, init.arg) != 0)
+        init_failed(w, err, sizeof err, "the initializer returned an error");
+    w->memory_limit = init.sandbox ? init.sandbox->memory_limit : 0;
+    if (init.sandbox && ppx__sandbox_enter(init.sandbox, ws, &w->cpu_retire_ns, err, sizeof err))
+        init_failed(w, err, sizeof err, "the sandbox could not be set up");
     atomic_store(&ws->ready, 1);
-    /* Only a pool with an initializer waits for its workers' verdict; a
-     * needless wake-up would cost the parent a round while its first
-     * calls are starting. */
-    if (init.fn)
+    /* Only a pool with an initializer (or a sandbox) waits for its
+     * workers' verdict; a needless wake-up would cost the parent a round
+     * while its first calls are starting. */
+    if (init.fn || init.sandbox)
         ppx__eventfd_signal(w->efd);
 }
 
@@ -361,6 +381,7 @@ static void start(wctx *w, ppx__shared *sh, uint32_t index)
     w->max_payload = sh->max_payload;
     w->max_tasks = sh->max_tasks_per_child;
     w->max_rss = sh->max_rss_bytes;
+    w->statm_fd = w->max_rss ? open("/proc/self/statm", O_RDONLY | O_CLOEXEC) : -1;
     w->req = ppx__port_of(ppx__shared_req(sh, index), sh->ring_bytes);
     w->resp = ppx__port_of(ppx__shared_resp(sh, index), sh->ring_bytes);
     if (sh->arena_bytes) {
@@ -411,6 +432,11 @@ _Noreturn void ppx__worker_main(ppx__shared *sh, uint32_t index, int efd, pid_t 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     wctx w = {.sh = sh, .index = index, .efd = efd, .parent = parent, .pid = (long)getpid()};
     start(&w, sh, index);
+    if (init.sandbox) { /* scheduling: the initializer runs as the calls will */
+        char err[PPX__INIT_ERROR_MAX] = "";
+        if (ppx__sandbox_schedule(init.sandbox, err, sizeof err))
+            init_failed(&w, err, sizeof err, "the scheduling options could not be applied");
+    }
     ppx__wcheck_parent(&w); /* the parent may have died before prctl */
     msgpack_sbuffer_init(&w.out);
     msgpack_sbuffer_init(&w.ret);

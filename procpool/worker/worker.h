@@ -16,12 +16,19 @@ enum {
     PPX__EXIT_INIT = 123,     /* the initializer failed (message in shm) */
     PPX__EXIT_RECYCLE = 124,  /* max_tasks_per_child or max_rss_bytes reached */
     PPX__EXIT_WAKE_LOST = 125, /* its eventfd was closed under it */
+    PPX__EXIT_SANDBOX = 126,   /* a forbidden system call (number in the block) */
+    PPX__EXIT_CPU = 127,       /* SIGXCPU: the pool's cpu_limit_s */
 };
+
+struct ppx__sandbox;
 
 /* What a worker runs once before its first call. */
 typedef struct ppx__worker_init {
     int (*fn)(char *err, size_t errlen, void *arg);
     void *arg;
+    /* Sandbox, limits and scheduling (sandbox.h), or NULL: the pool's,
+     * which outlives every fork server and worker. */
+    const struct ppx__sandbox *sandbox;
 } ppx__worker_init;
 
 /* Runs calls from ring index of sh until shutdown; never returns. efd

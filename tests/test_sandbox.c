@@ -1,0 +1,727 @@
+/* The workers' sandbox, resource limits and scheduling (ppx.h,
+ * ppx_pool_options; docs/SECURITY.md): each forbidden action fails only
+ * its call, as "SandboxViolation" naming the system call, the function,
+ * the pid and the task, and the same function runs without the sandbox;
+ * what a computing function needs keeps working; a memory cap turns a
+ * 2 GiB allocation into a clean MemoryError; limits and scheduling are
+ * what a function reads back from inside its worker.
+ *
+ * Where seccomp filters are unavailable (a kernel without them, or
+ * valgrind, which does not run seccomp(2)), ppx_pool_new refuses a
+ * sandbox with PPX_ENOTSUP, and the sandbox tests skip saying so. */
+#include "support.h"
+#include "ppx.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+/* A function's malloc beyond RLIMIT_AS must return NULL, as it does
+ * without ASan, rather than end the worker with ASan's report. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+#endif
+
+static bool under_valgrind(void)
+{
+    return getenv("PPX_UNDER_VALGRIND") != NULL;
+}
+
+/* ---- worker functions -------------------------------------------------- */
+
+static int fail_errno(ppx_call *c, const char *what)
+{
+    return ppx_raise(c, "OSError", "%s: %s", what, strerror(errno));
+}
+
+/* open(path): reads the file's first byte. */
+static int fn_try_open(ppx_call *c, void *u)
+{
+    (void)u;
+    const char *path;
+    size_t len;
+    ppx_call_arg_str(c, 0, &path, &len);
+    char p[256];
+    snprintf(p, sizeof p, "%.*s", (int)len, path);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail_errno(c, "open");
+    unsigned char b = 0;
+    ssize_t n = read(fd, &b, 1);
+    close(fd);
+    return ppx_return_int(c, n == 1 ? b : -1);
+}
+
+/* open(path, O_WRONLY | O_APPEND): allowed by no profile but through
+ * sandbox_allow. */
+static int fn_try_write_file(ppx_call *c, void *u)
+{
+    (void)u;
+    const char *path;
+    size_t len;
+    ppx_call_arg_str(c, 0, &path, &len);
+    char p[256];
+    snprintf(p, sizeof p, "%.*s", (int)len, path);
+    int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return fail_errno(c, "open");
+    close(fd);
+    return ppx_return_int(c, 1);
+}
+
+/* socket + connect to 127.0.0.1:port. */
+static int fn_try_connect(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t port;
+    ppx_call_arg_int(c, 0, &port);
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return fail_errno(c, "socket");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = connect(s, (struct sockaddr *)&a, sizeof a);
+    close(s);
+    return rc == 0 ? ppx_return_int(c, 1) : fail_errno(c, "connect");
+}
+
+/* execve("/bin/sh/", ...): the trailing slash makes the kernel refuse it
+ * with ENOTDIR once it has looked, so without a sandbox the worker stays
+ * itself and returns the errno: proof the call reached the kernel. */
+static int fn_try_exec(ppx_call *c, void *u)
+{
+    (void)u;
+    char *argv[] = {"sh", "-c", "exit 0", NULL};
+    char *envp[] = {NULL};
+    execve("/bin/sh/", argv, envp);
+    return ppx_return_int(c, errno);
+}
+
+/* fork: the child exits 7 at once, the function returns its status. */
+static int fn_try_fork(ppx_call *c, void *u)
+{
+    (void)u;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(7);
+    if (pid < 0)
+        return fail_errno(c, "fork");
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return ppx_return_int(c, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+/* kill(getppid(), 0): may it signal its parent (the fork server)? */
+static int fn_try_kill_parent(ppx_call *c, void *u)
+{
+    (void)u;
+    return kill(getppid(), 0) == 0 ? ppx_return_int(c, 1) : fail_errno(c, "kill");
+}
+
+/* ptrace(PTRACE_PEEKDATA) on the parent, never attached: the kernel
+ * answers ESRCH without a sandbox. */
+static int fn_try_ptrace(ppx_call *c, void *u)
+{
+    (void)u;
+    errno = 0;
+    ptrace(PTRACE_PEEKDATA, getppid(), NULL, NULL);
+    return ppx_return_int(c, errno);
+}
+
+static int fn_add(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t a = 0, b = 0;
+    ppx_call_arg_int(c, 0, &a);
+    ppx_call_arg_int(c, 1, &b);
+    return ppx_return_int(c, a + b);
+}
+
+/* alloc(mib): mallocs, touches every page, sums a byte per page; a NULL
+ * malloc hands on PPX_ENOMEM (ppx's MemoryError). */
+static int fn_alloc(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t mib;
+    ppx_call_arg_int(c, 0, &mib);
+    size_t n = (size_t)mib << 20;
+    unsigned char *p = malloc(n);
+    if (!p)
+        return PPX_ENOMEM;
+    int64_t sum = 0;
+    for (size_t i = 0; i < n; i += 4096) {
+        p[i] = (unsigned char)(i >> 12);
+        sum += p[i];
+    }
+    free(p);
+    return ppx_return_int(c, sum);
+}
+
+/* big(mib): returns mib MiB, byte i being i % 251. */
+static int fn_big(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t mib;
+    ppx_call_arg_int(c, 0, &mib);
+    size_t n = (size_t)mib << 20;
+    unsigned char *p = malloc(n);
+    if (!p)
+        return PPX_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(i % 251);
+    int rc = ppx_return_bin(c, p, n);
+    free(p);
+    return rc;
+}
+
+/* steps(n): reports progress 1..n of n, returns n. */
+static int fn_steps(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t n;
+    ppx_call_arg_int(c, 0, &n);
+    for (int64_t i = 1; i <= n; i++)
+        ppx_call_progress(c, (uint64_t)i, (uint64_t)n);
+    return ppx_return_int(c, n);
+}
+
+/* Runs until cancelled (cooperative), then returns 0. */
+static int fn_until_cancelled(ppx_call *c, void *u)
+{
+    (void)u;
+    while (!ppx_call_cancelled(c))
+        ;
+    return ppx_return_int(c, 0);
+}
+
+/* Burns CPU for good, never looking at cancellation. */
+static int fn_burn(ppx_call *c, void *u)
+{
+    (void)u;
+    for (volatile uint64_t i = 0;; i++)
+        ;
+    return ppx_return_int(c, 0);
+}
+
+/* [nice, policy, number of CPUs allowed, the first allowed]. */
+static int fn_sched(ppx_call *c, void *u)
+{
+    (void)u;
+    errno = 0;
+    int nice_v = getpriority(PRIO_PROCESS, 0);
+    int policy = sched_getscheduler(0);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    sched_getaffinity(0, sizeof set, &set);
+    int first = -1;
+    for (int i = CPU_SETSIZE - 1; i >= 0; i--)
+        if (CPU_ISSET(i, &set))
+            first = i;
+    return ppx_returnf(c, "iiii", nice_v, policy, CPU_COUNT(&set), first);
+}
+
+/* [RLIMIT_CORE soft, RLIMIT_NOFILE soft, RLIMIT_AS soft == infinity]. */
+static int fn_limits(ppx_call *c, void *u)
+{
+    (void)u;
+    struct rlimit core, nofile, as;
+    getrlimit(RLIMIT_CORE, &core);
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    getrlimit(RLIMIT_AS, &as);
+    return ppx_returnf(c, "llb", (long long)core.rlim_cur, (long long)nofile.rlim_cur,
+                       as.rlim_cur == RLIM_INFINITY);
+}
+
+/* How many more /dev/null it can open, up to 64. */
+static int fn_open_many(ppx_call *c, void *u)
+{
+    (void)u;
+    int fds[64], n = 0;
+    while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        n++;
+    int err = errno;
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    return n < 64 && err != EMFILE ? fail_errno(c, "open") : ppx_return_int(c, n);
+}
+
+/* The initializer opens a file before the sandbox; read_init reads it. */
+static int init_fd = -1;
+static int init_open(char *err, size_t errlen, void *arg)
+{
+    init_fd = open((const char *)arg, O_RDONLY | O_CLOEXEC);
+    if (init_fd < 0)
+        snprintf(err, errlen, "open: %s", strerror(errno));
+    return init_fd < 0;
+}
+
+static int fn_read_init(ppx_call *c, void *u)
+{
+    (void)u;
+    unsigned char b = 0;
+    return pread(init_fd, &b, 1, 0) == 1 ? ppx_return_int(c, b) : fail_errno(c, "pread");
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static char tmp_path[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmp_path, sizeof tmp_path, "/tmp/ppx_sandbox_%ld", (long)getpid());
+    FILE *f = fopen(tmp_path, "w");
+    if (!f)
+        return -1;
+    fputs("Z contents", f);
+    fclose(f);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    unlink(tmp_path);
+    return support_no_children() ? 0 : -1;
+}
+
+/* A pool from o, or a skip with the reason where a sandbox cannot be. */
+static ppx_pool *pool_or_skip(ppx_pool_options o)
+{
+    support_valgrind_sizes(&o);
+    ppx_pool *p = NULL;
+    int rc = ppx_pool_new(&o, &p);
+    if (rc == PPX_ENOTSUP && o.sandbox) {
+        print_message("skipped: %s\n", ppx_last_error());
+        skip();
+    }
+    if (rc)
+        fail_msg("ppx_pool_new: %s: %s", ppx_err_name(rc), ppx_last_error());
+    return p;
+}
+
+static ppx_future *submit(ppx_pool *p, const char *fn, const char *fmt, ...)
+{
+    void *args;
+    size_t len;
+    va_list ap;
+    va_start(ap, fmt);
+    assert_int_equal(ppx_vpack(&args, &len, fmt, ap), 0);
+    va_end(ap);
+    ppx_future *f = NULL;
+    assert_int_equal(ppx_pool_submit_ex(p, fn, args, len, NULL, &f), 0);
+    free(args);
+    return f;
+}
+
+/* Waits for f and checks it failed with type, its message holding each
+ * of the NULL-terminated strings, pid and task its own. */
+static void assert_failed(ppx_future *f, const char *type, ...)
+{
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    const ppx_error *e = ppx_future_error(f);
+    assert_non_null(e);
+    if (strcmp(e->type, type) != 0)
+        fail_msg("wanted %s, got %s: %s", type, e->type, e->message);
+    if (getenv("PPX_TEST_SHOW"))
+        print_message("%s: %s\n", e->type, e->message);
+    va_list ap;
+    va_start(ap, type);
+    for (const char *s; (s = va_arg(ap, const char *));)
+        if (!strstr(e->message, s))
+            fail_msg("'%s' not in: %s", s, e->message);
+    va_end(ap);
+    char want[64];
+    snprintf(want, sizeof want, "worker %ld ", e->pid);
+    assert_true(e->pid > 0);
+    assert_non_null(strstr(e->message, want));
+    snprintf(want, sizeof want, "(task %llu)", (unsigned long long)e->task_id);
+    assert_non_null(strstr(e->message, want));
+}
+
+static int64_t result_int(ppx_future *f)
+{
+    int64_t v = support_future_int(f);
+    ppx_future_unref(f);
+    return v;
+}
+
+/* The pool still computes, on every worker it has. */
+static void assert_serves(ppx_pool *p)
+{
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(result_int(submit(p, "add", "ii", i, 40)), 40 + i);
+}
+
+static int listener(int *port)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof a;
+    assert_true(s >= 0);
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(s, 16), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &alen), 0);
+    *port = ntohs(a.sin_port);
+    return s;
+}
+
+/* ---- forbidden actions -------------------------------------------------- */
+
+/* One forbidden action: under the sandbox the call fails naming the
+ * system call and the function, the pool goes on; without it the same
+ * function returns want. */
+typedef struct action {
+    const char *fn, *syscall;
+    int64_t want;
+} action;
+
+static ppx_future *submit_action(ppx_pool *p, const action *a, int port)
+{
+    if (strcmp(a->fn, "try_open") == 0)
+        return submit(p, a->fn, "s", tmp_path);
+    if (strcmp(a->fn, "try_connect") == 0)
+        return submit(p, a->fn, "i", port);
+    return submit(p, a->fn, "");
+}
+
+static void test_each_forbidden_action_fails_only_its_call(void **state)
+{
+    (void)state;
+    if (under_valgrind())
+        skip(); /* valgrind does not run seccomp(2): no sandbox there */
+    int port;
+    int ls = listener(&port);
+    const action actions[] = {
+        {"try_open", "openat", 'Z'},     {"try_connect", "socket", 1},
+        {"try_exec", "execve", ENOTDIR}, {"try_fork", "clone", 7},
+        {"try_kill_parent", "kill", 1},  {"try_ptrace", "ptrace", ESRCH},
+    };
+    ppx_pool *free_pool = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1));
+    ppx_pool *jail = pool_or_skip(PPX_POOL_OPTIONS(.workers = 2, .sandbox = PPX_SANDBOX_COMPUTE));
+    for (size_t i = 0; i < sizeof actions / sizeof *actions; i++) {
+        const action *a = &actions[i];
+        assert_int_equal(result_int(submit_action(free_pool, a, port)), a->want);
+        ppx_future *f = submit_action(jail, a, port);
+        assert_failed(f, "SandboxViolation", a->syscall, a->fn, "sandbox", NULL);
+        ppx_future_unref(f);
+        assert_serves(jail);
+    }
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
+    assert_int_equal(ppx_pool_stats_get(jail, &st), 0);
+    assert_int_equal(st.crashed, 6); /* one worker per violation */
+    ppx_pool_free(jail);
+    ppx_pool_free(free_pool);
+    close(ls);
+}
+
+/* A violation on one worker leaves the call running on the other. */
+static void test_other_calls_are_untouched(void **state)
+{
+    (void)state;
+    if (under_valgrind())
+        skip();
+    ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 2, .sandbox = PPX_SANDBOX_COMPUTE));
+    ppx_future *slow = submit(p, "until_cancelled", "");
+    support_wait_running(slow);
+    ppx_future *bad = submit(p, "try_open", "s", tmp_path);
+    assert_failed(bad, "SandboxViolation", "openat", NULL);
+    ppx_future_unref(bad);
+    assert_int_equal(ppx_future_state(slow), PPX_RUNNING);
+    assert_int_equal(ppx_future_cancel(slow), 0);
+    assert_int_equal(ppx_future_wait(slow, 30000), 0);
+    assert_int_equal(ppx_future_state(slow), PPX_CANCELLED);
+    ppx_future_unref(slow);
+    assert_serves(p);
+    ppx_pool_free(p);
+}
+
+/* READ_FILES reads files (and the initializer opens what it likes under
+ * either profile); writing one is still forbidden, and sandbox_allow adds
+ * what an application needs. */
+static void test_read_files_profile_and_allow_list(void **state)
+{
+    (void)state;
+    if (under_valgrind())
+        skip();
+    ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .sandbox = PPX_SANDBOX_READ_FILES));
+    assert_int_equal(result_int(submit(p, "try_open", "s", tmp_path)), 'Z');
+    ppx_future *f = submit(p, "try_write_file", "s", tmp_path);
+    assert_failed(f, "SandboxViolation", "openat", "try_write_file", NULL);
+    ppx_future_unref(f);
+    ppx_pool_free(p);
+
+    p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .sandbox = PPX_SANDBOX_COMPUTE,
+                                      .initializer = init_open, .initializer_arg = tmp_path));
+    assert_int_equal(result_int(submit(p, "read_init", "")), 'Z');
+    ppx_pool_free(p);
+
+    int port;
+    int ls = listener(&port);
+    static const char *const net[] = {"socket", "connect", NULL};
+    p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .sandbox = PPX_SANDBOX_COMPUTE,
+                                      .sandbox_allow = net));
+    assert_int_equal(result_int(submit(p, "try_connect", "i", port)), 1);
+    f = submit(p, "try_open", "s", tmp_path); /* still forbidden */
+    assert_failed(f, "SandboxViolation", "openat", NULL);
+    ppx_future_unref(f);
+    ppx_pool_free(p);
+    close(ls);
+}
+
+/* ---- allowed work ------------------------------------------------------- */
+
+static void test_allowed_work_behaves_as_without(void **state)
+{
+    (void)state;
+    if (under_valgrind())
+        skip();
+    ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 2, .sandbox = PPX_SANDBOX_COMPUTE,
+                                                .cancel_grace_ms = 50));
+    /* A big allocation, touched: 256 MiB, one byte per page summed. */
+    int64_t want = 0;
+    for (size_t i = 0; i < ((size_t)256 << 20); i += 4096)
+        want += (unsigned char)(i >> 12);
+    assert_int_equal(result_int(submit(p, "alloc", "i", 256)), want);
+    /* 64 MiB back. */
+    ppx_future *f = submit(p, "big", "i", 64);
+    assert_int_equal(ppx_future_wait(f, 60000), 0);
+    ppx_value v;
+    assert_int_equal(ppx_future_value(f, &v), 0);
+    const unsigned char *b;
+    size_t n;
+    assert_int_equal(ppx_value_bin(v, (const void **)&b, &n), 0);
+    assert_int_equal(n, (size_t)64 << 20);
+    for (size_t i = 0; i < n; i += 4093)
+        assert_int_equal(b[i], i % 251);
+    ppx_future_unref(f);
+    /* Progress. */
+    f = submit(p, "steps", "i", 1000);
+    assert_int_equal(support_future_int(f), 1000);
+    uint64_t done = 0, total = 0;
+    assert_int_equal(ppx_future_progress(f, &done, &total), 0);
+    assert_int_equal(done, 1000);
+    assert_int_equal(total, 1000);
+    ppx_future_unref(f);
+    /* Cancellation, noticed by the function. */
+    f = submit(p, "until_cancelled", "");
+    support_wait_running(f);
+    assert_int_equal(ppx_future_cancel(f), 0);
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    assert_int_equal(ppx_future_state(f), PPX_CANCELLED);
+    ppx_future_unref(f);
+    /* A deadline on a function that never looks: killed after the grace. */
+    ppx_future *t = NULL;
+    ppx_call_options co = PPX_CALL_OPTIONS(.timeout_ms = 50);
+    assert_int_equal(ppx_pool_submit_ex(p, "burn", "\x90", 1, &co, &t), 0);
+    assert_int_equal(ppx_future_wait(t, 30000), 0);
+    assert_string_equal(ppx_future_error(t)->type, "TimeoutError");
+    ppx_future_unref(t);
+    assert_serves(p);
+    ppx_pool_free(p);
+}
+
+/* ---- limits ------------------------------------------------------------- */
+
+static void test_memory_cap_turns_2gib_into_memory_error(void **state)
+{
+    (void)state;
+    if (under_valgrind())
+        skip(); /* valgrind keeps its own view of the address space */
+    struct rlimit before;
+    getrlimit(RLIMIT_AS, &before);
+    ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1,
+                                                .memory_limit_bytes = (size_t)512 << 20));
+    ppx_future *f = submit(p, "alloc", "i", 2048);
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    const ppx_error *e = ppx_future_error(f);
+    assert_non_null(e);
+    assert_string_equal(e->type, "MemoryError");
+    assert_non_null(strstr(e->message, "memory_limit_bytes (536870912"));
+    ppx_future_unref(f);
+    /* Under the cap, the same function works, on the same worker. */
+    assert_int_equal(result_int(submit(p, "alloc", "i", 16)) > 0, 1);
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
+    assert_int_equal(ppx_pool_stats_get(p, &st), 0);
+    assert_int_equal(st.worker_deaths, 0);
+    ppx_pool_free(p);
+    /* The parent is untouched: its own limit, and 2 GiB of address space. */
+    struct rlimit after;
+    getrlimit(RLIMIT_AS, &after);
+    assert_int_equal(after.rlim_cur, before.rlim_cur);
+    void *big = malloc((size_t)2 << 30);
+    assert_non_null(big);
+    free(big);
+}
+
+static void test_cpu_limit_fails_the_call_naming_it(void **state)
+{
+    (void)state;
+    if (under_valgrind())
+        skip(); /* a second of CPU is minutes there */
+    ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .cpu_limit_s = 1));
+    ppx_future *f = submit(p, "burn", "");
+    assert_failed(f, "CpuLimitExceeded", "cpu_limit_s 1 s", "burn", NULL);
+    ppx_future_unref(f);
+    assert_serves(p);
+    ppx_pool_free(p);
+}
+
+static void test_open_files_and_core_limits(void **state)
+{
+    (void)state;
+    if (under_valgrind())
+        skip(); /* valgrind keeps descriptors of its own near the limit */
+    ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .max_open_files = 5,
+                                                .no_core_dumps = true));
+    int64_t n = result_int(submit(p, "open_many", ""));
+    assert_true(n >= 5 && n < 5 + 8); /* 5, and any holes below ppx's own */
+    ppx_future *f = submit(p, "limits", "");
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    ppx_value v, x;
+    int64_t core, nofile;
+    bool as_unlimited = false;
+    assert_int_equal(ppx_future_value(f, &v), 0);
+    assert_int_equal(ppx_value_at(v, 0, &x), 0);
+    assert_int_equal(ppx_value_int(x, &core), 0);
+    assert_int_equal(ppx_value_at(v, 1, &x), 0);
+    assert_int_equal(ppx_value_int(x, &nofile), 0);
+    assert_int_equal(ppx_value_at(v, 2, &x), 0);
+    assert_int_equal(ppx_value_bool(x, &as_unlimited), 0);
+    assert_true(as_unlimited); /* no memory_limit_bytes: RLIMIT_AS as it was */
+    assert_int_equal(core, 0);
+    assert_true(nofile > 5 && nofile < 64);
+    ppx_future_unref(f);
+    ppx_pool_free(p);
+}
+
+/* ---- scheduling --------------------------------------------------------- */
+
+static void read_sched(ppx_pool *p, int64_t out[4])
+{
+    ppx_future *f = submit(p, "sched", "");
+    assert_int_equal(ppx_future_wait(f, 30000), 0);
+    ppx_value v, x;
+    assert_int_equal(ppx_future_value(f, &v), 0);
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(ppx_value_at(v, i, &x), 0);
+        assert_int_equal(ppx_value_int(x, &out[i]), 0);
+    }
+    ppx_future_unref(f);
+}
+
+static void test_scheduling_read_back_from_a_worker(void **state)
+{
+    (void)state;
+    int base = getpriority(PRIO_PROCESS, 0);
+    int cpu = 0;
+    cpu_set_t mine;
+    sched_getaffinity(0, sizeof mine, &mine);
+    while (!CPU_ISSET(cpu, &mine))
+        cpu++;
+    ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .nice = 5,
+                                                .sched_policy = PPX_SCHED_BATCH, .cpus = &cpu,
+                                                .ncpus = 1));
+    int64_t s[4];
+    read_sched(p, s);
+    assert_int_equal(s[0], base + 5 > 19 ? 19 : base + 5);
+    assert_int_equal(s[1], SCHED_BATCH);
+    assert_int_equal(s[2], 1);
+    assert_int_equal(s[3], cpu);
+    ppx_pool_free(p);
+
+    p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .sched_policy = PPX_SCHED_IDLE));
+    read_sched(p, s);
+    assert_int_equal(s[0], base);
+    assert_int_equal(s[1], SCHED_IDLE);
+    assert_int_equal(s[2], CPU_COUNT(&mine));
+    ppx_pool_free(p);
+}
+
+static void expect_einval(ppx_pool_options o, const char *field)
+{
+    ppx_pool *p = NULL;
+    assert_int_equal(ppx_pool_new(&o, &p), PPX_EINVAL);
+    assert_null(p);
+    if (!strstr(ppx_last_error(), field))
+        fail_msg("'%s' not in: %s", field, ppx_last_error());
+}
+
+static void test_bad_values_are_refused_naming_the_field(void **state)
+{
+    (void)state;
+    int bad_cpu = -1, far_cpu = 1 << 20;
+    static const char *const unknown[] = {"no_such_call", NULL};
+    static const char *const fine[] = {"socket", NULL};
+    expect_einval(PPX_POOL_OPTIONS(.nice = -1), "nice");
+    expect_einval(PPX_POOL_OPTIONS(.nice = 20), "nice");
+    expect_einval(PPX_POOL_OPTIONS(.sched_policy = 9), "sched_policy");
+    expect_einval(PPX_POOL_OPTIONS(.cpus = &bad_cpu, .ncpus = 1), "cpus[0]");
+    expect_einval(PPX_POOL_OPTIONS(.cpus = &far_cpu, .ncpus = 1), "cpus[0]");
+    expect_einval(PPX_POOL_OPTIONS(.ncpus = 2), "cpus");
+    expect_einval(PPX_POOL_OPTIONS(.sandbox = 7), "sandbox");
+    expect_einval(PPX_POOL_OPTIONS(.sandbox_allow = fine), "sandbox_allow");
+    ppx_pool *p = NULL;
+    ppx_pool_options o = PPX_POOL_OPTIONS(.sandbox = PPX_SANDBOX_COMPUTE, .sandbox_allow = unknown);
+    int rc = ppx_pool_new(&o, &p);
+    if (rc != PPX_ENOTSUP) { /* where there is a sandbox, the name is checked */
+        assert_int_equal(rc, PPX_EINVAL);
+        assert_non_null(strstr(ppx_last_error(), "no_such_call"));
+    }
+    assert_null(p);
+    assert_true(support_no_children());
+}
+
+int main(void)
+{
+    ppx_register("try_open", fn_try_open, NULL);
+    ppx_register("try_write_file", fn_try_write_file, NULL);
+    ppx_register("try_connect", fn_try_connect, NULL);
+    ppx_register("try_exec", fn_try_exec, NULL);
+    ppx_register("try_fork", fn_try_fork, NULL);
+    ppx_register("try_kill_parent", fn_try_kill_parent, NULL);
+    ppx_register("try_ptrace", fn_try_ptrace, NULL);
+    ppx_register("add", fn_add, NULL);
+    ppx_register("alloc", fn_alloc, NULL);
+    ppx_register("big", fn_big, NULL);
+    ppx_register("steps", fn_steps, NULL);
+    ppx_register("until_cancelled", fn_until_cancelled, NULL);
+    ppx_register("burn", fn_burn, NULL);
+    ppx_register("sched", fn_sched, NULL);
+    ppx_register("limits", fn_limits, NULL);
+    ppx_register("open_many", fn_open_many, NULL);
+    ppx_register("read_init", fn_read_init, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_each_forbidden_action_fails_only_its_call, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_other_calls_are_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_files_profile_and_allow_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_allowed_work_behaves_as_without, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_cap_turns_2gib_into_memory_error, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cpu_limit_fails_the_call_naming_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_files_and_core_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scheduling_read_back_from_a_worker, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_values_are_refused_naming_the_field, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
