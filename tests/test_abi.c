@@ -8,6 +8,7 @@
 #include "ppx.h"
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +72,7 @@ static void test_pool_options_never_sized_are_refused(void **state)
     assert_ptr_equal(p, (ppx_pool *)&o);
     assert_non_null(strstr(ppx_last_error(), "ppx_pool_options.size is 0"));
     assert_non_null(strstr(ppx_last_error(), "PPX_POOL_OPTIONS"));
-    o.size = sizeof o - 1; /* a size cut short of the 0.4.0 layout */
+    o.size = offsetof(ppx_pool_options, outbox_bytes) + sizeof(size_t) - 1; /* short of 0.4.0 */
     assert_int_equal(ppx_pool_new(&o, &p), PPX_EINVAL);
     assert_true(support_no_children());
 }
@@ -95,6 +96,34 @@ static void test_pool_options_from_a_newer_header(void **state)
     snprintf(want, sizeof want, "sets byte %zu", sizeof(ppx_pool_options));
     assert_non_null(strstr(ppx_last_error(), want));
     assert_non_null(strstr(ppx_last_error(), ppx_version()));
+    assert_true(support_no_children());
+}
+
+/* A program built against the 0.4 header: its ppx_pool_options ends at
+ * outbox_bytes. Whatever lies in memory past its size (here 0xFF bytes
+ * where 0.5's sandbox, limits and scheduling fields are) is never read:
+ * the pool starts with all of them off. */
+static void test_pool_options_from_an_older_header(void **state)
+{
+    (void)state;
+    size_t old_size = offsetof(ppx_pool_options, outbox_bytes) + sizeof(size_t);
+    assert_true(old_size < sizeof(ppx_pool_options));
+    ppx_pool_options o;
+    memset(&o, 0xFF, sizeof o);
+    memset(&o, 0, old_size);
+    o.size = old_size;
+    o.workers = 1;
+    support_valgrind_sizes(&o);
+    ppx_pool *p = NULL;
+    assert_int_equal(ppx_pool_new(&o, &p), 0);
+    ppx_future *f;
+    assert_int_equal(ppx_pool_submitf(p, &f, "add", "ii", 2, 40), 0);
+    assert_int_equal(support_future_int(f), 42); /* no sandbox, no limit, no affinity */
+    ppx_future_unref(f);
+    ppx_pool_free(p);
+    /* The same bytes inside the caller's size are read, and refused. */
+    o.size = sizeof o;
+    assert_int_equal(ppx_pool_new(&o, &p), PPX_EINVAL);
     assert_true(support_no_children());
 }
 
@@ -219,6 +248,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_options_never_sized_are_refused),
         cmocka_unit_test(test_pool_options_from_a_newer_header),
+        cmocka_unit_test(test_pool_options_from_an_older_header),
         cmocka_unit_test(test_call_options_sized_or_refused),
         cmocka_unit_test(test_stats_into_a_newer_or_unsized_struct),
         cmocka_unit_test(test_crashed_counts_calls_and_worker_deaths_processes),
