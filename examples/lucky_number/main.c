@@ -21,6 +21,7 @@ typedef struct opts {
     int64_t iterations;
     int workers;
     bool has_seed;
+    bool sandbox; /* --sandbox: workers that can compute and nothing else */
     uint64_t seed;
     long numbers[MAX_TASKS];
     long nnumbers;
@@ -29,7 +30,7 @@ typedef struct opts {
 static void usage(FILE *to)
 {
     fprintf(to, "usage: lucky_number [--tasks N] [--iterations M] [--workers W]\n"
-                "                    [--seed S] [--numbers a,b,c]\n");
+                "                    [--seed S] [--numbers a,b,c] [--sandbox]\n");
 }
 
 static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
@@ -51,6 +52,7 @@ static int parse(int argc, char **argv, opts *o)
         {"workers", required_argument, NULL, 'w'},
         {"seed", required_argument, NULL, 's'},
         {"numbers", required_argument, NULL, 'n'},
+        {"sandbox", no_argument, NULL, 'x'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -91,6 +93,9 @@ static int parse(int argc, char **argv, opts *o)
             if (o->nnumbers == 0)
                 return fprintf(stderr, "--numbers needs at least one number\n"), -1;
             break;
+        case 'x':
+            o->sandbox = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -125,7 +130,11 @@ int main(int argc, char **argv)
     if (rc)
         return fail("register", rc);
     ppx_pool *pool;
-    rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = o.workers), &pool);
+    /* The draws need nothing but the CPU: under --sandbox a worker that
+     * tried to open a file or a socket would fail its call instead. */
+    rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = o.workers,
+                                        .sandbox = o.sandbox ? PPX_SANDBOX_COMPUTE : 0),
+                      &pool);
     if (rc)
         return fail("starting the pool", rc);
 
