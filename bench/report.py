@@ -48,7 +48,8 @@ def main(raw_path, json_path):
             if peer not in impls:
                 continue
             pv, unit = impls[peer]
-            for name, val in (("ppx", mine), ("ppx_lowlat", low)):
+            for name, val in (("ppx", mine), ("ppx_lowlat", low),
+                              ("ppx_sandbox", impls.get("ppx_sandbox"))):
                 if not val:
                     continue
                 ratio = val[0] / pv if pv not in (0, -1) and val[0] != -1 else None
