@@ -37,9 +37,13 @@ const char *__asan_default_options(void)
 }
 #endif
 
-static bool under_valgrind(void)
+/* Skips the test under the valgrind setup, saying why. */
+static void skip_under_valgrind(const char *why)
 {
-    return getenv("PPX_UNDER_VALGRIND") != NULL;
+    if (getenv("PPX_UNDER_VALGRIND")) {
+        print_message("skipped under valgrind: %s\n", why);
+        skip();
+    }
 }
 
 /* ---- worker functions -------------------------------------------------- */
@@ -405,8 +409,7 @@ static ppx_future *submit_action(ppx_pool *p, const action *a, int port)
 static void test_each_forbidden_action_fails_only_its_call(void **state)
 {
     (void)state;
-    if (under_valgrind())
-        skip(); /* valgrind does not run seccomp(2): no sandbox there */
+    skip_under_valgrind("valgrind does not run seccomp(2): ppx_pool_new refuses a sandbox (PPX_ENOTSUP)");
     int port;
     int ls = listener(&port);
     const action actions[] = {
@@ -436,8 +439,7 @@ static void test_each_forbidden_action_fails_only_its_call(void **state)
 static void test_other_calls_are_untouched(void **state)
 {
     (void)state;
-    if (under_valgrind())
-        skip();
+    skip_under_valgrind("valgrind does not run seccomp(2): ppx_pool_new refuses a sandbox (PPX_ENOTSUP)");
     ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 2, .sandbox = PPX_SANDBOX_COMPUTE));
     ppx_future *slow = submit(p, "until_cancelled", "");
     support_wait_running(slow);
@@ -459,8 +461,7 @@ static void test_other_calls_are_untouched(void **state)
 static void test_read_files_profile_and_allow_list(void **state)
 {
     (void)state;
-    if (under_valgrind())
-        skip();
+    skip_under_valgrind("valgrind does not run seccomp(2): ppx_pool_new refuses a sandbox (PPX_ENOTSUP)");
     ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .sandbox = PPX_SANDBOX_READ_FILES));
     assert_int_equal(result_int(submit(p, "try_open", "s", tmp_path)), 'Z');
     ppx_future *f = submit(p, "try_write_file", "s", tmp_path);
@@ -491,8 +492,7 @@ static void test_read_files_profile_and_allow_list(void **state)
 static void test_allowed_work_behaves_as_without(void **state)
 {
     (void)state;
-    if (under_valgrind())
-        skip();
+    skip_under_valgrind("valgrind does not run seccomp(2): ppx_pool_new refuses a sandbox (PPX_ENOTSUP)");
     ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 2, .sandbox = PPX_SANDBOX_COMPUTE,
                                                 .cancel_grace_ms = 50));
     /* A big allocation, touched: 256 MiB, one byte per page summed. */
@@ -543,8 +543,8 @@ static void test_allowed_work_behaves_as_without(void **state)
 static void test_memory_cap_turns_2gib_into_memory_error(void **state)
 {
     (void)state;
-    if (under_valgrind())
-        skip(); /* valgrind keeps its own view of the address space */
+    skip_under_valgrind("memcheck's own allocator and mappings share the worker's RLIMIT_AS "
+                        "(and its 2 GiB request is reported, not refused quietly)");
     struct rlimit before;
     getrlimit(RLIMIT_AS, &before);
     ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1,
@@ -574,8 +574,7 @@ static void test_memory_cap_turns_2gib_into_memory_error(void **state)
 static void test_cpu_limit_fails_the_call_naming_it(void **state)
 {
     (void)state;
-    if (under_valgrind())
-        skip(); /* a second of CPU is minutes there */
+    skip_under_valgrind("a second of native CPU is tens of seconds there");
     ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .cpu_limit_s = 1));
     ppx_future *f = submit(p, "burn", "");
     assert_failed(f, "CpuLimitExceeded", "cpu_limit_s 1 s", "burn", NULL);
@@ -587,8 +586,7 @@ static void test_cpu_limit_fails_the_call_naming_it(void **state)
 static void test_open_files_and_core_limits(void **state)
 {
     (void)state;
-    if (under_valgrind())
-        skip(); /* valgrind keeps descriptors of its own near the limit */
+    skip_under_valgrind("valgrind keeps descriptors of its own near the limit");
     ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .max_open_files = 5,
                                                 .no_core_dumps = true));
     int64_t n = result_int(submit(p, "open_many", ""));
