@@ -27,11 +27,25 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define __SANITIZE_THREAD__ 1
+#endif
+#endif
+
 /* A function's malloc beyond RLIMIT_AS must return NULL, as it does
- * without ASan, rather than end the worker with ASan's report. */
+ * without a sanitizer, rather than end the worker with the sanitizer's
+ * report. */
+#if defined(__SANITIZE_ADDRESS__)
 const char *__asan_default_options(void);
 const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+#endif
+#if defined(__SANITIZE_THREAD__)
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
 {
     return "allocator_may_return_null=1";
 }
@@ -575,6 +589,14 @@ static void test_cpu_limit_fails_the_call_naming_it(void **state)
 {
     (void)state;
     skip_under_valgrind("a second of native CPU is tens of seconds there");
+#if defined(__SANITIZE_THREAD__)
+    /* TSan runs a handler only once the thread enters a call it
+     * intercepts: a function spinning in pure computation never runs the
+     * SIGXCPU handler, and the hard limit's SIGKILL (a WorkerCrashed)
+     * ends it, as it would a function that blocks SIGXCPU. */
+    print_message("skipped under TSan: it defers the SIGXCPU handler of a spinning function\n");
+    skip();
+#endif
     ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .cpu_limit_s = 1));
     ppx_future *f = submit(p, "burn", "");
     assert_failed(f, "CpuLimitExceeded", "cpu_limit_s 1 s", "burn", NULL);
