@@ -357,8 +357,6 @@ static void assert_failed(ppx_future *f, const char *type, ...)
     assert_non_null(e);
     if (strcmp(e->type, type) != 0)
         fail_msg("wanted %s, got %s: %s", type, e->type, e->message);
-    if (getenv("PPX_TEST_SHOW"))
-        print_message("%s: %s\n", e->type, e->message);
     va_list ap;
     va_start(ap, type);
     for (const char *s; (s = va_arg(ap, const char *));)
