@@ -60,8 +60,10 @@ static int resolve_allow(const ppx_pool_options *o, ppx__sandbox *sb)
 {
     if (!o->sandbox_allow)
         return 0;
-    if (!o->sandbox)
-        return invalid("ppx_pool_options.%s is set without a sandbox%.0ld", "sandbox_allow", 0);
+    if (!o->sandbox) {
+        ppx__set_last_error("ppx_pool_options.sandbox_allow is set without a sandbox");
+        return PPX_EINVAL;
+    }
     for (int i = 0; o->sandbox_allow[i]; i++) {
         const char *name = o->sandbox_allow[i];
         if (i == PPX__SANDBOX_ALLOW_MAX)
