@@ -19,6 +19,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifdef PPX_HAVE_SECCOMP
+#include <seccomp.h>
+#include <sys/prctl.h>
+#endif
+
 static int fail_errno(ppx_call *c, const char *what)
 {
     return ppx_raise(c, "OSError", "%s: %s", what, strerror(errno));
@@ -251,6 +256,31 @@ static int fn_read_init(ppx_call *c, void *u)
     (void)u;
     unsigned char b = 0;
     return pread(init_fd, &b, 1, 0) == 1 ? ppx_return_int(c, b) : fail_errno(c, "pread");
+}
+
+/* A filter of the initializer's own that answers EPERM to installing
+ * another, as a kernel or container that refuses seccomp would. */
+int sandbox_init_refuse_filters(char *err, size_t errlen, void *arg)
+{
+    (void)arg;
+#ifdef PPX_HAVE_SECCOMP
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    int rc = ctx ? 0 : -ENOMEM;
+    if (rc == 0)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(seccomp), 0);
+    if (rc == 0)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(prctl), 1,
+                              SCMP_A0(SCMP_CMP_EQ, PR_SET_SECCOMP));
+    if (rc == 0)
+        rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc < 0)
+        snprintf(err, errlen, "test filter: %s", strerror(-rc));
+    return rc < 0;
+#else
+    snprintf(err, errlen, "built without libseccomp");
+    return 1;
+#endif
 }
 
 void sandbox_fns_register(void)

@@ -10,5 +10,8 @@ void sandbox_fns_register(void);
 /* An initializer that opens the file named by arg (a char *), which
  * read_init then reads: before the sandbox, a worker may open files. */
 int sandbox_init_open(char *err, size_t errlen, void *arg);
+/* An initializer that installs a filter of its own making seccomp(2)
+ * and prctl(PR_SET_SECCOMP) fail with EPERM. */
+int sandbox_init_refuse_filters(char *err, size_t errlen, void *arg);
 
 #endif

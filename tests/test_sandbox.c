@@ -185,15 +185,16 @@ static void test_each_forbidden_action_fails_only_its_call(void **state)
 {
     (void)state;
     skip_under_valgrind("valgrind does not run seccomp(2): ppx_pool_new refuses a sandbox (PPX_ENOTSUP)");
-    int port;
-    int ls = listener(&port);
     const action actions[] = {
         {"try_open", "openat", 'Z'},     {"try_connect", "socket", 1},
         {"try_exec", "execve", ENOTDIR}, {"try_fork", "clone", 7},
         {"try_kill_parent", "kill", 1},  {"try_ptrace", "ptrace", ESRCH},
     };
-    ppx_pool *free_pool = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1));
+    /* The sandboxed pool first: a skip must leave nothing running. */
     ppx_pool *jail = pool_or_skip(PPX_POOL_OPTIONS(.workers = 2, .sandbox = PPX_SANDBOX_COMPUTE));
+    ppx_pool *free_pool = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1));
+    int port;
+    int ls = listener(&port);
     for (size_t i = 0; i < sizeof actions / sizeof *actions; i++) {
         const action *a = &actions[i];
         assert_int_equal(result_int(submit_action(free_pool, a, port)), a->want);
@@ -260,6 +261,28 @@ static void test_read_files_profile_and_allow_list(void **state)
     ppx_future_unref(f);
     ppx_pool_free(p);
     close(ls);
+}
+
+/* A worker that cannot install its filter (here its initializer's own
+ * filter refuses another) fails ppx_pool_new, saying why: no worker
+ * ever runs a call unsandboxed. */
+static void test_a_refused_filter_fails_pool_creation(void **state)
+{
+    (void)state;
+    skip_under_valgrind("valgrind does not run seccomp(2): ppx_pool_new refuses a sandbox "
+                        "(PPX_ENOTSUP)");
+    ppx_pool *probe = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .sandbox = PPX_SANDBOX_COMPUTE));
+    ppx_pool_free(probe);
+    ppx_pool *p = NULL;
+    ppx_pool_options o = PPX_POOL_OPTIONS(.workers = 2, .sandbox = PPX_SANDBOX_COMPUTE,
+                                          .initializer = sandbox_init_refuse_filters);
+    support_valgrind_sizes(&o);
+    assert_int_equal(ppx_pool_new(&o, &p), PPX_EINIT);
+    assert_null(p);
+    if (!strstr(ppx_last_error(), "could not apply the pool's options: sandbox: seccomp_load "
+                                  "failed: "))
+        fail_msg("not named: %s", ppx_last_error());
+    assert_true(support_no_children());
 }
 
 /* ---- allowed work ------------------------------------------------------- */
@@ -478,6 +501,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_other_calls_are_untouched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_files_profile_and_allow_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_refused_filter_fails_pool_creation, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_allowed_work_behaves_as_without, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_cap_turns_2gib_into_memory_error, setup,
                                         teardown),

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -19,6 +20,18 @@ int ppx__local_open_timer(ppx__local *p)
     if (p->tfd < 0)
         return -errno;
     return ppx__pool_watch(p->pool, p->tfd, PPX__EV_TIMER);
+}
+
+/* What a worker's start-up message (its block's init_error) is about: the
+ * pool's own options fail with messages of theirs (worker/limits.c,
+ * sandbox.c), after the initializer ran. */
+static const char *what_failed(const char *msg)
+{
+    static const char *const ours[] = {"sandbox:", "limits:", "scheduling:"};
+    for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
+        if (strncmp(msg, ours[i], strlen(ours[i])) == 0)
+            return "could not apply the pool's options";
+    return "failed its initializer";
 }
 
 /* With an initializer, creation reports its failure: wait until every
@@ -45,7 +58,7 @@ static int wait_initialized(ppx__local *p, int64_t deadline)
                     msg = p->init_error;
             }
             ppx__set_last_error("worker %d %s: %.*s", (int)m.pid,
-                                *msg ? "failed its initializer" : "exited while starting",
+                                *msg ? what_failed(msg) : "exited while starting",
                                 PPX__INIT_ERROR_MAX - 1, msg);
             return *msg ? PPX_EINIT : PPX_ESPAWN;
         }
@@ -75,7 +88,7 @@ static int wait_started(ppx__local *p)
         ppx__zygote_events(p, &n); /* no calls yet: nothing to notify */
         if (p->pool->stats.init_failures) {
             /* A fast worker already failed its initializer. */
-            ppx__set_last_error("a worker failed its initializer: %s", p->init_error);
+            ppx__set_last_error("a worker %s: %s", what_failed(p->init_error), p->init_error);
             return PPX_EINIT;
         }
     }

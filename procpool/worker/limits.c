@@ -161,8 +161,8 @@ int ppx__sandbox_schedule(const ppx__sandbox *sb, char *err, size_t errlen)
     if (sb->policy) {
         struct sched_param sp = {.sched_priority = 0};
         if (sched_setscheduler(0, policies[sb->policy], &sp) != 0) {
-            snprintf(err, errlen, "sched_setscheduler(%s) failed: %s", names[sb->policy],
-                     strerror(errno));
+            snprintf(err, errlen, "scheduling: sched_setscheduler(%s) failed: %s",
+                     names[sb->policy], strerror(errno));
             return -1;
         }
     }
@@ -170,13 +170,14 @@ int ppx__sandbox_schedule(const ppx__sandbox *sb, char *err, size_t errlen)
         errno = 0;
         int now = getpriority(PRIO_PROCESS, 0);
         if ((now == -1 && errno) || setpriority(PRIO_PROCESS, 0, now + sb->nice) != 0) {
-            snprintf(err, errlen, "setpriority(nice + %d) failed: %s", sb->nice, strerror(errno));
+            snprintf(err, errlen, "scheduling: setpriority(nice + %d) failed: %s", sb->nice,
+                     strerror(errno));
             return -1;
         }
     }
     if (sb->affinity && sched_setaffinity(0, sizeof sb->cpus, &sb->cpus) != 0) {
-        snprintf(err, errlen, "sched_setaffinity failed: %s (none of the pool's cpus is "
-                 "allowed to this process?)", strerror(errno));
+        snprintf(err, errlen, "scheduling: sched_setaffinity failed: %s (none of the pool's "
+                 "cpus is allowed to this process?)", strerror(errno));
         return -1;
     }
     return 0;
@@ -224,7 +225,7 @@ static int set_limit(int res, rlim_t soft, rlim_t hard, const char *name, char *
     struct rlimit rl = {soft, hard};
     if (setrlimit(res, &rl) == 0)
         return 0;
-    snprintf(err, errlen, "setrlimit(%s, %llu) failed: %s", name, (unsigned long long)soft,
+    snprintf(err, errlen, "limits: setrlimit(%s, %llu) failed: %s", name, (unsigned long long)soft,
              strerror(errno));
     return -1;
 }
@@ -262,7 +263,7 @@ int ppx__sandbox_enter(const ppx__sandbox *sb, ppx__wshared *ws, int64_t *cpu_re
     *cpu_retire_ns = 0;
     int rc = ppx__sandbox_arm_reports(ws, sb->profile != PPX_SANDBOX_NONE, sb->cpu_limit_s != 0);
     if (rc) {
-        snprintf(err, errlen, "sigaction failed: %s", strerror(-rc));
+        snprintf(err, errlen, "sandbox: sigaction failed: %s", strerror(-rc));
         return -1;
     }
     if (set_limits(sb, cpu_retire_ns, err, errlen))

@@ -181,6 +181,9 @@ static int build_and_load(const ppx__sandbox *sb, char *err, size_t errlen)
      * the few calls a call's path makes (futex, write, read) cost the
      * same few comparisons as any other. */
     int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+    /* The kernel's own errno when it refuses the filter, not ECANCELED. */
+    if (rc == 0)
+        rc = seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
     if (rc == 0)
         rc = add_names(ctx, compute_calls);
     if (rc == 0)

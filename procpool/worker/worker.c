@@ -109,7 +109,8 @@ static void run_call(wctx *w, const ppx__env *env, ppx__slot *slot)
                      "bytes beyond the worker's start, RLIMIT_AS): the function returned "
                      "PPX_ENOMEM", w->memory_limit);
         else
-            snprintf(msg, sizeof msg, "no memory for the result (the function returned PPX_ENOMEM)");
+            snprintf(msg, sizeof msg,
+                     "no memory for the result (the function returned PPX_ENOMEM)");
         ppx__wsend_error(w, env, "MemoryError", msg, fname, "");
     } else if (rc != 0) {
         char msg[128];
