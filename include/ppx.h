@@ -425,8 +425,11 @@ typedef struct ppx_pool_options {
     unsigned max_tasks_per_child; /* replace a worker after this many
                                      calls; 0: never */
     size_t max_rss_bytes;         /* replace a worker whose resident size
-                                     exceeds this after a call; 0: never */
-    int task_timeout_ms;          /* default deadline of each call; 0: none */
+                                     exceeds this after a call; 0: never
+                                     (a hard cap during the call:
+                                     memory_limit_bytes, below) */
+    int task_timeout_ms;          /* default deadline of each call; 0: none
+                                     (CPU time: cpu_limit_s, below) */
     /* Low-latency mode: while results are due, a loop watching the pool
      * polls for them up to this long before sleeping in epoll (costs CPU
      * on the loop thread, saves the wake-up). 0: off. */
