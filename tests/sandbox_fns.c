@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef PPX_HAVE_SECCOMP
@@ -258,6 +259,46 @@ static int fn_read_init(ppx_call *c, void *u)
     return pread(init_fd, &b, 1, 0) == 1 ? ppx_return_int(c, b) : fail_errno(c, "pread");
 }
 
+/* Blocks SIGSYS, then opens a file: the kernel forces the signal. */
+static int fn_blocked_sigsys_open(ppx_call *c, void *u)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGSYS);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    return fn_try_open(c, u);
+}
+
+/* Takes over SIGSYS, to survive its violations. */
+static void ignore_sys(int sig)
+{
+    (void)sig;
+}
+
+static int fn_take_sigsys(ppx_call *c, void *u)
+{
+    (void)u;
+    signal(SIGSYS, ignore_sys);
+    return ppx_return_int(c, 1);
+}
+
+/* burn_cpu(ms): computes until this process has used ms more of CPU;
+ * returns the worker's pid. */
+static int fn_burn_cpu(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t ms;
+    ppx_call_arg_int(c, 0, &ms);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+    do {
+        for (volatile int i = 0; i < 100000; i++)
+            ;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+    return ppx_return_int(c, getpid());
+}
+
 /* A filter of the initializer's own that answers EPERM to installing
  * another, as a kernel or container that refuses seccomp would. */
 int sandbox_init_refuse_filters(char *err, size_t errlen, void *arg)
@@ -302,4 +343,7 @@ void sandbox_fns_register(void)
     ppx_register("limits", fn_limits, NULL);
     ppx_register("open_many", fn_open_many, NULL);
     ppx_register("read_init", fn_read_init, NULL);
+    ppx_register("blocked_sigsys_open", fn_blocked_sigsys_open, NULL);
+    ppx_register("take_sigsys", fn_take_sigsys, NULL);
+    ppx_register("burn_cpu", fn_burn_cpu, NULL);
 }

@@ -231,6 +231,25 @@ static void test_other_calls_are_untouched(void **state)
     ppx_pool_free(p);
 }
 
+/* A function cannot dodge the report: blocking SIGSYS gets it killed by
+ * the signal (the system call then unknown), and taking SIGSYS over is
+ * itself forbidden. */
+static void test_violations_are_reported_whatever_the_function_does(void **state)
+{
+    (void)state;
+    skip_under_valgrind("valgrind does not run seccomp(2): ppx_pool_new refuses a sandbox "
+                        "(PPX_ENOTSUP)");
+    ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .sandbox = PPX_SANDBOX_COMPUTE));
+    ppx_future *f = submit(p, "blocked_sigsys_open", "s", tmp_path);
+    assert_failed(f, "SandboxViolation", "killed by SIGSYS", "blocked_sigsys_open", NULL);
+    ppx_future_unref(f);
+    f = submit(p, "take_sigsys", "");
+    assert_failed(f, "SandboxViolation", "rt_sigaction", "take_sigsys", NULL);
+    ppx_future_unref(f);
+    assert_serves(p);
+    ppx_pool_free(p);
+}
+
 /* READ_FILES reads files (and the initializer opens what it likes under
  * either profile); writing one is still forbidden, and sandbox_allow adds
  * what an application needs. */
@@ -389,6 +408,25 @@ static void test_cpu_limit_fails_the_call_naming_it(void **state)
     ppx_pool_free(p);
 }
 
+/* A worker that has used half its CPU budget retires between calls, so
+ * the next call starts with at least half of it. */
+static void test_cpu_limit_retires_a_worker_past_half(void **state)
+{
+    (void)state;
+    skip_under_valgrind("a second of native CPU is tens of seconds there");
+    ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .cpu_limit_s = 2));
+    int64_t a = result_int(submit(p, "burn_cpu", "i", 10));
+    int64_t b = result_int(submit(p, "burn_cpu", "i", 1100)); /* past 1 s: retires after */
+    int64_t c = result_int(submit(p, "burn_cpu", "i", 10));
+    assert_int_equal(a, b); /* under half: the same worker */
+    assert_true(c != b);
+    ppx_pool_stats st = PPX_POOL_STATS_INIT;
+    assert_int_equal(ppx_pool_stats_get(p, &st), 0);
+    assert_int_equal(st.recycled, 1);
+    assert_int_equal(st.crashed, 0);
+    ppx_pool_free(p);
+}
+
 static void test_open_files_and_core_limits(void **state)
 {
     (void)state;
@@ -500,6 +538,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_each_forbidden_action_fails_only_its_call, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_other_calls_are_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_violations_are_reported_whatever_the_function_does,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_files_profile_and_allow_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_refused_filter_fails_pool_creation, setup,
                                         teardown),
@@ -507,6 +547,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_memory_cap_turns_2gib_into_memory_error, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cpu_limit_fails_the_call_naming_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cpu_limit_retires_a_worker_past_half, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_open_files_and_core_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scheduling_read_back_from_a_worker, setup,
                                         teardown),
