@@ -243,9 +243,16 @@ static void test_violations_are_reported_whatever_the_function_does(void **state
     ppx_future *f = submit(p, "blocked_sigsys_open", "s", tmp_path);
     assert_failed(f, "SandboxViolation", "killed by SIGSYS", "blocked_sigsys_open", NULL);
     ppx_future_unref(f);
+#if defined(__SANITIZE_THREAD__)
+    /* TSan's own handler is the kernel's for every signal with one: the
+     * function's signal() then only changes TSan's table, no system call
+     * is made, and the trap never comes. */
+    print_message("take_sigsys skipped under TSan: it interposes signal()\n");
+#else
     f = submit(p, "take_sigsys", "");
     assert_failed(f, "SandboxViolation", "rt_sigaction", "take_sigsys", NULL);
     ppx_future_unref(f);
+#endif
     assert_serves(p);
     ppx_pool_free(p);
 }
