@@ -512,10 +512,10 @@ typedef struct ppx_pool_options {
      *     memory management (mmap, munmap, mprotect, madvise, brk,
      *     mremap), futex, time and sleep, read/write/poll on the
      *     descriptors it holds (no filtering by descriptor), signals to
-     *     itself, exit. No open, socket, connect, execve, fork, clone
-     *     (threads included), ptrace, kill of another process, mount,
-     *     setrlimit, and every other system call not listed in
-     *     docs/SECURITY.md.
+     *     itself, threads (on x86-64 and arm64), exit. No open, socket,
+     *     connect, execve, fork or clone of a process, ptrace, kill of
+     *     another process, mount, setrlimit, and every other system call
+     *     not listed in docs/SECURITY.md.
      *   PPX_SANDBOX_READ_FILES: COMPUTE plus open/openat for reading only
      *     (flags with O_WRONLY, O_RDWR, O_CREAT, O_TRUNC or O_TMPFILE are
      *     forbidden), stat, lseek, getdents64, readlink, access.

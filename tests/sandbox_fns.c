@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -299,6 +300,37 @@ static int fn_burn_cpu(ppx_call *c, void *u)
     return ppx_return_int(c, getpid());
 }
 
+static void *add_up(void *arg)
+{
+    int64_t *v = arg;
+    *v = *v * (*v + 1) / 2;
+    return NULL;
+}
+
+/* threads(n): n threads, thread i sums 1..i+1; returns the total. */
+static int fn_threads(ppx_call *c, void *u)
+{
+    (void)u;
+    int64_t n;
+    ppx_call_arg_int(c, 0, &n);
+    pthread_t t[8];
+    int64_t v[8];
+    if (n < 1 || n > 8)
+        return ppx_raise(c, "ValueError", "1 to 8 threads");
+    for (int i = 0; i < n; i++) {
+        v[i] = i + 1;
+        int rc = pthread_create(&t[i], NULL, add_up, &v[i]);
+        if (rc)
+            return ppx_raise(c, "OSError", "pthread_create: %s", strerror(rc));
+    }
+    int64_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(t[i], NULL);
+        sum += v[i];
+    }
+    return ppx_return_int(c, sum);
+}
+
 /* A filter of the initializer's own that answers EPERM to installing
  * another, as a kernel or container that refuses seccomp would. */
 int sandbox_init_refuse_filters(char *err, size_t errlen, void *arg)
@@ -346,4 +378,5 @@ void sandbox_fns_register(void)
     ppx_register("blocked_sigsys_open", fn_blocked_sigsys_open, NULL);
     ppx_register("take_sigsys", fn_take_sigsys, NULL);
     ppx_register("burn_cpu", fn_burn_cpu, NULL);
+    ppx_register("threads", fn_threads, NULL);
 }

@@ -336,6 +336,8 @@ static void test_allowed_work_behaves_as_without(void **state)
     for (size_t i = 0; i < n; i += 4093)
         assert_int_equal(b[i], i % 251);
     ppx_future_unref(f);
+    /* Threads (clone with CLONE_THREAD; a process stays forbidden). */
+    assert_int_equal(result_int(submit(p, "threads", "i", 4)), 1 + 3 + 6 + 10);
     /* Progress. */
     f = submit(p, "steps", "i", 1000);
     assert_int_equal(support_future_int(f), 1000);

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -126,6 +127,25 @@ static int add_names(scmp_filter_ctx ctx, const char *const *names)
     return 0;
 }
 
+/* Threads, not processes: clone only with CLONE_THREAD (which the kernel
+ * accepts only with CLONE_SIGHAND and CLONE_VM: a thread of this process,
+ * under this filter), and clone3, whose flags sit in a struct no filter
+ * can read, answered ENOSYS so that glibc falls back to clone. clone's
+ * flags are its first argument on x86-64 and arm64; elsewhere (s390)
+ * threads stay forbidden. */
+static int add_threads(scmp_filter_ctx ctx)
+{
+    int rc = 0;
+#if defined(__x86_64__) || defined(__aarch64__)
+    rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                           SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    int clone3 = seccomp_syscall_resolve_name("clone3");
+    if (clone3 >= 0)
+        rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), clone3, 0);
+#endif
+    return rc;
+}
+
 /* Signals to itself (raise, abort), its own handlers but not those the
  * sandbox relies on, fstat through newfstatat(fd, "", AT_EMPTY_PATH),
  * isatty, getrlimit through prlimit64. */
@@ -150,7 +170,7 @@ static int add_guarded(scmp_filter_ctx ctx, scmp_datum_t pid)
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, TCGETS));
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 2, SCMP_A0(SCMP_CMP_EQ, 0),
                            SCMP_A2(SCMP_CMP_EQ, 0));
-    return rc;
+    return rc | add_threads(ctx);
 }
 
 /* O_TMPFILE is __O_TMPFILE | O_DIRECTORY: only its own bit is refused, so
