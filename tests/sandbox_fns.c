@@ -283,6 +283,16 @@ static int fn_take_sigsys(ppx_call *c, void *u)
     return ppx_return_int(c, 1);
 }
 
+/* len_of(bin): the argument's length. */
+static int fn_len_of(ppx_call *c, void *u)
+{
+    (void)u;
+    const void *b;
+    size_t n = 0;
+    ppx_call_arg_bin(c, 0, &b, &n);
+    return ppx_return_int(c, (int64_t)n);
+}
+
 /* burn_cpu(ms): computes until this process has used ms more of CPU;
  * returns the worker's pid. */
 static int fn_burn_cpu(ppx_call *c, void *u)
@@ -379,4 +389,5 @@ void sandbox_fns_register(void)
     ppx_register("take_sigsys", fn_take_sigsys, NULL);
     ppx_register("burn_cpu", fn_burn_cpu, NULL);
     ppx_register("threads", fn_threads, NULL);
+    ppx_register("len_of", fn_len_of, NULL);
 }

@@ -6,7 +6,7 @@
 /* Registers try_open, try_write_file, try_connect, try_exec, try_fork,
  * try_kill_parent, try_ptrace, add, alloc, big, steps, until_cancelled,
  * burn, sched, limits, open_many, read_init, blocked_sigsys_open,
- * take_sigsys, burn_cpu and threads (see sandbox_fns.c). */
+ * take_sigsys, burn_cpu, threads and len_of (see sandbox_fns.c). */
 void sandbox_fns_register(void);
 /* An initializer that opens the file named by arg (a char *), which
  * read_init then reads: before the sandbox, a worker may open files. */

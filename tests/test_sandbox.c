@@ -366,6 +366,24 @@ static void test_allowed_work_behaves_as_without(void **state)
 
 /* ---- limits ------------------------------------------------------------- */
 
+/* A call whose arguments the worker cannot take in under its limit (with
+ * no arena they travel in ring chunks, gathered in the worker's memory)
+ * fails with MemoryError rather than going from worker to worker. */
+static void memory_cap_on_arguments(void)
+{
+    ppx_pool *p = pool_or_skip(PPX_POOL_OPTIONS(.workers = 1, .arena_bytes = PPX_ARENA_NONE,
+                                                .memory_limit_bytes = (size_t)64 << 20));
+    size_t n = (size_t)100 << 20;
+    char *b = calloc(1, n);
+    assert_non_null(b);
+    ppx_future *f = submit(p, "len_of", "B", b, n);
+    assert_failed(f, "MemoryError", "memory_limit_bytes (67108864", "len_of", NULL);
+    ppx_future_unref(f);
+    assert_int_equal(result_int(submit(p, "len_of", "B", b, (size_t)1 << 20)), 1 << 20);
+    free(b);
+    ppx_pool_free(p);
+}
+
 static void test_memory_cap_turns_2gib_into_memory_error(void **state)
 {
     (void)state;
@@ -395,6 +413,7 @@ static void test_memory_cap_turns_2gib_into_memory_error(void **state)
     void *big = malloc((size_t)2 << 30);
     assert_non_null(big);
     free(big);
+    memory_cap_on_arguments();
 }
 
 static void test_cpu_limit_fails_the_call_naming_it(void **state)

@@ -133,15 +133,15 @@ static void fail_lost(ppx__local *p, ppx__worker *w, ppx__task *t, const char *t
 
 /* Requeues w's calls that cannot have started, in their order, and fails
  * the one that may have (none when the worker said it left between
- * calls). */
-static void settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, const char *type,
-                         const char *how, const char *backoff, ppx__notify *n)
+ * calls; the oldest, started or not, when it is to blame). */
+static void settle_tasks(ppx__local *p, ppx__worker *w, bool between_calls, bool blame_oldest,
+                         const char *type, const char *how, const char *backoff, ppx__notify *n)
 {
     bool oldest = !between_calls;
     ppx__list requeue = {0};
     while (w->tasks.head) {
         ppx__task *t = ppx__list_first(&w->tasks);
-        bool started = oldest && may_have_started(p, w, t);
+        bool started = oldest && (blame_oldest || may_have_started(p, w, t));
         oldest = false;
         if (started || !ppx__task_fut(t)) {
             if (started)
@@ -180,8 +180,8 @@ static void unplace(ppx__local *p, ppx__worker *w, bool may_have_run, ppx__notif
 {
     w->spawning = false;
     w->pending_sig = 0;
-    settle_tasks(p, w, !may_have_run, "WorkerCrashed", "was lost with the pool's fork server", "",
-                 n);
+    settle_tasks(p, w, !may_have_run, false, "WorkerCrashed", "was lost with the pool's fork server",
+                 "", n);
     reset_rings(w);
 }
 
@@ -214,7 +214,12 @@ void ppx__reap(ppx__local *p, ppx__worker *w, int code, int status, ppx__notify 
                  p->crash_streak, (long long)(delay / 1000000));
     bool between_calls = why == PPX__EXIT_PROTOCOL || why == PPX__EXIT_RECYCLE ||
                          why == PPX__EXIT_WAKE_LOST || why == PPX__EXIT_SHUTDOWN;
-    settle_tasks(p, w, between_calls, type, how, backoff, n);
+    /* Out of memory under memory_limit_bytes, the worker was taking in
+     * or answering its oldest call (it runs them in order): another
+     * worker, under the same limit, would die of it too, and the call
+     * would go round for good. */
+    bool blame_oldest = why == PPX__EXIT_NOMEM && p->sandbox && p->sandbox->memory_limit;
+    settle_tasks(p, w, between_calls, blame_oldest, type, how, backoff, n);
     if (!expected)
         p->pool->stats.worker_deaths++;
     if (recycled)
