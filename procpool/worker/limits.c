@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,7 +251,9 @@ static int set_limits(const ppx__sandbox *sb, int64_t *cpu_retire_ns, char *err,
         *cpu_retire_ns = used + (int64_t)sb->cpu_limit_s * 1000000000LL / 2;
     }
     if (sb->memory_limit) {
-        rlim_t n = (rlim_t)(address_space() + sb->memory_limit);
+        size_t base = address_space();
+        rlim_t n = sb->memory_limit > SIZE_MAX - base ? RLIM_INFINITY
+                                                       : (rlim_t)(base + sb->memory_limit);
         if (set_limit(RLIMIT_AS, n, n, "RLIMIT_AS", err, errlen))
             return -1;
     }
