@@ -220,9 +220,16 @@ static size_t address_space(void)
     return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Limits only ever lower what the worker has: never above its hard limit
+ * (which an unprivileged process could not raise anyway). */
 static int set_limit(int res, rlim_t soft, rlim_t hard, const char *name, char *err,
                      size_t errlen)
 {
+    struct rlimit now;
+    if (getrlimit(res, &now) == 0 && now.rlim_max != RLIM_INFINITY) {
+        soft = soft > now.rlim_max ? now.rlim_max : soft;
+        hard = hard > now.rlim_max ? now.rlim_max : hard;
+    }
     struct rlimit rl = {soft, hard};
     if (setrlimit(res, &rl) == 0)
         return 0;
