@@ -620,9 +620,13 @@ enum { PPX_SCHED_INHERIT = 0, PPX_SCHED_OTHER = 1, PPX_SCHED_BATCH = 2, PPX_SCHE
  * the function registry, even if it then fails. Any thread. Errors:
  * PPX_EINVAL (out NULL; opts->size wrong, see the top; workers < 0 or
  * > 1024, ring_bytes over 1 GiB, max_payload or arena_bytes over 1 TiB,
- * max_queued_per_worker over 4096), PPX_ENOMEM, PPX_ESPAWN (the fork
- * server could not start; with an initializer or a trace file, a worker
- * could not either), PPX_EINIT (an initializer failed), PPX_EBACKEND (the MPI
+ * max_queued_per_worker over 4096; a sandbox, limit or scheduling field
+ * out of range), PPX_ENOMEM, PPX_ESPAWN (the fork
+ * server could not start; with an initializer, a sandbox or a trace file,
+ * a worker could not either), PPX_EINIT (an initializer failed, or a
+ * worker could not apply the sandbox, limits or scheduling), PPX_ENOTSUP
+ * (a sandbox without libseccomp or the kernel's seccomp filters; any of
+ * those fields with the MPI backend), PPX_EBACKEND (the MPI
  * backend was asked for or mpirun started this process, and MPI is
  * missing, cannot start, or an MPI pool is already open); PPX_ENOMEM also
  * when the kernel has no memory for the shared mapping or a descriptor.
