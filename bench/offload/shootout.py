@@ -219,6 +219,11 @@ REJECTED = [  # each must be a 400 with a JSON {"error": ...}
 ]
 
 
+def shown(params):
+    text = repr(params)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def check_hashes(srv):
     """Byte-identical /hash bodies and 400s; raises Missing on a 404 and
     exits loudly on any difference."""
@@ -228,7 +233,7 @@ def check_hashes(srv):
         if status == 404:
             raise Missing("/hash answered 404")
         if status != 200 or body != want or not ctype.startswith("application/json"):
-            problems.append(f"{params}: {status} {ctype!r} {body[:200]!r}, want 200 {want!r}")
+            problems.append(f"{shown(params)}: {status} {ctype!r} {body[:200]!r}, want 200 {want!r}")
     for params in REJECTED:
         status, _, body = get(srv.port, "/hash?" + query(params), 30)
         try:
@@ -236,7 +241,7 @@ def check_hashes(srv):
         except ValueError:
             ok = False
         if not ok:
-            problems.append(f"{params}: {status} {body[:200]!r}, want 400 {{\"error\":...}}")
+            problems.append(f"{shown(params)}: {status} {body[:200]!r}, want 400 {{\"error\":...}}")
     if problems:
         sys.exit(f"shootout: {srv.name}'s /hash differs from hashlib.scrypt:\n  "
                  + "\n  ".join(problems))
@@ -360,27 +365,30 @@ def machine():
 
 
 def measure(name, argv, env, a, tmp):
-    """One server's line: checks, saturation, then a fresh server crashed."""
+    """One server's line: checks, saturation, then a fresh server crashed.
+    The server is stopped whatever happens, a failed check included."""
     srv = Server(name, argv, env, a.workers, tmp)
     row = {"kind": "server", "server": name, "command": " ".join(argv), "workers": a.workers,
            "missing": []}
     print(f"== {name}: {row['command']}", file=sys.stderr)
-    srv.start()
-    row["idle_rss_mib"] = status_kib(tree(srv.proc.pid), "VmRSS") / 1024
     try:
-        row["hash_check"] = check_hashes(srv)
-        row["load"] = saturate(srv, a.duration, tmp)
-    except Missing as e:
-        row["missing"] += ["hash_check", "load"]
-        print(f"   {name}: {e}: /hash results marked missing", file=sys.stderr)
-    row["exit_after_load"] = srv.stop()
-    srv.start()
-    try:
-        row["crash"] = crash(srv)
-    except Missing as e:
-        row["missing"].append("crash")
-        print(f"   {name}: {e}: /crash results marked missing", file=sys.stderr)
-    srv.stop()
+        srv.start()
+        row["idle_rss_mib"] = status_kib(tree(srv.proc.pid), "VmRSS") / 1024
+        try:
+            row["hash_check"] = check_hashes(srv)
+            row["load"] = saturate(srv, a.duration, tmp)
+        except Missing as e:
+            row["missing"] += ["hash_check", "load"]
+            print(f"   {name}: {e}: /hash results marked missing", file=sys.stderr)
+        row["exit_after_load"] = srv.stop()
+        srv.start()
+        try:
+            row["crash"] = crash(srv)
+        except Missing as e:
+            row["missing"].append("crash")
+            print(f"   {name}: {e}: /crash results marked missing", file=sys.stderr)
+    finally:
+        srv.stop()
     return row
 
 
