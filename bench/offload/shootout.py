@@ -4,7 +4,8 @@ node_piscina.js, aiohttp_server.py), each started here, checked, loaded
 with wrk and crashed. Run with Debian's /usr/bin/python3 (its hashlib is the
 reference every /hash must match byte for byte).
 
-    shootout.py OUT.jsonl --workers W --duration S [--servers a,b,...]
+    shootout.py OUT.jsonl --workers W --duration S [--rounds R]
+                [--servers a,b,...]
 
 Writes one JSON line per server (and a first line with the machine and the
 versions). Environment: PPX_SERVER (ppx's server command, default
@@ -20,6 +21,7 @@ import argparse
 import hashlib
 import http.client
 import json
+import math
 import os
 import platform
 import shlex
@@ -87,9 +89,9 @@ class Server:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and self.proc.poll() is None:
             with open(out) as f:
-                line = f.readline()
-            if line.startswith("listening on ") and line.endswith("\n"):
-                self.port = int(line.strip().rsplit(":", 1)[1])
+                lines = [l for l in f if l.startswith("listening on ") and l.endswith("\n")]
+            if lines:
+                self.port = int(lines[0].strip().rsplit(":", 1)[1])
                 if self.answers_ping():
                     return
             time.sleep(0.05)
@@ -150,12 +152,14 @@ def tree(root):
     return pids
 
 
-def status_kib(pids, field):
-    """The sum of a /proc/PID/status field (VmRSS, VmHWM) over pids, KiB."""
+def status_kib(pids, field, source="status"):
+    """The sum of a /proc/PID/status field (VmRSS, VmHWM) over pids, KiB;
+    with source "smaps_rollup", of its Pss (shared pages divided among the
+    processes mapping them: forked workers and shared rings counted once)."""
     total = 0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/status") as f:
+            with open(f"/proc/{pid}/{source}") as f:
                 for line in f:
                     if line.startswith(field + ":"):
                         total += int(line.split()[1])
@@ -165,15 +169,20 @@ def status_kib(pids, field):
 
 
 class RssSampler(threading.Thread):
-    """The process tree's summed VmRSS every 50 ms, keeping the peak."""
+    """The process tree's summed VmRSS and Pss every 50 ms, keeping the
+    peaks."""
 
     def __init__(self, root):
         super().__init__(daemon=True)
-        self.root, self.peak_kib, self.done = root, 0, threading.Event()
+        self.root, self.done = root, threading.Event()
+        self.peak_kib = self.peak_pss_kib = 0
 
     def run(self):
         while not self.done.is_set():
-            self.peak_kib = max(self.peak_kib, status_kib(tree(self.root), "VmRSS"))
+            pids = tree(self.root)
+            self.peak_kib = max(self.peak_kib, status_kib(pids, "VmRSS"))
+            self.peak_pss_kib = max(self.peak_pss_kib,
+                                    status_kib(pids, "Pss", "smaps_rollup"))
             self.done.wait(0.05)
 
     def finish(self):
@@ -181,6 +190,7 @@ class RssSampler(threading.Thread):
         self.join()
         pids = tree(self.root)
         return {"processes": len(pids), "peak_rss_mib": self.peak_kib / 1024,
+                "peak_pss_mib": self.peak_pss_kib / 1024,
                 "hwm_sum_mib": status_kib(pids, "VmHWM") / 1024}
 
 
@@ -249,36 +259,90 @@ def check_hashes(srv):
 
 
 def wrk_result(path):
+    """wrk's RESULT line (ping.lua, work.lua) with its HIST line as
+    "hist": [[microseconds, count], ...]."""
+    result = hist = None
     with open(path) as f:
         for line in f:
             if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"no RESULT line in {path}")
+                result = json.loads(line[len("RESULT "):])
+            elif line.startswith("HIST"):
+                pairs = line[len("HIST"):].strip()
+                hist = [[int(x) for x in pair.split(":")]
+                        for pair in pairs.split(",")] if pairs else []
+    if result is None or hist is None:
+        raise RuntimeError(f"no RESULT or HIST line in {path}")
+    result["hist"] = hist
+    return result
 
 
-def saturate(srv, duration, tmp):
-    """/hash from 4 x W connections back to back for duration + 2 s and,
-    from its second second on, a light /ping stream for duration s; the
-    tree's RSS sampled meanwhile."""
+def percentile(hist, p):
+    """wrk's own rule (stats_percentile): the smallest latency whose
+    cumulative count reaches round(p% of all + 0.5)."""
+    total = sum(c for _, c in hist)
+    rank, seen = math.floor(p / 100 * total + 0.5 + 0.5), 0
+    for us, count in sorted(hist):
+        seen += count
+        if seen >= rank:
+            return us
+    return 0
+
+
+def merged(results):
+    """Several wrk runs of one kind as one: counts and durations summed,
+    percentiles of the merged latency distribution."""
+    counts = {}
+    for r in results:
+        for us, c in r["hist"]:
+            counts[us] = counts.get(us, 0) + c
+    hist = list(counts.items())
+    return {"runs": len(results), "requests": sum(r["requests"] for r in results),
+            "duration_us": sum(r["duration_us"] for r in results),
+            "errors": sum(r["errors"] for r in results),
+            "p50_us": percentile(hist, 50), "p90_us": percentile(hist, 90),
+            "p99_us": percentile(hist, 99), "max_us": max((us for us, _ in hist), default=0)}
+
+
+def saturate(srv, seconds, tmp, tag):
+    """One slice: /hash from 4 x W connections back to back for seconds + 2
+    and, from its second second on, a light /ping stream for seconds.
+    (hash result, ping result)."""
     base = f"http://127.0.0.1:{srv.port}"
-    conns = 4 * srv.workers
-    hash_out = os.path.join(tmp, f"{srv.name}.hash")
-    ping_out = os.path.join(tmp, f"{srv.name}.ping")
-    sampler = RssSampler(srv.proc.pid)
-    sampler.start()
+    hash_out = os.path.join(tmp, f"{srv.name}.{tag}.hash")
+    ping_out = os.path.join(tmp, f"{srv.name}.{tag}.ping")
     with open(hash_out, "w") as hf:
-        hw = subprocess.Popen(["wrk", "-t1", f"-c{conns}", f"-d{duration + 2}s", "--timeout", "10s",
-                               "-s", os.path.join(HERE, "work.lua"),
+        hw = subprocess.Popen(["wrk", "-t1", f"-c{4 * srv.workers}", f"-d{seconds + 2}s",
+                               "--timeout", "10s", "-s", os.path.join(HERE, "work.lua"),
                                f"{base}/hash?{query(LOAD)}"], stdout=hf)
     time.sleep(1)
     with open(ping_out, "w") as pf:
-        subprocess.run(["wrk", "-t1", "-c2", f"-d{duration}s", "--timeout", "10s", "--latency",
+        subprocess.run(["wrk", "-t1", "-c2", f"-d{seconds}s", "--timeout", "10s",
                         "-s", os.path.join(HERE, "ping.lua"), f"{base}/ping"],
                        stdout=pf, check=True)
     hw.wait()
-    rss = sampler.finish()
-    return {"connections": conns, "hash": wrk_result(hash_out), "ping": wrk_result(ping_out),
-            "rss": rss}
+    return wrk_result(hash_out), wrk_result(ping_out)
+
+
+def load_rounds(srvs, duration, rounds, tmp):
+    """Every server saturated in turn, rounds times, the order rotated
+    each round, so that the shared machine's slow and fast minutes fall on
+    all of them alike; each tree's RSS sampled throughout. name -> load."""
+    slice_s = max(1, round(duration / rounds))
+    samplers = {name: RssSampler(srv.proc.pid) for name, srv in srvs.items()}
+    for sampler in samplers.values():
+        sampler.start()
+    runs = {name: [] for name in srvs}
+    names = list(srvs)
+    for rnd in range(rounds):
+        for name in names[rnd % len(names):] + names[:rnd % len(names)]:
+            print(f"   round {rnd + 1}/{rounds}: {name}", file=sys.stderr)
+            runs[name].append(saturate(srvs[name], slice_s, tmp, rnd))
+    return {name: {"connections": 4 * srvs[name].workers, "rounds": rounds,
+                   "slice_s": slice_s,
+                   "hash": merged([h for h, _ in runs[name]]),
+                   "ping": merged([p for _, p in runs[name]]),
+                   "rss": samplers[name].finish()}
+            for name in srvs}
 
 
 def try_get(port, path, timeout):
@@ -364,32 +428,42 @@ def machine():
             "date": time.strftime("%Y-%m-%d", time.gmtime())}
 
 
-def measure(name, argv, env, a, tmp):
-    """One server's line: checks, saturation, then a fresh server crashed.
-    The server is stopped whatever happens, a failed check included."""
-    srv = Server(name, argv, env, a.workers, tmp)
-    row = {"kind": "server", "server": name, "command": " ".join(argv), "workers": a.workers,
-           "missing": []}
-    print(f"== {name}: {row['command']}", file=sys.stderr)
+def shoot(table, names, a, tmp):
+    """Every server started and checked, then loaded in rounds while all
+    run; then each, fresh, crashed. One row per server."""
+    rows, srvs = {}, {}
     try:
-        srv.start()
-        row["idle_rss_mib"] = status_kib(tree(srv.proc.pid), "VmRSS") / 1024
-        try:
-            row["hash_check"] = check_hashes(srv)
-            row["load"] = saturate(srv, a.duration, tmp)
-        except Missing as e:
-            row["missing"] += ["hash_check", "load"]
-            print(f"   {name}: {e}: /hash results marked missing", file=sys.stderr)
-        row["exit_after_load"] = srv.stop()
-        srv.start()
-        try:
-            row["crash"] = crash(srv)
-        except Missing as e:
-            row["missing"].append("crash")
-            print(f"   {name}: {e}: /crash results marked missing", file=sys.stderr)
+        for name in names:
+            argv, env = table[name]
+            row = rows[name] = {"kind": "server", "server": name, "command": " ".join(argv),
+                                "workers": a.workers, "missing": []}
+            print(f"== {name}: {row['command']}", file=sys.stderr)
+            srv = Server(name, argv, env, a.workers, tmp)
+            srvs[name] = srv
+            srv.start()
+            row["idle_rss_mib"] = status_kib(tree(srv.proc.pid), "VmRSS") / 1024
+            try:
+                row["hash_check"] = check_hashes(srv)
+            except Missing as e:
+                row["missing"] += ["hash_check", "load"]
+                print(f"   {name}: {e}: /hash results marked missing", file=sys.stderr)
+        loaded = {n: s for n, s in srvs.items() if "load" not in rows[n]["missing"]}
+        for name, load in load_rounds(loaded, a.duration, a.rounds, tmp).items():
+            rows[name]["load"] = load
     finally:
-        srv.stop()
-    return row
+        for name, srv in srvs.items():
+            rows[name]["exit_after_load"] = srv.stop()
+    for name in names:
+        srv = Server(name, *table[name], a.workers, tmp)
+        try:
+            srv.start()
+            rows[name]["crash"] = crash(srv)
+        except Missing as e:
+            rows[name]["missing"].append("crash")
+            print(f"   {name}: {e}: /crash results marked missing", file=sys.stderr)
+        finally:
+            srv.stop()
+    return [rows[name] for name in names]
 
 
 def main():
@@ -397,6 +471,8 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--workers", type=int, required=True)
     ap.add_argument("--duration", type=int, required=True)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="slices each server's load is cut into (default 3)")
     ap.add_argument("--servers", help="a comma-separated subset, in any order")
     a = ap.parse_args()
     table = servers(a.workers)
@@ -406,10 +482,8 @@ def main():
         sys.exit(f"shootout: unknown servers {unknown}; known: {list(table)}")
     with tempfile.TemporaryDirectory() as tmp, open(a.out, "w") as out:
         out.write(json.dumps(machine()) + "\n")
-        for name in names:
-            row = measure(name, *table[name], a, tmp)
+        for row in shoot(table, names, a, tmp):
             out.write(json.dumps(row) + "\n")
-            out.flush()
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ def row(line):
         "idle_rss_mib": line["idle_rss_mib"],
         "peak_rss_mib": load["rss"]["peak_rss_mib"] if load else None,
         "hwm_sum_mib": load["rss"]["hwm_sum_mib"] if load else None,
+        "peak_pss_mib": load["rss"]["peak_pss_mib"] if load else None,
         "processes": load["rss"]["processes"] if load else None,
         "crash": crash,
+        "load": load,
     }
 
 
@@ -99,19 +101,23 @@ def machine_line(m):
 
 
 def table(rows, machine, workers, a):
+    load = next((line["load"] for line in rows if line.get("load")), None)
+    rounds, slice_s = (load["rounds"], load["slice_s"]) if load else (0, a.duration)
     lines = [
         machine_line(machine), "",
         f"{workers} workers each (Node: UV_THREADPOOL_SIZE or piscina threads; Python: "
-        f"processes). /hash: scrypt N=16384 r=8 p=1 from {4 * workers} connections back to "
-        f"back for {a.duration + 2} s; /ping: 2 connections, {a.ping_delay_ms} ms apart, for "
-        f"{a.duration} s meanwhile. RSS: the server's process tree, VmRSS summed (peak of "
-        f"50 ms samples) and VmHWM summed at the end. /crash: one request, then /ping "
+        f"processes). All servers run at once and are loaded in turn, {rounds} slices each "
+        f"(the order rotated every round). A slice: /hash, scrypt N=16384 r=8 p=1, from "
+        f"{4 * workers} connections back to back for {slice_s + 2} s; /ping, 2 connections "
+        f"{a.ping_delay_ms} ms apart, for the middle {slice_s} s. RSS: the server's process tree, VmRSS summed (peak of "
+        f"50 ms samples), VmHWM summed at the end, and Pss summed (peak; shared pages "
+        f"divided among their processes). /crash: one request, then /ping "
         f"every 10 ms and /hash once /ping answers, for 10 s.",
         "",
         "| server | /hash req/s | /hash p50 ms | /ping p50 ms | /ping p99 ms | /ping max ms "
-        "| errors | RSS idle MiB | RSS peak MiB | HWM sum MiB | procs "
+        "| errors | RSS idle MiB | RSS peak MiB | HWM sum MiB | PSS peak MiB | procs "
         "| /crash answer | then | /hash again | process |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
     for r in rows:
         errors = None if r["hash_errors"] is None else r["hash_errors"] + r["ping_errors"]
@@ -120,6 +126,7 @@ def table(rows, machine, workers, a):
              cell(r["ping_p50_ms"], "{:.2f}"), cell(r["ping_p99_ms"], "{:.2f}"),
              cell(r["ping_max_ms"], "{:.2f}"), cell(errors, "{}"),
              cell(r["idle_rss_mib"]), cell(r["peak_rss_mib"]), cell(r["hwm_sum_mib"]),
+             cell(r["peak_pss_mib"]),
              cell(r["processes"], "{}")] + crash_cells(r["crash"])) + " |")
     return lines
 
