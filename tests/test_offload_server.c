@@ -346,11 +346,11 @@ static void test_bad_requests_get_a_json_4xx(void **state)
                        "0..100000000000");
     assert_bad_request("GET /lucky?n=11 HTTP/1.1\r\n\r\n", 400, "'n' must be an integer in 0..10");
     assert_bad_request("POST /ping HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405,
-                       "/ping takes GET, not POST");
+                       "/ping takes GET or HEAD, not POST");
 
     response r;
     raw("DELETE /stats HTTP/1.1\r\n\r\n", &r);
-    assert_non_null(strstr(r.head, "\r\nAllow: GET\r\n"));
+    assert_non_null(strstr(r.head, "\r\nAllow: GET, HEAD\r\n"));
 }
 
 /* What http_parser refuses is answered, then the connection closes. */
