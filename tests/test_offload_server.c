@@ -45,11 +45,16 @@ static server srv;
 
 /* ---- the server process ------------------------------------------------- */
 
-/* Starts the server on a free port, with a pool of 2 workers or inline. */
-static void server_start(bool inline_mode)
+/* Starts the server on a free port with the given options (NULL-ended). */
+static void server_start_with(const char *const *args)
 {
     const char *bin = getenv("OFFLOAD_SERVER");
     assert_non_null(bin);
+    const char *argv[24] = {bin, "--port", "0"};
+    size_t argc = 3;
+    for (; *args && argc < sizeof argv / sizeof argv[0] - 1; args++)
+        argv[argc++] = *args;
+    argv[argc] = NULL;
     int p[2];
     assert_int_equal(pipe(p), 0);
     pid_t pid = fork();
@@ -58,10 +63,7 @@ static void server_start(bool inline_mode)
         dup2(p[1], 1);
         close(p[0]);
         close(p[1]);
-        if (inline_mode)
-            execl(bin, bin, "--port", "0", "--inline", (char *)NULL);
-        else
-            execl(bin, bin, "--port", "0", "--workers", "2", (char *)NULL);
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
     close(p[1]);
@@ -81,6 +83,14 @@ static void server_start(bool inline_mode)
     line[len] = '\0';
     assert_int_equal(sscanf(line, "listening on 127.0.0.1:%d", &srv.port), 1);
     assert_true(srv.port > 0);
+}
+
+/* Starts the server with a pool of 2 workers, or inline. */
+static void server_start(bool inline_mode)
+{
+    static const char *const pool[] = {"--workers", "2", NULL};
+    static const char *const inl[] = {"--inline", NULL};
+    server_start_with(inline_mode ? inl : pool);
 }
 
 /* Waits (up to 10 s, or fails) for the server to exit; its exit status. */
@@ -484,6 +494,463 @@ static void test_sigterm_exits_0_and_leaves_no_worker_behind(void **state)
     assert_true(support_no_children());
 }
 
+/* ---- hardening (issue 16) -------------------------------------------------- */
+
+#define RSS_BOUND_KB (100 * 1024) /* the issue's bound: 100 MB */
+
+/* The server's resident set, from /proc/PID/status. */
+static long server_rss_kb(void)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)srv.pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    assert_true(kb > 0);
+    return kb;
+}
+
+/* What every hardening case ends with: /ping still answered, and the
+ * server within the memory bound. */
+static void assert_still_serving(void)
+{
+    response r;
+    get("/ping", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"pong\":true}\n");
+    long kb = server_rss_kb();
+    if (kb >= RSS_BOUND_KB)
+        fail_msg("server RSS %ld kB, over %d kB", kb, RSS_BOUND_KB);
+}
+
+/* Reads one response head only (a HEAD answer, an interim 100). */
+static void client_read_head(client *c, response *r)
+{
+    char *end;
+    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
+        assert_true(client_fill(c));
+    size_t hlen = (size_t)(end - c->buf) + 4;
+    assert_true(hlen < sizeof r->head);
+    memcpy(r->head, c->buf, hlen);
+    r->head[hlen] = '\0';
+    r->body[0] = '\0';
+    assert_int_equal(sscanf(r->head, "HTTP/1.1 %d ", &r->status), 1);
+    c->len -= hlen;
+    memmove(c->buf, c->buf + hlen, c->len);
+}
+
+static void test_lenient_http_is_refused(void **state)
+{
+    const char *cl = "POST /ping HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello";
+    assert_refused_and_closed(cl, strlen(cl), 400, "Invalid header field char");
+    const char *te = "POST /ping HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n"
+                     "5\r\nhello\r\n0\r\n\r\n";
+    assert_refused_and_closed(te, strlen(te), 400, "Invalid header field char");
+    const char *chunk = "POST /ping HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "5\r\nhelloXX0\r\n\r\n";
+    assert_refused_and_closed(chunk, strlen(chunk), 400, "Expected CRLF after chunk");
+    const char *v99 = "GET /ping HTTP/9.9\r\n\r\n";
+    assert_refused_and_closed(v99, strlen(v99), 505, "HTTP version not supported");
+    const char *v20 = "GET /ping HTTP/2.0\r\n\r\n";
+    assert_refused_and_closed(v20, strlen(v20), 505, "HTTP version not supported");
+    const char *v09 = "GET /ping HTTP/0.9\r\n\r\n";
+    assert_refused_and_closed(v09, strlen(v09), 400, "HTTP/0.9 is not served");
+    const char *bare09 = "GET /ping\r\n\r\n";
+    assert_refused_and_closed(bare09, strlen(bare09), 400, "HTTP/0.9 is not served");
+    assert_still_serving();
+}
+
+static void test_integers_that_overflow_are_refused_before_any_work(void **state)
+{
+    uint64_t started = stat_of("jobs_started");
+    assert_bad_request("GET /work?iterations=9999999999999999999 HTTP/1.1\r\n\r\n", 400,
+                       "'iterations' must be an integer in 0..100000000000");
+    assert_bad_request("GET /work?iterations=9223372036854775808 HTTP/1.1\r\n\r\n", 400,
+                       "'iterations' must be an integer in 0..100000000000");
+    assert_bad_request("GET /lucky?n=10&iterations=1400000000 HTTP/1.1\r\n\r\n", 400,
+                       "the sum for n=10 and iterations=1400000000 would not fit in 64 bits");
+    /* n=0 draws up to 10, so it is checked as 10. */
+    assert_bad_request("GET /lucky?n=0&iterations=1400000000 HTTP/1.1\r\n\r\n", 400,
+                       "would not fit in 64 bits");
+    assert_int_equal(stat_of("jobs_started"), started);
+    /* The largest that fits still runs: 4*1000*999/2. */
+    response r;
+    get("/lucky?n=4&iterations=1000", &r);
+    assert_string_equal(r.body, "{\"n\":4,\"value\":1998000}\n");
+    assert_still_serving();
+}
+
+static void test_head_gets_the_headers_of_get_without_a_body(void **state)
+{
+    client c;
+    client_open(&c);
+    const char *two = "HEAD /ping HTTP/1.1\r\n\r\nGET /ping HTTP/1.1\r\n\r\n";
+    client_send(&c, two, strlen(two));
+    response r;
+    client_read_head(&c, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.head, "\r\nContent-Length: 14\r\n"));
+    assert_non_null(strstr(r.head, "Content-Type: application/json\r\n"));
+    /* The next bytes are the GET's answer, not a body of the HEAD's. */
+    client_read(&c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"pong\":true}\n");
+    close(c.fd);
+    assert_still_serving();
+}
+
+static void test_expect_100_continue_is_answered_before_the_body(void **state)
+{
+    client c;
+    client_open(&c);
+    const char *head = "GET /ping HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+    client_send(&c, head, strlen(head));
+    response r;
+    client_read_head(&c, &r);
+    assert_string_equal(r.head, "HTTP/1.1 100 Continue\r\n\r\n");
+    client_send(&c, "hello", 5);
+    client_read(&c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"pong\":true}\n");
+    close(c.fd);
+    /* An expectation we cannot meet: 417. */
+    const char *odd = "GET /ping HTTP/1.1\r\nExpect: telepathy\r\n\r\n";
+    assert_refused_and_closed(odd, strlen(odd), 417, "only expectation met is 100-continue");
+    assert_still_serving();
+}
+
+/* RFC 7914, section 12: scrypt("pleaseletmein", "SodiumChloride",
+ * N=16384, r=8, p=1, 64 bytes), /hash's defaults but for len. */
+#define RFC_HASH "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2" \
+                 "d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887"
+
+static void test_hash_is_scrypt_with_the_contracts_body(void **state)
+{
+    response r;
+    get("/hash?password=pleaseletmein&salt=SodiumChloride&len=64", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.head, "Content-Type: application/json\r\n"));
+    assert_string_equal(r.body, "{\"hash\":\"" RFC_HASH "\",\"N\":16384,\"r\":8,\"p\":1}");
+    /* Percent-decoded; len 32 is the first 32 bytes (PBKDF2's first block). */
+    get("/hash?password=please%6Cet%6de%69n&salt=Sodium%43hloride", &r);
+    assert_int_equal(r.status, 200);
+    char want[256];
+    snprintf(want, sizeof want, "{\"hash\":\"%.64s\",\"N\":16384,\"r\":8,\"p\":1}", RFC_HASH);
+    assert_string_equal(r.body, want);
+    /* RFC 7914's other vector exercises N, r, p from the query. */
+    get("/hash?password=password&salt=NaCl&N=1024&r=8&p=16&len=64", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"hash\":\"fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e7737"
+                                "6634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360"
+                                "cbdfa2cc0640\",\"N\":1024,\"r\":8,\"p\":16}");
+    assert_still_serving();
+}
+
+static void expect_hash_400(const char *query, const char *body)
+{
+    char target[512];
+    snprintf(target, sizeof target, "/hash?%s", query);
+    response r;
+    get(target, &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body, body);
+}
+
+static void test_hash_refuses_bad_input_with_400(void **state)
+{
+    uint64_t started = stat_of("jobs_started");
+    expect_hash_400("salt=s", "{\"error\":\"password is required: 1..256 bytes, percent-encoded\"}");
+    expect_hash_400("password=&salt=s",
+                    "{\"error\":\"password is required: 1..256 bytes, percent-encoded\"}");
+    expect_hash_400("password=p", "{\"error\":\"salt is required: 1..256 bytes, percent-encoded\"}");
+    expect_hash_400("password=p%zz&salt=s",
+                    "{\"error\":\"password is required: 1..256 bytes, percent-encoded\"}");
+    static char q[400];
+    snprintf(q, sizeof q, "password=%0257d&salt=s", 0);
+    expect_hash_400(q, "{\"error\":\"password is required: 1..256 bytes, percent-encoded\"}");
+    expect_hash_400("password=p&salt=s&N=3",
+                    "{\"error\":\"N must be a power of two in 2..1048576\"}");
+    expect_hash_400("password=p&salt=s&N=1",
+                    "{\"error\":\"N must be an integer in 2..1048576\"}");
+    expect_hash_400("password=p&salt=s&N=99999999999999999999",
+                    "{\"error\":\"N must be an integer in 2..1048576\"}");
+    expect_hash_400("password=p&salt=s&r=33", "{\"error\":\"r must be an integer in 1..32\"}");
+    expect_hash_400("password=p&salt=s&p=0", "{\"error\":\"p must be an integer in 1..16\"}");
+    expect_hash_400("password=p&salt=s&len=65", "{\"error\":\"len must be an integer in 1..64\"}");
+    expect_hash_400("password=p&salt=s&N=1048576&r=1",
+                    "{\"error\":\"128*N*r must be at most 67108864 (64 MiB)\"}");
+    assert_int_equal(stat_of("jobs_started"), started);
+    assert_still_serving();
+}
+
+static void test_crash_answers_500_worker_crashed_and_the_server_goes_on(void **state)
+{
+    uint64_t crashed = stat_of("crashed");
+    response r;
+    get("/crash", &r);
+    assert_int_equal(r.status, 500);
+    const char *want = "{\"error\":{\"type\":\"WorkerCrashed\",\"message\":\"worker ";
+    assert_memory_equal(r.body, want, strlen(want));
+    assert_non_null(strstr(r.body, "SIGSEGV"));
+    assert_non_null(strstr(r.body, "\"function\":\"crash\""));
+    assert_int_equal(stat_of("crashed"), crashed + 1);
+    assert_still_serving();
+    /* The pool replaced the worker: jobs run again. */
+    get("/hash?password=pleaseletmein&salt=SodiumChloride&len=64", &r);
+    assert_int_equal(r.status, 200);
+    expect_work_sum();
+}
+
+/* Sends up to `want` bytes of pipelined /ping on non-blocking fd, as far
+ * as the kernel takes them; returns what was sent now. */
+static size_t flood_some(int fd, size_t *sent, size_t want)
+{
+    static const char ping[] = "GET /ping HTTP/1.1\r\nHost: t\r\n\r\n";
+    static char block[32 * (sizeof ping - 1)];
+    if (!block[0])
+        for (size_t i = 0; i < 32; i++)
+            memcpy(block + i * (sizeof ping - 1), ping, sizeof ping - 1);
+    size_t now = 0;
+    while (*sent < want) {
+        size_t off = *sent % sizeof block;
+        size_t n = sizeof block - off < want - *sent ? sizeof block - off : want - *sent;
+        ssize_t w = send(fd, block + off, n, MSG_DONTWAIT);
+        if (w <= 0) {
+            assert_true(w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+            break;
+        }
+        *sent += (size_t)w;
+        now += (size_t)w;
+    }
+    return now;
+}
+
+/* Issue 16's clients that pipeline 256 KiB each and never read. The
+ * issue measured 400 connections; the test runs OFFLOAD_FLOOD_CONNS
+ * (default 50, same volume per connection) to stay quick. */
+static void test_clients_that_never_read_leave_memory_bounded(void **state)
+{
+    const char *env = getenv("OFFLOAD_FLOOD_CONNS");
+    int n = env ? atoi(env) : 50;
+    assert_true(n > 0 && n <= 2000);
+    size_t want = 256 * 1024;
+    int *fds = calloc((size_t)n, sizeof *fds);
+    size_t *sent = calloc((size_t)n, sizeof *sent);
+    assert_non_null(fds);
+    assert_non_null(sent);
+    for (int i = 0; i < n; i++) {
+        client c;
+        client_open(&c);
+        fds[i] = c.fd;
+    }
+    /* Send until every connection sent it all or the kernel takes no
+     * more after the server had a turn (a /ping answered). */
+    int64_t end = support_now_ms() + 20000;
+    for (int idle_rounds = 0; idle_rounds < 3 && support_now_ms() < end;) {
+        size_t progress = 0, left = 0;
+        for (int i = 0; i < n; i++) {
+            progress += flood_some(fds[i], &sent[i], want);
+            left += want - sent[i];
+        }
+        if (left == 0)
+            break;
+        if (progress == 0) {
+            idle_rounds++;
+            assert_still_serving();
+            usleep(50000);
+        } else {
+            idle_rounds = 0;
+        }
+    }
+    assert_still_serving();
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += sent[i];
+    print_message("never-reading clients: %d x %zu KiB offered, %zu KiB taken, server RSS %ld kB\n",
+                  n, want / 1024, total / 1024, server_rss_kb());
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    free(fds);
+    free(sent);
+    assert_still_serving();
+}
+
+static void test_disconnect_behind_pipelined_requests_cancels_the_job(void **state)
+{
+    uint64_t disconnects = stat_of("client_disconnects");
+    uint64_t pool_cancelled = stat_of("cancelled");
+    uint64_t running = stat_of("running");
+
+    /* A long job, then ~70 KB of requests queued behind it: more than the
+     * server reads ahead, so it stops reading while the job runs. */
+    client c;
+    client_open(&c);
+    static char req[72 * 1024];
+    size_t len = (size_t)snprintf(req, sizeof req, "GET " LONG_JOB " HTTP/1.1\r\n\r\n");
+    const char *more = "GET /work?iterations=1000 HTTP/1.1\r\n\r\n";
+    while (len + strlen(more) < sizeof req) {
+        memcpy(req + len, more, strlen(more));
+        len += strlen(more);
+    }
+    client_send(&c, req, len);
+    wait_stat_at_least("running", running + 1);
+    close(c.fd);
+
+    wait_stat_at_least("client_disconnects", disconnects + 1);
+    wait_stat_at_least("cancelled", pool_cancelled + 1);
+    int64_t end = support_now_ms() + 10000;
+    while (stat_of("in_flight") != 0)
+        assert_true(support_now_ms() < end);
+    assert_still_serving();
+}
+
+/* ---- limits: jobs, timers ---------------------------------------------------- */
+
+static int stop_server(void **state)
+{
+    if (srv.pid > 0) {
+        assert_int_equal(kill(srv.pid, SIGTERM), 0);
+        assert_int_equal(server_wait(), 0);
+    }
+    return 0;
+}
+
+static int start_limited_server(void **state)
+{
+    static const char *const args[] = {"--workers", "2", "--max-jobs", "2",
+                                       "--header-timeout-ms", "300", "--idle-timeout-ms",
+                                       "1000", NULL};
+    server_start_with(args);
+    return 0;
+}
+
+static void test_full_job_queue_answers_503_with_retry_after(void **state)
+{
+    client a, b;
+    client_open(&a);
+    client_open(&b);
+    const char *req = "GET " LONG_JOB " HTTP/1.1\r\n\r\n";
+    client_send(&a, req, strlen(req));
+    client_send(&b, req, strlen(req));
+    wait_stat_at_least("in_flight", 2);
+    response r;
+    get("/work?iterations=10", &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.head, "\r\nRetry-After: 1\r\n"));
+    assert_string_equal(r.body, "{\"error\":{\"type\":\"ServiceUnavailable\","
+                                "\"message\":\"the job queue is full\"}}\n");
+    assert_int_equal(stat_of("jobs_refused"), 1);
+    assert_still_serving();
+    close(a.fd);
+    close(b.fd);
+    int64_t end = support_now_ms() + 10000;
+    while (stat_of("in_flight") != 0)
+        assert_true(support_now_ms() < end);
+    get("/work?iterations=10", &r);
+    assert_string_equal(r.body, "{\"iterations\":10,\"value\":45}\n");
+}
+
+static void test_half_a_request_line_gets_408_and_is_closed(void **state)
+{
+    client c;
+    client_open(&c);
+    client_send(&c, "GET /pi", 7);
+    response r;
+    client_read(&c, &r);
+    assert_int_equal(r.status, 408);
+    assert_non_null(strstr(r.head, "Connection: close\r\n"));
+    assert_non_null(strstr(r.body, "did not arrive within 300 ms"));
+    assert_true(client_sees_eof(&c));
+    close(c.fd);
+    assert_still_serving();
+}
+
+static void test_idle_connections_are_closed(void **state)
+{
+    client quiet, done;
+    client_open(&quiet); /* never sends a byte */
+    client_open(&done);  /* one request, then nothing */
+    const char *ping = "GET /ping HTTP/1.1\r\n\r\n";
+    client_send(&done, ping, strlen(ping));
+    response r;
+    client_read(&done, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(client_sees_eof(&quiet));
+    assert_true(client_sees_eof(&done));
+    close(quiet.fd);
+    close(done.fd);
+    assert_true(stat_of("timeouts") >= 2);
+    assert_still_serving();
+}
+
+static int start_deadline_server(void **state)
+{
+    static const char *const args[] = {"--workers", "2", "--job-timeout-ms", "300", NULL};
+    server_start_with(args);
+    return 0;
+}
+
+static void test_job_past_its_deadline_answers_504(void **state)
+{
+    response r;
+    get(LONG_JOB, &r);
+    assert_int_equal(r.status, 504);
+    const char *want = "{\"error\":{\"type\":\"TimeoutError\",\"message\":";
+    assert_memory_equal(r.body, want, strlen(want));
+    assert_int_equal(stat_of("jobs_timed_out"), 1);
+    assert_still_serving();
+    /* A short job still fits its deadline. */
+    expect_work_sum();
+}
+
+static int start_capped_server(void **state)
+{
+    static const char *const args[] = {"--workers", "1", "--max-connections", "3", NULL};
+    server_start_with(args);
+    return 0;
+}
+
+static void test_connections_past_the_cap_get_503_and_are_closed(void **state)
+{
+    client held[3];
+    response r;
+    const char *ping = "GET /ping HTTP/1.1\r\n\r\n";
+    for (int i = 0; i < 3; i++) {
+        client_open(&held[i]);
+        client_send(&held[i], ping, strlen(ping));
+        client_read(&held[i], &r);
+        assert_int_equal(r.status, 200);
+    }
+    client extra;
+    client_open(&extra);
+    client_read(&extra, &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.head, "\r\nRetry-After: 1\r\n"));
+    assert_non_null(strstr(r.head, "Connection: close\r\n"));
+    assert_non_null(strstr(r.body, "too many connections"));
+    assert_true(client_sees_eof(&extra));
+    close(extra.fd);
+    /* One leaves: a new client is served once the server saw it go. */
+    close(held[0].fd);
+    int64_t end = support_now_ms() + 10000;
+    for (;;) {
+        get("/ping", &r);
+        if (r.status == 200)
+            break;
+        assert_int_equal(r.status, 503);
+        assert_true(support_now_ms() < end);
+        usleep(10000);
+    }
+    assert_true(stat_of("connections_refused") >= 1);
+    close(held[1].fd);
+    close(held[2].fd);
+    assert_still_serving();
+}
+
 /* ---- inline mode ----------------------------------------------------------- */
 
 static int start_inline_server(void **state)
@@ -502,10 +969,20 @@ static void test_inline_mode_computes_the_same_answers_without_a_pool(void **sta
     assert_int_equal(r.status, 500);
     assert_non_null(strstr(r.body, "\"type\":\"ValueError\",\"message\":\"Unlucky number!\""));
     assert_int_equal((long)json_u64(r.body, "pid"), (long)srv.pid);
+    /* Issue 16: this one gave 200 and a negative count on the loop thread. */
+    assert_bad_request("GET /work?iterations=9223372036854775808 HTTP/1.1\r\n\r\n", 400,
+                       "'iterations' must be an integer in 0..100000000000");
+    assert_bad_request("GET /lucky?n=10&iterations=1400000000 HTTP/1.1\r\n\r\n", 400,
+                       "would not fit in 64 bits");
+    assert_still_serving();
+    get("/hash?password=pleaseletmein&salt=SodiumChloride&len=64", &r);
+    assert_string_equal(r.body, "{\"hash\":\"" RFC_HASH "\",\"N\":16384,\"r\":8,\"p\":1}");
+    get("/crash", &r);
+    assert_int_equal(r.status, 400);
     get("/stats", &r);
     assert_non_null(strstr(r.body, "\"mode\":\"inline\""));
     assert_non_null(strstr(r.body, "\"pool\":null"));
-    assert_int_equal(json_u64(r.body, "jobs_started"), 3);
+    assert_int_equal(json_u64(r.body, "jobs_started"), 4);
 
     assert_int_equal(kill(srv.pid, SIGINT), 0);
     assert_int_equal(server_wait(), 0);
@@ -526,13 +1003,39 @@ int main(void)
         cmocka_unit_test(test_malformed_or_oversized_http_is_refused_and_closed),
         cmocka_unit_test(test_keep_alive_serves_sequential_pipelined_and_split_requests),
         cmocka_unit_test(test_client_that_leaves_mid_job_gets_its_job_cancelled),
+        cmocka_unit_test(test_lenient_http_is_refused),
+        cmocka_unit_test(test_integers_that_overflow_are_refused_before_any_work),
+        cmocka_unit_test(test_head_gets_the_headers_of_get_without_a_body),
+        cmocka_unit_test(test_expect_100_continue_is_answered_before_the_body),
+        cmocka_unit_test(test_hash_is_scrypt_with_the_contracts_body),
+        cmocka_unit_test(test_hash_refuses_bad_input_with_400),
+        cmocka_unit_test(test_crash_answers_500_worker_crashed_and_the_server_goes_on),
+        cmocka_unit_test(test_clients_that_never_read_leave_memory_bounded),
+        cmocka_unit_test(test_disconnect_behind_pipelined_requests_cancels_the_job),
         cmocka_unit_test(test_sigterm_exits_0_and_leaves_no_worker_behind),
     };
     const struct CMUnitTest inline_mode[] = {
         cmocka_unit_test(test_inline_mode_computes_the_same_answers_without_a_pool),
     };
+    const struct CMUnitTest limits[] = {
+        cmocka_unit_test(test_full_job_queue_answers_503_with_retry_after),
+        cmocka_unit_test(test_half_a_request_line_gets_408_and_is_closed),
+        cmocka_unit_test(test_idle_connections_are_closed),
+    };
+    const struct CMUnitTest deadline[] = {
+        cmocka_unit_test(test_job_past_its_deadline_answers_504),
+    };
+    const struct CMUnitTest capped[] = {
+        cmocka_unit_test(test_connections_past_the_cap_get_503_and_are_closed),
+    };
     int failed = cmocka_run_group_tests_name("pool mode", pool_mode, start_pool_server,
                                              group_teardown);
+    failed += cmocka_run_group_tests_name("job and connection limits", limits,
+                                          start_limited_server, stop_server);
+    failed += cmocka_run_group_tests_name("job deadline", deadline, start_deadline_server,
+                                          stop_server);
+    failed += cmocka_run_group_tests_name("connection cap", capped, start_capped_server,
+                                          stop_server);
     failed += cmocka_run_group_tests_name("inline mode", inline_mode, start_inline_server,
                                           group_teardown);
     return failed;

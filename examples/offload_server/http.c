@@ -120,6 +120,11 @@ static int on_header_value_complete(llhttp_t *p)
 static int on_headers_complete(llhttp_t *p)
 {
     conn *c = p->data;
+    /* "GET /path" without a version is HTTP/0.9 to llhttp: refused too. */
+    if (p->http_major == 0) {
+        c->reject = 400;
+        return -1;
+    }
     /* After an Upgrade or CONNECT the bytes are not HTTP any more: answer,
      * then close. */
     c->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
