@@ -107,6 +107,7 @@ void conn_update_timer(conn *c)
 static void conn_free(conn *c)
 {
     free(c->in);
+    free(c->out);
     free(c);
 }
 

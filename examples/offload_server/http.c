@@ -289,6 +289,7 @@ void conn_drive(conn *c)
         c->in_len -= off;
     }
     c->driving = false;
+    conn_flush(c);
     conn_update_reading(c);
     conn_update_timer(c);
 }
@@ -341,6 +342,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
-    c->parsed_this_turn = 0; /* a new read, a new turn */
+    /* A new read is a new turn, unless the connection is waiting for
+     * its next one behind the others (the server's idle handle). */
+    if (!c->yielded)
+        c->parsed_this_turn = 0;
     conn_drive(c);
 }

@@ -46,7 +46,7 @@ static const int_opt int_opts[] = {
     {"max-outstanding", 1, 1000000, LIM(max_outstanding),
      "responses not yet sent per connection before parsing pauses (default 64)"},
     {"max-requests-per-read", 1, 1000000, LIM(max_requests_per_read),
-     "requests parsed per connection before others get a turn (default 32)"},
+     "requests parsed per connection before others get a turn (default 16)"},
     {"header-timeout-ms", 1, 86400000, LIM(header_timeout_ms),
      "a started request must arrive whole within N ms, else 408 (default 10000)"},
     {"idle-timeout-ms", 1, 86400000, LIM(idle_timeout_ms),
@@ -88,7 +88,7 @@ static int parse(int argc, char **argv, opts *o)
     longs[N_INT_OPTS + 2] = (struct option){NULL, 0, NULL, 0};
     *o = (opts){.port = 8080,
                 .lim = {.max_connections = 1024, .max_outstanding = 64,
-                        .max_requests_per_read = 32, .header_timeout_ms = 10000,
+                        .max_requests_per_read = 16, .header_timeout_ms = 10000,
                         .idle_timeout_ms = 30000, .max_jobs = 64, .job_timeout_ms = 30000}};
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {

@@ -1,8 +1,11 @@
 /*
- * Writing responses. c->writes counts the responses queued on a
- * connection and not yet handed to the kernel; conn_drive stops parsing
- * while it is at --max-outstanding, so a client that sends requests and
- * never reads holds a bounded amount of our memory.
+ * Writing responses. Answers are gathered in c->out while conn_drive
+ * parses and written with one uv_write when it is done (or at once, for
+ * an answer made outside it): a pipelining client costs one write call a
+ * turn, not one per request. c->writes counts the responses queued and
+ * not yet handed to the kernel, gathered or written; conn_drive stops
+ * parsing while it is at --max-outstanding, so a client that sends
+ * requests and never reads holds a bounded amount of our memory.
  */
 #include "json.h"
 #include "server.h"
@@ -15,8 +18,8 @@
 typedef struct wreq {
     uv_write_t req;
     conn *c;
-    bool response; /* counted in c->writes (an interim 100 is not) */
-    char data[];
+    int responses; /* how many of c->writes this write carries */
+    char *data;
 } wreq;
 
 static const char *reason(int status)
@@ -44,10 +47,9 @@ static void on_written(uv_write_t *req, int status)
 {
     wreq *w = (wreq *)req;
     conn *c = w->c;
-    bool response = w->response;
+    c->writes -= w->responses;
+    free(w->data);
     free(w);
-    if (response)
-        c->writes--;
     if (c->closed)
         return;
     if (status < 0 || (c->gone && c->writes == 0)) {
@@ -60,35 +62,62 @@ static void on_written(uv_write_t *req, int status)
     conn_drive(c); /* a write backlog may have held parsing back */
 }
 
-/* Queues head and body as one write; false (c closed) if that fails. */
-static bool queue_write(conn *c, const char *head, size_t hlen, const char *body, size_t blen,
-                        bool response)
+void conn_flush(conn *c)
 {
-    wreq *w = malloc(sizeof *w + hlen + blen);
+    if (c->out_len == 0 || c->closed)
+        return;
+    wreq *w = malloc(sizeof *w);
     if (!w) {
         conn_close(c);
-        return false;
+        return;
     }
-    w->c = c;
-    w->response = response;
-    memcpy(w->data, head, hlen);
-    if (blen)
-        memcpy(w->data + hlen, body, blen);
-    uv_buf_t buf = uv_buf_init(w->data, (unsigned)(hlen + blen));
+    *w = (wreq){.c = c, .responses = c->out_responses, .data = c->out};
+    uv_buf_t buf = uv_buf_init(c->out, (unsigned)c->out_len);
+    c->out = NULL;
+    c->out_len = c->out_cap = 0;
+    c->out_responses = 0;
     if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written) < 0) {
+        c->writes -= w->responses;
+        free(w->data);
         free(w);
         conn_close(c);
-        return false;
     }
-    if (response)
+}
+
+/* Gathers head and body into c->out; false (c closed) without memory. */
+static bool gather(conn *c, const char *head, size_t hlen, const char *body, size_t blen,
+                   bool response)
+{
+    size_t need = c->out_len + hlen + blen;
+    if (need > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 1024;
+        while (cap < need)
+            cap *= 2;
+        char *out = realloc(c->out, cap);
+        if (!out) {
+            conn_close(c);
+            return false;
+        }
+        c->out = out;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, head, hlen);
+    if (blen)
+        memcpy(c->out + c->out_len + hlen, body, blen);
+    c->out_len = need;
+    if (response) {
+        c->out_responses++;
         c->writes++;
+    }
+    if (!c->driving)
+        conn_flush(c);
     return true;
 }
 
 void conn_write_raw(conn *c, const char *data, size_t len)
 {
     if (!c->gone)
-        queue_write(c, data, len, NULL, 0, false);
+        gather(c, data, len, NULL, 0, false);
 }
 
 void conn_respond_ex(conn *c, int status, const char *extra, const char *body, size_t len)
@@ -109,7 +138,7 @@ void conn_respond_ex(conn *c, int status, const char *extra, const char *body, s
         return;
     }
     /* HEAD: the same headers, Content-Length included, and no body. */
-    if (!queue_write(c, head, (size_t)hlen, body, c->head ? 0 : len, true))
+    if (!gather(c, head, (size_t)hlen, body, c->head ? 0 : len, true))
         return;
     if (!c->keep_alive) {
         /* The last answer on this connection: close once it is written. */

@@ -110,7 +110,10 @@ struct conn {
     int64_t n, iterations;
     int64_t hash_n, hash_r, hash_p;
 
-    int writes;          /* responses queued and not written yet */
+    char *out;           /* answers gathered while parsing, not written yet */
+    size_t out_len, out_cap;
+    int out_responses;   /* how many answers out holds */
+    int writes;          /* answers gathered or being written */
     int parsed_this_turn;
     timer_mode timer_mode;
     bool reading;
@@ -158,6 +161,8 @@ void conn_respond_error(conn *c, int status, const char *type, const char *fmt, 
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
+/* Writes what conn_respond gathered while c was being driven. */
+void conn_flush(conn *c);
 /* Writes raw bytes (an interim 100 Continue) ahead of the response. */
 void conn_write_raw(conn *c, const char *data, size_t len);
 
