@@ -889,7 +889,7 @@ static void test_idle_connections_are_closed(void **state)
 
 static int start_deadline_server(void **state)
 {
-    static const char *const args[] = {"--workers", "2", "--job-timeout-ms", "300", NULL};
+    static const char *const args[] = {"--workers", "2", "--job-timeout-ms", "1000", NULL};
     server_start_with(args);
     return 0;
 }
