@@ -24,6 +24,7 @@ static int on_message_begin(llhttp_t *p)
     c->field_len = c->value_len = 0;
     c->reject = 0;
     c->expect_continue = false;
+    c->head = false;
     c->in_message = true;
     return 0;
 }
@@ -255,9 +256,13 @@ static size_t parse_one(conn *c, size_t off)
     llhttp_errno_t e = llhttp_execute(&c->parser, c->in + off, c->in_len - off);
     if (e == HPE_OK)
         return c->in_len;
-    if (e == HPE_PAUSED) {
+    /* After an Upgrade or CONNECT request llhttp pauses with its own code;
+     * the request is answered all the same, and the connection closes
+     * (keep_alive is false for it). */
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
         size_t end = (size_t)(llhttp_get_error_pos(&c->parser) - c->in);
-        llhttp_resume(&c->parser);
+        if (e == HPE_PAUSED)
+            llhttp_resume(&c->parser);
         c->srv->count.requests++;
         c->parsed_this_turn++;
         route_request(c);

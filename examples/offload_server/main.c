@@ -145,6 +145,28 @@ static int fail(const char *what, int rc)
     return 1;
 }
 
+/* Registers the worker functions and starts the pool, before the loop and
+ * its signal handlers exist (the pool forks its fork server now). The
+ * workers' scheduling options, when the pool has them, are set here from
+ * the command line. 0, or main's exit status. */
+static int start_pool(const opts *o, ppx_pool **pool)
+{
+    int rc = ppx_register("lucky_number", lucky_number, NULL);
+    if (rc == 0)
+        rc = ppx_register("work", work_fn, NULL);
+    if (rc == 0)
+        rc = ppx_register("hash", hash_fn, NULL);
+    if (rc == 0)
+        rc = ppx_register("crash", crash_fn, NULL);
+    if (rc)
+        return fail("registering the functions", rc);
+    ppx_pool_options po = PPX_POOL_OPTIONS(.workers = o->workers);
+    rc = ppx_pool_new(&po, pool);
+    if (rc)
+        return fail("starting the pool", rc);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     opts o;
@@ -157,20 +179,9 @@ int main(int argc, char **argv)
     s.inline_mode = o.inline_mode;
     s.lim = o.lim;
     if (!o.inline_mode) {
-        int rc = ppx_register("lucky_number", lucky_number, NULL);
-        if (rc == 0)
-            rc = ppx_register("work", work_fn, NULL);
-        if (rc == 0)
-            rc = ppx_register("hash", hash_fn, NULL);
-        if (rc == 0)
-            rc = ppx_register("crash", crash_fn, NULL);
+        int rc = start_pool(&o, &s.pool);
         if (rc)
-            return fail("registering the functions", rc);
-        /* Before the loop and its signal handlers exist: the pool forks
-         * its fork server now. */
-        rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = o.workers), &s.pool);
-        if (rc)
-            return fail("starting the pool", rc);
+            return rc;
     }
 
     uv_loop_t loop;
