@@ -2,7 +2,7 @@
  * OFFLOAD_SERVER holds the path of the built binary. This process is a
  * child subreaper, so a worker or fork server the example left behind
  * would be reparented here and show up as our child. */
-#include "support.h"
+#include "offload_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,231 +18,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#define MAX_WORKERS 8
-#define LONG_JOB "/work?iterations=100000000000" /* a minute of work */
-
-typedef struct server {
-    pid_t pid;
-    int out; /* its stdout */
-    int port;
-} server;
-
-typedef struct response {
-    int status;
-    char head[4096];
-    char body[16384];
-} response;
-
-/* A client connection with the bytes read past the last response. */
-typedef struct client {
-    int fd;
-    char buf[32768];
-    size_t len;
-} client;
-
-static server srv;
-
-/* ---- the server process ------------------------------------------------- */
-
-/* Starts the server on a free port with the given options (NULL-ended). */
-static void server_start_with(const char *const *args)
-{
-    const char *bin = getenv("OFFLOAD_SERVER");
-    assert_non_null(bin);
-    const char *argv[24] = {bin, "--port", "0"};
-    size_t argc = 3;
-    for (; *args && argc < sizeof argv / sizeof argv[0] - 1; args++)
-        argv[argc++] = *args;
-    argv[argc] = NULL;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(p[1]);
-    srv = (server){.pid = pid, .out = p[0]};
-    char line[128];
-    size_t len = 0;
-    int64_t end = support_now_ms() + 10000;
-    while (len == 0 || line[len - 1] != '\n') {
-        assert_true(support_now_ms() < end && len < sizeof line - 1);
-        struct pollfd pf = {srv.out, POLLIN, 0};
-        poll(&pf, 1, 100);
-        ssize_t n = read(srv.out, line + len, sizeof line - 1 - len);
-        assert_true(n > 0 || (n < 0 && errno == EAGAIN) || (n < 0 && errno == EINTR));
-        if (n > 0)
-            len += (size_t)n;
-    }
-    line[len] = '\0';
-    assert_int_equal(sscanf(line, "listening on 127.0.0.1:%d", &srv.port), 1);
-    assert_true(srv.port > 0);
-}
-
-/* Starts the server with a pool of 2 workers, or inline. */
-static void server_start(bool inline_mode)
-{
-    static const char *const pool[] = {"--workers", "2", NULL};
-    static const char *const inl[] = {"--inline", NULL};
-    server_start_with(inline_mode ? inl : pool);
-}
-
-/* Waits (up to 10 s, or fails) for the server to exit; its exit status. */
-static int server_wait(void)
-{
-    int64_t end = support_now_ms() + 10000;
-    int st;
-    pid_t r;
-    while ((r = waitpid(srv.pid, &st, WNOHANG)) == 0) {
-        assert_true(support_now_ms() < end);
-        usleep(10000);
-    }
-    assert_int_equal(r, srv.pid);
-    srv.pid = 0;
-    close(srv.out);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static int group_teardown(void **state)
-{
-    if (srv.pid > 0) { /* a test failed before stopping it */
-        kill(srv.pid, SIGKILL);
-        waitpid(srv.pid, NULL, 0);
-        close(srv.out);
-        srv.pid = 0;
-    }
-    return 0;
-}
-
-/* ---- HTTP over a socket ------------------------------------------------- */
-
-static void client_open(client *c)
-{
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(c->fd >= 0);
-    struct timeval tv = {10, 0}; /* a hang fails the test instead */
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof a), 0);
-    c->len = 0;
-}
-
-static void client_send(client *c, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(c->fd, data, len);
-        assert_true(n > 0);
-        data += n;
-        len -= (size_t)n;
-    }
-}
-
-/* Reads more into c->buf; false on EOF. */
-static bool client_fill(client *c)
-{
-    assert_true(c->len < sizeof c->buf);
-    ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
-    assert_true(n >= 0); /* not the 10 s timeout */
-    c->len += (size_t)n;
-    return n > 0;
-}
-
-/* Reads exactly one response: head, then Content-Length bytes of body. */
-static void client_read(client *c, response *r)
-{
-    char *end;
-    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
-        assert_true(client_fill(c));
-    size_t hlen = (size_t)(end - c->buf) + 4;
-    assert_true(hlen < sizeof r->head);
-    memcpy(r->head, c->buf, hlen);
-    r->head[hlen] = '\0';
-    assert_int_equal(sscanf(r->head, "HTTP/1.1 %d ", &r->status), 1);
-    const char *cl = strcasestr(r->head, "\r\nContent-Length: ");
-    assert_non_null(cl);
-    size_t blen = strtoul(cl + 18, NULL, 10);
-    assert_true(blen < sizeof r->body);
-    while (c->len < hlen + blen)
-        assert_true(client_fill(c));
-    memcpy(r->body, c->buf + hlen, blen);
-    r->body[blen] = '\0';
-    c->len -= hlen + blen;
-    memmove(c->buf, c->buf + hlen + blen, c->len);
-}
-
-/* True when the server closed the connection (after what was read). */
-static bool client_sees_eof(client *c)
-{
-    return c->len == 0 && !client_fill(c);
-}
-
-/* One raw request on a fresh connection; its response in r. */
-static void raw(const char *request, response *r)
-{
-    client c;
-    client_open(&c);
-    client_send(&c, request, strlen(request));
-    client_read(&c, r);
-    close(c.fd);
-}
-
-static void get(const char *target, response *r)
-{
-    char req[4096];
-    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: test\r\n\r\n", target);
-    raw(req, r);
-}
-
-/* The number after "key": in a JSON body; fails the test if absent. */
-static uint64_t json_u64(const char *body, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(body, pat);
-    assert_non_null(p);
-    return strtoull(p + strlen(pat), NULL, 10);
-}
-
-static uint64_t stat_of(const char *key)
-{
-    response r;
-    get("/stats", &r);
-    assert_int_equal(r.status, 200);
-    return json_u64(r.body, key);
-}
-
-/* Polls /stats (up to 10 s, or fails) until key reaches at least want. */
-static void wait_stat_at_least(const char *key, uint64_t want)
-{
-    int64_t end = support_now_ms() + 10000;
-    while (stat_of(key) < want) {
-        assert_true(support_now_ms() < end);
-        usleep(10000);
-    }
-}
-
-static int worker_pids(long *pids)
-{
-    response r;
-    get("/stats", &r);
-    const char *p = strstr(r.body, "\"worker_pids\":[");
-    assert_non_null(p);
-    p += strlen("\"worker_pids\":[");
-    int n = 0;
-    while (*p != ']' && n < MAX_WORKERS) {
-        char *end;
-        pids[n++] = strtol(p, &end, 10);
-        p = *end == ',' ? end + 1 : end;
-    }
-    return n;
-}
 
 /* ---- ppx mode ------------------------------------------------------------ */
 
@@ -330,17 +105,6 @@ static void test_stats_show_every_pool_and_server_counter(void **state)
     assert_true(json_u64(r.body, "failed") >= 1);
 }
 
-static void assert_bad_request(const char *request, int status, const char *message_part)
-{
-    response r;
-    raw(request, &r);
-    assert_int_equal(r.status, status);
-    const char *want = "{\"error\":{\"type\":\"BadRequest\",\"message\":\"";
-    assert_memory_equal(r.body, want, strlen(want));
-    if (!strstr(r.body, message_part))
-        fail_msg("%d: %s lacks \"%s\"", status, r.body, message_part);
-}
-
 static void test_bad_requests_get_a_json_4xx(void **state)
 {
     assert_bad_request("GET /nope HTTP/1.1\r\n\r\n", 404, "no endpoint /nope");
@@ -361,24 +125,6 @@ static void test_bad_requests_get_a_json_4xx(void **state)
     response r;
     raw("DELETE /stats HTTP/1.1\r\n\r\n", &r);
     assert_non_null(strstr(r.head, "\r\nAllow: GET, HEAD\r\n"));
-}
-
-/* What http_parser refuses is answered, then the connection closes. */
-static void assert_refused_and_closed(const char *request, size_t len, int status,
-                                      const char *message_part)
-{
-    client c;
-    client_open(&c);
-    client_send(&c, request, len);
-    response r;
-    client_read(&c, &r);
-    assert_int_equal(r.status, status);
-    assert_non_null(strstr(r.head, "Connection: close\r\n"));
-    assert_non_null(strstr(r.body, "\"type\":\"BadRequest\""));
-    if (!strstr(r.body, message_part))
-        fail_msg("%d: %s lacks \"%s\"", status, r.body, message_part);
-    assert_true(client_sees_eof(&c));
-    close(c.fd);
 }
 
 static void test_malformed_or_oversized_http_is_refused_and_closed(void **state)
@@ -496,52 +242,6 @@ static void test_sigterm_exits_0_and_leaves_no_worker_behind(void **state)
 
 /* ---- hardening (issue 16) -------------------------------------------------- */
 
-#define RSS_BOUND_KB (100 * 1024) /* the issue's bound: 100 MB */
-
-/* The server's resident set, from /proc/PID/status. */
-static long server_rss_kb(void)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%ld/status", (long)srv.pid);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    assert_true(kb > 0);
-    return kb;
-}
-
-/* What every hardening case ends with: /ping still answered, and the
- * server within the memory bound. */
-static void assert_still_serving(void)
-{
-    response r;
-    get("/ping", &r);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "{\"pong\":true}\n");
-    long kb = server_rss_kb();
-    if (kb >= RSS_BOUND_KB)
-        fail_msg("server RSS %ld kB, over %d kB", kb, RSS_BOUND_KB);
-}
-
-/* Reads one response head only (a HEAD answer, an interim 100). */
-static void client_read_head(client *c, response *r)
-{
-    char *end;
-    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
-        assert_true(client_fill(c));
-    size_t hlen = (size_t)(end - c->buf) + 4;
-    assert_true(hlen < sizeof r->head);
-    memcpy(r->head, c->buf, hlen);
-    r->head[hlen] = '\0';
-    r->body[0] = '\0';
-    assert_int_equal(sscanf(r->head, "HTTP/1.1 %d ", &r->status), 1);
-    c->len -= hlen;
-    memmove(c->buf, c->buf + hlen, c->len);
-}
 
 static void test_lenient_http_is_refused(void **state)
 {
@@ -705,30 +405,6 @@ static void test_crash_answers_500_worker_crashed_and_the_server_goes_on(void **
     expect_work_sum();
 }
 
-/* Sends up to `want` bytes of pipelined /ping on non-blocking fd, as far
- * as the kernel takes them; returns what was sent now. */
-static size_t flood_some(int fd, size_t *sent, size_t want)
-{
-    static const char ping[] = "GET /ping HTTP/1.1\r\nHost: t\r\n\r\n";
-    static char block[32 * (sizeof ping - 1)];
-    if (!block[0])
-        for (size_t i = 0; i < 32; i++)
-            memcpy(block + i * (sizeof ping - 1), ping, sizeof ping - 1);
-    size_t now = 0;
-    while (*sent < want) {
-        size_t off = *sent % sizeof block;
-        size_t n = sizeof block - off < want - *sent ? sizeof block - off : want - *sent;
-        ssize_t w = send(fd, block + off, n, MSG_DONTWAIT);
-        if (w <= 0) {
-            assert_true(w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
-            break;
-        }
-        *sent += (size_t)w;
-        now += (size_t)w;
-    }
-    return now;
-}
-
 /* Issue 16's clients that pipeline 256 KiB each and never read. The
  * issue measured 400 connections; the test runs OFFLOAD_FLOOD_CONNS
  * (default 50, same volume per connection) to stay quick. */
@@ -809,15 +485,6 @@ static void test_disconnect_behind_pipelined_requests_cancels_the_job(void **sta
 }
 
 /* ---- limits: jobs, timers ---------------------------------------------------- */
-
-static int stop_server(void **state)
-{
-    if (srv.pid > 0) {
-        assert_int_equal(kill(srv.pid, SIGTERM), 0);
-        assert_int_equal(server_wait(), 0);
-    }
-    return 0;
-}
 
 static int start_limited_server(void **state)
 {
@@ -912,21 +579,6 @@ static int start_capped_server(void **state)
     static const char *const args[] = {"--workers", "1", "--max-connections", "3", NULL};
     server_start_with(args);
     return 0;
-}
-
-/* Polls /ping (up to 10 s, or fails) until it is answered, not refused. */
-static void wait_for_a_place(void)
-{
-    int64_t end = support_now_ms() + 10000;
-    response r;
-    for (;;) {
-        get("/ping", &r);
-        if (r.status == 200)
-            return;
-        assert_int_equal(r.status, 503);
-        assert_true(support_now_ms() < end);
-        usleep(10000);
-    }
 }
 
 static void test_connections_past_the_cap_get_503_and_are_closed(void **state)
