@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 typedef struct opts {
     int port;
@@ -50,7 +51,7 @@ static const int_opt int_opts[] = {
     {"header-timeout-ms", 1, 86400000, LIM(header_timeout_ms),
      "a started request must arrive whole within N ms, else 408 (default 10000)"},
     {"idle-timeout-ms", 1, 86400000, LIM(idle_timeout_ms),
-     "close a connection idle this long while no job of it runs (default 30000)"},
+     "close a connection idle this long while no job of it runs (default 5000)"},
     {"max-jobs", 1, 1000000, LIM(max_jobs),
      "jobs queued or running in the pool; past it 503 + Retry-After (default 64)"},
     {"job-timeout-ms", 0, 86400000, LIM(job_timeout_ms),
@@ -89,7 +90,7 @@ static int parse(int argc, char **argv, opts *o)
     *o = (opts){.port = 8080,
                 .lim = {.max_connections = 1024, .max_outstanding = 64,
                         .max_requests_per_read = 16, .header_timeout_ms = 10000,
-                        .idle_timeout_ms = 30000, .max_jobs = 64, .job_timeout_ms = 30000}};
+                        .idle_timeout_ms = 5000, .max_jobs = 64, .job_timeout_ms = 30000}};
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         if (c >= 1 && c <= (int)N_INT_OPTS) {
@@ -111,6 +112,29 @@ static int parse(int argc, char **argv, opts *o)
         return -1;
     }
     return 0;
+}
+
+/* Each connection holds a descriptor: raise the soft limit to the hard one
+ * and lower --max-connections to what fits, keeping some for the pool
+ * and the loop, so that past the cap clients get a 503, not a reset from
+ * a failed accept. */
+static void fit_descriptor_limit(opts *o)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t reserve = 64 + 8 * (rlim_t)(o->workers > 0 ? o->workers : 64);
+    rlim_t room = rl.rlim_cur > reserve + 16 ? rl.rlim_cur - reserve : 16;
+    if ((rlim_t)o->lim.max_connections > room) {
+        fprintf(stderr, "offload_server: --max-connections lowered to %llu (open files limit %llu)\n",
+                (unsigned long long)room, (unsigned long long)rl.rlim_cur);
+        o->lim.max_connections = (int)room;
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -172,6 +196,7 @@ int main(int argc, char **argv)
     opts o;
     if (parse(argc, argv, &o))
         return 2;
+    fit_descriptor_limit(&o);
     /* A peer that leaves while its answer is written must not kill us. */
     signal(SIGPIPE, SIG_IGN);
 
