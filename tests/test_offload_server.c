@@ -341,6 +341,11 @@ static void test_hash_is_scrypt_with_the_contracts_body(void **state)
     char want[256];
     snprintf(want, sizeof want, "{\"hash\":\"%.64s\",\"N\":16384,\"r\":8,\"p\":1}", RFC_HASH);
     assert_string_equal(r.body, want);
+    /* Names are decoded too, and a repeated one gives its first value,
+     * as Node's URLSearchParams and aiohttp do. */
+    get("/hash?pass%77ord=pleaseletmein&password=other&salt=SodiumChloride&len=64&len=1", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"hash\":\"" RFC_HASH "\",\"N\":16384,\"r\":8,\"p\":1}");
     /* RFC 7914's other vector exercises N, r, p from the query. */
     get("/hash?password=password&salt=NaCl&N=1024&r=8&p=16&len=64", &r);
     assert_int_equal(r.status, 200);

@@ -57,22 +57,22 @@ static long decode(const char *s, size_t len, char *out, size_t room)
 long query_get(const char *query, size_t qlen, const char *name, char *out, size_t room)
 {
     size_t nlen = strlen(name);
-    long found = -1;
     const char *end = query + qlen;
     for (const char *p = query; p < end;) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *stop = amp ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(stop - p));
         const char *key_end = eq ? eq : stop;
-        if ((size_t)(key_end - p) == nlen && memcmp(p, name, nlen) == 0) {
+        /* Names are decoded too, as the peers' parsers do. */
+        char key[64];
+        long klen = decode(p, (size_t)(key_end - p), key, sizeof key);
+        if (klen == (long)nlen && memcmp(key, name, nlen) == 0) {
             const char *v = eq ? eq + 1 : stop;
-            found = decode(v, (size_t)(stop - v), out, room);
-            if (found == -2)
-                return -2;
+            return decode(v, (size_t)(stop - v), out, room);
         }
         if (!amp)
             break;
         p = amp + 1;
     }
-    return found;
+    return -1;
 }

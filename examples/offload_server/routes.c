@@ -27,7 +27,7 @@ typedef struct param {
 } param;
 
 /* Fills ps from the query; unknown names are ignored, a repeated one
- * keeps its last value. Answers 400 and returns false on the first
+ * gives its first value (query_get). Answers 400 and returns false on the first
  * missing or bad parameter. */
 static bool parse_params(conn *c, const char *query, size_t len, param *ps, size_t n)
 {
