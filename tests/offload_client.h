@@ -47,6 +47,8 @@ int group_teardown(void **state);
 int stop_server(void **state);
 /* Connects to the server; reads time out after 10 s, failing the test. */
 void client_open(client *c);
+/* Same, with a receive buffer of rcvbuf bytes (0: the default). */
+void client_open_window(client *c, int rcvbuf);
 void client_send(client *c, const char *data, size_t len);
 /* Reads more into c->buf; false on EOF. */
 bool client_fill(client *c);
@@ -80,8 +82,9 @@ void assert_refused_and_closed(const char *request, size_t len, int status,
                                const char *message_part);
 /* Polls /ping (up to 10 s, or fails) until it is answered, not refused. */
 void wait_for_a_place(void);
-/* Sends up to `want` bytes of pipelined /ping on non-blocking fd, as far
- * as the kernel takes them; returns what was sent now. */
+/* Sends up to `want` bytes of pipelined GET /stats (answers ~25 times
+ * their request) on non-blocking fd, as far as the kernel takes them;
+ * returns what was sent now. */
 size_t flood_some(int fd, size_t *sent, size_t want);
 
 #endif
