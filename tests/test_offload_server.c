@@ -550,7 +550,7 @@ static void test_half_a_request_line_gets_408_and_is_closed(void **state)
     client_read(&c, &r);
     assert_int_equal(r.status, 408);
     assert_non_null(strstr(r.head, "Connection: close\r\n"));
-    assert_non_null(strstr(r.body, "did not arrive within 300 ms"));
+    assert_non_null(strstr(r.body, "the request did not arrive whole within 300 ms"));
     assert_true(client_sees_eof(&c));
     close(c.fd);
     assert_still_serving();

@@ -47,7 +47,7 @@ static void on_timer(uv_timer_t *t)
         c->in_message = false;
         c->timer_mode = TIMER_OFF;
         conn_respond_error(c, 408, "RequestTimeout",
-                           "the request line and headers did not arrive within %d ms",
+                           "the request did not arrive whole within %d ms",
                            s->lim.header_timeout_ms);
         if (c->writes == 0)
             conn_close(c);
