@@ -293,7 +293,7 @@ void assert_bad_request(const char *request, int status, const char *message_par
         fail_msg("%d: %s lacks \"%s\"", status, r.body, message_part);
 }
 
-/* What http_parser refuses is answered, then the connection closes. */
+/* What llhttp refuses is answered, then the connection closes. */
 void assert_refused_and_closed(const char *request, size_t len, int status,
                                       const char *message_part)
 {
