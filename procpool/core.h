@@ -26,6 +26,9 @@
  * - local arena mu (local/arena.h): the call arena's free list, alone or
  *   inside the pool's lock (submission allocates frames without the pool
  *   lock).
+ * - slab.c's spin lock: one slab's chunk lists; held for a few list
+ *   operations, alone or inside the pool's lock (a task's block is freed
+ *   under it), never around another lock.
  * - fork.c's table lock: the tracked descriptors; inside the pool's lock
  *   (a worker's pidfd is tracked as it is opened) or alone; nothing forks
  *   while it is held.
@@ -53,6 +56,7 @@
 #include "fork.h"
 #include "future.h"
 #include "pool.h"
+#include "slab.h"
 #include "trace/trace.h"
 #include "util/clock.h"
 #include "util/list.h"
@@ -237,6 +241,8 @@ struct ppx_pool {
     ppx__trace *trace;  /* NULL unless tracing (trace/trace.h) */
     const ppx__backend_ops *ops;
     void *be;           /* the backend's state */
+    /* Where this pool's call blocks come from (slab.h); NULL: malloc. */
+    ppx__slab *slab;
 };
 
 /* epoll tags: the core's; a backend's own start at PPX__EV_BACKEND. */

@@ -76,8 +76,10 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
      * of the whole block back into calloc (which cost ~150 instructions a
      * call here, and sent every free down glibc's slow path). Behind the
      * struct: the task, or a copy of a name nobody registered. */
-    char *block = malloc(prefix + sizeof(ppx_future) + (stable_name ? task_bytes : fn_len + 1));
-    if (!block)
+    size_t bytes = prefix + sizeof(ppx_future) + (stable_name ? task_bytes : fn_len + 1);
+    char *block = pool ? ppx__slab_alloc(pool->slab, bytes) : NULL;
+    uint8_t from_slab = block ? PPX__BLOCK_SLAB : 0;
+    if (!block && !(block = malloc(bytes)))
         return NULL;
     ppx_future *f = (ppx_future *)(block + prefix);
     *f = (ppx_future){.prefix_words = (uint8_t)(prefix / 8)};
@@ -90,7 +92,8 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
         f->function = copy;
     }
     f->cbs = f->cb_inline;
-    atomic_init(&f->halves, PPX__HALF_FUTURE | (stable_name && task_bytes ? PPX__HALF_TASK : 0));
+    atomic_init(&f->halves, PPX__HALF_FUTURE | from_slab |
+                                (stable_name && task_bytes ? PPX__HALF_TASK : 0));
     f->magic = PPX__FUTURE_MAGIC;
     atomic_init(&f->refs, 2);
     atomic_init(&f->state, PPX_PENDING);
@@ -292,7 +295,10 @@ void ppx__future_release(ppx_future *f, unsigned half)
         if (*k)
             (*k)->release(*k);
     }
-    free(ppx__future_prefix(f));
+    if (old & PPX__BLOCK_SLAB)
+        ppx__slab_free(ppx__future_prefix(f));
+    else
+        free(ppx__future_prefix(f));
 }
 
 ppx_state ppx_future_state(const ppx_future *f)

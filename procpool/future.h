@@ -109,6 +109,8 @@ struct ppx_future {
 /* Not a half: the task's shared buffers (ppx__task_bufs) stay with the
  * block and go when it is freed, unless the task let go of them first. */
 #define PPX__BLOCK_BUFS 4u
+/* Not a half either: the block came from the pool's slab (slab.h). */
+#define PPX__BLOCK_SLAB 8u
 static inline void *ppx__future_task_mem(ppx_future *f)
 {
     return f + 1;

@@ -49,6 +49,8 @@ int ppx__pool_open(ppx_pool **out, const ppx_pool_options *opt, const ppx__backe
     p->self = getpid();
     p->gen = ppx__fork_generation();
     p->created_ns = ppx__now_ns();
+    /* NULL is fine: blocks then come from malloc. */
+    p->slab = ppx__slab_for_calls() ? ppx__slab_new() : NULL;
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

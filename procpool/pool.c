@@ -102,6 +102,8 @@ void ppx__pool_destroy(ppx_pool *p, bool copy)
     if (p->kickfd >= 0)
         close(p->kickfd);
     ppx__bigbuf_trim(); /* the kept result buffer goes with a pool */
+    if (!copy) /* blocks still out keep it; in a copy its lock may be held */
+        ppx__slab_close(p->slab);
     free(p->hooks);
     /* A copy's condition variable may count waiters that were threads of
      * the creator: destroying it would wait for them forever. */

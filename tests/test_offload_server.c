@@ -2,7 +2,7 @@
  * OFFLOAD_SERVER holds the path of the built binary. This process is a
  * child subreaper, so a worker or fork server the example left behind
  * would be reparented here and show up as our child. */
-#include "support.h"
+#include "offload_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,221 +18,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#define MAX_WORKERS 8
-#define LONG_JOB "/work?iterations=100000000000" /* a minute of work */
-
-typedef struct server {
-    pid_t pid;
-    int out; /* its stdout */
-    int port;
-} server;
-
-typedef struct response {
-    int status;
-    char head[4096];
-    char body[16384];
-} response;
-
-/* A client connection with the bytes read past the last response. */
-typedef struct client {
-    int fd;
-    char buf[32768];
-    size_t len;
-} client;
-
-static server srv;
-
-/* ---- the server process ------------------------------------------------- */
-
-/* Starts the server on a free port, with a pool of 2 workers or inline. */
-static void server_start(bool inline_mode)
-{
-    const char *bin = getenv("OFFLOAD_SERVER");
-    assert_non_null(bin);
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        if (inline_mode)
-            execl(bin, bin, "--port", "0", "--inline", (char *)NULL);
-        else
-            execl(bin, bin, "--port", "0", "--workers", "2", (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    srv = (server){.pid = pid, .out = p[0]};
-    char line[128];
-    size_t len = 0;
-    int64_t end = support_now_ms() + 10000;
-    while (len == 0 || line[len - 1] != '\n') {
-        assert_true(support_now_ms() < end && len < sizeof line - 1);
-        struct pollfd pf = {srv.out, POLLIN, 0};
-        poll(&pf, 1, 100);
-        ssize_t n = read(srv.out, line + len, sizeof line - 1 - len);
-        assert_true(n > 0 || (n < 0 && errno == EAGAIN) || (n < 0 && errno == EINTR));
-        if (n > 0)
-            len += (size_t)n;
-    }
-    line[len] = '\0';
-    assert_int_equal(sscanf(line, "listening on 127.0.0.1:%d", &srv.port), 1);
-    assert_true(srv.port > 0);
-}
-
-/* Waits (up to 10 s, or fails) for the server to exit; its exit status. */
-static int server_wait(void)
-{
-    int64_t end = support_now_ms() + 10000;
-    int st;
-    pid_t r;
-    while ((r = waitpid(srv.pid, &st, WNOHANG)) == 0) {
-        assert_true(support_now_ms() < end);
-        usleep(10000);
-    }
-    assert_int_equal(r, srv.pid);
-    srv.pid = 0;
-    close(srv.out);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static int group_teardown(void **state)
-{
-    if (srv.pid > 0) { /* a test failed before stopping it */
-        kill(srv.pid, SIGKILL);
-        waitpid(srv.pid, NULL, 0);
-        close(srv.out);
-        srv.pid = 0;
-    }
-    return 0;
-}
-
-/* ---- HTTP over a socket ------------------------------------------------- */
-
-static void client_open(client *c)
-{
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(c->fd >= 0);
-    struct timeval tv = {10, 0}; /* a hang fails the test instead */
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof a), 0);
-    c->len = 0;
-}
-
-static void client_send(client *c, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(c->fd, data, len);
-        assert_true(n > 0);
-        data += n;
-        len -= (size_t)n;
-    }
-}
-
-/* Reads more into c->buf; false on EOF. */
-static bool client_fill(client *c)
-{
-    assert_true(c->len < sizeof c->buf);
-    ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
-    assert_true(n >= 0); /* not the 10 s timeout */
-    c->len += (size_t)n;
-    return n > 0;
-}
-
-/* Reads exactly one response: head, then Content-Length bytes of body. */
-static void client_read(client *c, response *r)
-{
-    char *end;
-    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
-        assert_true(client_fill(c));
-    size_t hlen = (size_t)(end - c->buf) + 4;
-    assert_true(hlen < sizeof r->head);
-    memcpy(r->head, c->buf, hlen);
-    r->head[hlen] = '\0';
-    assert_int_equal(sscanf(r->head, "HTTP/1.1 %d ", &r->status), 1);
-    const char *cl = strcasestr(r->head, "\r\nContent-Length: ");
-    assert_non_null(cl);
-    size_t blen = strtoul(cl + 18, NULL, 10);
-    assert_true(blen < sizeof r->body);
-    while (c->len < hlen + blen)
-        assert_true(client_fill(c));
-    memcpy(r->body, c->buf + hlen, blen);
-    r->body[blen] = '\0';
-    c->len -= hlen + blen;
-    memmove(c->buf, c->buf + hlen + blen, c->len);
-}
-
-/* True when the server closed the connection (after what was read). */
-static bool client_sees_eof(client *c)
-{
-    return c->len == 0 && !client_fill(c);
-}
-
-/* One raw request on a fresh connection; its response in r. */
-static void raw(const char *request, response *r)
-{
-    client c;
-    client_open(&c);
-    client_send(&c, request, strlen(request));
-    client_read(&c, r);
-    close(c.fd);
-}
-
-static void get(const char *target, response *r)
-{
-    char req[4096];
-    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: test\r\n\r\n", target);
-    raw(req, r);
-}
-
-/* The number after "key": in a JSON body; fails the test if absent. */
-static uint64_t json_u64(const char *body, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(body, pat);
-    assert_non_null(p);
-    return strtoull(p + strlen(pat), NULL, 10);
-}
-
-static uint64_t stat_of(const char *key)
-{
-    response r;
-    get("/stats", &r);
-    assert_int_equal(r.status, 200);
-    return json_u64(r.body, key);
-}
-
-/* Polls /stats (up to 10 s, or fails) until key reaches at least want. */
-static void wait_stat_at_least(const char *key, uint64_t want)
-{
-    int64_t end = support_now_ms() + 10000;
-    while (stat_of(key) < want) {
-        assert_true(support_now_ms() < end);
-        usleep(10000);
-    }
-}
-
-static int worker_pids(long *pids)
-{
-    response r;
-    get("/stats", &r);
-    const char *p = strstr(r.body, "\"worker_pids\":[");
-    assert_non_null(p);
-    p += strlen("\"worker_pids\":[");
-    int n = 0;
-    while (*p != ']' && n < MAX_WORKERS) {
-        char *end;
-        pids[n++] = strtol(p, &end, 10);
-        p = *end == ',' ? end + 1 : end;
-    }
-    return n;
-}
 
 /* ---- ppx mode ------------------------------------------------------------ */
 
@@ -320,17 +105,6 @@ static void test_stats_show_every_pool_and_server_counter(void **state)
     assert_true(json_u64(r.body, "failed") >= 1);
 }
 
-static void assert_bad_request(const char *request, int status, const char *message_part)
-{
-    response r;
-    raw(request, &r);
-    assert_int_equal(r.status, status);
-    const char *want = "{\"error\":{\"type\":\"BadRequest\",\"message\":\"";
-    assert_memory_equal(r.body, want, strlen(want));
-    if (!strstr(r.body, message_part))
-        fail_msg("%d: %s lacks \"%s\"", status, r.body, message_part);
-}
-
 static void test_bad_requests_get_a_json_4xx(void **state)
 {
     assert_bad_request("GET /nope HTTP/1.1\r\n\r\n", 404, "no endpoint /nope");
@@ -346,29 +120,11 @@ static void test_bad_requests_get_a_json_4xx(void **state)
                        "0..100000000000");
     assert_bad_request("GET /lucky?n=11 HTTP/1.1\r\n\r\n", 400, "'n' must be an integer in 0..10");
     assert_bad_request("POST /ping HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405,
-                       "/ping takes GET, not POST");
+                       "/ping takes GET or HEAD, not POST");
 
     response r;
     raw("DELETE /stats HTTP/1.1\r\n\r\n", &r);
-    assert_non_null(strstr(r.head, "\r\nAllow: GET\r\n"));
-}
-
-/* What http_parser refuses is answered, then the connection closes. */
-static void assert_refused_and_closed(const char *request, size_t len, int status,
-                                      const char *message_part)
-{
-    client c;
-    client_open(&c);
-    client_send(&c, request, len);
-    response r;
-    client_read(&c, &r);
-    assert_int_equal(r.status, status);
-    assert_non_null(strstr(r.head, "Connection: close\r\n"));
-    assert_non_null(strstr(r.body, "\"type\":\"BadRequest\""));
-    if (!strstr(r.body, message_part))
-        fail_msg("%d: %s lacks \"%s\"", status, r.body, message_part);
-    assert_true(client_sees_eof(&c));
-    close(c.fd);
+    assert_non_null(strstr(r.head, "\r\nAllow: GET, HEAD\r\n"));
 }
 
 static void test_malformed_or_oversized_http_is_refused_and_closed(void **state)
@@ -484,6 +240,394 @@ static void test_sigterm_exits_0_and_leaves_no_worker_behind(void **state)
     assert_true(support_no_children());
 }
 
+/* ---- hardening (issue 16) -------------------------------------------------- */
+
+
+static void test_lenient_http_is_refused(void **state)
+{
+    const char *cl = "POST /ping HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello";
+    assert_refused_and_closed(cl, strlen(cl), 400, "Invalid header field char");
+    const char *te = "POST /ping HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n"
+                     "5\r\nhello\r\n0\r\n\r\n";
+    assert_refused_and_closed(te, strlen(te), 400, "Invalid header field char");
+    const char *chunk = "POST /ping HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "5\r\nhelloXX0\r\n\r\n";
+    assert_refused_and_closed(chunk, strlen(chunk), 400, "Expected CRLF after chunk");
+    const char *v99 = "GET /ping HTTP/9.9\r\n\r\n";
+    assert_refused_and_closed(v99, strlen(v99), 505, "HTTP version not supported");
+    const char *v20 = "GET /ping HTTP/2.0\r\n\r\n";
+    assert_refused_and_closed(v20, strlen(v20), 505, "HTTP version not supported");
+    const char *v09 = "GET /ping HTTP/0.9\r\n\r\n";
+    assert_refused_and_closed(v09, strlen(v09), 400, "HTTP/0.9 is not served");
+    const char *bare09 = "GET /ping\r\n\r\n";
+    assert_refused_and_closed(bare09, strlen(bare09), 400, "HTTP/0.9 is not served");
+    assert_still_serving();
+}
+
+static void test_integers_that_overflow_are_refused_before_any_work(void **state)
+{
+    uint64_t started = stat_of("jobs_started");
+    assert_bad_request("GET /work?iterations=9999999999999999999 HTTP/1.1\r\n\r\n", 400,
+                       "'iterations' must be an integer in 0..100000000000");
+    assert_bad_request("GET /work?iterations=9223372036854775808 HTTP/1.1\r\n\r\n", 400,
+                       "'iterations' must be an integer in 0..100000000000");
+    assert_bad_request("GET /lucky?n=10&iterations=1400000000 HTTP/1.1\r\n\r\n", 400,
+                       "the sum for n=10 and iterations=1400000000 would not fit in 64 bits");
+    /* n=0 draws up to 10, so it is checked as 10. */
+    assert_bad_request("GET /lucky?n=0&iterations=1400000000 HTTP/1.1\r\n\r\n", 400,
+                       "would not fit in 64 bits");
+    assert_int_equal(stat_of("jobs_started"), started);
+    /* The largest that fits still runs: 4*1000*999/2. */
+    response r;
+    get("/lucky?n=4&iterations=1000", &r);
+    assert_string_equal(r.body, "{\"n\":4,\"value\":1998000}\n");
+    assert_still_serving();
+}
+
+static void test_head_gets_the_headers_of_get_without_a_body(void **state)
+{
+    client c;
+    client_open(&c);
+    const char *two = "HEAD /ping HTTP/1.1\r\n\r\nGET /ping HTTP/1.1\r\n\r\n";
+    client_send(&c, two, strlen(two));
+    response r;
+    client_read_head(&c, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.head, "\r\nContent-Length: 14\r\n"));
+    assert_non_null(strstr(r.head, "Content-Type: application/json\r\n"));
+    /* The next bytes are the GET's answer, not a body of the HEAD's. */
+    client_read(&c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"pong\":true}\n");
+    close(c.fd);
+    assert_still_serving();
+}
+
+static void test_expect_100_continue_is_answered_before_the_body(void **state)
+{
+    client c;
+    client_open(&c);
+    const char *head = "GET /ping HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+    client_send(&c, head, strlen(head));
+    response r;
+    client_read_head(&c, &r);
+    assert_string_equal(r.head, "HTTP/1.1 100 Continue\r\n\r\n");
+    client_send(&c, "hello", 5);
+    client_read(&c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"pong\":true}\n");
+    close(c.fd);
+    /* An expectation we cannot meet: 417. */
+    const char *odd = "GET /ping HTTP/1.1\r\nExpect: telepathy\r\n\r\n";
+    assert_refused_and_closed(odd, strlen(odd), 417, "only expectation met is 100-continue");
+    assert_still_serving();
+}
+
+/* RFC 7914, section 12: scrypt("pleaseletmein", "SodiumChloride",
+ * N=16384, r=8, p=1, 64 bytes), /hash's defaults but for len. */
+#define RFC_HASH "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2" \
+                 "d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887"
+
+static void test_hash_is_scrypt_with_the_contracts_body(void **state)
+{
+    response r;
+    get("/hash?password=pleaseletmein&salt=SodiumChloride&len=64", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.head, "Content-Type: application/json\r\n"));
+    assert_string_equal(r.body, "{\"hash\":\"" RFC_HASH "\",\"N\":16384,\"r\":8,\"p\":1}");
+    /* Percent-decoded; len 32 is the first 32 bytes (PBKDF2's first block). */
+    get("/hash?password=please%6Cet%6de%69n&salt=Sodium%43hloride", &r);
+    assert_int_equal(r.status, 200);
+    char want[256];
+    snprintf(want, sizeof want, "{\"hash\":\"%.64s\",\"N\":16384,\"r\":8,\"p\":1}", RFC_HASH);
+    assert_string_equal(r.body, want);
+    /* Names are decoded too, and a repeated one gives its first value,
+     * as Node's URLSearchParams and aiohttp do. */
+    get("/hash?pass%77ord=pleaseletmein&password=other&salt=SodiumChloride&len=64&len=1", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"hash\":\"" RFC_HASH "\",\"N\":16384,\"r\":8,\"p\":1}");
+    /* RFC 7914's other vector exercises N, r, p from the query. */
+    get("/hash?password=password&salt=NaCl&N=1024&r=8&p=16&len=64", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"hash\":\"fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e7737"
+                                "6634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360"
+                                "cbdfa2cc0640\",\"N\":1024,\"r\":8,\"p\":16}");
+    assert_still_serving();
+}
+
+static void expect_hash_400(const char *query, const char *body)
+{
+    char target[512];
+    snprintf(target, sizeof target, "/hash?%s", query);
+    response r;
+    get(target, &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body, body);
+}
+
+static void test_hash_refuses_bad_input_with_400(void **state)
+{
+    uint64_t started = stat_of("jobs_started");
+    expect_hash_400("salt=s", "{\"error\":\"password is required: 1..256 bytes, percent-encoded\"}");
+    expect_hash_400("password=&salt=s",
+                    "{\"error\":\"password is required: 1..256 bytes, percent-encoded\"}");
+    expect_hash_400("password=p", "{\"error\":\"salt is required: 1..256 bytes, percent-encoded\"}");
+    expect_hash_400("password=p%zz&salt=s",
+                    "{\"error\":\"password is required: 1..256 bytes, percent-encoded\"}");
+    static char q[400];
+    snprintf(q, sizeof q, "password=%0257d&salt=s", 0);
+    expect_hash_400(q, "{\"error\":\"password is required: 1..256 bytes, percent-encoded\"}");
+    expect_hash_400("password=p&salt=s&N=3",
+                    "{\"error\":\"N must be a power of two in 2..1048576\"}");
+    expect_hash_400("password=p&salt=s&N=1",
+                    "{\"error\":\"N must be an integer in 2..1048576\"}");
+    expect_hash_400("password=p&salt=s&N=99999999999999999999",
+                    "{\"error\":\"N must be an integer in 2..1048576\"}");
+    expect_hash_400("password=p&salt=s&r=33", "{\"error\":\"r must be an integer in 1..32\"}");
+    expect_hash_400("password=p&salt=s&p=0", "{\"error\":\"p must be an integer in 1..16\"}");
+    expect_hash_400("password=p&salt=s&len=65", "{\"error\":\"len must be an integer in 1..64\"}");
+    expect_hash_400("password=p&salt=s&N=1048576&r=1",
+                    "{\"error\":\"128*N*r must be at most 67108864 (64 MiB)\"}");
+    assert_int_equal(stat_of("jobs_started"), started);
+    assert_still_serving();
+}
+
+static void test_crash_answers_500_worker_crashed_and_the_server_goes_on(void **state)
+{
+    uint64_t crashed = stat_of("crashed");
+    response r;
+    get("/crash", &r);
+    assert_int_equal(r.status, 500);
+    const char *want = "{\"error\":{\"type\":\"WorkerCrashed\",\"message\":\"worker ";
+    assert_memory_equal(r.body, want, strlen(want));
+    assert_non_null(strstr(r.body, "SIGSEGV"));
+    assert_non_null(strstr(r.body, "\"function\":\"crash\""));
+    assert_int_equal(stat_of("crashed"), crashed + 1);
+    assert_still_serving();
+    /* The pool replaced the worker: jobs run again. */
+    get("/hash?password=pleaseletmein&salt=SodiumChloride&len=64", &r);
+    assert_int_equal(r.status, 200);
+    expect_work_sum();
+}
+
+/* Issue 16's clients that pipeline 256 KiB each and never read. The
+ * issue measured 400 connections; the test runs OFFLOAD_FLOOD_CONNS
+ * (default 50, same volume per connection) to stay quick. The requests
+ * are /stats, whose answers outweigh them: without --max-outstanding's
+ * cap 50 such clients took the server to 286 MB. */
+static void test_clients_that_never_read_leave_memory_bounded(void **state)
+{
+    const char *env = getenv("OFFLOAD_FLOOD_CONNS");
+    int n = env ? atoi(env) : 50;
+    static int fds[2000];
+    static size_t sent[2000];
+    assert_true(n > 0 && n <= 2000);
+    size_t want = 256 * 1024;
+    memset(sent, 0, sizeof sent);
+    for (int i = 0; i < n; i++) {
+        /* A small receive window: the answers back up in the server, not
+         * in our kernel, as with a client far away that never reads. */
+        client c;
+        client_open_window(&c, 4096);
+        fds[i] = c.fd;
+    }
+    /* Send until every connection sent it all or the kernel takes no
+     * more after the server had a turn (a /ping answered). */
+    int64_t end = support_now_ms() + 20000;
+    for (int idle_rounds = 0; idle_rounds < 3 && support_now_ms() < end;) {
+        size_t progress = 0, left = 0;
+        for (int i = 0; i < n; i++) {
+            progress += flood_some(fds[i], &sent[i], want);
+            left += want - sent[i];
+        }
+        if (left == 0)
+            break;
+        if (progress == 0) {
+            idle_rounds++;
+            assert_still_serving();
+            usleep(50000);
+        } else {
+            idle_rounds = 0;
+        }
+    }
+    /* Then until the server parsed all it will: its request count stands
+     * still but for our own /stats. */
+    for (uint64_t before = stat_of("requests");;) {
+        assert_true(support_now_ms() < end + 20000);
+        usleep(200000);
+        uint64_t now = stat_of("requests");
+        if (now <= before + 1)
+            break;
+        before = now;
+    }
+    assert_still_serving();
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += sent[i];
+    print_message("never-reading clients: %d x %zu KiB offered, %zu KiB taken, %" PRIu64
+                  " requests parsed, server RSS %ld kB\n",
+                  n, want / 1024, total / 1024, stat_of("requests"), server_rss_kb());
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    assert_still_serving();
+}
+
+static void test_disconnect_behind_pipelined_requests_cancels_the_job(void **state)
+{
+    uint64_t disconnects = stat_of("client_disconnects");
+    uint64_t pool_cancelled = stat_of("cancelled");
+    uint64_t running = stat_of("running");
+
+    /* A long job, then ~70 KB of requests queued behind it: more than the
+     * server reads ahead, so it stops reading while the job runs. */
+    client c;
+    client_open(&c);
+    static char req[72 * 1024];
+    size_t len = (size_t)snprintf(req, sizeof req, "GET " LONG_JOB " HTTP/1.1\r\n\r\n");
+    const char *more = "GET /work?iterations=1000 HTTP/1.1\r\n\r\n";
+    while (len + strlen(more) < sizeof req) {
+        memcpy(req + len, more, strlen(more));
+        len += strlen(more);
+    }
+    client_send(&c, req, len);
+    wait_stat_at_least("running", running + 1);
+    close(c.fd);
+
+    wait_stat_at_least("client_disconnects", disconnects + 1);
+    wait_stat_at_least("cancelled", pool_cancelled + 1);
+    int64_t end = support_now_ms() + 10000;
+    while (stat_of("in_flight") != 0)
+        assert_true(support_now_ms() < end);
+    assert_still_serving();
+}
+
+/* ---- limits: jobs, timers ---------------------------------------------------- */
+
+static int start_limited_server(void **state)
+{
+    static const char *const args[] = {"--workers", "2", "--max-jobs", "2",
+                                       "--header-timeout-ms", "300", "--idle-timeout-ms",
+                                       "1000", NULL};
+    server_start_with(args);
+    return 0;
+}
+
+static void test_full_job_queue_answers_503_with_retry_after(void **state)
+{
+    client a, b;
+    client_open(&a);
+    client_open(&b);
+    const char *req = "GET " LONG_JOB " HTTP/1.1\r\n\r\n";
+    client_send(&a, req, strlen(req));
+    client_send(&b, req, strlen(req));
+    wait_stat_at_least("in_flight", 2);
+    response r;
+    get("/work?iterations=10", &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.head, "\r\nRetry-After: 1\r\n"));
+    assert_string_equal(r.body, "{\"error\":{\"type\":\"ServiceUnavailable\","
+                                "\"message\":\"the job queue is full\"}}\n");
+    assert_int_equal(stat_of("jobs_refused"), 1);
+    assert_still_serving();
+    close(a.fd);
+    close(b.fd);
+    int64_t end = support_now_ms() + 10000;
+    while (stat_of("in_flight") != 0)
+        assert_true(support_now_ms() < end);
+    get("/work?iterations=10", &r);
+    assert_string_equal(r.body, "{\"iterations\":10,\"value\":45}\n");
+}
+
+static void test_half_a_request_line_gets_408_and_is_closed(void **state)
+{
+    client c;
+    client_open(&c);
+    client_send(&c, "GET /pi", 7);
+    response r;
+    client_read(&c, &r);
+    assert_int_equal(r.status, 408);
+    assert_non_null(strstr(r.head, "Connection: close\r\n"));
+    assert_non_null(strstr(r.body, "the request did not arrive whole within 300 ms"));
+    assert_true(client_sees_eof(&c));
+    close(c.fd);
+    assert_still_serving();
+}
+
+static void test_idle_connections_are_closed(void **state)
+{
+    client quiet, done;
+    client_open(&quiet); /* never sends a byte */
+    client_open(&done);  /* one request, then nothing */
+    const char *ping = "GET /ping HTTP/1.1\r\n\r\n";
+    client_send(&done, ping, strlen(ping));
+    response r;
+    client_read(&done, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(client_sees_eof(&quiet));
+    assert_true(client_sees_eof(&done));
+    close(quiet.fd);
+    close(done.fd);
+    assert_true(stat_of("timeouts") >= 2);
+    assert_still_serving();
+}
+
+static int start_deadline_server(void **state)
+{
+    static const char *const args[] = {"--workers", "2", "--job-timeout-ms", "1000", NULL};
+    server_start_with(args);
+    return 0;
+}
+
+static void test_job_past_its_deadline_answers_504(void **state)
+{
+    response r;
+    get(LONG_JOB, &r);
+    assert_int_equal(r.status, 504);
+    const char *want = "{\"error\":{\"type\":\"TimeoutError\",\"message\":";
+    assert_memory_equal(r.body, want, strlen(want));
+    assert_int_equal(stat_of("jobs_timed_out"), 1);
+    assert_still_serving();
+    /* A short job still fits its deadline. */
+    expect_work_sum();
+}
+
+static int start_capped_server(void **state)
+{
+    static const char *const args[] = {"--workers", "1", "--max-connections", "3", NULL};
+    server_start_with(args);
+    return 0;
+}
+
+static void test_connections_past_the_cap_get_503_and_are_closed(void **state)
+{
+    client held[3];
+    response r;
+    const char *ping = "GET /ping HTTP/1.1\r\n\r\n";
+    for (int i = 0; i < 3; i++) {
+        client_open(&held[i]);
+        client_send(&held[i], ping, strlen(ping));
+        client_read(&held[i], &r);
+        assert_int_equal(r.status, 200);
+    }
+    client extra;
+    client_open(&extra);
+    client_read(&extra, &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.head, "\r\nRetry-After: 1\r\n"));
+    assert_non_null(strstr(r.head, "Connection: close\r\n"));
+    assert_non_null(strstr(r.body, "too many connections"));
+    assert_true(client_sees_eof(&extra));
+    close(extra.fd);
+    /* One leaves: a new client is served once the server saw it go. */
+    close(held[0].fd);
+    wait_for_a_place();
+    close(held[1].fd);
+    close(held[2].fd);
+    wait_for_a_place();
+    assert_true(stat_of("connections_refused") >= 1);
+    assert_still_serving();
+}
+
 /* ---- inline mode ----------------------------------------------------------- */
 
 static int start_inline_server(void **state)
@@ -502,10 +646,20 @@ static void test_inline_mode_computes_the_same_answers_without_a_pool(void **sta
     assert_int_equal(r.status, 500);
     assert_non_null(strstr(r.body, "\"type\":\"ValueError\",\"message\":\"Unlucky number!\""));
     assert_int_equal((long)json_u64(r.body, "pid"), (long)srv.pid);
+    /* Issue 16: this one gave 200 and a negative count on the loop thread. */
+    assert_bad_request("GET /work?iterations=9223372036854775808 HTTP/1.1\r\n\r\n", 400,
+                       "'iterations' must be an integer in 0..100000000000");
+    assert_bad_request("GET /lucky?n=10&iterations=1400000000 HTTP/1.1\r\n\r\n", 400,
+                       "would not fit in 64 bits");
+    assert_still_serving();
+    get("/hash?password=pleaseletmein&salt=SodiumChloride&len=64", &r);
+    assert_string_equal(r.body, "{\"hash\":\"" RFC_HASH "\",\"N\":16384,\"r\":8,\"p\":1}");
+    get("/crash", &r);
+    assert_int_equal(r.status, 400);
     get("/stats", &r);
     assert_non_null(strstr(r.body, "\"mode\":\"inline\""));
     assert_non_null(strstr(r.body, "\"pool\":null"));
-    assert_int_equal(json_u64(r.body, "jobs_started"), 3);
+    assert_int_equal(json_u64(r.body, "jobs_started"), 4);
 
     assert_int_equal(kill(srv.pid, SIGINT), 0);
     assert_int_equal(server_wait(), 0);
@@ -526,13 +680,39 @@ int main(void)
         cmocka_unit_test(test_malformed_or_oversized_http_is_refused_and_closed),
         cmocka_unit_test(test_keep_alive_serves_sequential_pipelined_and_split_requests),
         cmocka_unit_test(test_client_that_leaves_mid_job_gets_its_job_cancelled),
+        cmocka_unit_test(test_lenient_http_is_refused),
+        cmocka_unit_test(test_integers_that_overflow_are_refused_before_any_work),
+        cmocka_unit_test(test_head_gets_the_headers_of_get_without_a_body),
+        cmocka_unit_test(test_expect_100_continue_is_answered_before_the_body),
+        cmocka_unit_test(test_hash_is_scrypt_with_the_contracts_body),
+        cmocka_unit_test(test_hash_refuses_bad_input_with_400),
+        cmocka_unit_test(test_crash_answers_500_worker_crashed_and_the_server_goes_on),
+        cmocka_unit_test(test_clients_that_never_read_leave_memory_bounded),
+        cmocka_unit_test(test_disconnect_behind_pipelined_requests_cancels_the_job),
         cmocka_unit_test(test_sigterm_exits_0_and_leaves_no_worker_behind),
     };
     const struct CMUnitTest inline_mode[] = {
         cmocka_unit_test(test_inline_mode_computes_the_same_answers_without_a_pool),
     };
+    const struct CMUnitTest limits[] = {
+        cmocka_unit_test(test_full_job_queue_answers_503_with_retry_after),
+        cmocka_unit_test(test_half_a_request_line_gets_408_and_is_closed),
+        cmocka_unit_test(test_idle_connections_are_closed),
+    };
+    const struct CMUnitTest deadline[] = {
+        cmocka_unit_test(test_job_past_its_deadline_answers_504),
+    };
+    const struct CMUnitTest capped[] = {
+        cmocka_unit_test(test_connections_past_the_cap_get_503_and_are_closed),
+    };
     int failed = cmocka_run_group_tests_name("pool mode", pool_mode, start_pool_server,
                                              group_teardown);
+    failed += cmocka_run_group_tests_name("job and connection limits", limits,
+                                          start_limited_server, stop_server);
+    failed += cmocka_run_group_tests_name("job deadline", deadline, start_deadline_server,
+                                          stop_server);
+    failed += cmocka_run_group_tests_name("connection cap", capped, start_capped_server,
+                                          stop_server);
     failed += cmocka_run_group_tests_name("inline mode", inline_mode, start_inline_server,
                                           group_teardown);
     return failed;

@@ -1,30 +1,27 @@
-"""Turns bench/offload/run's measurements into offload.json, offload.md and
-the data file offload.gp plots.
+"""Turns bench/offload/run's measurements into tables, JSON and the data
+files offload.gp plots.
 
-    report.py RUNS.jsonl OUTDIR --workers N --iterations M --job-ms MS
+    report.py work RUNS.jsonl OUTDIR --workers N --iterations M --job-ms MS
               --duration S --ping-delay-ms D
+        /ping while /work keeps the workers busy (ppx, --inline, idle):
+        offload.json, offload.md, offload.dat
+    report.py shootout SHOOTOUT.jsonl OUTDIR --duration S --ping-delay-ms D
+        the scrypt service against its peers (shootout.py's lines):
+        shootout.json, shootout.md, shootout.dat; prints the ratios
 """
 import argparse
 import json
 import os
 import platform
 
+import shootout_report
+
 
 def ms(us):
     return us / 1000.0
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("runs")
-    ap.add_argument("outdir")
-    ap.add_argument("--workers", type=int, required=True)
-    ap.add_argument("--iterations", type=int, required=True)
-    ap.add_argument("--job-ms", type=float, required=True)
-    ap.add_argument("--duration", type=int, required=True)
-    ap.add_argument("--ping-delay-ms", type=int, required=True)
-    a = ap.parse_args()
-
+def work_report(a):
     with open(a.runs) as f:
         runs = [json.loads(line) for line in f if line.strip()]
     rows = []
@@ -94,6 +91,29 @@ def main():
         for r in rows:
             f.write(f"{r['mode']} {r['ping_p50_ms']:.4f} {r['ping_p99_ms']:.4f} "
                     f"{r['work_rps'] or 0:.4f}\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="part", required=True)
+    work = sub.add_parser("work")
+    work.add_argument("runs")
+    work.add_argument("outdir")
+    work.add_argument("--workers", type=int, required=True)
+    work.add_argument("--iterations", type=int, required=True)
+    work.add_argument("--job-ms", type=float, required=True)
+    work.add_argument("--duration", type=int, required=True)
+    work.add_argument("--ping-delay-ms", type=int, required=True)
+    shoot = sub.add_parser("shootout")
+    shoot.add_argument("runs")
+    shoot.add_argument("outdir")
+    shoot.add_argument("--duration", type=int, required=True)
+    shoot.add_argument("--ping-delay-ms", type=int, required=True)
+    a = ap.parse_args()
+    if a.part == "work":
+        work_report(a)
+    else:
+        shootout_report.report(a)
 
 
 if __name__ == "__main__":

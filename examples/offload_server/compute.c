@@ -1,5 +1,8 @@
 #include "compute.h"
 
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <signal.h>
 #include <sys/random.h>
 
 #define CHECK_MASK ((INT64_C(1) << 20) - 1)
@@ -66,5 +69,46 @@ int lucky_sum(int64_t n, int64_t iterations, int64_t *out, const char **type,
         return -1;
     }
     *out = (int64_t)x;
+    return 0;
+}
+
+int hash_scrypt(const char *password, size_t plen, const char *salt, size_t slen,
+                const hash_params *hp, unsigned char *out)
+{
+    /* What scrypt allocates (V: 128*N*r, B: 128*r*p) and some room; the
+     * bounds in hash_params keep this under 1.1 GiB. */
+    uint64_t maxmem = 128 * hp->N * hp->r * hp->p + 128 * hp->r * hp->p + (1u << 20);
+    return EVP_PBE_scrypt(password, plen, (const unsigned char *)salt, slen, hp->N, hp->r,
+                          hp->p, maxmem, out, hp->len) == 1
+               ? 0
+               : -1;
+}
+
+int hash_fn(ppx_call *call, void *udata)
+{
+    (void)udata;
+    const char *password, *salt;
+    size_t plen, slen;
+    int64_t v[4];
+    if (ppx_call_arg_str(call, 0, &password, &plen) || ppx_call_arg_str(call, 1, &salt, &slen))
+        return ppx_raise(call, "TypeError", "password and salt must be strings");
+    for (size_t i = 0; i < 4; i++)
+        if (ppx_call_arg_int(call, 2 + i, &v[i]) || v[i] < 1)
+            return ppx_raise(call, "TypeError", "N, r, p and len must be positive integers");
+    hash_params hp = {(uint64_t)v[0], (uint64_t)v[1], (uint64_t)v[2], (size_t)v[3]};
+    unsigned char out[HASH_LEN_MAX];
+    if (hp.len > sizeof out || hash_scrypt(password, plen, salt, slen, &hp, out) != 0)
+        return ppx_raise(call, "ValueError", "EVP_PBE_scrypt refused N=%" PRIu64 " r=%" PRIu64
+                         " p=%" PRIu64 " len=%zu", hp.N, hp.r, hp.p, hp.len);
+    return ppx_return_bin(call, out, hp.len);
+}
+
+int crash_fn(ppx_call *call, void *udata)
+{
+    (void)call;
+    (void)udata;
+    /* What a bug in native code does: the worker dies of SIGSEGV, and the
+     * pool reports the call as WorkerCrashed and starts a new worker. */
+    raise(SIGSEGV);
     return 0;
 }

@@ -5,6 +5,7 @@
 #include "ppx.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Polled every 2^20 iterations; returning true stops the sum. */
@@ -27,5 +28,24 @@ int work_fn(ppx_call *call, void *udata);
  */
 int lucky_sum(int64_t n, int64_t iterations, int64_t *out, const char **type,
               const char **message);
+
+/* scrypt's parameters, within the bounds /hash checks (routes.c). */
+#define HASH_LEN_MAX 64
+typedef struct hash_params {
+    uint64_t N, r, p;
+    size_t len;
+} hash_params;
+
+/* scrypt(password, salt) with OpenSSL's EVP_PBE_scrypt: hp->len bytes in
+ * out. 0, or -1 if OpenSSL refused (memory, parameters). */
+int hash_scrypt(const char *password, size_t plen, const char *salt, size_t slen,
+                const hash_params *hp, unsigned char *out);
+
+/* hash(password, salt, N, r, p, len) -> hash_scrypt's bytes as binary.
+ * Registered as "hash". */
+int hash_fn(ppx_call *call, void *udata);
+
+/* crash() -> the worker dies of SIGSEGV. Registered as "crash". */
+int crash_fn(ppx_call *call, void *udata);
 
 #endif

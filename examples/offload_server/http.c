@@ -1,46 +1,46 @@
 /*
- * Connections: accept, read, parse with http_parser, write responses,
- * close. One request is handled at a time per connection: the parser is
- * paused in on_message_complete, so http_parser_execute returns right after
- * each request and the bytes behind it stay in c->in until the answer to
- * this one is queued. Responses are therefore written in request order,
- * which is what HTTP/1.1 pipelining needs.
+ * Reading, parsing with llhttp and writing. One request is handled at a
+ * time per connection: on_message_complete pauses the parser, so
+ * llhttp_execute returns right after each request and the bytes behind it
+ * stay in c->in until the answer to this one is queued. Responses are
+ * therefore written in request order, which is what HTTP/1.1 pipelining
+ * needs. llhttp is built in strict mode (examples/meson.build) and no
+ * lenient flag is set: a space before a header's colon, chunk data
+ * without its CRLF or a bare LF are errors.
  */
-#include "json.h"
 #include "server.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Past these, stop reading (unparsed input) or parsing (unsent output)
- * until the backlog drains. While reads are stopped, a peer that leaves
- * is only noticed when reading resumes. */
-#define IN_MAX (64 * 1024)
-#define OUT_MAX (256 * 1024)
-
-typedef struct wreq {
-    uv_write_t req;
-    conn *c;
-    char data[];
-} wreq;
-
-static void drive(conn *c);
-static void conn_close(conn *c);
+#include <strings.h>
 
 /* ---- parser callbacks ---------------------------------------------------- */
 
-static int on_message_begin(http_parser *p)
+static int on_message_begin(llhttp_t *p)
 {
     conn *c = p->data;
-    c->url_len = 0;
-    c->body_len = 0;
+    c->url_len = c->head_len = c->body_len = 0;
+    c->field_len = c->value_len = 0;
     c->reject = 0;
+    c->expect_continue = false;
+    c->head = false;
+    c->in_message = true;
     return 0;
 }
 
-static int on_url(http_parser *p, const char *at, size_t len)
+/* Counts head bytes against HEADERS_MAX; false (431) past it. */
+static bool count_head(conn *c, size_t len)
+{
+    c->head_len += len;
+    if (c->head_len > HEADERS_MAX) {
+        c->reject = 431;
+        return false;
+    }
+    return true;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
     if (len > URL_MAX - c->url_len) {
@@ -50,19 +50,99 @@ static int on_url(http_parser *p, const char *at, size_t len)
     memcpy(c->url + c->url_len, at, len);
     c->url_len += len;
     c->url[c->url_len] = '\0';
-    return 0;
+    return count_head(c, len) ? 0 : -1;
 }
 
-static int on_headers_complete(http_parser *p)
+/* The version's text, kept to tell "HTTP/9.9" (505) from garbage (400). */
+static int on_version(llhttp_t *p, const char *at, size_t len)
 {
     conn *c = p->data;
-    /* After an Upgrade or CONNECT the bytes are not HTTP any more: answer,
-     * then close. */
-    c->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    for (size_t i = 0; i < len && c->value_len < sizeof c->value - 1; i++)
+        c->value[c->value_len++] = at[i];
+    c->value[c->value_len] = '\0';
+    return count_head(c, len) ? 0 : -1;
+}
+
+static int on_version_complete(llhttp_t *p)
+{
+    conn *c = p->data;
+    c->value_len = 0;
+    /* HTTP/0.9 has no headers and no status line: refuse it (400). */
+    if (p->http_major == 0) {
+        c->reject = 400;
+        return -1;
+    }
+    if (p->http_major != 1 || p->http_minor > 1) {
+        c->reject = 505;
+        return -1;
+    }
     return 0;
 }
 
-static int on_body(http_parser *p, const char *at, size_t len)
+/* Appends up to the room in buf (a short header name or value); longer
+ * ones are marked by a length past the room and match nothing. */
+static void keep_short(char *buf, size_t room, size_t *len, const char *at, size_t n)
+{
+    for (size_t i = 0; i < n; i++, (*len)++)
+        if (*len < room - 1)
+            buf[*len] = at[i];
+    buf[*len < room - 1 ? *len : room - 1] = '\0';
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    conn *c = p->data;
+    keep_short(c->field, sizeof c->field, &c->field_len, at, len);
+    return count_head(c, len) ? 0 : -1;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    conn *c = p->data;
+    keep_short(c->value, sizeof c->value, &c->value_len, at, len);
+    return count_head(c, len) ? 0 : -1;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    conn *c = p->data;
+    if (c->field_len == 6 && strcasecmp(c->field, "expect") == 0) {
+        /* Any other expectation cannot be met: RFC 9110 says 417. */
+        if (c->value_len != 12 || strcasecmp(c->value, "100-continue") != 0) {
+            c->reject = 417;
+            return -1;
+        }
+        c->expect_continue = true;
+    }
+    c->field_len = c->value_len = 0;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    conn *c = p->data;
+    /* "GET /path" without a version is HTTP/0.9 to llhttp: refused too. */
+    if (p->http_major == 0) {
+        c->reject = 400;
+        return -1;
+    }
+    /* After an Upgrade or CONNECT the bytes are not HTTP any more: answer,
+     * then close. */
+    c->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
+    c->head = p->method == HTTP_HEAD;
+    /* A body we would refuse is refused before the client sends it. */
+    if (p->content_length > BODY_MAX && (p->flags & F_CONTENT_LENGTH)) {
+        c->reject = 413;
+        return -1;
+    }
+    if (c->expect_continue && p->http_minor == 1) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        conn_write_raw(c, cont, sizeof cont - 1);
+    }
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     (void)at;
     conn *c = p->data;
@@ -74,145 +154,79 @@ static int on_body(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-static int on_message_complete(http_parser *p)
+static int on_message_complete(llhttp_t *p)
 {
-    http_parser_pause(p, 1);
-    return 0;
+    conn *c = p->data;
+    c->in_message = false;
+    return HPE_PAUSED;
 }
 
-static const http_parser_settings settings = {
+const llhttp_settings_t http_settings = {
     .on_message_begin = on_message_begin,
     .on_url = on_url,
+    .on_version = on_version,
+    .on_version_complete = on_version_complete,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
 
-/* ---- writing ------------------------------------------------------------- */
-
-static const char *reason(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
-    }
-}
-
-static void on_written(uv_write_t *req, int status)
-{
-    wreq *w = (wreq *)req;
-    conn *c = w->c;
-    free(w);
-    c->writes--;
-    if (c->closed)
-        return;
-    if (status < 0 || (c->gone && c->writes == 0)) {
-        conn_close(c);
-        return;
-    }
-    drive(c); /* a write backlog may have held parsing back */
-}
-
-void conn_respond(conn *c, int status, const char *body, size_t len)
-{
-    if (c->gone)
-        return;
-    char head[512];
-    int hlen = snprintf(head, sizeof head,
-                        "HTTP/1.1 %d %s\r\n"
-                        "Content-Type: application/json\r\n"
-                        "Content-Length: %zu\r\n"
-                        "Connection: %s\r\n"
-                        "%s\r\n",
-                        status, reason(status), len, c->keep_alive ? "keep-alive" : "close",
-                        status == 405 ? "Allow: GET\r\n" : "");
-    wreq *w = hlen > 0 && (size_t)hlen < sizeof head ? malloc(sizeof *w + (size_t)hlen + len)
-                                                     : NULL;
-    if (!w) {
-        conn_close(c);
-        return;
-    }
-    w->c = c;
-    memcpy(w->data, head, (size_t)hlen);
-    memcpy(w->data + hlen, body, len);
-    uv_buf_t buf = uv_buf_init(w->data, (unsigned)((size_t)hlen + len));
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written) < 0) {
-        free(w);
-        conn_close(c);
-        return;
-    }
-    c->writes++;
-    if (!c->keep_alive) {
-        /* The last answer on this connection: close once it is written. */
-        c->gone = true;
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
-    }
-}
-
-void conn_respond_error(conn *c, int status, const char *type, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    jbuf b = {0};
-    jbuf_printf(&b, "{\"error\":{\"type\":");
-    jbuf_str(&b, type);
-    jbuf_printf(&b, ",\"message\":");
-    jbuf_str(&b, msg);
-    jbuf_printf(&b, "}}\n");
-    if (b.oom)
-        conn_close(c);
-    else
-        conn_respond(c, status, b.text, b.len);
-    jbuf_free(&b);
-}
-
 /* ---- reading and parsing --------------------------------------------------- */
 
 /* A request the parser refused: answer it and close. */
-static void reject(conn *c, enum http_errno e)
+static void reject(conn *c, llhttp_errno_t e)
 {
     c->keep_alive = false;
     c->srv->count.requests++;
-    if (c->reject == 414)
+    const char *v = c->value;
+    bool numeric_version = c->value_len == 3 && v[0] >= '0' && v[0] <= '9' && v[1] == '.' &&
+                           v[2] >= '0' && v[2] <= '9';
+    int status = c->reject;
+    if (!status && e == HPE_INVALID_VERSION && numeric_version)
+        status = 505;
+    switch (status) {
+    case 414:
         conn_respond_error(c, 414, "BadRequest", "the URL is longer than %d bytes", URL_MAX);
-    else if (c->reject == 413)
+        break;
+    case 413:
         conn_respond_error(c, 413, "BadRequest", "the body is longer than %d bytes", BODY_MAX);
-    else if (e == HPE_HEADER_OVERFLOW)
+        break;
+    case 431:
         conn_respond_error(c, 431, "BadRequest",
-                           "the request line and headers are longer than %d bytes",
-                           HEADERS_MAX);
-    else
+                           "the request line and headers are longer than %d bytes", HEADERS_MAX);
+        break;
+    case 417:
+        conn_respond_error(c, 417, "BadRequest", "the only expectation met is 100-continue");
+        break;
+    case 505:
+        conn_respond_error(c, 505, "BadRequest", "HTTP version not supported: use HTTP/1.1 or 1.0");
+        break;
+    case 400:
+        conn_respond_error(c, 400, "BadRequest", "malformed HTTP request: HTTP/0.9 is not served");
+        break;
+    default:
         conn_respond_error(c, 400, "BadRequest", "malformed HTTP request: %s",
-                           http_errno_description(e));
-}
-
-static bool write_backlog(conn *c)
-{
-    return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > OUT_MAX;
+                           llhttp_get_error_reason(&c->parser));
+    }
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     conn *c = h->data;
-    *buf = uv_buf_init(c->srv->rbuf, sizeof c->srv->rbuf);
+    /* Never more than IN_MAX plus a little unparsed bytes per connection. */
+    size_t room = IN_MAX + 4096 - (c->in_len < IN_MAX ? c->in_len : IN_MAX);
+    if (room > sizeof c->srv->rbuf)
+        room = sizeof c->srv->rbuf;
+    *buf = uv_buf_init(c->srv->rbuf, (unsigned)room);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-static void update_reading(conn *c)
+void conn_update_reading(conn *c)
 {
     if (c->gone || c->closed)
         return;
@@ -228,32 +242,61 @@ static void update_reading(conn *c)
     c->reading = want;
 }
 
-/* Parses and answers requests until the input runs out or one of them has
- * to wait (a job runs, the peer reads slowly). */
-static void drive(conn *c)
+/* Out of turns: the server's idle handle calls conn_drive again once the
+ * other connections had theirs. */
+static void yield(conn *c)
+{
+    c->yielded = true;
+    server_resume_later(c->srv);
+}
+
+/* Parses one request from off; returns the new offset. */
+static size_t parse_one(conn *c, size_t off)
+{
+    llhttp_errno_t e = llhttp_execute(&c->parser, c->in + off, c->in_len - off);
+    if (e == HPE_OK)
+        return c->in_len;
+    /* After an Upgrade or CONNECT request llhttp pauses with its own code;
+     * the request is answered all the same, and the connection closes
+     * (keep_alive is false for it). */
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        size_t end = (size_t)(llhttp_get_error_pos(&c->parser) - c->in);
+        if (e == HPE_PAUSED)
+            llhttp_resume(&c->parser);
+        c->srv->count.requests++;
+        c->parsed_this_turn++;
+        route_request(c);
+        return end;
+    }
+    reject(c, e);
+    return c->in_len;
+}
+
+void conn_drive(conn *c)
 {
     if (c->driving)
         return; /* a job finished synchronously: the outer drive goes on */
     c->driving = true;
     size_t off = 0;
-    while (!c->gone && !c->job && !write_backlog(c) && off < c->in_len) {
-        off += http_parser_execute(&c->parser, &settings, c->in + off, c->in_len - off);
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-        if (e == HPE_PAUSED) {
-            http_parser_pause(&c->parser, 0);
-            c->srv->count.requests++;
-            route_request(c);
-        } else if (e != HPE_OK) {
-            reject(c, e);
-            off = c->in_len;
+    while (!c->gone && !c->job && off < c->in_len) {
+        /* Responses the peer has not taken yet hold parsing back: counted
+         * here, not by libuv's queue size, which misses written ones. */
+        if (c->writes >= c->srv->lim.max_outstanding)
+            break;
+        if (c->parsed_this_turn >= c->srv->lim.max_requests_per_read) {
+            yield(c);
+            break;
         }
+        off = parse_one(c, off);
     }
     if (off > 0) {
         memmove(c->in, c->in + off, c->in_len - off);
         c->in_len -= off;
     }
     c->driving = false;
-    update_reading(c);
+    conn_flush(c);
+    conn_update_reading(c);
+    conn_update_timer(c);
 }
 
 static bool keep_input(conn *c, const char *p, size_t n)
@@ -287,6 +330,8 @@ static void peer_left(conn *c, ssize_t why)
     }
     if (why != UV_EOF || c->writes == 0)
         conn_close(c);
+    else
+        conn_update_timer(c);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -302,113 +347,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
-    drive(c);
-}
-
-/* ---- lifetime -------------------------------------------------------------- */
-
-static void conn_free(conn *c)
-{
-    free(c->in);
-    free(c);
-}
-
-static void on_closed(uv_handle_t *h)
-{
-    conn *c = h->data;
-    server *s = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    s->count.connections--;
-    c->handle_closed = true;
-    if (!c->job)
-        conn_free(c);
-}
-
-static void conn_close(conn *c)
-{
-    if (c->closed)
-        return;
-    c->closed = c->gone = true;
-    if (c->job)
-        route_cancel_job(c);
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
-}
-
-void conn_job_finished(conn *c)
-{
-    if (c->handle_closed)
-        conn_free(c);
-    else if (c->gone && c->writes == 0)
-        conn_close(c);
-    else
-        drive(c);
-}
-
-static void on_connection(uv_stream_t *listener, int status)
-{
-    server *s = listener->data;
-    if (status < 0) {
-        fprintf(stderr, "offload_server: accept: %s\n", uv_strerror(status));
-        return;
-    }
-    conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        /* libuv accepts nothing more until this one is accepted, and
-         * accepting needs the memory we lack: give up cleanly. */
-        fprintf(stderr, "offload_server: out of memory accepting a connection\n");
-        s->failed = true;
-        server_stop(s);
-        return;
-    }
-    c->srv = s;
-    c->tcp.data = c;
-    c->parser.data = c;
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    uv_tcp_init(s->loop, &c->tcp); /* cannot fail on Linux */
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    s->count.connections++;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
-        conn_close(c);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    update_reading(c);
-}
-
-int server_listen(server *s, int port, int *bound)
-{
-    http_parser_set_max_header_size(HEADERS_MAX);
-    struct sockaddr_in addr;
-    int rc = uv_ip4_addr("127.0.0.1", port, &addr);
-    if (rc == 0)
-        rc = uv_tcp_init(s->loop, &s->listener);
-    if (rc)
-        return rc;
-    s->listener.data = s;
-    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
-    int len = sizeof addr;
-    if (rc == 0)
-        rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&addr, &len);
-    if (rc) {
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        return rc;
-    }
-    *bound = ntohs(addr.sin_port);
-    return 0;
-}
-
-void server_close_connections(server *s)
-{
-    for (conn *c = s->conns; c; c = c->next)
-        conn_close(c);
+    /* A new read is a new turn, unless the connection is waiting for
+     * its next one behind the others (the server's idle handle). */
+    if (!c->yielded)
+        c->parsed_this_turn = 0;
+    conn_drive(c);
 }

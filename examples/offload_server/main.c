@@ -1,7 +1,7 @@
 /*
  * offload_server: options, startup and shutdown.
  *
- *   offload_server [--port N] [--workers N] [--inline]
+ *   offload_server [--port N] [--workers N] [--inline] [limits...]
  *
  * Listens on 127.0.0.1:N (0: a free port) and prints
  * "listening on 127.0.0.1:PORT" once it accepts connections. SIGINT or
@@ -16,21 +16,56 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 typedef struct opts {
     int port;
     int workers;
     bool inline_mode;
+    server_limits lim;
 } opts;
+
+/* One option taking an integer: its name, range, where it goes, and
+ * the line --help prints. */
+typedef struct int_opt {
+    const char *name;
+    long lo, hi;
+    size_t offset; /* into opts */
+    const char *help;
+} int_opt;
+
+#define LIM(field) offsetof(opts, lim.field)
+static const int_opt int_opts[] = {
+    {"port", 0, 65535, offsetof(opts, port),
+     "listen on 127.0.0.1:N; 0 picks a free port (default 8080)"},
+    {"workers", 1, 256, offsetof(opts, workers), "pool workers (default: one per CPU)"},
+    {"max-connections", 1, 1000000, LIM(max_connections),
+     "open connections; past it a new one gets 503 and is closed (default 1024)"},
+    {"max-outstanding", 1, 1000000, LIM(max_outstanding),
+     "responses not yet sent per connection before parsing pauses (default 64)"},
+    {"max-requests-per-read", 1, 1000000, LIM(max_requests_per_read),
+     "requests parsed per connection before others get a turn (default 16)"},
+    {"header-timeout-ms", 1, 86400000, LIM(header_timeout_ms),
+     "a started request must arrive whole within N ms, else 408 (default 10000)"},
+    {"idle-timeout-ms", 1, 86400000, LIM(idle_timeout_ms),
+     "close a connection idle this long while no job of it runs (default 5000)"},
+    {"max-jobs", 1, 1000000, LIM(max_jobs),
+     "jobs queued or running in the pool; past it 503 + Retry-After (default 64)"},
+    {"job-timeout-ms", 0, 86400000, LIM(job_timeout_ms),
+     "a job's deadline, then it is stopped and 504 answered; 0: none (default 30000)"},
+};
+#define N_INT_OPTS (sizeof int_opts / sizeof int_opts[0])
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage: offload_server [--port N] [--workers N] [--inline]\n"
-                "  --port N     listen on 127.0.0.1:N; 0 picks a free port (default 8080)\n"
-                "  --workers N  pool workers, 1..256 (default: one per CPU)\n"
-                "  --inline     compute /lucky and /work on the loop thread, no pool\n");
+    fprintf(to, "usage: offload_server [options]\n");
+    for (size_t i = 0; i < N_INT_OPTS; i++)
+        fprintf(to, "  --%-22s %s\n", int_opts[i].name, int_opts[i].help);
+    fprintf(to, "  --%-22s %s\n", "inline", "compute /lucky, /work and /hash on the loop thread, no pool");
+    fprintf(to, "  --%-22s %s\n", "help", "this text");
 }
 
 static bool parse_int(const char *s, long lo, long hi, int *out)
@@ -46,32 +81,28 @@ static bool parse_int(const char *s, long lo, long hi, int *out)
 
 static int parse(int argc, char **argv, opts *o)
 {
-    static const struct option longs[] = {
-        {"port", required_argument, NULL, 'p'},
-        {"workers", required_argument, NULL, 'w'},
-        {"inline", no_argument, NULL, 'i'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    *o = (opts){.port = 8080};
+    struct option longs[N_INT_OPTS + 3];
+    for (size_t i = 0; i < N_INT_OPTS; i++)
+        longs[i] = (struct option){int_opts[i].name, required_argument, NULL, (int)(i + 1)};
+    longs[N_INT_OPTS] = (struct option){"inline", no_argument, NULL, 'i'};
+    longs[N_INT_OPTS + 1] = (struct option){"help", no_argument, NULL, 'h'};
+    longs[N_INT_OPTS + 2] = (struct option){NULL, 0, NULL, 0};
+    *o = (opts){.port = 8080,
+                .lim = {.max_connections = 1024, .max_outstanding = 64,
+                        .max_requests_per_read = 16, .header_timeout_ms = 10000,
+                        .idle_timeout_ms = 5000, .max_jobs = 64, .job_timeout_ms = 30000}};
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
-        switch (c) {
-        case 'p':
-            if (!parse_int(optarg, 0, 65535, &o->port))
-                return fprintf(stderr, "--port takes 0..65535\n"), -1;
-            break;
-        case 'w':
-            if (!parse_int(optarg, 1, 256, &o->workers))
-                return fprintf(stderr, "--workers takes 1..256\n"), -1;
-            break;
-        case 'i':
+        if (c >= 1 && c <= (int)N_INT_OPTS) {
+            const int_opt *io = &int_opts[c - 1];
+            if (!parse_int(optarg, io->lo, io->hi, (int *)((char *)o + io->offset)))
+                return fprintf(stderr, "--%s takes %ld..%ld\n", io->name, io->lo, io->hi), -1;
+        } else if (c == 'i') {
             o->inline_mode = true;
-            break;
-        case 'h':
+        } else if (c == 'h') {
             usage(stdout);
             exit(0);
-        default:
+        } else {
             usage(stderr);
             return -1;
         }
@@ -81,6 +112,29 @@ static int parse(int argc, char **argv, opts *o)
         return -1;
     }
     return 0;
+}
+
+/* Each connection holds a descriptor: raise the soft limit to the hard one
+ * and lower --max-connections to what fits, keeping some for the pool
+ * and the loop, so that past the cap clients get a 503, not a reset from
+ * a failed accept. */
+static void fit_descriptor_limit(opts *o)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t reserve = 64 + 8 * (rlim_t)(o->workers > 0 ? o->workers : 64);
+    rlim_t room = rl.rlim_cur > reserve + 16 ? rl.rlim_cur - reserve : 16;
+    if ((rlim_t)o->lim.max_connections > room) {
+        fprintf(stderr, "offload_server: --max-connections lowered to %llu (open files limit %llu)\n",
+                (unsigned long long)room, (unsigned long long)rl.rlim_cur);
+        o->lim.max_connections = (int)room;
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -97,6 +151,7 @@ void server_stop(server *s)
     uv_close((uv_handle_t *)&s->listener, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->resume, NULL);
     server_close_connections(s);
     if (s->pool) {
         /* The connections' jobs are cancelled by now; this catches any
@@ -114,27 +169,44 @@ static int fail(const char *what, int rc)
     return 1;
 }
 
+/* Registers the worker functions and starts the pool, before the loop and
+ * its signal handlers exist (the pool forks its fork server now). The
+ * workers' scheduling options, when the pool has them, are set here from
+ * the command line. 0, or main's exit status. */
+static int start_pool(const opts *o, ppx_pool **pool)
+{
+    int rc = ppx_register("lucky_number", lucky_number, NULL);
+    if (rc == 0)
+        rc = ppx_register("work", work_fn, NULL);
+    if (rc == 0)
+        rc = ppx_register("hash", hash_fn, NULL);
+    if (rc == 0)
+        rc = ppx_register("crash", crash_fn, NULL);
+    if (rc)
+        return fail("registering the functions", rc);
+    ppx_pool_options po = PPX_POOL_OPTIONS(.workers = o->workers);
+    rc = ppx_pool_new(&po, pool);
+    if (rc)
+        return fail("starting the pool", rc);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     opts o;
     if (parse(argc, argv, &o))
         return 2;
+    fit_descriptor_limit(&o);
     /* A peer that leaves while its answer is written must not kill us. */
     signal(SIGPIPE, SIG_IGN);
 
     static server s; /* big (the read buffer), and reached from callbacks */
     s.inline_mode = o.inline_mode;
+    s.lim = o.lim;
     if (!o.inline_mode) {
-        int rc = ppx_register("lucky_number", lucky_number, NULL);
-        if (rc == 0)
-            rc = ppx_register("work", work_fn, NULL);
+        int rc = start_pool(&o, &s.pool);
         if (rc)
-            return fail("registering the functions", rc);
-        /* Before the loop and its signal handlers exist: the pool forks
-         * its fork server now. */
-        rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = o.workers), &s.pool);
-        if (rc)
-            return fail("starting the pool", rc);
+            return rc;
     }
 
     uv_loop_t loop;

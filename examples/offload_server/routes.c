@@ -1,13 +1,17 @@
 /*
- * The endpoints. /ping and /stats are answered on the loop thread; /lucky
- * and /work run in the pool and are answered from the awaitable's done
- * callback, or, with --inline, computed right here on the loop thread.
+ * The endpoints. /ping and /stats are answered on the loop thread;
+ * /lucky, /work, /hash and /crash run in the pool (jobs.c) or, with
+ * --inline, right here on the loop thread. Every parameter is checked,
+ * overflow included, before any work starts.
  */
 #include "compute.h"
-#include "json.h"
-#include "server.h"
+#include "query.h"
+#include "routes.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,197 +24,60 @@ typedef struct param {
     bool required;
     int64_t value;    /* the default until found */
     const char *hint; /* appended to error messages */
-    bool seen;
 } param;
 
-/* Parses one decimal value: digits only, no sign, no spaces. */
-static bool parse_value(const char *s, size_t len, int64_t hi, int64_t *out)
+/* Fills ps from the query; unknown names are ignored, a repeated one
+ * gives its first value (query_get). Answers 400 and returns false on the first
+ * missing or bad parameter. */
+static bool parse_params(conn *c, const char *query, size_t len, param *ps, size_t n)
 {
-    if (len == 0 || len > 19)
-        return false;
-    int64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return v <= hi;
-}
-
-/* Fills ps from query (len bytes, "a=1&b=2"); unknown names are ignored,
- * a repeated one keeps its last value. Answers 400 and returns false on
- * the first missing or bad parameter. */
-static bool parse_query(conn *c, const char *query, size_t len, param *ps, size_t n)
-{
-    const char *end = query + len;
-    for (const char *p = query; p < end;) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        const char *vstart = eq ? eq + 1 : stop;
-        size_t klen = (size_t)((eq ? eq : stop) - p);
-        for (size_t i = 0; i < n; i++) {
-            if (strlen(ps[i].name) != klen || memcmp(ps[i].name, p, klen) != 0)
-                continue;
-            int64_t v;
-            if (!parse_value(vstart, (size_t)(stop - vstart), ps[i].hi, &v) || v < ps[i].lo) {
-                conn_respond_error(c, 400, "BadRequest",
-                                   "parameter '%s' must be an integer in %" PRId64 "..%" PRId64
-                                   "%s",
-                                   ps[i].name, ps[i].lo, ps[i].hi, ps[i].hint);
-                return false;
-            }
-            ps[i].value = v;
-            ps[i].seen = true;
-        }
-        if (!amp)
-            break;
-        p = amp + 1;
-    }
     for (size_t i = 0; i < n; i++) {
-        if (ps[i].required && !ps[i].seen) {
+        char text[32];
+        long got = query_get(query, len, ps[i].name, text, sizeof text);
+        int64_t v;
+        if (got == -1 && !ps[i].required)
+            continue;
+        if (got == -1) {
             conn_respond_error(c, 400, "BadRequest",
                                "missing parameter '%s': an integer in %" PRId64 "..%" PRId64 "%s",
                                ps[i].name, ps[i].lo, ps[i].hi, ps[i].hint);
             return false;
         }
+        if (got < 0 || !query_int(text, (size_t)got, ps[i].hi, &v) || v < ps[i].lo) {
+            conn_respond_error(c, 400, "BadRequest",
+                               "parameter '%s' must be an integer in %" PRId64 "..%" PRId64 "%s",
+                               ps[i].name, ps[i].lo, ps[i].hi, ps[i].hint);
+            return false;
+        }
+        ps[i].value = v;
     }
     return true;
 }
 
-/* Sends b as the body and frees it. */
-static void respond_buf(conn *c, int status, jbuf *b)
+/* Packs the arguments and submits; 500 if they cannot be packed. */
+static void submit_packed(conn *c, job_kind kind, const char *fn, const char *fmt, ...)
 {
-    if (b->oom)
-        conn_respond_error(c, 500, "MemoryError", "out of memory");
-    else
-        conn_respond(c, status, b->text, b->len);
-    jbuf_free(b);
-}
-
-/* A task's failure, as the issue asks: its type, message, function and pid. */
-static void respond_task_error(conn *c, int status, const ppx_error *e)
-{
-    jbuf b = {0};
-    jbuf_printf(&b, "{\"error\":{\"type\":");
-    jbuf_str(&b, e->type);
-    jbuf_printf(&b, ",\"message\":");
-    jbuf_str(&b, e->message);
-    jbuf_printf(&b, ",\"function\":");
-    jbuf_str(&b, e->function);
-    jbuf_printf(&b, ",\"pid\":%ld}}\n", e->pid);
-    respond_buf(c, status, &b);
-}
-
-static void respond_lucky(conn *c, int64_t value)
-{
-    jbuf b = {0};
-    jbuf_printf(&b, "{\"n\":%" PRId64 ",\"value\":%" PRId64 "}\n", c->n, value);
-    respond_buf(c, 200, &b);
-}
-
-static void respond_work(conn *c, uint64_t value)
-{
-    jbuf b = {0};
-    jbuf_printf(&b, "{\"iterations\":%" PRId64 ",\"value\":%" PRIu64 "}\n", c->iterations,
-                value);
-    respond_buf(c, 200, &b);
-}
-
-/* ---- jobs in the pool ------------------------------------------------------ */
-
-static void on_job_done(ppx_awaitable *aw, void *arg)
-{
-    conn *c = arg;
-    server *s = c->srv;
-    c->job = NULL;
-    s->count.in_flight--;
-    const ppx_error *e = ppx_awaitable_error(aw);
-    ppx_value v;
-    int64_t i;
-    uint64_t u;
-    bool have = ppx_awaitable_value(aw, &v) == 0;
-    switch (ppx_awaitable_state(aw)) {
-    case PPX_DONE:
-        if (have && c->kind == JOB_LUCKY && ppx_value_int(v, &i) == 0)
-            respond_lucky(c, i);
-        else if (have && c->kind == JOB_WORK && ppx_value_uint(v, &u) == 0)
-            respond_work(c, u);
-        else
-            conn_respond_error(c, 500, "TypeError", "the worker returned an unexpected value");
-        break;
-    case PPX_FAILED:
-        s->count.jobs_failed++;
-        respond_task_error(c, 500, e);
-        break;
-    default:
-        /* Cancelled: the peer left or the server stops, so this is only
-         * written if something else cancelled it. */
-        if (e)
-            respond_task_error(c, 503, e);
-        else
-            conn_respond_error(c, 503, "CancelledError", "the job was cancelled");
-        break;
-    }
-    ppx_awaitable_unref(aw);
-    conn_job_finished(c);
-}
-
-static void start_job(conn *c, job_kind kind, int64_t n, int64_t iterations)
-{
-    server *s = c->srv;
-    ppx_awaitable *aw;
-    int rc = kind == JOB_LUCKY
-                 ? ppx_run_in_executorf(s->loop, s->pool, &aw, "lucky_number", "llnn",
-                                        (long long)iterations, (long long)n)
-                 : ppx_run_in_executorf(s->loop, s->pool, &aw, "work", "l", (long long)iterations);
+    void *args;
+    size_t len;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = ppx_vpack(&args, &len, fmt, ap);
+    va_end(ap);
     if (rc) {
-        conn_respond_error(c, 503, "ServiceUnavailable", "could not submit the job: %s",
-                           ppx_strerror(rc));
+        conn_respond_error(c, 500, "MemoryError", "packing the arguments: %s", ppx_strerror(rc));
         return;
     }
-    c->job = aw;
-    c->kind = kind;
-    c->n = n;
-    c->iterations = iterations;
-    s->count.in_flight++;
-    s->count.jobs_started++;
-    /* An already resolved awaitable runs the callback before this returns. */
-    rc = ppx_awaitable_add_done_callback(aw, on_job_done, c);
-    if (rc) {
-        c->job = NULL;
-        s->count.in_flight--;
-        ppx_awaitable_cancel(aw);
-        ppx_awaitable_unref(aw);
-        conn_respond_error(c, 503, "ServiceUnavailable", "could not watch the job: %s",
-                           ppx_strerror(rc));
-    }
+    job_submit(c, kind, fn, args, len);
+    free(args);
 }
 
-void route_cancel_job(conn *c)
-{
-    if (c->job && ppx_awaitable_cancel(c->job) == 0)
-        c->srv->count.jobs_cancelled++;
-}
+/* ---- /lucky and /work ------------------------------------------------------ */
 
-/* ---- the same jobs on the loop thread ----------------------------------- */
-
-static void run_inline(conn *c, job_kind kind, int64_t n, int64_t iterations)
+static void lucky_inline(conn *c)
 {
-    c->kind = kind;
-    c->n = n;
-    c->iterations = iterations;
-    c->srv->count.jobs_started++;
-    if (kind == JOB_WORK) {
-        uint64_t u = 0;
-        work_sum(iterations, NULL, NULL, &u);
-        respond_work(c, u);
-        return;
-    }
     int64_t v;
     const char *type, *message;
-    if (lucky_sum(n, iterations, &v, &type, &message) == 0) {
+    if (lucky_sum(c->n, c->iterations, &v, &type, &message) == 0) {
         respond_lucky(c, v);
         return;
     }
@@ -220,32 +87,143 @@ static void run_inline(conn *c, job_kind kind, int64_t n, int64_t iterations)
     respond_task_error(c, 500, &e);
 }
 
-/* ---- endpoints ------------------------------------------------------------- */
-
 static void get_lucky(conn *c, const char *query, size_t len)
 {
     param ps[] = {
-        {"n", 0, 10, true, 0, " (0 draws n in 1..10)", false},
-        {"iterations", 0, ITERATIONS_MAX, false, LUCKY_ITERATIONS_DEFAULT, "", false},
+        {"n", 0, 10, true, 0, " (0 draws n in 1..10)"},
+        {"iterations", 0, ITERATIONS_MAX, false, LUCKY_ITERATIONS_DEFAULT, ""},
     };
-    if (!parse_query(c, query, len, ps, 2))
+    if (!parse_params(c, query, len, ps, 2))
         return;
-    if (c->srv->inline_mode)
-        run_inline(c, JOB_LUCKY, ps[0].value, ps[1].value);
-    else
-        start_job(c, JOB_LUCKY, ps[0].value, ps[1].value);
+    c->n = ps[0].value;
+    c->iterations = ps[1].value;
+    /* The sum of i*n for i < iterations is n*it*(it-1)/2: refuse up front
+     * what cannot fit in 64 bits (n 0 draws up to 10) instead of running
+     * the whole loop to fail with OverflowError. */
+    __int128 it = c->iterations, n = c->n ? c->n : 10;
+    if (it > 1 && n * it * (it - 1) / 2 > INT64_MAX) {
+        conn_respond_error(c, 400, "BadRequest",
+                           "the sum for n=%" PRId64 " and iterations=%" PRId64
+                           " would not fit in 64 bits",
+                           c->n, c->iterations);
+        return;
+    }
+    if (c->srv->inline_mode) {
+        c->srv->count.jobs_started++;
+        lucky_inline(c);
+        return;
+    }
+    submit_packed(c, JOB_LUCKY, "lucky_number", "llnn", (long long)c->iterations, (long long)c->n);
 }
 
 static void get_work(conn *c, const char *query, size_t len)
 {
-    param ps[] = {{"iterations", 0, ITERATIONS_MAX, true, 0, "", false}};
-    if (!parse_query(c, query, len, ps, 1))
+    param ps[] = {{"iterations", 0, ITERATIONS_MAX, true, 0, ""}};
+    if (!parse_params(c, query, len, ps, 1))
         return;
-    if (c->srv->inline_mode)
-        run_inline(c, JOB_WORK, 0, ps[0].value);
-    else
-        start_job(c, JOB_WORK, 0, ps[0].value);
+    c->n = 0;
+    c->iterations = ps[0].value;
+    if (!c->srv->inline_mode) {
+        submit_packed(c, JOB_WORK, "work", "l", (long long)c->iterations);
+        return;
+    }
+    c->srv->count.jobs_started++;
+    uint64_t u = 0;
+    work_sum(c->iterations, NULL, NULL, &u);
+    respond_work(c, u);
 }
+
+/* ---- /hash and /crash ------------------------------------------------------ */
+
+#define HASH_TEXT_MAX 256
+#define HASH_MEM_MAX (INT64_C(64) << 20) /* 128*N*r: scrypt's big array */
+
+/* /hash's own error shape, shared with bench/offload's peers. */
+static void hash_error(conn *c, const char *message)
+{
+    jbuf b = {0};
+    jbuf_printf(&b, "{\"error\":");
+    jbuf_str(&b, message);
+    jbuf_printf(&b, "}");
+    respond_buf(c, 400, &b);
+}
+
+/* password or salt: required, 1..256 bytes once percent-decoded. */
+static long hash_text(conn *c, const char *query, size_t len, const char *name, char *out)
+{
+    long got = query_get(query, len, name, out, HASH_TEXT_MAX);
+    if (got < 1) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s is required: 1..%d bytes, percent-encoded", name,
+                 HASH_TEXT_MAX);
+        hash_error(c, msg);
+    }
+    return got;
+}
+
+/* One of N, r, p, len: its default when absent, else checked in lo..hi. */
+static bool hash_int(conn *c, const char *query, size_t len, const char *name, int64_t lo,
+                     int64_t hi, int64_t *v)
+{
+    char text[32], msg[96];
+    long got = query_get(query, len, name, text, sizeof text);
+    if (got == -1)
+        return true;
+    if (got >= 0 && query_int(text, (size_t)got, hi, v) && *v >= lo)
+        return true;
+    snprintf(msg, sizeof msg, "%s must be an integer in %" PRId64 "..%" PRId64, name, lo, hi);
+    hash_error(c, msg);
+    return false;
+}
+
+static void get_hash(conn *c, const char *query, size_t len)
+{
+    char password[HASH_TEXT_MAX], salt[HASH_TEXT_MAX];
+    long plen = hash_text(c, query, len, "password", password);
+    if (plen < 1)
+        return;
+    long slen = hash_text(c, query, len, "salt", salt);
+    if (slen < 1)
+        return;
+    int64_t N = 16384, r = 8, p = 1, hlen = 32;
+    if (!hash_int(c, query, len, "N", 2, 1048576, &N) || !hash_int(c, query, len, "r", 1, 32, &r) ||
+        !hash_int(c, query, len, "p", 1, 16, &p) ||
+        !hash_int(c, query, len, "len", 1, HASH_LEN_MAX, &hlen))
+        return;
+    if (N & (N - 1))
+        return hash_error(c, "N must be a power of two in 2..1048576");
+    if (128 * N * r > HASH_MEM_MAX)
+        return hash_error(c, "128*N*r must be at most 67108864 (64 MiB)");
+    c->hash_n = N;
+    c->hash_r = r;
+    c->hash_p = p;
+    if (!c->srv->inline_mode) {
+        submit_packed(c, JOB_HASH, "hash", "SSllll", password, (size_t)plen, salt, (size_t)slen,
+                      (long long)N, (long long)r, (long long)p, (long long)hlen);
+        return;
+    }
+    c->srv->count.jobs_started++;
+    hash_params hp = {(uint64_t)N, (uint64_t)r, (uint64_t)p, (size_t)hlen};
+    unsigned char out[HASH_LEN_MAX];
+    if (hash_scrypt(password, (size_t)plen, salt, (size_t)slen, &hp, out) == 0)
+        respond_hash(c, out, hp.len);
+    else
+        conn_respond_error(c, 500, "ValueError", "EVP_PBE_scrypt failed");
+}
+
+static void get_crash(conn *c, const char *query, size_t len)
+{
+    (void)query;
+    (void)len;
+    if (c->srv->inline_mode) {
+        /* The loop thread is the server: there is no worker to lose. */
+        conn_respond_error(c, 400, "BadRequest", "/crash needs a pool: not with --inline");
+        return;
+    }
+    submit_packed(c, JOB_CRASH, "crash", "");
+}
+
+/* ---- the loop thread's own ------------------------------------------------- */
 
 static void get_ping(conn *c, const char *query, size_t len)
 {
@@ -259,78 +237,56 @@ static void get_stats(conn *c, const char *query, size_t len)
 {
     (void)query;
     (void)len;
-    server *s = c->srv;
-    const server_counters *k = &s->count;
-    jbuf b = {0};
-    jbuf_printf(&b,
-                "{\"mode\":\"%s\",\"server\":{\"requests\":%" PRIu64 ",\"in_flight\":%" PRIu64
-                ",\"connections\":%" PRIu64 ",\"jobs_started\":%" PRIu64
-                ",\"jobs_failed\":%" PRIu64 ",\"jobs_cancelled\":%" PRIu64
-                ",\"client_disconnects\":%" PRIu64 "},",
-                s->inline_mode ? "inline" : "ppx", k->requests, k->in_flight, k->connections,
-                k->jobs_started, k->jobs_failed, k->jobs_cancelled, k->client_disconnects);
-    if (!s->pool) {
-        /* --inline never creates a pool. */
-        jbuf_printf(&b, "\"pool\":null}\n");
-        respond_buf(c, 200, &b);
-        return;
-    }
-    ppx_pool_stats st = PPX_POOL_STATS_INIT; /* zeros if the pool cannot be read */
-    (void)ppx_pool_stats_get(s->pool, &st);
-    int workers = ppx_pool_workers(s->pool);
-    jbuf_printf(&b, "\"pool\":{\"workers\":%d,\"worker_pids\":[", workers);
-    for (int i = 0; i < workers; i++)
-        jbuf_printf(&b, "%s%ld", i ? "," : "", ppx_pool_worker_pid(s->pool, i));
-    jbuf_printf(&b,
-                "],\"submitted\":%" PRIu64 ",\"completed\":%" PRIu64 ",\"failed\":%" PRIu64
-                ",\"cancelled\":%" PRIu64 ",\"crashed\":%" PRIu64 ",\"respawns\":%" PRIu64
-                ",\"killed\":%" PRIu64 ",\"stolen\":%" PRIu64 ",\"timed_out\":%" PRIu64
-                ",\"recycled\":%" PRIu64 ",\"init_failures\":%" PRIu64
-                ",\"crash_streak\":%" PRIu64 ",\"queued\":%" PRIu64 ",\"running\":%" PRIu64
-                ",\"arena_used\":%" PRIu64 ",\"arena_calls\":%" PRIu64 "}}\n",
-                st.submitted, st.completed, st.failed, st.cancelled, st.crashed, st.respawns,
-                st.killed, st.stolen, st.timed_out, st.recycled, st.init_failures,
-                st.crash_streak, st.queued, st.running, st.arena_used, st.arena_calls);
-    respond_buf(c, 200, &b);
+    stats_respond(c);
 }
 
 static const struct route {
     const char *path;
     void (*get)(conn *c, const char *query, size_t len);
 } routes[] = {
-    {"/ping", get_ping},
-    {"/lucky", get_lucky},
-    {"/work", get_work},
-    {"/stats", get_stats},
+    {"/ping", get_ping}, {"/lucky", get_lucky}, {"/work", get_work},
+    {"/hash", get_hash}, {"/crash", get_crash}, {"/stats", get_stats},
 };
+
+/* Splits an origin-form target ("/path?query") at '?'; false for any
+ * other form (absolute URLs, "*"). */
+static bool split_target(const char *url, size_t len, size_t *plen, const char **query,
+                         size_t *qlen)
+{
+    if (len == 0 || url[0] != '/')
+        return false;
+    const char *q = memchr(url, '?', len);
+    const char *hash = memchr(url, '#', len);
+    if (hash)
+        return false; /* a fragment is never sent by a client */
+    *plen = q ? (size_t)(q - url) : len;
+    *query = q ? q + 1 : "";
+    *qlen = q ? len - *plen - 1 : 0;
+    return true;
+}
 
 void route_request(conn *c)
 {
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(c->url, c->url_len, 0, &u) != 0 || !(u.field_set & (1 << UF_PATH))) {
+    size_t plen, qlen;
+    const char *query;
+    if (!split_target(c->url, c->url_len, &plen, &query, &qlen)) {
         conn_respond_error(c, 400, "BadRequest", "the request target is not a valid URL");
         return;
     }
-    const char *path = c->url + u.field_data[UF_PATH].off;
-    size_t plen = u.field_data[UF_PATH].len;
-    const char *query = "";
-    size_t qlen = 0;
-    if (u.field_set & (1 << UF_QUERY)) {
-        query = c->url + u.field_data[UF_QUERY].off;
-        qlen = u.field_data[UF_QUERY].len;
-    }
+    const char *path = c->url;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strlen(routes[i].path) != plen || memcmp(routes[i].path, path, plen) != 0)
             continue;
-        if (c->parser.method != HTTP_GET) {
-            conn_respond_error(c, 405, "BadRequest", "%s takes GET, not %s", routes[i].path,
-                               http_method_str((enum http_method)c->parser.method));
+        int m = llhttp_get_method(&c->parser);
+        if (m != HTTP_GET && m != HTTP_HEAD) {
+            conn_respond_error(c, 405, "BadRequest", "%s takes GET or HEAD, not %s",
+                               routes[i].path, llhttp_method_name((llhttp_method_t)m));
             return;
         }
         routes[i].get(c, query, qlen);
         return;
     }
-    conn_respond_error(c, 404, "BadRequest", "no endpoint %.*s: try /ping, /lucky, /work, /stats",
+    conn_respond_error(c, 404, "BadRequest",
+                       "no endpoint %.*s: try /ping, /lucky, /work, /hash, /crash, /stats",
                        (int)plen, path);
 }
