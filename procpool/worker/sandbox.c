@@ -204,6 +204,10 @@ static int build_and_load(const ppx__sandbox *sb, char *err, size_t errlen)
     /* The kernel's own errno when it refuses the filter, not ECANCELED. */
     if (rc == 0)
         rc = seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
+    /* A call through another architecture's entry (int 0x80 on x86-64)
+     * ends the whole process, not only its thread (threads are allowed). */
+    if (rc == 0)
+        rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
     if (rc == 0)
         rc = add_names(ctx, compute_calls);
     if (rc == 0)
