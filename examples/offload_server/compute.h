@@ -45,6 +45,10 @@ int hash_scrypt(const char *password, size_t plen, const char *salt, size_t slen
  * Registered as "hash". */
 int hash_fn(ppx_call *call, void *udata);
 
+/* The pool's initializer under --sandbox: one tiny scrypt, so that
+ * OpenSSL has loaded its configuration before files are forbidden. */
+int hash_warm_up(char *err, size_t errlen, void *arg);
+
 /* crash() -> the worker dies of SIGSEGV. Registered as "crash". */
 int crash_fn(ppx_call *call, void *udata);
 

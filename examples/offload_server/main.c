@@ -24,7 +24,9 @@
 typedef struct opts {
     int port;
     int workers;
+    int worker_nice;
     bool inline_mode;
+    bool sandbox;
     server_limits lim;
 } opts;
 
@@ -42,6 +44,8 @@ static const int_opt int_opts[] = {
     {"port", 0, 65535, offsetof(opts, port),
      "listen on 127.0.0.1:N; 0 picks a free port (default 8080)"},
     {"workers", 1, 256, offsetof(opts, workers), "pool workers (default: one per CPU)"},
+    {"worker-nice", 0, 19, offsetof(opts, worker_nice),
+     "added to the workers' nice value, so the loop wins the CPU from them (default 10)"},
     {"max-connections", 1, 1000000, LIM(max_connections),
      "open connections; past it a new one gets 503 and is closed (default 1024)"},
     {"max-outstanding", 1, 1000000, LIM(max_outstanding),
@@ -65,6 +69,8 @@ static void usage(FILE *to)
     for (size_t i = 0; i < N_INT_OPTS; i++)
         fprintf(to, "  --%-22s %s\n", int_opts[i].name, int_opts[i].help);
     fprintf(to, "  --%-22s %s\n", "inline", "compute /lucky, /work and /hash on the loop thread, no pool");
+    fprintf(to, "  --%-22s %s\n", "sandbox",
+            "workers can compute and nothing else (seccomp; docs/SECURITY.md)");
     fprintf(to, "  --%-22s %s\n", "help", "this text");
 }
 
@@ -81,13 +87,15 @@ static bool parse_int(const char *s, long lo, long hi, int *out)
 
 static int parse(int argc, char **argv, opts *o)
 {
-    struct option longs[N_INT_OPTS + 3];
+    struct option longs[N_INT_OPTS + 4];
     for (size_t i = 0; i < N_INT_OPTS; i++)
         longs[i] = (struct option){int_opts[i].name, required_argument, NULL, (int)(i + 1)};
     longs[N_INT_OPTS] = (struct option){"inline", no_argument, NULL, 'i'};
     longs[N_INT_OPTS + 1] = (struct option){"help", no_argument, NULL, 'h'};
-    longs[N_INT_OPTS + 2] = (struct option){NULL, 0, NULL, 0};
+    longs[N_INT_OPTS + 2] = (struct option){"sandbox", no_argument, NULL, 's'};
+    longs[N_INT_OPTS + 3] = (struct option){NULL, 0, NULL, 0};
     *o = (opts){.port = 8080,
+                .worker_nice = 10,
                 .lim = {.max_connections = 1024, .max_outstanding = 64,
                         .max_requests_per_read = 16, .header_timeout_ms = 10000,
                         .idle_timeout_ms = 5000, .max_jobs = 64, .job_timeout_ms = 30000}};
@@ -99,6 +107,8 @@ static int parse(int argc, char **argv, opts *o)
                 return fprintf(stderr, "--%s takes %ld..%ld\n", io->name, io->lo, io->hi), -1;
         } else if (c == 'i') {
             o->inline_mode = true;
+        } else if (c == 's') {
+            o->sandbox = true;
         } else if (c == 'h') {
             usage(stdout);
             exit(0);
@@ -184,8 +194,18 @@ static int start_pool(const opts *o, ppx_pool **pool)
         rc = ppx_register("crash", crash_fn, NULL);
     if (rc)
         return fail("registering the functions", rc);
-    ppx_pool_options po = PPX_POOL_OPTIONS(.workers = o->workers);
+    /* Workers at a lower priority: with one per CPU, the loop still gets
+     * a CPU at once when a request comes (issue 16: /ping p99 while /hash
+     * saturates every worker). Under --sandbox the initializer lets
+     * OpenSSL read its configuration before the filter forbids files. */
+    ppx_pool_options po = PPX_POOL_OPTIONS(.workers = o->workers, .nice = o->worker_nice);
+    if (o->sandbox) {
+        po.sandbox = PPX_SANDBOX_COMPUTE;
+        po.initializer = hash_warm_up;
+    }
     rc = ppx_pool_new(&po, pool);
+    if (rc == PPX_ENOTSUP)
+        fprintf(stderr, "offload_server: --sandbox: %s\n", ppx_last_error());
     if (rc)
         return fail("starting the pool", rc);
     return 0;
