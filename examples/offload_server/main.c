@@ -19,12 +19,14 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 
 typedef struct opts {
     int port;
     int workers;
     int worker_nice;
+    int worker_sched; /* PPX_SCHED_* */
     bool inline_mode;
     bool sandbox;
     server_limits lim;
@@ -69,6 +71,9 @@ static void usage(FILE *to)
     for (size_t i = 0; i < N_INT_OPTS; i++)
         fprintf(to, "  --%-22s %s\n", int_opts[i].name, int_opts[i].help);
     fprintf(to, "  --%-22s %s\n", "inline", "compute /lucky, /work and /hash on the loop thread, no pool");
+    fprintf(to, "  --%-22s %s\n", "worker-sched POLICY",
+            "the workers' policy: other, batch or idle (idle: they run only when the loop "
+            "does not; default: inherited)");
     fprintf(to, "  --%-22s %s\n", "sandbox",
             "workers can compute and nothing else (seccomp; docs/SECURITY.md)");
     fprintf(to, "  --%-22s %s\n", "help", "this text");
@@ -85,15 +90,29 @@ static bool parse_int(const char *s, long lo, long hi, int *out)
     return true;
 }
 
+/* PPX_SCHED_* for a policy's name, or -1. */
+static int sched_policy(const char *name)
+{
+    static const struct {
+        const char *name;
+        int policy;
+    } names[] = {{"other", PPX_SCHED_OTHER}, {"batch", PPX_SCHED_BATCH}, {"idle", PPX_SCHED_IDLE}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i].name) == 0)
+            return names[i].policy;
+    return -1;
+}
+
 static int parse(int argc, char **argv, opts *o)
 {
-    struct option longs[N_INT_OPTS + 4];
+    struct option longs[N_INT_OPTS + 5];
     for (size_t i = 0; i < N_INT_OPTS; i++)
         longs[i] = (struct option){int_opts[i].name, required_argument, NULL, (int)(i + 1)};
     longs[N_INT_OPTS] = (struct option){"inline", no_argument, NULL, 'i'};
     longs[N_INT_OPTS + 1] = (struct option){"help", no_argument, NULL, 'h'};
     longs[N_INT_OPTS + 2] = (struct option){"sandbox", no_argument, NULL, 's'};
-    longs[N_INT_OPTS + 3] = (struct option){NULL, 0, NULL, 0};
+    longs[N_INT_OPTS + 3] = (struct option){"worker-sched", required_argument, NULL, 'w'};
+    longs[N_INT_OPTS + 4] = (struct option){NULL, 0, NULL, 0};
     *o = (opts){.port = 8080,
                 .worker_nice = 10,
                 .lim = {.max_connections = 1024, .max_outstanding = 64,
@@ -109,6 +128,9 @@ static int parse(int argc, char **argv, opts *o)
             o->inline_mode = true;
         } else if (c == 's') {
             o->sandbox = true;
+        } else if (c == 'w') {
+            if ((o->worker_sched = sched_policy(optarg)) < 0)
+                return fprintf(stderr, "--worker-sched takes other, batch or idle\n"), -1;
         } else if (c == 'h') {
             usage(stdout);
             exit(0);
@@ -198,7 +220,8 @@ static int start_pool(const opts *o, ppx_pool **pool)
      * a CPU at once when a request comes (issue 16: /ping p99 while /hash
      * saturates every worker). Under --sandbox the initializer lets
      * OpenSSL read its configuration before the filter forbids files. */
-    ppx_pool_options po = PPX_POOL_OPTIONS(.workers = o->workers, .nice = o->worker_nice);
+    ppx_pool_options po = PPX_POOL_OPTIONS(.workers = o->workers, .nice = o->worker_nice,
+                                           .sched_policy = o->worker_sched);
     if (o->sandbox) {
         po.sandbox = PPX_SANDBOX_COMPUTE;
         po.initializer = hash_warm_up;
