@@ -25,6 +25,23 @@ static void nap_us(long us)
 
 static void say_goodbye(void);
 
+/* Open MPI ends the whole job when any rank dies unless mpirun was given
+ * --enable-recovery (which it passes to every rank as this variable):
+ * said once per process, at the first MPI pool's start, since a user
+ * finds out otherwise only when a node is lost and the job with it. */
+static void recovery_hint(void)
+{
+    static bool said;
+    const char *v = getenv("OMPI_MCA_orte_enable_recovery");
+    if (said || !getenv("OMPI_COMM_WORLD_SIZE") || (v && (strcmp(v, "1") == 0 ||
+                                                       strcmp(v, "true") == 0)))
+        return;
+    said = true;
+    fprintf(stderr, "ppx: without mpirun --enable-recovery, Open MPI ends the whole job when "
+                    "a node is lost; with it, the MPI pool goes on: calls running on that "
+                    "node fail with NodeLost, the others run on the nodes left\n");
+}
+
 /* MPI_Init and every node's HELLO, once per process. Under cl.mu. */
 static int join(void)
 {
@@ -105,6 +122,11 @@ static int make_nodes(ppx__remote *r)
         for (uint32_t s = 0; s < nd->cap; s++)
             nd->free_slots[s] = nd->cap - 1 - s;
         nd->nfree = nd->cap;
+        /* Until its speed is known: two calls per worker; stealing
+         * takes back what a slow node cannot start soon. */
+        nd->depth = (uint32_t)nd->workers * 2 < nd->cap ? (uint32_t)nd->workers * 2 : nd->cap;
+        nd->held = (ppx__list){0};
+        nd->out = (ppx__list){0};
         r->workers += nd->lost ? 0 : nd->workers;
     }
     return 0;
@@ -121,6 +143,8 @@ int ppx__remote_start(ppx_pool *p)
     } else if (!cl.up) {
         rc = join();
     }
+    if (rc == 0)
+        recovery_hint();
     ppx__remote *r = rc ? NULL : calloc(1, sizeof *r);
     if (!rc && !r)
         rc = PPX_ENOMEM;

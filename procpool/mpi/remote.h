@@ -35,6 +35,19 @@ enum {
     PPX__TAG_DETACH = 6,   /* 0 -> node: the pool is freed, stop its calls */
     PPX__TAG_DETACHED = 7, /* node -> 0: every call of that pool answered */
     PPX__TAG_EXIT = 8,     /* 0 -> node: [lost] rank 0 is leaving; finalize unless lost */
+    PPX__TAG_STEAL = 9,    /* 0 -> node: skips naming calls to give back if not started */
+    /* node -> 0: skips naming calls the node is about to start. Sent
+     * synchronously (MPI_Issend): a node starts a call only once rank 0
+     * has received this, so a call rank 0 never heard of has not run. */
+    PPX__TAG_STARTING = 10,
+};
+
+/* The seq of a SKIP a node sends back (PPX__TAG_REPLIES): why the call
+ * ends there without a result. */
+enum {
+    PPX__SKIP_CANCELLED = 0, /* cancelled (asked, or the node's pool closed) */
+    PPX__SKIP_RETURNED = 1,  /* given back unstarted (a steal): run it elsewhere */
+    PPX__SKIP_KEPT = 2,      /* a steal came too late: it has started; its answer follows */
 };
 
 /* Where a remote task is: queued on rank 0, placed on a node with its
@@ -46,6 +59,8 @@ typedef struct ppx__rtask {
     int at;        /* PPX__AT_* */
     int node;      /* index in nodes; -1 while queued on rank 0 */
     uint32_t slot; /* its slot on that node */
+    bool started;  /* its node said it starts it (PPX__TAG_STARTING) */
+    bool stealing; /* asked back from its node, no answer yet */
 } ppx__rtask;
 
 static inline ppx__rtask *ppx__rt(ppx__task *t)
@@ -53,10 +68,13 @@ static inline ppx__rtask *ppx__rt(ppx__task *t)
     return (ppx__rtask *)t->be;
 }
 
-/* Calls a node may hold per worker: one running and some waiting, so a
- * worker never idles for a round trip, while the rest of the queue stays
- * on rank 0 to go to whichever node frees up first. */
+/* The most calls a node may hold per worker: one running and some
+ * waiting, so a worker never idles for a round trip, while the rest of
+ * the queue stays on rank 0 to go to whichever node frees up first. How
+ * many it is given (ppx__node.depth) follows its measured speed: its
+ * workers, plus what it completes in PPX__AHEAD_NS. */
 #define PPX__NODE_DEPTH 4
+#define PPX__AHEAD_NS (10 * 1000000LL)
 /* Frames at least this big are sent on their own, without a copy. */
 #define PPX__MPI_ALONE (64u * 1024u)
 /* Small frames sent together make messages of at most this many bytes. */
@@ -67,6 +85,15 @@ static inline ppx__rtask *ppx__rt(ppx__task *t)
  * (it sends PPX__TAG_ALIVE every PPX__ALIVE_MS while it holds calls). */
 #define PPX__NODE_TIMEOUT_MS 10000
 #define PPX__ALIVE_MS 500
+
+/* Envelopes packed back to back, to send as one message. */
+typedef struct ppx__packed {
+    unsigned char *b;
+    size_t len, cap;
+} ppx__packed;
+
+/* How long a node's busy time is measured before its rate is updated. */
+#define PPX__RATE_NS (100 * 1000000LL)
 
 typedef struct ppx__node {
     int rank;
@@ -79,7 +106,17 @@ typedef struct ppx__node {
     long pid;
     char name[96];        /* "host rank N", as errors report it */
     bool lost;
+    bool here;            /* on this host: its pid tells whether it lives */
+    uint32_t depth;       /* calls it is given at most, workers..cap */
+    uint32_t stealing;    /* its calls asked back, not answered yet */
+    ppx__list held;       /* calls sent to it, oldest first */
+    /* Its speed: completions over the time it held calls, folded into
+     * rate (calls per second) every PPX__RATE_NS of that time. */
+    uint32_t done_n;
+    int64_t busy_ns, busy_at;
+    double rate;
     int64_t heard_ns;     /* when it was last given calls while idle */
+    int64_t checked_ns;   /* progress thread only: its pid last checked */
     int64_t seen_ns;      /* progress thread only: when it last sent */
     /* Progress thread only: a send to it failed, or a message from it
      * could not be received, so some of its answers will never come;
@@ -88,8 +125,8 @@ typedef struct ppx__node {
     char broken_why[96];
     /* To send, taken by the progress thread: */
     ppx__list out;        /* calls placed here, frames not yet sent */
-    unsigned char *cancels; /* packed skip envelopes */
-    size_t cancels_len, cancels_cap;
+    ppx__packed cancels;  /* skips: calls to stop */
+    ppx__packed steals;   /* skips: calls to give back if not started */
 } ppx__node;
 
 /* A received message waiting for ppx__remote_drain. */
@@ -157,6 +194,27 @@ void ppx__remote_wake(ppx_pool *p);
 /* Appends m (a message from node m->node; m->buf a bigbuf) to the inbox;
  * the inbox owns m from here. */
 void ppx__remote_post(ppx_pool *p, ppx__msg *m);
+
+/* placement.c, under the pool lock: */
+/* Places queued calls where there is room; steals for idle nodes. */
+void ppx__remote_pump(ppx_pool *p, ppx__notify *n);
+/* Folds nd's busy time up to now and completed answers into its rate
+ * and depth. */
+void ppx__node_account(ppx__node *nd, int64_t now, uint32_t completed);
+/* Takes t off node nd (slot, lists, counts) without freeing it. */
+void ppx__remote_unplace(ppx__node *nd, ppx__task *t);
+/* Takes t off node nd and queues it first on rank 0 (or frees it when
+ * its future is gone). */
+void ppx__remote_requeue(ppx_pool *p, ppx__node *nd, ppx__task *t);
+/* Appends len bytes / a skip envelope naming t on its node: 0 or
+ * PPX_ENOMEM (pk unchanged). */
+int ppx__packed_add(ppx__packed *pk, const void *b, size_t len);
+int ppx__packed_skip(ppx__packed *pk, ppx__task *t);
+/* remote.c: */
+bool ppx__remote_all_lost(ppx__remote *r);
+/* Resolves t's future FAILED with NodeLost, node naming where it was. */
+void ppx__remote_fail_lost(ppx_pool *p, ppx__task *t, const char *node, const char *why,
+                           ppx__notify *n);
 
 /* mpi_link.c: rank 0's side. */
 /* Joins the cluster (MPI_Init on the first call in this process), learns

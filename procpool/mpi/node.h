@@ -1,0 +1,92 @@
+/*
+ * A node (an MPI rank other than 0) serving rank 0's calls with a local
+ * pool: mpi_node.c runs the loop (MPI in and out, start-up, exit),
+ * node_calls.c keeps the calls. One thread does everything.
+ *
+ * A call rank 0 sends waits here, in a FIFO, until a worker is free for
+ * it; then the node tells rank 0 it starts it (PPX__TAG_STARTING, a
+ * synchronous send) and only once rank 0 has that message hands it to
+ * the local pool. So a call that is still waiting has certainly not
+ * run: rank 0 may take it back for an idle node (a steal) and, if this
+ * node is lost, send it elsewhere; only calls it heard start may have
+ * run.
+ *
+ * Rank 0's calls are kept by slot, the index rank 0 stamped into the
+ * call's header: rank 0 reuses a slot only after its answer arrived, so
+ * a slot holds one call at a time and an answer names it exactly.
+ */
+#ifndef PPX_PROCPOOL_MPI_NODE_H
+#define PPX_PROCPOOL_MPI_NODE_H
+#include "remote.h"
+
+#include <mpi.h>
+#include <msgpack.h>
+
+struct node;
+
+/* A slot's call: FREE, then WAITING (in the FIFO, its frame kept),
+ * STARTING (announced, not yet confirmed), RUNNING (in the local pool:
+ * f), ENDED (answered without a local future: skip says why). */
+enum { E_FREE = 0, E_WAITING, E_STARTING, E_RUNNING, E_ENDED };
+#define E_NONE UINT32_MAX
+
+typedef struct entry {
+    int state;
+    bool runs;      /* counted in node.running (announced) */
+    bool cancelled; /* STARTING: cancelled before it could start */
+    uint32_t skip;  /* ENDED: PPX__SKIP_* */
+    uint64_t id;
+    ppx_future *f;
+    unsigned char *frame; /* WAITING, STARTING: the call's envelope */
+    size_t len;
+    int64_t got_ns;       /* when it arrived: its deadline counts from there */
+    uint32_t prev, next;  /* WAITING: the FIFO */
+    struct node *nd;
+} entry;
+
+typedef struct node {
+    ppx_pool *pool;
+    MPI_Comm comm;
+    int rank;
+    int workers;
+    char name[96];
+    uint32_t cap;
+    entry *e;
+    uint32_t head, tail, nwait; /* the FIFO of WAITING slots */
+    uint32_t *done;  /* slots to answer */
+    uint32_t ndone;
+    uint32_t busy;    /* slots not FREE */
+    uint32_t running; /* announced: STARTING or RUNNING (or ended after) */
+    /* The STARTING message in flight (one at a time). */
+    bool announcing;
+    MPI_Request ann_req;
+    void *ann_buf;
+    uint32_t *ann_slots;
+    uint32_t ann_n;
+    msgpack_sbuffer kept; /* KEPT answers to steals, sent with the replies */
+    bool detaching, exiting;
+    bool lost_peer; /* rank 0 lost a rank: MPI_Finalize would wait for it */
+    MPI_Request *req;
+    void **bufs;
+    size_t nreq, capreq;
+    int64_t sent_at;
+    uint64_t dropped; /* frames rank 0 should never have sent */
+} node;
+
+/* node_calls.c */
+/* A CALLS, CANCELS or STEAL message from rank 0. */
+void ppx__node_handle(node *nd, int tag, const unsigned char *b, size_t len);
+/* Stops every call (DETACH, EXIT). */
+void ppx__node_cancel_everything(node *nd);
+/* Announces waiting calls for free workers, and starts those rank 0
+ * has received; true if anything moved. */
+bool ppx__node_start_calls(node *nd);
+/* Rank 0 is leaving and its progress thread has stopped, so a STARTING
+ * in flight will never be received: its calls end here, unstarted. */
+void ppx__node_abandon_start(node *nd);
+/* Sends every answer ready (and KEPTs): true if any. */
+bool ppx__node_answer(node *nd);
+/* mpi_node.c: sends buf (malloc'd, taken) to rank 0. */
+void ppx__node_send(node *nd, int tag, void *buf, size_t len);
+
+#endif
