@@ -7,6 +7,7 @@
 #include "shm/wake.h"
 
 #include <mpi.h>
+#include <msgpack.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,23 @@ static void recovery_hint(void)
     fprintf(stderr, "ppx: without mpirun --enable-recovery, Open MPI ends the whole job when "
                     "a node is lost; with it, the MPI pool goes on: calls running on that "
                     "node fail with NodeLost, the others run on the nodes left\n");
+}
+
+/* Tells every node where rank 0 runs (PPX__TAG_WELCOME). */
+static void welcome(void)
+{
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    if (msgpack_pack_array(&pk, 2) == 0 && msgpack_pack_str(&pk, strlen(host)) == 0 &&
+        msgpack_pack_str_body(&pk, host, strlen(host)) == 0 &&
+        msgpack_pack_int64(&pk, (int64_t)getpid()) == 0)
+        for (int i = 1; i < cl.size; i++)
+            MPI_Send(sb.data, (int)sb.size, MPI_BYTE, i, PPX__TAG_WELCOME, cl.comm);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 /* MPI_Init and every node's HELLO, once per process. Under cl.mu. */
@@ -102,6 +120,7 @@ static int join(void)
         }
         got++;
     }
+    welcome();
     return 0;
 }
 

@@ -7,6 +7,7 @@
  */
 #include "node.h"
 #include "serialize/envelope.h"
+#include "serialize/mpread.h"
 
 #include <poll.h>
 #include <sched.h>
@@ -54,6 +55,31 @@ static void reap_sends(node *nd)
     nd->nreq = k;
 }
 
+/* Rank 0's [host, pid]: watched when on this host. */
+static void welcomed(node *nd, const unsigned char *b, size_t len)
+{
+    ppx__mp c = ppx__mp_of(b, len);
+    uint32_t n, hl;
+    const char *host;
+    int64_t pid;
+    char me[64] = "";
+    gethostname(me, sizeof me - 1);
+    if (ppx__mp_array(&c, &n) == 0 && n == 2 && ppx__mp_str(&c, &host, &hl) == 0 &&
+        ppx__mp_int(&c, &pid) == 0 && pid > 1 && hl == strlen(me) && memcmp(host, me, hl) == 0)
+        nd->root_pid = (long)pid;
+}
+
+/* Rank 0 on this host has ended without saying goodbye (it crashed, or
+ * was killed, and Open MPI under --enable-recovery keeps the job). */
+static bool root_gone(node *nd)
+{
+    int64_t now = ppx__now_ns();
+    if (!nd->root_pid || now - nd->root_checked < 1000000000LL)
+        return false;
+    nd->root_checked = now;
+    return ppx__pid_ended(nd->root_pid);
+}
+
 static void handle(node *nd, int tag, const unsigned char *b, size_t len)
 {
     if (tag == PPX__TAG_DETACH) {
@@ -63,6 +89,8 @@ static void handle(node *nd, int tag, const unsigned char *b, size_t len)
         nd->exiting = true;
         nd->lost_peer = len >= 1 && b[0];
         ppx__node_cancel_everything(nd);
+    } else if (tag == PPX__TAG_WELCOME) {
+        welcomed(nd, b, len);
     } else if (tag == PPX__TAG_CALLS || tag == PPX__TAG_CANCELS || tag == PPX__TAG_STEAL) {
         ppx__node_handle(nd, tag, b, len);
     }
@@ -143,6 +171,10 @@ static void serve(node *nd)
             ppx__node_abandon_start(nd);
         if (nd->exiting && nd->busy == 0 && nd->nreq == 0)
             break;
+        if (root_gone(nd)) {
+            nd->orphaned = true;
+            break;
+        }
         if (active) {
             active_at = ppx__now_ns();
             continue;
@@ -211,7 +243,9 @@ int ppx__node_serve(const ppx_pool_options *o)
     free(nd.done);
     free(nd.req);
     free(nd.bufs);
-    ppx_pool_free(nd.pool);
+    ppx_pool_free(nd.pool); /* its workers end here */
+    if (nd.orphaned) /* MPI would wait for rank 0 forever */
+        _exit(1);
     MPI_Comm_free(&nd.comm);
     if (!nd.lost_peer)
         MPI_Finalize();

@@ -65,6 +65,9 @@ typedef struct node {
     uint32_t ann_n;
     msgpack_sbuffer kept; /* KEPT answers to steals, sent with the replies */
     bool detaching, exiting;
+    long root_pid;      /* rank 0's process, when on this host (WELCOME) */
+    int64_t root_checked;
+    bool orphaned;      /* rank 0's process has ended without a goodbye */
     bool lost_peer; /* rank 0 lost a rank: MPI_Finalize would wait for it */
     MPI_Request *req;
     void **bufs;

@@ -242,21 +242,6 @@ static bool sends_done(mlink *l)
     return progressed;
 }
 
-/* Whether the process pid on this host has ended (gone, or a zombie). */
-static bool ended(long pid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return true;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *end = strrchr(buf, ')');
-    return !end || end[1] != ' ' || end[2] == 'Z' || end[2] == 'X';
-}
-
 /* A node on this host that holds calls: its process is looked at every
  * 50 ms, so its death is noticed long before its silence would be. */
 static void check_pid(mlink *l, ppx__node *nd, int64_t now)
@@ -264,7 +249,7 @@ static void check_pid(mlink *l, ppx__node *nd, int64_t now)
     if (!nd->here || nd->broken || nd->pid <= 0 || now - nd->checked_ns < 50000000LL)
         return;
     nd->checked_ns = now;
-    if (ended(nd->pid))
+    if (ppx__pid_ended(nd->pid))
         broken(l, (int)(nd - l->r->nodes), "its process has ended");
 }
 

@@ -403,6 +403,20 @@ void ppx__remote_destroy(ppx_pool *p, bool copy)
     p->be = NULL;
 }
 
+bool ppx__pid_ended(long pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *end = strrchr(buf, ')');
+    return !end || end[1] != ' ' || end[2] == 'Z' || end[2] == 'X';
+}
+
 /* [workers, capacity, host, pid] from a node's HELLO. */
 int ppx__remote_read_hello(const unsigned char *b, size_t len, ppx__node *nd)
 {

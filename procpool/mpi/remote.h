@@ -40,6 +40,10 @@ enum {
      * synchronously (MPI_Issend): a node starts a call only once rank 0
      * has received this, so a call rank 0 never heard of has not run. */
     PPX__TAG_STARTING = 10,
+    /* 0 -> node: [host, pid] of rank 0, once every node said hello: a
+     * node on rank 0's host ends when that process does (under
+     * --enable-recovery Open MPI would keep it serving nobody). */
+    PPX__TAG_WELCOME = 11,
 };
 
 /* The seq of a SKIP a node sends back (PPX__TAG_REPLIES): why the call
@@ -235,6 +239,10 @@ int64_t ppx__mpi_backoff_ns(int64_t quiet, bool holding);
  * local pool made from o, then finalize MPI and exit the process. Returns
  * only on failure, with a code. */
 int ppx__node_serve(const ppx_pool_options *o);
+
+/* remote.c: whether process pid of this host has ended (gone, or a
+ * zombie). */
+bool ppx__pid_ended(long pid);
 
 /* remote.c: a node's HELLO ([workers, capacity, host, pid]) into nd,
  * whose rank is set; PPX_EMALFORMED for anything else. */
