@@ -220,7 +220,7 @@ int ppx__node_serve(const ppx_pool_options *o)
     rc = hello(&nd);
     if (rc == 0) {
         nd.workers = ppx_pool_workers(nd.pool);
-        nd.head = nd.tail = E_NONE;
+        nd.waiting = nd.ready = (fifo){E_NONE, E_NONE, 0};
         msgpack_sbuffer_init(&nd.kept);
         nd.e = calloc(nd.cap, sizeof *nd.e);
         nd.done = calloc(nd.cap, sizeof *nd.done);

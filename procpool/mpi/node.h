@@ -9,7 +9,12 @@
  * the local pool. So a call that is still waiting has certainly not
  * run: rank 0 may take it back for an idle node (a steal) and, if this
  * node is lost, send it elsewhere; only calls it heard start may have
- * run.
+ * run. A call goes to the local pool only when a worker is free for it.
+ * It is announced then too, except for short calls (under
+ * PPX__SHORT_CALL_NS on average), where a round trip per call would
+ * idle the workers: those are announced up to PPX__SHORT_AHEAD per
+ * worker ahead and wait READY. A READY call can still be given back to
+ * a steal; if the node is lost, it counts as may-have-run.
  *
  * Rank 0's calls are kept by slot, the index rank 0 stamped into the
  * call's header: rank 0 reuses a slot only after its answer arrived, so
@@ -24,15 +29,25 @@
 
 struct node;
 
-/* A slot's call: FREE, then WAITING (in the FIFO, its frame kept),
- * STARTING (announced, not yet confirmed), RUNNING (in the local pool:
- * f), ENDED (answered without a local future: skip says why). */
-enum { E_FREE = 0, E_WAITING, E_STARTING, E_RUNNING, E_ENDED };
+/* A slot's call: FREE, then WAITING (in the waiting FIFO, its frame
+ * kept), STARTING (announced, rank 0 has not received it yet), READY
+ * (announced and received, in the ready FIFO for a free worker),
+ * RUNNING (in the local pool: f), ENDED (answered without a local
+ * future: skip says why). WAITING and READY calls have not started and
+ * can be given back. */
+enum { E_FREE = 0, E_WAITING, E_STARTING, E_READY, E_RUNNING, E_ENDED };
 #define E_NONE UINT32_MAX
+#define PPX__SHORT_CALL_NS (1000 * 1000LL)
+#define PPX__SHORT_AHEAD 2
+
+/* Slots in order, linked through their entries. */
+typedef struct fifo {
+    uint32_t head, tail, n;
+} fifo;
 
 typedef struct entry {
     int state;
-    bool runs;      /* counted in node.running (announced) */
+    bool announced; /* counted in node.announced */
     bool cancelled; /* STARTING: cancelled before it could start */
     uint32_t skip;  /* ENDED: PPX__SKIP_* */
     uint64_t id;
@@ -40,7 +55,8 @@ typedef struct entry {
     unsigned char *frame; /* WAITING, STARTING: the call's envelope */
     size_t len;
     int64_t got_ns;       /* when it arrived: its deadline counts from there */
-    uint32_t prev, next;  /* WAITING: the FIFO */
+    int64_t start_ns;     /* RUNNING: when the local pool got it */
+    uint32_t prev, next;  /* WAITING, READY: its FIFO */
     struct node *nd;
 } entry;
 
@@ -52,11 +68,13 @@ typedef struct node {
     char name[96];
     uint32_t cap;
     entry *e;
-    uint32_t head, tail, nwait; /* the FIFO of WAITING slots */
+    fifo waiting, ready;
     uint32_t *done;  /* slots to answer */
     uint32_t ndone;
     uint32_t busy;    /* slots not FREE */
-    uint32_t running; /* announced: STARTING or RUNNING (or ended after) */
+    uint32_t announced; /* announced to rank 0 and not answered yet */
+    uint32_t submitted; /* in the local pool, unresolved */
+    int64_t call_ns;  /* how long its calls take, on average (0: unknown) */
     /* The STARTING message in flight (one at a time). */
     bool announcing;
     MPI_Request ann_req;

@@ -13,31 +13,37 @@
 
 /* ---- the FIFO of waiting calls ------------------------------------------ */
 
-static void fifo_push(node *nd, uint32_t s)
+static void fifo_push(node *nd, fifo *q, uint32_t s)
 {
     entry *e = &nd->e[s];
-    e->prev = nd->tail;
+    e->prev = q->tail;
     e->next = E_NONE;
-    if (nd->tail != E_NONE)
-        nd->e[nd->tail].next = s;
+    if (q->tail != E_NONE)
+        nd->e[q->tail].next = s;
     else
-        nd->head = s;
-    nd->tail = s;
-    nd->nwait++;
+        q->head = s;
+    q->tail = s;
+    q->n++;
 }
 
-static void fifo_remove(node *nd, uint32_t s)
+static void fifo_remove(node *nd, fifo *q, uint32_t s)
 {
     entry *e = &nd->e[s];
     if (e->prev != E_NONE)
         nd->e[e->prev].next = e->next;
     else
-        nd->head = e->next;
+        q->head = e->next;
     if (e->next != E_NONE)
         nd->e[e->next].prev = e->prev;
     else
-        nd->tail = e->prev;
-    nd->nwait--;
+        q->tail = e->prev;
+    q->n--;
+}
+
+/* The FIFO a call that has not started is in. */
+static fifo *queue_of(node *nd, uint32_t s)
+{
+    return nd->e[s].state == E_WAITING ? &nd->waiting : &nd->ready;
 }
 
 /* ---- ending calls ---------------------------------------------------------- */
@@ -48,7 +54,11 @@ static void on_done(ppx_future *f, void *arg)
 {
     (void)f;
     entry *e = arg;
-    e->nd->done[e->nd->ndone++] = (uint32_t)(e - e->nd->e);
+    node *nd = e->nd;
+    nd->done[nd->ndone++] = (uint32_t)(e - nd->e);
+    nd->submitted--;
+    int64_t took = ppx__now_ns() - e->start_ns;
+    nd->call_ns = nd->call_ns ? (3 * nd->call_ns + took) / 4 : took;
 }
 
 /* A call that ends here without a local future: answered as a SKIP. */
@@ -67,8 +77,8 @@ static void free_entry(node *nd, uint32_t s)
     entry *e = &nd->e[s];
     ppx_future_unref(e->f);
     free(e->frame);
-    if (e->runs)
-        nd->running--;
+    if (e->announced)
+        nd->announced--;
     *e = (entry){.nd = nd};
     nd->busy--;
 }
@@ -114,7 +124,7 @@ static void take_call(node *nd, const ppx__env *env, const unsigned char *b, siz
     *e = (entry){.state = E_WAITING, .id = env->task_id, .frame = copy, .len = len,
                  .got_ns = ppx__now_ns(), .nd = nd};
     nd->busy++;
-    fifo_push(nd, s);
+    fifo_push(nd, &nd->waiting, s);
 }
 
 static entry *find(node *nd, const ppx__env *env)
@@ -128,8 +138,8 @@ static entry *find(node *nd, const ppx__env *env)
 static void cancel_entry(node *nd, uint32_t s)
 {
     entry *e = &nd->e[s];
-    if (e->state == E_WAITING) {
-        fifo_remove(nd, s);
+    if (e->state == E_WAITING || e->state == E_READY) {
+        fifo_remove(nd, queue_of(nd, s), s);
         end_skip(nd, s, PPX__SKIP_CANCELLED);
     } else if (e->state == E_STARTING) {
         e->cancelled = true;
@@ -138,13 +148,14 @@ static void cancel_entry(node *nd, uint32_t s)
     }
 }
 
-/* Rank 0 wants it back for an idle node: given back if it still waits;
+/* Rank 0 wants it back for an idle node: given back if it has not
+ * started;
  * else KEPT (its answer follows), unless it has already ended. */
 static void steal_entry(node *nd, uint32_t s)
 {
     entry *e = &nd->e[s];
-    if (e->state == E_WAITING) {
-        fifo_remove(nd, s);
+    if (e->state == E_WAITING || e->state == E_READY) {
+        fifo_remove(nd, queue_of(nd, s), s);
         end_skip(nd, s, PPX__SKIP_RETURNED);
     } else if (e->state == E_STARTING || e->state == E_RUNNING) {
         nd->dropped += ppx__env_pack_skip(&nd->kept, e->id, s, PPX__SKIP_KEPT) != 0;
@@ -208,6 +219,8 @@ static void submit(node *nd, uint32_t s)
             e->frame = NULL;
             e->f = f;
             e->state = E_RUNNING;
+            e->start_ns = ppx__now_ns();
+            nd->submitted++;
             ppx_future_add_done_callback(f, on_done, e);
             return;
         }
@@ -234,23 +247,33 @@ static bool confirm(node *nd)
         uint32_t s = nd->ann_slots[i];
         if (nd->e[s].state != E_STARTING)
             continue;
-        if (nd->e[s].cancelled)
+        if (nd->e[s].cancelled) {
             end_skip(nd, s, PPX__SKIP_CANCELLED);
-        else
-            submit(nd, s);
+        } else {
+            nd->e[s].state = E_READY;
+            fifo_push(nd, &nd->ready, s);
+        }
     }
     return true;
 }
 
-bool ppx__node_start_calls(node *nd)
+/* Calls announced at most: one per worker, more for short calls. */
+static uint32_t may_announce(const node *nd)
 {
-    bool moved = confirm(nd);
-    if (nd->announcing || !nd->nwait || nd->running >= (uint32_t)nd->workers)
-        return moved;
+    uint32_t w = (uint32_t)nd->workers;
+    return nd->call_ns && nd->call_ns < PPX__SHORT_CALL_NS ? w + w * PPX__SHORT_AHEAD : w;
+}
+
+/* Announces waiting calls up to may_announce, in one message. */
+static bool announce(node *nd)
+{
+    uint32_t most = may_announce(nd);
+    if (nd->announcing || !nd->waiting.n || nd->announced >= most)
+        return false;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     uint32_t k = 0;
-    for (uint32_t s = nd->head; s != E_NONE && nd->running + k < (uint32_t)nd->workers;
+    for (uint32_t s = nd->waiting.head; s != E_NONE && nd->announced + k < most;
          s = nd->e[s].next) {
         if (ppx__env_pack_skip(&sb, nd->e[s].id, s, 0))
             break;
@@ -259,20 +282,32 @@ bool ppx__node_start_calls(node *nd)
     if (k == 0 || MPI_Issend(sb.data, (int)sb.size, MPI_BYTE, 0, PPX__TAG_STARTING, nd->comm,
                              &nd->ann_req) != MPI_SUCCESS) {
         msgpack_sbuffer_destroy(&sb);
-        return moved; /* tried again on the next round */
+        return false; /* tried again on the next round */
     }
     for (uint32_t i = 0; i < k; i++) {
         uint32_t s = nd->ann_slots[i];
-        fifo_remove(nd, s);
+        fifo_remove(nd, &nd->waiting, s);
         nd->e[s].state = E_STARTING;
-        nd->e[s].runs = true;
+        nd->e[s].announced = true;
     }
-    nd->running += k;
+    nd->announced += k;
     nd->ann_n = k;
     nd->ann_buf = msgpack_sbuffer_release(&sb);
     nd->announcing = true;
     msgpack_sbuffer_destroy(&sb);
     return true;
+}
+
+bool ppx__node_start_calls(node *nd)
+{
+    bool moved = confirm(nd);
+    while (nd->ready.n && nd->submitted < (uint32_t)nd->workers) {
+        uint32_t s = nd->ready.head;
+        fifo_remove(nd, &nd->ready, s);
+        submit(nd, s);
+        moved = true;
+    }
+    return announce(nd) || moved;
 }
 
 void ppx__node_abandon_start(node *nd)

@@ -82,11 +82,12 @@ int ppx__packed_skip(ppx__packed *pk, ppx__task *t)
     return rc;
 }
 
-/* Whether t may still be run elsewhere: rank 0 kept its frame (a big one
- * was handed to MPI without a copy) and its node has not started it. */
+/* Whether t is worth asking back: rank 0 kept its frame (a big one was
+ * handed to MPI without a copy) and its node has not said it started it
+ * (KEPT). An announced call may still wait for a worker there. */
 static bool movable(ppx__task *t)
 {
-    return t->frame_len > 0 && !ppx__rt(t)->started;
+    return t->frame_len > 0 && !ppx__rt(t)->kept;
 }
 
 /* Queue empty, some node has idle workers: ask the other nodes for calls

@@ -182,7 +182,7 @@ void ppx__remote_node_lost(ppx_pool *p, int i, const char *why, ppx__notify *n)
             continue;
         }
         if (ppx__rt(t)->started)
-            snprintf(msg, sizeof msg, "it was running there and may have run: %s", why);
+            snprintf(msg, sizeof msg, "it had started there and may have run: %s", why);
         else
             snprintf(msg, sizeof msg,
                      "it had not started, but its arguments (over %u bytes) were handed "
@@ -222,11 +222,15 @@ static bool stolen(ppx_pool *p, ppx__node *nd, ppx__task *t, const ppx__env *env
 {
     if (env->kind != PPX__ENV_SKIP || env->seq == PPX__SKIP_CANCELLED)
         return false;
-    if (env->seq == PPX__SKIP_RETURNED && !ppx__rt(t)->started) {
+    if (env->seq == PPX__SKIP_RETURNED) {
+        /* Not started, even if announced: it was waiting for a worker. */
         ppx__remote_requeue(p, nd, t);
-    } else if (ppx__rt(t)->stealing) {
-        ppx__rt(t)->stealing = false;
-        nd->stealing--;
+    } else {
+        ppx__rt(t)->kept = true;
+        if (ppx__rt(t)->stealing) {
+            ppx__rt(t)->stealing = false;
+            nd->stealing--;
+        }
     }
     return true;
 }

@@ -63,7 +63,8 @@ typedef struct ppx__rtask {
     int at;        /* PPX__AT_* */
     int node;      /* index in nodes; -1 while queued on rank 0 */
     uint32_t slot; /* its slot on that node */
-    bool started;  /* its node said it starts it (PPX__TAG_STARTING) */
+    bool started;  /* its node announced it (PPX__TAG_STARTING): may have run */
+    bool kept;     /* its node answered a steal with KEPT: it runs there */
     bool stealing; /* asked back from its node, no answer yet */
 } ppx__rtask;
 
