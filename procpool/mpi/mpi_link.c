@@ -52,11 +52,14 @@ static void welcome(void)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    if (msgpack_pack_array(&pk, 2) == 0 && msgpack_pack_str(&pk, strlen(host)) == 0 &&
-        msgpack_pack_str_body(&pk, host, strlen(host)) == 0 &&
-        msgpack_pack_int64(&pk, (int64_t)getpid()) == 0)
-        for (int i = 1; i < cl.size; i++)
+    for (int i = 1; i < cl.size; i++) {
+        msgpack_sbuffer_clear(&sb);
+        if (msgpack_pack_array(&pk, 3) == 0 && msgpack_pack_str(&pk, strlen(host)) == 0 &&
+            msgpack_pack_str_body(&pk, host, strlen(host)) == 0 &&
+            msgpack_pack_int64(&pk, (int64_t)getpid()) == 0 &&
+            (cl.info[i - 1].bell >= 0 ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) == 0)
             MPI_Send(sb.data, (int)sb.size, MPI_BYTE, i, PPX__TAG_WELCOME, cl.comm);
+    }
     msgpack_sbuffer_destroy(&sb);
 }
 
@@ -90,6 +93,8 @@ static int join(void)
     cl.info = calloc((size_t)(cl.size > 1 ? cl.size - 1 : 1), sizeof *cl.info);
     if (!cl.info)
         return PPX_ENOMEM;
+    for (int i = 0; i < cl.size - 1; i++)
+        cl.info[i].bell = -1;
     /* The nodes start their pools before MPI_Init, so all of them answer
      * within a few seconds; a minute means something is wrong. */
     int64_t start = ppx__now_ns();
@@ -229,9 +234,15 @@ static void say_goodbye(void)
     /* One byte: whether a rank was lost, so the nodes skip MPI_Finalize
      * too (it would wait for the lost rank forever). */
     unsigned char lost_byte = cl.lost_any;
-    for (int i = 0; i < cl.size - 1; i++)
-        if (!cl.info[i].lost)
+    for (int i = 0; i < cl.size - 1; i++) {
+        if (!cl.info[i].lost) {
+            cl.info[i].rang_ns = 0;
+            ppx__node_ring(&cl.info[i], ppx__now_ns());
             MPI_Send(&lost_byte, 1, MPI_BYTE, i + 1, PPX__TAG_EXIT, cl.comm);
+        }
+        if (cl.info[i].bell >= 0)
+            close(cl.info[i].bell);
+    }
     bool lost = cl.lost_any;
     MPI_Comm_free(&cl.comm);
     cl.up = false;

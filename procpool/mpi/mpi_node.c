@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 void ppx__node_send(node *nd, int tag, void *buf, size_t len)
@@ -64,9 +65,13 @@ static void welcomed(node *nd, const unsigned char *b, size_t len)
     int64_t pid;
     char me[64] = "";
     gethostname(me, sizeof me - 1);
-    if (ppx__mp_array(&c, &n) == 0 && n == 2 && ppx__mp_str(&c, &host, &hl) == 0 &&
-        ppx__mp_int(&c, &pid) == 0 && pid > 1 && hl == strlen(me) && memcmp(host, me, hl) == 0)
+    bool rung = false;
+    if (ppx__mp_array(&c, &n) == 0 && n == 3 && ppx__mp_str(&c, &host, &hl) == 0 &&
+        ppx__mp_int(&c, &pid) == 0 && ppx__mp_bool(&c, &rung) == 0 && pid > 1 &&
+        hl == strlen(me) && memcmp(host, me, hl) == 0) {
         nd->root_pid = (long)pid;
+        nd->rung = rung;
+    }
 }
 
 /* Rank 0 on this host has ended without saying goodbye (it crashed, or
@@ -128,10 +133,11 @@ static int hello(node *nd)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    int bad = msgpack_pack_array(&pk, 4) || msgpack_pack_uint32(&pk, (uint32_t)workers) ||
+    int bad = msgpack_pack_array(&pk, 5) || msgpack_pack_uint32(&pk, (uint32_t)workers) ||
               msgpack_pack_uint32(&pk, nd->cap) || msgpack_pack_str(&pk, strlen(host)) ||
               msgpack_pack_str_body(&pk, host, strlen(host)) ||
-              msgpack_pack_int64(&pk, (int64_t)getpid());
+              msgpack_pack_int64(&pk, (int64_t)getpid()) ||
+              msgpack_pack_int64(&pk, nd->bell[1]);
     if (!bad)
         bad = MPI_Send(sb.data, (int)sb.size, MPI_BYTE, 0, PPX__TAG_HELLO, nd->comm);
     msgpack_sbuffer_destroy(&sb);
@@ -143,8 +149,11 @@ static int hello(node *nd)
 static bool round_trip(node *nd)
 {
     bool active = receive(nd);
-    if (ppx_pool_process(nd->pool) > 0)
+    /* An idle node's local pool has news only when its descriptor says
+     * so (a worker's death, a respawn due): a nap costs one probe. */
+    if ((nd->busy || nd->local_news) && ppx_pool_process(nd->pool) > 0)
         active = true;
+    nd->local_news = false;
     if (ppx__node_start_calls(nd))
         active = true;
     if (ppx__node_answer(nd))
@@ -182,14 +191,27 @@ static void serve(node *nd)
         /* Nothing to do: wait on the local pool's descriptor, which wakes
          * us at once for a local answer, with a timeout for MPI. A STARTING
          * in flight waits for rank 0, which polls hot meanwhile. */
-        int64_t wait = ppx__mpi_backoff_ns(ppx__now_ns() - active_at, nd->busy > 0);
+        int64_t quiet = ppx__now_ns() - active_at;
+        int64_t wait = ppx__mpi_backoff_ns(quiet, nd->busy > 0);
         if (wait == 0 || nd->announcing) {
             sched_yield(); /* our worker may be waiting for this core */
             continue;
         }
-        struct pollfd pf = {ppx_pool_fd(nd->pool), POLLIN, 0};
-        struct timespec ts = {0, (long)wait};
-        ppoll(&pf, 1, &ts, NULL);
+        /* Rank 0 rings the doorbell before it sends to a quiet node. */
+        if (nd->rung && !nd->busy && quiet > 1000000000LL)
+            wait = PPX__BELL_NAP_NS;
+        struct pollfd pf[2] = {{ppx_pool_fd(nd->pool), POLLIN, 0}, {nd->bell[0], POLLIN, 0}};
+        struct timespec ts = {wait / 1000000000LL, (long)(wait % 1000000000LL)};
+        if (ppoll(pf, nd->bell[0] >= 0 ? 2 : 1, &ts, NULL) > 0) {
+            nd->local_news = pf[0].revents != 0;
+            char drain[64];
+            if (pf[1].revents) {
+                while (read(nd->bell[0], drain, sizeof drain) > 0) {
+                }
+                /* What it announces may still be on its way: poll hot. */
+                active_at = ppx__now_ns();
+            }
+        }
     }
 }
 
@@ -217,6 +239,11 @@ int ppx__node_serve(const ppx_pool_options *o)
     MPI_Comm_dup(MPI_COMM_WORLD, &nd.comm);
     MPI_Comm_set_errhandler(nd.comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(nd.comm, &nd.rank);
+    /* The doorbell: rank 0, on this host, opens the write end through
+     * /proc and rings it before sending to a quiet node, which can then
+     * nap long. Made after the local pool, so no worker holds it. */
+    if (pipe2(nd.bell, O_NONBLOCK | O_CLOEXEC))
+        nd.bell[0] = nd.bell[1] = -1;
     rc = hello(&nd);
     if (rc == 0) {
         nd.workers = ppx_pool_workers(nd.pool);
@@ -244,6 +271,10 @@ int ppx__node_serve(const ppx_pool_options *o)
     free(nd.req);
     free(nd.bufs);
     ppx_pool_free(nd.pool); /* its workers end here */
+    if (nd.bell[0] >= 0) {
+        close(nd.bell[0]);
+        close(nd.bell[1]);
+    }
     if (nd.orphaned) /* MPI would wait for rank 0 forever */
         _exit(1);
     MPI_Comm_free(&nd.comm);

@@ -39,6 +39,8 @@ enum { E_FREE = 0, E_WAITING, E_STARTING, E_READY, E_RUNNING, E_ENDED };
 #define E_NONE UINT32_MAX
 #define PPX__SHORT_CALL_NS (1000 * 1000LL)
 #define PPX__SHORT_AHEAD 2
+/* A quiet node's nap when rank 0 rings its doorbell before sending. */
+#define PPX__BELL_NAP_NS (1000 * 1000000LL)
 
 /* Slots in order, linked through their entries. */
 typedef struct fifo {
@@ -83,6 +85,9 @@ typedef struct node {
     uint32_t ann_n;
     msgpack_sbuffer kept; /* KEPT answers to steals, sent with the replies */
     bool detaching, exiting;
+    bool local_news;    /* the local pool's descriptor woke the last nap */
+    int bell[2];        /* the doorbell pipe (-1: none) */
+    bool rung;          /* rank 0 opened it (WELCOME) */
     long root_pid;      /* rank 0's process, when on this host (WELCOME) */
     int64_t root_checked;
     bool orphaned;      /* rank 0's process has ended without a goodbye */

@@ -84,6 +84,7 @@ static void send_buf(mlink *l, int node, int tag, unsigned char *buf, size_t len
     s->buf = buf;
     s->cap = cap;
     l->ns++;
+    ppx__node_ring(&l->r->nodes[node], ppx__now_ns());
     return;
 fail:
     /* The calls in it are answered by nobody: the node is lost to us. */
@@ -317,6 +318,7 @@ static void send_detach(mlink *l, const bool *detach)
     for (int i = 0; detach && i < l->r->nnodes; i++) {
         if (!detach[i])
             continue;
+        ppx__node_ring(&l->r->nodes[i], l->detach_at);
         if (MPI_Send(NULL, 0, MPI_BYTE, l->r->nodes[i].rank, PPX__TAG_DETACH, cl.comm) ==
             MPI_SUCCESS)
             l->detach_left++;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 static ppx__remote *rm(ppx_pool *p)
@@ -347,7 +348,7 @@ int64_t ppx__mpi_backoff_ns(int64_t quiet, bool holding)
 {
     if (quiet < 200000)
         return 0;
-    int64_t cap = !holding && quiet > 1000000000LL ? 4000000 : 1000000;
+    int64_t cap = !holding && quiet > 1000000000LL ? PPX__IDLE_NAP_NS : 1000000;
     int64_t wait = quiet / 4;
     return wait < 20000 ? 20000 : wait > cap ? cap : wait;
 }
@@ -407,6 +408,13 @@ void ppx__remote_destroy(ppx_pool *p, bool copy)
     p->be = NULL;
 }
 
+void ppx__node_ring(ppx__node *nd, int64_t now)
+{
+    if (nd->bell >= 0 && now - nd->rang_ns > PPX__BELL_QUIET_NS)
+        (void)!write(nd->bell, "", 1); /* full: it rings already */
+    nd->rang_ns = now;
+}
+
 bool ppx__pid_ended(long pid)
 {
     char path[64], buf[256];
@@ -429,9 +437,11 @@ int ppx__remote_read_hello(const unsigned char *b, size_t len, ppx__node *nd)
     uint64_t workers, cap;
     int64_t pid;
     const char *host;
-    if (ppx__mp_array(&c, &n) || n != 4 || ppx__mp_uint(&c, &workers) ||
+    int64_t bell = -1;
+    if (ppx__mp_array(&c, &n) || (n != 4 && n != 5) || ppx__mp_uint(&c, &workers) ||
         ppx__mp_uint(&c, &cap) || ppx__mp_str(&c, &host, &hl) || ppx__mp_int(&c, &pid) ||
-        workers == 0 || workers > 4096 || cap < workers || cap > 65536 || hl > 63)
+        (n == 5 && ppx__mp_int(&c, &bell)) || workers == 0 || workers > 4096 ||
+        cap < workers || cap > 65536 || hl > 63)
         return PPX_EMALFORMED;
     nd->workers = (int)workers;
     nd->cap = (uint32_t)cap;
@@ -440,5 +450,13 @@ int ppx__remote_read_hello(const unsigned char *b, size_t len, ppx__node *nd)
     char me[64] = "";
     gethostname(me, sizeof me - 1);
     nd->here = strlen(me) == hl && memcmp(me, host, hl) == 0;
+    /* Its doorbell's write end, through /proc: only on this host, and
+     * only where this process may look at the node's descriptors. */
+    nd->bell = -1;
+    if (nd->here && bell >= 0 && bell < INT32_MAX && pid > 1) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%lld/fd/%lld", (long long)pid, (long long)bell);
+        nd->bell = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    }
     return 0;
 }

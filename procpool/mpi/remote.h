@@ -122,6 +122,8 @@ typedef struct ppx__node {
     double rate;
     int64_t heard_ns;     /* when it was last given calls while idle */
     int64_t checked_ns;   /* progress thread only: its pid last checked */
+    int bell;             /* its doorbell's write end, or -1 */
+    int64_t rang_ns;      /* progress thread only: last sent to (or rung) */
     int64_t seen_ns;      /* progress thread only: when it last sent */
     /* Progress thread only: a send to it failed, or a message from it
      * could not be received, so some of its answers will never come;
@@ -232,14 +234,23 @@ void ppx__remote_stop(ppx_pool *p);
  * after quiet ns without traffic: 0 means yield the CPU and look again
  * (the first 200 us, when an answer is most likely and a worker on the
  * same core may need the CPU to produce it), then a quarter of the quiet
- * so far between 20 us and 1 ms, and up to 4 ms once nothing has been
- * held for a second. MPI has no descriptor to sleep on. */
+ * so far between 20 us and 1 ms, and PPX__IDLE_NAP_NS once nothing has
+ * been held for a second. MPI has no descriptor to sleep on: an idle
+ * node's only cost is one probe per nap (about 1 ms of CPU a second at
+ * 20 ms), and the first call after a quiet second waits up to a nap. */
+#define PPX__IDLE_NAP_NS (50 * 1000000LL)
 int64_t ppx__mpi_backoff_ns(int64_t quiet, bool holding);
 
 /* mpi_node.c: on a rank other than 0, serve calls from rank 0 with a
  * local pool made from o, then finalize MPI and exit the process. Returns
  * only on failure, with a code. */
 int ppx__node_serve(const ppx_pool_options *o);
+
+/* A node quiet for PPX__BELL_QUIET_NS may nap up to a second: rank 0
+ * writes a byte to its doorbell (a pipe on the node's host) before it
+ * sends to it. */
+#define PPX__BELL_QUIET_NS (500 * 1000000LL)
+void ppx__node_ring(ppx__node *nd, int64_t now);
 
 /* remote.c: whether process pid of this host has ended (gone, or a
  * zombie). */
