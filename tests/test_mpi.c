@@ -52,13 +52,7 @@ static int unlucky(ppx_call *c, void *u)
 
 static void mark(const char *name, const char *what)
 {
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fprintf(f, "%s %ld\n", what, (long)getpid());
-        fclose(f);
-    }
+    support_marker_write(dir, name, what);
 }
 
 /* Marks "<name>.run", then spins until cancelled and marks "<name>.stop";
@@ -109,43 +103,20 @@ static int crash(ppx_call *c, void *u)
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static bool exists(const char *name)
-{
-    char path[128];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return stat(path, &st) == 0;
-}
-
 static long pid_in(const char *name)
 {
-    char path[128], word[16];
-    long pid = 0;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (fscanf(f, "%15s %ld", word, &pid) != 2)
-            pid = 0;
-        fclose(f);
-    }
-    return pid;
+    return support_marker_pid(dir, name);
 }
 
 /* Waits up to 20 s for a marker: the nodes share two cores with rank 0. */
 static void wait_for(const char *name)
 {
-    int64_t until = support_now_ms() + 20000;
-    while (!exists(name) && support_now_ms() < until)
-        support_sleep_ms(5);
-    assert_true(exists(name));
+    assert_true(support_marker_wait(dir, name, 20000));
 }
 
 static bool gone(long pid)
 {
-    int64_t until = support_now_ms() + 20000;
-    while (kill((pid_t)pid, 0) == 0 && support_now_ms() < until)
-        support_sleep_ms(5);
-    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    return support_pid_gone(pid, 20000);
 }
 
 /* An error from a node: its type, the node's name and, when a worker

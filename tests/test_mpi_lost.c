@@ -35,19 +35,12 @@ static int my_rank(void)
 
 static bool exists(const char *name)
 {
-    char path[128];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return stat(path, &st) == 0;
+    return support_marker_exists(dir, name);
 }
 
 static void touch(const char *name)
 {
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    if (f)
-        fclose(f);
+    support_marker_write(dir, name, "");
 }
 
 /* Marks "run.<i>.<rank>", waits for "release"; then on rank 1 kills its

@@ -151,8 +151,8 @@ void ppx__remote_cancel_queued(ppx_pool *p, ppx__notify *n)
     while (r->queue.head)
         ppx__remote_cancel(p, ppx__list_first(&r->queue), false, false, n);
     /* Placed but not taken by the progress thread: the node never hears
-     * of it. One already sent may have started there (rank 0 is not told
-     * when): it runs to its end. */
+     * of it. One already sent may start there before a cancel would
+     * arrive (rank 0 hears of a start only after it): it runs to its end. */
     for (int i = 0; i < r->nnodes; i++) {
         ppx__node *nd = &r->nodes[i];
         for (uint32_t s = 0; s < nd->cap; s++)
