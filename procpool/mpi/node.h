@@ -10,11 +10,12 @@
  * run: rank 0 may take it back for an idle node (a steal) and, if this
  * node is lost, send it elsewhere; only calls it heard start may have
  * run. A call goes to the local pool only when a worker is free for it.
- * It is announced then too, except for short calls (under
- * PPX__SHORT_CALL_NS on average), where a round trip per call would
- * idle the workers: those are announced up to PPX__SHORT_AHEAD per
- * worker ahead and wait READY. A READY call can still be given back to
- * a steal; if the node is lost, it counts as may-have-run.
+ * It is announced a little before, so its worker does not wait a round
+ * trip: for short calls (under PPX__SHORT_CALL_NS on average) up to
+ * PPX__SHORT_AHEAD per worker ahead, for longer ones when a running call
+ * is due to end (see may_announce), and then waits READY. A READY call
+ * can still be given back to a steal; if the node is lost, it counts as
+ * may-have-run.
  *
  * Rank 0's calls are kept by slot, the index rank 0 stamped into the
  * call's header: rank 0 reuses a slot only after its answer arrived, so
@@ -83,6 +84,8 @@ typedef struct node {
     void *ann_buf;
     uint32_t *ann_slots;
     uint32_t ann_n;
+    int64_t ann_at;     /* when it was sent */
+    int64_t ann_rtt_ns; /* how long announcements take, on average */
     msgpack_sbuffer kept; /* KEPT answers to steals, sent with the replies */
     bool detaching, exiting;
     bool local_news;    /* the local pool's descriptor woke the last nap */

@@ -243,6 +243,8 @@ static bool confirm(node *nd)
     nd->announcing = false;
     free(nd->ann_buf);
     nd->ann_buf = NULL;
+    int64_t rtt = ppx__now_ns() - nd->ann_at;
+    nd->ann_rtt_ns = nd->ann_rtt_ns ? (3 * nd->ann_rtt_ns + rtt) / 4 : rtt;
     for (uint32_t i = 0; i < nd->ann_n; i++) {
         uint32_t s = nd->ann_slots[i];
         if (nd->e[s].state != E_STARTING)
@@ -258,10 +260,23 @@ static bool confirm(node *nd)
 }
 
 /* Calls announced at most: one per worker, more for short calls. */
+/* Calls announced at most: one per worker; for short calls up to
+ * PPX__SHORT_AHEAD more per worker; for longer ones one more for each
+ * running call due to end within two announcement round trips (by the
+ * node's average call), so the next is READY when its worker frees. A
+ * node whose calls have no history announces none ahead. */
 static uint32_t may_announce(const node *nd)
 {
     uint32_t w = (uint32_t)nd->workers;
-    return nd->call_ns && nd->call_ns < PPX__SHORT_CALL_NS ? w + w * PPX__SHORT_AHEAD : w;
+    if (!nd->call_ns)
+        return w;
+    if (nd->call_ns < PPX__SHORT_CALL_NS)
+        return w + w * PPX__SHORT_AHEAD;
+    int64_t due = ppx__now_ns() - (nd->call_ns - 2 * nd->ann_rtt_ns);
+    uint32_t ending = 0;
+    for (uint32_t s = 0; s < nd->cap; s++)
+        ending += nd->e[s].state == E_RUNNING && nd->e[s].start_ns <= due;
+    return w + ending;
 }
 
 /* Announces waiting calls up to may_announce, in one message. */
@@ -292,6 +307,7 @@ static bool announce(node *nd)
     }
     nd->announced += k;
     nd->ann_n = k;
+    nd->ann_at = ppx__now_ns();
     nd->ann_buf = msgpack_sbuffer_release(&sb);
     nd->announcing = true;
     msgpack_sbuffer_destroy(&sb);
