@@ -85,8 +85,9 @@ static bool root_gone(node *nd)
     return ppx__pid_ended(nd->root_pid);
 }
 
-static void handle(node *nd, int tag, const unsigned char *b, size_t len)
+static void handle(node *nd, int tag, unsigned char **buf, size_t len, size_t cap)
 {
+    const unsigned char *b = *buf;
     if (tag == PPX__TAG_DETACH) {
         nd->detaching = true;
         ppx__node_cancel_everything(nd);
@@ -97,7 +98,7 @@ static void handle(node *nd, int tag, const unsigned char *b, size_t len)
     } else if (tag == PPX__TAG_WELCOME) {
         welcomed(nd, b, len);
     } else if (tag == PPX__TAG_CALLS || tag == PPX__TAG_CANCELS || tag == PPX__TAG_STEAL) {
-        ppx__node_handle(nd, tag, b, len);
+        ppx__node_handle(nd, tag, buf, len, cap);
     }
 }
 
@@ -116,8 +117,9 @@ static bool receive(node *nd)
         if (!buf)
             return got;
         MPI_Recv(buf, len, MPI_BYTE, 0, st.MPI_TAG, nd->comm, MPI_STATUS_IGNORE);
-        handle(nd, st.MPI_TAG, buf, (size_t)len);
-        ppx__bigbuf_free(buf, cap);
+        handle(nd, st.MPI_TAG, &buf, (size_t)len, cap);
+        if (buf)
+            ppx__bigbuf_free(buf, cap);
         got = true;
     }
 }
@@ -261,7 +263,7 @@ int ppx__node_serve(const ppx_pool_options *o)
         serve(&nd);
     for (uint32_t s = 0; s < nd.cap && nd.e; s++) {
         ppx_future_unref(nd.e[s].f);
-        free(nd.e[s].frame);
+        ppx__node_drop_frame(&nd.e[s]);
     }
     free(nd.e);
     free(nd.ann_slots);

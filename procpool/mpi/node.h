@@ -55,8 +55,9 @@ typedef struct entry {
     uint32_t skip;  /* ENDED: PPX__SKIP_* */
     uint64_t id;
     ppx_future *f;
-    unsigned char *frame; /* WAITING, STARTING: the call's envelope */
+    unsigned char *frame; /* WAITING, STARTING, READY: the call's envelope */
     size_t len;
+    size_t frame_cap;     /* frame is a ppx__bigbuf of this many bytes; 0: malloc'd */
     int64_t got_ns;       /* when it arrived: its deadline counts from there */
     int64_t start_ns;     /* RUNNING: when the local pool got it */
     uint32_t prev, next;  /* WAITING, READY: its FIFO */
@@ -103,8 +104,11 @@ typedef struct node {
 } node;
 
 /* node_calls.c */
-/* A CALLS, CANCELS or STEAL message from rank 0. */
-void ppx__node_handle(node *nd, int tag, const unsigned char *b, size_t len);
+/* A CALLS, CANCELS or STEAL message from rank 0: *buf, a ppx__bigbuf of
+ * cap bytes, len of them used; a call may keep it (then *buf is NULL). */
+void ppx__node_handle(node *nd, int tag, unsigned char **buf, size_t len, size_t cap);
+/* Frees e's frame, however it was kept. */
+void ppx__node_drop_frame(entry *e);
 /* Stops every call (DETACH, EXIT). */
 void ppx__node_cancel_everything(node *nd);
 /* Announces waiting calls for free workers, and starts those rank 0

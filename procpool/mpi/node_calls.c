@@ -61,12 +61,21 @@ static void on_done(ppx_future *f, void *arg)
     nd->call_ns = nd->call_ns ? (3 * nd->call_ns + took) / 4 : took;
 }
 
+void ppx__node_drop_frame(entry *e)
+{
+    if (e->frame_cap)
+        ppx__bigbuf_free(e->frame, e->frame_cap);
+    else
+        free(e->frame);
+    e->frame = NULL;
+    e->frame_cap = 0;
+}
+
 /* A call that ends here without a local future: answered as a SKIP. */
 static void end_skip(node *nd, uint32_t s, uint32_t why)
 {
     entry *e = &nd->e[s];
-    free(e->frame);
-    e->frame = NULL;
+    ppx__node_drop_frame(e);
     e->state = E_ENDED;
     e->skip = why;
     nd->done[nd->ndone++] = s;
@@ -76,7 +85,7 @@ static void free_entry(node *nd, uint32_t s)
 {
     entry *e = &nd->e[s];
     ppx_future_unref(e->f);
-    free(e->frame);
+    ppx__node_drop_frame(e);
     if (e->announced)
         nd->announced--;
     *e = (entry){.nd = nd};
@@ -98,7 +107,11 @@ static void refuse(node *nd, uint64_t id, uint32_t slot, const char *fn, const c
 
 /* ---- calls from rank 0 ------------------------------------------------------ */
 
-static void take_call(node *nd, const ppx__env *env, const unsigned char *b, size_t len)
+/* Keeps the call's envelope (b, len bytes) until it starts: the whole
+ * message, *adopt (a ppx__bigbuf of cap bytes), when it is this one call
+ * (a big one travels alone), else a copy. */
+static void take_call(node *nd, const ppx__env *env, const unsigned char *b, size_t len,
+                      unsigned char **adopt, size_t cap)
 {
     uint32_t s = env->slot;
     if (s >= nd->cap) {
@@ -114,15 +127,21 @@ static void take_call(node *nd, const ppx__env *env, const unsigned char *b, siz
         refuse(nd, env->task_id, s, fn, "the node still runs an earlier call in this slot");
         return;
     }
-    unsigned char *copy = malloc(len);
+    unsigned char *copy = adopt && *adopt == b ? *adopt : malloc(len);
     if (!copy) {
         refuse(nd, env->task_id, s, "", "the node has no memory for the call");
         return;
     }
-    memcpy(copy, b, len);
+    size_t copy_cap = 0;
+    if (copy == b) {
+        *adopt = NULL;
+        copy_cap = cap;
+    } else {
+        memcpy(copy, b, len);
+    }
     entry *e = &nd->e[s];
-    *e = (entry){.state = E_WAITING, .id = env->task_id, .frame = copy, .len = len,
-                 .got_ns = ppx__now_ns(), .nd = nd};
+    *e = (entry){.state = E_WAITING, .id = env->task_id, .frame = copy, .frame_cap = copy_cap,
+                 .len = len, .got_ns = ppx__now_ns(), .nd = nd};
     nd->busy++;
     fifo_push(nd, &nd->waiting, s);
 }
@@ -168,8 +187,9 @@ void ppx__node_cancel_everything(node *nd)
         cancel_entry(nd, s);
 }
 
-void ppx__node_handle(node *nd, int tag, const unsigned char *b, size_t len)
+void ppx__node_handle(node *nd, int tag, unsigned char **buf, size_t len, size_t cap)
 {
+    const unsigned char *b = *buf;
     while (len) {
         size_t flen;
         ppx__env env;
@@ -179,7 +199,7 @@ void ppx__node_handle(node *nd, int tag, const unsigned char *b, size_t len)
         }
         entry *e = tag == PPX__TAG_CALLS ? NULL : find(nd, &env);
         if (tag == PPX__TAG_CALLS && (env.kind == PPX__ENV_CALL || env.kind == PPX__ENV_MAP))
-            take_call(nd, &env, b, flen);
+            take_call(nd, &env, b, flen, flen == len && b == *buf ? buf : NULL, cap);
         else if (tag == PPX__TAG_CANCELS && env.kind == PPX__ENV_SKIP && e)
             cancel_entry(nd, (uint32_t)(e - nd->e));
         else if (tag == PPX__TAG_STEAL && env.kind == PPX__ENV_SKIP && e)
@@ -215,8 +235,7 @@ static void submit(node *nd, uint32_t s)
                  ? ppx_pool_map(nd->pool, fn, env.payload.data, env.payload.len, &o, &f)
                  : ppx_pool_submit_ex(nd->pool, fn, env.payload.data, env.payload.len, &o, &f);
         if (rc == 0) {
-            free(e->frame);
-            e->frame = NULL;
+            ppx__node_drop_frame(e);
             e->f = f;
             e->state = E_RUNNING;
             e->start_ns = ppx__now_ns();
