@@ -191,11 +191,11 @@ static void serve(node *nd)
             continue;
         }
         /* Nothing to do: wait on the local pool's descriptor, which wakes
-         * us at once for a local answer, with a timeout for MPI. A STARTING
-         * in flight waits for rank 0, which polls hot meanwhile. */
+         * us at once for a local answer, with a timeout for MPI; a STARTING
+         * in flight is looked at as often as MPI is. */
         int64_t quiet = ppx__now_ns() - active_at;
         int64_t wait = ppx__mpi_backoff_ns(quiet, nd->busy > 0);
-        if (wait == 0 || nd->announcing) {
+        if (wait == 0) {
             sched_yield(); /* our worker may be waiting for this core */
             continue;
         }

@@ -369,7 +369,18 @@ static bool nap(mlink *l, int64_t active_at, bool detaching)
             pthread_cond_wait(&r->wake, &p->mu);
         return true;
     }
-    int64_t wait = ppx__mpi_backoff_ns(ppx__now_ns() - active_at, true);
+    int64_t quiet = ppx__now_ns() - active_at;
+    int64_t wait = ppx__mpi_backoff_ns(quiet, true);
+    /* Nodes whose answers come far apart (long calls): no hot polling
+     * right after traffic, which would take the CPU their workers need;
+     * sleep through half the expected gap first. */
+    double rate = 0;
+    for (int i = 0; i < r->nnodes; i++)
+        if (r->nodes[i].inflight && !r->nodes[i].lost)
+            rate += r->nodes[i].rate;
+    int64_t gap = rate > 0 ? (int64_t)(1e9 / rate) : 0;
+    if (gap > 400000 && quiet < gap / 2)
+        wait = gap / 2 - quiet;
     if (wait == 0) {
         ppx__pool_unlock(p);
         sched_yield();
