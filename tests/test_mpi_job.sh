@@ -12,10 +12,17 @@ mpirun=$1
 shift
 job="ppx-mpi-$$-$(date +%s%N)"
 status="${TMPDIR:-/tmp}/$job.status"
+errlog="${TMPDIR:-/tmp}/$job.stderr"
 rm -f "$status"
-env PPX_TEST_JOB="$job" PPX_TEST_STATUS="$status" \
-    "$mpirun" -x PPX_TEST_JOB -x PPX_TEST_STATUS "$@"
-rc=$?
+# stderr also goes to a file: a sanitizer's report from a node that
+# aborted fails the job even where mpirun's status is not checked.
+exec 4>&1
+{ env PPX_TEST_JOB="$job" PPX_TEST_STATUS="$status" \
+    "$mpirun" -x PPX_TEST_JOB -x PPX_TEST_STATUS "$@" 2>&1 1>&4 4>&-; echo $? > "$status.rc"; } |
+    tee "$errlog" >&2
+exec 4>&-
+rc=$(cat "$status.rc" 2>/dev/null || echo 1)
+rm -f "$status.rc"
 left() {
     for e in /proc/[0-9]*/environ; do
         if { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qx "PPX_TEST_JOB=$job"; then
@@ -42,6 +49,11 @@ if [ -n "$alive" ]; then
     done
     fail=1
 fi
+if grep -q -e "ERROR: AddressSanitizer" -e "runtime error:" "$errlog"; then
+    echo "test_mpi_job: a sanitizer reported an error (above)" >&2
+    fail=1
+fi
+rm -f "$errlog"
 if [ ! -s "$status" ]; then
     echo "test_mpi_job: rank 0 wrote no result (mpirun exited $rc)" >&2
     fail=1

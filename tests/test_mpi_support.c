@@ -65,12 +65,15 @@ static void marker_path(char *path, size_t cap, const char *dir, const char *nam
 
 void support_marker_write(const char *dir, const char *name, const char *what)
 {
-    char path[160];
+    /* Written aside, then renamed: whoever sees the marker reads it whole. */
+    char path[160], tmp[200];
     marker_path(path, sizeof path, dir, name);
-    FILE *f = fopen(path, "w");
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
     if (f) {
         fprintf(f, "%s %ld\n", what, (long)getpid());
         fclose(f);
+        rename(tmp, path);
     }
 }
 

@@ -261,6 +261,9 @@ int ppx__node_serve(const ppx_pool_options *o)
     }
     if (rc == 0)
         serve(&nd);
+    /* First: it resolves calls still running (rank 0 gone), whose done
+     * callbacks write into nd.e and nd.done. */
+    ppx_pool_free(nd.pool); /* its workers end here */
     for (uint32_t s = 0; s < nd.cap && nd.e; s++) {
         ppx_future_unref(nd.e[s].f);
         ppx__node_drop_frame(&nd.e[s]);
@@ -272,7 +275,6 @@ int ppx__node_serve(const ppx_pool_options *o)
     free(nd.done);
     free(nd.req);
     free(nd.bufs);
-    ppx_pool_free(nd.pool); /* its workers end here */
     if (nd.bell[0] >= 0) {
         close(nd.bell[0]);
         close(nd.bell[1]);
