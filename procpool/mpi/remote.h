@@ -236,8 +236,9 @@ void ppx__remote_stop(ppx_pool *p);
  * same core may need the CPU to produce it), then a quarter of the quiet
  * so far between 20 us and 1 ms, and PPX__IDLE_NAP_NS once nothing has
  * been held for a second. MPI has no descriptor to sleep on: an idle
- * node's only cost is one probe per nap (about 1 ms of CPU a second at
- * 20 ms), and the first call after a quiet second waits up to a nap. */
+ * node's only cost is one probe per nap (a wake-up costs 60-110 us of
+ * CPU on a 2-vCPU VM), and the first call after a quiet second waits up
+ * to a nap, unless rank 0 rings the node's doorbell (node.h). */
 #define PPX__IDLE_NAP_NS (50 * 1000000LL)
 int64_t ppx__mpi_backoff_ns(int64_t quiet, bool holding);
 
