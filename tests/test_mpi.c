@@ -6,6 +6,7 @@
  * call running on a node and see it stop, without timing guesses.
  */
 #include "support.h"
+#include "test_mpi_support.h"
 #include "ppx.h"
 
 #include <errno.h>
@@ -51,13 +52,7 @@ static int unlucky(ppx_call *c, void *u)
 
 static void mark(const char *name, const char *what)
 {
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    if (f) {
-        fprintf(f, "%s %ld\n", what, (long)getpid());
-        fclose(f);
-    }
+    support_marker_write(dir, name, what);
 }
 
 /* Marks "<name>.run", then spins until cancelled and marks "<name>.stop";
@@ -87,6 +82,18 @@ static int spin(ppx_call *c, void *u)
     }
 }
 
+/* One node 100 times slower than the other: SLOW_MS on rank 1, FAST_MS
+ * on rank 2; returns the rank. */
+enum { SLOW_MS = 2000, FAST_MS = 20 };
+static int paced(ppx_call *c, void *u)
+{
+    (void)u;
+    const char *r = getenv("OMPI_COMM_WORLD_RANK");
+    int rank = r ? atoi(r) : -1;
+    usleep(rank == 1 ? SLOW_MS * 1000 : FAST_MS * 1000);
+    return ppx_return_int(c, rank);
+}
+
 static int crash(ppx_call *c, void *u)
 {
     (void)c;
@@ -96,43 +103,20 @@ static int crash(ppx_call *c, void *u)
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static bool exists(const char *name)
-{
-    char path[128];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return stat(path, &st) == 0;
-}
-
 static long pid_in(const char *name)
 {
-    char path[128], word[16];
-    long pid = 0;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (fscanf(f, "%15s %ld", word, &pid) != 2)
-            pid = 0;
-        fclose(f);
-    }
-    return pid;
+    return support_marker_pid(dir, name);
 }
 
 /* Waits up to 20 s for a marker: the nodes share two cores with rank 0. */
 static void wait_for(const char *name)
 {
-    int64_t until = support_now_ms() + 20000;
-    while (!exists(name) && support_now_ms() < until)
-        support_sleep_ms(5);
-    assert_true(exists(name));
+    assert_true(support_marker_wait(dir, name, 20000));
 }
 
 static bool gone(long pid)
 {
-    int64_t until = support_now_ms() + 20000;
-    while (kill((pid_t)pid, 0) == 0 && support_now_ms() < until)
-        support_sleep_ms(5);
-    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    return support_pid_gone(pid, 20000);
 }
 
 /* An error from a node: its type, the node's name and, when a worker
@@ -149,6 +133,25 @@ static void assert_remote_error(const ppx_error *e, const char *type)
 }
 
 /* ---- tests ------------------------------------------------------------- */
+
+/* What rank 0 printed on stderr while its pool started. */
+static char start_err[64];
+
+static void the_pool_says_how_to_survive_a_lost_node(void **state)
+{
+    (void)state;
+    char text[1024];
+    assert_true(support_read_file(start_err, text, sizeof text) > 0);
+    assert_non_null(strstr(text, "mpirun --enable-recovery"));
+    assert_non_null(strstr(text, "NodeLost"));
+    /* Once per process: a second pool says nothing. */
+    ppx_pool_free(pool);
+    int saved = support_capture_stderr(start_err, sizeof start_err);
+    int rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 2, .cancel_grace_ms = 200), &pool);
+    support_restore_stderr(saved);
+    assert_int_equal(rc, 0);
+    assert_int_equal(support_read_file(start_err, text, sizeof text), 0);
+}
 
 static void values_come_back(void **state)
 {
@@ -196,6 +199,41 @@ static void every_node_gets_work(void **state)
     }
     /* Placement fills both nodes before either gets a second round. */
     assert_true(seen[1] >= 8 && seen[2] >= 8);
+}
+
+/* Rank 1 takes SLOW_MS a call, rank 2 FAST_MS, 2 workers each. The
+ * fast node alone needs N * FAST_MS / 2 = 600 ms; the slow node cannot
+ * do better than one round, SLOW_MS, since it starts a call on each
+ * worker before its speed is known: that is the job's unavoidable
+ * time. Finishing within 1.5 x SLOW_MS means the slow node runs no
+ * second round, so it runs at most one call per worker: the rest,
+ * including what was placed on it and had not started, goes to the
+ * fast node (taken back from the slow one). Asserted on counts, not on
+ * the clock; the fast node's 600 ms leave a loaded machine more than
+ * 3 x room before the slow round ends. */
+static void a_slow_node_keeps_only_what_it_runs(void **state)
+{
+    (void)state;
+    enum { N = 60, WORKERS = 2 };
+    ppx_future *f[N];
+    int64_t t0 = support_now_ms();
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ppx_pool_submitf(pool, &f[i], "paced", ""), 0);
+    int ran[3] = {0};
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ppx_future_wait(f[i], 60000), 0);
+        int64_t r;
+        assert_int_equal(ppx_future_int(f[i], &r), 0);
+        assert_true(r == 1 || r == 2);
+        ran[r]++;
+        ppx_future_unref(f[i]);
+    }
+    int64_t took = support_now_ms() - t0;
+    print_message("slow node ran %d, fast node %d, in %lld ms (bound %d ms)\n", ran[1], ran[2],
+                  (long long)took, SLOW_MS * 3 / 2);
+    assert_true(ran[1] >= 1);
+    assert_true(ran[1] <= WORKERS);
+    assert_int_equal(ran[1] + ran[2], N);
 }
 
 static void map_runs_on_a_node(void **state)
@@ -498,19 +536,29 @@ int main(void)
     ppx_register("unlucky", unlucky, NULL);
     ppx_register("spin", spin, NULL);
     ppx_register("crash", crash, NULL);
+    ppx_register("paced", paced, NULL);
     /* Every rank agrees on the directory: the nodes write markers there. */
     const char *job = getenv("OMPI_MCA_ess_base_jobid");
     snprintf(dir, sizeof dir, "/tmp/ppx-mpi-test-%s", job ? job : "x");
     mkdir(dir, 0700);
+    /* Rank 0's stderr while the pool starts, to see the hint about
+     * --enable-recovery (this job runs without it). */
+    const char *rank = getenv("OMPI_COMM_WORLD_RANK");
+    int saved = -1;
+    if (rank && strcmp(rank, "0") == 0)
+        saved = support_capture_stderr(start_err, sizeof start_err);
     int rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 2, .cancel_grace_ms = 200), &pool);
     /* Only rank 0 gets here. */
+    support_restore_stderr(saved);
     if (rc) {
         fprintf(stderr, "test_mpi: no MPI pool: %s: %s\n", ppx_strerror(rc), ppx_last_error());
         return 1;
     }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(the_pool_says_how_to_survive_a_lost_node),
         cmocka_unit_test(values_come_back),
         cmocka_unit_test(every_node_gets_work),
+        cmocka_unit_test(a_slow_node_keeps_only_what_it_runs),
         cmocka_unit_test(map_runs_on_a_node),
         cmocka_unit_test(remote_error_names_its_node),
         cmocka_unit_test(crash_on_a_node_is_healed_there),
@@ -532,6 +580,8 @@ int main(void)
         fprintf(stderr, "test_mpi: the loop still has handles\n");
         failed = 1;
     }
+    unlink(start_err);
+    support_mpi_status(failed);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) /* a node may still be writing: once more */

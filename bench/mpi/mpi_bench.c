@@ -24,6 +24,8 @@
 
 static bool quick;
 static bool table = true;
+static int nodes = 2; /* ranks of the job but rank 0 */
+static bool scale;    /* --only scale: idle is measured per node, later */
 
 static double now_s(void)
 {
@@ -97,9 +99,9 @@ static void record(const char *metric, const char *unit, bool lower_better, doub
 static void print_table(int node_workers)
 {
     fprintf(stderr,
-            "\nlocal: 1 pool of %d forked workers; mpi: 2 nodes x %d workers "
+            "\nlocal: 1 pool of %d forked workers; mpi: %d nodes x %d workers "
             "(ratio = mpi/local)\n",
-            2 * node_workers, node_workers);
+            nodes * node_workers, nodes, node_workers);
     fprintf(stderr, "%-22s %12s %12s %-8s %9s  %s\n", "metric", "local", "mpi", "unit",
             "mpi/local", "mpi is");
     for (int i = 0; i < nrows; i++) {
@@ -116,119 +118,7 @@ static void print_table(int node_workers)
     }
 }
 
-/* ---- CPU time of the job, from /proc ------------------------------------ */
-
-/* CPU seconds (time on a CPU, from /proc/PID/task/TID/schedstat, in ns)
- * of every process under mpirun (our parent), split in rank 0's tree
- * (this process, its threads, the local pool's zygote and workers) and
- * everything else (the nodes, their zygotes and workers); mpirun's own
- * apart. */
-typedef struct cpu {
-    double rank0, nodes, mpirun;
-} cpu;
-
-typedef struct proc {
-    long pid, ppid;
-} proc;
-
-static double run_secs(long pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%ld/task", pid);
-    DIR *d = opendir(path);
-    struct dirent *e;
-    double secs = 0;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p2[320];
-        snprintf(p2, sizeof p2, "/proc/%ld/task/%s/schedstat", pid, e->d_name);
-        FILE *f = fopen(p2, "r");
-        unsigned long long ns = 0;
-        if (f && fscanf(f, "%llu", &ns) == 1)
-            secs += (double)ns / 1e9;
-        if (f)
-            fclose(f);
-    }
-    if (d)
-        closedir(d);
-    return secs;
-}
-
-static int read_stat(long pid, proc *out)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    long ppid;
-    if (!p || sscanf(p + 2, "%*c %ld", &ppid) != 1)
-        return -1;
-    *out = (proc){pid, ppid};
-    return 0;
-}
-
-static bool under(const proc *ps, size_t n, long pid, long root)
-{
-    for (int depth = 0; depth < 16 && pid > 1; depth++) {
-        if (pid == root)
-            return true;
-        long parent = 0;
-        for (size_t i = 0; i < n; i++)
-            if (ps[i].pid == pid)
-                parent = ps[i].ppid;
-        pid = parent;
-    }
-    return false;
-}
-
-/* The job's processes, found once the pools are up (none are replaced
- * while the benchmark runs): reading only these keeps the reading cheap. */
-static long tree_pid[256];
-static int tree_of[256]; /* 0: rank 0's tree, 1: the nodes', 2: mpirun */
-static int ntree;
-
-static void find_job(void)
-{
-    static proc ps[4096];
-    size_t n = 0;
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d && (e = readdir(d)) && n < sizeof ps / sizeof ps[0]) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end == '\0' && pid > 0 && read_stat(pid, &ps[n]) == 0)
-            n++;
-    }
-    if (d)
-        closedir(d);
-    long self = getpid(), mpirun = getppid();
-    for (size_t i = 0; i < n && ntree < 256; i++) {
-        int which = ps[i].pid == mpirun                  ? 2
-                    : under(ps, n, ps[i].pid, self)      ? 0
-                    : under(ps, n, ps[i].pid, mpirun)    ? 1
-                                                         : -1;
-        if (which >= 0) {
-            tree_pid[ntree] = ps[i].pid;
-            tree_of[ntree++] = which;
-        }
-    }
-}
-
-static cpu job_cpu(void)
-{
-    cpu c = {0};
-    for (int i = 0; i < ntree; i++) {
-        double s = run_secs(tree_pid[i]);
-        *(tree_of[i] == 0 ? &c.rank0 : tree_of[i] == 1 ? &c.nodes : &c.mpirun) += s;
-    }
-    return c;
-}
+#include "job_cpu.h"
 
 /* ---- metrics ------------------------------------------------------------ */
 
@@ -486,13 +376,51 @@ static void bench_cpu(void)
     record("cpu16x50ms_speedup", "x", false, serial / best[LOCAL], serial / best[MPI]);
 }
 
+/* Throughput of 1 ms CPU-bound calls, all submitted at once and
+ * gathered (best of 2, alternating), with the node count in the metric's
+ * name: bench/mpi/run runs this (--only scale,idle) with 1, 2 and 4
+ * nodes, the local pool having as many workers as all nodes together. */
+static void bench_cpu1ms(void)
+{
+    int jobs = quick ? 200 : 1000;
+    uint64_t iters = iters_50ms / 50;
+    double best[NIMPL] = {1e9, 1e9};
+    for (int r = 0; r < 2; r++) {
+        for (int j = 0; j < NIMPL; j++) {
+            int k = r ? NIMPL - 1 - j : j;
+            ppx_awaitable **aw = malloc((size_t)jobs * sizeof *aw), *g;
+            double t = now_s();
+            for (int i = 0; i < jobs; i++)
+                if (!aw || ppx_run_in_executorf(&loop, pools[k], &aw[i], "cpu", "U",
+                                                (unsigned long long)iters))
+                    exit(1);
+            if (ppx_gather(&loop, aw, (size_t)jobs, 0, &g))
+                exit(1);
+            await_ok(g);
+            double secs = now_s() - t;
+            for (int i = 0; i < jobs; i++)
+                ppx_awaitable_unref(aw[i]);
+            ppx_awaitable_unref(g);
+            free(aw);
+            best[k] = secs < best[k] ? secs : best[k];
+        }
+    }
+    static char name[40];
+    snprintf(name, sizeof name, "cpu1ms_calls_s_%dnode%s", nodes, nodes > 1 ? "s" : "");
+    fprintf(stderr, "1 ms calls, %d nodes: local %.0f/s, mpi %.0f/s\n", nodes, jobs / best[LOCAL],
+            jobs / best[MPI]);
+    record(name, "calls/s", false, jobs / best[LOCAL], jobs / best[MPI]);
+}
+
 /* CPU the job burns in 1 s with nothing to do: rank 0's tree (this
  * process with the MPI progress thread, the local pool), the nodes'. */
 static void bench_idle(void)
 {
     for (int k = 0; k < NIMPL; k++)
         one_noop(pools[k]);
-    struct timespec ts = {0, 300000000L}; /* let every back-off reach its end */
+    /* Let every back-off reach its end; the scale runs measure after the
+     * nodes' first quiet second. */
+    struct timespec ts = {scale ? 1 : 0, scale ? 200000000L : 300000000L};
     nanosleep(&ts, NULL);
     cpu c0 = job_cpu();
     sleep(1);
@@ -502,6 +430,13 @@ static void bench_idle(void)
             (c1.rank0 - c0.rank0) * 1e3, (c1.nodes - c0.nodes) * 1e3,
             (c1.mpirun - c0.mpirun) * 1e3);
     record("idle_cpu_ms", "ms", true, (c1.rank0 - c0.rank0) * 1e3, (c1.nodes - c0.nodes) * 1e3);
+    if (scale) {
+        /* Per node, after its first quiet second. */
+        static char name[40];
+        snprintf(name, sizeof name, "idle_cpu_ms_per_node_%dnode%s", nodes, nodes > 1 ? "s" : "");
+        record(name, "ms", true, (c1.rank0 - c0.rank0) * 1e3,
+               (c1.nodes - c0.nodes) * 1e3 / nodes);
+    }
 }
 
 static bool wanted(const char *only, const char *name)
@@ -524,7 +459,7 @@ int main(int argc, char **argv)
             node_workers = atoi(argv[++i]);
         } else {
             fprintf(stderr, "usage: mpirun -np 3 %s [--quick] [--no-table] [--node-workers W] "
-                            "[--only rtt,tput,echo,cpu,idle]\n",
+                            "[--only rtt,tput,echo,cpu,idle,scale]\n",
                     argv[0]);
             return 2;
         }
@@ -541,13 +476,14 @@ int main(int argc, char **argv)
     const char *rank = getenv("OMPI_COMM_WORLD_RANK");
     const char *size = getenv("OMPI_COMM_WORLD_SIZE");
     bool root = !rank || atoi(rank) == 0;
-    if (root && (!size || atoi(size) != 3)) {
+    if (root && (!size || atoi(size) < 2)) {
         fprintf(stderr, "mpi_bench: run me as mpirun -np 3 (2 nodes): see bench/mpi/run\n");
         return 2;
     }
+    nodes = size ? atoi(size) - 1 : 2;
     int rc = 0;
     if (root)
-        rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 2 * node_workers,
+        rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = nodes * node_workers,
                                                                .backend = PPX_BACKEND_LOCAL), &pools[LOCAL]);
     if (rc == 0)
         rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = node_workers,
@@ -558,9 +494,9 @@ int main(int argc, char **argv)
                 ppx_last_error());
         return 1;
     }
-    if (ppx_pool_workers(pools[MPI]) != 2 * node_workers) {
+    if (ppx_pool_workers(pools[MPI]) != nodes * node_workers) {
         fprintf(stderr, "mpi_bench: the MPI pool has %d workers, not %d\n",
-                ppx_pool_workers(pools[MPI]), 2 * node_workers);
+                ppx_pool_workers(pools[MPI]), nodes * node_workers);
         return 1;
     }
     uv_loop_init(&loop);
@@ -574,6 +510,9 @@ int main(int argc, char **argv)
         bench_echo();
     if (wanted(only, "cpu"))
         bench_cpu();
+    scale = only && wanted(only, "scale");
+    if (scale)
+        bench_cpu1ms();
     if (wanted(only, "idle"))
         bench_idle();
     if (table)

@@ -7,6 +7,7 @@
 #include "shm/wake.h"
 
 #include <mpi.h>
+#include <msgpack.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,43 @@ static void nap_us(long us)
 }
 
 static void say_goodbye(void);
+
+/* Open MPI ends the whole job when any rank dies unless mpirun was given
+ * --enable-recovery (which it passes to every rank as this variable):
+ * said once per process, at the first MPI pool's start, since a user
+ * finds out otherwise only when a node is lost and the job with it. */
+static void recovery_hint(void)
+{
+    static bool said;
+    const char *v = getenv("OMPI_MCA_orte_enable_recovery");
+    if (said || !getenv("OMPI_COMM_WORLD_SIZE") || (v && (strcmp(v, "1") == 0 ||
+                                                       strcmp(v, "true") == 0)))
+        return;
+    said = true;
+    fprintf(stderr, "ppx: without mpirun --enable-recovery, Open MPI ends the whole job when "
+                    "a node is lost; with it, the MPI pool goes on: calls running on that "
+                    "node fail with NodeLost, the others run on the nodes left\n");
+}
+
+/* Tells every node where rank 0 runs (PPX__TAG_WELCOME). */
+static void welcome(void)
+{
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    for (int i = 1; i < cl.size; i++) {
+        msgpack_sbuffer_clear(&sb);
+        if (msgpack_pack_array(&pk, 3) == 0 && msgpack_pack_str(&pk, strlen(host)) == 0 &&
+            msgpack_pack_str_body(&pk, host, strlen(host)) == 0 &&
+            msgpack_pack_int64(&pk, (int64_t)getpid()) == 0 &&
+            (cl.info[i - 1].bell >= 0 ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) == 0)
+            MPI_Send(sb.data, (int)sb.size, MPI_BYTE, i, PPX__TAG_WELCOME, cl.comm);
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
 
 /* MPI_Init and every node's HELLO, once per process. Under cl.mu. */
 static int join(void)
@@ -55,6 +93,8 @@ static int join(void)
     cl.info = calloc((size_t)(cl.size > 1 ? cl.size - 1 : 1), sizeof *cl.info);
     if (!cl.info)
         return PPX_ENOMEM;
+    for (int i = 0; i < cl.size - 1; i++)
+        cl.info[i].bell = -1;
     /* The nodes start their pools before MPI_Init, so all of them answer
      * within a few seconds; a minute means something is wrong. */
     int64_t start = ppx__now_ns();
@@ -85,6 +125,7 @@ static int join(void)
         }
         got++;
     }
+    welcome();
     return 0;
 }
 
@@ -105,6 +146,11 @@ static int make_nodes(ppx__remote *r)
         for (uint32_t s = 0; s < nd->cap; s++)
             nd->free_slots[s] = nd->cap - 1 - s;
         nd->nfree = nd->cap;
+        /* Until its speed is known: two calls per worker; stealing
+         * takes back what a slow node cannot start soon. */
+        nd->depth = (uint32_t)nd->workers * 2 < nd->cap ? (uint32_t)nd->workers * 2 : nd->cap;
+        nd->held = (ppx__list){0};
+        nd->out = (ppx__list){0};
         r->workers += nd->lost ? 0 : nd->workers;
     }
     return 0;
@@ -121,6 +167,8 @@ int ppx__remote_start(ppx_pool *p)
     } else if (!cl.up) {
         rc = join();
     }
+    if (rc == 0)
+        recovery_hint();
     ppx__remote *r = rc ? NULL : calloc(1, sizeof *r);
     if (!rc && !r)
         rc = PPX_ENOMEM;
@@ -186,9 +234,15 @@ static void say_goodbye(void)
     /* One byte: whether a rank was lost, so the nodes skip MPI_Finalize
      * too (it would wait for the lost rank forever). */
     unsigned char lost_byte = cl.lost_any;
-    for (int i = 0; i < cl.size - 1; i++)
-        if (!cl.info[i].lost)
+    for (int i = 0; i < cl.size - 1; i++) {
+        if (!cl.info[i].lost) {
+            cl.info[i].rang_ns = 0;
+            ppx__node_ring(&cl.info[i], ppx__now_ns());
             MPI_Send(&lost_byte, 1, MPI_BYTE, i + 1, PPX__TAG_EXIT, cl.comm);
+        }
+        if (cl.info[i].bell >= 0)
+            close(cl.info[i].bell);
+    }
     bool lost = cl.lost_any;
     MPI_Comm_free(&cl.comm);
     cl.up = false;

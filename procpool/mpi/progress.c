@@ -84,6 +84,7 @@ static void send_buf(mlink *l, int node, int tag, unsigned char *buf, size_t len
     s->buf = buf;
     s->cap = cap;
     l->ns++;
+    ppx__node_ring(&l->r->nodes[node], ppx__now_ns());
     return;
 fail:
     /* The calls in it are answered by nobody: the node is lost to us. */
@@ -105,6 +106,17 @@ static bool push(batch **b, size_t *n, size_t *cap, batch x)
     return true;
 }
 
+/* Moves pk's envelopes into a batch of their own (false without memory). */
+static bool take_packed(batch **b, size_t *n, size_t *cap, int node, int tag, ppx__packed *pk)
+{
+    if (!pk->len)
+        return true;
+    if (!push(b, n, cap, (batch){node, tag, pk->b, pk->len, 0}))
+        return false;
+    *pk = (ppx__packed){0};
+    return true;
+}
+
 /* Under the lock: moves frames waiting to go out into batches (one per
  * node of small ones, up to PPX__MPI_BATCH bytes, one each for the big
  * ones). A frame is taken from its task only once its batch exists, so
@@ -116,12 +128,9 @@ static size_t collect(mlink *l, batch **out)
     batch *b = NULL;
     for (int i = 0; i < r->nnodes; i++) {
         ppx__node *nd = &r->nodes[i];
-        if (nd->cancels_len) {
-            if (!push(&b, &n, &cap, (batch){i, PPX__TAG_CANCELS, nd->cancels, nd->cancels_len, 0}))
-                break;
-            nd->cancels = NULL;
-            nd->cancels_len = nd->cancels_cap = 0;
-        }
+        if (!take_packed(&b, &n, &cap, i, PPX__TAG_CANCELS, &nd->cancels) ||
+            !take_packed(&b, &n, &cap, i, PPX__TAG_STEAL, &nd->steals))
+            break;
         size_t small = 0;
         for (ppx__task *t = ppx__list_first(&nd->out); t; t = ppx__task_next(t))
             if (t->frame_len < PPX__MPI_ALONE && small + t->frame_len <= PPX__MPI_BATCH)
@@ -144,18 +153,18 @@ static size_t collect(mlink *l, batch **out)
                     continue;
                 }
                 t->frame = t->inline_frame; /* the batch owns it now */
+                t->frame_len = 0;             /* so it cannot be sent elsewhere */
             } else {
+                /* A copy: the task keeps its frame, to be placed again
+                 * if the node gives it back or is lost before it starts. */
                 if (used + t->frame_len > small)
                     continue;
                 memcpy(sb + used, t->frame, t->frame_len);
                 used += t->frame_len;
-                if (t->frame != t->inline_frame)
-                    ppx__bigbuf_free(t->frame, ppx__task_frame_cap(t));
-                t->frame = t->inline_frame;
             }
-            t->frame_len = 0;
             ppx__rt(t)->at = PPX__AT_NODE;
             ppx__list_remove(&nd->out, &t->link);
+            ppx__list_push_back(&nd->held, &t->link);
         }
         if (sb)
             b[at].len = used;
@@ -200,8 +209,9 @@ static int receive(mlink *l, ppx__msg **head)
         }
         int rc = MPI_Recv(buf, len, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, cl.comm,
                           MPI_STATUS_IGNORE);
-        if (!known || rc != MPI_SUCCESS || st.MPI_TAG != PPX__TAG_REPLIES) {
-            if (known && rc != MPI_SUCCESS && st.MPI_TAG == PPX__TAG_REPLIES)
+        bool keep = st.MPI_TAG == PPX__TAG_REPLIES || st.MPI_TAG == PPX__TAG_STARTING;
+        if (!known || rc != MPI_SUCCESS || !keep) {
+            if (known && rc != MPI_SUCCESS && keep)
                 broken(l, node, "its answers could not be received");
             else if (known && st.MPI_TAG == PPX__TAG_DETACHED && l->detach_at)
                 l->detach_left--;
@@ -233,6 +243,17 @@ static bool sends_done(mlink *l)
     return progressed;
 }
 
+/* A node on this host that holds calls: its process is looked at every
+ * 50 ms, so its death is noticed long before its silence would be. */
+static void check_pid(mlink *l, ppx__node *nd, int64_t now)
+{
+    if (!nd->here || nd->broken || nd->pid <= 0 || now - nd->checked_ns < 50000000LL)
+        return;
+    nd->checked_ns = now;
+    if (ppx__pid_ended(nd->pid))
+        broken(l, (int)(nd - l->r->nodes), "its process has ended");
+}
+
 /* Under the lock: a node that holds calls and has been silent too long,
  * or whose answers were lost on the way (broken), is lost; its calls fail
  * through the inbox, on the thread that drains. */
@@ -245,6 +266,7 @@ static bool check_silence(mlink *l)
         ppx__node *nd = &r->nodes[i];
         if (nd->lost || (!nd->inflight && !nd->broken))
             continue;
+        check_pid(l, nd, now);
         char why[256];
         if (nd->broken) {
             snprintf(why, sizeof why, "%s: %s", nd->name, nd->broken_why);
@@ -296,6 +318,7 @@ static void send_detach(mlink *l, const bool *detach)
     for (int i = 0; detach && i < l->r->nnodes; i++) {
         if (!detach[i])
             continue;
+        ppx__node_ring(&l->r->nodes[i], l->detach_at);
         if (MPI_Send(NULL, 0, MPI_BYTE, l->r->nodes[i].rank, PPX__TAG_DETACH, cl.comm) ==
             MPI_SUCCESS)
             l->detach_left++;
@@ -346,7 +369,18 @@ static bool nap(mlink *l, int64_t active_at, bool detaching)
             pthread_cond_wait(&r->wake, &p->mu);
         return true;
     }
-    int64_t wait = ppx__mpi_backoff_ns(ppx__now_ns() - active_at, true);
+    int64_t quiet = ppx__now_ns() - active_at;
+    int64_t wait = ppx__mpi_backoff_ns(quiet, true);
+    /* Nodes whose answers come far apart (long calls): no hot polling
+     * right after traffic, which would take the CPU their workers need;
+     * sleep through half the expected gap first. */
+    double rate = 0;
+    for (int i = 0; i < r->nnodes; i++)
+        if (r->nodes[i].inflight && !r->nodes[i].lost)
+            rate += r->nodes[i].rate;
+    int64_t gap = rate > 0 ? (int64_t)(1e9 / rate) : 0;
+    if (gap > 400000 && quiet < gap / 2)
+        wait = gap / 2 - quiet;
     if (wait == 0) {
         ppx__pool_unlock(p);
         sched_yield();

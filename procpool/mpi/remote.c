@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 static ppx__remote *rm(ppx_pool *p)
 {
@@ -25,27 +27,7 @@ void ppx__remote_wake(ppx_pool *p)
     pthread_cond_signal(&r->wake);
 }
 
-/* The node with the fewest calls per worker and room for one more; ties
- * go to the node chosen last, which is still polling MPI hot (see
- * ppx__mpi_backoff_ns) while the others back off. -1 when all are full. */
-static int pick(ppx__remote *r)
-{
-    int best = -1;
-    for (int k = 0; k < r->nnodes; k++) {
-        int i = (int)((r->rr + (unsigned)k) % (unsigned)r->nnodes);
-        ppx__node *nd = &r->nodes[i];
-        if (nd->lost || nd->nfree == 0)
-            continue;
-        if (best < 0 || (uint64_t)nd->inflight * (uint64_t)r->nodes[best].workers <
-                            (uint64_t)r->nodes[best].inflight * (uint64_t)nd->workers)
-            best = i;
-    }
-    if (best >= 0)
-        r->rr = (unsigned)best;
-    return best;
-}
-
-static bool all_lost(ppx__remote *r)
+bool ppx__remote_all_lost(ppx__remote *r)
 {
     for (int i = 0; i < r->nnodes; i++)
         if (!r->nodes[i].lost)
@@ -53,8 +35,8 @@ static bool all_lost(ppx__remote *r)
     return true;
 }
 
-static void fail_lost(ppx_pool *p, ppx__task *t, const char *node, const char *why,
-                      ppx__notify *n)
+void ppx__remote_fail_lost(ppx_pool *p, ppx__task *t, const char *node, const char *why,
+                           ppx__notify *n)
 {
     ppx_future *f = ppx__task_fut(t);
     if (!f)
@@ -67,50 +49,6 @@ static void fail_lost(ppx_pool *p, ppx__task *t, const char *node, const char *w
     snprintf(msg, sizeof msg, "%s (task %llu) was lost with its node: %s", f->function,
              (unsigned long long)ppx__task_id(t), why);
     ppx__future_fail_at(f, "NodeLost", msg, "", 0, node, n);
-}
-
-/* Places queued calls on nodes while there is room. */
-static void pump(ppx_pool *p, ppx__notify *n)
-{
-    ppx__remote *r = rm(p);
-    bool placed = false;
-    while (r->queue.head) {
-        int i = pick(r);
-        if (i < 0)
-            break;
-        ppx__node *nd = &r->nodes[i];
-        ppx__task *t = ppx__list_first(&r->queue);
-        ppx__list_remove(&r->queue, &t->link);
-        uint32_t s = nd->free_slots[--nd->nfree];
-        nd->slot[s] = t;
-        nd->inflight++;
-        if (nd->inflight == 1)
-            nd->heard_ns = ppx__now_ns(); /* its silence counts from now */
-        ppx__rt(t)->slot = s;
-        ppx__rt(t)->node = i;
-        ppx__rt(t)->at = PPX__AT_OUT;
-        /* Over MPI the header's seq carries what is left of the call's
-         * deadline (it counts from submission, time queued here too): the
-         * node's pool enforces it, as a local pool would. */
-        uint32_t ms = 0;
-        if (ppx__task_deadline(t)) {
-            int64_t left = (ppx__task_deadline(t) - ppx__now_ns() + 999999) / 1000000;
-            ms = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (uint32_t)left;
-        }
-        ppx__env_restamp(t->frame, s, ms);
-        ppx__list_push_back(&nd->out, &t->link);
-        placed = true;
-    }
-    if (r->queue.head && all_lost(r)) {
-        while (r->queue.head) {
-            ppx__task *t = ppx__list_first(&r->queue);
-            ppx__list_remove(&r->queue, &t->link);
-            fail_lost(p, t, "", "every node of the MPI pool is lost", n);
-            ppx__task_free(p, t);
-        }
-    }
-    if (placed)
-        ppx__remote_wake(p);
 }
 
 int ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
@@ -131,12 +69,11 @@ int ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
         ppx__task_free(p, t);
         return 0;
     }
-    ppx__rt(t)->at = PPX__AT_QUEUE;
-    ppx__rt(t)->node = -1;
+    *ppx__rt(t) = (ppx__rtask){.at = PPX__AT_QUEUE, .node = -1};
     ppx__list_push_back(&r->queue, &t->link);
     if (ppx__task_deadline(t) && (!r->queue_due_ns || ppx__task_deadline(t) < r->queue_due_ns))
         r->queue_due_ns = ppx__task_deadline(t);
-    pump(p, n); /* resolves only when every node is lost */
+    ppx__remote_pump(p, n); /* resolves only when every node is lost */
     return 0;
 }
 
@@ -167,34 +104,8 @@ static void expire_queued(ppx_pool *p, ppx__notify *n)
 
 static void release(ppx_pool *p, ppx__node *nd, ppx__task *t)
 {
-    nd->slot[ppx__rt(t)->slot] = NULL;
-    nd->free_slots[nd->nfree++] = ppx__rt(t)->slot;
-    nd->inflight--;
-    if (ppx__rt(t)->at == PPX__AT_OUT)
-        ppx__list_remove(&nd->out, &t->link);
+    ppx__remote_unplace(nd, t);
     ppx__task_free(p, t);
-}
-
-static int append_cancel(ppx__node *nd, ppx__task *t)
-{
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    if (ppx__env_pack_skip(&sb, ppx__task_id(t), ppx__rt(t)->slot, 0))
-        return PPX_ENOMEM;
-    if (nd->cancels_len + sb.size > nd->cancels_cap) {
-        size_t cap = nd->cancels_cap ? nd->cancels_cap * 2 : 256;
-        unsigned char *c = realloc(nd->cancels, cap);
-        if (!c) {
-            msgpack_sbuffer_destroy(&sb);
-            return PPX_ENOMEM;
-        }
-        nd->cancels = c;
-        nd->cancels_cap = cap;
-    }
-    memcpy(nd->cancels + nd->cancels_len, sb.data, sb.size);
-    nd->cancels_len += sb.size;
-    msgpack_sbuffer_destroy(&sb);
-    return 0;
 }
 
 void ppx__remote_cancel(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_out,
@@ -211,13 +122,13 @@ void ppx__remote_cancel(ppx_pool *p, ppx__task *t, bool kill_later, bool timed_o
     ppx__node *nd = &r->nodes[ppx__rt(t)->node];
     if (ppx__rt(t)->at == PPX__AT_OUT) { /* never sent: the node will not hear of it */
         release(p, nd, t);
-        pump(p, n);
+        ppx__remote_pump(p, n);
         return;
     }
     /* Sent: the node stops it (flag, then kill after the grace period)
      * and answers, which frees the slot. Without memory for the request
      * the call runs to its end, answered and dropped like any other. */
-    if (append_cancel(nd, t) == 0)
+    if (ppx__packed_skip(&nd->cancels, t) == 0)
         ppx__remote_wake(p);
 }
 
@@ -240,8 +151,8 @@ void ppx__remote_cancel_queued(ppx_pool *p, ppx__notify *n)
     while (r->queue.head)
         ppx__remote_cancel(p, ppx__list_first(&r->queue), false, false, n);
     /* Placed but not taken by the progress thread: the node never hears
-     * of it. One already sent may have started there (rank 0 is not told
-     * when): it runs to its end. */
+     * of it. One already sent may start there before a cancel would
+     * arrive (rank 0 hears of a start only after it): it runs to its end. */
     for (int i = 0; i < r->nnodes; i++) {
         ppx__node *nd = &r->nodes[i];
         for (uint32_t s = 0; s < nd->cap; s++)
@@ -258,14 +169,71 @@ void ppx__remote_node_lost(ppx_pool *p, int i, const char *why, ppx__notify *n)
         return;
     nd->lost = true;
     r->workers -= nd->workers;
-    for (uint32_t s = 0; s < nd->cap; s++) {
-        ppx__task *t = nd->slot[s];
-        if (!t)
+    /* Never sent: they go elsewhere as they are. */
+    while (nd->out.head)
+        ppx__remote_requeue(p, nd, ppx__list_first(&nd->out));
+    /* Sent: a call the node never said it starts has not run (see
+     * PPX__TAG_STARTING) and goes elsewhere, if rank 0 kept its frame;
+     * newest first, so the oldest end up first in the queue. */
+    while (nd->held.tail) {
+        ppx__task *t = ppx__list_last(&nd->held);
+        char msg[300];
+        if (!ppx__rt(t)->started && t->frame_len > 0) {
+            ppx__remote_requeue(p, nd, t);
             continue;
-        fail_lost(p, t, nd->name, why, n);
+        }
+        if (ppx__rt(t)->started)
+            snprintf(msg, sizeof msg, "it had started there and may have run: %s", why);
+        else
+            snprintf(msg, sizeof msg,
+                     "it had not started, but its arguments (over %u bytes) were handed "
+                     "to MPI without a copy to send elsewhere: %s",
+                     PPX__MPI_ALONE, why);
+        ppx__remote_fail_lost(p, t, nd->name, msg, n);
         release(p, nd, t);
     }
-    pump(p, n); /* fails the queue if no node is left */
+    ppx__remote_pump(p, n); /* re-places, or fails the queue if no node is left */
+}
+
+/* A node's STARTING: it is about to start these calls. */
+static void read_starting(ppx_pool *p, ppx__msg *m)
+{
+    ppx__node *nd = &rm(p)->nodes[m->node];
+    const unsigned char *b = m->buf;
+    size_t left = m->len;
+    while (left) {
+        size_t len;
+        ppx__env env;
+        if (ppx__env_next(b, left, &len) || ppx__env_decode(b, len, &env)) {
+            rm(p)->protocol_errors++;
+            return;
+        }
+        ppx__task *t = env.slot < nd->cap ? nd->slot[env.slot] : NULL;
+        if (t && ppx__task_id(t) == env.task_id && ppx__rt(t)->at == PPX__AT_NODE)
+            ppx__rt(t)->started = true;
+        else
+            rm(p)->protocol_errors++;
+        b += len;
+        left -= len;
+    }
+}
+
+/* A SKIP answering a steal: t comes back (RETURNED) or stays (KEPT). */
+static bool stolen(ppx_pool *p, ppx__node *nd, ppx__task *t, const ppx__env *env)
+{
+    if (env->kind != PPX__ENV_SKIP || env->seq == PPX__SKIP_CANCELLED)
+        return false;
+    if (env->seq == PPX__SKIP_RETURNED) {
+        /* Not started, even if announced: it was waiting for a worker. */
+        ppx__remote_requeue(p, nd, t);
+    } else {
+        ppx__rt(t)->kept = true;
+        if (ppx__rt(t)->stealing) {
+            ppx__rt(t)->stealing = false;
+            nd->stealing--;
+        }
+    }
+    return true;
 }
 
 /* One envelope from node nd: resolves its call's future, frees its slot.
@@ -278,9 +246,13 @@ static void answer(ppx_pool *p, ppx__node *nd, const ppx__env *env, ppx__msg *ad
     if (!t || ppx__task_id(t) != env->task_id || ppx__rt(t)->at != PPX__AT_NODE ||
         (env->kind != PPX__ENV_RESULT && env->kind != PPX__ENV_ERROR &&
          env->kind != PPX__ENV_SKIP)) {
-        r->protocol_errors++;
+        /* A KEPT may come after the call's own answer: nothing to do. */
+        r->protocol_errors += !(env->kind == PPX__ENV_SKIP && env->seq == PPX__SKIP_KEPT);
         return;
     }
+    if (stolen(p, nd, t, env))
+        return;
+    ppx__node_account(nd, ppx__now_ns(), env->kind != PPX__ENV_SKIP);
     ppx_future *f = ppx__task_fut(t);
     if (f) {
         ppx__task_drop_fut(t);
@@ -359,6 +331,8 @@ void ppx__remote_drain(ppx_pool *p, ppx__notify *n)
         ppx__msg *next = m->next;
         if (m->tag == PPX__TAG_REPLIES)
             read_replies(p, m, n);
+        else if (m->tag == PPX__TAG_STARTING)
+            read_starting(p, m);
         else if (m->tag < 0)
             ppx__remote_node_lost(p, m->node, (const char *)m->buf, n);
         if (m->buf)
@@ -367,14 +341,14 @@ void ppx__remote_drain(ppx_pool *p, ppx__notify *n)
         m = next;
     }
     expire_queued(p, n);
-    pump(p, n);
+    ppx__remote_pump(p, n);
 }
 
 int64_t ppx__mpi_backoff_ns(int64_t quiet, bool holding)
 {
     if (quiet < 200000)
         return 0;
-    int64_t cap = !holding && quiet > 1000000000LL ? 4000000 : 1000000;
+    int64_t cap = !holding && quiet > 1000000000LL ? PPX__IDLE_NAP_NS : 1000000;
     int64_t wait = quiet / 4;
     return wait < 20000 ? 20000 : wait > cap ? cap : wait;
 }
@@ -382,9 +356,8 @@ int64_t ppx__mpi_backoff_ns(int64_t quiet, bool holding)
 ppx_state ppx__remote_state(ppx_pool *p, ppx__task *t)
 {
     (void)p;
-    /* Handed to a node: it is running there or next in line for a
-     * worker; rank 0 is not told which, to keep one message per call. */
-    return ppx__rt(t)->node >= 0 ? PPX_RUNNING : PPX_PENDING;
+    /* Its node says when it starts a call (PPX__TAG_STARTING). */
+    return ppx__rt(t)->started ? PPX_RUNNING : PPX_PENDING;
 }
 
 void ppx__remote_stats(ppx_pool *p, ppx_pool_stats *out)
@@ -426,12 +399,34 @@ void ppx__remote_destroy(ppx_pool *p, bool copy)
     for (int i = 0; i < r->nnodes; i++) {
         free(r->nodes[i].slot);
         free(r->nodes[i].free_slots);
-        free(r->nodes[i].cancels);
+        free(r->nodes[i].cancels.b);
+        free(r->nodes[i].steals.b);
     }
     free(r->nodes);
     pthread_cond_destroy(&r->wake);
     free(r);
     p->be = NULL;
+}
+
+void ppx__node_ring(ppx__node *nd, int64_t now)
+{
+    if (nd->bell >= 0 && now - nd->rang_ns > PPX__BELL_QUIET_NS)
+        (void)!write(nd->bell, "", 1); /* full: it rings already */
+    nd->rang_ns = now;
+}
+
+bool ppx__pid_ended(long pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *end = strrchr(buf, ')');
+    return !end || end[1] != ' ' || end[2] == 'Z' || end[2] == 'X';
 }
 
 /* [workers, capacity, host, pid] from a node's HELLO. */
@@ -442,13 +437,26 @@ int ppx__remote_read_hello(const unsigned char *b, size_t len, ppx__node *nd)
     uint64_t workers, cap;
     int64_t pid;
     const char *host;
-    if (ppx__mp_array(&c, &n) || n != 4 || ppx__mp_uint(&c, &workers) ||
+    int64_t bell = -1;
+    if (ppx__mp_array(&c, &n) || (n != 4 && n != 5) || ppx__mp_uint(&c, &workers) ||
         ppx__mp_uint(&c, &cap) || ppx__mp_str(&c, &host, &hl) || ppx__mp_int(&c, &pid) ||
-        workers == 0 || workers > 4096 || cap < workers || cap > 65536 || hl > 63)
+        (n == 5 && ppx__mp_int(&c, &bell)) || workers == 0 || workers > 4096 ||
+        cap < workers || cap > 65536 || hl > 63)
         return PPX_EMALFORMED;
     nd->workers = (int)workers;
     nd->cap = (uint32_t)cap;
     nd->pid = (long)pid;
     snprintf(nd->name, sizeof nd->name, "%.*s rank %d", (int)hl, host, nd->rank);
+    char me[64] = "";
+    gethostname(me, sizeof me - 1);
+    nd->here = strlen(me) == hl && memcmp(me, host, hl) == 0;
+    /* Its doorbell's write end, through /proc: only on this host, and
+     * only where this process may look at the node's descriptors. */
+    nd->bell = -1;
+    if (nd->here && bell >= 0 && bell < INT32_MAX && pid > 1) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%lld/fd/%lld", (long long)pid, (long long)bell);
+        nd->bell = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    }
     return 0;
 }

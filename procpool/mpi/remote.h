@@ -35,6 +35,23 @@ enum {
     PPX__TAG_DETACH = 6,   /* 0 -> node: the pool is freed, stop its calls */
     PPX__TAG_DETACHED = 7, /* node -> 0: every call of that pool answered */
     PPX__TAG_EXIT = 8,     /* 0 -> node: [lost] rank 0 is leaving; finalize unless lost */
+    PPX__TAG_STEAL = 9,    /* 0 -> node: skips naming calls to give back if not started */
+    /* node -> 0: skips naming calls the node is about to start. Sent
+     * synchronously (MPI_Issend): a node starts a call only once rank 0
+     * has received this, so a call rank 0 never heard of has not run. */
+    PPX__TAG_STARTING = 10,
+    /* 0 -> node: [host, pid] of rank 0, once every node said hello: a
+     * node on rank 0's host ends when that process does (under
+     * --enable-recovery Open MPI would keep it serving nobody). */
+    PPX__TAG_WELCOME = 11,
+};
+
+/* The seq of a SKIP a node sends back (PPX__TAG_REPLIES): why the call
+ * ends there without a result. */
+enum {
+    PPX__SKIP_CANCELLED = 0, /* cancelled (asked, or the node's pool closed) */
+    PPX__SKIP_RETURNED = 1,  /* given back unstarted (a steal): run it elsewhere */
+    PPX__SKIP_KEPT = 2,      /* a steal came too late: it has started; its answer follows */
 };
 
 /* Where a remote task is: queued on rank 0, placed on a node with its
@@ -46,6 +63,9 @@ typedef struct ppx__rtask {
     int at;        /* PPX__AT_* */
     int node;      /* index in nodes; -1 while queued on rank 0 */
     uint32_t slot; /* its slot on that node */
+    bool started;  /* its node announced it (PPX__TAG_STARTING): may have run */
+    bool kept;     /* its node answered a steal with KEPT: it runs there */
+    bool stealing; /* asked back from its node, no answer yet */
 } ppx__rtask;
 
 static inline ppx__rtask *ppx__rt(ppx__task *t)
@@ -53,10 +73,13 @@ static inline ppx__rtask *ppx__rt(ppx__task *t)
     return (ppx__rtask *)t->be;
 }
 
-/* Calls a node may hold per worker: one running and some waiting, so a
- * worker never idles for a round trip, while the rest of the queue stays
- * on rank 0 to go to whichever node frees up first. */
+/* The most calls a node may hold per worker: one running and some
+ * waiting, so a worker never idles for a round trip, while the rest of
+ * the queue stays on rank 0 to go to whichever node frees up first. How
+ * many it is given (ppx__node.depth) follows its measured speed: its
+ * workers, plus what it completes in PPX__AHEAD_NS. */
 #define PPX__NODE_DEPTH 4
+#define PPX__AHEAD_NS (10 * 1000000LL)
 /* Frames at least this big are sent on their own, without a copy. */
 #define PPX__MPI_ALONE (64u * 1024u)
 /* Small frames sent together make messages of at most this many bytes. */
@@ -67,6 +90,15 @@ static inline ppx__rtask *ppx__rt(ppx__task *t)
  * (it sends PPX__TAG_ALIVE every PPX__ALIVE_MS while it holds calls). */
 #define PPX__NODE_TIMEOUT_MS 10000
 #define PPX__ALIVE_MS 500
+
+/* Envelopes packed back to back, to send as one message. */
+typedef struct ppx__packed {
+    unsigned char *b;
+    size_t len, cap;
+} ppx__packed;
+
+/* How long a node's busy time is measured before its rate is updated. */
+#define PPX__RATE_NS (100 * 1000000LL)
 
 typedef struct ppx__node {
     int rank;
@@ -79,7 +111,19 @@ typedef struct ppx__node {
     long pid;
     char name[96];        /* "host rank N", as errors report it */
     bool lost;
+    bool here;            /* on this host: its pid tells whether it lives */
+    uint32_t depth;       /* calls it is given at most, workers..cap */
+    uint32_t stealing;    /* its calls asked back, not answered yet */
+    ppx__list held;       /* calls sent to it, oldest first */
+    /* Its speed: completions over the time it held calls, folded into
+     * rate (calls per second) every PPX__RATE_NS of that time. */
+    uint32_t done_n;
+    int64_t busy_ns, busy_at;
+    double rate;
     int64_t heard_ns;     /* when it was last given calls while idle */
+    int64_t checked_ns;   /* progress thread only: its pid last checked */
+    int bell;             /* its doorbell's write end, or -1 */
+    int64_t rang_ns;      /* progress thread only: last sent to (or rung) */
     int64_t seen_ns;      /* progress thread only: when it last sent */
     /* Progress thread only: a send to it failed, or a message from it
      * could not be received, so some of its answers will never come;
@@ -88,8 +132,8 @@ typedef struct ppx__node {
     char broken_why[96];
     /* To send, taken by the progress thread: */
     ppx__list out;        /* calls placed here, frames not yet sent */
-    unsigned char *cancels; /* packed skip envelopes */
-    size_t cancels_len, cancels_cap;
+    ppx__packed cancels;  /* skips: calls to stop */
+    ppx__packed steals;   /* skips: calls to give back if not started */
 } ppx__node;
 
 /* A received message waiting for ppx__remote_drain. */
@@ -158,6 +202,27 @@ void ppx__remote_wake(ppx_pool *p);
  * the inbox owns m from here. */
 void ppx__remote_post(ppx_pool *p, ppx__msg *m);
 
+/* placement.c, under the pool lock: */
+/* Places queued calls where there is room; steals for idle nodes. */
+void ppx__remote_pump(ppx_pool *p, ppx__notify *n);
+/* Folds nd's busy time up to now and completed answers into its rate
+ * and depth. */
+void ppx__node_account(ppx__node *nd, int64_t now, uint32_t completed);
+/* Takes t off node nd (slot, lists, counts) without freeing it. */
+void ppx__remote_unplace(ppx__node *nd, ppx__task *t);
+/* Takes t off node nd and queues it first on rank 0 (or frees it when
+ * its future is gone). */
+void ppx__remote_requeue(ppx_pool *p, ppx__node *nd, ppx__task *t);
+/* Appends len bytes / a skip envelope naming t on its node: 0 or
+ * PPX_ENOMEM (pk unchanged). */
+int ppx__packed_add(ppx__packed *pk, const void *b, size_t len);
+int ppx__packed_skip(ppx__packed *pk, ppx__task *t);
+/* remote.c: */
+bool ppx__remote_all_lost(ppx__remote *r);
+/* Resolves t's future FAILED with NodeLost, node naming where it was. */
+void ppx__remote_fail_lost(ppx_pool *p, ppx__task *t, const char *node, const char *why,
+                           ppx__notify *n);
+
 /* mpi_link.c: rank 0's side. */
 /* Joins the cluster (MPI_Init on the first call in this process), learns
  * the nodes and starts the progress thread. */
@@ -169,14 +234,28 @@ void ppx__remote_stop(ppx_pool *p);
  * after quiet ns without traffic: 0 means yield the CPU and look again
  * (the first 200 us, when an answer is most likely and a worker on the
  * same core may need the CPU to produce it), then a quarter of the quiet
- * so far between 20 us and 1 ms, and up to 4 ms once nothing has been
- * held for a second. MPI has no descriptor to sleep on. */
+ * so far between 20 us and 1 ms, and PPX__IDLE_NAP_NS once nothing has
+ * been held for a second. MPI has no descriptor to sleep on: an idle
+ * node's only cost is one probe per nap (a wake-up costs 60-110 us of
+ * CPU on a 2-vCPU VM), and the first call after a quiet second waits up
+ * to a nap, unless rank 0 rings the node's doorbell (node.h). */
+#define PPX__IDLE_NAP_NS (50 * 1000000LL)
 int64_t ppx__mpi_backoff_ns(int64_t quiet, bool holding);
 
 /* mpi_node.c: on a rank other than 0, serve calls from rank 0 with a
  * local pool made from o, then finalize MPI and exit the process. Returns
  * only on failure, with a code. */
 int ppx__node_serve(const ppx_pool_options *o);
+
+/* A node quiet for PPX__BELL_QUIET_NS may nap up to a second: rank 0
+ * writes a byte to its doorbell (a pipe on the node's host) before it
+ * sends to it. */
+#define PPX__BELL_QUIET_NS (500 * 1000000LL)
+void ppx__node_ring(ppx__node *nd, int64_t now);
+
+/* remote.c: whether process pid of this host has ended (gone, or a
+ * zombie). */
+bool ppx__pid_ended(long pid);
 
 /* remote.c: a node's HELLO ([workers, capacity, host, pid]) into nd,
  * whose rank is set; PPX_EMALFORMED for anything else. */
