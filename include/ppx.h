@@ -697,7 +697,11 @@ int ppx_pool_kill_workers(ppx_pool *pool);
  * a loop running (with work or a handle of its own) until its ppx handles
  * have closed, and run a loop after the free so that they finish closing
  * before uv_loop_close. The pool's descriptors and memory go once the
- * last loop has closed its handles. The pool handle is dead on return:
+ * last loop has closed its handles. An application that closed ppx's
+ * handles itself first (uv_walk closing every handle, uv_loop_close)
+ * broke this rule: the free then leaves those handles alone, says so on
+ * stderr and in ppx_last_error(), and keeps the loop's small binding
+ * (libuv may still read a closing handle). The pool handle is dead on return:
  * using it after is undefined behaviour (a callback run by this very free
  * may still use it: submissions there fail with PPX_ECLOSED). In a fork of the pool's
  * creator it frees that process's copy only, without blocking (see

@@ -20,9 +20,11 @@
  * once no loop polls it, and no thread waits for another.
  */
 #include "awaitable.h"
+#include "../procpool/errors.h"
 #include "../procpool/pool.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 static ppx__binding *bindings;
@@ -139,6 +141,33 @@ static void on_async(uv_async_t *h)
         let_go(b);
 }
 
+/* The application closed ppx's handles itself (uv_walk closing every
+ * handle, then perhaps uv_loop_close) before freeing the pool, which
+ * ppx.h forbids; the free must still not crash (issue 18 saw a segfault
+ * in ppx_pool_free). A handle it closed is libuv's to finish, so none is
+ * touched but those still open, and the binding's memory stays: libuv
+ * may still read a closing handle. Said on stderr and in
+ * ppx_last_error(), as ppx_pool_free returns nothing. */
+static ppx__binding *abandoned;
+
+static bool closed_behind_our_back(ppx__binding *b)
+{
+    uv_handle_t *h[3] = {(uv_handle_t *)&b->poll, (uv_handle_t *)&b->spin,
+                         (uv_handle_t *)&b->async};
+    bool any = false;
+    for (int i = 0; i < 3; i++)
+        any |= i < b->open_handles && uv_is_closing(h[i]) && !(i == 2 && b->async_closing);
+    if (!any)
+        return false;
+    for (int i = 0; i < b->open_handles; i++)
+        if (!uv_is_closing(h[i]))
+            uv_close(h[i], NULL);
+    ppx__set_last_error("ppx_pool_free: the application closed ppx's handles on its loop "
+                        "before freeing the pool (free the pool, run the loop, then close it)");
+    fprintf(stderr, "ppx: %s\n", ppx_last_error());
+    return true;
+}
+
 /* On the loop's thread, once the pool is being freed: stops watching it
  * and closes the handles (async last, once every awaitable has settled). */
 static void detach(ppx__binding *b)
@@ -154,6 +183,14 @@ static void detach(ppx__binding *b)
     }
     pthread_mutex_unlock(&bindings_mu);
     /* Futures resolved on other threads before the pool went away. */
+    if (closed_behind_our_back(b)) {
+        b->pool = NULL;
+        pthread_mutex_lock(&bindings_mu); /* kept where leak checkers see it */
+        b->next = abandoned;
+        abandoned = b;
+        pthread_mutex_unlock(&bindings_mu);
+        return;
+    }
     hand_over(b);
     b->pool = NULL;
     /* uv_close of a poll handle forgets its fd at once (libuv takes it out

@@ -322,6 +322,41 @@ static int check_no_children(void **state)
     return 0;
 }
 
+static void close_any(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Issue 18: an application that closes every handle of its loop (ppx's
+ * too), closes the loop, and only then frees the pool, which ppx.h
+ * forbids. The free must not crash: it says what went wrong, on stderr
+ * and in ppx_last_error(), and leaves the closed handles alone. */
+static void test_freeing_a_pool_after_its_loop_was_closed_is_reported(void **state)
+{
+    (void)state;
+    ppx_pool *p;
+    assert_int_equal(ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 1), &p), 0);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    ppx_awaitable *aw;
+    assert_int_equal(ppx_run_in_executorf(&loop, p, &aw, "add", "ii", 2, 3), 0);
+    assert_int_equal(ppx_run_until_complete(&loop, aw), 0);
+    ppx_value val;
+    int64_t v;
+    assert_int_equal(ppx_awaitable_value(aw, &val), 0);
+    assert_int_equal(ppx_value_int(val, &v), 0);
+    assert_int_equal(v, 5);
+    ppx_awaitable_unref(aw);
+    uv_walk(&loop, close_any, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    memset(&loop, 0xff, sizeof loop); /* the loop is gone: ppx must not read it */
+    ppx_pool_free(p);
+    assert_non_null(strstr(ppx_last_error(), "closed ppx's handles on its loop"));
+}
+
 int main(void)
 {
     ppx_register("add", fn_add, NULL);
@@ -334,6 +369,7 @@ int main(void)
         cmocka_unit_test_teardown(test_the_default_pool_freed_on_one_of_two_loops, check_no_children),
         cmocka_unit_test_teardown(test_concurrent_first_calls_make_one_default_pool, check_no_children),
         cmocka_unit_test_teardown(test_the_default_pool_may_be_read_while_it_is_created, check_no_children),
+        cmocka_unit_test_teardown(test_freeing_a_pool_after_its_loop_was_closed_is_reported, check_no_children),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
