@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -355,3 +356,18 @@ size_t flood_some(int fd, size_t *sent, size_t want)
     }
     return now;
 }
+
+/* GET /work?iterations=123456 answers the sum of i < 123456. */
+void expect_work_sum(void)
+{
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < 123456; i++)
+        sum += i;
+    char want[128];
+    snprintf(want, sizeof want, "{\"iterations\":123456,\"value\":%" PRIu64 "}\n", sum);
+    response r;
+    get("/work?iterations=123456", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, want);
+}
+

@@ -87,4 +87,7 @@ void wait_for_a_place(void);
  * returns what was sent now. */
 size_t flood_some(int fd, size_t *sent, size_t want);
 
+/* GET /work?iterations=123456 answers the sum of i < 123456. */
+void expect_work_sum(void);
+
 #endif
