@@ -315,8 +315,13 @@ def saturate(srv, seconds, tmp, tag):
                                "--timeout", "10s", "-s", os.path.join(HERE, "work.lua"),
                                f"{base}/hash?{query(LOAD)}"], stdout=hf)
     time.sleep(1)
+    # The /ping client at a higher priority where we may (root), for
+    # every server alike: on 2 CPUs shared by the /hash load, the server
+    # and two wrk processes, a /ping client left at nice 0 waits for a
+    # CPU itself, and that wait, not the server's, set every p99.
+    boost = ["nice", "-n", "-10"] if os.geteuid() == 0 else []
     with open(ping_out, "w") as pf:
-        subprocess.run(["wrk", "-t1", "-c2", f"-d{seconds}s", "--timeout", "10s",
+        subprocess.run(boost + ["wrk", "-t1", "-c2", f"-d{seconds}s", "--timeout", "10s",
                         "-s", os.path.join(HERE, "ping.lua"), f"{base}/ping"],
                        stdout=pf, check=True)
     hw.wait()

@@ -72,8 +72,8 @@ static void usage(FILE *to)
         fprintf(to, "  --%-22s %s\n", int_opts[i].name, int_opts[i].help);
     fprintf(to, "  --%-22s %s\n", "inline", "compute /lucky, /work and /hash on the loop thread, no pool");
     fprintf(to, "  --%-22s %s\n", "worker-sched POLICY",
-            "the workers' policy: other, batch or idle (idle: they run only when the loop "
-            "does not; default: inherited)");
+            "the workers' policy: other, batch or idle (idle: they run only when nothing "
+            "else wants the CPU; default idle)");
     fprintf(to, "  --%-22s %s\n", "sandbox",
             "workers can compute and nothing else (seccomp; docs/SECURITY.md)");
     fprintf(to, "  --%-22s %s\n", "help", "this text");
@@ -115,6 +115,7 @@ static int parse(int argc, char **argv, opts *o)
     longs[N_INT_OPTS + 4] = (struct option){NULL, 0, NULL, 0};
     *o = (opts){.port = 8080,
                 .worker_nice = 10,
+                .worker_sched = PPX_SCHED_IDLE,
                 .lim = {.max_connections = 1024, .max_outstanding = 64,
                         .max_requests_per_read = 16, .header_timeout_ms = 10000,
                         .idle_timeout_ms = 5000, .max_jobs = 64, .job_timeout_ms = 30000}};
@@ -216,9 +217,11 @@ static int start_pool(const opts *o, ppx_pool **pool)
         rc = ppx_register("crash", crash_fn, NULL);
     if (rc)
         return fail("registering the functions", rc);
-    /* Workers at a lower priority: with one per CPU, the loop still gets
-     * a CPU at once when a request comes (issue 16: /ping p99 while /hash
-     * saturates every worker). Under --sandbox the initializer lets
+    /* Workers at the lowest priority (SCHED_IDLE by default; nice alone
+     * did not do it: with workers at nice 10, /ping's p99 under a /hash
+     * load was 57 ms, with SCHED_IDLE 12 ms): with one worker per CPU
+     * the loop still gets a CPU at once when a request comes (issue 16).
+     * Jobs only wait for CPU the loop leaves; their deadline bounds it. Under --sandbox the initializer lets
      * OpenSSL read its configuration before the filter forbids files. */
     ppx_pool_options po = PPX_POOL_OPTIONS(.workers = o->workers, .nice = o->worker_nice,
                                            .sched_policy = o->worker_sched);
