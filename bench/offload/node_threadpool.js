@@ -7,118 +7,30 @@
 //
 // Prints "listening on 127.0.0.1:PORT" once it accepts. The service (routes,
 // bounds, byte-exact bodies) is the contract in bench/offload/README.md,
-// the same in every peer; each peer is one file, so the parsing is repeated.
+// the same in every peer; node_common.js holds what the Node peers share.
 //
 // /crash: there is no worker process to lose. A native crash on a thread of
 // the pool is a SIGSEGV of the whole process, so the request path sends
 // itself one (process.kill(process.pid, 'SIGSEGV')): the server dies, every
 // connection with it, and nothing restarts it.
-const http = require('http');
 const crypto = require('crypto');
-const os = require('os');
+const { parseArgs, send, sendError, maxmem, hashBody, serve } = require('./node_common');
 
-const opts = parseArgs(process.argv.slice(2));
+const opts = parseArgs(process.argv.slice(2), 'node_threadpool.js');
 // libuv reads it when the pool first runs a job, which is after this line;
 // the harness also sets it in the environment, the reliable way.
 process.env.UV_THREADPOOL_SIZE = String(opts.workers);
 
-function parseArgs(argv) {
-  const o = { port: 8080, workers: os.cpus().length };
-  for (let i = 0; i < argv.length; i += 2) {
-    const v = Number(argv[i + 1]);
-    if (argv[i] === '--port' && Number.isInteger(v) && v >= 0 && v < 65536) o.port = v;
-    else if (argv[i] === '--workers' && Number.isInteger(v) && v >= 1 && v <= 1024) o.workers = v;
-    else {
-      process.stderr.write('usage: node_threadpool.js [--port N] [--workers N]\n');
-      process.exit(2);
-    }
-  }
-  return o;
-}
-
-// percentDecode(s): the bytes of s with every %XX decoded ('+' stays '+'),
-// or null if an escape is malformed.
-function percentDecode(s) {
-  const out = [];
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    // Node hands the request line over as latin1: one char, one byte.
-    if (c !== 0x25) { out.push(c & 0xff); continue; }
-    const hex = s.slice(i + 1, i + 3);
-    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return null;
-    out.push(parseInt(hex, 16));
-    i += 2;
-  }
-  return Buffer.from(out);
-}
-
-// parseHashQuery(query): {params} or {error}. Integers are plain decimal
-// digits; every bound is checked before any work.
-function parseHashQuery(query) {
-  const raw = Object.create(null); // no inherited keys ("constructor")
-  for (const part of query ? query.split('&') : []) {
-    const eq = part.indexOf('=');
-    const key = eq < 0 ? part : part.slice(0, eq);
-    if (key in raw) continue;
-    const value = percentDecode(eq < 0 ? '' : part.slice(eq + 1));
-    if (value === null) return { error: `${key}: malformed percent-encoding` };
-    raw[key] = value;
-  }
-  const p = {};
-  for (const key of ['password', 'salt']) {
-    const b = raw[key];
-    if (!b || b.length < 1 || b.length > 256) return { error: `${key} must be 1..256 bytes` };
-    p[key] = b;
-  }
-  const ints = [['N', 16384, 2, 1048576], ['r', 8, 1, 32], ['p', 1, 1, 16], ['len', 32, 1, 64]];
-  for (const [key, dflt, lo, hi] of ints) {
-    if (!(key in raw)) { p[key] = dflt; continue; }
-    const s = raw[key].toString('latin1');
-    if (!/^[0-9]{1,8}$/.test(s) || Number(s) < lo || Number(s) > hi)
-      return { error: `${key} must be an integer in [${lo},${hi}]` };
-    p[key] = Number(s);
-  }
-  if ((p.N & (p.N - 1)) !== 0) return { error: 'N must be a power of two' };
-  if (128 * p.N * p.r > 67108864) return { error: '128*N*r must be at most 67108864' };
-  return { params: p };
-}
-
-function send(res, status, body, type = 'application/json') {
-  res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-function sendError(res, status, message) {
-  send(res, status, JSON.stringify({ error: message }));
-}
-
-function hash(res, query) {
-  const q = parseHashQuery(query);
-  if (q.error) return sendError(res, 400, q.error);
-  const { password, salt, N, r, p, len } = q.params;
-  const maxmem = 128 * N * r + 128 * r * p + (1 << 20);
+function hash(res, params) {
+  const { password, salt, N, r, p, len } = params;
   try {
-    crypto.scrypt(password, salt, len, { N, r, p, maxmem }, (err, key) => {
+    crypto.scrypt(password, salt, len, { N, r, p, maxmem: maxmem(params) }, (err, key) => {
       if (err) return sendError(res, 500, `scrypt: ${err.message}`);
-      send(res, 200, `{"hash":"${key.toString('hex')}","N":${N},"r":${r},"p":${p}}`);
+      send(res, 200, hashBody(params, key.toString('hex')));
     });
   } catch (err) { // parameters OpenSSL refuses (N >= 2^(16 r)) throw at once
     sendError(res, 400, `scrypt: ${err.message}`);
   }
 }
 
-const server = http.createServer((req, res) => {
-  const q = req.url.indexOf('?');
-  const path = q < 0 ? req.url : req.url.slice(0, q);
-  const query = q < 0 ? '' : req.url.slice(q + 1);
-  if (req.method !== 'GET') return sendError(res, 405, 'method not allowed');
-  if (path === '/ping') return send(res, 200, 'pong', 'text/plain');
-  if (path === '/hash') return hash(res, query);
-  if (path === '/crash') return process.kill(process.pid, 'SIGSEGV');
-  sendError(res, 404, 'not found');
-});
-
-server.listen(opts.port, '127.0.0.1', () => {
-  process.stdout.write(`listening on 127.0.0.1:${server.address().port}\n`);
-});
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));
+serve(opts, { hash, crash: () => process.kill(process.pid, 'SIGSEGV') });
