@@ -70,8 +70,9 @@ void ppx__future_unpin(ppx_future *f)
 ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,
                             const char *stable_name, size_t task_bytes, size_t prefix)
 {
-    /* malloc, not calloc: glibc's calloc skips the per-thread cache, and
-     * a future is allocated and freed on every call. Zeroed by assigning
+    /* The pool's slab first (slab.h), else malloc, not calloc: glibc's
+     * calloc skips the per-thread cache, and a future is allocated and
+     * freed on every call. Zeroed by assigning
      * a compound literal, not memset: GCC and clang fold malloc + memset
      * of the whole block back into calloc (which cost ~150 instructions a
      * call here, and sent every free down glibc's slow path). Behind the

@@ -31,12 +31,11 @@ typedef struct chunk {
     struct ppx__slab *slab;
     struct chunk *all_prev, *all_next;         /* every chunk of the slab */
     struct chunk *part_prev, *part_next;       /* those with free blocks */
-    void **free;
+    void **free; /* non-NULL exactly while on the class's partial list */
     char *bump, *end;
     size_t bytes;
     uint32_t live;
     uint8_t cls;
-    bool partial;
 } chunk;
 
 /* The chunk's header, then the first block's word, placed so that
@@ -151,7 +150,6 @@ static void partial_unlink(slab_class *k, chunk *ch)
     if (ch->part_next)
         ch->part_next->part_prev = ch->part_prev;
     ch->part_prev = ch->part_next = NULL;
-    ch->partial = false;
 }
 
 static void partial_push(slab_class *k, chunk *ch)
@@ -161,7 +159,6 @@ static void partial_push(slab_class *k, chunk *ch)
     if (k->partial)
         k->partial->part_prev = ch;
     k->partial = ch;
-    ch->partial = true;
 }
 
 static void all_unlink(ppx__slab *s, chunk *ch)
@@ -238,10 +235,10 @@ void ppx__slab_free(void *block)
     ppx__slab *s = ch->slab;
     slab_class *k = &s->cls[ch->cls];
     lock(s);
+    if (!ch->free)
+        partial_push(k, ch);
     *w = ch->free;
     ch->free = w;
-    if (!ch->partial)
-        partial_push(k, ch);
     ch->live--;
     s->live--;
     /* One empty chunk a class is kept for the next burst; more go back. */
