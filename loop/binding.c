@@ -154,12 +154,14 @@ static bool closed_behind_our_back(ppx__binding *b)
 {
     uv_handle_t *h[3] = {(uv_handle_t *)&b->poll, (uv_handle_t *)&b->spin,
                          (uv_handle_t *)&b->async};
+    /* A detached binding has all three (ppx__bind's failures never
+     * get here); only the async may be closing by our own hand. */
     bool any = false;
     for (int i = 0; i < 3; i++)
-        any |= i < b->open_handles && uv_is_closing(h[i]) && !(i == 2 && b->async_closing);
+        any |= uv_is_closing(h[i]) && !(i == 2 && b->async_closing);
     if (!any)
         return false;
-    for (int i = 0; i < b->open_handles; i++)
+    for (int i = 0; i < 3; i++)
         if (!uv_is_closing(h[i]))
             uv_close(h[i], NULL);
     ppx__set_last_error("ppx_pool_free: the application closed ppx's handles on its loop "
