@@ -154,11 +154,11 @@ static bool closed_behind_our_back(ppx__binding *b)
 {
     uv_handle_t *h[3] = {(uv_handle_t *)&b->poll, (uv_handle_t *)&b->spin,
                          (uv_handle_t *)&b->async};
-    /* A detached binding has all three (ppx__bind's failures never
-     * get here); only the async may be closing by our own hand. */
+    /* A detached binding has all three open (ppx__bind's failures never
+     * get here, and ppx closes them only from here on). */
     bool any = false;
     for (int i = 0; i < 3; i++)
-        any |= uv_is_closing(h[i]) && !(i == 2 && b->async_closing);
+        any |= uv_is_closing(h[i]);
     if (!any)
         return false;
     for (int i = 0; i < 3; i++)
