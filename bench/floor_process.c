@@ -1,0 +1,216 @@
+/*
+ * What any design built on forked processes pays at least on this
+ * machine, measured in the same run as ppx (impl names are peers in
+ * report.py), so that ppx's start-up and big echoes can be read against
+ * the machine as well as against libuv's in-process thread pool:
+ *
+ *   startup_ms  floor_fork        one fork: the child's first byte back
+ *                                 through a pipe (best of 5, as ppx's)
+ *   startup_ms  floor_fork_chain  a fork of a fork, as with a fork
+ *                                 server: the grandchild's first byte back
+ *   echo_1MiB_MBps, echo_4MiB_MBps  floor_xproc
+ *               an echo across two processes in which the caller's result
+ *               is its own (a worker can never write it afterwards): the
+ *               argument copied into shared memory, the child copies it
+ *               into a reply area, the caller copies the reply out. Three
+ *               copies, two of them reading what the other CPU wrote, and
+ *               the handoffs spin (no sleep, no wake-up): no IPC design
+ *               that copies results out does less.
+ *
+ * Why these exist (issue 15): on the VMs we measure on a page fault and a
+ * fork cost 10-100x what they cost on bare metal, and the in-cache
+ * memcpy floor_memcpy reports is not what two processes can reach.
+ *
+ * JSON lines on stdout (see SPEC.md), diagnostics on stderr.
+ */
+#include "shm/region.h"
+#include "shm/wake.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIB ((size_t)1 << 20)
+#define MAX_ECHO (4 * MIB)
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void emit(const char *metric, const char *impl, double value, const char *unit)
+{
+    printf("{\"metric\": \"%s\", \"impl\": \"%s\", \"value\": %.6g, \"unit\": \"%s\"}\n", metric,
+           impl, value, unit);
+    fflush(stdout);
+}
+
+static _Noreturn void die(const char *what, int err)
+{
+    fprintf(stderr, "bench_floor_process: %s: %s\n", what, strerror(err));
+    exit(1);
+}
+
+/* ---- start-up: fork, and a fork of a fork ------------------------------ */
+
+static void reap(pid_t pid)
+{
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* Milliseconds from the first fork to the first byte of the last
+ * descendant (the child, or with chain the child's child). */
+static double fork_once(bool chain)
+{
+    int fd[2];
+    if (pipe(fd))
+        die("pipe", errno);
+    uint64_t t0 = now_ns();
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork", errno);
+    if (pid == 0) {
+        if (chain) {
+            pid_t grandchild = fork();
+            if (grandchild == 0) {
+                (void)!write(fd[1], "x", 1);
+                _exit(0);
+            }
+            if (grandchild > 0)
+                reap(grandchild);
+        } else {
+            (void)!write(fd[1], "x", 1);
+        }
+        _exit(0);
+    }
+    char c;
+    if (read(fd[0], &c, 1) != 1)
+        die("read from the child", EPROTO);
+    double ms = (double)(now_ns() - t0) / 1e6;
+    reap(pid);
+    close(fd[0]);
+    close(fd[1]);
+    return ms;
+}
+
+static void bench_forks(int runs)
+{
+    static const struct { const char *impl; bool chain; } kinds[] = {
+        {"floor_fork", false}, {"floor_fork_chain", true}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        double best = 1e9;
+        for (int i = 0; i < runs; i++) {
+            double ms = fork_once(kinds[k].chain);
+            best = ms < best ? ms : best;
+        }
+        emit("startup_ms", kinds[k].impl, best, "ms");
+    }
+}
+
+/* ---- echo across two processes ------------------------------------------ */
+
+/* At the start of the shared mapping; the argument area and the reply
+ * area follow, each MAX_ECHO bytes. */
+typedef struct xctl {
+    _Alignas(64) _Atomic uint64_t asked; /* calls the caller has copied in */
+    _Alignas(64) _Atomic uint64_t done;  /* calls the child has copied over */
+    _Atomic uint64_t size;
+    _Atomic uint32_t stop;
+} xctl;
+
+#define XCTL_BYTES 4096u
+
+static _Noreturn void xchild(xctl *c, unsigned char *arg, unsigned char *reply)
+{
+    prctl(PR_SET_PDEATHSIG, 9);
+    uint64_t seen = 0;
+    for (;;) {
+        uint64_t asked;
+        while ((asked = atomic_load_explicit(&c->asked, memory_order_acquire)) == seen) {
+            if (atomic_load_explicit(&c->stop, memory_order_relaxed))
+                _exit(0);
+            ppx__cpu_relax();
+        }
+        memcpy(reply, arg, (size_t)atomic_load_explicit(&c->size, memory_order_relaxed));
+        seen = asked;
+        atomic_store_explicit(&c->done, seen, memory_order_release);
+    }
+}
+
+/* One echo: src -> arg (caller), arg -> reply (child), reply -> dst. */
+static void xecho(xctl *c, unsigned char *arg, const unsigned char *reply, const unsigned char *src,
+                  unsigned char *dst, size_t size, uint64_t call)
+{
+    memcpy(arg, src, size);
+    atomic_store_explicit(&c->size, size, memory_order_relaxed);
+    atomic_store_explicit(&c->asked, call, memory_order_release);
+    while (atomic_load_explicit(&c->done, memory_order_acquire) != call)
+        ppx__cpu_relax();
+    memcpy(dst, reply, size);
+}
+
+static void bench_xproc(bool quick)
+{
+    size_t len = XCTL_BYTES + 2 * MAX_ECHO;
+    void *base;
+    int rc = ppx__region_map(len, &base);
+    if (rc)
+        die("ppx__region_map", -rc);
+    memset(base, 0, len); /* faulted in before the child inherits it */
+    xctl *c = base;
+    unsigned char *arg = (unsigned char *)base + XCTL_BYTES, *reply = arg + MAX_ECHO;
+    unsigned char *src = malloc(MAX_ECHO), *dst = malloc(MAX_ECHO);
+    if (!src || !dst)
+        die("malloc", ENOMEM);
+    for (size_t i = 0; i < MAX_ECHO; i++)
+        src[i] = (unsigned char)(i * 131u + 7u);
+    memset(dst, 0, MAX_ECHO);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork", errno);
+    if (pid == 0)
+        xchild(c, arg, reply);
+    static const struct { const char *metric; size_t size; int calls; } echo[] = {
+        {"echo_1MiB_MBps", MIB, 200},
+        {"echo_4MiB_MBps", 4 * MIB, 50},
+    };
+    uint64_t call = 0;
+    for (size_t k = 0; k < sizeof echo / sizeof echo[0]; k++) {
+        size_t size = echo[k].size;
+        int calls = quick ? 10 : echo[k].calls;
+        xecho(c, arg, reply, src, dst, size, ++call); /* untimed: warm both sides */
+        uint64_t t0 = now_ns();
+        for (int i = 0; i < calls; i++)
+            xecho(c, arg, reply, src, dst, size, ++call);
+        double secs = (double)(now_ns() - t0) / 1e9;
+        if (memcmp(src, dst, size) != 0)
+            die("echo mismatch", EPROTO);
+        emit(echo[k].metric, "floor_xproc", 2.0 * (double)size * calls / secs / 1e6, "MB/s");
+    }
+    atomic_store(&c->stop, 1);
+    reap(pid);
+    free(src);
+    free(dst);
+    ppx__region_unmap(base, len);
+}
+
+int main(int argc, char **argv)
+{
+    bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    /* Start-up first, while this process is as small as ppx's is when
+     * bench_ppx measures its own. */
+    bench_forks(5);
+    bench_xproc(quick);
+    return 0;
+}
