@@ -1,4 +1,5 @@
 #include "slab.h"
+#include "fork.h"
 
 #include <sched.h>
 #include <stdatomic.h>
@@ -51,6 +52,11 @@ typedef struct slab_class {
 
 struct ppx__slab {
     atomic_flag lock;
+    /* The process generation (fork.h) that made it. A fork's child has a
+     * copy whose lock another thread of the parent may have held at the
+     * fork, forever held there: the copy is never locked, its blocks are
+     * never reused, and what the child frees stays where it is. */
+    uint32_t gen;
     slab_class cls[NCLASS];
     chunk *all;
     size_t live;
@@ -91,6 +97,9 @@ ppx__slab *ppx__slab_new(void)
     if (!s)
         return NULL;
     atomic_flag_clear(&s->lock);
+    ppx__fork_hold(); /* installs the handler that counts forks */
+    ppx__fork_release();
+    s->gen = ppx__fork_generation();
     for (size_t i = 0; i < NCLASS; i++)
         s->cls[i].next_bytes = FIRST_CHUNK;
     return s;
@@ -198,7 +207,7 @@ static void **take(ppx__slab *s, unsigned c, chunk **from)
 
 void *ppx__slab_alloc(ppx__slab *s, size_t bytes)
 {
-    if (!s)
+    if (!s || s->gen != ppx__fork_generation())
         return NULL;
     unsigned c = 0;
     while (c < NCLASS && bytes + sizeof(void *) > class_bytes[c])
@@ -233,6 +242,8 @@ void ppx__slab_free(void *block)
     void **w = (void **)block - 1;
     chunk *ch = *w, *victim = NULL;
     ppx__slab *s = ch->slab;
+    if (s->gen != ppx__fork_generation())
+        return;
     slab_class *k = &s->cls[ch->cls];
     lock(s);
     if (!ch->free)
@@ -271,7 +282,7 @@ size_t ppx__slab_mapped(ppx__slab *s)
 
 void ppx__slab_close(ppx__slab *s)
 {
-    if (!s)
+    if (!s || s->gen != ppx__fork_generation())
         return;
     lock(s);
     s->closed = true;

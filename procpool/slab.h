@@ -35,16 +35,18 @@ bool ppx__slab_for_calls(void);
  * memory. */
 ppx__slab *ppx__slab_new(void);
 /* A block of at least bytes bytes, 16-byte aligned, or NULL when bytes is
- * over the biggest size the slab keeps (then use malloc) or without
- * memory. s may be NULL (then NULL). */
+ * over the biggest size the slab keeps (then use malloc), without memory,
+ * or in a fork's child (see ppx__slab_free). s may be NULL (then NULL). */
 void *ppx__slab_alloc(ppx__slab *s, size_t bytes);
-/* Gives a block back (from any thread). */
+/* Gives a block back (from any thread). In a child of fork() a block of
+ * a slab the parent made stays where it is: the child's copy of the slab
+ * is never locked (a thread of the parent may have held the lock at the
+ * fork, and no thread of the child would ever release it). */
 void ppx__slab_free(void *block);
 /* Bytes the slab has mapped now (for tests: freed chunks go back). */
 size_t ppx__slab_mapped(ppx__slab *s);
 /* The owner lets go: the slab goes now if no block is out, else with the
- * last one. Not in a fork's copy of the owner (its lock may be held by a
- * thread the fork did not copy): leave the copy's slab alone there. */
+ * last one. Nothing in a fork's child, as for ppx__slab_free. */
 void ppx__slab_close(ppx__slab *s);
 
 #endif

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -180,6 +182,71 @@ static void test_threads_share_a_slab(void **state)
     ppx__slab_close(s);
 }
 
+/* What a child of fork() does with its copy of a slab: it frees and
+ * allocates without taking the copy's lock, which a thread of the parent
+ * may have held at the fork and nothing in the child would release. */
+static int child_uses_copy(ppx__slab *s, void *parents_block)
+{
+    ppx__slab_free(parents_block); /* stays where it is */
+    if (ppx__slab_alloc(s, 100) != NULL)
+        return 1; /* the copy must hand out nothing: callers use malloc */
+    ppx__slab_close(s); /* nothing either */
+    return 0;
+}
+
+static void test_fork_child_leaves_the_copy_alone(void **state)
+{
+    (void)state;
+    ppx__slab *s = ppx__slab_new();
+    unsigned char *b = ppx__slab_alloc(s, 100);
+    assert_non_null(b);
+    stamp(b, 100, 7);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_uses_copy(s, b));
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    /* The parent's slab and block are its own still. */
+    assert_true(stamped(b, 100, 7));
+    ppx__slab_free(b);
+    assert_ptr_equal(ppx__slab_alloc(s, 100), b);
+    ppx__slab_free(b);
+    ppx__slab_close(s);
+}
+
+/* The same while other threads churn the slab, so that some forks happen
+ * with its lock held: every child must still finish (a child spinning on
+ * the copied lock would hang here until the suite's timeout). */
+static void test_fork_while_threads_churn(void **state)
+{
+    (void)state;
+    ppx__slab *s = ppx__slab_new();
+    churn c[2] = {{s, 0}, {s, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, churn_run, &c[i]), 0);
+    for (int k = 0; k < 40; k++) {
+        void *b = ppx__slab_alloc(s, 200);
+        assert_non_null(b);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(child_uses_copy(s, b));
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        ppx__slab_free(b);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(c[i].failed, 0);
+    }
+    ppx__slab_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +255,8 @@ int main(void)
         cmocka_unit_test(test_many_blocks_and_chunks_back),
         cmocka_unit_test(test_outlives_owner),
         cmocka_unit_test(test_threads_share_a_slab),
+        cmocka_unit_test(test_fork_child_leaves_the_copy_alone),
+        cmocka_unit_test(test_fork_while_threads_churn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
