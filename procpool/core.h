@@ -28,7 +28,8 @@
  *   lock).
  * - slab.c's spin lock: one slab's chunk lists; held for a few list
  *   operations, alone or inside the pool's lock (a task's block is freed
- *   under it), never around another lock.
+ *   under it), never around another lock, and never in a fork's child
+ *   (the copy of a slab is left alone there, slab.h).
  * - fork.c's table lock: the tracked descriptors; inside the pool's lock
  *   (a worker's pidfd is tracked as it is opened) or alone; nothing forks
  *   while it is held.
