@@ -14,8 +14,9 @@
  *               argument copied into shared memory, the child copies it
  *               into a reply area, the caller copies the reply out. Three
  *               copies, two of them reading what the other CPU wrote, and
- *               the handoffs spin (no sleep, no wake-up): no IPC design
- *               that copies results out does less.
+ *               each side spins briefly, then sleeps on a futex, as ppx's
+ *               do; the best of 5 rounds. No IPC design that copies
+ *               results out does less.
  *
  * Why these exist (issue 15): on the VMs we measure on a page fault and a
  * fork cost 10-100x what they cost on bare metal, and the in-cache
@@ -123,40 +124,53 @@ static void bench_forks(int runs)
 /* At the start of the shared mapping; the argument area and the reply
  * area follow, each MAX_ECHO bytes. */
 typedef struct xctl {
-    _Alignas(64) _Atomic uint64_t asked; /* calls the caller has copied in */
-    _Alignas(64) _Atomic uint64_t done;  /* calls the child has copied over */
+    _Alignas(64) _Atomic uint32_t asked; /* calls the caller has copied in */
+    _Alignas(64) _Atomic uint32_t done;  /* calls the child has copied over */
     _Atomic uint64_t size;
     _Atomic uint32_t stop;
 } xctl;
+
+/* Waits until *word moves from seen: a short spin, then a futex sleep,
+ * as ppx's own sides wait (a pure spin is faster on an idle machine and
+ * far slower on a loaded one, where a spinner that lost its CPU holds
+ * the other side up). */
+static uint32_t await_change(_Atomic uint32_t *word, uint32_t seen, const _Atomic uint32_t *stop)
+{
+    uint32_t now;
+    for (unsigned i = 0; (now = atomic_load_explicit(word, memory_order_acquire)) == seen; i++) {
+        if (stop && atomic_load_explicit(stop, memory_order_relaxed))
+            _exit(0);
+        if (i < 2000)
+            ppx__cpu_relax();
+        else
+            ppx__futex_wait(word, seen, 100);
+    }
+    return now;
+}
 
 #define XCTL_BYTES 4096u
 
 static _Noreturn void xchild(xctl *c, unsigned char *arg, unsigned char *reply)
 {
     prctl(PR_SET_PDEATHSIG, 9);
-    uint64_t seen = 0;
+    uint32_t seen = 0;
     for (;;) {
-        uint64_t asked;
-        while ((asked = atomic_load_explicit(&c->asked, memory_order_acquire)) == seen) {
-            if (atomic_load_explicit(&c->stop, memory_order_relaxed))
-                _exit(0);
-            ppx__cpu_relax();
-        }
+        seen = await_change(&c->asked, seen, &c->stop);
         memcpy(reply, arg, (size_t)atomic_load_explicit(&c->size, memory_order_relaxed));
-        seen = asked;
         atomic_store_explicit(&c->done, seen, memory_order_release);
+        ppx__futex_wake(&c->done, 1);
     }
 }
 
 /* One echo: src -> arg (caller), arg -> reply (child), reply -> dst. */
 static void xecho(xctl *c, unsigned char *arg, const unsigned char *reply, const unsigned char *src,
-                  unsigned char *dst, size_t size, uint64_t call)
+                  unsigned char *dst, size_t size, uint32_t call)
 {
     memcpy(arg, src, size);
     atomic_store_explicit(&c->size, size, memory_order_relaxed);
     atomic_store_explicit(&c->asked, call, memory_order_release);
-    while (atomic_load_explicit(&c->done, memory_order_acquire) != call)
-        ppx__cpu_relax();
+    ppx__futex_wake(&c->asked, 1);
+    await_change(&c->done, call - 1, NULL);
     memcpy(dst, reply, size);
 }
 
@@ -185,20 +199,26 @@ static void bench_xproc(bool quick)
         {"echo_1MiB_MBps", MIB, 200},
         {"echo_4MiB_MBps", 4 * MIB, 50},
     };
-    uint64_t call = 0;
+    uint32_t call = 0;
     for (size_t k = 0; k < sizeof echo / sizeof echo[0]; k++) {
         size_t size = echo[k].size;
         int calls = quick ? 10 : echo[k].calls;
         xecho(c, arg, reply, src, dst, size, ++call); /* untimed: warm both sides */
-        uint64_t t0 = now_ns();
-        for (int i = 0; i < calls; i++)
-            xecho(c, arg, reply, src, dst, size, ++call);
-        double secs = (double)(now_ns() - t0) / 1e9;
+        double best = 1e9; /* a floor is the best case: the best of 5 rounds */
+        for (int round = 0; round < 5; round++) {
+            uint64_t t0 = now_ns();
+            for (int i = 0; i < calls; i++)
+                xecho(c, arg, reply, src, dst, size, ++call);
+            double secs = (double)(now_ns() - t0) / 1e9;
+            best = secs < best ? secs : best;
+        }
         if (memcmp(src, dst, size) != 0)
             die("echo mismatch", EPROTO);
-        emit(echo[k].metric, "floor_xproc", 2.0 * (double)size * calls / secs / 1e6, "MB/s");
+        emit(echo[k].metric, "floor_xproc", 2.0 * (double)size * calls / best / 1e6, "MB/s");
     }
     atomic_store(&c->stop, 1);
+    atomic_fetch_add(&c->asked, 1);
+    ppx__futex_wake(&c->asked, 1);
     reap(pid);
     free(src);
     free(dst);
