@@ -223,7 +223,7 @@ static void on_connection(uv_stream_t *listener, int status)
     /* Answers the peer does not read wait in the kernel's send buffer,
      * which Linux grows up to tcp_wmem's maximum (4 MiB): 400 clients
      * that never read pinned 540 MiB of kernel memory there, and the
-     * server parsed and answered ~1.4 million of their requests to fill
+     * server parsed and answered over a million of their requests to fill
      * it. A fixed buffer bounds both; answers here are small. */
     int sndbuf = s->lim.send_buffer;
     if (sndbuf > 0)
