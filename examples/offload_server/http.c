@@ -230,8 +230,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         c->in_off = 0;
     }
     /* Never more than IN_MAX plus a little unparsed bytes per connection
-     * (reading stops past IN_MAX: conn_update_reading). */
-    *buf = uv_buf_init(c->in + c->in_len, (unsigned)(IN_CAP - c->in_len));
+     * (reading stops past IN_MAX: conn_update_reading), and a page once
+     * the iteration's budget is spent: the connection will wait in the
+     * queue with reading stopped (conn_yield), so more is not needed yet,
+     * and 400 connections' first reads cost less at once. */
+    size_t room = IN_CAP - c->in_len;
+    if (room > 4096 && server_turn_spent(c->srv))
+        room = 4096;
+    *buf = uv_buf_init(c->in + c->in_len, (unsigned)room);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -240,7 +246,9 @@ void conn_update_reading(conn *c)
 {
     if (c->gone || c->closed)
         return;
-    bool want = c->in_len - c->in_off <= IN_MAX;
+    /* A queued connection has a request to parse already: its socket is
+     * read again on its turn, not in every iteration it waits. */
+    bool want = c->in_len - c->in_off <= IN_MAX && !c->yielded;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
             conn_close(c);
