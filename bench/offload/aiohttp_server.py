@@ -36,11 +36,12 @@ HEX2 = re.compile(rb"%([0-9A-Fa-f]{2})")
 
 
 def percent_decode(raw):
-    """The bytes of raw with every %XX decoded ('+' stays '+'), or None if
-    an escape is malformed."""
+    """The bytes of raw with every %XX decoded and '+' a space (form
+    encoding, as aiohttp's request.query, URLSearchParams and ppx's server
+    read it), or None if an escape is malformed."""
     if raw.count(b"%") != len(HEX2.findall(raw)):
         return None
-    return HEX2.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
+    return HEX2.sub(lambda m: bytes([int(m.group(1), 16)]), raw.replace(b"+", b" "))
 
 
 def parse_hash_query(query):
@@ -49,6 +50,9 @@ def parse_hash_query(query):
     raw = {}
     for part in query.split(b"&") if query else ():
         key, _, value = part.partition(b"=")
+        key = percent_decode(key)  # names are decoded too
+        if key is None:
+            continue  # matches nothing
         key = key.decode("latin-1")
         if key in raw:
             continue

@@ -21,12 +21,14 @@ function parseArgs(argv, name) {
   return o;
 }
 
-// percentDecode(s): the bytes of s with every %XX decoded ('+' stays '+'),
+// percentDecode(s): the bytes of s with every %XX decoded and '+' a space
+// (form encoding, as URLSearchParams, aiohttp and ppx's server read it),
 // or null if an escape is malformed.
 function percentDecode(s) {
   const out = [];
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
+    if (c === 0x2b) { out.push(0x20); continue; }
     // Node hands the request line over as latin1: one char, one byte.
     if (c !== 0x25) { out.push(c & 0xff); continue; }
     const hex = s.slice(i + 1, i + 3);
@@ -43,7 +45,10 @@ function parseHashQuery(query) {
   const raw = Object.create(null); // no inherited keys ("constructor")
   for (const part of query ? query.split('&') : []) {
     const eq = part.indexOf('=');
-    const key = eq < 0 ? part : part.slice(0, eq);
+    // Names are decoded too; one that cannot be matches nothing.
+    const name = percentDecode(eq < 0 ? part : part.slice(0, eq));
+    if (name === null) continue;
+    const key = name.toString('latin1');
     if (key in raw) continue;
     const value = percentDecode(eq < 0 ? '' : part.slice(eq + 1));
     if (value === null) return { error: `${key}: malformed percent-encoding` };

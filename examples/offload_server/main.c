@@ -54,6 +54,9 @@ static const int_opt int_opts[] = {
      "responses not yet sent per connection before parsing pauses (default 64)"},
     {"max-requests-per-read", 1, 1000000, LIM(max_requests_per_read),
      "requests parsed per connection before others get a turn (default 16)"},
+    {"send-buffer", 0, 16777216, LIM(send_buffer),
+     "the kernel's send buffer per connection, bytes (SO_SNDBUF); 0: the kernel's "
+     "autotuning (default 65536)"},
     {"header-timeout-ms", 1, 86400000, LIM(header_timeout_ms),
      "a started request must arrive whole within N ms, else 408 (default 10000)"},
     {"idle-timeout-ms", 1, 86400000, LIM(idle_timeout_ms),
@@ -117,7 +120,8 @@ static int parse(int argc, char **argv, opts *o)
                 .worker_nice = 10,
                 .worker_sched = PPX_SCHED_IDLE,
                 .lim = {.max_connections = 1024, .max_outstanding = 64,
-                        .max_requests_per_read = 16, .header_timeout_ms = 10000,
+                        .max_requests_per_read = 16, .send_buffer = 65536,
+                        .header_timeout_ms = 10000,
                         .idle_timeout_ms = 5000, .max_jobs = 64, .job_timeout_ms = 30000}};
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -185,6 +189,7 @@ void server_stop(server *s)
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->resume, NULL);
+    uv_close((uv_handle_t *)&s->turn_end, NULL);
     server_close_connections(s);
     if (s->pool) {
         /* The connections' jobs are cancelled by now; this catches any

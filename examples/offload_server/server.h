@@ -20,14 +20,22 @@
 #define URL_MAX 2048
 #define HEADERS_MAX 8192
 #define BODY_MAX 8192
+/* Parsing time per loop iteration: past it, a connection gets one request
+ * parsed at once and queues for the rest, so that a request arriving on
+ * a quiet connection waits for at most this much of other clients' work
+ * (with 400 connections pipelining, a turn for each took 30-180 ms). */
+#define TURN_BUDGET_NS (2 * 1000 * 1000)
 /* Unparsed input kept per connection; past it reading stops. */
 #define IN_MAX (16 * 1024)
+/* A connection's input buffer: IN_MAX and one more read's worth. */
+#define IN_CAP (IN_MAX + 4096)
 
 /* The limits, all set from the command line (main.c has the defaults). */
 typedef struct server_limits {
     int max_connections;       /* open at once; more get 503 and are closed */
     int max_outstanding;       /* responses written but not sent, per connection */
     int max_requests_per_read; /* requests parsed before other clients get a turn */
+    int send_buffer;           /* SO_SNDBUF of each connection; 0: the kernel's */
     int header_timeout_ms;     /* request start to message end, else 408 */
     int idle_timeout_ms;       /* nothing read or sent while no job runs: close */
     int max_jobs;              /* jobs in the pool (queued + running); more get 503 */
@@ -59,10 +67,13 @@ typedef struct server {
     server_limits lim;
     uv_tcp_t listener;
     uv_signal_t sigint, sigterm;
-    uv_idle_t resume; /* runs connections that used up their turn */
-    conn *conns;      /* open connections, for shutdown */
+    uv_idle_t resume;     /* runs connections that used up their turn */
+    uv_check_t turn_end;  /* ends the loop iteration's parsing budget */
+    uint64_t turn_start;  /* uv_hrtime() of the iteration's first parse; 0: none yet */
+    conn *queue, *queue_tail; /* connections waiting for a turn, oldest first */
+    size_t queued;
+    conn *conns;          /* open connections, for shutdown */
     server_counters count;
-    char rbuf[64 * 1024]; /* every read lands here, then is parsed or kept */
 } server;
 
 typedef enum job_kind { JOB_LUCKY, JOB_WORK, JOB_HASH, JOB_CRASH } job_kind;
@@ -87,9 +98,10 @@ struct conn {
     uv_timer_t timer;
     server *srv;
     conn *prev, *next;
+    conn *q_prev, *q_next; /* in the server's queue while yielded */
     llhttp_t parser;
-    char *in; /* received, not parsed yet */
-    size_t in_len, in_cap;
+    char *in; /* IN_CAP bytes once read: received; from in_off on not parsed yet */
+    size_t in_off, in_len;
 
     /* the request being parsed */
     char url[URL_MAX + 1];
@@ -117,7 +129,7 @@ struct conn {
     int parsed_this_turn;
     timer_mode timer_mode;
     bool reading;
-    bool yielded;        /* out of turns: the server's idle handle resumes it */
+    bool yielded;        /* out of turns: queued, the server's idle handle resumes it */
     bool driving;        /* inside drive(): it must not be re-entered */
     bool gone;           /* no more requests: peer left or we close */
     bool closed;         /* uv_close called */
@@ -128,8 +140,12 @@ struct conn {
 /* Binds 127.0.0.1:port (0: any free port), listens, and stores the port
  * in *bound. 0 or a libuv error code. */
 int server_listen(server *s, int port, int *bound);
-/* Drives the connections marked yielded on the next loop iteration. */
-void server_resume_later(server *s);
+/* Puts c at the end of the queue of connections waiting for a turn (the
+ * server's idle handle drives them on the next loop iterations). */
+void conn_yield(conn *c);
+/* True once this loop iteration has parsed for TURN_BUDGET_NS: requests
+ * past each connection's first wait for the next iteration. */
+bool server_turn_spent(server *s);
 /* Closes every connection; their jobs are cancelled first. */
 void server_close_connections(server *s);
 /* Closes c now; its job, if any, is cancelled. */
