@@ -119,7 +119,7 @@ bool ppx__node_start_calls(node *nd);
 void ppx__node_abandon_start(node *nd);
 /* Sends every answer ready (and KEPTs): true if any. */
 bool ppx__node_answer(node *nd);
-/* mpi_node.c: sends buf (malloc'd, taken) to rank 0. */
+/* Sends buf (malloc'd, taken) to rank 0; mpi_node.c reaps the sends. */
 void ppx__node_send(node *nd, int tag, void *buf, size_t len);
 
 #endif

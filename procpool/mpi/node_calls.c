@@ -11,6 +11,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- sending to rank 0 --------------------------------------------------- */
+
+/* Here, not in mpi_node.c, which reaps these sends: every message this
+ * file makes goes out through it, and mpi_node.c already calls in here. */
+void ppx__node_send(node *nd, int tag, void *buf, size_t len)
+{
+    if (nd->nreq == nd->capreq) {
+        size_t c = nd->capreq ? nd->capreq * 2 : 16;
+        MPI_Request *r = realloc(nd->req, c * sizeof *r);
+        void **b = r ? realloc(nd->bufs, c * sizeof *b) : NULL;
+        if (r)
+            nd->req = r;
+        if (!b) {
+            /* Blocking instead: slower, never lost. */
+            MPI_Send(buf, (int)len, MPI_BYTE, 0, tag, nd->comm);
+            free(buf);
+            return;
+        }
+        nd->bufs = b;
+        nd->capreq = c;
+    }
+    MPI_Isend(buf, (int)len, MPI_BYTE, 0, tag, nd->comm, &nd->req[nd->nreq]);
+    nd->bufs[nd->nreq++] = buf;
+    nd->sent_at = ppx__now_ns();
+}
+
 /* ---- the FIFO of waiting calls ------------------------------------------ */
 
 static void fifo_push(node *nd, fifo *q, uint32_t s)
