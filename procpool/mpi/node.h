@@ -13,7 +13,9 @@
  * It is announced a little before, so its worker does not wait a round
  * trip: for short calls (under PPX__SHORT_CALL_NS on average) up to
  * PPX__SHORT_AHEAD per worker ahead, for longer ones when a running call
- * is due to end (see may_announce), and then waits READY. A READY call
+ * is due to end, and as many as a worker runs in two announcement round
+ * trips when that is longer than a call (see may_announce); then it waits
+ * READY. A READY call
  * can still be given back to a steal; if the node is lost, it counts as
  * may-have-run.
  *

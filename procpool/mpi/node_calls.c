@@ -304,12 +304,14 @@ static bool confirm(node *nd)
     return true;
 }
 
-/* Calls announced at most: one per worker, more for short calls. */
 /* Calls announced at most: one per worker; for short calls up to
  * PPX__SHORT_AHEAD more per worker; for longer ones one more for each
  * running call due to end within two announcement round trips (by the
- * node's average call), so the next is READY when its worker frees. A
- * node whose calls have no history announces none ahead. */
+ * node's average call), so the next is READY when its worker frees, and
+ * when those two round trips are longer than a call (rank 0 far away),
+ * as many per worker as it runs meanwhile: one announcement at a time
+ * would otherwise feed each worker one call per round trip. A node whose
+ * calls have no history announces none ahead. */
 static uint32_t may_announce(const node *nd)
 {
     uint32_t w = (uint32_t)nd->workers;
@@ -317,6 +319,12 @@ static uint32_t may_announce(const node *nd)
         return w;
     if (nd->call_ns < PPX__SHORT_CALL_NS)
         return w + w * PPX__SHORT_AHEAD;
+    int64_t window = 2 * nd->ann_rtt_ns;
+    if (window > nd->call_ns) {
+        int64_t per = (window + nd->call_ns - 1) / nd->call_ns;
+        int64_t most = (int64_t)w + (int64_t)w * per;
+        return most > (int64_t)nd->cap ? nd->cap : (uint32_t)most;
+    }
     int64_t due = ppx__now_ns() - (nd->call_ns - 2 * nd->ann_rtt_ns);
     uint32_t ending = 0;
     for (uint32_t s = 0; s < nd->cap; s++)
