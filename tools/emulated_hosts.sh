@@ -110,6 +110,6 @@ for arg in "$@"; do
     [ "$arg" = @MPIRUN@ ] && arg="$tmp/mpirun"
     set -- "$@" "$arg"
 done
-PPX_EMU_NETNS="${netns# }" PPX_EMU_ADDRS="${addrs# }" \
+PPX_EMU_NETNS="${netns# }" PPX_EMU_ADDRS="${addrs# }" PPX_EMU_FORWARDER=$fwd \
     ip netns exec "$launcher" "$@"
 exit $?
