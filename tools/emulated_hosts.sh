@@ -110,6 +110,16 @@ for arg in "$@"; do
     [ "$arg" = @MPIRUN@ ] && arg="$tmp/mpirun"
     set -- "$@" "$arg"
 done
+# In the background, so a TERM (meson's timeout) reaches it now and the
+# namespaces go once it has ended, not after it finished on its own.
 PPX_EMU_NETNS="${netns# }" PPX_EMU_ADDRS="${addrs# }" PPX_EMU_FORWARDER=$fwd \
-    ip netns exec "$launcher" "$@"
-exit $?
+    ip netns exec "$launcher" "$@" <&0 &
+child=$!
+trap 'kill -TERM $child 2>/dev/null' INT TERM HUP
+wait $child
+rc=$?
+while kill -0 $child 2>/dev/null; do
+    wait $child
+    rc=$?
+done
+exit $rc
