@@ -450,8 +450,12 @@ void *ppx__mpi_progress(void *arg)
 
         ppx__pool_lock(p);
         post_received(&l, in);
-        if (detaching && l.ns == 0 &&
-            (l.detach_left <= 0 || ppx__now_ns() - l.detach_at > 5 * 1000000000LL))
+        /* Done when every node said it detached and every send completed;
+         * after 5 s, whatever is left: a send to a lost node on another
+         * host never completes over TCP (its peer is gone), and waiting
+         * for it kept ppx_pool_free from returning. */
+        bool late = detaching && ppx__now_ns() - l.detach_at > 5 * 1000000000LL;
+        if (detaching && ((l.ns == 0 && l.detach_left <= 0) || late))
             break;
         if (nb || got || sent) {
             active_at = ppx__now_ns();
@@ -465,7 +469,9 @@ void *ppx__mpi_progress(void *arg)
             r->has_work = false;
     }
     ppx__pool_unlock(p);
-    for (size_t i = 0; i < l.ns; i++) /* only after a 5 s detach timeout */
+    /* Only after the 5 s detach timeout; their buffers stay allocated,
+     * as MPI may still hold them. */
+    for (size_t i = 0; i < l.ns; i++)
         MPI_Cancel(&l.s[i].req);
     free(l.s);
     free(detach);
