@@ -4,8 +4,12 @@
  * inside ppx_pool_new (they never return from it) with local pools of two
  * workers each. Marker files in a temporary directory let a test see a
  * call running on a node and see it stop, without timing guesses.
+ * With --hosts (suite mpi_hosts: tools/emulated_hosts.sh, every rank in its
+ * own network namespace, TCP only, 1 ms a way) a few of them run over
+ * emulated hosts.
  */
 #include "support.h"
+#include "test_mpi_fns.h"
 #include "test_mpi_support.h"
 #include "ppx.h"
 
@@ -27,80 +31,6 @@ static char dir[64];
 static ppx_pool *pool;
 static uv_loop_t loop; /* bound to the pool until it is freed */
 
-/* ---- functions the nodes run ----------------------------------------- */
-
-static int echo(ppx_call *c, void *u)
-{
-    (void)u;
-    ppx_value v;
-    int rc = ppx_call_arg(c, 0, &v);
-    return rc ? rc : ppx_return_raw(c, v.data, v.len);
-}
-
-static int rank_of_node(ppx_call *c, void *u)
-{
-    (void)u;
-    const char *r = getenv("OMPI_COMM_WORLD_RANK");
-    return ppx_return_int(c, r ? atoi(r) : -1);
-}
-
-static int unlucky(ppx_call *c, void *u)
-{
-    (void)u;
-    return ppx_raise(c, "ValueError", "Unlucky number!");
-}
-
-static void mark(const char *name, const char *what)
-{
-    support_marker_write(dir, name, what);
-}
-
-/* Marks "<name>.run", then spins until cancelled and marks "<name>.stop";
- * with cooperate false it never looks at the flag. */
-static int spin(ppx_call *c, void *u)
-{
-    (void)u;
-    ppx_value v;
-    char name[32] = "";
-    bool cooperate = true;
-    const char *str;
-    size_t n;
-    if (ppx_call_arg(c, 0, &v) == 0 && ppx_value_str(v, &str, &n) == 0)
-        snprintf(name, sizeof name, "%.*s", (int)n, str);
-    if (ppx_call_arg(c, 1, &v) == 0)
-        ppx_value_bool(v, &cooperate);
-    char run[48];
-    snprintf(run, sizeof run, "%s.run", name);
-    mark(run, "running");
-    for (;;) {
-        if (cooperate && ppx_call_cancelled(c)) {
-            snprintf(run, sizeof run, "%s.stop", name);
-            mark(run, "stopped");
-            return ppx_raise(c, "CancelledError", "saw the flag");
-        }
-        usleep(1000);
-    }
-}
-
-/* One node 100 times slower than the other: SLOW_MS on rank 1, FAST_MS
- * on rank 2; returns the rank. */
-enum { SLOW_MS = 2000, FAST_MS = 20 };
-static int paced(ppx_call *c, void *u)
-{
-    (void)u;
-    const char *r = getenv("OMPI_COMM_WORLD_RANK");
-    int rank = r ? atoi(r) : -1;
-    usleep(rank == 1 ? SLOW_MS * 1000 : FAST_MS * 1000);
-    return ppx_return_int(c, rank);
-}
-
-static int crash(ppx_call *c, void *u)
-{
-    (void)c;
-    (void)u;
-    abort();
-}
-
 /* ---- helpers ----------------------------------------------------------- */
 
 static long pid_in(const char *name)
@@ -119,14 +49,25 @@ static bool gone(long pid)
     return support_pid_gone(pid, 20000);
 }
 
-/* An error from a node: its type, the node's name and, when a worker
- * raised it, that worker's pid (the node's pool raises TimeoutError). */
+/* The nodes' hostnames, as they told them (--hosts). */
+static char node_host[2][64];
+
+/* An error from a node: its type, the node's name (with --hosts, that
+ * node's own hostname) and, when a worker raised it, that worker's pid
+ * (the node's pool raises TimeoutError). */
 static void assert_remote_error(const ppx_error *e, const char *type)
 {
     assert_non_null(e);
     assert_string_equal(e->type, type);
     assert_non_null(e->node);
     assert_true(strstr(e->node, " rank 1") || strstr(e->node, " rank 2"));
+    if (node_host[0][0]) {
+        char name[80];
+        snprintf(name, sizeof name, "%s rank ", node_host[0]);
+        bool first = strncmp(e->node, name, strlen(name)) == 0;
+        snprintf(name, sizeof name, "%s rank ", node_host[1]);
+        assert_true(first || strncmp(e->node, name, strlen(name)) == 0);
+    }
     if (strcmp(type, "TimeoutError") != 0)
         assert_true(e->pid > 0);
     assert_int_not_equal(e->pid, (long)getpid());
@@ -199,6 +140,43 @@ static void every_node_gets_work(void **state)
     }
     /* Placement fills both nodes before either gets a second round. */
     assert_true(seen[1] >= 8 && seen[2] >= 8);
+}
+
+/* --hosts: each node answers from its own hostname and network namespace,
+ * neither rank 0's. */
+static void nodes_are_separate_hosts(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    ppx_future *f[N];
+    char here[160], seen[2][160] = {"", ""};
+    test_mpi_where(here, sizeof here);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ppx_pool_submitf(pool, &f[i], "where_is_node", ""), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ppx_future_wait(f[i], 30000), 0);
+        ppx_value v;
+        const char *w;
+        size_t n;
+        assert_int_equal(ppx_future_value(f[i], &v), 0);
+        assert_int_equal(ppx_value_str(v, &w, &n), 0);
+        char got[160];
+        snprintf(got, sizeof got, "%.*s", (int)n, w);
+        int k = !seen[0][0] || strcmp(seen[0], got) == 0 ? 0 : 1;
+        assert_true(!seen[k][0] || strcmp(seen[k], got) == 0); /* two places, no more */
+        strcpy(seen[k], got);
+        ppx_future_unref(f[i]);
+    }
+    const char *my_ns = strchr(here, ' ');
+    for (int k = 0; k < 2; k++) {
+        const char *ns = strchr(seen[k], ' ');
+        assert_non_null(ns);
+        assert_string_not_equal(ns, my_ns);
+        snprintf(node_host[k], sizeof node_host[k], "%.*s", (int)(ns - seen[k]), seen[k]);
+        assert_int_not_equal(strncmp(here, seen[k], (size_t)(ns - seen[k]) + 1), 0);
+    }
+    assert_string_not_equal(strchr(seen[0], ' '), strchr(seen[1], ' '));
+    assert_string_not_equal(node_host[0], node_host[1]);
 }
 
 /* Rank 1 takes SLOW_MS a call, rank 2 FAST_MS, 2 workers each. The
@@ -529,18 +507,14 @@ static void free_with_calls_out_then_reopen(void **state)
     ppx_future_unref(g);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    ppx_register("echo", echo, NULL);
-    ppx_register("rank_of_node", rank_of_node, NULL);
-    ppx_register("unlucky", unlucky, NULL);
-    ppx_register("spin", spin, NULL);
-    ppx_register("crash", crash, NULL);
-    ppx_register("paced", paced, NULL);
+    bool hosts = argc > 1 && strcmp(argv[1], "--hosts") == 0;
     /* Every rank agrees on the directory: the nodes write markers there. */
     const char *job = getenv("OMPI_MCA_ess_base_jobid");
     snprintf(dir, sizeof dir, "/tmp/ppx-mpi-test-%s", job ? job : "x");
     mkdir(dir, 0700);
+    test_mpi_register(dir);
     /* Rank 0's stderr while the pool starts, to see the hint about
      * --enable-recovery (this job runs without it). */
     const char *rank = getenv("OMPI_COMM_WORLD_RANK");
@@ -572,8 +546,16 @@ int main(void)
         cmocka_unit_test(free_with_calls_out_then_reopen),
         cmocka_unit_test(shutdown_cancel_queued_over_mpi),
     };
+    /* Over emulated hosts: what crosses the network, in a few seconds. */
+    const struct CMUnitTest over_hosts[] = {
+        cmocka_unit_test(nodes_are_separate_hosts),
+        cmocka_unit_test(values_come_back),
+        cmocka_unit_test(remote_error_names_its_node),
+        cmocka_unit_test(cancel_reaches_a_running_remote_call),
+    };
     uv_loop_init(&loop);
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = hosts ? cmocka_run_group_tests(over_hosts, NULL, NULL)
+                       : cmocka_run_group_tests(tests, NULL, NULL);
     ppx_pool_free(pool);
     uv_run(&loop, UV_RUN_DEFAULT); /* the binding's handles close */
     if (uv_loop_close(&loop) != 0) {

@@ -14,6 +14,7 @@
 
 typedef struct proc {
     long pid, ppid;
+    int launcher; /* 2: mpirun, 1: an Open MPI daemon (orted), 0: neither */
 } proc;
 
 static double run_secs(long pid)
@@ -50,11 +51,16 @@ static int read_stat(long pid, proc *out)
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
-    char *p = strrchr(buf, ')');
+    char *p = strrchr(buf, ')'), *comm = strchr(buf, '(');
     long ppid;
-    if (!p || sscanf(p + 2, "%*c %ld", &ppid) != 1)
+    if (!p || !comm || sscanf(p + 2, "%*c %ld", &ppid) != 1)
         return -1;
-    *out = (proc){pid, ppid};
+    *p = '\0';
+    comm++;
+    int launcher = !strcmp(comm, "mpirun") || !strcmp(comm, "orterun") ? 2
+                   : !strcmp(comm, "orted")                           ? 1
+                                                                      : 0;
+    *out = (proc){pid, ppid, launcher};
     return 0;
 }
 
@@ -92,12 +98,26 @@ void find_job(void)
     }
     if (d)
         closedir(d);
+    /* mpirun is our parent, or (over emulated hosts) an ancestor: the
+     * parent of the rsh agent that started our daemon, orted. Daemons
+     * count as mpirun's, not as a node's. */
     long self = getpid(), mpirun = getppid();
+    for (long pid = mpirun, depth = 0; pid > 1 && depth < 16; depth++) {
+        size_t i = 0;
+        while (i < n && ps[i].pid != pid)
+            i++;
+        if (i == n)
+            break;
+        if (ps[i].launcher == 2)
+            mpirun = pid;
+        pid = ps[i].ppid;
+    }
     for (size_t i = 0; i < n && ntree < 256; i++) {
-        int which = ps[i].pid == mpirun                  ? 2
-                    : under(ps, n, ps[i].pid, self)      ? 0
-                    : under(ps, n, ps[i].pid, mpirun)    ? 1
-                                                         : -1;
+        bool ours = under(ps, n, ps[i].pid, mpirun);
+        int which = ps[i].pid == mpirun || (ours && ps[i].launcher) ? 2
+                    : under(ps, n, ps[i].pid, self)     ? 0
+                    : ours                              ? 1
+                                                        : -1;
         if (which >= 0) {
             tree_pid[ntree] = ps[i].pid;
             tree_of[ntree++] = which;

@@ -85,11 +85,18 @@ typedef struct row {
 static row rows[32];
 static int nrows;
 
+/* Appended to every metric's name (--suffix): bench/mpi/run names the
+ * emulated link's latency so ("_net1ms"). */
+static const char *suffix = "";
+
 static void record(const char *metric, const char *unit, bool lower_better, double local,
                    double mpi)
 {
-    row *r = &rows[nrows++];
-    *r = (row){metric, unit, {local, mpi}, lower_better};
+    static char names[32][64];
+    snprintf(names[nrows], sizeof names[nrows], "%s%s", metric, suffix);
+    row *r = &rows[nrows];
+    *r = (row){names[nrows++], unit, {local, mpi}, lower_better};
+    metric = r->metric;
     for (int i = 0; i < NIMPL; i++)
         printf("{\"metric\": \"%s\", \"impl\": \"%s\", \"value\": %.6g, \"unit\": \"%s\"}\n",
                metric, impl_name[i], r->v[i], unit);
@@ -455,11 +462,13 @@ int main(int argc, char **argv)
             only = argv[++i];
         } else if (strcmp(argv[i], "--no-table") == 0) {
             table = false; /* bench/mpi/run prints its own, with the floor */
+        } else if (strcmp(argv[i], "--suffix") == 0 && i + 1 < argc) {
+            suffix = argv[++i];
         } else if (strcmp(argv[i], "--node-workers") == 0 && i + 1 < argc) {
             node_workers = atoi(argv[++i]);
         } else {
             fprintf(stderr, "usage: mpirun -np 3 %s [--quick] [--no-table] [--node-workers W] "
-                            "[--only rtt,tput,echo,cpu,idle,scale]\n",
+                            "[--only rtt,tput,echo,cpu,idle,scale] [--suffix S]\n",
                     argv[0]);
             return 2;
         }

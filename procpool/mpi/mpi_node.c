@@ -18,28 +18,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-void ppx__node_send(node *nd, int tag, void *buf, size_t len)
-{
-    if (nd->nreq == nd->capreq) {
-        size_t c = nd->capreq ? nd->capreq * 2 : 16;
-        MPI_Request *r = realloc(nd->req, c * sizeof *r);
-        void **b = r ? realloc(nd->bufs, c * sizeof *b) : NULL;
-        if (r)
-            nd->req = r;
-        if (!b) {
-            /* Blocking instead: slower, never lost. */
-            MPI_Send(buf, (int)len, MPI_BYTE, 0, tag, nd->comm);
-            free(buf);
-            return;
-        }
-        nd->bufs = b;
-        nd->capreq = c;
-    }
-    MPI_Isend(buf, (int)len, MPI_BYTE, 0, tag, nd->comm, &nd->req[nd->nreq]);
-    nd->bufs[nd->nreq++] = buf;
-    nd->sent_at = ppx__now_ns();
-}
-
 static void reap_sends(node *nd)
 {
     size_t k = 0;

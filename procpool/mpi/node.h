@@ -13,7 +13,9 @@
  * It is announced a little before, so its worker does not wait a round
  * trip: for short calls (under PPX__SHORT_CALL_NS on average) up to
  * PPX__SHORT_AHEAD per worker ahead, for longer ones when a running call
- * is due to end (see may_announce), and then waits READY. A READY call
+ * is due to end, and as many as a worker runs in two announcement round
+ * trips when that is longer than a call (see may_announce); then it waits
+ * READY. A READY call
  * can still be given back to a steal; if the node is lost, it counts as
  * may-have-run.
  *
@@ -119,7 +121,7 @@ bool ppx__node_start_calls(node *nd);
 void ppx__node_abandon_start(node *nd);
 /* Sends every answer ready (and KEPTs): true if any. */
 bool ppx__node_answer(node *nd);
-/* mpi_node.c: sends buf (malloc'd, taken) to rank 0. */
+/* Sends buf (malloc'd, taken) to rank 0; mpi_node.c reaps the sends. */
 void ppx__node_send(node *nd, int tag, void *buf, size_t len);
 
 #endif

@@ -11,6 +11,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- sending to rank 0 --------------------------------------------------- */
+
+/* Here, not in mpi_node.c, which reaps these sends: every message this
+ * file makes goes out through it, and mpi_node.c already calls in here. */
+void ppx__node_send(node *nd, int tag, void *buf, size_t len)
+{
+    if (nd->nreq == nd->capreq) {
+        size_t c = nd->capreq ? nd->capreq * 2 : 16;
+        MPI_Request *r = realloc(nd->req, c * sizeof *r);
+        void **b = r ? realloc(nd->bufs, c * sizeof *b) : NULL;
+        if (r)
+            nd->req = r;
+        if (!b) {
+            /* Blocking instead: slower, never lost. */
+            MPI_Send(buf, (int)len, MPI_BYTE, 0, tag, nd->comm);
+            free(buf);
+            return;
+        }
+        nd->bufs = b;
+        nd->capreq = c;
+    }
+    MPI_Isend(buf, (int)len, MPI_BYTE, 0, tag, nd->comm, &nd->req[nd->nreq]);
+    nd->bufs[nd->nreq++] = buf;
+    nd->sent_at = ppx__now_ns();
+}
+
 /* ---- the FIFO of waiting calls ------------------------------------------ */
 
 static void fifo_push(node *nd, fifo *q, uint32_t s)
@@ -278,12 +304,14 @@ static bool confirm(node *nd)
     return true;
 }
 
-/* Calls announced at most: one per worker, more for short calls. */
 /* Calls announced at most: one per worker; for short calls up to
  * PPX__SHORT_AHEAD more per worker; for longer ones one more for each
  * running call due to end within two announcement round trips (by the
- * node's average call), so the next is READY when its worker frees. A
- * node whose calls have no history announces none ahead. */
+ * node's average call), so the next is READY when its worker frees, and
+ * when those two round trips are longer than a call (rank 0 far away),
+ * as many per worker as it runs meanwhile: one announcement at a time
+ * would otherwise feed each worker one call per round trip. A node whose
+ * calls have no history announces none ahead. */
 static uint32_t may_announce(const node *nd)
 {
     uint32_t w = (uint32_t)nd->workers;
@@ -291,6 +319,12 @@ static uint32_t may_announce(const node *nd)
         return w;
     if (nd->call_ns < PPX__SHORT_CALL_NS)
         return w + w * PPX__SHORT_AHEAD;
+    int64_t window = 2 * nd->ann_rtt_ns;
+    if (window > nd->call_ns) {
+        int64_t per = (window + nd->call_ns - 1) / nd->call_ns;
+        int64_t most = (int64_t)w + (int64_t)w * per;
+        return most > (int64_t)nd->cap ? nd->cap : (uint32_t)most;
+    }
     int64_t due = ppx__now_ns() - (nd->call_ns - 2 * nd->ann_rtt_ns);
     uint32_t ending = 0;
     for (uint32_t s = 0; s < nd->cap; s++)

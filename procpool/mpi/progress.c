@@ -40,6 +40,7 @@ typedef struct mlink {
     int detach_left;
     int64_t detach_at;
     int64_t due_signalled; /* the queue deadline the pool was woken for */
+    int64_t replies_at;    /* when answers last came (see nap) */
 } mlink;
 
 /* A node some of whose answers will never come: reported lost at once. */
@@ -222,6 +223,8 @@ static int receive(mlink *l, ppx__msg **head)
             continue;
         }
         l->r->nodes[node].seen_ns = ppx__now_ns();
+        if (st.MPI_TAG == PPX__TAG_REPLIES)
+            l->replies_at = l->r->nodes[node].seen_ns;
         *m = (ppx__msg){*head, node, st.MPI_TAG, buf, (size_t)len, cap};
         *head = m;
     }
@@ -355,6 +358,15 @@ static void post_received(mlink *l, ppx__msg *in)
         ppx__eventfd_signal(l->p->efd);
 }
 
+/* Whether nd said it started one of the calls it holds. */
+static bool holds_started(ppx__node *nd)
+{
+    for (ppx__task *t = ppx__list_first(&nd->held); t; t = ppx__task_next(t))
+        if (ppx__rt(t)->started)
+            return true;
+    return false;
+}
+
 /* Under the lock, nothing moved this round: sleep until there is work
  * (idle) or for the back-off (calls are out: poll hot, then back off, so
  * a busy run answers fast and a long call costs about a thousand cheap
@@ -369,18 +381,28 @@ static bool nap(mlink *l, int64_t active_at, bool detaching)
             pthread_cond_wait(&r->wake, &p->mu);
         return true;
     }
-    int64_t quiet = ppx__now_ns() - active_at;
+    int64_t now = ppx__now_ns(), quiet = now - active_at;
     int64_t wait = ppx__mpi_backoff_ns(quiet, true);
     /* Nodes whose answers come far apart (long calls): no hot polling
-     * right after traffic, which would take the CPU their workers need;
-     * sleep through half the expected gap first. */
+     * right after an answer, which would take the CPU their workers need;
+     * sleep through half the expected gap from it first. Only while every
+     * node holding calls has one started: one waiting for us to take its
+     * STARTING starts nothing until we poll, so a nap there slows it,
+     * lowers its measured rate and lengthens the next nap (over TCP, a
+     * round trip grew past 200 ms that way). */
     double rate = 0;
-    for (int i = 0; i < r->nnodes; i++)
-        if (r->nodes[i].inflight && !r->nodes[i].lost)
-            rate += r->nodes[i].rate;
+    bool all_started = true;
+    for (int i = 0; i < r->nnodes; i++) {
+        ppx__node *nd = &r->nodes[i];
+        if (!nd->inflight || nd->lost)
+            continue;
+        rate += nd->rate;
+        all_started = all_started && holds_started(nd);
+    }
     int64_t gap = rate > 0 ? (int64_t)(1e9 / rate) : 0;
-    if (gap > 400000 && quiet < gap / 2)
-        wait = gap / 2 - quiet;
+    int64_t since = now - l->replies_at;
+    if (all_started && gap > 400000 && since < gap / 2 && gap / 2 - since > wait)
+        wait = gap / 2 - since;
     if (wait == 0) {
         ppx__pool_unlock(p);
         sched_yield();
@@ -428,8 +450,12 @@ void *ppx__mpi_progress(void *arg)
 
         ppx__pool_lock(p);
         post_received(&l, in);
-        if (detaching && l.ns == 0 &&
-            (l.detach_left <= 0 || ppx__now_ns() - l.detach_at > 5 * 1000000000LL))
+        /* Done when every node said it detached and every send completed;
+         * after 5 s, whatever is left: a send to a lost node on another
+         * host never completes over TCP (its peer is gone), and waiting
+         * for it kept ppx_pool_free from returning. */
+        bool late = detaching && ppx__now_ns() - l.detach_at > 5 * 1000000000LL;
+        if (detaching && ((l.ns == 0 && l.detach_left <= 0) || late))
             break;
         if (nb || got || sent) {
             active_at = ppx__now_ns();
@@ -443,7 +469,9 @@ void *ppx__mpi_progress(void *arg)
             r->has_work = false;
     }
     ppx__pool_unlock(p);
-    for (size_t i = 0; i < l.ns; i++) /* only after a 5 s detach timeout */
+    /* Only after the 5 s detach timeout; their buffers stay allocated,
+     * as MPI may still hold them. */
+    for (size_t i = 0; i < l.ns; i++)
         MPI_Cancel(&l.s[i].req);
     free(l.s);
     free(detach);

@@ -20,37 +20,6 @@ static ppx__remote *rm(ppx_pool *p)
     return ppx__remote_of(p);
 }
 
-void ppx__remote_wake(ppx_pool *p)
-{
-    ppx__remote *r = rm(p);
-    r->has_work = true;
-    pthread_cond_signal(&r->wake);
-}
-
-bool ppx__remote_all_lost(ppx__remote *r)
-{
-    for (int i = 0; i < r->nnodes; i++)
-        if (!r->nodes[i].lost)
-            return false;
-    return true;
-}
-
-void ppx__remote_fail_lost(ppx_pool *p, ppx__task *t, const char *node, const char *why,
-                           ppx__notify *n)
-{
-    ppx_future *f = ppx__task_fut(t);
-    if (!f)
-        return;
-    ppx__task_drop_fut(t);
-    p->unresolved--;
-    p->stats.failed++;
-    p->stats.crashed++;
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s (task %llu) was lost with its node: %s", f->function,
-             (unsigned long long)ppx__task_id(t), why);
-    ppx__future_fail_at(f, "NodeLost", msg, "", 0, node, n);
-}
-
 int ppx__remote_submit(ppx_pool *p, ppx__task *t, ppx__notify *n)
 {
     ppx__remote *r = rm(p);

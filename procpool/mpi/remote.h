@@ -196,8 +196,6 @@ void ppx__remote_stats(ppx_pool *p, ppx_pool_stats *out);
 void ppx__remote_free_tasks(ppx_pool *p);
 /* Frees the bookkeeping, after the progress thread has stopped. */
 void ppx__remote_destroy(ppx_pool *p, bool copy);
-/* Wakes the progress thread: there is something to send. */
-void ppx__remote_wake(ppx_pool *p);
 /* Appends m (a message from node m->node; m->buf a bigbuf) to the inbox;
  * the inbox owns m from here. */
 void ppx__remote_post(ppx_pool *p, ppx__msg *m);
@@ -217,7 +215,9 @@ void ppx__remote_requeue(ppx_pool *p, ppx__node *nd, ppx__task *t);
  * PPX_ENOMEM (pk unchanged). */
 int ppx__packed_add(ppx__packed *pk, const void *b, size_t len);
 int ppx__packed_skip(ppx__packed *pk, ppx__task *t);
-/* remote.c: */
+/* Wakes the progress thread: there is something to send. */
+void ppx__remote_wake(ppx_pool *p);
+/* Whether every node is lost. */
 bool ppx__remote_all_lost(ppx__remote *r);
 /* Resolves t's future FAILED with NodeLost, node naming where it was. */
 void ppx__remote_fail_lost(ppx_pool *p, ppx__task *t, const char *node, const char *why,
