@@ -1,5 +1,5 @@
-/* The executor surface around gather, end to end with real workers: task groups, the lazy
- * bounded map and progress over gathers, maps and groups.
+/* The executor surface around gather, end to end with real workers: task
+ * groups, the lazy bounded map and progress over gathers, maps and groups.
  * Orderings are forced through a shared counter, never by timing. */
 #include "support.h"
 #include "executor_support.h"

@@ -1,5 +1,5 @@
-/* The executor surface around gather, end to end with real workers: the thread-pool
- * executor, and a thread call before any process pool exists.
+/* The executor surface around gather, end to end with real workers: the
+ * thread-pool executor, and a thread call before any process pool exists.
  * Orderings are forced through a shared counter, never by timing. */
 #include "support.h"
 #include "executor_support.h"

@@ -1,7 +1,7 @@
-/* The executor surface around gather, end to end with real workers: wait, wait_for and
- * as_completed, and an awaitable whose pool is freed while another thread
- * hands it over.
- * Orderings are forced through a shared counter, never by timing. */
+/* The executor surface around gather, end to end with real workers: wait,
+ * wait_for and as_completed, and an awaitable whose pool is freed while
+ * another thread hands it over. Orderings are forced through a shared
+ * counter, never by timing. */
 #include "support.h"
 #include "executor_support.h"
 #include "ppx.h"
