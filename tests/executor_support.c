@@ -67,17 +67,6 @@ int setup(void **state)
     return 0;
 }
 
-int teardown(void **state)
-{
-    fixture *fx = *state;
-    ppx_pool_free(fx->pool);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
-    free(fx);
-    assert_true(support_no_children());
-    return 0;
-}
-
 ppx_awaitable *call(fixture *fx, const char *fn, int64_t arg)
 {
     ppx_awaitable *aw;

@@ -3,6 +3,7 @@
 #ifndef PPX_TESTS_EXECUTOR_SUPPORT_H
 #define PPX_TESTS_EXECUTOR_SUPPORT_H
 #include "ppx.h"
+#include "loop_fixture.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -18,15 +19,9 @@ void executor_support_register(void);
 /* square(x): x * x; TypeError for a non-integer, ValueError if negative. */
 int fn_square(ppx_call *c, void *u);
 
-typedef struct fixture {
-    uv_loop_t loop;
-    ppx_pool *pool;
-} fixture;
-
-/* cmocka setup: a loop and a pool of 3 workers, turn at 0. */
+/* cmocka setup: a loop and a pool of 3 workers, turn at 0 (the
+ * teardown is loop_fixture.h's). */
 int setup(void **state);
-/* cmocka teardown: frees both and checks no child is left. */
-int teardown(void **state);
 
 /* fn(arg) in fx's pool, through the executor. */
 ppx_awaitable *call(fixture *fx, const char *fn, int64_t arg);

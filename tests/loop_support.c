@@ -69,17 +69,6 @@ static int setup_n(void **state, int workers)
 int setup2(void **state) { return setup_n(state, 2); }
 int setup3(void **state) { return setup_n(state, 3); }
 
-int teardown(void **state)
-{
-    fixture *fx = *state;
-    ppx_pool_free(fx->pool);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
-    free(fx);
-    assert_true(support_no_children());
-    return 0;
-}
-
 void record(ppx_awaitable *aw, void *arg)
 {
     seen *s = arg;

@@ -4,6 +4,7 @@
 #ifndef PPX_TESTS_LOOP_SUPPORT_H
 #define PPX_TESTS_LOOP_SUPPORT_H
 #include "ppx.h"
+#include "loop_fixture.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -16,16 +17,10 @@ extern _Atomic int *marks; /* shared with workers */
  * mark and lucky_number. Call once, first thing in main. */
 void loop_support_register(void);
 
-typedef struct fixture {
-    uv_loop_t loop;
-    ppx_pool *pool;
-} fixture;
-
-/* cmocka setups: a loop and a pool of 2 or 3 workers, marks at 0. */
+/* cmocka setups: a loop and a pool of 2 or 3 workers, marks at 0 (the
+ * teardown is loop_fixture.h's). */
 int setup2(void **state);
 int setup3(void **state);
-/* cmocka teardown: frees both and checks no child is left. */
-int teardown(void **state);
 
 typedef struct seen {
     int calls;
