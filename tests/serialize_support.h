@@ -1,4 +1,4 @@
-/* Helpers shared by the serialize suites (test_mpread, test_envelope,
+/* Helpers shared by the serialize suites (test_mpread_*, test_envelope,
  * test_value). Encodings are produced with msgpack-c's packer, the
  * reference the reader must agree with. Untrusted input is always copied
  * into a heap block of exactly its length first, so the sanitizer build
