@@ -446,6 +446,51 @@ static void test_pool_lifetimes_leave_no_descriptor_or_process(void **state)
     assert_int_equal(support_children_alive(), 0);
 }
 
+/* How many children of this process's only child (a pool's fork server)
+ * sleep in a futex wait, as a worker with nothing to do does. */
+static int workers_asleep(void)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    FILE *f = fopen(path, "r");
+    int zygote = 0, n = 0, pid;
+    if (!f || fscanf(f, "%d", &zygote) != 1)
+        zygote = 0;
+    if (f)
+        fclose(f);
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", zygote, zygote);
+    if (!zygote || !(f = fopen(path, "r")))
+        return 0;
+    while (fscanf(f, "%d", &pid) == 1) {
+        char wpath[64], wchan[64] = "";
+        snprintf(wpath, sizeof wpath, "/proc/%d/wchan", pid);
+        FILE *w = fopen(wpath, "r");
+        if (w) {
+            if (!fgets(wchan, sizeof wchan, w))
+                wchan[0] = '\0';
+            fclose(w);
+        }
+        n += strstr(wchan, "futex") != NULL;
+    }
+    fclose(f);
+    return n;
+}
+
+/* A pool nobody drove has not read the fork server's reports: its
+ * workers, already asleep on their rings, must still be woken by the
+ * free, not left to the grace period and SIGKILL. The grace here is
+ * longer than the suite's timeout: waiting it out fails the test. */
+static void test_free_of_a_pool_never_driven_wakes_its_sleeping_workers(void **state)
+{
+    (void)state;
+    ppx_pool *p = new_pool(2, &PPX_POOL_OPTIONS(.cancel_grace_ms = 600000));
+    for (int i = 0; i < 3000 && workers_asleep() < 2; i++)
+        support_sleep_ms(10);
+    assert_int_equal(workers_asleep(), 2);
+    ppx_pool_free(p);
+    assert_true(support_no_children());
+}
+
 int main(void)
 {
     procpool_support_register();
@@ -465,6 +510,8 @@ int main(void)
         cmocka_unit_test_teardown(test_a_thread_inside_a_call_keeps_the_pool_through_its_free, teardown),
         cmocka_unit_test_teardown(test_free_races_calls_on_its_futures_from_other_threads, teardown),
         cmocka_unit_test_teardown(test_pool_lifetimes_leave_no_descriptor_or_process, teardown),
+        cmocka_unit_test_teardown(test_free_of_a_pool_never_driven_wakes_its_sleeping_workers,
+                                  teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -161,8 +161,11 @@ void ppx__local_stop_workers(ppx__local *p)
     if (!p->sh)
         return; /* the mapping failed: nothing was started */
     atomic_store(&p->sh->shutdown, 1);
+    /* Starting ones too: a pool that was never driven has not read the
+     * fork server's reports, and its workers may already sleep on their
+     * rings (they would wait out the grace period, then be killed). */
     for (int i = 0; i < p->nworkers; i++)
-        if (p->w[i].alive)
+        if (p->w[i].alive || p->w[i].spawning)
             ppx__ring_kick(&p->w[i].req);
     int grace = p->pool->opt.cancel_grace_ms < 0 ? 100 : p->pool->opt.cancel_grace_ms;
     if (await_exits(p, ppx__now_ns() + (int64_t)grace * 1000000LL)) {
