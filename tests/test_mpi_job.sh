@@ -19,7 +19,13 @@ rm -f "$status"
 exec 4>&1
 { env PPX_TEST_JOB="$job" PPX_TEST_STATUS="$status" \
     "$mpirun" -x PPX_TEST_JOB -x PPX_TEST_STATUS "$@" 2>&1 1>&4 4>&-; echo $? > "$status.rc"; } |
-    tee "$errlog" >&2
+    tee "$errlog" >&2 &
+# A TERM or INT for this script (timeout(1), a ^C) goes on to mpirun and
+# the rest of this process group, and the checks below still run and
+# kill what is left. sh runs a trap only between commands: hence the
+# job in the background and a wait.
+trap 'trap "" TERM INT; kill -TERM 0 2>/dev/null' TERM INT
+wait $!
 exec 4>&-
 rc=$(cat "$status.rc" 2>/dev/null || echo 1)
 rm -f "$status.rc"
