@@ -95,13 +95,3 @@ void assert_peek_rejects(ppx__port *port)
     assert_int_equal(ppx__ring_peek(port, &p, &len, &flags), -EBADMSG);
     assert_int_equal(atomic_load(&port->r->tail), tail);
 }
-
-uint64_t xorshift(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dull;
-}

@@ -28,7 +28,5 @@ void assert_peek_empty(ppx__port *port);
 /* Peek rejects the next record with -EBADMSG, again when asked again, and
  * the tail stays. */
 void assert_peek_rejects(ppx__port *port);
-/* The next number of the xorshift64* stream in *s. */
-uint64_t xorshift(uint64_t *s);
 
 #endif

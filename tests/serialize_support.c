@@ -44,16 +44,6 @@ ppx_value ts_value_of(const ts_exact *e)
     return v;
 }
 
-uint64_t ts_xorshift(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dull;
-}
-
 void ts_check_format_consistent(const ts_exact *e)
 {
     int ok = ppx__mp_check_one(e->p, e->n);

@@ -33,8 +33,6 @@ void ts_exact_free(ts_exact *e);
 /* The bytes of e as a ppx_value. */
 ppx_value ts_value_of(const ts_exact *e);
 
-/* xorshift64* step: the next pseudo-random number of the stream *s. */
-uint64_t ts_xorshift(uint64_t *s);
 
 /* ppx_value_format of e agrees with ppx__mp_check_one: it formats (and
  * truncates like snprintf) what is well-formed, and fails with the same

@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+/* xorshift64* step: the next pseudo-random number of the stream *s
+ * (the same sequence in every run: tests stay deterministic). */
+uint64_t support_xorshift(uint64_t *s);
 /* Number of open file descriptors of this process. */
 int support_open_fds(void);
 /* True when this process has no child left (nothing to reap either). */

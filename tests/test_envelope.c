@@ -411,13 +411,13 @@ static void test_envelope_mutated_frames_never_crash_decode(void **state)
         assert_true(ts_sb.size <= 64 && ts_sb.size <= sizeof frame);
         size_t len = ts_sb.size;
         memcpy(frame, ts_sb.data, len);
-        int flips = 1 + (int)(ts_xorshift(&s) % 3);
+        int flips = 1 + (int)(support_xorshift(&s) % 3);
         for (int f = 0; f < flips; f++) {
-            uint64_t x = ts_xorshift(&s);
+            uint64_t x = support_xorshift(&s);
             frame[x % len] = (unsigned char)(x >> 32);
         }
-        if (ts_xorshift(&s) % 4 == 0)
-            len = (size_t)(ts_xorshift(&s) % (len + 1));
+        if (support_xorshift(&s) % 4 == 0)
+            len = (size_t)(support_xorshift(&s) % (len + 1));
         ts_exact e = ts_exact_copy(frame, len);
         ppx__env env;
         if (ppx__env_decode(e.p, e.n, &env) == 0) {

@@ -316,9 +316,9 @@ static void test_mpread_random_bytes_never_crash_the_readers(void **state)
     unsigned char bytes[64];
     int well_formed = 0;
     for (int iter = 0; iter < 20000; iter++) {
-        size_t len = (size_t)(ts_xorshift(&s) % 65);
+        size_t len = (size_t)(support_xorshift(&s) % 65);
         for (size_t k = 0; k < len; k++)
-            bytes[k] = (unsigned char)ts_xorshift(&s);
+            bytes[k] = (unsigned char)support_xorshift(&s);
         if (iter % 4 == 0 && len > 0)
             bytes[0] = (unsigned char)(0x90 | (bytes[0] & 0x0f)); /* start as an array */
         ts_exact e = ts_exact_copy(bytes, len);

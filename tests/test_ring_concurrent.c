@@ -229,7 +229,7 @@ static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
  * few hundred bytes, some up to 4 KiB, a few up to and at max_record. */
 static size_t stress_len(uint64_t *s, size_t max)
 {
-    uint64_t x = xorshift(s);
+    uint64_t x = support_xorshift(s);
     unsigned pick = (unsigned)(x % 1000);
     x >>= 10;
     if (pick < 800)
@@ -253,7 +253,7 @@ static void stress_fill(unsigned char *p, size_t len, uint64_t seq, uint64_t *s)
     }
     memcpy(p, &seq, 8);
     for (size_t i = 16; i < len; i += 8) {
-        uint64_t x = xorshift(s);
+        uint64_t x = support_xorshift(s);
         memcpy(p + i, &x, len - i < 8 ? len - i : 8);
     }
     uint64_t h = fnv1a(fnv1a(0xcbf29ce484222325ull, p, 8), p + 16, len - 16);

@@ -219,7 +219,7 @@ static void test_ring_interleaved_use_matches_a_fifo_through_many_wraps(void **s
     const unsigned char *last = r->data;
     uint64_t s = 0x9e3779b97f4a7c15ull;
     for (int op = 0; op < 50000; op++) {
-        uint64_t x = xorshift(&s);
+        uint64_t x = support_xorshift(&s);
         if (x & 1) {
             size_t len = (x >> 8) % 8 == 0 ? (x >> 16) % (max + 1) : (x >> 16) % 48;
             if (push(&port, len, next_tag, next_tag)) {
