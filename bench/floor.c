@@ -21,6 +21,7 @@
 #include "shm/region.h"
 #include "shm/ring.h"
 #include "shm/wake.h"
+#include "floor_common.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -64,26 +65,6 @@ typedef struct shared {
     ctl *c;
     ppx__ring *req, *resp;
 } shared;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void emit(const char *metric, const char *impl, double value, const char *unit)
-{
-    printf("{\"metric\": \"%s\", \"impl\": \"%s\", \"value\": %.3f, \"unit\": \"%s\"}\n",
-           metric, impl, value, unit);
-    fflush(stdout);
-}
-
-static _Noreturn void die(const char *what, int err)
-{
-    fprintf(stderr, "bench_floor: %s: %s\n", what, strerror(err < 0 ? -err : err));
-    exit(1);
-}
 
 static int cmp_double(const void *a, const void *b)
 {

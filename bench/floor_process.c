@@ -26,6 +26,7 @@
  */
 #include "shm/region.h"
 #include "shm/wake.h"
+#include "floor_common.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -41,26 +42,6 @@
 
 #define MIB ((size_t)1 << 20)
 #define MAX_ECHO (4 * MIB)
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void emit(const char *metric, const char *impl, double value, const char *unit)
-{
-    printf("{\"metric\": \"%s\", \"impl\": \"%s\", \"value\": %.6g, \"unit\": \"%s\"}\n", metric,
-           impl, value, unit);
-    fflush(stdout);
-}
-
-static _Noreturn void die(const char *what, int err)
-{
-    fprintf(stderr, "bench_floor_process: %s: %s\n", what, strerror(err));
-    exit(1);
-}
 
 /* ---- start-up: fork, and a fork of a fork ------------------------------ */
 

@@ -15,6 +15,7 @@
 #include "shm/region.h"
 #include "shm/ring.h"
 #include "shm/wake.h"
+#include "floor_common.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -50,19 +51,6 @@ typedef struct child {
     pid_t pid;
     int in_flight;
 } child;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static _Noreturn void die(const char *what, int err)
-{
-    fprintf(stderr, "bench_stream_floor: %s: %s\n", what, strerror(err < 0 ? -err : err));
-    exit(1);
-}
 
 static void wake_parent(ctl *c, int efd)
 {
