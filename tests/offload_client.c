@@ -148,31 +148,9 @@ bool client_fill(client *c)
     return n > 0;
 }
 
-/* Reads exactly one response: head, then Content-Length bytes of body. */
-void client_read(client *c, response *r)
-{
-    char *end;
-    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
-        assert_true(client_fill(c));
-    size_t hlen = (size_t)(end - c->buf) + 4;
-    assert_true(hlen < sizeof r->head);
-    memcpy(r->head, c->buf, hlen);
-    r->head[hlen] = '\0';
-    assert_int_equal(sscanf(r->head, "HTTP/1.1 %d ", &r->status), 1);
-    const char *cl = strcasestr(r->head, "\r\nContent-Length: ");
-    assert_non_null(cl);
-    size_t blen = strtoul(cl + 18, NULL, 10);
-    assert_true(blen < sizeof r->body);
-    while (c->len < hlen + blen)
-        assert_true(client_fill(c));
-    memcpy(r->body, c->buf + hlen, blen);
-    r->body[blen] = '\0';
-    c->len -= hlen + blen;
-    memmove(c->buf, c->buf + hlen + blen, c->len);
-}
-
-/* Reads one response head only (a HEAD answer, an interim 100). */
-void client_read_head(client *c, response *r)
+/* Waits for a whole response head in c->buf and copies it into r (with
+ * its status); returns its length, still in c->buf. */
+static size_t peek_head(client *c, response *r)
 {
     char *end;
     while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
@@ -183,8 +161,35 @@ void client_read_head(client *c, response *r)
     r->head[hlen] = '\0';
     r->body[0] = '\0';
     assert_int_equal(sscanf(r->head, "HTTP/1.1 %d ", &r->status), 1);
-    c->len -= hlen;
-    memmove(c->buf, c->buf + hlen, c->len);
+    return hlen;
+}
+
+/* Drops the first n bytes of c->buf. */
+static void consume(client *c, size_t n)
+{
+    c->len -= n;
+    memmove(c->buf, c->buf + n, c->len);
+}
+
+/* Reads exactly one response: head, then Content-Length bytes of body. */
+void client_read(client *c, response *r)
+{
+    size_t hlen = peek_head(c, r);
+    const char *cl = strcasestr(r->head, "\r\nContent-Length: ");
+    assert_non_null(cl);
+    size_t blen = strtoul(cl + 18, NULL, 10);
+    assert_true(blen < sizeof r->body);
+    while (c->len < hlen + blen)
+        assert_true(client_fill(c));
+    memcpy(r->body, c->buf + hlen, blen);
+    r->body[blen] = '\0';
+    consume(c, hlen + blen);
+}
+
+/* Reads one response head only (a HEAD answer, an interim 100). */
+void client_read_head(client *c, response *r)
+{
+    consume(c, peek_head(c, r));
 }
 
 /* True when the server closed the connection (after what was read). */
