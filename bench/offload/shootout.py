@@ -1,7 +1,7 @@
 """bench/offload/run's shootout (issue 16): the same scrypt service served by
-ppx's examples/offload_server and by its peers (node_threadpool.js,
-node_piscina.js, aiohttp_server.py), each started here, checked, loaded
-with wrk and crashed. Run with Debian's /usr/bin/python3 (its hashlib is the
+ppx's examples/offload_server and by its peers (node_threadpool.js and
+node_piscina.js on each Node.js build nodes.py finds, aiohttp_server.py),
+each started here, checked, loaded with wrk and crashed. Run with Debian's /usr/bin/python3 (its hashlib is the
 reference every /hash must match byte for byte).
 
     shootout.py OUT.jsonl --workers W --duration S [--rounds R]
@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import signal
 import ssl
 import subprocess
@@ -34,9 +35,10 @@ import threading
 import time
 import urllib.parse
 
+import nodes
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-NODE = "/usr/bin/node"
 PYTHON = "/usr/bin/python3"
 # The load: scrypt's interactive-login parameters (16 MiB, tens of ms).
 LOAD = {"password": "correct horse battery staple", "salt": "NaCl-salt", "N": 16384,
@@ -413,17 +415,24 @@ def crash(srv):
     return r
 
 
-def servers(workers):
-    """name -> (argv, extra environment), in the table's order."""
-    ppx = shlex.split(os.environ.get("PPX_SERVER", "build-bench/examples/offload_server"))
+def ppx_command():
+    return shlex.split(os.environ.get("PPX_SERVER", "build-bench/examples/offload_server"))
+
+
+def servers(workers, node_builds):
+    """name -> (argv, extra environment), in the table's order: ppx's
+    variants, each Node.js build's two servers (nodes.py), aiohttp."""
     out = {}
     for variant in os.environ.get("PPX_VARIANTS", "ppx=").split(";"):
         name, _, extra = variant.strip().partition("=")
         if name:
-            out[name] = (ppx + shlex.split(extra), {})
-    out["node_threadpool"] = ([NODE, os.path.join(HERE, "node_threadpool.js")],
-                              {"UV_THREADPOOL_SIZE": str(workers)})
-    out["node_piscina"] = ([NODE, os.path.join(HERE, "node_piscina.js")], {})
+            out[name] = (ppx_command() + shlex.split(extra), {})
+    for b in node_builds:
+        out[f"{b['prefix']}_threadpool"] = (
+            [b["node"], os.path.join(HERE, "node_threadpool.js")],
+            {**b["env"], "UV_THREADPOOL_SIZE": str(workers)})
+        out[f"{b['prefix']}_piscina"] = ([b["node"], os.path.join(HERE, "node_piscina.js")],
+                                         dict(b["env"]))
     out["aiohttp"] = ([PYTHON, os.path.join(HERE, "aiohttp_server.py")], {})
     return out
 
@@ -435,7 +444,7 @@ def output(argv):
         return None
 
 
-def machine():
+def machine(node_builds):
     """What the figures depend on: the CPUs and every stack's version."""
     with open("/proc/cpuinfo") as f:
         cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
@@ -445,8 +454,8 @@ def machine():
     except OSError:
         piscina = None
     return {"kind": "machine", "cpus": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
-            "node": output([NODE, "--version"]),
-            "node_openssl": output([NODE, "-p", "process.versions.openssl"]),
+            "nodes": [{k: b[k] for k in ("prefix", "node", "version", "openssl", "libcrypto",
+                                         "same_libcrypto")} for b in node_builds],
             "python": platform.python_version(), "python_openssl": ssl.OPENSSL_VERSION,
             "aiohttp": output([PYTHON, "-c", "import aiohttp; print(aiohttp.__version__)"]),
             "piscina": piscina, "openssl": output(["openssl", "version"]),
@@ -501,13 +510,19 @@ def main():
                     help="slices each server's load is cut into (default 3)")
     ap.add_argument("--servers", help="a comma-separated subset, in any order")
     a = ap.parse_args()
-    table = servers(a.workers)
+    try:
+        ppx = ppx_command()[0]
+        ppx = shutil.which(ppx if os.path.isabs(ppx) else os.path.join(ROOT, ppx)) or ppx
+        node_builds = nodes.builds(ppx)
+    except RuntimeError as e:
+        sys.exit(f"shootout: {e}")
+    table = servers(a.workers, node_builds)
     names = a.servers.split(",") if a.servers else list(table)
     unknown = [n for n in names if n not in table]
     if unknown:
         sys.exit(f"shootout: unknown servers {unknown}; known: {list(table)}")
     with tempfile.TemporaryDirectory() as tmp, open(a.out, "w") as out:
-        out.write(json.dumps(machine()) + "\n")
+        out.write(json.dumps(machine(node_builds)) + "\n")
         for row in shoot(table, names, a, tmp):
             out.write(json.dumps(row) + "\n")
 
