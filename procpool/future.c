@@ -108,6 +108,13 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
     return f;
 }
 
+void ppx__future_first_callback(ppx_future *f, ppx_future_cb cb, void *arg)
+{
+    assert(f->ncbs == 0 && f->cbs == f->cb_inline);
+    f->cb_inline[0] = (ppx__cb){cb, arg};
+    f->ncbs = 1;
+}
+
 static void enqueue(ppx_future *f, int state, ppx__notify *n)
 {
     f->task = NULL;
