@@ -210,9 +210,8 @@ static int prep_wrapped(ppx_future *f, void *arg)
     aw->b = b;
     aw->fut = f;
     aw->refs = 2; /* the caller's and the pending state's */
-    b->pending++;
     ppx__future_first_callback(f, on_future_done, aw);
-    ppx__binding_update(b);
+    ppx__binding_add_pending(b);
     c->b = b;
     return 0;
 }
@@ -227,10 +226,8 @@ static int submit_wrapped(uv_loop_t *loop, ppx_pool *pool, const char *fn, const
     int rc = ppx__pool_submit_prefixed(pool, fn, args, args_len, opts, PPX__AW_PREFIX,
                                        prep_wrapped, &c, &f);
     if (rc) { /* the call and its awaitable are gone, unsent */
-        if (c.b) {
-            c.b->pending--;
-            ppx__binding_update(c.b);
-        }
+        if (c.b)
+            ppx__binding_drop_pending(c.b);
         return rc;
     }
     if (!c.b) /* a name nobody registered: f has failed already */
