@@ -43,7 +43,9 @@ static void on_future_done(ppx_future *f, void *arg)
     if (!b || uv_thread_equal(&b->thread, &(uv_thread_t){uv_thread_self()})) {
         if (b)
             leave_pcross(aw, b);
-        ppx__awaitable_settle(aw, ppx_future_state(f), ppx_future_error(f));
+        const ppx_error *err;
+        ppx_state st = ppx__future_outcome(f, &err);
+        ppx__awaitable_settle(aw, st, err);
         return;
     }
     /* Sent under the lock: the loop takes aw from cross under it, and

@@ -284,7 +284,7 @@ void ppx_future_unref(ppx_future *f)
     } else if ((st == PPX_FAILED || st == PPX_CANCELLED) && own_error(f->out.err)) {
         free(f->out.err);
     }
-    if (f->cbs != f->cb_inline)
+    if (f->cbs && f->cbs != f->cb_inline) /* NULL once its callbacks ran */
         free(f->cbs);
     ppx__progress_free(f);
     f->magic = FUTURE_DEAD;
