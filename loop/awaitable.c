@@ -103,10 +103,8 @@ void ppx__awaitable_settle(ppx_awaitable *aw, ppx_state st, const ppx_error *err
         return;
     aw->state = st;
     aw->err = err;
-    if (aw->wrapped && aw->b) {
-        aw->b->pending--;
-        ppx__binding_update(aw->b);
-    }
+    if (aw->wrapped && aw->b)
+        ppx__binding_drop_pending(aw->b);
     ppx__acb *cbs = aw->cbs;
     size_t n = aw->ncbs;
     aw->cbs = NULL;

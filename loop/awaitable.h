@@ -116,6 +116,21 @@ ppx__binding *ppx__bind(uv_loop_t *loop, ppx_pool *pool, int *rc);
  * closes its async handle once the pool is gone and nothing waits); the
  * close callback of a binding's handles, which frees it after the last. */
 void ppx__binding_update(ppx__binding *b);
+/* One awaitable more or less waits on b. Between two updates with
+ * awaitables pending the poll handle stays referenced (only an update
+ * with none unreferences it), so an update is due only when the count
+ * leaves or reaches 0, or in low-latency mode, where each may restart
+ * the spin. Inline: twice for every call through the loop. */
+static inline void ppx__binding_add_pending(ppx__binding *b)
+{
+    if (b->pending++ == 0 || b->spin_us > 0)
+        ppx__binding_update(b);
+}
+static inline void ppx__binding_drop_pending(ppx__binding *b)
+{
+    if (--b->pending == 0 || b->spin_us > 0)
+        ppx__binding_update(b);
+}
 void ppx__binding_closed(uv_handle_t *h);
 
 #define AW_MAGIC 0x70707841u /* "ppxA" */

@@ -43,7 +43,9 @@ static void on_future_done(ppx_future *f, void *arg)
     if (!b || uv_thread_equal(&b->thread, &(uv_thread_t){uv_thread_self()})) {
         if (b)
             leave_pcross(aw, b);
-        ppx__awaitable_settle(aw, ppx_future_state(f), ppx_future_error(f));
+        const ppx_error *err;
+        ppx_state st = ppx__future_outcome(f, &err);
+        ppx__awaitable_settle(aw, st, err);
         return;
     }
     /* Sent under the lock: the loop takes aw from cross under it, and
@@ -186,14 +188,54 @@ static int wrap_submitted(uv_loop_t *loop, ppx_future *f, void *mem, ppx_awaitab
     return rc;
 }
 
+typedef struct prep_ctx {
+    uv_loop_t *loop;
+    ppx_pool *pool;
+    ppx__binding *b; /* set once the awaitable counts as pending there */
+} prep_ctx;
+
+/* Makes the awaitable of a call about to be submitted (ppx__submit_prep),
+ * in the room in front of its future: what wrap does, without pinning
+ * the future or taking the pool's lock for its callback, since no other
+ * thread can see the future yet. The submitter's reference on the
+ * future becomes the awaitable's. */
+static int prep_wrapped(ppx_future *f, void *arg)
+{
+    prep_ctx *c = arg;
+    int rc = 0;
+    ppx__binding *b = ppx__bind(c->loop, c->pool, &rc);
+    if (!b)
+        return rc;
+    ppx_awaitable *aw = ppx__awaitable_init(ppx__future_prefix(f), c->loop);
+    aw->wrapped = true;
+    aw->embedded = true;
+    aw->b = b;
+    aw->fut = f;
+    aw->refs = 2; /* the caller's and the pending state's */
+    ppx__future_first_callback(f, on_future_done, aw);
+    ppx__binding_add_pending(b);
+    c->b = b;
+    return 0;
+}
+
 /* A call through the loop: its awaitable shares the call's block
  * (future, task, small frame), one allocation in all. */
 static int submit_wrapped(uv_loop_t *loop, ppx_pool *pool, const char *fn, const void *args,
                           size_t args_len, const ppx_call_options *opts, ppx_awaitable **out)
 {
     ppx_future *f;
-    int rc = ppx__pool_submit_prefixed(pool, fn, args, args_len, opts, PPX__AW_PREFIX, &f);
-    return rc ? rc : wrap_submitted(loop, f, ppx__future_prefix(f), out);
+    prep_ctx c = {loop, pool, NULL};
+    int rc = ppx__pool_submit_prefixed(pool, fn, args, args_len, opts, PPX__AW_PREFIX,
+                                       prep_wrapped, &c, &f);
+    if (rc) { /* the call and its awaitable are gone, unsent */
+        if (c.b)
+            ppx__binding_drop_pending(c.b);
+        return rc;
+    }
+    if (!c.b) /* a name nobody registered: f has failed already */
+        return wrap_submitted(loop, f, ppx__future_prefix(f), out);
+    *out = ppx__future_prefix(f);
+    return 0;
 }
 
 int ppx_run_in_executor(uv_loop_t *loop, ppx_pool *pool, const char *fn,

@@ -108,6 +108,13 @@ ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t 
     return f;
 }
 
+void ppx__future_first_callback(ppx_future *f, ppx_future_cb cb, void *arg)
+{
+    assert(f->ncbs == 0 && f->cbs == f->cb_inline);
+    f->cb_inline[0] = (ppx__cb){cb, arg};
+    f->ncbs = 1;
+}
+
 static void enqueue(ppx_future *f, int state, ppx__notify *n)
 {
     f->task = NULL;
@@ -277,7 +284,7 @@ void ppx_future_unref(ppx_future *f)
     } else if ((st == PPX_FAILED || st == PPX_CANCELLED) && own_error(f->out.err)) {
         free(f->out.err);
     }
-    if (f->cbs != f->cb_inline)
+    if (f->cbs && f->cbs != f->cb_inline) /* NULL once its callbacks ran */
         free(f->cbs);
     ppx__progress_free(f);
     f->magic = FUTURE_DEAD;

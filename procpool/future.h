@@ -151,6 +151,18 @@ typedef struct ppx__notify {
  * 8 up to 2040. NULL on ENOMEM. */
 ppx_future *ppx__future_new(ppx_pool *pool, uint64_t id, const char *fn, size_t fn_len,
                             const char *stable_name, size_t task_bytes, size_t prefix);
+/* A resolved future's state and error (NULL unless FAILED or
+ * CANCELLED), as ppx_future_state and ppx_future_error give them, for
+ * its done callbacks: inline, with no check of the handle. */
+static inline ppx_state ppx__future_outcome(const ppx_future *f, const ppx_error **err)
+{
+    int st = atomic_load_explicit(&f->state, memory_order_acquire);
+    *err = st == PPX_FAILED || st == PPX_CANCELLED ? f->out.err : NULL;
+    return (ppx_state)st;
+}
+/* Adds f's first done callback before f is published (a submitter's
+ * ppx__submit_prep): no lock, since no other thread can reach f yet. */
+void ppx__future_first_callback(ppx_future *f, ppx_future_cb cb, void *arg);
 /* Resolve and queue on n, which takes over the pool's reference. */
 void ppx__future_done(ppx_future *f, const void *value, size_t len, ppx__notify *n);
 /* Resolves with value, which lies inside buf (a ppx__bigbuf of buf_len

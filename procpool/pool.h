@@ -16,11 +16,21 @@ void ppx__pool_unlock(ppx_pool *p);
 ppx_state ppx__pool_task_state(ppx_pool *p, ppx_future *f);
 int ppx__pool_wait(ppx_pool *p, ppx_future *f, int timeout_ms);
 int ppx__pool_cancel(ppx_pool *p, ppx_future *f);
+/* What a submitter does to a call's future before the pool has it:
+ * run once the future exists and its function is registered, before any
+ * other thread can see it, with no lock held. It may add the future's
+ * first done callback (ppx__future_first_callback) and use the prefix.
+ * 0, or a code that fails the submission: the call is dropped unsent,
+ * and no callback of it ever runs. */
+typedef int (*ppx__submit_prep)(ppx_future *f, void *ctx);
 /* ppx_pool_submit_ex with prefix bytes (a multiple of 8, at most 2040)
  * in front of the future, in the call's one block: the caller's
- * (ppx__future_prefix) while it holds a reference to the future. */
+ * (ppx__future_prefix) while it holds a reference to the future. prep
+ * (NULL: none) runs as above with ctx, unless the function is one nobody
+ * registered: then *out has failed already and prep is not called. */
 int ppx__pool_submit_prefixed(ppx_pool *p, const char *fn, const void *args, size_t args_len,
-                              const ppx_call_options *opts, size_t prefix, ppx_future **out);
+                              const ppx_call_options *opts, size_t prefix,
+                              ppx__submit_prep prep, void *ctx, ppx_future **out);
 
 /* Low-latency mode (ppx_pool_options.parent_spin_us): the setting, and a
  * bounded poll of the response rings that processes what arrives. Returns

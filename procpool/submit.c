@@ -26,19 +26,35 @@ int ppx_pool_submit(ppx_pool *p, const char *fn, const void *args, size_t args_l
     return ppx_pool_submit_ex(p, fn, args, args_len, NULL, out);
 }
 
-static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
-                  const ppx_call_options *opts, size_t prefix, ppx_future **out);
+/* How a submission is made beyond its call: the room in front of the
+ * future and what its submitter does to it first (ppx__submit_prep). */
+typedef struct submit_how {
+    size_t prefix;
+    ppx__submit_prep prep;
+    void *ctx;
+} submit_how;
+
+/* Inlined into each entry point, so that ppx_pool_submit's constant how
+ * folds away (out of line, passing it cost the blocking path ~9
+ * instructions a call in bench/calls.c). */
+static inline __attribute__((always_inline)) int
+submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
+       const ppx_call_options *opts, const submit_how *how, ppx_future **out);
+
+static const submit_how plain = {0, NULL, NULL};
 
 int ppx_pool_submit_ex(ppx_pool *p, const char *fn, const void *args, size_t args_len,
                        const ppx_call_options *opts, ppx_future **out)
 {
-    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, 0, out);
+    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, &plain, out);
 }
 
 int ppx__pool_submit_prefixed(ppx_pool *p, const char *fn, const void *args, size_t args_len,
-                              const ppx_call_options *opts, size_t prefix, ppx_future **out)
+                              const ppx_call_options *opts, size_t prefix,
+                              ppx__submit_prep prep, void *ctx, ppx_future **out)
 {
-    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, prefix, out);
+    submit_how how = {prefix, prep, ctx};
+    return submit(p, PPX__ENV_CALL, fn, args, args_len, opts, &how, out);
 }
 
 /* Every element of a map's items must be an argument array. */
@@ -59,7 +75,7 @@ int ppx_pool_map(ppx_pool *p, const char *fn, const void *items, size_t len,
 {
     if (ppx__pool_check(p) == 0 && items && !all_arrays(items, len))
         return PPX_EMALFORMED;
-    return submit(p, PPX__ENV_MAP, fn, items, len, opts, 0, out);
+    return submit(p, PPX__ENV_MAP, fn, items, len, opts, &plain, out);
 }
 
 /* What can be refused before any work: 0, or the code to return. */
@@ -108,57 +124,33 @@ static void fail_unknown(ppx_pool *p, ppx_future *f, uint64_t id)
  * chunk (issue 15's budget per pending call). */
 static_assert(sizeof(void *) != 8 || sizeof(ppx__task) <= 96, "ppx__task stays at 96 bytes");
 
-/* The exact size of a call's frame (serialize/envelope.h): the fixed
- * header, the name (a fixstr, or at most a str16 header), the args. Exact,
- * so the sbuffer never reallocates it (msgpack's would start every frame
- * at 8 KiB) and a small one takes no more of the call's block than it
- * uses. */
-static size_t frame_size(size_t fn_len, size_t args_len)
-{
-    return PPX__ENV_HEAD_LEN + (fn_len < 32 ? 1 : 3) + fn_len + args_len;
-}
-
 /* Whether a frame of cap bytes lives in the call's block. */
 static bool task_frame_inline(size_t cap)
 {
     return cap <= PPX__INLINE_FRAME;
 }
 
-/* f's task with its call frame packed, or NULL without memory (the
- * caller releases the task's half of the block). A small frame (cap
- * bytes) lives in the block behind the task; a big one goes where the
- * backend reads it in place (the call arena), or failing that into a
- * pre-faulted ppx__bigbuf. */
+/* f's task with its call frame written (cap bytes, exactly its length:
+ * ppx__env_call_len), or NULL without memory (the caller releases the
+ * task's half of the block). A small frame lives in the block behind the
+ * task; a big one goes where the backend reads it in place (the call
+ * arena), or failing that into a pre-faulted ppx__bigbuf. */
 static ppx__task *make_task(ppx_pool *p, ppx_future *f, int kind, const char *fn, size_t fn_len,
                             const void *args, size_t args_len, size_t cap, bool *in_backend)
 {
     bool small = task_frame_inline(cap);
     ppx__task *t = ppx__future_task_mem(f);
     memset(t, 0, sizeof *t); /* the frame is written whole below */
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    if (small) {
-        sb.data = (char *)t->inline_frame;
-    } else {
-        *in_backend = (sb.data = p->ops->frame_alloc(p, cap)) != NULL;
-        if (!sb.data)
-            sb.data = ppx__bigbuf_alloc(cap, &cap);
+    unsigned char *frame = t->inline_frame;
+    size_t room = cap;
+    if (!small) {
+        *in_backend = (frame = p->ops->frame_alloc(p, cap)) != NULL;
+        if (!frame && !(frame = ppx__bigbuf_alloc(cap, &room)))
+            return NULL;
+        memcpy(t->inline_frame, &room, sizeof room); /* where an inline frame would be */
     }
-    /* Without its buffer msgpack would realloc one of its own, which
-     * ppx__frame_free could not tell from a bigbuf. */
-    sb.alloc = sb.data ? cap : 0;
-    int rc = !sb.data ? PPX_ENOMEM
-           : kind == PPX__ENV_MAP ? ppx__env_pack_map(&sb, f->id, fn, fn_len, args, args_len)
-                                  : ppx__env_pack_call(&sb, f->id, 0, 0, fn, fn_len, args, args_len);
-    if (rc) {
-        if (!small && sb.data)
-            ppx__frame_free(p, (unsigned char *)sb.data, sb.alloc);
-        return NULL;
-    }
-    t->frame_len = sb.size;
-    if (!small) /* where an inline frame would be */
-        memcpy(t->inline_frame, &sb.alloc, sizeof sb.alloc);
-    t->frame = (unsigned char *)sb.data;
+    t->frame_len = ppx__env_put_call(frame, kind, f->id, fn, fn_len, args, args_len);
+    t->frame = frame;
     t->kind = (uint8_t)kind;
     return t;
 }
@@ -176,8 +168,9 @@ static void discard(ppx_pool *p, ppx__task *t, ppx_future *f)
     ppx_future_unref(f);
 }
 
-static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
-                  const ppx_call_options *opts, size_t prefix, ppx_future **out)
+static inline __attribute__((always_inline)) int
+submit(ppx_pool *p, int kind, const char *fn, const void *args, size_t args_len,
+       const ppx_call_options *opts, const submit_how *how, ppx_future **out)
 {
     size_t fn_len;
     int rc = check_call(p, fn, &fn_len, &args, &args_len, out);
@@ -195,13 +188,13 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         return rc;
     /* One block for the future, its task and a small frame (and, with
      * buffers, the word that holds them: ppx__task_bufs). */
-    size_t cap = frame_size(fn_len, args_len);
+    size_t cap = ppx__env_call_len(fn_len, args_len);
     size_t task_bytes = sizeof(ppx__task) + (task_frame_inline(cap) ? cap : sizeof(size_t));
     if (bufs)
         task_bytes = sizeof(ppx__task) + ppx__task_frame_room(cap, task_frame_inline(cap)) +
                      sizeof bufs;
     ppx_future *f = ppx__future_new(p, id, fn, fn_len, entry ? entry->name : NULL,
-                                    entry ? task_bytes : 0, prefix);
+                                    entry ? task_bytes : 0, how->prefix);
     if (!f) {
         ppx__buffers_release(bufs);
         return PPX_ENOMEM;
@@ -223,6 +216,10 @@ static int submit(ppx_pool *p, int kind, const char *fn, const void *args, size_
         t->has_bufs = true;
         *ppx__task_bufs(t) = bufs;
         atomic_fetch_or_explicit(&f->halves, PPX__BLOCK_BUFS, memory_order_relaxed);
+    }
+    if (how->prep && (rc = how->prep(f, how->ctx))) {
+        discard(p, t, f);
+        return rc;
     }
     t->pending = true;
     t->timeout_ms = co.timeout_ms ? co.timeout_ms : p->opt.task_timeout_ms;

@@ -21,20 +21,54 @@ static uint32_t get_be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static int begin(msgpack_sbuffer *sb, msgpack_packer *pk, int kind, size_t n,
-                 uint64_t id, uint32_t slot, uint32_t seq)
+/* The fixed header, by hand: fixarray n, fixint kind, then the
+ * fixed-width ints (uint64 0xcf, uint32 0xce). */
+static void put_head(unsigned char *h, int kind, size_t n, uint64_t id, uint32_t slot,
+                     uint32_t seq)
 {
-    msgpack_sbuffer_clear(sb);
-    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
-    /* Written by hand, in one piece: fixarray n, fixint kind, then the
-     * fixed-width ints (uint64 0xcf, uint32 0xce). */
-    unsigned char h[HEAD_LEN] = {(unsigned char)(0x90 | n), (unsigned char)kind, 0xcf};
+    h[0] = (unsigned char)(0x90 | n);
+    h[1] = (unsigned char)kind;
+    h[2] = 0xcf;
     put_be32(h + 3, (uint32_t)(id >> 32));
     put_be32(h + 7, (uint32_t)id);
     h[OFF_SLOT] = h[OFF_SEQ] = 0xce;
     put_be32(h + OFF_SLOT + 1, slot);
     put_be32(h + OFF_SEQ + 1, seq);
+}
+
+static int begin(msgpack_sbuffer *sb, msgpack_packer *pk, int kind, size_t n,
+                 uint64_t id, uint32_t slot, uint32_t seq)
+{
+    msgpack_sbuffer_clear(sb);
+    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+    unsigned char h[HEAD_LEN];
+    put_head(h, kind, n, id, slot, seq);
     return msgpack_sbuffer_write(sb, (const char *)h, sizeof h) ? PPX_ENOMEM : 0;
+}
+
+size_t ppx__env_call_len(size_t fn_len, size_t args_len)
+{
+    return HEAD_LEN + (fn_len < 32 ? 1 : 2) + fn_len + args_len;
+}
+
+size_t ppx__env_put_call(void *dst, int kind, uint64_t id, const char *fn, size_t fn_len,
+                         const void *args, size_t args_len)
+{
+    /* The bytes msgpack-c's packer writes (a fixstr, or a str8 for names
+     * of 32..255 bytes), without its buffer's bookkeeping and one call
+     * per piece: this runs for every submitted call. */
+    unsigned char *d = dst;
+    put_head(d, kind, 6, id, 0, 0);
+    d += HEAD_LEN;
+    if (fn_len < 32) {
+        *d++ = (unsigned char)(0xa0 | fn_len);
+    } else {
+        *d++ = 0xd9;
+        *d++ = (unsigned char)fn_len;
+    }
+    memcpy(d, fn, fn_len);
+    memcpy(d + fn_len, args, args_len);
+    return (size_t)(d + fn_len + args_len - (unsigned char *)dst);
 }
 
 static int pack_str(msgpack_packer *pk, const char *s, size_t len)
@@ -141,7 +175,19 @@ static int read_name(ppx__mp *c, ppx__str *s, uint32_t max)
 int ppx__env_decode(const void *buf, size_t len, ppx__env *out)
 {
     static const uint32_t arity[] = {6, 5, 9, 4, 6};
-    memset(out, 0, sizeof *out);
+    /* Field by field rather than memset: GCC makes a 128-byte memset a
+     * rep stos, and this runs for every reply. */
+    out->kind = 0;
+    out->head_ok = false;
+    out->task_id = 0;
+    out->slot = out->seq = 0;
+    out->function = (ppx__str){NULL, 0};
+    out->type = (ppx__str){NULL, 0};
+    out->message = (ppx__str){NULL, 0};
+    out->where = (ppx__str){NULL, 0};
+    out->node = (ppx__str){NULL, 0};
+    out->payload = (ppx_value){NULL, 0};
+    out->pid = 0;
     ppx__mp c = ppx__mp_of(buf, len);
     uint32_t n;
     uint64_t kind, slot, seq;

@@ -71,6 +71,15 @@ typedef struct ppx__env {
  * PPX_EMALFORMED (then head_ok says whether the header was readable). */
 int ppx__env_decode(const void *buf, size_t len, ppx__env *out);
 
+/* A call frame (kind PPX__ENV_CALL) or a map frame (PPX__ENV_MAP) with
+ * slot and seq 0, which placement stamps (ppx__env_restamp), written
+ * straight into dst, which holds ppx__env_call_len(fn_len, args_len)
+ * bytes: the bytes ppx__env_pack_call and ppx__env_pack_map write. fn_len
+ * is 1..PPX__NAME_MAX; args is one whole msgpack object, checked by the
+ * caller. Returns the frame's length, ppx__env_call_len's. */
+size_t ppx__env_call_len(size_t fn_len, size_t args_len);
+size_t ppx__env_put_call(void *dst, int kind, uint64_t task_id, const char *fn, size_t fn_len,
+                         const void *args, size_t args_len);
 int ppx__env_pack_call(msgpack_sbuffer *sb, uint64_t task_id, uint32_t slot,
                        uint32_t seq, const char *fn, size_t fn_len,
                        const void *args, size_t args_len);

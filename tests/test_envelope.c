@@ -156,6 +156,48 @@ static void test_envelope_overheads_are_the_most_an_envelope_adds(void **state)
     assert_int_equal(ts_sb.size, PPX__ENV_ERROR_MAX);
 }
 
+/* Submission writes call and map frames itself (ppx__env_put_call): byte
+ * for byte what msgpack-c's packer writes, at every name-length form
+ * (fixstr up to 31 bytes, str8 from 32), into exactly the length it says,
+ * and the frame decodes to what was put in. */
+static void test_envelope_put_call_writes_the_packers_bytes_in_its_length(void **state)
+{
+    char name[PPX__NAME_MAX];
+    memset(name, 'f', sizeof name);
+    static const size_t lens[] = {1, 31, 32, PPX__NAME_MAX};
+    unsigned char args[40] = {0x9f};
+    memset(args + 1, 0x2a, 15); /* [42 x 15] */
+    static const size_t arg_lens[] = {16, 1};
+    for (size_t k = 0; k < 4; k++) {
+        for (size_t a = 0; a < 2; a++) {
+            const unsigned char *av = a ? (const unsigned char *)"\x90" : args;
+            size_t alen = arg_lens[a];
+            for (int kind = PPX__ENV_CALL; kind <= PPX__ENV_MAP; kind += PPX__ENV_MAP) {
+                uint64_t id = 0x0102030405060708ull + k;
+                if (kind == PPX__ENV_CALL)
+                    assert_int_equal(ppx__env_pack_call(&ts_sb, id, 0, 0, name, lens[k], av,
+                                                        alen), 0);
+                else
+                    assert_int_equal(ppx__env_pack_map(&ts_sb, id, name, lens[k], av, alen), 0);
+                size_t n = ppx__env_call_len(lens[k], alen);
+                assert_int_equal(n, ts_sb.size);
+                unsigned char *frame = malloc(n);
+                assert_non_null(frame);
+                assert_int_equal(ppx__env_put_call(frame, kind, id, name, lens[k], av, alen), n);
+                assert_memory_equal(frame, ts_sb.data, n);
+                ppx__env env;
+                assert_int_equal(ppx__env_decode(frame, n, &env), 0);
+                assert_int_equal(env.kind, kind);
+                assert_true(env.task_id == id);
+                assert_int_equal(env.function.len, lens[k]);
+                assert_int_equal(env.payload.len, alen);
+                assert_memory_equal(env.payload.data, av, alen);
+                free(frame);
+            }
+        }
+    }
+}
+
 static void test_envelope_skip_round_trips_every_field(void **state)
 {
     assert_int_equal(ppx__env_pack_skip(&ts_sb, UINT64_MAX - 1, 9, 10), 0);
@@ -447,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_envelope_result_round_trips_every_field),
         cmocka_unit_test(test_envelope_error_round_trips_every_field),
         cmocka_unit_test(test_envelope_overheads_are_the_most_an_envelope_adds),
+        cmocka_unit_test(test_envelope_put_call_writes_the_packers_bytes_in_its_length),
         cmocka_unit_test(test_envelope_skip_round_trips_every_field),
         cmocka_unit_test(test_envelope_restamp_changes_slot_and_seq_and_the_frame_still_decodes),
         cmocka_unit_test(test_envelope_call_with_garbage_args_still_yields_its_header),

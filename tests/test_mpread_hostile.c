@@ -241,6 +241,8 @@ static void test_mpread_lengths_claiming_more_than_the_buffer_are_malformed(void
         {"\xc6\xff\xff\xff\xff\x01\x02\x03", 8, R_BIN},
         {"\xc9\xff\xff\xff\xff\x01\x02\x03", 8, -1},
         {"\x9f\x01\x02\x03", 4, R_ARRAY},
+        {"\x8f\x01\x02\x03", 4, R_MAP},                 /* 30 objects, 3 bytes */
+        {"\x92\x81\x01", 3, -1},                         /* [{1: ?}, ?] */
     };
     for (size_t k = 0; k < sizeof samples / sizeof samples[0]; k++) {
         ts_exact e = ts_exact_copy(samples[k].bytes, samples[k].len);
