@@ -172,6 +172,11 @@ static int read_name(ppx__mp *c, ppx__str *s, uint32_t max)
     return s->len <= max ? 0 : PPX_EMALFORMED;
 }
 
+/* ppx__env_decode zeroes ppx__env field by field: a field added to it
+ * must be zeroed there too (this size is the reminder). */
+_Static_assert(sizeof(void *) != 8 || sizeof(ppx__env) == 128,
+               "every field of ppx__env is zeroed by ppx__env_decode");
+
 int ppx__env_decode(const void *buf, size_t len, ppx__env *out)
 {
     static const uint32_t arity[] = {6, 5, 9, 4, 6};

@@ -134,23 +134,33 @@ class Server:
         return status
 
 
-def tree(root):
-    """root and its descendants, from /proc."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def children(pid):
+    """pid's children, from each of its threads' children list (a child is
+    listed under the thread that forked it)."""
+    out = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def tree(root):
+    """root and its descendants. Walked down from root, not found by
+    scanning all of /proc: the samplers run this 20 times a second beside
+    the server they measure, and a scan of every process cost them a
+    third of a CPU."""
     pids, todo = [], [root]
     while todo:
         pid = todo.pop()
         pids.append(pid)
-        todo.extend(children.get(pid, ()))
+        todo.extend(children(pid))
     return pids
 
 
@@ -171,16 +181,22 @@ def status_kib(pids, field, source="status"):
 
 
 class RssSampler(threading.Thread):
-    """The process tree's summed VmRSS and Pss every 50 ms, keeping the
-    peaks."""
+    """The process tree's summed VmRSS and Pss every 50 ms while active,
+    keeping the peaks. Active from the start unless told otherwise: the
+    shootout samples a server only while it is the one loaded, so that
+    the samplers of idle servers take no CPU from the loaded one."""
 
-    def __init__(self, root):
+    def __init__(self, root, active=True):
         super().__init__(daemon=True)
-        self.root, self.done = root, threading.Event()
+        self.root, self.done, self.active = root, threading.Event(), threading.Event()
         self.peak_kib = self.peak_pss_kib = 0
+        if active:
+            self.active.set()
 
     def run(self):
         while not self.done.is_set():
+            if not self.active.wait(0.05):
+                continue
             pids = tree(self.root)
             self.peak_kib = max(self.peak_kib, status_kib(pids, "VmRSS"))
             self.peak_pss_kib = max(self.peak_pss_kib,
@@ -189,6 +205,7 @@ class RssSampler(threading.Thread):
 
     def finish(self):
         self.done.set()
+        self.active.set()
         self.join()
         pids = tree(self.root)
         return {"processes": len(pids), "peak_rss_mib": self.peak_kib / 1024,
@@ -354,9 +371,10 @@ def saturate(srv, seconds, tmp, tag):
 def load_rounds(srvs, duration, rounds, tmp):
     """Every server saturated in turn, rounds times, the order rotated
     each round, so that the shared machine's slow and fast minutes fall on
-    all of them alike; each tree's RSS sampled throughout. name -> load."""
+    all of them alike; each tree's RSS sampled while it is loaded (an idle
+    server's memory does not grow). name -> load."""
     slice_s = max(1, round(duration / rounds))
-    samplers = {name: RssSampler(srv.proc.pid) for name, srv in srvs.items()}
+    samplers = {name: RssSampler(srv.proc.pid, active=False) for name, srv in srvs.items()}
     for sampler in samplers.values():
         sampler.start()
     runs = {name: [] for name in srvs}
@@ -364,7 +382,9 @@ def load_rounds(srvs, duration, rounds, tmp):
     for rnd in range(rounds):
         for name in names[rnd % len(names):] + names[:rnd % len(names)]:
             print(f"   round {rnd + 1}/{rounds}: {name}", file=sys.stderr)
+            samplers[name].active.set()
             runs[name].append(saturate(srvs[name], slice_s, tmp, rnd))
+            samplers[name].active.clear()
     return {name: {"connections": 4 * srvs[name].workers, "rounds": rounds,
                    "slice_s": slice_s,
                    "hash": merged([h for h, _ in runs[name]]),
