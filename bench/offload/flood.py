@@ -89,23 +89,8 @@ def flood(port, conns, nbytes, seconds, path):
                       "settled_s": settled}))
 
 
-# The machine's own stalls, measured beside /ping: a process at /ping's
-# priority that sleeps 1 ms at a time and records how late it wakes. On a
-# shared VM it wakes 50-350 ms late now and then whatever the server does
-# (a nice -20 spinner sees the same gaps): /ping cannot do better.
-STALL_PROBE = """
-import json, sys, time
-end, worst, late20 = time.monotonic() + float(sys.argv[1]), 0.0, 0
-while True:
-    t = time.monotonic()
-    if t >= end:
-        break
-    time.sleep(0.001)
-    late = (time.monotonic() - t - 0.001) * 1e3
-    worst = max(worst, late)
-    late20 += late > 20
-print(json.dumps({"max_late_ms": worst, "late_over_20ms": late20}))
-"""
+# The machine's own stalls beside /ping: shootout.STALL_PROBE.
+STALL_PROBE = shootout.STALL_PROBE
 
 
 # /ping on a new connection each time, every 10 ms, beside wrk's two

@@ -38,6 +38,8 @@ def row(line):
         "hwm_sum_mib": load["rss"]["hwm_sum_mib"] if load else None,
         "peak_pss_mib": load["rss"]["peak_pss_mib"] if load else None,
         "processes": load["rss"]["processes"] if load else None,
+        "stalls_dropped_ms": load.get("stalls_dropped_ms", []) if load else None,
+        "stall_kept_max_ms": load.get("stall_kept_max_ms") if load else None,
         "crash": crash,
         "load": load,
     }
@@ -140,12 +142,16 @@ def table(rows, machine, workers, a):
         f"{a.ping_delay_ms} ms apart, for the middle {slice_s} s. RSS: the server's process tree, VmRSS summed (peak of "
         f"50 ms samples), VmHWM summed at the end, and Pss summed (peak; shared pages "
         f"divided among their processes). /crash: one request, then /ping "
-        f"every 10 ms and /hash once /ping answers, for 10 s.",
+        f"every 10 ms and /hash once /ping answers, for 10 s. Machine stalls: a 1 ms "
+        f"sleeper at /ping's priority runs beside /ping; a slice in which it woke more "
+        f"than 30 ms late was run again (three times at most), and \"reruns\" lists how late "
+        f"it woke in the slices dropped; \"stall ms\": the latest it woke in the "
+        f"slices kept.",
         "",
         "| server | /hash req/s | /hash p50 ms | /ping p50 ms | /ping p99 ms | /ping max ms "
-        "| errors | RSS idle MiB | RSS peak MiB | HWM sum MiB | PSS peak MiB | procs "
-        "| /crash answer | then | /hash again | process |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
+        "| errors | reruns | stall ms | RSS idle MiB | RSS peak MiB | HWM sum MiB "
+        "| PSS peak MiB | procs | /crash answer | then | /hash again | process |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
     for r in rows:
         errors = None if r["hash_errors"] is None else r["hash_errors"] + r["ping_errors"]
@@ -153,6 +159,9 @@ def table(rows, machine, workers, a):
             [r["server"], cell(r["hash_rps"]), cell(r["hash_p50_ms"]),
              cell(r["ping_p50_ms"], "{:.2f}"), cell(r["ping_p99_ms"], "{:.2f}"),
              cell(r["ping_max_ms"], "{:.2f}"), cell(errors, "{}"),
+             "missing" if r["stalls_dropped_ms"] is None else
+             (", ".join(f"{ms:.0f}" for ms in r["stalls_dropped_ms"]) or "none"),
+             cell(r["stall_kept_max_ms"]),
              cell(r["idle_rss_mib"]), cell(r["peak_rss_mib"]), cell(r["hwm_sum_mib"]),
              cell(r["peak_pss_mib"]),
              cell(r["processes"], "{}")] + crash_cells(r["crash"])) + " |")
