@@ -89,10 +89,6 @@ def flood(port, conns, nbytes, seconds, path):
                       "settled_s": settled}))
 
 
-# The machine's own stalls beside /ping: shootout.STALL_PROBE.
-STALL_PROBE = shootout.STALL_PROBE
-
-
 # /ping on a new connection each time, every 10 ms, beside wrk's two
 # kept-alive ones: what a client arriving during the flood waits, accept
 # and its first request included. Same priority as wrk's /ping.
@@ -142,9 +138,7 @@ def run(a):
                                    "--timeout", "10s", "-s",
                                    os.path.join(shootout.HERE, "ping.lua"), f"{base}/ping"],
                                 stdout=pf)
-    probe = subprocess.Popen((["nice", "-n", "-10"] if root else [])
-                             + [sys.executable, "-c", STALL_PROBE, str(a.seconds + 2)],
-                             stdout=subprocess.PIPE, text=True)
+    probes = shootout.start_probes(["nice", "-n", "-10"] if root else [], a.seconds + 2)
     fresh = subprocess.Popen((["nice", "-n", "-10"] if root else [])
                              + [sys.executable, "-c", FRESH_PROBE, str(a.port),
                                 str(a.seconds + 2)], stdout=subprocess.PIPE, text=True)
@@ -157,7 +151,7 @@ def run(a):
                            stdout=subprocess.PIPE, check=True, text=True)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     ping.wait()
-    stalls = json.loads(probe.communicate()[0])
+    stalls = shootout.finish_probes(probes)
     fresh_ping = json.loads(fresh.communicate()[0])
     rss = sampler.finish()
     _, _, stats = shootout.get(a.port, "/stats", 5)
@@ -202,8 +196,8 @@ def report(a):
         f"client at nice +10); /ping from 2 connections, 10 ms apart, from a second before "
         f"the flood to a second after its {r0['seconds']:.0f} s; a fresh server each run. "
         f"\"server CPU\": its process's CPU seconds during the run; \"flood CPU\": the "
-        f"flooding client's. \"machine stall\": how late a process at /ping's priority "
-        f"woke from 1 ms sleeps meanwhile (the machine's share of /ping's latency); "
+        f"flooding client's. \"machine stall\": how late processes at /ping's priority, "
+        f"one pinned to each CPU, woke from 1 ms sleeps meanwhile (the machine's share of /ping's latency); "
         f"\"load avg\": the 1-minute load average at the end (other users of the machine). "
         f"\"new conn\": /ping on a new connection every 10 ms (connect to last byte), "
         f"at the same time and priority.",

@@ -361,11 +361,11 @@ while True:
     late20 += late > 20
 print(json.dumps({"max_late_ms": worst, "late_over_20ms": late20}))
 """
-# A slice in which the probe woke this late is run again (three times at
-# most), for whichever server: a stall of the machine in one slice out of
-# three would otherwise set that server's /ping p99 alone. On the 2-vCPU
-# VM the stalls come under full load, ~100 ms long (the host's CPU quota,
-# most likely), on every stack alike.
+# A slice in which a probe (one per CPU: start_probes) woke this late is
+# run again (three times at most), for whichever server: a stall of the
+# machine in one slice out of three would otherwise set that server's
+# /ping p99 alone. On the 2-vCPU VM the stalls come under full load, ~100
+# ms long (the host's CPU quota, most likely), on every stack alike.
 STALL_RERUN_MS = 30.0
 STALL_RERUNS = 3
 
@@ -387,15 +387,32 @@ def saturate(srv, seconds, tmp, tag):
     # and two wrk processes, a /ping client left at nice 0 waits for a
     # CPU itself, and that wait, not the server's, set every p99.
     boost = ["nice", "-n", "-10"] if os.geteuid() == 0 else []
-    probe = subprocess.Popen(boost + [sys.executable, "-c", STALL_PROBE, str(seconds)],
-                             stdout=subprocess.PIPE, text=True)
+    probes = start_probes(boost, seconds)
     with open(ping_out, "w") as pf:
         subprocess.run(boost + ["wrk", "-t1", "-c2", f"-d{seconds}s", "--timeout", "10s",
                         "-s", os.path.join(HERE, "ping.lua"), f"{base}/ping"],
                        stdout=pf, check=True)
-    stalls = json.loads(probe.communicate()[0])
+    stalls = finish_probes(probes)
     hw.wait()
     return wrk_result(hash_out), wrk_result(ping_out), stalls
+
+
+def start_probes(prefix, seconds):
+    """One STALL_PROBE per CPU, pinned there: the host stalls one vCPU at
+    a time too, and a single probe sees only its own."""
+    return [subprocess.Popen(prefix + ["taskset", "-c", str(cpu), sys.executable, "-c",
+                                       STALL_PROBE, str(seconds)],
+                             stdout=subprocess.PIPE, text=True)
+            for cpu in sorted(os.sched_getaffinity(0))]
+
+
+def finish_probes(probes):
+    """The probes' results as one: the latest wake-up and the count of
+    late ones over every CPU."""
+    rs = [json.loads(p.communicate()[0]) for p in probes]
+    return {"max_late_ms": max(r["max_late_ms"] for r in rs),
+            "late_over_20ms": sum(r["late_over_20ms"] for r in rs),
+            "per_cpu_max_ms": [round(r["max_late_ms"], 1) for r in rs]}
 
 
 def saturate_steady(srv, seconds, tmp, tag):
