@@ -174,7 +174,7 @@ def run(a):
           f"{fresh_ping['errors']} errors), "
           f"RSS peak {rss['peak_rss_mib']:.1f} MiB, {line['flood']['sent_bytes'] >> 20} MiB "
           f"taken, {line['requests']} requests, server CPU {line['server_cpu_s']:.2f} s, "
-          f"flood CPU {line['flood_cpu_s']:.2f} s; a 1 ms sleeper woke up to "
+          f"flood CPU {line['flood_cpu_s']:.2f} s; a 5 ms sleeper woke up to "
           f"{stalls['max_late_ms']:.1f} ms late ({stalls['late_over_20ms']} times > 20 ms), "
           f"load average {line['loadavg']:.2f}", file=sys.stderr)
 
@@ -197,7 +197,7 @@ def report(a):
         f"the flood to a second after its {r0['seconds']:.0f} s; a fresh server each run. "
         f"\"server CPU\": its process's CPU seconds during the run; \"flood CPU\": the "
         f"flooding client's. \"machine stall\": how late processes at /ping's priority, "
-        f"one pinned to each CPU, woke from 1 ms sleeps meanwhile (the machine's share of /ping's latency); "
+        f"one pinned to each CPU, woke from 5 ms sleeps meanwhile (the machine's share of /ping's latency); "
         f"\"load avg\": the 1-minute load average at the end (other users of the machine). "
         f"\"new conn\": /ping on a new connection every 10 ms (connect to last byte), "
         f"at the same time and priority.",
