@@ -17,6 +17,12 @@
  *               each side spins briefly, then sleeps on a futex, as ppx's
  *               do; the best of 5 rounds. No IPC design that copies
  *               results out does less.
+ *               floor_xproc_1cpu
+ *               the same with both processes pinned to one CPU: no line
+ *               crosses between CPUs. Not a floor for ppx (whose
+ *               workers run beside the caller), but how far apart the
+ *               host has put the two vCPUs at the moment: the echo rows
+ *               of a run are read against the gap between the two.
  *
  * Why these exist (issue 15): on the VMs we measure on a page fault and a
  * fork cost 10-100x what they cost on bare metal, and the in-cache
@@ -29,6 +35,7 @@
 #include "floor_common.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -155,8 +162,19 @@ static void xecho(xctl *c, unsigned char *arg, const unsigned char *reply, const
     memcpy(dst, reply, size);
 }
 
-static void bench_xproc(bool quick)
+/* impl: floor_xproc, or with pin_cpu >= 0 both processes on that CPU
+ * (the child inherits the affinity). */
+static void bench_xproc(bool quick, const char *impl, int pin_cpu)
 {
+    cpu_set_t all;
+    if (pin_cpu >= 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(pin_cpu, &one);
+        if (sched_getaffinity(0, sizeof all, &all) != 0 ||
+            sched_setaffinity(0, sizeof one, &one) != 0)
+            die("sched_setaffinity", errno);
+    }
     size_t len = XCTL_BYTES + 2 * MAX_ECHO;
     void *base;
     int rc = ppx__region_map(len, &base);
@@ -195,7 +213,7 @@ static void bench_xproc(bool quick)
         }
         if (memcmp(src, dst, size) != 0)
             die("echo mismatch", EPROTO);
-        emit(echo[k].metric, "floor_xproc", 2.0 * (double)size * calls / best / 1e6, "MB/s");
+        emit(echo[k].metric, impl, 2.0 * (double)size * calls / best / 1e6, "MB/s");
     }
     atomic_store(&c->stop, 1);
     atomic_fetch_add(&c->asked, 1);
@@ -204,6 +222,20 @@ static void bench_xproc(bool quick)
     free(src);
     free(dst);
     ppx__region_unmap(base, len);
+    if (pin_cpu >= 0 && sched_setaffinity(0, sizeof all, &all) != 0)
+        die("sched_setaffinity", errno);
+}
+
+/* The last CPU this process may run on, or -1. */
+static int last_cpu(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return -1;
+    for (int cpu = CPU_SETSIZE - 1; cpu >= 0; cpu--)
+        if (CPU_ISSET(cpu, &set))
+            return cpu;
+    return -1;
 }
 
 int main(int argc, char **argv)
@@ -212,6 +244,9 @@ int main(int argc, char **argv)
     /* Start-up first, while this process is as small as ppx's is when
      * bench_ppx measures its own. */
     bench_forks(5);
-    bench_xproc(quick);
+    bench_xproc(quick, "floor_xproc", -1);
+    int cpu = last_cpu();
+    if (cpu >= 0)
+        bench_xproc(quick, "floor_xproc_1cpu", cpu);
     return 0;
 }

@@ -16,7 +16,7 @@ LOWER_IS_BETTER = {"rtt_median_us", "rtt_p99_us", "startup_ms", "idle_uss_kib",
                    "idle_worker_cpu_64w"}
 PEERS = ["py_ppe_asyncio", "py_mp_pool", "py_loky", "uv_queue_work",
          "floor_epoll_futex", "floor_spin", "floor_stream", "floor_memcpy",
-         "floor_xproc", "floor_fork", "floor_fork_chain"]
+         "floor_xproc", "floor_xproc_1cpu", "floor_fork", "floor_fork_chain"]
 
 
 def machine():
