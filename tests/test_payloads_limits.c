@@ -128,16 +128,24 @@ static ppx_pool *limit_pool(size_t ring_bytes, size_t arena_bytes, size_t max)
     return p;
 }
 
+/* Which paths a pool's calls at the limit took (limit_pool ran them):
+ * calls through the arena, replies through the outbox, and no crash. */
+static void assert_paths(ppx_pool *p, uint64_t arena_calls, uint64_t outbox_replies,
+                         ppx_pool_stats *st)
+{
+    ppx_pool_stats_get(p, st);
+    assert_int_equal(st->arena_calls, arena_calls);
+    assert_int_equal(st->outbox_replies, outbox_replies);
+    assert_int_equal(st->crashed, 0);
+}
+
 static void test_max_payload_bytes_pass_whole_in_ring_records(void **state)
 {
     (void)state;
     /* Frames of 64 KiB and their envelopes stay under a quarter of 1 MiB. */
     ppx_pool *p = limit_pool(1u << 20, 0, 64u << 10);
     ppx_pool_stats st = PPX_POOL_STATS_INIT;
-    ppx_pool_stats_get(p, &st);
-    assert_int_equal(st.arena_calls, 0);
-    assert_int_equal(st.outbox_replies, 0);
-    assert_int_equal(st.crashed, 0);
+    assert_paths(p, 0, 0, &st);
     ppx_pool_free(p);
 }
 
@@ -146,10 +154,7 @@ static void test_max_payload_bytes_pass_in_ring_chunks_without_an_arena(void **s
     (void)state;
     ppx_pool *p = limit_pool(RING, PPX_ARENA_NONE, 1u << 20);
     ppx_pool_stats st = PPX_POOL_STATS_INIT;
-    ppx_pool_stats_get(p, &st);
-    assert_int_equal(st.arena_calls, 0);
-    assert_int_equal(st.outbox_replies, 0);
-    assert_int_equal(st.crashed, 0);
+    assert_paths(p, 0, 0, &st);
     ppx_pool_free(p);
 }
 
@@ -158,12 +163,9 @@ static void test_max_payload_bytes_pass_through_the_arena_and_the_outbox(void **
     (void)state;
     ppx_pool *p = limit_pool(RING, 0, 1u << 20);
     ppx_pool_stats st = PPX_POOL_STATS_INIT;
-    ppx_pool_stats_get(p, &st);
     /* The call and the batch at the limit; the result and the results
      * at the limit (and the echoes of the arguments). */
-    assert_int_equal(st.arena_calls, 2);
-    assert_int_equal(st.outbox_replies, 4);
-    assert_int_equal(st.crashed, 0);
+    assert_paths(p, 2, 4, &st);
     assert_int_equal(st.arena_used, 0);
     ppx_pool_free(p);
 }
