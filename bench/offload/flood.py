@@ -138,7 +138,7 @@ def run(a):
                                    "--timeout", "10s", "-s",
                                    os.path.join(shootout.HERE, "ping.lua"), f"{base}/ping"],
                                 stdout=pf)
-    probes = shootout.start_probes(["nice", "-n", "-10"] if root else [], a.seconds + 2)
+    probes = shootout.start_probes(-10 if root else 0, a.seconds + 2)
     fresh = subprocess.Popen((["nice", "-n", "-10"] if root else [])
                              + [sys.executable, "-c", FRESH_PROBE, str(a.port),
                                 str(a.seconds + 2)], stdout=subprocess.PIPE, text=True)

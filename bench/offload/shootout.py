@@ -343,26 +343,15 @@ def merged(results):
             "p99_us": percentile(hist, 99), "max_us": max((us for us, _ in hist), default=0)}
 
 
-# The machine's own stalls: a process at /ping's priority that sleeps 5 ms
-# at a time and records how late it wakes. On the shared VM it wakes
-# 50-350 ms late now and then whatever runs (a nice -20 spinner sees the
-# same gaps): a /ping that waits through one measures the host, not the
-# server. 5 ms, not 1: each wake-up takes a CPU from the server measured
-# (SCHED_IDLE workers first), and stalls of interest are tens of ms.
-# Used here and by flood.py.
-STALL_PROBE = """
-import json, sys, time
-end, worst, late20 = time.monotonic() + float(sys.argv[1]), 0.0, 0
-while True:
-    t = time.monotonic()
-    if t >= end:
-        break
-    time.sleep(0.005)
-    late = (time.monotonic() - t - 0.005) * 1e3
-    worst = max(worst, late)
-    late20 += late > 20
-print(json.dumps({"max_late_ms": worst, "late_over_20ms": late20}))
-"""
+# The machine's own stalls: stall_probe (C, bench/offload/stall_probe.c)
+# at /ping's priority, one pinned to each CPU, sleeps 5 ms at a time and
+# records how late it wakes. On the shared VM it wakes 50-350 ms late now
+# and then whatever runs (a nice -20 spinner sees the same gaps): a /ping
+# that waits through one measures the host, not the server. Started, and
+# ready, before a slice's load, so that its own start-up (an exec) falls
+# outside what is measured. Used here and by flood.py.
+STALL_PROBE = os.environ.get("STALL_PROBE", os.path.join(ROOT, "build-bench", "bench",
+                                                        "stall_probe"))
 # A slice in which a probe (one per CPU: start_probes) woke this late is
 # run again (three times at most), for whichever server: a stall of the
 # machine in one slice out of three would otherwise set that server's
@@ -379,17 +368,18 @@ def saturate(srv, seconds, tmp, tag):
     base = f"http://127.0.0.1:{srv.port}"
     hash_out = os.path.join(tmp, f"{srv.name}.{tag}.hash")
     ping_out = os.path.join(tmp, f"{srv.name}.{tag}.ping")
+    # The /ping client at a higher priority where we may (root), for
+    # every server alike: on 2 CPUs shared by the /hash load, the server
+    # and two wrk processes, a /ping client left at nice 0 waits for a
+    # CPU itself, and that wait, not the server's, set every p99.
+    root = os.geteuid() == 0
+    boost = ["nice", "-n", "-10"] if root else []
+    probes = start_probes(-10 if root else 0, seconds, delay_s=1)
     with open(hash_out, "w") as hf:
         hw = subprocess.Popen(["wrk", "-t1", f"-c{4 * srv.workers}", f"-d{seconds + 2}s",
                                "--timeout", "10s", "-s", os.path.join(HERE, "work.lua"),
                                f"{base}/hash?{query(LOAD)}"], stdout=hf)
     time.sleep(1)
-    # The /ping client at a higher priority where we may (root), for
-    # every server alike: on 2 CPUs shared by the /hash load, the server
-    # and two wrk processes, a /ping client left at nice 0 waits for a
-    # CPU itself, and that wait, not the server's, set every p99.
-    boost = ["nice", "-n", "-10"] if os.geteuid() == 0 else []
-    probes = start_probes(boost, seconds)
     with open(ping_out, "w") as pf:
         subprocess.run(boost + ["wrk", "-t1", "-c2", f"-d{seconds}s", "--timeout", "10s",
                         "-s", os.path.join(HERE, "ping.lua"), f"{base}/ping"],
@@ -399,19 +389,26 @@ def saturate(srv, seconds, tmp, tag):
     return wrk_result(hash_out), wrk_result(ping_out), stalls
 
 
-def start_probes(prefix, seconds):
-    """One STALL_PROBE per CPU, pinned there: the host stalls one vCPU at
-    a time too, and a single probe sees only its own."""
-    return [subprocess.Popen(prefix + ["taskset", "-c", str(cpu), sys.executable, "-c",
-                                       STALL_PROBE, str(seconds)],
-                             stdout=subprocess.PIPE, text=True)
-            for cpu in sorted(os.sched_getaffinity(0))]
+def start_probes(nice, seconds, delay_s=0):
+    """One stall_probe per CPU, pinned there (the host stalls one vCPU at
+    a time too, and a single probe sees only its own), at nice where
+    allowed, measuring for seconds after delay_s; returns once all are
+    running."""
+    if not os.access(STALL_PROBE, os.X_OK):
+        raise SystemExit(f"shootout: {STALL_PROBE} is missing (bench/offload/run builds it)")
+    probes = [subprocess.Popen([STALL_PROBE, str(seconds), str(cpu), str(nice), str(delay_s)],
+                               stdout=subprocess.PIPE, text=True)
+              for cpu in sorted(os.sched_getaffinity(0))]
+    for p in probes:
+        if p.stdout.readline().strip() != "ready":
+            raise SystemExit(f"shootout: {STALL_PROBE} did not start")
+    return probes
 
 
 def finish_probes(probes):
     """The probes' results as one: the latest wake-up and the count of
     late ones over every CPU."""
-    rs = [json.loads(p.communicate()[0]) for p in probes]
+    rs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in probes]
     return {"max_late_ms": max(r["max_late_ms"] for r in rs),
             "late_over_20ms": sum(r["late_over_20ms"] for r in rs),
             "per_cpu_max_ms": [round(r["max_late_ms"], 1) for r in rs]}

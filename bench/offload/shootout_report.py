@@ -143,7 +143,7 @@ def table(rows, machine, workers, a):
         f"50 ms samples), VmHWM summed at the end, and Pss summed (peak; shared pages "
         f"divided among their processes). /crash: one request, then /ping "
         f"every 10 ms and /hash once /ping answers, for 10 s. Machine stalls: 5 ms "
-        f"sleepers at /ping's priority, one pinned to each CPU, run beside /ping; a slice in "
+        f"sleepers at /ping's priority (stall_probe.c), one pinned to each CPU, started before the slice and run beside /ping; a slice in "
         f"which one woke more than 30 ms late was run again (three times at most), and \"reruns\" lists how late "
         f"it woke in the slices dropped; \"stall ms\": the latest it woke in the "
         f"slices kept.",
