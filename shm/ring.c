@@ -47,43 +47,50 @@ size_t ppx__ring_max_record(const ppx__port *p)
     return p->cap / 2 - HDR;
 }
 
-/* Room a record of this size needs if written at head, including the
- * padding to the end of the buffer when it does not fit before it. */
-static uint64_t placement(uint64_t cap, uint64_t head, uint64_t rec, uint64_t *pad)
+/* The padding in front of a record of rec bytes written at head while
+ * used bytes are unreleased: to the end of the buffer when the record does
+ * not fit before it, or when it fits into the start again below every
+ * unreleased byte (an early wrap, see ring.h); else none. */
+static uint64_t pad_before(uint64_t cap, uint64_t head, uint64_t used, uint64_t rec)
 {
-    uint64_t contiguous = cap - (head & (cap - 1));
-    *pad = rec <= contiguous ? 0 : contiguous;
-    return *pad + rec;
+    uint64_t off = head & (cap - 1), contiguous = cap - off;
+    if (rec > contiguous || (off >= PPX__RING_WARM && used + rec <= off))
+        return contiguous;
+    return 0;
+}
+
+/* Bytes unreleased as the producer sees them, or more than the capacity
+ * when the consumer has broken the ring (moved tail past head or by more
+ * than the capacity): then nothing fits, rather than overwrite. */
+static uint64_t used_now(const ppx__port *p)
+{
+    return p->head - atomic_load_explicit(&p->r->tail, memory_order_acquire);
+}
+
+static bool fits_used(const ppx__port *p, uint64_t used, uint64_t rec)
+{
+    return used <= p->cap && pad_before(p->cap, p->head, used, rec) + rec <= p->cap - used;
 }
 
 static bool fits(const ppx__port *p, size_t len)
 {
-    uint64_t head = p->head;
-    uint64_t tail = atomic_load_explicit(&p->r->tail, memory_order_acquire);
-    uint64_t pad, used = head - tail;
-    /* A consumer that moved tail past head or by more than the capacity
-     * has broken the ring: report no room rather than overwrite. */
-    if (used > p->cap)
-        return false;
-    return placement(p->cap, head, rec_size(len), &pad) <= p->cap - used;
+    return fits_used(p, used_now(p), rec_size(len));
 }
 
 void *ppx__ring_reserve(ppx__port *p, size_t len)
 {
-    if (len > ppx__ring_max_record(p) || !fits(p, len))
+    uint64_t used = used_now(p), rec = rec_size(len);
+    if (len > ppx__ring_max_record(p) || !fits_used(p, used, rec))
         return NULL;
-    uint64_t head = p->head;
-    uint64_t pad;
-    placement(p->cap, head, rec_size(len), &pad);
-    return p->r->data + ((head + pad) & (p->cap - 1)) + HDR;
+    p->pad = pad_before(p->cap, p->head, used, rec);
+    return p->r->data + ((p->head + p->pad) & (p->cap - 1)) + HDR;
 }
 
 void ppx__ring_commit(ppx__port *p, size_t len, uint32_t flags)
 {
     ppx__ring *r = p->r;
     uint64_t head = p->head;
-    uint64_t pad;
-    placement(p->cap, head, rec_size(len), &pad);
+    uint64_t pad = p->pad; /* where reserve put the payload */
     if (pad) {
         ppx__rec_hdr *ph = (ppx__rec_hdr *)(r->data + (head & (p->cap - 1)));
         ph->len = (uint32_t)(pad - HDR);

@@ -252,6 +252,116 @@ static void test_ring_interleaved_use_matches_a_fifo_through_many_wraps(void **s
     free(r);
 }
 
+/* Early wraps (ring.h): past PPX__RING_WARM bytes the producer starts
+ * again at 0 whenever the record fits below every unreleased byte. */
+static void test_ring_wraps_early_only_below_every_unreleased_byte(void **state)
+{
+    const size_t cap = 65536;
+    ppx__ring *r = ring_new(cap);
+    ppx__port port = ppx__port_of(r, cap);
+    /* Two records of 8 KiB fill the buffer up to PPX__RING_WARM. */
+    assert_true(push(&port, 8192 - HDR, 1, 1));
+    assert_true(push(&port, 8192 - HDR, 2, 2));
+    assert_int_equal(port.head, PPX__RING_WARM);
+    /* All 16 KiB below are unreleased: the next record goes on at 16 KiB. */
+    unsigned char *p = ppx__ring_reserve(&port, 24);
+    assert_ptr_equal(p, r->data + PPX__RING_WARM + HDR);
+    for (size_t i = 0; i < 24; i++)
+        p[i] = pattern(3, i);
+    ppx__ring_commit(&port, 24, 3);
+    /* Once the first is released, 24 bytes fit below the second: the
+     * producer pads to the end and starts again at 0. */
+    pop_expect(&port, 8192 - HDR, 1, 1);
+    p = ppx__ring_reserve(&port, 24);
+    assert_ptr_equal(p, r->data + HDR);
+    for (size_t i = 0; i < 24; i++)
+        p[i] = pattern(4, i);
+    ppx__ring_commit(&port, 24, 4);
+    assert_int_equal(atomic_load(&r->head), cap + 32);
+    /* From there the records go on up to the oldest unreleased byte (the
+     * second record, at 8 KiB), never over it. */
+    assert_null(ppx__ring_reserve(&port, 8192 - HDR));
+    assert_true(push(&port, 8192 - 32 - HDR, 5, 5));
+    assert_int_equal(atomic_load(&r->head), cap + 8192);
+    assert_null(ppx__ring_reserve(&port, 0));
+    pop_expect(&port, 8192 - HDR, 2, 2);
+    pop_expect(&port, 24, 3, 3);
+    pop_expect(&port, 24, 4, 4);
+    pop_expect(&port, 8192 - 32 - HDR, 5, 5);
+    assert_peek_empty(&port);
+    free(r);
+}
+
+/* Light traffic keeps to the first pages of a big ring: one record in
+ * flight at a time never lands past PPX__RING_WARM and its own size. */
+static void test_ring_light_traffic_keeps_to_the_first_pages(void **state)
+{
+    const size_t cap = (size_t)1 << 20;
+    ppx__ring *r = ring_new(cap);
+    ppx__port port = ppx__port_of(r, cap);
+    const unsigned char *highest = r->data;
+    for (uint32_t i = 0; i < 100000; i++) {
+        size_t len = 16 + (i * 37u) % 200;
+        assert_true(push(&port, len, i, i));
+        const unsigned char *at = pop_expect(&port, len, i, i);
+        highest = at > highest ? at : highest;
+    }
+    assert_true(highest < r->data + PPX__RING_WARM + 256);
+    assert_true(atomic_load(&r->head) > 10 * (uint64_t)cap); /* it did wrap, often */
+    assert_peek_empty(&port);
+    free(r);
+}
+
+/* Many records in flight on a ring big enough to wrap early: the FIFO
+ * holds and every byte read is the byte written (an early wrap into
+ * unreleased bytes would show as a wrong pattern). */
+static void test_ring_early_wraps_keep_a_fifo_with_many_records_in_flight(void **state)
+{
+    const size_t cap = 65536;
+    ppx__ring *r = ring_new(cap);
+    ppx__port port = ppx__port_of(r, cap);
+    size_t max = ppx__ring_max_record(&port);
+    enum { Q = 4096 };
+    static struct { size_t len; uint32_t tag; } fifo[Q];
+    size_t first = 0, count = 0, early = 0;
+    uint32_t next_tag = 0;
+    uint64_t s = 0x2545f4914f6cdd1dull;
+    for (int op = 0; op < 400000; op++) {
+        uint64_t x = support_xorshift(&s);
+        /* Phases that fill and phases that drain, so that the bytes in
+         * flight range from none to most of the ring. */
+        bool produce = ((op >> 12) & 1) ? (x & 3) != 0 : (x & 3) == 0;
+        if (produce && count < Q) {
+            size_t len = (x >> 8) % 16 == 0 ? (x >> 16) % (max + 1) : (x >> 16) % 300;
+            uint64_t off = port.head & (cap - 1), used = port.head - atomic_load(&r->tail);
+            uint64_t rec = (HDR + len + 7) & ~(uint64_t)7;
+            /* Where the record fits without an early wrap, it fits. */
+            bool fits = rec <= cap - off ? used + rec <= cap : used + (cap - off) + rec <= cap;
+            if (push(&port, len, next_tag, next_tag)) {
+                size_t at = (first + count++) % Q;
+                fifo[at].len = len;
+                fifo[at].tag = next_tag++;
+                /* A record that would have fitted before the end went to 0. */
+                early += (port.head & (cap - 1)) < off && off + rec <= cap;
+            } else {
+                assert_false(fits);
+            }
+        } else if (count > 0) {
+            pop_expect(&port, fifo[first].len, fifo[first].tag, fifo[first].tag);
+            first = (first + 1) % Q;
+            count--;
+        }
+    }
+    while (count > 0) {
+        pop_expect(&port, fifo[first].len, fifo[first].tag, fifo[first].tag);
+        first = (first + 1) % Q;
+        count--;
+    }
+    assert_peek_empty(&port);
+    assert_true(early > 100);
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -265,6 +375,9 @@ int main(void)
         cmocka_unit_test(test_ring_max_record_is_the_largest_payload_accepted_wherever_the_ring_stands),
         cmocka_unit_test(test_ring_counters_keep_working_past_four_gigabytes),
         cmocka_unit_test(test_ring_interleaved_use_matches_a_fifo_through_many_wraps),
+        cmocka_unit_test(test_ring_wraps_early_only_below_every_unreleased_byte),
+        cmocka_unit_test(test_ring_light_traffic_keeps_to_the_first_pages),
+        cmocka_unit_test(test_ring_early_wraps_keep_a_fifo_with_many_records_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
