@@ -175,7 +175,8 @@ void ppx__awaitable_remove_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb,
 /* Adds cb to every pending one of items, all or none: PPX_ENOMEM (none
  * added, nothing called) or 0, then calls cb at once for those already
  * settled. cb's arg for items[i] is (char *)args + i * stride, a struct
- * with a bool at late_off that this sets (settled before). */
+ * with a bool at late_off that this sets (settled before); with stride 0,
+ * args itself for every item (late_off unused, the flags kept here). */
 int ppx__add_done_callbacks(ppx_awaitable *const *items, size_t n, ppx_awaitable_cb cb,
                             void *args, size_t stride, size_t late_off);
 /* Settles aw in state st, runs its callbacks, drops the reference the

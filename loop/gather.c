@@ -18,7 +18,6 @@ static const ppx_error gather_cancelled = {
 /* A gather's own part (aw->impl). */
 typedef struct gather {
     ppx_awaitable **children;
-    ppx__glink *links;
     size_t n, ndone;
     int flags;
     bool flatten; /* value: the children's arrays concatenated (a map) */
@@ -86,8 +85,10 @@ static void cancel_children(const gather *g)
 
 static void on_child(ppx_awaitable *child, void *arg)
 {
-    ppx__glink *link = arg;
-    ppx_awaitable *aw = link->g;
+    /* Every child's callback has the gather itself as arg: a link per
+     * child (gather, index, flag) was 24 bytes of fresh memory per child,
+     * 2.4 MB and ~600 page faults for a gather of 100k. */
+    ppx_awaitable *aw = arg;
     gather *g = aw->impl;
     g->ndone++;
     ppx__progress(aw, g->ndone, g->n);
@@ -136,7 +137,6 @@ static void gather_release(ppx_awaitable *aw)
     for (size_t i = 0; i < g->n; i++)
         ppx_awaitable_unref(g->children[i]);
     free(g->children);
-    free(g->links);
     free(g);
 }
 
@@ -163,15 +163,11 @@ int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flag
         return rc;
     gather *g = calloc(1, sizeof *g);
     ppx_awaitable *aw = g ? ppx__awaitable_new(loop, &gather_ops, g) : NULL;
-    if (g) {
-        g->children = calloc(n ? n : 1, sizeof *g->children);
-        g->links = calloc(n ? n : 1, sizeof *g->links);
-    }
-    if (!aw || !g->children || !g->links) {
-        if (g) {
+    if (g)
+        g->children = malloc((n ? n : 1) * sizeof *g->children);
+    if (!aw || !g->children) {
+        if (g)
             free(g->children);
-            free(g->links);
-        }
         free(g);
         free(aw);
         return PPX_ENOMEM;
@@ -183,7 +179,6 @@ int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flag
     for (size_t i = 0; i < n; i++) {
         g->children[i] = items[i];
         ppx_awaitable_ref(items[i]);
-        g->links[i] = (ppx__glink){aw, i, false};
     }
     /* Counted once every child holds its reference: release unrefs n. */
     g->n = n;
@@ -194,8 +189,7 @@ int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flag
     }
     /* Children already settled report at once, which may settle aw. */
     ppx_awaitable_ref(aw);
-    if (ppx__add_done_callbacks(items, n, on_child, g->links, sizeof *g->links,
-                                offsetof(ppx__glink, late))) {
+    if (ppx__add_done_callbacks(items, n, on_child, aw, 0, 0)) {
         aw->refs = 1; /* no callback is due: only the caller's was real */
         ppx_awaitable_unref(aw);
         return PPX_ENOMEM;
