@@ -105,14 +105,29 @@ ppx__slab *ppx__slab_new(void)
     return s;
 }
 
-/* bytes of fresh memory; a huge chunk aligned to its size, marked for a
- * transparent huge page and faulted in with one call (where the kernel
- * has them: otherwise it simply faults page by page, as malloc's would). */
+/* Faults in a fresh chunk with one call: its blocks are cut one after
+ * another, so every page will be touched, and a page fault each costs
+ * 10-14 us on the 2-vCPU VM against ~1 us a page here. */
+static void populate(void *m, size_t bytes)
+{
+#ifdef MADV_POPULATE_WRITE
+    madvise(m, bytes, MADV_POPULATE_WRITE);
+#else
+    (void)m, (void)bytes;
+#endif
+}
+
+/* bytes of fresh memory, faulted in; a huge chunk aligned to its size and
+ * marked for a transparent huge page (where the kernel has them:
+ * otherwise it is populated page by page, as malloc's would fault). */
 static void *map_chunk(size_t bytes)
 {
     if (bytes < HUGE_CHUNK) {
         void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        return m == MAP_FAILED ? NULL : m;
+        if (m == MAP_FAILED)
+            return NULL;
+        populate(m, bytes);
+        return m;
     }
     char *m = mmap(NULL, 2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
@@ -125,9 +140,7 @@ static void *map_chunk(size_t bytes)
 #ifdef MADV_HUGEPAGE
     madvise(base, bytes, MADV_HUGEPAGE);
 #endif
-#ifdef MADV_POPULATE_WRITE
-    madvise(base, bytes, MADV_POPULATE_WRITE);
-#endif
+    populate(base, bytes);
     return base;
 }
 
