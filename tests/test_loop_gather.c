@@ -73,6 +73,34 @@ static void test_gather_returns_values_in_submission_order(void **state)
     ppx_awaitable_unref(g);
 }
 
+/* asyncio's test_duplicate_coroutines: the same child twice (or more)
+ * reports in each place it was given, whether it settled before the
+ * gather or after. */
+static void test_gather_of_the_same_child_twice_reports_it_in_each_place(void **state)
+{
+    fixture *fx = *state;
+    ppx_awaitable *fast, *slow, *g;
+    assert_int_equal(ppx_run_in_executorf(&fx->loop, fx->pool, &fast, "add", "ii", 1, 2), 0);
+    assert_int_equal(ppx_run_until_complete(&fx->loop, fast), 0); /* settled before */
+    assert_int_equal(ppx_run_in_executorf(&fx->loop, fx->pool, &slow, "sleep_then", "iii", 20,
+                                          7, 0), 0);
+    ppx_awaitable *kids[] = {slow, fast, slow, fast, slow};
+    assert_int_equal(ppx_gather(&fx->loop, kids, 5, 0, &g), 0);
+    assert_int_equal(ppx_run_until_complete(&fx->loop, g), 0);
+    assert_int_equal(ppx_awaitable_state(g), PPX_DONE);
+    ppx_value v;
+    assert_int_equal(ppx_awaitable_value(g, &v), 0);
+    size_t n;
+    assert_int_equal(ppx_value_array_len(v, &n), 0);
+    assert_int_equal(n, 5);
+    const int64_t want[] = {7, 3, 7, 3, 7};
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(int_at(v, i), want[i]);
+    ppx_awaitable_unref(g); /* a reference left behind: the leak checkers say */
+    ppx_awaitable_unref(fast);
+    ppx_awaitable_unref(slow);
+}
+
 static void test_gather_fails_fast_and_cancels_running_siblings(void **state)
 {
     fixture *fx = *state;
@@ -238,6 +266,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_run_in_executor_settles_on_the_loop_thread_with_the_value, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_submission_is_eager_without_running_the_loop, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_gather_returns_values_in_submission_order, setup2, teardown),
+        cmocka_unit_test_setup_teardown(test_gather_of_the_same_child_twice_reports_it_in_each_place, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_gather_fails_fast_and_cancels_running_siblings, setup3, teardown),
         cmocka_unit_test_setup_teardown(test_gather_returning_errors_waits_for_every_child, setup2, teardown),
         cmocka_unit_test_setup_teardown(test_gather_of_nothing_is_an_empty_list, setup2, teardown),
