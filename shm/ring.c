@@ -39,7 +39,7 @@ void ppx__ring_reset(ppx__ring *r)
 void ppx__port_reset(ppx__port *p)
 {
     ppx__ring_reset(p->r);
-    p->head = p->tail = 0;
+    p->head = p->tail = p->seen_tail = p->seen_head = 0;
 }
 
 size_t ppx__ring_max_record(const ppx__port *p)
@@ -59,12 +59,14 @@ static uint64_t pad_before(uint64_t cap, uint64_t head, uint64_t used, uint64_t 
     return 0;
 }
 
-/* Bytes unreleased as the producer sees them, or more than the capacity
- * when the consumer has broken the ring (moved tail past head or by more
- * than the capacity): then nothing fits, rather than overwrite. */
-static uint64_t used_now(const ppx__port *p)
+/* Bytes unreleased as the producer sees them (tail read again now), or
+ * more than the capacity when the consumer has broken the ring (moved
+ * tail past head or by more than the capacity): then nothing fits,
+ * rather than overwrite. */
+static uint64_t used_now(ppx__port *p)
 {
-    return p->head - atomic_load_explicit(&p->r->tail, memory_order_acquire);
+    p->seen_tail = atomic_load_explicit(&p->r->tail, memory_order_acquire);
+    return p->head - p->seen_tail;
 }
 
 static bool fits_used(const ppx__port *p, uint64_t used, uint64_t rec)
@@ -72,16 +74,29 @@ static bool fits_used(const ppx__port *p, uint64_t used, uint64_t rec)
     return used <= p->cap && pad_before(p->cap, p->head, used, rec) + rec <= p->cap - used;
 }
 
-static bool fits(const ppx__port *p, size_t len)
+static bool fits(ppx__port *p, size_t len)
 {
     return fits_used(p, used_now(p), rec_size(len));
 }
 
+/* Whether tail, read again, could let a record that fits by the tail
+ * last seen wrap early instead (ring.h): once past PPX__RING_WARM. */
+static bool could_wrap_early(const ppx__port *p, uint64_t used, uint64_t rec)
+{
+    uint64_t off = p->head & (p->cap - 1);
+    return off >= PPX__RING_WARM && rec <= p->cap - off && used + rec > off;
+}
+
 void *ppx__ring_reserve(ppx__port *p, size_t len)
 {
-    uint64_t used = used_now(p), rec = rec_size(len);
-    if (len > ppx__ring_max_record(p) || !fits_used(p, used, rec))
+    uint64_t used = p->head - p->seen_tail, rec = rec_size(len);
+    if (len > ppx__ring_max_record(p))
         return NULL;
+    if (!fits_used(p, used, rec) || could_wrap_early(p, used, rec)) {
+        used = used_now(p);
+        if (!fits_used(p, used, rec))
+            return NULL;
+    }
     p->pad = pad_before(p->cap, p->head, used, rec);
     return p->r->data + ((p->head + p->pad) & (p->cap - 1)) + HDR;
 }
@@ -146,9 +161,12 @@ int ppx__ring_peek(ppx__port *p, const void **payload, size_t *len, uint32_t *fl
     uint64_t mask = p->cap - 1;
     for (;;) {
         uint64_t tail = p->tail;
-        uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-        if (head == tail)
-            return 0;
+        uint64_t head = p->seen_head;
+        if (head == tail) {
+            head = p->seen_head = atomic_load_explicit(&r->head, memory_order_acquire);
+            if (head == tail)
+                return 0;
+        }
         uint64_t avail = head - tail;
         uint64_t pos = tail & mask;
         /* Both words live in memory another process can write: check

@@ -73,6 +73,13 @@ typedef struct ppx__port {
     uint64_t head; /* producer's own counter */
     uint64_t tail; /* consumer's own counter */
     uint64_t pad;  /* producer: padding reserve chose, for commit */
+    /* The other side's counter as this side last read it: the producer
+     * reads tail again only when the record does not fit by it (or might
+     * wrap early), the consumer head only once it has read up to it. The
+     * other side writes its counter after every record: read each time,
+     * its cache line crossed between the CPUs once per call. */
+    uint64_t seen_tail; /* producer */
+    uint64_t seen_head; /* consumer */
 } ppx__port;
 
 /* A port on r, a ring of capacity bytes (exactly as passed to
@@ -80,7 +87,8 @@ typedef struct ppx__port {
  * ring's current counters. */
 static inline ppx__port ppx__port_of(ppx__ring *r, size_t capacity)
 {
-    ppx__port p = {r, capacity, atomic_load(&r->head), atomic_load(&r->tail), 0};
+    uint64_t head = atomic_load(&r->head), tail = atomic_load(&r->tail);
+    ppx__port p = {r, capacity, head, tail, 0, tail, tail};
     return p;
 }
 

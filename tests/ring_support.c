@@ -24,7 +24,7 @@ void ring_rewind_to(ppx__port *p, uint64_t pos)
 {
     atomic_store(&p->r->head, pos);
     atomic_store(&p->r->tail, pos);
-    p->head = p->tail = pos;
+    p->head = p->tail = p->seen_tail = p->seen_head = pos;
 }
 
 uint8_t pattern(uint32_t tag, size_t i)

@@ -223,10 +223,12 @@ static void test_ring_reserve_reports_no_room_when_the_tail_is_past_the_head_or_
     const uint64_t base = ((uint64_t)1 << 32) - 64; /* counters cross 4 GiB */
     ring_rewind_to(&prod, base);
     ring_rewind_to(&cons, base);
-    for (uint32_t i = 0; i < 3; i++)
-        assert_true(push(&prod, 24, i, i)); /* 96 bytes unread */
+    /* Full: the producer reads tail again only when a record does not fit
+     * by the tail it saw last, so every reserve below reads the broken one. */
+    for (uint32_t i = 0; i < 8; i++)
+        assert_true(push(&prod, 24, i, i)); /* 256 bytes unread */
     const uint64_t head = atomic_load(&r->head);
-    assert_int_equal(head, base + 96);
+    assert_int_equal(head, base + 256);
     unsigned char before[256];
     memcpy(before, r->data, sizeof before);
 
@@ -261,7 +263,7 @@ static void test_ring_reserve_reports_no_room_when_the_tail_is_past_the_head_or_
 
     /* Put the consumer back where it was: nothing unread was overwritten. */
     atomic_store(&r->tail, base);
-    for (uint32_t i = 0; i < 3; i++)
+    for (uint32_t i = 0; i < 8; i++)
         pop_expect(&cons, 24, i, i);
     assert_peek_empty(&cons);
     free(r);

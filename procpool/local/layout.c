@@ -109,8 +109,8 @@ static int map_worker(ppx__local *p, char *base, uint32_t i)
      * of pool creation). The stamp in a ring header (magic, version,
      * capacity) is left out: nothing reads it, each side takes the
      * capacity from the layout (ppx__port). */
-    w->req = (ppx__port){req, p->pool->opt.ring_bytes, 0, 0, 0};
-    w->resp = (ppx__port){resp, p->pool->opt.ring_bytes, 0, 0, 0};
+    w->req = (ppx__port){.r = req, .cap = p->pool->opt.ring_bytes};
+    w->resp = (ppx__port){.r = resp, .cap = p->pool->opt.ring_bytes};
     w->pidfd = -1;
     w->rx.max = p->pool->opt.max_payload + PPX__FRAME_SLACK;
     w->outbox = p->outbox_bytes ? (unsigned char *)region + p->block_bytes + 2 * p->ring_stride
