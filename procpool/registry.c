@@ -75,12 +75,25 @@ int ppx_register(const char *name, ppx_fn fn, void *udata)
     return rc;
 }
 
+/* The entry found last. Calls mostly repeat a name, and after the freeze
+ * entries never move, so it is checked first; any thread may replace it.
+ * Release and acquire: a thread that reads the pointer also sees the
+ * entry, written before the freeze that the storing thread saw. */
+static _Atomic(const ppx__entry *) last_hit;
+
 const ppx__entry *ppx__registry_find(const char *name, size_t len)
 {
+    const ppx__entry *e = atomic_load_explicit(&last_hit, memory_order_acquire);
+    if (e && e->len == len && memcmp(e->name, name, len) == 0)
+        return e;
     if (!cap)
         return NULL;
-    const ppx__entry *e = probe(table, cap, name, len);
-    return e->name ? e : NULL;
+    e = probe(table, cap, name, len);
+    if (!e->name)
+        return NULL;
+    if (atomic_load_explicit(&frozen, memory_order_acquire))
+        atomic_store_explicit(&last_hit, e, memory_order_release);
+    return e;
 }
 
 void ppx__registry_freeze(void)
