@@ -19,7 +19,6 @@
 typedef struct ac_link {
     struct ppx_as_completed *it;
     size_t i;
-    bool late; /* finished before _new: reported at once */
 } ac_link;
 
 struct ppx_as_completed {
@@ -141,10 +140,9 @@ int ppx_as_completed_new(uv_loop_t *loop, ppx_awaitable *const *items, size_t n,
     uv_unref((uv_handle_t *)&it->timer); /* only next() waits on it */
     for (size_t i = 0; i < n; i++) {
         ppx_awaitable_ref(it->children[i]);
-        it->links[i] = (ac_link){it, i, false};
+        it->links[i] = (ac_link){it, i};
     }
-    if (ppx__add_done_callbacks(it->children, n, on_child, it->links, sizeof *it->links,
-                                offsetof(ac_link, late))) {
+    if (ppx__add_done_callbacks(it->children, n, on_child, it->links, sizeof *it->links)) {
         it->refs = 2; /* no callback is due: the caller's and the timer's */
         ppx_as_completed_free(it);
         return PPX_ENOMEM;

@@ -260,49 +260,35 @@ int ppx_awaitable_remove_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb, v
  * none keeps one. Settled children are reported only after that, since
  * reporting has effects (a failed child fails a gather, which cancels
  * the others) that could not be taken back. */
-/* Where ppx__add_done_callbacks keeps item i's "settled before" flag:
- * in item i's own arg struct, or (one arg for all) bit i of bits. */
-typedef struct late_flags {
-    char *args;
-    size_t stride, off;
-    unsigned char *bits;
-} late_flags;
-
-static bool late_get(const late_flags *l, size_t i)
-{
-    return l->bits ? (l->bits[i / 8] >> (i % 8)) & 1 : *(bool *)(l->args + i * l->stride + l->off);
-}
-
-static void late_set(late_flags *l, size_t i, bool v)
-{
-    if (!l->bits)
-        *(bool *)(l->args + i * l->stride + l->off) = v;
-    else if (v)
-        l->bits[i / 8] |= (unsigned char)(1u << (i % 8));
-}
-
 int ppx__add_done_callbacks(ppx_awaitable *const *items, size_t n, ppx_awaitable_cb cb,
-                            void *args, size_t stride, size_t late_off)
+                            void *args, size_t stride)
 {
-    late_flags l = {args, stride, late_off, NULL};
-    if (stride == 0 && !(l.bits = calloc(n / 8 + 1, 1)))
+    /* Bit i: items[i] had settled before its callback was due. Kept here,
+     * not in the callers' args: on the stack for up to 512 items. */
+    unsigned char small[64] = {0};
+    unsigned char *late = n <= 8 * sizeof small ? small : calloc(n / 8 + 1, 1);
+    if (!late)
         return PPX_ENOMEM;
+#define LATE(i) ((late[(i) / 8] >> ((i) % 8)) & 1)
     char *a = args;
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
-        late_set(&l, i, ppx_awaitable_done(items[i]));
-        if (late_get(&l, i) || ppx_awaitable_add_done_callback(items[i], cb, a + i * stride) == 0)
-            continue;
-        while (i-- > 0)
-            if (!late_get(&l, i))
-                ppx__awaitable_remove_done_callback(items[i], cb, a + i * stride);
-        rc = PPX_ENOMEM;
-        break;
+        if (ppx_awaitable_done(items[i])) {
+            late[i / 8] |= (unsigned char)(1u << (i % 8));
+        } else if (ppx_awaitable_add_done_callback(items[i], cb, a + i * stride) != 0) {
+            while (i-- > 0)
+                if (!LATE(i))
+                    ppx__awaitable_remove_done_callback(items[i], cb, a + i * stride);
+            rc = PPX_ENOMEM;
+            break;
+        }
     }
     for (size_t i = 0; i < n && rc == 0; i++)
-        if (late_get(&l, i))
+        if (LATE(i))
             cb(items[i], a + i * stride);
-    free(l.bits);
+#undef LATE
+    if (late != small)
+        free(late);
     return rc;
 }
 

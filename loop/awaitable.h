@@ -45,7 +45,6 @@ typedef struct ppx__acb {
 typedef struct ppx__glink {
     struct ppx_awaitable *g;
     size_t i;
-    bool late; /* settled before the callback was due: reported at once */
 } ppx__glink;
 
 /* What an awaitable that is not a wrapped future does differently
@@ -174,11 +173,10 @@ int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flag
 void ppx__awaitable_remove_done_callback(ppx_awaitable *aw, ppx_awaitable_cb cb, void *arg);
 /* Adds cb to every pending one of items, all or none: PPX_ENOMEM (none
  * added, nothing called) or 0, then calls cb at once for those already
- * settled. cb's arg for items[i] is (char *)args + i * stride, a struct
- * with a bool at late_off that this sets (settled before); with stride 0,
- * args itself for every item (late_off unused, the flags kept here). */
+ * settled. cb's arg for items[i] is (char *)args + i * stride (stride 0:
+ * args itself for every item). */
 int ppx__add_done_callbacks(ppx_awaitable *const *items, size_t n, ppx_awaitable_cb cb,
-                            void *args, size_t stride, size_t late_off);
+                            void *args, size_t stride);
 /* Settles aw in state st, runs its callbacks, drops the reference the
  * pending state held. */
 void ppx__awaitable_settle(ppx_awaitable *aw, ppx_state st, const ppx_error *err);

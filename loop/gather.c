@@ -189,7 +189,7 @@ int ppx__gather(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int flag
     }
     /* Children already settled report at once, which may settle aw. */
     ppx_awaitable_ref(aw);
-    if (ppx__add_done_callbacks(items, n, on_child, aw, 0, 0)) {
+    if (ppx__add_done_callbacks(items, n, on_child, aw, 0)) {
         aw->refs = 1; /* no callback is due: only the caller's was real */
         ppx_awaitable_unref(aw);
         return PPX_ENOMEM;

@@ -187,11 +187,10 @@ static int start(uv_loop_t *loop, ppx_awaitable *const *items, size_t n, int whe
     for (size_t i = 0; i < n; i++) {
         w->children[i] = items[i];
         ppx_awaitable_ref(items[i]);
-        w->links[i] = (ppx__glink){aw, i, false};
+        w->links[i] = (ppx__glink){aw, i};
     }
     ppx_awaitable_ref(aw);
-    if (ppx__add_done_callbacks(items, n, on_child, w->links, sizeof *w->links,
-                                offsetof(ppx__glink, late))) {
+    if (ppx__add_done_callbacks(items, n, on_child, w->links, sizeof *w->links)) {
         aw->refs = 1; /* no callback is due: release closes the timer */
         ppx_awaitable_unref(aw);
         return PPX_ENOMEM;
