@@ -69,36 +69,36 @@ static uint64_t used_now(ppx__port *p)
     return p->head - p->seen_tail;
 }
 
-static bool fits_used(const ppx__port *p, uint64_t used, uint64_t rec)
+/* Whether a record of rec bytes fits at head with used bytes unreleased,
+ * and the padding it would take in front (pad_before). */
+static bool room(const ppx__port *p, uint64_t used, uint64_t rec, uint64_t *pad)
 {
-    return used <= p->cap && pad_before(p->cap, p->head, used, rec) + rec <= p->cap - used;
+    *pad = pad_before(p->cap, p->head, used, rec);
+    return used <= p->cap && *pad + rec <= p->cap - used;
 }
 
 static bool fits(ppx__port *p, size_t len)
 {
-    return fits_used(p, used_now(p), rec_size(len));
-}
-
-/* Whether tail, read again, could let a record that fits by the tail
- * last seen wrap early instead (ring.h): once past PPX__RING_WARM. */
-static bool could_wrap_early(const ppx__port *p, uint64_t used, uint64_t rec)
-{
-    uint64_t off = p->head & (p->cap - 1);
-    return off >= PPX__RING_WARM && rec <= p->cap - off && used + rec > off;
+    uint64_t pad;
+    return room(p, used_now(p), rec_size(len), &pad);
 }
 
 void *ppx__ring_reserve(ppx__port *p, size_t len)
 {
-    uint64_t used = p->head - p->seen_tail, rec = rec_size(len);
     if (len > ppx__ring_max_record(p))
         return NULL;
-    if (!fits_used(p, used, rec) || could_wrap_early(p, used, rec)) {
-        used = used_now(p);
-        if (!fits_used(p, used, rec))
+    uint64_t rec = rec_size(len), pad;
+    /* Tail is read again only when the one last seen leaves no room, or
+     * when a fresher one could place the record elsewhere: with nothing
+     * unreleased it would wrap early (ring.h), by the one seen it would
+     * not. */
+    if (!room(p, p->head - p->seen_tail, rec, &pad) ||
+        pad != pad_before(p->cap, p->head, 0, rec)) {
+        if (!room(p, used_now(p), rec, &pad))
             return NULL;
     }
-    p->pad = pad_before(p->cap, p->head, used, rec);
-    return p->r->data + ((p->head + p->pad) & (p->cap - 1)) + HDR;
+    p->pad = pad;
+    return p->r->data + ((p->head + pad) & (p->cap - 1)) + HDR;
 }
 
 void ppx__ring_commit(ppx__port *p, size_t len, uint32_t flags)
