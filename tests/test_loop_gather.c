@@ -48,6 +48,18 @@ static void test_submission_is_eager_without_running_the_loop(void **state)
     ppx_awaitable_unref(aw);
 }
 
+/* g's value, after asserting that g is done and its value an array of n. */
+static ppx_value done_array(const ppx_awaitable *g, size_t n)
+{
+    assert_int_equal(ppx_awaitable_state(g), PPX_DONE);
+    ppx_value v;
+    assert_int_equal(ppx_awaitable_value(g, &v), 0);
+    size_t len;
+    assert_int_equal(ppx_value_array_len(v, &len), 0);
+    assert_int_equal(len, n);
+    return v;
+}
+
 static void test_gather_returns_values_in_submission_order(void **state)
 {
     fixture *fx = *state;
@@ -58,12 +70,7 @@ static void test_gather_returns_values_in_submission_order(void **state)
                                               "iii", (N - i) * 3, i * 10, 0), 0);
     assert_int_equal(ppx_gather(&fx->loop, aw, N, 0, &g), 0);
     assert_int_equal(ppx_run_until_complete(&fx->loop, g), 0);
-    assert_int_equal(ppx_awaitable_state(g), PPX_DONE);
-    ppx_value v;
-    assert_int_equal(ppx_awaitable_value(g, &v), 0);
-    size_t n;
-    assert_int_equal(ppx_value_array_len(v, &n), 0);
-    assert_int_equal(n, N);
+    ppx_value v = done_array(g, N);
     for (int i = 0; i < N; i++)
         assert_int_equal(int_at(v, (size_t)i), i * 10);
     assert_int_equal(ppx_gather_count(g), N);
@@ -87,12 +94,7 @@ static void test_gather_of_the_same_child_twice_reports_it_in_each_place(void **
     ppx_awaitable *kids[] = {slow, fast, slow, fast, slow};
     assert_int_equal(ppx_gather(&fx->loop, kids, 5, 0, &g), 0);
     assert_int_equal(ppx_run_until_complete(&fx->loop, g), 0);
-    assert_int_equal(ppx_awaitable_state(g), PPX_DONE);
-    ppx_value v;
-    assert_int_equal(ppx_awaitable_value(g, &v), 0);
-    size_t n;
-    assert_int_equal(ppx_value_array_len(v, &n), 0);
-    assert_int_equal(n, 5);
+    ppx_value v = done_array(g, 5);
     const int64_t want[] = {7, 3, 7, 3, 7};
     for (size_t i = 0; i < 5; i++)
         assert_int_equal(int_at(v, i), want[i]);
