@@ -8,7 +8,11 @@
  * the kernel). The slab hands out fixed-size blocks from chunks that
  * grow to 2 MiB, asks for transparent huge pages and prefaults the big
  * ones in one go, and recycles freed blocks with no global lock (one
- * mutex per slab, held for a few list operations).
+ * spin lock per slab, held for a few list operations). A chunk whose
+ * blocks are all back is kept for the next burst and goes back to the
+ * kernel once it has stayed empty for 10 s (looked at when another chunk
+ * empties, and with the slab): the memory of a pool's busiest burst is
+ * held that long after it.
  *
  * A slab belongs to a pool but outlives it while blocks are out (a
  * resolved future may be held long after ppx_pool_free): the pool closes
@@ -25,6 +29,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct ppx__slab ppx__slab;
 
@@ -43,8 +48,16 @@ void *ppx__slab_alloc(ppx__slab *s, size_t bytes);
  * is never locked (a thread of the parent may have held the lock at the
  * fork, and no thread of the child would ever release it). */
 void ppx__slab_free(void *block);
-/* Bytes the slab has mapped now (for tests: freed chunks go back). */
+/* Bytes the slab has mapped now (for tests). */
 size_t ppx__slab_mapped(ppx__slab *s);
+/* How long a chunk with no block out is kept: 10 s. */
+#define PPX__SLAB_KEEP_NS (UINT64_C(10) * 1000000000u)
+/* The clock the slab stamps chunks with (CLOCK_MONOTONIC_COARSE, ns). */
+uint64_t ppx__slab_now_ns(void);
+/* Gives back the chunks that had been empty for longer than
+ * PPX__SLAB_KEEP_NS at now_ns, as ppx__slab_free does at the clock's
+ * time when a chunk empties. Returns the bytes given back (for tests). */
+size_t ppx__slab_trim(ppx__slab *s, uint64_t now_ns);
 /* The owner lets go: the slab goes now if no block is out, else with the
  * last one. Nothing in a fork's child, as for ppx__slab_free. */
 void ppx__slab_close(ppx__slab *s);

@@ -74,30 +74,59 @@ static void test_freed_block_is_reused(void **state)
     ppx__slab_close(s);
 }
 
-/* Many blocks (several chunks) keep their contents; freed in another
- * order, the chunks go back but for the current one and one spare. */
-static void test_many_blocks_and_chunks_back(void **state)
+static void alloc_stamped(ppx__slab *s, unsigned char **b, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        assert_non_null(b[i] = ppx__slab_alloc(s, 240));
+        stamp(b[i], 240, i);
+    }
+}
+
+/* Many blocks (several chunks) keep their contents. Freed in another
+ * order, the chunks stay for the next burst, which maps nothing new and
+ * reuses the very chunks; once they are stale they go back but for the
+ * chunk blocks are cut from. */
+static void test_many_blocks_and_chunks_kept_then_back(void **state)
 {
     (void)state;
     ppx__slab *s = ppx__slab_new();
     unsigned char **b = malloc(MANY * sizeof *b);
     assert_non_null(b);
-    for (uint32_t i = 0; i < MANY; i++) {
-        assert_non_null(b[i] = ppx__slab_alloc(s, 240));
-        stamp(b[i], 240, i);
-    }
+    alloc_stamped(s, b, MANY);
     size_t grown = ppx__slab_mapped(s);
     assert_true(grown >= (size_t)MANY * 256);
     for (uint32_t i = 0; i < MANY; i++)
         assert_true(stamped(b[i], 240, i));
+    unsigned char *first = b[0], *last = b[MANY - 1];
+    uint64_t before = ppx__slab_now_ns();
     for (uint32_t i = 1; i < MANY; i += 2) /* odd ones, then even ones */
         ppx__slab_free(b[i]);
     for (uint32_t i = 0; i < MANY; i += 2)
         ppx__slab_free(b[i]);
-    /* Left: the chunk blocks are cut from, and one empty one for the
-     * next burst (each at most 2 MiB). */
-    assert_true(ppx__slab_mapped(s) <= 2 * (2u << 20));
-    assert_true(ppx__slab_mapped(s) < grown);
+    assert_int_equal(ppx__slab_mapped(s), grown);
+    /* Kept for PPX__SLAB_KEEP_NS from when each chunk emptied. */
+    assert_int_equal(ppx__slab_trim(s, before + PPX__SLAB_KEEP_NS), 0);
+    alloc_stamped(s, b, MANY);                 /* the next burst */
+    assert_int_equal(ppx__slab_mapped(s), grown);
+    /* Chunks in use again are no longer empty, however old. */
+    assert_int_equal(ppx__slab_trim(s, UINT64_MAX), 0);
+    for (uint32_t i = 0; i < MANY; i++)
+        assert_true(stamped(b[i], 240, i));
+    bool first_again = false, last_again = false;
+    for (uint32_t i = 0; i < MANY; i++) {
+        first_again |= b[i] == first;
+        last_again |= b[i] == last;
+    }
+    assert_true(first_again && last_again);
+    for (uint32_t i = 0; i < MANY; i++)
+        ppx__slab_free(b[i]);
+    size_t back = ppx__slab_trim(s, ppx__slab_now_ns() + PPX__SLAB_KEEP_NS + 1);
+    /* Left: the chunk blocks are cut from (at most 2 MiB). */
+    assert_true(back > 0);
+    assert_int_equal(ppx__slab_mapped(s), grown - back);
+    assert_true(ppx__slab_mapped(s) <= (2u << 20));
+    assert_non_null(b[0] = ppx__slab_alloc(s, 240)); /* still usable */
+    ppx__slab_free(b[0]);
     free(b);
     ppx__slab_close(s);
 }
@@ -252,7 +281,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocks_aligned_and_separate),
         cmocka_unit_test(test_freed_block_is_reused),
-        cmocka_unit_test(test_many_blocks_and_chunks_back),
+        cmocka_unit_test(test_many_blocks_and_chunks_kept_then_back),
         cmocka_unit_test(test_outlives_owner),
         cmocka_unit_test(test_threads_share_a_slab),
         cmocka_unit_test(test_fork_child_leaves_the_copy_alone),
