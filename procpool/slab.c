@@ -30,7 +30,7 @@ static const uint32_t class_bytes[] = {256, 384, 512, 768, 1024};
 /* Why an empty chunk is kept for the next burst before it goes back to
  * the kernel: fresh memory costs more than the calls cut from it. On the
  * 2-vCPU VM a chunk given
- * back is handed on to the host at once (free page reporting, order 9)
+ * back is soon handed on to the host (free page reporting, order 9)
  * and faulting 2 MiB in again costs 2.2-3.5 ms against 0.13 ms for
  * zeroing it; a pool's second burst of 100k calls went from 1.22-1.38M
  * to 1.49-1.63M calls/s when its chunks were kept. (PPX__SLAB_KEEP_NS,
