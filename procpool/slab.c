@@ -32,8 +32,9 @@ static const uint32_t class_bytes[] = {256, 384, 512, 768, 1024};
  * 2-vCPU VM a chunk given
  * back is soon handed on to the host (free page reporting, order 9)
  * and faulting 2 MiB in again costs 2.2-3.5 ms against 0.13 ms for
- * zeroing it; a pool's second burst of 100k calls went from 1.22-1.38M
- * to 1.49-1.63M calls/s when its chunks were kept. (PPX__SLAB_KEEP_NS,
+ * zeroing it; a pool's third and fourth bursts of 100k calls went from
+ * 1.22-1.38M to 1.29-1.63M calls/s when its chunks were kept (in other
+ * minutes the two were within noise). (PPX__SLAB_KEEP_NS,
  * slab.h: 10 s, jemalloc's default decay.) */
 
 /* A chunk of one class's blocks. A block's word holds its chunk while the
@@ -74,6 +75,7 @@ struct ppx__slab {
     /* Chunks other than a class's current one with no block out, oldest
      * first: kept for the next burst, given back once stale. */
     chunk *empty_head, *empty_tail;
+    uint64_t (*now_ns)(void); /* ppx__slab_now_ns; tests set their own */
     size_t live;
     bool closed;
 };
@@ -115,6 +117,7 @@ ppx__slab *ppx__slab_new(void)
     ppx__fork_hold(); /* installs the handler that counts forks */
     ppx__fork_release();
     s->gen = ppx__fork_generation();
+    s->now_ns = ppx__slab_now_ns;
     for (size_t i = 0; i < NCLASS; i++)
         s->cls[i].next_bytes = FIRST_CHUNK;
     return s;
@@ -235,9 +238,9 @@ static void empty_append(ppx__slab *s, chunk *ch, uint64_t now_ns)
     s->empty_tail = ch;
 }
 
-/* Takes the chunks empty for longer than PPX__SLAB_KEEP_NS at now_ns off every list
- * (under the lock) and returns them chained by all_next, to be unmapped
- * once the lock is let go. */
+/* Takes the chunks empty for longer than PPX__SLAB_KEEP_NS at now_ns off
+ * every list (under the lock) and returns them chained by all_next, to be
+ * unmapped once the lock is let go. */
 static chunk *take_stale(ppx__slab *s, uint64_t now_ns)
 {
     chunk *stale = NULL;
@@ -348,7 +351,7 @@ void ppx__slab_free(void *block)
     /* An emptied chunk is kept for the next burst; the ones kept too long
      * go back (looked at only here: a chunk empties once per its blocks). */
     if (ch->live == 0 && ch != k->current) {
-        uint64_t now = ppx__slab_now_ns();
+        uint64_t now = s->now_ns();
         empty_append(s, ch, now);
         stale = take_stale(s, now);
     }
@@ -361,10 +364,19 @@ void ppx__slab_free(void *block)
 
 size_t ppx__slab_trim(ppx__slab *s, uint64_t now_ns)
 {
+    if (!s || s->gen != ppx__fork_generation())
+        return 0;
     lock(s);
     chunk *stale = take_stale(s, now_ns);
     unlock(s);
     return unmap_all(stale);
+}
+
+void ppx__slab_set_clock(ppx__slab *s, uint64_t (*now_ns)(void))
+{
+    lock(s);
+    s->now_ns = now_ns;
+    unlock(s);
 }
 
 size_t ppx__slab_mapped(ppx__slab *s)

@@ -54,9 +54,12 @@ size_t ppx__slab_mapped(ppx__slab *s);
 #define PPX__SLAB_KEEP_NS (UINT64_C(10) * 1000000000u)
 /* The clock the slab stamps chunks with (CLOCK_MONOTONIC_COARSE, ns). */
 uint64_t ppx__slab_now_ns(void);
+/* For tests: s stamps and judges its chunks by now_ns instead. */
+void ppx__slab_set_clock(ppx__slab *s, uint64_t (*now_ns)(void));
 /* Gives back the chunks that had been empty for longer than
  * PPX__SLAB_KEEP_NS at now_ns, as ppx__slab_free does at the clock's
- * time when a chunk empties. Returns the bytes given back (for tests). */
+ * time when a chunk empties. Returns the bytes given back (for tests);
+ * 0 in a fork's child, as for ppx__slab_free. */
 size_t ppx__slab_trim(ppx__slab *s, uint64_t now_ns);
 /* The owner lets go: the slab goes now if no block is out, else with the
  * last one. Nothing in a fork's child, as for ppx__slab_free. */

@@ -82,14 +82,24 @@ static void alloc_stamped(ppx__slab *s, unsigned char **b, uint32_t n)
     }
 }
 
+/* The slab's clock in these tests: they move it by hand. */
+static uint64_t fake_now;
+
+static uint64_t fake_clock(void)
+{
+    return fake_now;
+}
+
 /* Many blocks (several chunks) keep their contents. Freed in another
- * order, the chunks stay for the next burst, which maps nothing new and
- * reuses the very chunks; once they are stale they go back but for the
- * chunk blocks are cut from. */
+ * order, the chunks stay for the next burst, which maps nothing new;
+ * once they are stale they go back but for the chunk blocks are cut
+ * from. */
 static void test_many_blocks_and_chunks_kept_then_back(void **state)
 {
     (void)state;
     ppx__slab *s = ppx__slab_new();
+    ppx__slab_set_clock(s, fake_clock);
+    fake_now = 1000;
     unsigned char **b = malloc(MANY * sizeof *b);
     assert_non_null(b);
     alloc_stamped(s, b, MANY);
@@ -97,36 +107,65 @@ static void test_many_blocks_and_chunks_kept_then_back(void **state)
     assert_true(grown >= (size_t)MANY * 256);
     for (uint32_t i = 0; i < MANY; i++)
         assert_true(stamped(b[i], 240, i));
-    unsigned char *first = b[0], *last = b[MANY - 1];
-    uint64_t before = ppx__slab_now_ns();
     for (uint32_t i = 1; i < MANY; i += 2) /* odd ones, then even ones */
         ppx__slab_free(b[i]);
     for (uint32_t i = 0; i < MANY; i += 2)
         ppx__slab_free(b[i]);
     assert_int_equal(ppx__slab_mapped(s), grown);
     /* Kept for PPX__SLAB_KEEP_NS from when each chunk emptied. */
-    assert_int_equal(ppx__slab_trim(s, before + PPX__SLAB_KEEP_NS), 0);
-    alloc_stamped(s, b, MANY);                 /* the next burst */
+    assert_int_equal(ppx__slab_trim(s, fake_now + PPX__SLAB_KEEP_NS), 0);
+    alloc_stamped(s, b, MANY); /* the next burst */
     assert_int_equal(ppx__slab_mapped(s), grown);
     /* Chunks in use again are no longer empty, however old. */
     assert_int_equal(ppx__slab_trim(s, UINT64_MAX), 0);
     for (uint32_t i = 0; i < MANY; i++)
         assert_true(stamped(b[i], 240, i));
-    bool first_again = false, last_again = false;
-    for (uint32_t i = 0; i < MANY; i++) {
-        first_again |= b[i] == first;
-        last_again |= b[i] == last;
-    }
-    assert_true(first_again && last_again);
     for (uint32_t i = 0; i < MANY; i++)
         ppx__slab_free(b[i]);
-    size_t back = ppx__slab_trim(s, ppx__slab_now_ns() + PPX__SLAB_KEEP_NS + 1);
+    size_t back = ppx__slab_trim(s, fake_now + PPX__SLAB_KEEP_NS + 1);
     /* Left: the chunk blocks are cut from (at most 2 MiB). */
     assert_true(back > 0);
     assert_int_equal(ppx__slab_mapped(s), grown - back);
     assert_true(ppx__slab_mapped(s) <= (2u << 20));
     assert_non_null(b[0] = ppx__slab_alloc(s, 240)); /* still usable */
     ppx__slab_free(b[0]);
+    free(b);
+    ppx__slab_close(s);
+}
+
+/* What ppx__slab_free does when a chunk empties: chunks empty for longer
+ * than PPX__SLAB_KEEP_NS go back then, the younger ones stay. */
+static void test_stale_chunks_go_when_another_empties(void **state)
+{
+    (void)state;
+    ppx__slab *s = ppx__slab_new();
+    ppx__slab_set_clock(s, fake_clock);
+    unsigned char **b = malloc(MANY * sizeof *b);
+    assert_non_null(b);
+    alloc_stamped(s, b, MANY);
+    size_t grown = ppx__slab_mapped(s);
+    fake_now = 5000; /* the first half empties its chunks now */
+    for (uint32_t i = 0; i < MANY / 2; i++)
+        ppx__slab_free(b[i]);
+    /* The second half's, but for one block in a chunk before the last
+     * (blocks are cut from the last): not stale yet. */
+    uint32_t held = MANY / 2 + 100;
+    fake_now += PPX__SLAB_KEEP_NS;
+    for (uint32_t i = MANY / 2; i < MANY; i++)
+        if (i != held)
+            ppx__slab_free(b[i]);
+    assert_int_equal(ppx__slab_mapped(s), grown);
+    /* A nanosecond later that block's chunk empties, and the first
+     * half's chunks are then older than the slab keeps. */
+    fake_now += 1;
+    ppx__slab_free(b[held]);
+    size_t left = ppx__slab_mapped(s);
+    assert_true(left < grown);
+    /* Only the first half's chunks went: the second half's stay until
+     * they are stale too. */
+    assert_true(grown - left <= (size_t)(MANY / 2) * 256 + (2u << 20));
+    assert_true(ppx__slab_trim(s, fake_now + PPX__SLAB_KEEP_NS + 1) > 0);
+    assert_true(ppx__slab_mapped(s) <= (2u << 20));
     free(b);
     ppx__slab_close(s);
 }
@@ -282,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_blocks_aligned_and_separate),
         cmocka_unit_test(test_freed_block_is_reused),
         cmocka_unit_test(test_many_blocks_and_chunks_kept_then_back),
+        cmocka_unit_test(test_stale_chunks_go_when_another_empties),
         cmocka_unit_test(test_outlives_owner),
         cmocka_unit_test(test_threads_share_a_slab),
         cmocka_unit_test(test_fork_child_leaves_the_copy_alone),
