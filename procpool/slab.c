@@ -1,5 +1,6 @@
 #include "slab.h"
 #include "fork.h"
+#include "util/list.h"
 
 #include <sched.h>
 #include <stdatomic.h>
@@ -45,12 +46,13 @@ typedef struct chunk {
     struct chunk *part_prev, *part_next;       /* those with free blocks */
     void **free; /* non-NULL exactly while on the class's partial list */
     char *bump, *end;
-    struct chunk *empty_prev, *empty_next; /* on the slab's empty list */
-    uint64_t empty_ns;                     /* when it went on it */
+    /* On the slab's empty list exactly while no block is out and it is
+     * not its class's current chunk (empty_ns: since when). */
+    ppx__link empty_link;
+    uint64_t empty_ns;
     size_t bytes;
     uint32_t live;
     uint8_t cls;
-    bool on_empty;
 } chunk;
 
 /* The chunk's header, then the first block's word, placed so that
@@ -74,7 +76,7 @@ struct ppx__slab {
     chunk *all;
     /* Chunks other than a class's current one with no block out, oldest
      * first: kept for the next burst, given back once stale. */
-    chunk *empty_head, *empty_tail;
+    ppx__list empty;
     uint64_t (*now_ns)(void); /* ppx__slab_now_ns; tests set their own */
     size_t live;
     bool closed;
@@ -211,43 +213,17 @@ static void all_unlink(ppx__slab *s, chunk *ch)
         ch->all_next->all_prev = ch->all_prev;
 }
 
-static void empty_unlink(ppx__slab *s, chunk *ch)
-{
-    if (ch->empty_prev)
-        ch->empty_prev->empty_next = ch->empty_next;
-    else
-        s->empty_head = ch->empty_next;
-    if (ch->empty_next)
-        ch->empty_next->empty_prev = ch->empty_prev;
-    else
-        s->empty_tail = ch->empty_prev;
-    ch->empty_prev = ch->empty_next = NULL;
-    ch->on_empty = false;
-}
-
-static void empty_append(ppx__slab *s, chunk *ch, uint64_t now_ns)
-{
-    ch->empty_ns = now_ns;
-    ch->on_empty = true;
-    ch->empty_next = NULL;
-    ch->empty_prev = s->empty_tail;
-    if (s->empty_tail)
-        s->empty_tail->empty_next = ch;
-    else
-        s->empty_head = ch;
-    s->empty_tail = ch;
-}
-
 /* Takes the chunks empty for longer than PPX__SLAB_KEEP_NS at now_ns off
  * every list (under the lock) and returns them chained by all_next, to be
  * unmapped once the lock is let go. */
 static chunk *take_stale(ppx__slab *s, uint64_t now_ns)
 {
     chunk *stale = NULL;
-    while (s->empty_head && now_ns > s->empty_head->empty_ns &&
-           now_ns - s->empty_head->empty_ns > PPX__SLAB_KEEP_NS) {
-        chunk *ch = s->empty_head;
-        empty_unlink(s, ch);
+    for (ppx__link *e; (e = s->empty.head);) {
+        chunk *ch = PPX__CONTAINER_OF(e, chunk, empty_link);
+        if (now_ns <= ch->empty_ns || now_ns - ch->empty_ns <= PPX__SLAB_KEEP_NS)
+            break;
+        ppx__list_remove(&s->empty, e);
         partial_unlink(&s->cls[ch->cls], ch);
         all_unlink(s, ch);
         ch->all_next = stale;
@@ -286,8 +262,8 @@ static void **take(ppx__slab *s, unsigned c, chunk **from)
         ch->free = *w;
         if (!ch->free)
             partial_unlink(k, ch);
-        if (ch->on_empty)
-            empty_unlink(s, ch);
+        if (ch->live == 0 && ch != k->current)
+            ppx__list_remove(&s->empty, &ch->empty_link);
         *from = ch;
         return w;
     }
@@ -351,9 +327,9 @@ void ppx__slab_free(void *block)
     /* An emptied chunk is kept for the next burst; the ones kept too long
      * go back (looked at only here: a chunk empties once per its blocks). */
     if (ch->live == 0 && ch != k->current) {
-        uint64_t now = s->now_ns();
-        empty_append(s, ch, now);
-        stale = take_stale(s, now);
+        ch->empty_ns = s->now_ns();
+        ppx__list_push_back(&s->empty, &ch->empty_link);
+        stale = take_stale(s, ch->empty_ns);
     }
     bool gone = s->closed && s->live == 0;
     unlock(s);
