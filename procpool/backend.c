@@ -7,7 +7,7 @@
 #include "core.h"
 #include "local/local.h"
 #include "worker/sandbox.h"
-#include "mpi/remote.h"
+#include "mpi/entry.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -62,7 +62,7 @@ static int choose(const ppx_pool_options *o, int *be)
     return PPX_EBACKEND;
 #else
     *be = rank == 0 ? PPX__BE_ROOT : PPX__BE_NODE;
-    return 0;
+    return ppx__mpi_entry_get() ? 0 : PPX_EBACKEND;
 #endif
 }
 
@@ -95,11 +95,11 @@ int ppx_pool_new(const ppx_pool_options *opts, ppx_pool **out)
         return rc;
     /* This rank lends itself to rank 0's pool and exits when rank 0
      * does: ppx__node_serve returns only if it could not start. */
-    if (be == PPX__BE_NODE)
-        return api_code(ppx__node_serve(&o));
 #ifdef PPX_HAVE_MPI
+    if (be == PPX__BE_NODE)
+        return api_code(ppx__mpi_entry_get()->node_serve(&o));
     if (be == PPX__BE_ROOT)
-        return api_code(ppx__pool_open(out, &o, &ppx__mpi_ops));
+        return api_code(ppx__pool_open(out, &o, ppx__mpi_entry_get()->ops));
 #endif
     return api_code(ppx__pool_open(out, &o, &ppx__local_ops));
 }
