@@ -2,8 +2,9 @@
  * The MPI backend as the shared library's module (procpool/mpi/entry.h),
  * in a program linked with libppx.so as a user's is:
  *   - a program making local pools never maps libmpi or the module;
- *   - a module that is missing, or is not ppx's, is a clear PPX_EBACKEND
- *     naming the file, and the process goes on;
+ *   - a module that is missing, not ppx's, or from another release or
+ *     build of ppx is a clear PPX_EBACKEND naming the file, and the
+ *     process goes on to make local pools;
  *   - under mpirun (the mpi suite runs this program with three ranks),
  *     the module loads and rank 0's calls run on the other ranks.
  * The other suites link the static library, which has the backend in.
@@ -32,27 +33,40 @@ static int my_rank(ppx_call *call, void *udata)
     return ppx_return_int(call, r ? atoi(r) : -1);
 }
 
-/* Whether a mapping of this process's names a file containing name. */
+/* Whether a mapping of this process's names a file containing name: the
+ * whole of /proc/self/maps is read (rank 0's is ~50 KB under mpirun). */
 static bool mapped(const char *name)
 {
-    static char maps[1 << 16];
-    long n = support_read_file("/proc/self/maps", maps, sizeof maps);
-    assert_true(n > 0);
-    return strstr(maps, name) != NULL;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return false;
+    char line[4096 + 256];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, name) != NULL;
+    fclose(f);
+    return found;
 }
 
-/* The file a symbol of this process comes from. */
-static const char *file_of(const void *sym)
+/* The file an address of this process is in. */
+static const char *file_of(const void *addr)
 {
     Dl_info di;
-    assert_true(dladdr(sym, &di) && di.dli_fname);
+    assert_true(dladdr(addr, &di) && di.dli_fname);
     return di.dli_fname;
+}
+
+/* libppx.so's path, from a string inside it (ppx_version's address could
+ * be the program's own PLT slot where the program is not PIE). */
+static const char *libppx_path(void)
+{
+    return file_of(ppx_version());
 }
 
 static void test_local_pool_maps_no_mpi(void **state)
 {
     (void)state;
-    assert_non_null(strstr(file_of((const void *)ppx_version), "libppx.so"));
+    assert_non_null(strstr(libppx_path(), "libppx.so"));
     assert_false(mapped("libmpi"));
     ppx_pool *p;
     assert_int_equal(ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 1, .backend = PPX_BACKEND_AUTO), &p),
@@ -82,18 +96,45 @@ static void copy_file(const char *from, const char *to)
     close(out);
 }
 
-/* Runs this program's "probe" (main) in a directory holding a copy of
- * libppx.so and, when fake is not NULL, a copy of that file under the
- * module's name; its line of output goes to out. */
-static void probe_in_copy(const char *fake, char *out, size_t cap)
+/* A directory holding a copy of libppx.so and maybe a module: made by
+ * setup, emptied and removed by teardown whatever the test did. */
+typedef struct {
+    char dir[256];
+    char lib[512];
+    char mod[512];
+} copy_dir;
+
+static int copy_setup(void **state)
 {
-    char dir[] = "/tmp/ppx-module-XXXXXX", lib[128], mod[128];
-    assert_non_null(mkdtemp(dir));
-    snprintf(lib, sizeof lib, "%s/libppx.so.%d.%d", dir, PPX_VERSION_MAJOR, PPX_VERSION_MINOR);
-    snprintf(mod, sizeof mod, "%s/%s", dir, MODULE);
-    copy_file(file_of((const void *)ppx_version), lib);
+    static copy_dir c;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(c.dir, sizeof c.dir, "%s/ppx-module-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(c.dir))
+        return -1;
+    /* Under the name the loader knows it by (its soname). */
+    const char *base = strrchr(libppx_path(), '/');
+    snprintf(c.lib, sizeof c.lib, "%s/%s", c.dir, base ? base + 1 : libppx_path());
+    snprintf(c.mod, sizeof c.mod, "%s/%s", c.dir, MODULE);
+    *state = &c;
+    return 0;
+}
+
+static int copy_teardown(void **state)
+{
+    copy_dir *c = *state;
+    unlink(c->lib);
+    unlink(c->mod);
+    return rmdir(c->dir);
+}
+
+/* Runs this program's "probe" (main) on c's copy of libppx.so, with the
+ * file fake (when not NULL) as the module beside it; its output goes to
+ * out. */
+static void probe_in_copy(copy_dir *c, const char *fake, char *out, size_t cap)
+{
+    copy_file(libppx_path(), c->lib);
     if (fake)
-        copy_file(fake, mod);
+        copy_file(fake, c->mod);
     /* Its path, not /proc/self/exe itself: under valgrind that names
      * valgrind, where readlink gives the program's. */
     char exe[4096];
@@ -109,7 +150,7 @@ static void probe_in_copy(const char *fake, char *out, size_t cap)
         /* LD_LIBRARY_PATH comes before the program's RUNPATH; the ranks'
          * variables are what mpirun would have set for rank 0 of 3. */
         dup2(fds[1], 1);
-        setenv("LD_LIBRARY_PATH", dir, 1);
+        setenv("LD_LIBRARY_PATH", c->dir, 1);
         setenv("OMPI_COMM_WORLD_SIZE", "3", 1);
         setenv("OMPI_COMM_WORLD_RANK", "0", 1);
         execl(exe, exe, "probe", (char *)NULL);
@@ -125,35 +166,57 @@ static void probe_in_copy(const char *fake, char *out, size_t cap)
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    unlink(lib);
-    unlink(mod);
-    assert_int_equal(rmdir(dir), 0);
     /* The probe ran on the copy, not on the build's libppx.so. */
-    assert_non_null(strstr(out, dir));
+    char want[600];
+    snprintf(want, sizeof want, "lib=%s ", c->lib);
+    assert_non_null(strstr(out, want));
 }
 
 static void test_missing_module_is_a_clear_error(void **state)
 {
-    (void)state;
-    char line[1024];
-    probe_in_copy(NULL, line, sizeof line);
-    assert_non_null(strstr(line, "rc=PPX_EBACKEND "));
-    assert_non_null(strstr(line, "the MPI backend did not load: "));
-    assert_non_null(strstr(line, "/" MODULE ": cannot open shared object file"));
+    copy_dir *c = *state;
+    char line[2048], want[700];
+    probe_in_copy(c, NULL, line, sizeof line);
+    snprintf(want, sizeof want,
+             "rc=PPX_EBACKEND the MPI backend did not load: %s: cannot open shared object file",
+             c->mod);
+    assert_non_null(strstr(line, want));
     /* The same process then made a local pool and ran a call. */
-    assert_non_null(strstr(line, " local=7"));
+    assert_non_null(strstr(line, " local=7\n"));
+}
+
+/* The module's file holds something else, or another build's module:
+ * refused, named, and nothing of it runs. */
+static void refused(copy_dir *c, const char *fake)
+{
+    char line[2048], want[700];
+    probe_in_copy(c, fake, line, sizeof line);
+    snprintf(want, sizeof want,
+             "rc=PPX_EBACKEND %s is not the MPI backend of this libppx (" PPX_PROJECT_VERSION
+             ", build ",
+             c->mod);
+    assert_non_null(strstr(line, want));
+    assert_non_null(strstr(line, "): reinstall both from one build local=7\n"));
 }
 
 static void test_foreign_module_is_refused(void **state)
 {
-    (void)state;
-    char line[1024];
     /* A real shared object, but not ppx's module: libuv's own file. */
-    probe_in_copy(file_of((const void *)uv_version), line, sizeof line);
-    assert_non_null(strstr(line, "rc=PPX_EBACKEND "));
-    assert_non_null(strstr(line, "/" MODULE " is not the MPI backend of this libppx (" PPX_PROJECT_VERSION
-                                 "): reinstall both from one build"));
-    assert_non_null(strstr(line, " local=7"));
+    refused(*state, file_of((const void *)uv_version));
+}
+
+static void test_other_release_is_refused(void **state)
+{
+    const char *fake = getenv("FAKE_MODULE_VERSION"); /* says 9.9.9 */
+    assert_non_null(fake);
+    refused(*state, fake);
+}
+
+static void test_other_build_is_refused(void **state)
+{
+    const char *fake = getenv("FAKE_MODULE_TOKEN"); /* this release, another token */
+    assert_non_null(fake);
+    refused(*state, fake);
 }
 
 static int seven(ppx_call *call, void *udata)
@@ -170,7 +233,7 @@ static int probe(void)
     ppx_register("seven", seven, NULL);
     ppx_pool *p = NULL;
     int rc = ppx_pool_new(&PPX_POOL_OPTIONS(.workers = 1), &p);
-    printf("lib=%s rc=%s %s", file_of((const void *)ppx_version), ppx_err_name(rc),
+    printf("lib=%s rc=%s %s", libppx_path(), ppx_err_name(rc),
            ppx_last_error());
     if (p)
         ppx_pool_free(p);
@@ -226,8 +289,11 @@ int main(int argc, char **argv)
         return under_mpirun();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_local_pool_maps_no_mpi),
-        cmocka_unit_test(test_missing_module_is_a_clear_error),
-        cmocka_unit_test(test_foreign_module_is_refused),
+        cmocka_unit_test_setup_teardown(test_missing_module_is_a_clear_error, copy_setup,
+                                        copy_teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_module_is_refused, copy_setup, copy_teardown),
+        cmocka_unit_test_setup_teardown(test_other_release_is_refused, copy_setup, copy_teardown),
+        cmocka_unit_test_setup_teardown(test_other_build_is_refused, copy_setup, copy_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

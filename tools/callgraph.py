@@ -66,9 +66,15 @@ def strongly_connected(nodes, edges):
 
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
-    objs = sorted(glob.glob(os.path.join(build, "libppx.so.*.p", "*.c.o")))
+    # The library's objects: the core both libraries share, the shared
+    # library's own (the MPI loader) and the MPI module's.
+    objs = sorted(
+        o
+        for d in ("libppx_core.a.p", "libppx.so.*.p", "libppx-mpi-*.so.p")
+        for o in glob.glob(os.path.join(build, d, "*.c.o"))
+    )
     if not objs:
-        sys.exit("no objects under %s/libppx.so.*.p: build first" % build)
+        sys.exit("no objects under %s/libppx_core.a.p: build first" % build)
     root = os.path.dirname(os.path.abspath(__file__)) + "/.."
     for src in glob.glob(os.path.join(root, "**", "*.c"), recursive=True):
         rel = os.path.relpath(src, root)[: -len(".c")]

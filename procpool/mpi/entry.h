@@ -1,26 +1,26 @@
 /*
  * How the core reaches the MPI backend. The backend needs libmpi, and
  * loading libmpi (with Open MPI's libopen-rte, libopen-pal, hwloc,
- * libevent, udev) costs every process that links ppx ~100 page faults and
- * ~2 ms at start-up, and ~60 more mappings that every fork of the pool
+ * libevent, udev) costs every process that links ppx ~95 page faults and
+ * ~2.5 ms at start-up, and ~60 more mappings that every fork of the pool
  * then copies. So in the shared library the backend is a module of its
  * own (libppx-mpi-VERSION.so, next to libppx.so), loaded only when a pool
- * is made under mpirun (mpi_load.c); the static library links it in
- * (entry_linked.c), as a static link cannot load a module that needs the
+ * is made under mpirun (load.c); the static library links it in
+ * (linked.c), as a static link cannot load a module that needs the
  * library's own internals.
  */
 #ifndef PPX_PROCPOOL_MPI_ENTRY_H
 #define PPX_PROCPOOL_MPI_ENTRY_H
 #include "procpool/core.h"
 
-/* What the module gives the core. version, pool_size and ops_size must
- * equal the loading library's: the module uses the library's internals
- * (its exported PPX_PRIVATE symbols, ppx.map), so only the build it came
- * from may load it. */
+/* What the module gives the core. The module uses the library's
+ * internals (its exported PPX_PRIVATE symbols, ppx.map), so only the build
+ * it came from may load it: version is the release, token a hash of the
+ * headers both compile against and of the build's configuration
+ * (tools/abi_token.py); both must equal the loading library's. */
 typedef struct ppx__mpi_entry {
     const char *version;
-    size_t pool_size;
-    size_t ops_size;
+    const char *token;
     /* Rank 0's pool: the other ranks are its workers. */
     const ppx__backend_ops *ops;
     /* Another rank: serves rank 0's calls and exits; returns only if it

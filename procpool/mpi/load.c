@@ -5,11 +5,16 @@
  */
 #include "entry.h"
 #include "procpool/errors.h"
+#include "ppx_abi_token.h"
 
 #include <dlfcn.h>
+#include <limits.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S2(x) #x
 #define S(x) S2(x)
@@ -18,21 +23,37 @@
 
 static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
 static const ppx__mpi_entry *loaded; /* under load_lock */
-/* An address inside libppx.so, for dladdr to name the file. */
+/* An address inside libppx.so, for the loader to name the file. */
 static const char anchor;
 
-/* The module's path: the directory libppx.so was loaded from, so the
- * module of the same build and install is the one found. */
-static int module_path(char *buf, size_t len)
+/* The module's path in dir (up to len bytes of it): false if too long. */
+static bool in_dir(char *out, size_t cap, const char *dir, size_t len)
+{
+    int n = snprintf(out, cap, "%.*s/%s", (int)len, dir, MODULE_NAME);
+    return n > 0 && (size_t)n < cap;
+}
+
+/* Where the module of this build is: beside the file libppx.so really is
+ * (a symlink to it, as in a packaging view, resolved), else beside the
+ * name it was loaded by. The loader's origin is absolute, taken at load:
+ * a relative LD_LIBRARY_PATH and a chdir since do not mislead it. */
+static bool module_path(char *out, size_t cap)
 {
     Dl_info di;
-    if (!dladdr(&anchor, &di) || !di.dli_fname)
-        return -1;
-    const char *slash = strrchr(di.dli_fname, '/');
-    int n = slash ? snprintf(buf, len, "%.*s/%s", (int)(slash - di.dli_fname), di.dli_fname,
-                             MODULE_NAME)
-                  : snprintf(buf, len, "./%s", MODULE_NAME);
-    return n > 0 && (size_t)n < len ? 0 : -1;
+    struct link_map *lm = NULL;
+    char origin[PATH_MAX], real[PATH_MAX], file[PATH_MAX + 256];
+    if (!dladdr1(&anchor, &di, (void **)&lm, RTLD_DL_LINKMAP) || !lm ||
+        dlinfo(lm, RTLD_DI_ORIGIN, origin) != 0)
+        return false;
+    const char *name = strrchr(lm->l_name, '/');
+    name = name ? name + 1 : lm->l_name;
+    int n = snprintf(file, sizeof file, "%s/%s", origin, name);
+    if (n > 0 && (size_t)n < sizeof file && realpath(file, real)) {
+        const char *slash = strrchr(real, '/');
+        if (slash && in_dir(out, cap, real, (size_t)(slash - real)) && access(out, F_OK) == 0)
+            return true;
+    }
+    return in_dir(out, cap, origin, strlen(origin));
 }
 
 /* Opens the module and checks that it is from this build. RTLD_GLOBAL:
@@ -41,10 +62,10 @@ static int module_path(char *buf, size_t len)
  * own. */
 static const ppx__mpi_entry *load(void)
 {
-    char path[4096];
-    if (module_path(path, sizeof path) != 0) {
-        ppx__set_last_error("the MPI backend (%s) was not looked for: the directory "
-                            "libppx.so was loaded from is unknown",
+    char path[PATH_MAX + 64];
+    if (!module_path(path, sizeof path)) {
+        ppx__set_last_error("the MPI backend (%s) was not looked for: the loader does not "
+                            "say where libppx.so is, or the path is too long",
                             MODULE_NAME);
         return NULL;
     }
@@ -54,11 +75,11 @@ static const ppx__mpi_entry *load(void)
         return NULL;
     }
     const ppx__mpi_entry *e = dlsym(h, PPX__MPI_ENTRY_SYMBOL);
-    if (!e || strcmp(e->version, VERSION) != 0 || e->pool_size != sizeof(ppx_pool) ||
-        e->ops_size != sizeof(ppx__backend_ops)) {
-        ppx__set_last_error("%.300s is not the MPI backend of this libppx (%s): reinstall "
-                            "both from one build",
-                            path, VERSION);
+    if (!e || !e->version || strcmp(e->version, VERSION) != 0 || !e->token ||
+        strcmp(e->token, PPX__ABI_TOKEN) != 0) {
+        ppx__set_last_error("%.300s is not the MPI backend of this libppx (%s, build %.8s): "
+                            "reinstall both from one build",
+                            path, VERSION, PPX__ABI_TOKEN);
         dlclose(h);
         return NULL;
     }
