@@ -2,12 +2,12 @@
  * How the core reaches the MPI backend. The backend needs libmpi, and
  * loading libmpi (with Open MPI's libopen-rte, libopen-pal, hwloc,
  * libevent, udev) costs every process that links ppx ~95 page faults and
- * ~2.5 ms at start-up, and ~60 more mappings that every fork of the pool
- * then copies. So in the shared library the backend is a module of its
- * own (libppx-mpi-VERSION.so, next to libppx.so), loaded only when a pool
- * is made under mpirun (load.c); the static library links it in
- * (linked.c), as a static link cannot load a module that needs the
- * library's own internals.
+ * ~2.5 ms at start-up, and 48 more mappings that every fork of the pool
+ * then copies (~0.1 ms more for a fork of a fork). So in the shared
+ * library the backend is a module of its own (libppx-mpi-VERSION.so,
+ * next to libppx.so), loaded only when a pool is made under mpirun
+ * (load.c); the static library links it in (linked.c), as a static link
+ * cannot load a module that needs the library's own internals.
  */
 #ifndef PPX_PROCPOOL_MPI_ENTRY_H
 #define PPX_PROCPOOL_MPI_ENTRY_H
