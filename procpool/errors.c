@@ -23,11 +23,7 @@ void ppx__set_last_error(const char *fmt, ...)
 
 const char *ppx_version(void)
 {
-#define S2(x) #x
-#define S(x) S2(x)
-    return S(PPX_VERSION_MAJOR) "." S(PPX_VERSION_MINOR) "." S(PPX_VERSION_PATCH);
-#undef S
-#undef S2
+    return PPX__VERSION_STRING;
 }
 
 const char *ppx_strerror(int code)

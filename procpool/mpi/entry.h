@@ -11,7 +11,7 @@
  */
 #ifndef PPX_PROCPOOL_MPI_ENTRY_H
 #define PPX_PROCPOOL_MPI_ENTRY_H
-#include "procpool/core.h"
+#include "procpool/backend.h"
 
 /* What the module gives the core. The module uses the library's
  * internals (its exported PPX_PRIVATE symbols, ppx.map), so only the build

@@ -16,10 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define S2(x) #x
-#define S(x) S2(x)
-#define VERSION S(PPX_VERSION_MAJOR) "." S(PPX_VERSION_MINOR) "." S(PPX_VERSION_PATCH)
-#define MODULE_NAME "libppx-mpi-" VERSION ".so"
+#define MODULE_NAME "libppx-mpi-" PPX__VERSION_STRING ".so"
 
 static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
 static const ppx__mpi_entry *loaded; /* under load_lock */
@@ -75,11 +72,11 @@ static const ppx__mpi_entry *load(void)
         return NULL;
     }
     const ppx__mpi_entry *e = dlsym(h, PPX__MPI_ENTRY_SYMBOL);
-    if (!e || !e->version || strcmp(e->version, VERSION) != 0 || !e->token ||
+    if (!e || !e->version || strcmp(e->version, PPX__VERSION_STRING) != 0 || !e->token ||
         strcmp(e->token, PPX__ABI_TOKEN) != 0) {
         ppx__set_last_error("%.300s is not the MPI backend of this libppx (%s, build %.8s): "
                             "reinstall both from one build",
-                            path, VERSION, PPX__ABI_TOKEN);
+                            path, PPX__VERSION_STRING, PPX__ABI_TOKEN);
         dlclose(h);
         return NULL;
     }
